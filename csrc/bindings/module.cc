@@ -1,0 +1,12 @@
+// The pybert._C extension module: one PYBIND11_MODULE calling each binding's
+// init function. Needs no TensorFlow.
+#include <pybind11/pybind11.h>
+
+namespace pybert {
+void InitTokenizer(pybind11::module_& m);
+}  // namespace pybert
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "pybert native core: WordPiece tokenizer";
+  pybert::InitTokenizer(m);
+}

@@ -1,0 +1,127 @@
+// Table-driven unit tests of the tokenizer core (run by ctest).
+// Usage: tokenizer_test VOCAB_FILE
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tokenizer/encoding.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/vocab.h"
+
+namespace {
+
+int failures = 0;
+
+void Expect(bool ok, const std::string& what) {
+  if (!ok) {
+    ++failures;
+    std::cerr << "FAIL: " << what << "\n";
+  }
+}
+
+std::string Join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : " ") + x;
+  return s;
+}
+
+struct Spec {
+  const char* text;
+  bool lower;
+  const char* pieces;  // space-separated expected word pieces
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::cerr << "usage: tokenizer_test VOCAB_FILE\n";
+    return 2;
+  }
+  std::ifstream in(argv[1], std::ios::binary);
+  std::stringstream buf;
+  buf << in.rdbuf();
+  const std::string vocab_text = buf.str();
+
+  const Spec specs[] = {
+      {"unaffable", true, "un ##aff ##able"},
+      {"UNAFFABLE", true, "un ##aff ##able"},
+      {"UNAFFABLE", false, "[UNK]"},
+      {"Hello, World!", true, "hello , world !"},
+      {"  hello\t\n\rworld  ", true, "hello world"},
+      {"hel\x01lo", true, "hello"},                   // controls removed, not split
+      {"hello\xc2\xa0world", true, "hello world"},    // NBSP is Zs: a space
+      {"hello\xe2\x80\xa8world", true, "hello world"},  // U+2028: str.split() splits
+      {"h\xc3\xa9llo", true, "hello"},                 // accent stripped (NFD + drop Mn)
+      {"\xce\x91\xce\xa3.", true, "α ##ς ."},         // Final_Sigma: ΑΣ. -> ας .
+      {"\xc4\xb0stanbul", true, "istanbul"},           // İ -> i + U+0307 (stripped)
+      {"\xe4\xbd\xa0\xe5\xa5\xbd", true, "你 好"},     // CJK split into characters
+      {"cafes", true, "cafe ##s"},
+      {"", true, ""},
+      {"\xff\xfe", true, ""},                          // invalid UTF-8 -> U+FFFD -> removed
+      {"hello\xe2\x80\x8bworld", true, "[UNK]"},       // ZWSP is Cf: removed, joins words
+  };
+  pybert::BertTokenizer uncased(pybert::Vocab::FromText(vocab_text, argv[1]),
+                                pybert::TokenizerOptions{true, true, 400, "[UNK]"});
+  pybert::BertTokenizer cased(pybert::Vocab::FromText(vocab_text, argv[1]),
+                              pybert::TokenizerOptions{false, true, 400, "[UNK]"});
+  for (const Spec& spec : specs) {
+    const auto& tok = spec.lower ? uncased : cased;
+    std::vector<int32_t> ids, offsets;
+    tok.Encode(spec.text, pybert::PieceSink{&ids, &offsets});
+    std::vector<std::string> pieces;
+    for (int32_t id : ids) pieces.push_back(tok.vocab().token(id));
+    Expect(Join(pieces) == spec.pieces,
+           std::string("Encode('") + spec.text + "') = '" + Join(pieces) + "', want '" + spec.pieces + "'");
+    Expect(offsets.size() == 2 * ids.size(), "offsets size");
+  }
+
+  // Offsets count characters, not bytes.
+  {
+    std::vector<int32_t> ids, offsets;
+    uncased.Encode("h\xc3\xa9llo world", pybert::PieceSink{&ids, &offsets});
+    Expect(offsets == std::vector<int32_t>({0, 5, 6, 11}), "offsets in characters");
+  }
+  // max_input_chars_per_word.
+  {
+    pybert::BertTokenizer short_words(pybert::Vocab::FromText(vocab_text, "v"),
+                                      pybert::TokenizerOptions{true, true, 4, "[UNK]"});
+    std::vector<int32_t> ids;
+    short_words.Encode("hello un", pybert::PieceSink{&ids, nullptr});
+    Expect(ids.size() == 2 && short_words.vocab().token(ids[0]) == "[UNK]", "long word -> [UNK]");
+  }
+  // Vocab errors name the source and line.
+  auto vocab_error = [](const std::string& text) -> std::string {
+    try {
+      pybert::Vocab::FromText(text, "v.txt");
+    } catch (const pybert::VocabError& e) {
+      return e.what();
+    }
+    return "";
+  };
+  Expect(vocab_error("a\nb\na\n").find("v.txt:3: duplicate token 'a' (first on line 1)") == 0,
+         "duplicate token error: " + vocab_error("a\nb\na\n"));
+  Expect(vocab_error("a\n\xff\n").find("v.txt:2: invalid UTF-8") == 0, "invalid UTF-8 error");
+  Expect(vocab_error("").find("empty") != std::string::npos, "empty vocab error");
+  try {
+    pybert::BertTokenizer t(pybert::Vocab::FromText("a\nb\n", "v.txt"), pybert::TokenizerOptions{});
+    Expect(false, "missing [UNK] must throw");
+  } catch (const pybert::VocabError& e) {
+    Expect(std::string(e.what()).find("[UNK]") != std::string::npos, "missing [UNK] message");
+  }
+  // Pair encoding and the seed's truncation.
+  {
+    std::vector<std::string_view> a{"hello world hello world"}, b{"un"};
+    pybert::EncodeOptions opts;
+    opts.max_seq_length = 6;
+    auto rows = pybert::EncodeBatch(uncased, a, &b, opts, 1);
+    std::vector<std::string> pieces;
+    for (int32_t id : rows[0].ids) pieces.push_back(uncased.vocab().token(id));
+    Expect(Join(pieces) == "[CLS] hello world [SEP] un [SEP]", "pair truncation: " + Join(pieces));
+    Expect(rows[0].type_ids == std::vector<int32_t>({0, 0, 0, 0, 1, 1}), "type ids");
+  }
+  if (failures == 0) std::cout << "all tokenizer tests passed\n";
+  return failures == 0 ? 0 : 1;
+}

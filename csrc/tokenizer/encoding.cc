@@ -1,0 +1,177 @@
+#include "tokenizer/encoding.h"
+
+#include <algorithm>
+#include <atomic>
+#include <exception>
+#include <mutex>
+#include <thread>
+
+namespace pybert {
+namespace {
+
+// Rows per work item: big enough to amortize scheduling, small enough to
+// balance two or more threads on uneven text lengths.
+constexpr size_t kMinBytesPerChunk = 1 << 16;
+
+// The seed's _truncate_seq_pair: pop from the longer list, the second on ties.
+void TruncatePair(size_t* len_a, size_t* len_b, size_t max_total) {
+  while (*len_a + *len_b > max_total) {
+    if (*len_a > *len_b) {
+      --*len_a;
+    } else {
+      --*len_b;
+    }
+  }
+}
+
+}  // namespace
+
+Encoder::Encoder(const BertTokenizer& tokenizer, EncodeOptions options, bool pairs)
+    : tokenizer_(tokenizer), options_(options), pairs_(pairs) {
+  if (options_.add_special_tokens) {
+    cls_id_ = tokenizer_.vocab().Find("[CLS]");
+    sep_id_ = tokenizer_.vocab().Find("[SEP]");
+    if (cls_id_ < 0 || sep_id_ < 0) {
+      throw VocabError(tokenizer_.vocab().source() + ": the vocabulary has no " +
+                       (cls_id_ < 0 ? "[CLS]" : "[SEP]") +
+                       " token, which add_special_tokens=True needs");
+    }
+  }
+  if (options_.max_seq_length >= 0) {
+    int32_t specials = options_.add_special_tokens ? (pairs_ ? 3 : 2) : 0;
+    if (options_.max_seq_length < specials + (pairs_ ? 2 : 1)) {
+      throw std::invalid_argument("max_seq_length=" + std::to_string(options_.max_seq_length) +
+                                  " leaves no room for text after " + std::to_string(specials) +
+                                  " special tokens");
+    }
+  }
+}
+
+void Encoder::EncodeRow(std::string_view a, std::string_view b, size_t index,
+                        EncodedRows* out) const {
+  thread_local std::vector<int32_t> ids_a, off_a, ids_b, off_b;
+  ids_a.clear();
+  off_a.clear();
+  ids_b.clear();
+  off_b.clear();
+  const bool want_offsets = options_.offsets;
+  tokenizer_.Encode(a, PieceSink{&ids_a, want_offsets ? &off_a : nullptr});
+  if (pairs_) tokenizer_.Encode(b, PieceSink{&ids_b, want_offsets ? &off_b : nullptr});
+  size_t len_a = ids_a.size(), len_b = ids_b.size();
+  if (options_.max_seq_length >= 0) {
+    const size_t specials = options_.add_special_tokens ? (pairs_ ? 3 : 2) : 0;
+    const size_t room = static_cast<size_t>(options_.max_seq_length) - specials;
+    if (!pairs_) {
+      len_a = std::min(len_a, room);
+    } else if (options_.truncation == Truncation::kLongestFirst) {
+      TruncatePair(&len_a, &len_b, room);
+    } else if (options_.truncation == Truncation::kOnlyFirst) {
+      if (len_b >= room && len_a + len_b > room) {
+        throw EncodeError("input " + std::to_string(index) + ": truncation='only_first' cannot fit " +
+                          "max_seq_length=" + std::to_string(options_.max_seq_length) +
+                          ": the second sequence alone has " + std::to_string(len_b) + " tokens");
+      }
+      len_a = std::min(len_a, room - len_b);
+    } else {
+      if (len_a >= room && len_a + len_b > room) {
+        throw EncodeError("input " + std::to_string(index) + ": truncation='only_second' cannot fit " +
+                          "max_seq_length=" + std::to_string(options_.max_seq_length) +
+                          ": the first sequence alone has " + std::to_string(len_a) + " tokens");
+      }
+      len_b = std::min(len_b, room - len_a);
+    }
+  }
+  auto push_special = [&](int32_t id, int32_t type) {
+    out->ids.push_back(id);
+    out->type_ids.push_back(type);
+    if (want_offsets) {
+      out->offsets.push_back(0);
+      out->offsets.push_back(0);
+    }
+  };
+  auto push_seq = [&](const std::vector<int32_t>& ids, const std::vector<int32_t>& offs, size_t len,
+                      int32_t type) {
+    out->ids.insert(out->ids.end(), ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(len));
+    out->type_ids.insert(out->type_ids.end(), len, type);
+    if (want_offsets) {
+      out->offsets.insert(out->offsets.end(), offs.begin(),
+                          offs.begin() + static_cast<std::ptrdiff_t>(2 * len));
+    }
+  };
+  if (out->row_splits.empty()) out->row_splits.push_back(0);
+  if (options_.add_special_tokens) push_special(cls_id_, 0);
+  push_seq(ids_a, off_a, len_a, 0);
+  if (options_.add_special_tokens) push_special(sep_id_, 0);
+  if (pairs_) {
+    push_seq(ids_b, off_b, len_b, 1);
+    if (options_.add_special_tokens) push_special(sep_id_, 1);
+  }
+  out->row_splits.push_back(static_cast<int64_t>(out->ids.size()));
+}
+
+std::vector<EncodedRows> EncodeBatch(const BertTokenizer& tokenizer,
+                                     const std::vector<std::string_view>& texts,
+                                     const std::vector<std::string_view>* pairs,
+                                     const EncodeOptions& options, int num_threads) {
+  Encoder encoder(tokenizer, options, pairs != nullptr);
+  const size_t n = texts.size();
+  // Split rows into work items of about kMinBytesPerChunk input bytes.
+  std::vector<size_t> bounds{0};
+  size_t acc = 0;
+  for (size_t i = 0; i < n; ++i) {
+    acc += texts[i].size() + (pairs ? (*pairs)[i].size() : 0) + 16;
+    if (acc >= kMinBytesPerChunk) {
+      bounds.push_back(i + 1);
+      acc = 0;
+    }
+  }
+  if (bounds.back() != n) bounds.push_back(n);
+  const size_t num_chunks = bounds.size() - 1;
+  std::vector<EncodedRows> chunks(std::max<size_t>(num_chunks, 1));
+  if (n == 0) {
+    chunks[0].row_splits.push_back(0);
+    return chunks;
+  }
+  std::atomic<size_t> next{0};
+  std::mutex error_mu;
+  size_t error_row = n;
+  std::exception_ptr error;
+  auto work = [&]() {
+    while (true) {
+      const size_t c = next.fetch_add(1);
+      if (c >= num_chunks) return;
+      EncodedRows& rows = chunks[c];
+      const size_t est = (bounds[c + 1] - bounds[c]) * 32;
+      rows.ids.reserve(est);
+      rows.type_ids.reserve(est);
+      if (options.offsets) rows.offsets.reserve(2 * est);
+      rows.row_splits.reserve(bounds[c + 1] - bounds[c] + 1);
+      for (size_t i = bounds[c]; i < bounds[c + 1]; ++i) {
+        try {
+          encoder.EncodeRow(texts[i], pairs ? (*pairs)[i] : std::string_view(), i, &rows);
+        } catch (...) {
+          std::lock_guard<std::mutex> lock(error_mu);
+          if (i < error_row) {
+            error_row = i;
+            error = std::current_exception();
+          }
+          return;
+        }
+      }
+    }
+  };
+  const int threads = static_cast<int>(std::min<size_t>(std::max(num_threads, 1), num_chunks));
+  if (threads <= 1) {
+    work();
+  } else {
+    std::vector<std::thread> pool;
+    pool.reserve(threads - 1);
+    for (int t = 1; t < threads; ++t) pool.emplace_back(work);
+    work();
+    for (auto& th : pool) th.join();
+  }
+  if (error) std::rethrow_exception(error);
+  return chunks;
+}
+
+}  // namespace pybert

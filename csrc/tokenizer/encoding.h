@@ -1,0 +1,76 @@
+// Model inputs from word pieces: special tokens, segment ids, truncation, and
+// multi-threaded batches.
+//
+//   text "hello world", pair "hi", add_special_tokens:
+//     ids      [CLS] hello world [SEP] hi [SEP]
+//     type_ids   0     0     0     0   1    1
+//
+// Truncation follows the seed: for pairs, "longest_first" removes tokens from
+// the end of the longer sequence one at a time (the second one on ties), to
+// fit max_seq_length - 3; a single text keeps its first max_seq_length - 2.
+#ifndef PYBERT_TOKENIZER_ENCODING_H_
+#define PYBERT_TOKENIZER_ENCODING_H_
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tokenizer/tokenizer.h"
+
+namespace pybert {
+
+enum class Truncation { kLongestFirst, kOnlyFirst, kOnlySecond };
+
+struct EncodeOptions {
+  int32_t max_seq_length = -1;  // -1: no limit (no truncation)
+  Truncation truncation = Truncation::kLongestFirst;
+  bool add_special_tokens = true;  // [CLS] a [SEP] (b [SEP])
+  bool offsets = true;             // compute character offsets
+};
+
+// Raised when an input cannot be encoded as asked (e.g. only_first cannot fit).
+class EncodeError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Ragged output of a batch (or of one chunk of it): row r spans
+// [row_splits[r], row_splits[r + 1]) in ids / type_ids, and twice that in offsets.
+struct EncodedRows {
+  std::vector<int32_t> ids;
+  std::vector<int32_t> type_ids;
+  std::vector<int32_t> offsets;     // (begin, end) pairs; (0, 0) for special tokens
+  std::vector<int64_t> row_splits;  // starts with 0
+};
+
+class Encoder {
+ public:
+  // Throws VocabError when add_special_tokens needs [CLS]/[SEP] and the vocab
+  // lacks them; std::invalid_argument for a max_seq_length that leaves no room.
+  Encoder(const BertTokenizer& tokenizer, EncodeOptions options, bool pairs);
+
+  // Appends one row. `b` is ignored unless the encoder was made for pairs.
+  // Throws EncodeError (message names `index`) when truncation cannot fit.
+  void EncodeRow(std::string_view a, std::string_view b, size_t index, EncodedRows* out) const;
+
+ private:
+  const BertTokenizer& tokenizer_;
+  EncodeOptions options_;
+  bool pairs_;
+  int32_t cls_id_ = -1;
+  int32_t sep_id_ = -1;
+};
+
+// Encodes texts[i] (with pairs[i] when `pairs` is non-null) on `num_threads`
+// threads. Returns chunks of consecutive rows in order; their concatenation
+// is the batch. Errors from any row are rethrown (the first by row index).
+std::vector<EncodedRows> EncodeBatch(const BertTokenizer& tokenizer,
+                                     const std::vector<std::string_view>& texts,
+                                     const std::vector<std::string_view>* pairs,
+                                     const EncodeOptions& options, int num_threads);
+
+}  // namespace pybert
+
+#endif  // PYBERT_TOKENIZER_ENCODING_H_

@@ -1,0 +1,1 @@
+"""Command-line tools: flag definitions -> config -> library call (no logic here)."""

@@ -1,0 +1,319 @@
+"""Python face of the C++ WordPiece tokenizer.
+
+`Tokenizer` is the fast API (ids, segment ids, masks and character offsets,
+batched on several threads with the GIL released). `FullTokenizer` and
+`BasicTokenizer` mirror the seed's tokenization.py so code written for it
+runs unchanged:
+
+    >>> tok = FullTokenizer("vocab.txt", do_lower_case=True)
+    >>> tok.tokenize("unaffable")
+    ['un', '##aff', '##able']
+
+Tokenization follows the original BERT rules exactly (as Python 3 runs them),
+including where HuggingFace `tokenizers` differs; see README "Tokenizer".
+SentencePiece models (the seed's ALBERT path) are out of scope here.
+
+Text policy: `str` is taken as is (lone surrogates included: they count as one
+character each and usually become [UNK]). `bytes` are decoded as UTF-8;
+`Tokenizer` rejects invalid UTF-8 with a ValueError naming the item and byte,
+while the seed facades decode with errors="ignore" exactly like the seed's
+convert_to_unicode.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pybert import _C
+
+VocabError = _C.VocabError
+EncodeError = _C.EncodeError
+
+_TRUNCATIONS = ("longest_first", "only_first", "only_second")
+
+
+def _read_vocab_bytes(vocab_file: str | os.PathLike) -> bytes:
+    path = Path(vocab_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"vocab file not found: {path}")
+    return path.read_bytes()
+
+
+def _as_str(text, arg: str, index: int | None = None) -> str:
+    if isinstance(text, str):
+        return text
+    where = arg if index is None else f"{arg}[{index}]"
+    if isinstance(text, (bytes, bytearray)):
+        try:
+            return bytes(text).decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{where}: invalid UTF-8 at byte {e.start}: {e.reason}") from None
+    raise TypeError(f"{where} must be str or bytes, got {type(text).__name__}")
+
+
+def _as_str_list(texts, arg: str) -> list[str]:
+    if isinstance(texts, (str, bytes)):
+        raise TypeError(f"{arg} must be a sequence of str, got a single {type(texts).__name__}")
+    if isinstance(texts, (list, tuple)) and all(type(t) is str for t in texts):
+        return texts  # fast path: no copy
+    return [_as_str(t, arg, i) for i, t in enumerate(texts)]
+
+
+def _seed_unicode(text) -> str:
+    """The seed's convert_to_unicode: bytes decoded as UTF-8, bad bytes dropped."""
+    if isinstance(text, str):
+        return text
+    if isinstance(text, bytes):
+        return text.decode("utf-8", "ignore")
+    raise ValueError(f"Unsupported string type: {type(text)}")
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """One encoded text (or pair).
+
+    ids: int32 [n] word-piece ids; type_ids: int32 [n] segment ids;
+    input_mask: int32 [n] (1 = real token, 0 = padding); offsets: int32 [n, 2]
+    [begin, end) character offsets into the text the token came from ((0, 0)
+    for special tokens and padding; see `type_ids` for which text).
+    """
+
+    ids: np.ndarray
+    type_ids: np.ndarray
+    input_mask: np.ndarray
+    offsets: np.ndarray
+    tokens: list[str]
+
+
+class BatchEncoding:
+    """Encoded batch: padded arrays [batch, seq] and the ragged form.
+
+    Padded (absent when pad=False): input_word_ids, input_mask, input_type_ids,
+    offsets [batch, seq, 2]. Ragged: flat_ids, flat_type_ids, flat_offsets
+    [total, 2] and row_splits int64 [batch + 1]; row i is
+    flat_ids[row_splits[i]:row_splits[i + 1]]. `ids` is a list of per-text
+    int32 arrays (views of flat_ids).
+    """
+
+    def __init__(self, arrays: dict):
+        self._arrays = arrays
+        self._ids = None
+
+    def __getattr__(self, name):
+        arrays = self.__dict__.get("_arrays", {})
+        if name in arrays:
+            return arrays[name]
+        raise AttributeError(f"BatchEncoding has no field {name!r}; fields: {sorted(arrays)}")
+
+    def __len__(self) -> int:
+        return len(self._arrays["row_splits"]) - 1
+
+    @property
+    def ids(self) -> list[np.ndarray]:
+        if self._ids is None:
+            self._ids = np.split(self._arrays["flat_ids"], self._arrays["row_splits"][1:-1])
+        return self._ids
+
+    def model_inputs(self) -> dict[str, np.ndarray]:
+        """The padded arrays under the seed's model input names."""
+        return {k: self._arrays[k] for k in ("input_word_ids", "input_mask", "input_type_ids")}
+
+    def keys(self):
+        return self._arrays.keys()
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self._arrays[key]
+
+
+class Tokenizer:
+    """Fast exact BERT tokenizer.
+
+    Args:
+      vocab_file: WordPiece vocab, one token per line (id = line number).
+      do_lower_case: lower-case and strip accents (uncased models).
+      max_input_chars_per_word: longer words become unk_token (seed: 400).
+      unk_token: must be in the vocab.
+      split_on_punc: split punctuation into its own tokens (the seed's flag).
+
+    Example: encode("hello world").ids -> [101, 7592, 2088, 102] with the
+    uncased BERT vocab.
+    """
+
+    def __init__(
+        self,
+        vocab_file,
+        do_lower_case: bool = True,
+        max_input_chars_per_word: int = 400,
+        unk_token: str = "[UNK]",
+        split_on_punc: bool = True,
+    ):
+        data = _read_vocab_bytes(vocab_file)
+        if not isinstance(max_input_chars_per_word, int) or max_input_chars_per_word <= 0:
+            raise ValueError(
+                f"max_input_chars_per_word must be a positive int, got {max_input_chars_per_word!r}"
+            )
+        self.vocab_file = str(vocab_file)
+        self.do_lower_case = bool(do_lower_case)
+        self.max_input_chars_per_word = max_input_chars_per_word
+        self.unk_token = unk_token
+        self._native = _C.WordpieceTokenizer(
+            data,
+            str(vocab_file),
+            self.do_lower_case,
+            max_input_chars_per_word,
+            unk_token,
+            bool(split_on_punc),
+        )
+        self._inv_vocab_list = None
+        self._vocab = None
+
+    # -- vocabulary ------------------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        return self._native.vocab_size()
+
+    @property
+    def vocab(self) -> collections.OrderedDict:
+        if self._vocab is None:
+            self._vocab = collections.OrderedDict(
+                (t, i) for i, t in enumerate(self._id_to_token_list())
+            )
+        return self._vocab
+
+    @property
+    def inv_vocab(self) -> dict:
+        return dict(enumerate(self._id_to_token_list()))
+
+    def _id_to_token_list(self) -> list[str]:
+        if self._inv_vocab_list is None:
+            self._inv_vocab_list = self._native.tokens()
+        return self._inv_vocab_list
+
+    def convert_tokens_to_ids(self, tokens) -> list[int]:
+        vocab = self.vocab
+        return [vocab[t] for t in tokens]
+
+    def convert_ids_to_tokens(self, ids) -> list[str]:
+        table = self._id_to_token_list()
+        return [table[int(i)] for i in ids]
+
+    # -- tokenization ----------------------------------------------------------
+    def tokenize(self, text) -> list[str]:
+        """Word-piece strings of `text` (no special tokens)."""
+        ids, _ = self._native.encode(_as_str(text, "text"))
+        table = self._id_to_token_list()
+        return [table[i] for i in ids.tolist()]
+
+    def encode(
+        self,
+        text,
+        text_pair=None,
+        max_seq_length: int | None = None,
+        truncation: str = "longest_first",
+        add_special_tokens: bool = True,
+    ) -> Encoding:
+        """Encodes one text or pair; pads to max_seq_length when given (the seed's features)."""
+        pairs = None if text_pair is None else [_as_str(text_pair, "text_pair")]
+        batch = self.encode_batch(
+            [_as_str(text, "text")],
+            pairs,
+            max_seq_length=max_seq_length,
+            truncation=truncation,
+            add_special_tokens=add_special_tokens,
+            return_offsets=True,
+            pad=True,
+            num_threads=1,
+        )
+        n = int(batch.row_splits[1])
+        width = batch.input_word_ids.shape[1]
+        if max_seq_length is None:
+            width = n
+        ids = batch.input_word_ids[0, :width]
+        table = self._id_to_token_list()
+        return Encoding(
+            ids=ids,
+            type_ids=batch.input_type_ids[0, :width],
+            input_mask=batch.input_mask[0, :width],
+            offsets=batch.offsets[0, :width],
+            tokens=[table[i] for i in ids[:n].tolist()],
+        )
+
+    def encode_batch(
+        self,
+        texts: Sequence,
+        text_pairs: Sequence | None = None,
+        max_seq_length: int | None = None,
+        truncation: str = "longest_first",
+        add_special_tokens: bool = True,
+        return_offsets: bool = True,
+        pad: bool = True,
+        num_threads: int | None = 1,
+    ) -> BatchEncoding:
+        """Encodes many texts (or pairs) on `num_threads` threads (None or 0: all cores).
+
+        Returns a BatchEncoding with padded int32 arrays [batch, seq] (seq =
+        max_seq_length when given, else the longest row) and the ragged form.
+        """
+        if truncation not in _TRUNCATIONS:
+            raise ValueError(f"truncation must be one of {_TRUNCATIONS}, got {truncation!r}")
+        if max_seq_length is not None and (
+            not isinstance(max_seq_length, (int, np.integer)) or max_seq_length <= 0
+        ):
+            raise ValueError(
+                f"max_seq_length must be a positive int or None, got {max_seq_length!r}"
+            )
+        if not num_threads:
+            num_threads = os.cpu_count() or 1
+        if num_threads < 0:
+            raise ValueError(f"num_threads must be >= 0 or None, got {num_threads}")
+        texts = _as_str_list(texts, "texts")
+        if text_pairs is not None:
+            text_pairs = _as_str_list(text_pairs, "text_pairs")
+        arrays = self._native.encode_batch(
+            texts,
+            text_pairs,
+            -1 if max_seq_length is None else int(max_seq_length),
+            truncation,
+            bool(add_special_tokens),
+            bool(return_offsets),
+            bool(pad),
+            int(num_threads),
+        )
+        return BatchEncoding(arrays)
+
+    def basic_tokenize(self, text) -> list[str]:
+        """The BasicTokenizer's tokens (cleaning, CJK, lower/accents, punctuation)."""
+        return self._native.basic_tokenize(_as_str(text, "text"))
+
+
+class FullTokenizer(Tokenizer):
+    """Drop-in for the seed's tokenization.FullTokenizer."""
+
+    def __init__(self, vocab_file, do_lower_case: bool = True, split_on_punc: bool = True):
+        super().__init__(vocab_file, do_lower_case=do_lower_case, split_on_punc=split_on_punc)
+
+    def tokenize(self, text) -> list[str]:
+        return super().tokenize(_seed_unicode(text))
+
+
+_BASIC_VOCAB = b"[UNK]\n"
+
+
+class BasicTokenizer:
+    """Drop-in for the seed's tokenization.BasicTokenizer (no vocabulary needed)."""
+
+    def __init__(self, do_lower_case: bool = True, split_on_punc: bool = True):
+        self.do_lower_case = do_lower_case
+        self.split_on_punc = split_on_punc
+        self._native = _C.WordpieceTokenizer(
+            _BASIC_VOCAB, "<basic>", bool(do_lower_case), 400, "[UNK]", bool(split_on_punc)
+        )
+
+    def tokenize(self, text) -> list[str]:
+        return self._native.basic_tokenize(_seed_unicode(text))

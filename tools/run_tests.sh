@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Sets up a fresh virtual environment (.venv), installs pybert with its test
+# extras, unpacks the seed oracle for the tests, builds and runs the C++ unit
+# tests (ctest), then runs the default pytest suite (not `slow`, not `gpu`).
+# Extra arguments go to pytest, e.g. `bash tools/run_tests.sh -m slow`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q ".[test]"
+
+# The seed's tokenization/data code (tf-models-official==2.4.0) as a test-only oracle.
+if [ ! -f tests/_oracle/official/nlp/bert/tokenization.py ]; then
+  tmp=$(mktemp -d)
+  .venv/bin/python -m pip download -q --no-deps tf-models-official==2.4.0 -d "$tmp"
+  .venv/bin/python - "$tmp" <<'PYEOF'
+import glob, sys, zipfile
+wheel = glob.glob(sys.argv[1] + "/tf_models_official-2.4.0-*.whl")[0]
+with zipfile.ZipFile(wheel) as z:
+    names = [n for n in z.namelist() if n.startswith(("official/nlp/bert/", "official/nlp/data/"))]
+    z.extractall("tests/_oracle", names)
+PYEOF
+  rm -rf "$tmp"
+fi
+
+.venv/bin/ruff check pybert tests bench tools
+cmake -S . -B build/ctest -DPYBERT_BUILD_TESTS=ON -DCMAKE_BUILD_TYPE=Release > /dev/null
+cmake --build build/ctest -j 2 > /dev/null
+(cd build/ctest && ctest --output-on-failure)
+.venv/bin/python -m pytest -m "not slow and not gpu" "$@"
