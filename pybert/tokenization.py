@@ -60,8 +60,6 @@ def _as_str(text, arg: str, index: int | None = None) -> str:
 def _as_str_list(texts, arg: str) -> list[str]:
     if isinstance(texts, (str, bytes)):
         raise TypeError(f"{arg} must be a sequence of str, got a single {type(texts).__name__}")
-    if isinstance(texts, (list, tuple)) and all(type(t) is str for t in texts):
-        return texts  # fast path: no copy
     return [_as_str(t, arg, i) for i, t in enumerate(texts)]
 
 
@@ -272,12 +270,7 @@ class Tokenizer:
             num_threads = os.cpu_count() or 1
         if num_threads < 0:
             raise ValueError(f"num_threads must be >= 0 or None, got {num_threads}")
-        texts = _as_str_list(texts, "texts")
-        if text_pairs is not None:
-            text_pairs = _as_str_list(text_pairs, "text_pairs")
-        arrays = self._native.encode_batch(
-            texts,
-            text_pairs,
+        args = (
             -1 if max_seq_length is None else int(max_seq_length),
             truncation,
             bool(add_special_tokens),
@@ -285,6 +278,14 @@ class Tokenizer:
             bool(pad),
             int(num_threads),
         )
+        try:
+            # Fast path: lists/tuples of str go straight to C++, which checks each item.
+            arrays = self._native.encode_batch(texts, text_pairs, *args)
+        except TypeError:
+            texts = _as_str_list(texts, "texts")
+            if text_pairs is not None:
+                text_pairs = _as_str_list(text_pairs, "text_pairs")
+            arrays = self._native.encode_batch(texts, text_pairs, *args)
         return BatchEncoding(arrays)
 
     def basic_tokenize(self, text) -> list[str]:

@@ -4,9 +4,11 @@
 
 namespace pybert {
 void InitTokenizer(pybind11::module_& m);
+void InitSquad(pybind11::module_& m);
 }  // namespace pybert
 
 PYBIND11_MODULE(_C, m) {
-  m.doc() = "pybert native core: WordPiece tokenizer";
+  m.doc() = "pybert native core: WordPiece tokenizer, SQuAD n-best decoding";
   pybert::InitTokenizer(m);
+  pybert::InitSquad(m);
 }

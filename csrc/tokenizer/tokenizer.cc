@@ -1,6 +1,7 @@
 #include "tokenizer/tokenizer.h"
 
 #include <algorithm>
+#include <atomic>
 #include <stdexcept>
 
 #include "tokenizer/unicode_tables.h"
@@ -77,10 +78,41 @@ struct BertTokenizer::Scratch {
   std::vector<int32_t> norm_char;  // ... and the input char each came from
   std::string word;                // UTF-8 of the current word
   std::vector<int32_t> word_map;   // input char index of each byte of `word`
+  // Encode collects all basic words of a text first (prefetching their vocab
+  // slots), then runs WordPiece on them: the table lookups, which miss the
+  // cache, then overlap instead of stalling one after the other.
+  struct WordRef {
+    uint32_t offset;    // bytes in `arena`
+    uint32_t nbytes;    // length in bytes
+    uint32_t nchars;    // length in characters
+    int32_t char_base;  // input char of byte 0 (ASCII words)
+    int32_t map;        // offset in `arena_map`, or -1 for ASCII words
+    uint64_t hash;      // head-table hash of the whole word, when `hashed`
+    bool hashed;
+  };
+  std::string arena;
+  std::vector<int32_t> arena_map;
+  std::vector<WordRef> words;
+  // Direct-mapped memo of recent vocab lookups of pieces of at most 8 bytes
+  // (hits and misses), keyed by the exact bytes. The vocab tables are
+  // megabytes and each probe misses the CPU cache; the few thousand pieces
+  // that make up most of any text fit here, densely.
+  struct MemoEntry {
+    uint64_t prefix;  // LoadPrefix of the piece
+    uint32_t tag;     // length | 0x100 for head pieces; 0 = empty
+    int32_t id;       // vocab id or -1
+  };
+  static constexpr size_t kMemoSize = 4096;
+  std::vector<MemoEntry> memo;
+  uint64_t memo_owner = 0;  // serial of the tokenizer the memo belongs to
 };
 
+namespace {
+std::atomic<uint64_t> next_serial{1};
+}  // namespace
+
 BertTokenizer::BertTokenizer(Vocab vocab, TokenizerOptions options)
-    : vocab_(std::move(vocab)), options_(std::move(options)) {
+    : vocab_(std::move(vocab)), options_(std::move(options)), serial_(next_serial.fetch_add(1)) {
   if (options_.max_input_chars_per_word <= 0) {
     throw std::invalid_argument("max_input_chars_per_word must be positive, got " +
                                 std::to_string(options_.max_input_chars_per_word));
@@ -93,14 +125,33 @@ BertTokenizer::BertTokenizer(Vocab vocab, TokenizerOptions options)
 }
 
 void BertTokenizer::WordPiece(const char* word, size_t nbytes, size_t nchars,
-                              const int32_t* char_map, int32_t char_base, PieceSink sink) const {
+                              const int32_t* char_map, int32_t char_base, PieceSink sink,
+                              const uint64_t* head_hash, Scratch* scratch) const {
+  auto lookup = [&](bool head, const char* p, size_t len, const uint64_t* hash) -> int32_t {
+    const uint64_t h = hash ? *hash : StringTable::Hash(p, len);
+    if (scratch == nullptr || len > 8) {
+      return head ? vocab_.FindHead(p, len, h) : vocab_.FindContinuation(p, len, h);
+    }
+    const uint64_t prefix = LoadPrefix(p, len);
+    const uint32_t tag = static_cast<uint32_t>(len) | (head ? 0x100u : 0u);
+    Scratch::MemoEntry& e = scratch->memo[((h >> 40) ^ (head ? 0x5A5 : 0)) & (Scratch::kMemoSize - 1)];
+    if (e.tag == tag && e.prefix == prefix) return e.id;
+    const int32_t id = head ? vocab_.FindHead(p, len, h) : vocab_.FindContinuation(p, len, h);
+    e = Scratch::MemoEntry{prefix, tag, id};
+    return id;
+  };
+  const auto* u = reinterpret_cast<const uint8_t*>(word);
   // Offsets of bytes [b, e) of the word in input characters. With a char map
   // (general path) a piece spans the min..max input character it came from:
   // canonical reordering can move marks of different input characters.
   auto span_of = [&](size_t b, size_t e, int32_t* begin, int32_t* end) {
     if (char_map == nullptr) {
-      *begin = char_base + static_cast<int32_t>(b);
-      *end = char_base + static_cast<int32_t>(e);
+      // A contiguous piece of the input: count characters (UTF-8 lead bytes).
+      int32_t chars_before = 0, chars_in = 0;
+      for (size_t k = 0; k < b; ++k) chars_before += !IsContinuationByte(u[k]);
+      for (size_t k = b; k < e; ++k) chars_in += !IsContinuationByte(u[k]);
+      *begin = char_base + chars_before;
+      *end = *begin + chars_in;
       return;
     }
     int32_t lo = char_map[b], hi = char_map[b];
@@ -117,7 +168,6 @@ void BertTokenizer::WordPiece(const char* word, size_t nbytes, size_t nchars,
     sink.offsets->push_back(begin);
     sink.offsets->push_back(end);
   };
-  const auto* u = reinterpret_cast<const uint8_t*>(word);
   if (nchars > static_cast<size_t>(options_.max_input_chars_per_word)) {
     sink.ids->push_back(unk_id_);
     if (sink.offsets) push_span(0, nbytes);
@@ -132,9 +182,17 @@ void BertTokenizer::WordPiece(const char* word, size_t nbytes, size_t nchars,
     // Candidate ends must fall on character boundaries.
     while (end > start && end < nbytes && IsContinuationByte(u[end])) --end;
     int32_t id = -1;
-    while (end > start) {
-      id = head ? vocab_.FindHead(word + start, end - start)
-                : vocab_.FindContinuation(word + start, end - start);
+    if (head && end == nbytes && head_hash != nullptr) {
+      // First probe of the whole word: its hash was computed (and its slot
+      // prefetched) while the text was being split.
+      id = lookup(true, word, nbytes, head_hash);
+      if (id < 0) {
+        --end;
+        while (end > start && IsContinuationByte(u[end])) --end;
+      }
+    }
+    while (id < 0 && end > start) {
+      id = lookup(head, word + start, end - start, nullptr);
       if (id >= 0) break;
       --end;
       while (end > start && IsContinuationByte(u[end])) --end;
@@ -179,6 +237,62 @@ void BertTokenizer::AsciiToken(const char* p, size_t n, int32_t char_base, Scrat
     }
   }
   if (n > w) on_word(p + w, n - w, n - w, nullptr, char_base + static_cast<int32_t>(w));
+}
+
+// Whether a non-ASCII character needs the general path: under lower-casing,
+// anything whose normalization is not a same-length 1:1 code point mapping.
+bool BertTokenizer::NeedsGeneral(char32_t cp) const {
+  if (!options_.lower_case) return false;
+  const auto& rec = unicode::Lookup(cp);
+  if ((rec.flags & (unicode::kDecomposes | unicode::kSpecialLower | unicode::kMn)) || rec.ccc != 0 ||
+      cp == kCapitalSigma || (cp >= kHangulBase && cp <= kHangulEnd)) {
+    return true;
+  }
+  if (rec.lower_delta == 0) return false;
+  const char32_t low = static_cast<char32_t>(static_cast<int32_t>(cp) + rec.lower_delta);
+  return Utf8Length(low) != Utf8Length(cp);
+}
+
+// A token with non-ASCII characters that all normalize 1:1 to characters of
+// the same UTF-8 length, and no removed characters: lower-cased in place
+// (same byte layout), split on punctuation, offsets by counting characters.
+template <typename Fn>
+void BertTokenizer::UnicodeToken(const char* p, size_t n, int32_t char_base, Scratch& scratch,
+                                 Fn&& on_word) const {
+  const auto* u = reinterpret_cast<const uint8_t*>(p);
+  if (options_.lower_case) {
+    scratch.lowered.clear();
+    for (size_t i = 0; i < n;) {
+      char32_t cp;
+      i += DecodeUtf8(u + i, n - i, &cp);
+      AppendUtf8(static_cast<char32_t>(static_cast<int32_t>(cp) + unicode::Lookup(cp).lower_delta),
+                 &scratch.lowered);
+    }
+    p = scratch.lowered.data();
+    u = reinterpret_cast<const uint8_t*>(p);
+  }
+  if (!options_.split_on_punc) {
+    size_t nchars = 0;
+    for (size_t i = 0; i < n; ++i) nchars += !IsContinuationByte(u[i]);
+    on_word(p, n, nchars, nullptr, char_base);
+    return;
+  }
+  size_t w = 0;         // current word: bytes [w, i)
+  int32_t wc = 0;       // ... its first character's index in the token
+  int32_t c = 0;        // characters seen
+  for (size_t i = 0; i < n;) {
+    char32_t cp;
+    const size_t len = DecodeUtf8(u + i, n - i, &cp);
+    if (Flags(cp) & unicode::kPunct) {
+      if (i > w) on_word(p + w, i - w, static_cast<size_t>(c - wc), nullptr, char_base + wc);
+      on_word(p + i, len, 1, nullptr, char_base + c);
+      w = i + len;
+      wc = c + 1;
+    }
+    i += len;
+    ++c;
+  }
+  if (n > w) on_word(p + w, n - w, static_cast<size_t>(c - wc), nullptr, char_base + wc);
 }
 
 // Any other whitespace-delimited token: decode, clean, normalize, split.
@@ -334,28 +448,34 @@ void BertTokenizer::Run(std::string_view text, Scratch& scratch, Fn&& on_word) c
   size_t i = 0;
   int32_t ci = 0;
   bool in_tok = false;
-  bool simple = true;
+  // The cheapest path the current token can take; only ever goes up.
+  enum Kind { kAsciiToken = 0, kUnicodeToken = 1, kGeneralToken = 2 } kind = kAsciiToken;
   size_t tok_b = 0;
   int32_t tok_c = 0;
   auto flush = [&](size_t end_byte) {
     if (!in_tok) return;
-    if (simple) {
+    if (kind == kAsciiToken) {
       AsciiToken(text.data() + tok_b, end_byte - tok_b, tok_c, scratch, on_word);
+    } else if (kind == kUnicodeToken) {
+      UnicodeToken(text.data() + tok_b, end_byte - tok_b, tok_c, scratch, on_word);
     } else {
       GeneralToken(s + tok_b, end_byte - tok_b, tok_c, scratch, on_word);
     }
     in_tok = false;
   };
+  auto start = [&]() {
+    if (!in_tok) {
+      in_tok = true;
+      kind = kAsciiToken;
+      tok_b = i;
+      tok_c = ci;
+    }
+  };
   while (i < n) {
     const uint8_t b = s[i];
     const uint8_t cls = kAscii.cls[b];
     if (cls <= kPunct) {
-      if (!in_tok) {
-        in_tok = true;
-        simple = true;
-        tok_b = i;
-        tok_c = ci;
-      }
+      start();
       ++i;
       ++ci;
       continue;
@@ -367,9 +487,9 @@ void BertTokenizer::Run(std::string_view text, Scratch& scratch, Fn&& on_word) c
       continue;
     }
     if (cls == kDrop) {
-      // Removed by cleaning: does not end the token, but the token can no
-      // longer take the fast path (its characters are not contiguous).
-      simple = false;
+      // Removed by cleaning: does not end the token, but the token's
+      // characters are no longer contiguous: general path.
+      kind = kGeneralToken;
       ++i;
       ++ci;
       continue;
@@ -378,19 +498,19 @@ void BertTokenizer::Run(std::string_view text, Scratch& scratch, Fn&& on_word) c
     const size_t len = DecodeUtf8(s + i, n - i, &cp);
     const uint16_t f = Flags(cp);
     if (f & unicode::kDrop) {
-      simple = false;
+      kind = kGeneralToken;
     } else if (f & (unicode::kSpace | unicode::kPySpace)) {
       flush(i);
     } else if (f & unicode::kCjk) {
       flush(i);
-      GeneralToken(s + i, len, ci, scratch, on_word);
-    } else {
-      if (!in_tok) {
-        in_tok = true;
-        tok_b = i;
-        tok_c = ci;
+      if (NeedsGeneral(cp)) {
+        GeneralToken(s + i, len, ci, scratch, on_word);
+      } else {
+        on_word(text.data() + i, len, 1, nullptr, ci);
       }
-      simple = false;
+    } else {
+      start();
+      if (kind != kGeneralToken) kind = NeedsGeneral(cp) ? kGeneralToken : kUnicodeToken;
     }
     i += len;
     ++ci;
@@ -400,9 +520,34 @@ void BertTokenizer::Run(std::string_view text, Scratch& scratch, Fn&& on_word) c
 
 void BertTokenizer::Encode(std::string_view text, PieceSink sink) const {
   thread_local Scratch scratch;
-  Run(text, scratch, [&](const char* w, size_t nbytes, size_t nchars, const int32_t* map, int32_t base) {
-    WordPiece(w, nbytes, nchars, map, base, sink);
+  Scratch& s = scratch;
+  s.arena.clear();
+  s.arena_map.clear();
+  s.words.clear();
+  if (s.memo_owner != serial_) {
+    s.memo.assign(Scratch::kMemoSize, Scratch::MemoEntry{0, 0, -1});
+    s.memo_owner = serial_;
+  }
+  const size_t max_head = vocab_.max_head_len();
+  Run(text, s, [&](const char* w, size_t nbytes, size_t nchars, const int32_t* map, int32_t base) {
+    Scratch::WordRef ref{static_cast<uint32_t>(s.arena.size()), static_cast<uint32_t>(nbytes),
+                         static_cast<uint32_t>(nchars), base, -1, 0, false};
+    s.arena.append(w, nbytes);
+    if (map != nullptr) {
+      ref.map = static_cast<int32_t>(s.arena_map.size());
+      s.arena_map.insert(s.arena_map.end(), map, map + nbytes);
+    }
+    if (nbytes <= max_head && nchars <= static_cast<size_t>(options_.max_input_chars_per_word)) {
+      ref.hash = StringTable::Hash(w, nbytes);
+      ref.hashed = true;
+      vocab_.PrefetchHead(ref.hash);
+    }
+    s.words.push_back(ref);
   });
+  for (const Scratch::WordRef& ref : s.words) {
+    WordPiece(s.arena.data() + ref.offset, ref.nbytes, ref.nchars,
+              ref.map >= 0 ? s.arena_map.data() + ref.map : nullptr, ref.char_base, sink, ref.hashed ? &ref.hash : nullptr, &s);
+  }
 }
 
 std::vector<std::string> BertTokenizer::BasicTokenize(std::string_view text) const {

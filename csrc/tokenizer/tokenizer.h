@@ -15,8 +15,10 @@
 //      longer than max_input_chars_per_word or with an unmatchable rest is
 //      one unk token.
 // Printable-ASCII tokens (the bulk of English text) take a fast path that
-// skips decoding and the Unicode tables; everything else goes through the
-// general path on code points.
+// skips decoding and the Unicode tables; tokens whose characters normalize
+// 1:1 (any cased text, most uncased text) a Unicode fast path on the input
+// bytes; everything else (removed characters, decompositions, Final_Sigma...)
+// the general path on code points.
 //
 // Offsets are [begin, end) indices of code points in the input, i.e. Python
 // str indices when the input came from a Python str.
@@ -72,13 +74,19 @@ class BertTokenizer {
   template <typename Fn>
   void AsciiToken(const char* p, size_t n, int32_t char_base, Scratch& scratch, Fn&& on_word) const;
   template <typename Fn>
+  void UnicodeToken(const char* p, size_t n, int32_t char_base, Scratch& scratch, Fn&& on_word) const;
+  bool NeedsGeneral(char32_t cp) const;
+  template <typename Fn>
   void GeneralToken(const uint8_t* p, size_t n, int32_t char_base, Scratch& scratch, Fn&& on_word) const;
+  // `head_hash`: StringTable::Hash of the whole word, or nullptr to compute it.
   void WordPiece(const char* word, size_t nbytes, size_t nchars, const int32_t* char_map,
-                 int32_t char_base, PieceSink sink) const;
+                 int32_t char_base, PieceSink sink, const uint64_t* head_hash = nullptr,
+                 Scratch* scratch = nullptr) const;
 
   Vocab vocab_;
   TokenizerOptions options_;
   int32_t unk_id_ = -1;
+  uint64_t serial_;  // unique per instance: keys per-thread lookup memos
 };
 
 }  // namespace pybert

@@ -78,6 +78,9 @@ inline size_t AppendUtf8(char32_t cp, std::string* out) {
   return 4;
 }
 
+// Bytes in the UTF-8 form of cp.
+inline size_t Utf8Length(char32_t cp) { return cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4; }
+
 // True for UTF-8 continuation bytes (10xxxxxx).
 inline bool IsContinuationByte(uint8_t b) { return (b & 0xC0) == 0x80; }
 

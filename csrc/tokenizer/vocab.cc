@@ -16,22 +16,40 @@ inline uint64_t Mix(uint64_t x) {
   return x;
 }
 
+}  // namespace
+
+uint64_t LoadPrefix(const char* p, size_t n) {
+  // Overlapping fixed-size loads instead of a variable-length copy.
+  if (n >= 8) {
+    uint64_t v;
+    std::memcpy(&v, p, 8);
+    return v;
+  }
+  if (n >= 4) {
+    uint32_t a, b;
+    std::memcpy(&a, p, 4);
+    std::memcpy(&b, p + n - 4, 4);
+    return static_cast<uint64_t>(a) | (static_cast<uint64_t>(b) << (8 * (n - 4)));
+  }
+  if (n == 0) return 0;
+  const auto* u = reinterpret_cast<const uint8_t*>(p);
+  return static_cast<uint64_t>(u[0]) | (static_cast<uint64_t>(u[n / 2]) << (8 * (n / 2))) |
+         (static_cast<uint64_t>(u[n - 1]) << (8 * (n - 1)));
+}
+
+namespace {
+
 // Hash for short byte strings: 8-byte words folded through a multiply-xorshift.
 inline uint64_t HashBytes(const char* p, size_t n) {
   uint64_t h = 0x9E3779B97F4A7C15ULL * (n + 1);
-  while (n >= 8) {
+  while (n > 8) {
     uint64_t v;
     std::memcpy(&v, p, 8);
     h = Mix(h ^ v) + 0x632BE59BD9B4E019ULL;
     p += 8;
     n -= 8;
   }
-  if (n > 0) {
-    uint64_t v = 0;
-    std::memcpy(&v, p, n);
-    h = Mix(h ^ v ^ 0xA0761D6478BD642FULL);
-  }
-  return Mix(h);
+  return Mix(h ^ LoadPrefix(p, n) ^ 0xA0761D6478BD642FULL);
 }
 
 // Python's str.strip(): removes str.isspace() characters from both ends.
@@ -73,12 +91,6 @@ bool IsValidUtf8(std::string_view text, size_t* bad_offset) {
 
 }  // namespace
 
-inline uint64_t LoadPrefix(const char* p, size_t n) {
-  uint64_t v = 0;
-  std::memcpy(&v, p, n < 8 ? n : 8);
-  return v;
-}
-
 void StringTable::Build(const std::vector<std::pair<std::string_view, int32_t>>& entries) {
   size_t cap = 16;
   while (cap < entries.size() * 2) cap <<= 1;
@@ -97,10 +109,12 @@ void StringTable::Build(const std::vector<std::pair<std::string_view, int32_t>>&
   }
 }
 
-int32_t StringTable::Find(const char* key, size_t len) const {
+uint64_t StringTable::Hash(const char* key, size_t len) { return HashBytes(key, len); }
+
+int32_t StringTable::Find(const char* key, size_t len, uint64_t hash) const {
   if (slots_.empty()) return -1;
   const uint64_t prefix = LoadPrefix(key, len);
-  uint64_t pos = HashBytes(key, len) & mask_;
+  uint64_t pos = hash & mask_;
   while (true) {
     const Slot& slot = slots_[pos];
     if (slot.id < 0) return -1;

@@ -22,12 +22,23 @@ class VocabError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The first min(n, 8) bytes of p as a little-endian integer, zero-padded:
+// equal for two strings of length <= 8 iff the strings are equal.
+uint64_t LoadPrefix(const char* p, size_t n);
+
 // Exact-match string -> id table (open addressing, linear probing).
 class StringTable {
  public:
   void Build(const std::vector<std::pair<std::string_view, int32_t>>& entries);
   // Returns the id of `key` or -1.
-  int32_t Find(const char* key, size_t len) const;
+  int32_t Find(const char* key, size_t len) const { return Find(key, len, Hash(key, len)); }
+  // The same with the key's Hash() computed beforehand.
+  int32_t Find(const char* key, size_t len, uint64_t hash) const;
+  static uint64_t Hash(const char* key, size_t len);
+  // Starts loading the slot where a lookup of `hash` begins (a hint only).
+  void Prefetch(uint64_t hash) const {
+    if (!slots_.empty()) __builtin_prefetch(&slots_[hash & mask_]);
+  }
   size_t max_len() const { return max_len_; }
 
  private:
@@ -53,7 +64,12 @@ class Vocab {
 
   int32_t Find(std::string_view token) const;  // full token, "##" included; -1 if absent
   int32_t FindHead(const char* p, size_t n) const { return head_.Find(p, n); }
+  int32_t FindHead(const char* p, size_t n, uint64_t hash) const { return head_.Find(p, n, hash); }
+  void PrefetchHead(uint64_t hash) const { head_.Prefetch(hash); }
   int32_t FindContinuation(const char* p, size_t n) const { return cont_.Find(p, n); }
+  int32_t FindContinuation(const char* p, size_t n, uint64_t hash) const {
+    return cont_.Find(p, n, hash);
+  }
   size_t max_head_len() const { return head_.max_len(); }
   size_t max_continuation_len() const { return cont_.max_len(); }
 

@@ -1,0 +1,158 @@
+// pybind11 glue for csrc/squad: checks every array's dtype, shape and
+// consistency (naming the argument), releases the GIL around decoding, and
+// builds the seed's output dicts.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "squad/postprocess.h"
+
+namespace py = pybind11;
+
+namespace pybert {
+namespace {
+
+template <typename T>
+using Array = py::array_t<T, py::array::c_style | py::array::forcecast>;
+
+template <typename T>
+const T* Check1D(const Array<T>& a, const char* name, int64_t size) {
+  if (a.ndim() != 1 || (size >= 0 && a.shape(0) != size)) {
+    throw py::value_error(std::string(name) + " must be 1-D" +
+                          (size >= 0 ? " of length " + std::to_string(size) : std::string()) +
+                          ", got shape with " + std::to_string(a.ndim()) + " dims" +
+                          (a.ndim() >= 1 ? " and length " + std::to_string(a.shape(0)) : std::string()));
+  }
+  return a.data();
+}
+
+void CheckSplits(const int64_t* s, int64_t n, int64_t total, const char* name) {
+  if (s[0] != 0 || s[n] != total) {
+    throw py::value_error(std::string(name) + " must start at 0 and end at " + std::to_string(total));
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    if (s[i + 1] < s[i]) throw py::value_error(std::string(name) + " must be non-decreasing");
+  }
+}
+
+py::list SquadPostprocess(py::bytes doc_data, Array<int64_t> doc_offsets, Array<int64_t> doc_splits,
+                          Array<int64_t> feature_example, py::bytes token_data,
+                          Array<int64_t> token_offsets, Array<int64_t> token_splits,
+                          Array<int32_t> token_to_orig, Array<uint8_t> max_context,
+                          Array<double> start_logits, Array<double> end_logits, int n_best_size,
+                          int max_answer_length, bool do_lower_case, bool version_2_with_negative,
+                          double null_score_diff_threshold, bool verbose, int num_threads) {
+  if (n_best_size < 1) throw py::value_error("n_best_size must be >= 1, got " + std::to_string(n_best_size));
+  if (max_answer_length < 1) {
+    throw py::value_error("max_answer_length must be >= 1, got " + std::to_string(max_answer_length));
+  }
+  if (num_threads < 1) throw py::value_error("num_threads must be >= 1");
+  squad::SquadInputs in;
+  std::string_view docs = doc_data, toks = token_data;
+  in.num_examples = doc_splits.ndim() == 1 ? doc_splits.shape(0) - 1 : -1;
+  if (in.num_examples < 0) throw py::value_error("doc_splits must be 1-D with num_examples + 1 entries");
+  in.doc_splits = Check1D(doc_splits, "doc_splits", -1);
+  const int64_t num_doc_tokens = doc_offsets.ndim() == 1 ? doc_offsets.shape(0) - 1 : -1;
+  if (num_doc_tokens < 0) throw py::value_error("doc_offsets must be 1-D with count + 1 entries");
+  in.doc_tokens = squad::StringList{docs, Check1D(doc_offsets, "doc_offsets", -1)};
+  CheckSplits(in.doc_tokens.offsets, num_doc_tokens, static_cast<int64_t>(docs.size()), "doc_offsets");
+  CheckSplits(in.doc_splits, in.num_examples, num_doc_tokens, "doc_splits");
+  in.num_features = feature_example.ndim() == 1 ? feature_example.shape(0) : -1;
+  in.feature_example = Check1D(feature_example, "feature_example", -1);
+  in.token_splits = Check1D(token_splits, "token_splits", in.num_features + 1);
+  const int64_t num_tokens = token_offsets.ndim() == 1 ? token_offsets.shape(0) - 1 : -1;
+  if (num_tokens < 0) throw py::value_error("token_offsets must be 1-D with count + 1 entries");
+  in.tokens = squad::StringList{toks, Check1D(token_offsets, "token_offsets", -1)};
+  CheckSplits(in.tokens.offsets, num_tokens, static_cast<int64_t>(toks.size()), "token_offsets");
+  CheckSplits(in.token_splits, in.num_features, num_tokens, "token_splits");
+  in.token_to_orig = Check1D(token_to_orig, "token_to_orig", num_tokens);
+  in.max_context = Check1D(max_context, "max_context", num_tokens);
+  for (int64_t f = 0; f < in.num_features; ++f) {
+    const int64_t e = in.feature_example[f];
+    if (e < 0 || e >= in.num_examples) {
+      throw py::value_error("feature_example[" + std::to_string(f) + "] = " + std::to_string(e) +
+                            " is not an example index");
+    }
+    if (f > 0 && e < in.feature_example[f - 1]) {
+      throw py::value_error("features must be grouped by example in example order");
+    }
+    const int64_t ndoc = in.doc_splits[e + 1] - in.doc_splits[e];
+    for (int64_t t = in.token_splits[f]; t < in.token_splits[f + 1]; ++t) {
+      if (in.token_to_orig[t] >= ndoc) {
+        throw py::value_error("token_to_orig of feature " + std::to_string(f) + " points past the " +
+                              std::to_string(ndoc) + " doc tokens of its example");
+      }
+    }
+  }
+  if (start_logits.ndim() != 2 || end_logits.ndim() != 2 || start_logits.shape(0) != in.num_features ||
+      end_logits.shape(0) != in.num_features || start_logits.shape(1) != end_logits.shape(1)) {
+    throw py::value_error("start_logits and end_logits must both be [num_features=" +
+                          std::to_string(in.num_features) + ", seq_len]");
+  }
+  in.seq_len = start_logits.shape(1);
+  in.start_logits = start_logits.data();
+  in.end_logits = end_logits.data();
+  for (int64_t i = 0; i < in.num_features * in.seq_len; ++i) {
+    if (!std::isfinite(in.start_logits[i]) || !std::isfinite(in.end_logits[i])) {
+      throw py::value_error("logits of feature " + std::to_string(i / std::max<int64_t>(in.seq_len, 1)) +
+                            " are not finite (NaN or inf)");
+    }
+  }
+  squad::SquadOptions options;
+  options.n_best_size = n_best_size;
+  options.max_answer_length = max_answer_length;
+  options.do_lower_case = do_lower_case;
+  options.version_2_with_negative = version_2_with_negative;
+  options.null_score_diff_threshold = null_score_diff_threshold;
+  options.verbose = verbose;
+  options.num_threads = num_threads;
+  std::vector<squad::ExampleResult> results;
+  {
+    py::gil_scoped_release release;
+    results = squad::Postprocess(in, options);
+  }
+  // Per example: (prediction, nbest list of dicts, score_diff or None, log list).
+  py::list out(results.size());
+  py::str k_text("text"), k_prob("probability"), k_start("start_logit"), k_end("end_logit");
+  for (size_t e = 0; e < results.size(); ++e) {
+    const auto& r = results[e];
+    py::list nbest(r.nbest.size());
+    for (size_t i = 0; i < r.nbest.size(); ++i) {
+      py::dict d;
+      d[k_text] = py::str(r.nbest[i].text);
+      d[k_prob] = py::float_(r.nbest[i].probability);
+      d[k_start] = py::float_(r.nbest[i].start_logit);
+      d[k_end] = py::float_(r.nbest[i].end_logit);
+      nbest[i] = std::move(d);
+    }
+    py::list log;
+    for (const auto& m : r.log) log.append(py::str(m));
+    out[e] = py::make_tuple(py::str(r.prediction), std::move(nbest),
+                            r.has_score_diff ? py::object(py::float_(r.score_diff)) : py::object(py::none()),
+                            std::move(log));
+  }
+  return out;
+}
+
+std::string FinalText(const std::string& pred_text, const std::string& orig_text, bool do_lower_case) {
+  return squad::GetFinalText(pred_text, orig_text, do_lower_case, nullptr);
+}
+
+}  // namespace
+
+void InitSquad(py::module_& m) {
+  m.def("squad_postprocess", &SquadPostprocess, py::arg("doc_data"), py::arg("doc_offsets"),
+        py::arg("doc_splits"), py::arg("feature_example"), py::arg("token_data"),
+        py::arg("token_offsets"), py::arg("token_splits"), py::arg("token_to_orig"),
+        py::arg("max_context"), py::arg("start_logits"), py::arg("end_logits"),
+        py::arg("n_best_size"), py::arg("max_answer_length"), py::arg("do_lower_case"),
+        py::arg("version_2_with_negative"), py::arg("null_score_diff_threshold"), py::arg("verbose"),
+        py::arg("num_threads"));
+  m.def("squad_final_text", &FinalText, py::arg("pred_text"), py::arg("orig_text"),
+        py::arg("do_lower_case"));
+}
+
+}  // namespace pybert

@@ -1,0 +1,236 @@
+"""SQuAD n-best span decoding with the seed's rules, in C++ (csrc/squad).
+
+`postprocess_output` has the seed's signature (squad_lib.postprocess_output)
+and returns the same (predictions, nbest, null odds) dicts. It accepts the
+seed's objects (examples with qas_id and doc_tokens; features with unique_id,
+example_index, tokens, token_to_orig_map, token_is_max_context; results with
+unique_id, start_logits, end_logits) or pybert's compact `SquadFeatureArrays`
+with results as arrays, which skip all per-token Python work:
+
+    arrays = SquadFeatureArrays.from_seed(examples, features)   # once
+    preds, nbest, odds = postprocess_output(arrays, None, (unique_ids, start, end), 20, 30, True)
+
+What it leaves out: reading SQuAD JSON and featurizing (pybert.data.squad).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from pybert import _C
+
+logger = logging.getLogger("pybert.squad")
+
+
+def _flatten(strings) -> tuple[bytes, np.ndarray]:
+    encoded = [s.encode("utf-8", "surrogatepass") for s in strings]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    if encoded:
+        np.cumsum([len(b) for b in encoded], out=offsets[1:])
+    return b"".join(encoded), offsets
+
+
+@dataclass
+class SquadFeatureArrays:
+    """Everything post-processing needs from examples and features, as flat arrays.
+
+    Examples: qas_ids [E]; doc tokens of example e are the strings
+    doc_data[doc_offsets[k]:doc_offsets[k+1]] for k in [doc_splits[e], doc_splits[e+1]).
+    Features (grouped by example, in example order): unique_ids [F],
+    feature_example [F]; word pieces in token_data/token_offsets with
+    token_splits [F+1]; per token, token_to_orig (doc token index, -1 outside
+    the passage) and max_context (token_is_max_context).
+    """
+
+    qas_ids: list
+    doc_data: bytes
+    doc_offsets: np.ndarray
+    doc_splits: np.ndarray
+    unique_ids: np.ndarray
+    feature_example: np.ndarray
+    token_data: bytes
+    token_offsets: np.ndarray
+    token_splits: np.ndarray
+    token_to_orig: np.ndarray
+    max_context: np.ndarray
+
+    @classmethod
+    def from_seed(cls, examples, features) -> SquadFeatureArrays:
+        """Builds the arrays from the seed's SquadExample / InputFeatures objects."""
+        doc_lists = [ex.doc_tokens for ex in examples]
+        doc_data, doc_offsets = _flatten(t for doc in doc_lists for t in doc)
+        doc_splits = np.zeros(len(examples) + 1, dtype=np.int64)
+        np.cumsum([len(d) for d in doc_lists], out=doc_splits[1:])
+        example_index = np.asarray([f.example_index for f in features], dtype=np.int64)
+        order = np.argsort(example_index, kind="stable")  # the seed groups features by example
+        feats = [features[i] for i in order]
+        token_data, token_offsets = _flatten(t for f in feats for t in f.tokens)
+        token_splits = np.zeros(len(feats) + 1, dtype=np.int64)
+        np.cumsum([len(f.tokens) for f in feats], out=token_splits[1:])
+        token_to_orig = np.full(int(token_splits[-1]), -1, dtype=np.int32)
+        max_context = np.zeros(int(token_splits[-1]), dtype=np.uint8)
+        for f, base in zip(feats, token_splits[:-1].tolist(), strict=True):
+            n = len(f.tokens)
+            for k, v in f.token_to_orig_map.items():
+                if 0 <= k < n:
+                    token_to_orig[base + k] = v
+            for k, v in f.token_is_max_context.items():
+                if 0 <= k < n and v:
+                    max_context[base + k] = 1
+        return cls(
+            qas_ids=[ex.qas_id for ex in examples],
+            doc_data=doc_data,
+            doc_offsets=doc_offsets,
+            doc_splits=doc_splits,
+            unique_ids=np.asarray([f.unique_id for f in feats], dtype=np.int64),
+            feature_example=example_index[order],
+            token_data=token_data,
+            token_offsets=token_offsets,
+            token_splits=token_splits,
+            token_to_orig=token_to_orig,
+            max_context=max_context,
+        )
+
+    def save(self, path: str) -> None:
+        """Writes an .npz (to a temporary name, renamed when complete)."""
+        tmp = f"{path}.tmp.npz"
+        np.savez(
+            tmp,
+            qas_ids=np.asarray(json.dumps(self.qas_ids)),
+            doc_data=np.frombuffer(self.doc_data, dtype=np.uint8),
+            token_data=np.frombuffer(self.token_data, dtype=np.uint8),
+            **{k: getattr(self, k) for k in _ARRAY_FIELDS},
+        )
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str) -> SquadFeatureArrays:
+        with np.load(path) as z:
+            return cls(
+                qas_ids=json.loads(str(z["qas_ids"])),
+                doc_data=z["doc_data"].tobytes(),
+                token_data=z["token_data"].tobytes(),
+                **{k: z[k] for k in _ARRAY_FIELDS},
+            )
+
+
+_ARRAY_FIELDS = ("doc_offsets", "doc_splits", "unique_ids", "feature_example", "token_offsets",
+                 "token_splits", "token_to_orig", "max_context")
+
+
+def _results_to_arrays(all_results, unique_ids: np.ndarray):
+    """Aligns results with the features' unique ids: [F, S] float64 start and end logits."""
+    if isinstance(all_results, tuple) and len(all_results) == 3:
+        ids, start, end = (np.asarray(x) for x in all_results)
+        start = np.asarray(start, dtype=np.float64)
+        end = np.asarray(end, dtype=np.float64)
+        if start.ndim != 2 or start.shape != end.shape or ids.shape != (start.shape[0],):
+            raise ValueError(
+                "results as arrays must be (unique_ids [N], start_logits [N, S], end_logits "
+                f"[N, S]); got shapes {ids.shape}, {start.shape}, {end.shape}")
+        ids = ids.astype(np.int64).tolist()
+    else:
+        all_results = list(all_results)
+        ids = [r.unique_id for r in all_results]
+        lengths = {len(r.start_logits) for r in all_results} | {len(r.end_logits) for r in all_results}
+        if len(lengths) > 1:
+            for r in all_results:
+                if len(r.start_logits) != len(r.end_logits) or len(r.start_logits) != max(lengths):
+                    raise ValueError(
+                        f"result {r.unique_id}: logits of length {len(r.start_logits)} / "
+                        f"{len(r.end_logits)}, expected {max(lengths)} like the others")
+        start = np.asarray([r.start_logits for r in all_results], dtype=np.float64)
+        end = np.asarray([r.end_logits for r in all_results], dtype=np.float64)
+        if start.ndim == 1:
+            start = start.reshape(len(ids), -1)
+            end = end.reshape(len(ids), -1)
+    row = {}
+    for i, uid in enumerate(ids):
+        row[int(uid)] = i
+    features = set(unique_ids.tolist())
+    for uid in row:
+        if uid not in features:
+            raise ValueError(f"result unique_id {uid} has no feature")
+    missing = [u for u in unique_ids.tolist() if u not in row]
+    if missing:
+        raise ValueError(f"no result for feature unique_id {missing[0]} ({len(missing)} missing)")
+    index = np.fromiter((row[u] for u in unique_ids.tolist()), dtype=np.int64,
+                        count=len(unique_ids))
+    bad = ~(np.isfinite(start[index]).all(axis=1) & np.isfinite(end[index]).all(axis=1))
+    if bad.any():
+        raise ValueError(f"result unique_id {int(unique_ids[np.argmax(bad)])}: logits are NaN or inf")
+    return np.ascontiguousarray(start[index]), np.ascontiguousarray(end[index])
+
+
+def postprocess_output(all_examples, all_features, all_results, n_best_size, max_answer_length,
+                       do_lower_case, version_2_with_negative=False, null_score_diff_threshold=0.0,
+                       verbose=False, num_threads=1):
+    """The seed's postprocess_output, in C++. Returns (predictions, nbest, null_odds).
+
+    all_examples/all_features: the seed's objects, or a SquadFeatureArrays as
+    all_examples with all_features None. all_results: the seed's RawResult
+    objects, or (unique_ids, start_logits, end_logits) arrays.
+    num_threads: examples are decoded in parallel (None or 0: all cores).
+    """
+    if isinstance(all_examples, SquadFeatureArrays):
+        arrays = all_examples
+    else:
+        arrays = SquadFeatureArrays.from_seed(all_examples, all_features)
+    if not isinstance(n_best_size, (int, np.integer)) or n_best_size < 1:
+        raise ValueError(f"n_best_size must be an int >= 1, got {n_best_size!r}")
+    if not isinstance(max_answer_length, (int, np.integer)) or max_answer_length < 1:
+        raise ValueError(f"max_answer_length must be an int >= 1, got {max_answer_length!r}")
+    start, end = _results_to_arrays(all_results, np.asarray(arrays.unique_ids))
+    out = _C.squad_postprocess(
+        arrays.doc_data, arrays.doc_offsets, arrays.doc_splits, arrays.feature_example,
+        arrays.token_data, arrays.token_offsets, arrays.token_splits, arrays.token_to_orig,
+        arrays.max_context, start, end, int(n_best_size), int(max_answer_length),
+        bool(do_lower_case), bool(version_2_with_negative), float(null_score_diff_threshold),
+        bool(verbose), int(num_threads or os.cpu_count() or 1))
+    predictions = collections.OrderedDict()
+    nbest = collections.OrderedDict()
+    null_odds = collections.OrderedDict()
+    for qas_id, (prediction, entries, score_diff, log) in zip(arrays.qas_ids, out, strict=True):
+        for message in log:
+            logger.info(message)
+        predictions[qas_id] = prediction
+        nbest[qas_id] = entries
+        if version_2_with_negative:
+            null_odds[qas_id] = score_diff
+    return predictions, nbest, null_odds
+
+
+def get_final_text(pred_text, orig_text, do_lower_case, verbose=False):
+    """The seed's get_final_text: project a normalized span back onto the original text."""
+    del verbose  # messages are logged by postprocess_output(verbose=True)
+    return _C.squad_final_text(pred_text, orig_text, bool(do_lower_case))
+
+
+def _write_json(records, path):
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(json.dumps(records, indent=4) + "\n")
+    os.replace(tmp, path)
+
+
+def write_predictions(all_examples, all_features, all_results, n_best_size, max_answer_length,
+                      do_lower_case, output_prediction_file, output_nbest_file,
+                      output_null_log_odds_file, version_2_with_negative=False,
+                      null_score_diff_threshold=0.0, verbose=False, num_threads=1):
+    """Writes predictions.json, nbest_predictions.json and (v2.0) null_odds.json."""
+    logger.info("Writing predictions to: %s", output_prediction_file)
+    logger.info("Writing nbest to: %s", output_nbest_file)
+    predictions, nbest, null_odds = postprocess_output(
+        all_examples, all_features, all_results, n_best_size, max_answer_length, do_lower_case,
+        version_2_with_negative, null_score_diff_threshold, verbose, num_threads)
+    _write_json(predictions, output_prediction_file)
+    _write_json(nbest, output_nbest_file)
+    if version_2_with_negative:
+        _write_json(null_odds, output_null_log_odds_file)
+    return predictions, nbest, null_odds
