@@ -35,7 +35,7 @@ def _setup(request, corpus):
 
 def _run(benchmark, fn, lines, group, name):
     benchmark.group = group
-    benchmark.extra_info.update(bytes=nbytes(lines), name=name)
+    benchmark.extra_info.update(bytes=nbytes(lines), name=name, anchor=name == "pybert 1 thread(s)")
     return benchmark.pedantic(fn, rounds=ROUNDS, iterations=1, warmup_rounds=1)
 
 

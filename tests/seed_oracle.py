@@ -1,8 +1,8 @@
 """Loads the seed's own modules (tf-models-official==2.4.0) from the test-only
 oracle folder that tools/run_tests.sh unpacks, for tests and benchmarks.
 
-Only tokenization.py is loaded here: its imports of tensorflow (for
-tf.io.gfile.GFile alone), sentencepiece and six are stubbed.
+Modules are loaded from their files with light stubs: tensorflow (only
+tf.io.gfile.GFile is used by the loaded code paths), sentencepiece and six.
 """
 
 import importlib.util
@@ -14,11 +14,8 @@ from pathlib import Path
 ORACLE_DIR = Path(os.environ.get("PYBERT_ORACLE_DIR", Path(__file__).resolve().parent / "_oracle"))
 
 
-def load_seed_tokenization():
-    """Returns the seed's tokenization module, or None when the oracle is absent."""
-    path = ORACLE_DIR / "official" / "nlp" / "bert" / "tokenization.py"
-    if not path.exists():
-        return None
+def _stubs(extra=None):
+    six = types.SimpleNamespace(PY2=False, PY3=True, iteritems=lambda d: iter(d.items()))
     stubs = {
         "tensorflow": types.SimpleNamespace(
             io=types.SimpleNamespace(
@@ -28,12 +25,21 @@ def load_seed_tokenization():
             )
         ),
         "sentencepiece": types.ModuleType("sentencepiece"),
-        "six": types.SimpleNamespace(PY2=False, PY3=True),
+        "six": six,
     }
+    stubs.update(extra or {})
+    return stubs
+
+
+def _load(rel_path, name, extra_stubs=None):
+    path = ORACLE_DIR / rel_path
+    if not path.exists():
+        return None
+    stubs = _stubs(extra_stubs)
     saved = {k: sys.modules.get(k) for k in stubs}
     sys.modules.update(stubs)
     try:
-        spec = importlib.util.spec_from_file_location("seed_tokenization", path)
+        spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     finally:
@@ -43,3 +49,37 @@ def load_seed_tokenization():
             else:
                 sys.modules[k] = v
     return module
+
+
+def load_seed_tokenization():
+    """The seed's official/nlp/bert/tokenization.py, or None when the oracle is absent."""
+    return _load("official/nlp/bert/tokenization.py", "seed_tokenization")
+
+
+def load_seed_squad_lib():
+    """The seed's official/nlp/data/squad_lib.py (read, featurize, post-process)."""
+    tokenization = load_seed_tokenization()
+    if tokenization is None:
+        return None
+    official = types.ModuleType("official")
+    nlp = types.ModuleType("official.nlp")
+    bert = types.ModuleType("official.nlp.bert")
+    bert.tokenization = tokenization
+    official.nlp = nlp
+    nlp.bert = bert
+    return _load(
+        "official/nlp/data/squad_lib.py",
+        "seed_squad_lib",
+        {
+            "official": official,
+            "official.nlp": nlp,
+            "official.nlp.bert": bert,
+            "official.nlp.bert.tokenization": tokenization,
+        },
+    )
+
+
+def load_seed_squad_evaluate(version):
+    """The seed's official/nlp/bert/squad_evaluate_v1_1.py or _v2_0.py."""
+    name = "squad_evaluate_v1_1" if version == "1.1" else "squad_evaluate_v2_0"
+    return _load(f"official/nlp/bert/{name}.py", f"seed_{name}")

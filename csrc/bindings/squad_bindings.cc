@@ -114,23 +114,38 @@ py::list SquadPostprocess(py::bytes doc_data, Array<int64_t> doc_offsets, Array<
     py::gil_scoped_release release;
     results = squad::Postprocess(in, options);
   }
-  // Per example: (prediction, nbest list of dicts, score_diff or None, log list).
-  py::list out(results.size());
+  // Per example: (prediction, nbest list of dicts, score_diff or None, log list),
+  // built with the C API: this is most of the Python-visible cost.
+  auto str = [](const std::string& t) {
+    // surrogatepass: texts may hold lone surrogates that came from a Python str
+    PyObject* o = PyUnicode_DecodeUTF8(t.data(), static_cast<Py_ssize_t>(t.size()), "surrogatepass");
+    if (o == nullptr) throw py::error_already_set();
+    return py::reinterpret_steal<py::object>(o);
+  };
   py::str k_text("text"), k_prob("probability"), k_start("start_logit"), k_end("end_logit");
+  py::list out(results.size());
   for (size_t e = 0; e < results.size(); ++e) {
     const auto& r = results[e];
-    py::list nbest(r.nbest.size());
+    PyObject* nbest = PyList_New(static_cast<Py_ssize_t>(r.nbest.size()));
+    if (nbest == nullptr) throw py::error_already_set();
+    py::object nbest_obj = py::reinterpret_steal<py::object>(nbest);
     for (size_t i = 0; i < r.nbest.size(); ++i) {
       py::dict d;
-      d[k_text] = py::str(r.nbest[i].text);
-      d[k_prob] = py::float_(r.nbest[i].probability);
-      d[k_start] = py::float_(r.nbest[i].start_logit);
-      d[k_end] = py::float_(r.nbest[i].end_logit);
-      nbest[i] = std::move(d);
+      PyObject* dp = d.ptr();
+      py::object text = str(r.nbest[i].text);
+      py::object prob = py::reinterpret_steal<py::object>(PyFloat_FromDouble(r.nbest[i].probability));
+      py::object sl = py::reinterpret_steal<py::object>(PyFloat_FromDouble(r.nbest[i].start_logit));
+      py::object el = py::reinterpret_steal<py::object>(PyFloat_FromDouble(r.nbest[i].end_logit));
+      if (!prob || !sl || !el || PyDict_SetItem(dp, k_text.ptr(), text.ptr()) ||
+          PyDict_SetItem(dp, k_prob.ptr(), prob.ptr()) || PyDict_SetItem(dp, k_start.ptr(), sl.ptr()) ||
+          PyDict_SetItem(dp, k_end.ptr(), el.ptr())) {
+        throw py::error_already_set();
+      }
+      PyList_SET_ITEM(nbest, static_cast<Py_ssize_t>(i), d.release().ptr());
     }
     py::list log;
-    for (const auto& m : r.log) log.append(py::str(m));
-    out[e] = py::make_tuple(py::str(r.prediction), std::move(nbest),
+    for (const auto& m : r.log) log.append(str(m));
+    out[e] = py::make_tuple(str(r.prediction), nbest_obj,
                             r.has_score_diff ? py::object(py::float_(r.score_diff)) : py::object(py::none()),
                             std::move(log));
   }

@@ -5,7 +5,6 @@
 #include <cmath>
 #include <memory>
 #include <thread>
-#include <unordered_set>
 
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/unicode_tables.h"
@@ -47,23 +46,41 @@ bool IsPySpace(char32_t c) {
   return c <= unicode::kMaxCodePoint && (unicode::Lookup(c).flags & unicode::kPySpace);
 }
 
-// str.replace(old, "") on UTF-8 (old is ASCII).
-std::string RemoveAll(const std::string& s, std::string_view old) {
-  std::string out;
-  out.reserve(s.size());
-  size_t pos = 0;
-  while (true) {
-    size_t hit = s.find(old, pos);
-    if (hit == std::string::npos) break;
-    out.append(s, pos, hit - pos);
-    pos = hit + old.size();
+// s = s.replace(old, "") in place (old is ASCII, so byte matching is exact).
+void RemoveAll(std::string* s, std::string_view old) {
+  size_t hit = s->find(old);
+  if (hit == std::string::npos) return;
+  size_t out = hit, in = hit;
+  while (in < s->size()) {
+    if (s->compare(in, old.size(), old) == 0) {
+      in += old.size();
+    } else {
+      (*s)[out++] = (*s)[in++];
+    }
   }
-  out.append(s, pos, std::string::npos);
-  return out;
+  s->resize(out);
 }
 
 // " ".join(text.split()) (which also strips).
 std::string NormalizeSpaces(const std::string& text) {
+  bool ascii = true;
+  for (char c : text) ascii &= static_cast<uint8_t>(c) < 0x80;
+  if (ascii) {
+    std::string out;
+    out.reserve(text.size());
+    size_t i = 0;
+    while (i < text.size()) {
+      while (i < text.size() && IsPySpace(static_cast<uint8_t>(text[i]))) ++i;
+      size_t j = i;
+      while (j < text.size() && !IsPySpace(static_cast<uint8_t>(text[j]))) ++j;
+      if (j > i) {
+        if (!out.empty()) out.push_back(' ');
+        out.append(text, i, j - i);
+      }
+      i = j;
+    }
+    return out;
+  }
   std::u32string cps = Decode(text);
   std::string out;
   size_t i = 0;
@@ -80,19 +97,27 @@ std::string NormalizeSpaces(const std::string& text) {
   return out;
 }
 
-// Top-n indexes by descending score, ties to the lower index (a stable sort).
+// Top-k indexes by descending score, ties to the lower index (what the seed's
+// stable sort gives). Insertion into a small sorted buffer: most logits are
+// rejected by one comparison with the current k-th best.
 void BestIndexes(const double* logits, int64_t n, int k, std::vector<int32_t>* out) {
-  out->resize(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) (*out)[static_cast<size_t>(i)] = static_cast<int32_t>(i);
-  const size_t keep = std::min<size_t>(static_cast<size_t>(k), out->size());
-  std::partial_sort(out->begin(), out->begin() + static_cast<std::ptrdiff_t>(keep), out->end(),
-                    [&](int32_t a, int32_t b) {
-                      return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-                    });
-  out->resize(keep);
+  out->clear();
+  const size_t keep = std::min<size_t>(static_cast<size_t>(k), static_cast<size_t>(n));
+  if (keep == 0) return;
+  out->reserve(keep + 1);
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = logits[i];
+    if (out->size() == keep && !(v > logits[out->back()])) continue;  // ties keep the earlier index
+    size_t pos = out->size();
+    while (pos > 0 && v > logits[(*out)[pos - 1]]) --pos;
+    out->insert(out->begin() + static_cast<std::ptrdiff_t>(pos), static_cast<int32_t>(i));
+    if (out->size() > keep) out->pop_back();
+  }
 }
 
 struct Prelim {
+  double score;     // start_logit + end_logit
+  int64_t order;    // position in the seed's candidate order (ties keep it)
   int64_t feature;  // global feature row
   int32_t start;
   int32_t end;
@@ -100,11 +125,24 @@ struct Prelim {
   double end_logit;
 };
 
-ExampleResult DecodeExample(const SquadInputs& in, const SquadOptions& opt, int64_t example,
-                            int64_t f_begin, int64_t f_end) {
-  ExampleResult res;
+// Per-thread working memory, reused across examples.
+struct Workspace {
   std::vector<Prelim> prelim;
-  std::vector<int32_t> starts, ends;
+  std::vector<int32_t> starts, ends, valid_starts, valid_ends;
+  std::vector<std::string> seen;         // texts already in the n-best
+  std::vector<std::string> basic_cache;  // per doc token: its basic tokens, joined
+  std::vector<uint8_t> cached;
+  std::string tok_text, orig_text, orig_tok;
+  BertTokenizer::Workspace tokenizer;
+};
+
+ExampleResult DecodeExample(const SquadInputs& in, const SquadOptions& opt, int64_t example,
+                            int64_t f_begin, int64_t f_end, Workspace& ws) {
+  ExampleResult res;
+  std::vector<Prelim>& prelim = ws.prelim;
+  std::vector<int32_t>& starts = ws.starts;
+  std::vector<int32_t>& ends = ws.ends;
+  prelim.clear();
   double score_null = 1000000;  // the seed's "large and positive" start
   int64_t min_null_feature = f_begin;
   double null_start = 0, null_end = 0;
@@ -124,55 +162,109 @@ ExampleResult DecodeExample(const SquadInputs& in, const SquadOptions& opt, int6
         null_end = el[0];
       }
     }
+    // The seed's checks, hoisted: the ones on start alone and on end alone
+    // filter the lists first (keeping their order), the pair checks stay.
+    ws.valid_starts.clear();
+    ws.valid_ends.clear();
     for (int32_t s : starts) {
-      for (int32_t e : ends) {
-        if (s >= ntok || e >= ntok) continue;
-        if (in.token_to_orig[tb + s] < 0 || in.token_to_orig[tb + e] < 0) continue;
-        if (!in.max_context[tb + s]) continue;
-        if (e < s) continue;
-        if (e - s + 1 > opt.max_answer_length) continue;
-        prelim.push_back(Prelim{f, s, e, sl[s], el[e]});
+      if (s < ntok && in.token_to_orig[tb + s] >= 0 && in.max_context[tb + s]) ws.valid_starts.push_back(s);
+    }
+    for (int32_t e : ends) {
+      if (e < ntok && in.token_to_orig[tb + e] >= 0) ws.valid_ends.push_back(e);
+    }
+    for (int32_t s : ws.valid_starts) {
+      for (int32_t e : ws.valid_ends) {
+        if (e < s || e - s + 1 > opt.max_answer_length) continue;
+        prelim.push_back(Prelim{sl[s] + el[e], static_cast<int64_t>(prelim.size()), f, s, e, sl[s], el[e]});
       }
     }
   }
   if (opt.version_2_with_negative) {
-    prelim.push_back(Prelim{min_null_feature, 0, 0, null_start, null_end});
+    prelim.push_back(Prelim{null_start + null_end, static_cast<int64_t>(prelim.size()),
+                            min_null_feature, 0, 0, null_start, null_end});
   }
-  std::stable_sort(prelim.begin(), prelim.end(), [](const Prelim& a, const Prelim& b) {
-    return (a.start_logit + a.end_logit) > (b.start_logit + b.end_logit);
-  });
+  // The seed's stable sort by descending score. Only the first few are
+  // usually needed (n_best distinct texts), so sort a head first and the
+  // rest only if the loop below runs past it.
+  auto before = [](const Prelim& a, const Prelim& b) {
+    return a.score > b.score || (a.score == b.score && a.order < b.order);
+  };
+  size_t sorted_end = std::min(prelim.size(), static_cast<size_t>(4 * opt.n_best_size + 8));
+  std::partial_sort(prelim.begin(), prelim.begin() + static_cast<std::ptrdiff_t>(sorted_end),
+                    prelim.end(), before);
 
-  std::unordered_set<std::string> seen;
+  // Texts already in the n-best (a handful: a linear scan beats hashing).
+  std::vector<std::string>& seen = ws.seen;
+  seen.clear();
+  auto seen_before = [&](const std::string& t) {
+    for (const std::string& x : seen) {
+      if (x.size() == t.size() && x == t) return true;
+    }
+    return false;
+  };
   const int64_t doc_base = in.doc_splits[example];
   const int64_t doc_count = in.doc_splits[example + 1] - doc_base;
-  for (const Prelim& p : prelim) {
+  // Basic tokenization of " ".join(doc tokens) is the join of each doc
+  // token's basic tokens (the BasicTokenizer splits on the spaces first and
+  // treats each piece alone), so each doc token is tokenized once.
+  std::vector<std::string>& basic_cache = ws.basic_cache;
+  std::vector<uint8_t>& cached = ws.cached;
+  basic_cache.resize(static_cast<size_t>(doc_count));
+  cached.assign(static_cast<size_t>(doc_count), 0);
+  const BertTokenizer& basic = Basic(opt.do_lower_case);
+  auto basic_of = [&](int64_t o) -> const std::string& {
+    std::string& b = basic_cache[static_cast<size_t>(o)];
+    if (!cached[static_cast<size_t>(o)]) {
+      b.clear();
+      basic.BasicTokenizeJoined(in.doc_tokens.at(doc_base + o), &b, &ws.tokenizer);
+      cached[static_cast<size_t>(o)] = 1;
+    }
+    return b;
+  };
+  std::string& orig_text = ws.orig_text;
+  std::string& orig_tok = ws.orig_tok;
+  for (size_t k = 0; k < prelim.size(); ++k) {
     if (static_cast<int>(res.nbest.size()) >= opt.n_best_size) break;
+    if (k == sorted_end) {
+      std::sort(prelim.begin() + static_cast<std::ptrdiff_t>(k), prelim.end(), before);
+      sorted_end = prelim.size();
+    }
+    const Prelim& p = prelim[k];
     std::string final_text;
     if (p.start > 0) {
       const int64_t tb = in.token_splits[p.feature];
-      std::string tok_text;
+      std::string& tok_text = ws.tok_text;
+      tok_text.clear();
       for (int32_t t = p.start; t <= p.end; ++t) {
         if (t > p.start) tok_text.push_back(' ');
         tok_text.append(in.tokens.at(tb + t));
       }
-      tok_text = NormalizeSpaces(RemoveAll(RemoveAll(tok_text, " ##"), "##"));
+      RemoveAll(&tok_text, " ##");
+      RemoveAll(&tok_text, "##");
+      tok_text = NormalizeSpaces(tok_text);
       // orig_tokens = doc_tokens[orig_doc_start:orig_doc_end + 1] (a Python slice)
       int64_t o_begin = std::clamp<int64_t>(in.token_to_orig[tb + p.start], 0, doc_count);
       int64_t o_end = std::clamp<int64_t>(int64_t{in.token_to_orig[tb + p.end]} + 1, 0, doc_count);
-      std::string orig_text;
+      orig_text.clear();
+      orig_tok.clear();
       for (int64_t o = o_begin; o < o_end; ++o) {
         if (o > o_begin) orig_text.push_back(' ');
         orig_text.append(in.doc_tokens.at(doc_base + o));
+        const std::string& b = basic_of(o);
+        if (!b.empty()) {
+          if (!orig_tok.empty()) orig_tok.push_back(' ');
+          orig_tok.append(b);
+        }
       }
-      final_text = GetFinalText(tok_text, orig_text, opt.do_lower_case,
-                                opt.verbose ? &res.log : nullptr);
-      if (!seen.insert(final_text).second) continue;
+      final_text = FinalTextGivenTokens(tok_text, orig_text, orig_tok, opt.verbose ? &res.log : nullptr);
+      if (seen_before(final_text)) continue;
+      seen.push_back(final_text);
     } else {
-      seen.insert(final_text);
+      if (!seen_before(final_text)) seen.push_back(final_text);
     }
     res.nbest.push_back(NbestEntry{std::move(final_text), 0.0, p.start_logit, p.end_logit});
   }
-  if (opt.version_2_with_negative && seen.count("") == 0) {
+  if (opt.version_2_with_negative && !seen_before(std::string())) {
     res.nbest.push_back(NbestEntry{"", 0.0, null_start, null_end});
   }
   if (res.nbest.empty()) res.nbest.push_back(NbestEntry{"empty", 0.0, 0.0, 0.0});
@@ -213,55 +305,68 @@ ExampleResult DecodeExample(const SquadInputs& in, const SquadOptions& opt, int6
 
 std::string GetFinalText(std::string_view pred_text, std::string_view orig_text, bool do_lower_case,
                          std::vector<std::string>* log) {
-  std::string tok_joined;
-  for (const std::string& t : Basic(do_lower_case).BasicTokenize(orig_text)) {
-    if (!tok_joined.empty()) tok_joined.push_back(' ');
-    tok_joined += t;
-  }
-  const std::u32string tok = Decode(tok_joined);
-  const std::u32string pred = Decode(pred_text);
-  const std::u32string orig = Decode(orig_text);
+  std::string tok;
+  Basic(do_lower_case).BasicTokenizeJoined(orig_text, &tok);
+  return FinalTextGivenTokens(pred_text, orig_text, tok, log);
+}
+
+std::string FinalTextGivenTokens(std::string_view pred_text, std::string_view orig_text,
+                                 std::string_view tok, std::vector<std::string>* log) {
+  // The seed's algorithm on Python characters, done on UTF-8 bytes: UTF-8 is
+  // self-synchronizing, so a byte match of the needle is a character match,
+  // and the only character _strip_spaces removes is the ASCII ' '.
   auto fail = [&](std::string message) {
     if (log) log->push_back(std::move(message));
     return std::string(orig_text);
   };
-  const auto found = std::search(tok.begin(), tok.end(), pred.begin(), pred.end());
-  if (found == tok.end() && !pred.empty()) {
+  const size_t found = tok.find(pred_text);
+  if (found == std::string::npos) {
     return fail("Unable to find text: '" + std::string(pred_text) + "' in '" + std::string(orig_text) + "'");
   }
-  const int64_t start_position = found - tok.begin();
-  const int64_t end_position = start_position + static_cast<int64_t>(pred.size()) - 1;
-  // _strip_spaces: drop ' ' and map each kept character to its position.
-  auto strip = [](const std::u32string& s, std::u32string* ns, std::vector<int64_t>* ns_to_s) {
-    for (size_t i = 0; i < s.size(); ++i) {
-      if (s[i] == U' ') continue;
-      ns_to_s->push_back(static_cast<int64_t>(i));
-      ns->push_back(s[i]);
-    }
+  auto is_lead = [](char c) { return !IsContinuationByte(static_cast<uint8_t>(c)); };
+  // Number of non-space characters in s[0, end).
+  auto ns_count = [&](std::string_view s, size_t end) {
+    size_t n = 0;
+    for (size_t i = 0; i < end; ++i) n += is_lead(s[i]) && s[i] != ' ';
+    return n;
   };
-  std::u32string orig_ns, tok_ns;
-  std::vector<int64_t> orig_map, tok_map;
-  strip(orig, &orig_ns, &orig_map);
-  strip(tok, &tok_ns, &tok_map);
-  if (orig_ns.size() != tok_ns.size()) {
-    return fail("Length not equal after stripping spaces: '" + Encode(orig_ns.data(), orig_ns.size()) +
-                "' vs '" + Encode(tok_ns.data(), tok_ns.size()) + "'");
+  const size_t orig_ns = ns_count(orig_text, orig_text.size());
+  const size_t tok_ns = ns_count(tok, tok.size());
+  if (orig_ns != tok_ns) {
+    if (log == nullptr) return std::string(orig_text);
+    auto without_spaces = [](std::string_view s) {
+      std::string out;
+      for (char c : s) {
+        if (c != ' ') out.push_back(c);
+      }
+      return out;
+    };
+    return fail("Length not equal after stripping spaces: '" + without_spaces(orig_text) + "' vs '" +
+                without_spaces(tok) + "'");
   }
-  // tok_s_to_ns: position in tok -> index among non-space characters (-1: a space).
-  std::vector<int64_t> tok_s_to_ns(tok.size(), -1);
-  for (size_t i = 0; i < tok_map.size(); ++i) tok_s_to_ns[static_cast<size_t>(tok_map[i])] = static_cast<int64_t>(i);
-  auto project = [&](int64_t pos) -> int64_t {
-    if (pos < 0 || pos >= static_cast<int64_t>(tok.size())) return -1;
-    const int64_t ns = tok_s_to_ns[static_cast<size_t>(pos)];
-    if (ns < 0 || ns >= static_cast<int64_t>(orig_map.size())) return -1;
-    return orig_map[static_cast<size_t>(ns)];
+  // Byte offset in orig_text of its k-th non-space character.
+  auto orig_nth = [&](size_t k) {
+    for (size_t i = 0; i < orig_text.size(); ++i) {
+      if (is_lead(orig_text[i]) && orig_text[i] != ' ') {
+        if (k == 0) return i;
+        --k;
+      }
+    }
+    return orig_text.size();
   };
-  const int64_t orig_start = project(start_position);
-  if (orig_start < 0) return fail("Couldn't map start position");
-  const int64_t orig_end = project(end_position);
-  if (orig_end < 0) return fail("Couldn't map end position");
+  // start_position: the first character of the match (none when tok is empty).
+  if (found >= tok.size() || tok[found] == ' ') return fail("Couldn't map start position");
+  const size_t orig_start = orig_nth(ns_count(tok, found));
+  // end_position: the last character of the match (start - 1 for an empty pred).
+  if (pred_text.empty()) return fail("Couldn't map end position");
+  size_t last = found + pred_text.size() - 1;
+  while (last > found && !is_lead(tok[last])) --last;
+  if (tok[last] == ' ') return fail("Couldn't map end position");
+  size_t orig_end = orig_nth(ns_count(tok, last));
   if (orig_end < orig_start) return std::string();  // an empty Python slice
-  return Encode(orig.data() + orig_start, static_cast<size_t>(orig_end - orig_start + 1));
+  ++orig_end;
+  while (orig_end < orig_text.size() && !is_lead(orig_text[orig_end])) ++orig_end;
+  return std::string(orig_text.substr(orig_start, orig_end - orig_start));
 }
 
 std::vector<ExampleResult> Postprocess(const SquadInputs& in, const SquadOptions& options) {
@@ -276,11 +381,12 @@ std::vector<ExampleResult> Postprocess(const SquadInputs& in, const SquadOptions
   std::atomic<int64_t> next{0};
   constexpr int64_t kBlock = 16;
   auto work = [&]() {
+    Workspace ws;
     while (true) {
       const int64_t b = next.fetch_add(kBlock);
       if (b >= in.num_examples) return;
       for (int64_t e = b; e < std::min(b + kBlock, in.num_examples); ++e) {
-        results[static_cast<size_t>(e)] = DecodeExample(in, options, e, first[e], first[e + 1]);
+        results[static_cast<size_t>(e)] = DecodeExample(in, options, e, first[e], first[e + 1], ws);
       }
     }
   };

@@ -81,6 +81,10 @@ std::vector<ExampleResult> Postprocess(const SquadInputs& in, const SquadOptions
 std::string GetFinalText(std::string_view pred_text, std::string_view orig_text, bool do_lower_case,
                          std::vector<std::string>* log);
 
+// The same with the basic tokenization of orig_text, joined by spaces, given.
+std::string FinalTextGivenTokens(std::string_view pred_text, std::string_view orig_text,
+                                 std::string_view orig_tokens, std::vector<std::string>* log);
+
 }  // namespace squad
 }  // namespace pybert
 

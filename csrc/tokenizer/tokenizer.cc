@@ -559,6 +559,19 @@ std::vector<std::string> BertTokenizer::BasicTokenize(std::string_view text) con
   return out;
 }
 
+BertTokenizer::Workspace::Workspace() : scratch_(std::make_unique<Scratch>()) {}
+BertTokenizer::Workspace::~Workspace() = default;
+
+void BertTokenizer::BasicTokenizeJoined(std::string_view text, std::string* joined,
+                                        Workspace* workspace) const {
+  thread_local Scratch local;
+  Scratch& scratch = workspace ? *workspace->scratch_ : local;
+  Run(text, scratch, [&](const char* w, size_t nbytes, size_t, const int32_t*, int32_t) {
+    if (!joined->empty()) joined->push_back(' ');
+    joined->append(w, nbytes);
+  });
+}
+
 std::vector<int32_t> BertTokenizer::WordpieceIds(std::string_view word) const {
   std::vector<int32_t> ids;
   size_t nchars = 0;

@@ -26,6 +26,7 @@
 #define PYBERT_TOKENIZER_TOKENIZER_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -48,6 +49,9 @@ struct PieceSink {
 };
 
 class BertTokenizer {
+ private:
+  struct Scratch;
+
  public:
   // Throws VocabError when the vocab lacks options.unk_token, and
   // std::invalid_argument for a non-positive max_input_chars_per_word.
@@ -59,6 +63,24 @@ class BertTokenizer {
   // Steps 1-5 only: the BasicTokenizer's output tokens, UTF-8.
   std::vector<std::string> BasicTokenize(std::string_view text) const;
 
+  // Working memory for one thread, reusable across calls (optional: calls
+  // without one use a thread_local one).
+  class Workspace {
+   public:
+    Workspace();
+    ~Workspace();
+    Workspace(const Workspace&) = delete;
+    Workspace& operator=(const Workspace&) = delete;
+
+   private:
+    friend class BertTokenizer;
+    std::unique_ptr<Scratch> scratch_;
+  };
+
+  // The same, appended to `joined` separated by single spaces.
+  void BasicTokenizeJoined(std::string_view text, std::string* joined,
+                           Workspace* workspace = nullptr) const;
+
   // Step 6 only, on one basic token (UTF-8): the WordpieceTokenizer's output.
   std::vector<int32_t> WordpieceIds(std::string_view word) const;
 
@@ -67,8 +89,6 @@ class BertTokenizer {
   int32_t unk_id() const { return unk_id_; }
 
  private:
-  struct Scratch;
-  struct Emitter;
   template <typename Fn>
   void Run(std::string_view text, Scratch& scratch, Fn&& on_word) const;
   template <typename Fn>

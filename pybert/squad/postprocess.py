@@ -16,6 +16,7 @@ What it leaves out: reading SQuAD JSON and featurizing (pybert.data.squad).
 from __future__ import annotations
 
 import collections
+import gc
 import json
 import logging
 import os
@@ -120,8 +121,16 @@ class SquadFeatureArrays:
             )
 
 
-_ARRAY_FIELDS = ("doc_offsets", "doc_splits", "unique_ids", "feature_example", "token_offsets",
-                 "token_splits", "token_to_orig", "max_context")
+_ARRAY_FIELDS = (
+    "doc_offsets",
+    "doc_splits",
+    "unique_ids",
+    "feature_example",
+    "token_offsets",
+    "token_splits",
+    "token_to_orig",
+    "max_context",
+)
 
 
 def _results_to_arrays(all_results, unique_ids: np.ndarray):
@@ -133,44 +142,73 @@ def _results_to_arrays(all_results, unique_ids: np.ndarray):
         if start.ndim != 2 or start.shape != end.shape or ids.shape != (start.shape[0],):
             raise ValueError(
                 "results as arrays must be (unique_ids [N], start_logits [N, S], end_logits "
-                f"[N, S]); got shapes {ids.shape}, {start.shape}, {end.shape}")
+                f"[N, S]); got shapes {ids.shape}, {start.shape}, {end.shape}"
+            )
         ids = ids.astype(np.int64).tolist()
     else:
         all_results = list(all_results)
         ids = [r.unique_id for r in all_results]
-        lengths = {len(r.start_logits) for r in all_results} | {len(r.end_logits) for r in all_results}
+        lengths = {len(r.start_logits) for r in all_results} | {
+            len(r.end_logits) for r in all_results
+        }
         if len(lengths) > 1:
             for r in all_results:
                 if len(r.start_logits) != len(r.end_logits) or len(r.start_logits) != max(lengths):
                     raise ValueError(
                         f"result {r.unique_id}: logits of length {len(r.start_logits)} / "
-                        f"{len(r.end_logits)}, expected {max(lengths)} like the others")
+                        f"{len(r.end_logits)}, expected {max(lengths)} like the others"
+                    )
         start = np.asarray([r.start_logits for r in all_results], dtype=np.float64)
         end = np.asarray([r.end_logits for r in all_results], dtype=np.float64)
         if start.ndim == 1:
             start = start.reshape(len(ids), -1)
             end = end.reshape(len(ids), -1)
-    row = {}
-    for i, uid in enumerate(ids):
-        row[int(uid)] = i
-    features = set(unique_ids.tolist())
-    for uid in row:
-        if uid not in features:
-            raise ValueError(f"result unique_id {uid} has no feature")
-    missing = [u for u in unique_ids.tolist() if u not in row]
-    if missing:
-        raise ValueError(f"no result for feature unique_id {missing[0]} ({len(missing)} missing)")
-    index = np.fromiter((row[u] for u in unique_ids.tolist()), dtype=np.int64,
-                        count=len(unique_ids))
-    bad = ~(np.isfinite(start[index]).all(axis=1) & np.isfinite(end[index]).all(axis=1))
+    ids = np.asarray(ids, dtype=np.int64)
+    if len(np.unique(ids)) != len(ids):
+        raise ValueError(f"duplicate result unique_id {_first_duplicate(ids)}")
+    if ids.shape == unique_ids.shape and np.array_equal(ids, unique_ids):
+        index = None  # results already in feature order (the usual case)
+    else:
+        order = np.argsort(ids, kind="stable")
+        pos = np.searchsorted(ids, unique_ids, sorter=order)
+        pos = np.minimum(pos, len(ids) - 1) if len(ids) else pos
+        found = (ids[order[pos]] == unique_ids) if len(ids) else np.zeros(len(unique_ids), bool)
+        if not found.all():
+            missing = unique_ids[~found]
+            raise ValueError(
+                f"no result for feature unique_id {int(missing[0])} ({len(missing)} missing)"
+            )
+        index = order[pos]
+        if len(ids) > len(unique_ids):
+            extra = np.setdiff1d(ids, unique_ids)
+            raise ValueError(f"result unique_id {int(extra[0])} has no feature")
+    if index is not None:
+        start, end = start[index], end[index]
+    bad = ~(np.isfinite(start).all(axis=1) & np.isfinite(end).all(axis=1))
     if bad.any():
-        raise ValueError(f"result unique_id {int(unique_ids[np.argmax(bad)])}: logits are NaN or inf")
-    return np.ascontiguousarray(start[index]), np.ascontiguousarray(end[index])
+        raise ValueError(
+            f"result unique_id {int(unique_ids[np.argmax(bad)])}: logits are NaN or inf"
+        )
+    return np.ascontiguousarray(start), np.ascontiguousarray(end)
 
 
-def postprocess_output(all_examples, all_features, all_results, n_best_size, max_answer_length,
-                       do_lower_case, version_2_with_negative=False, null_score_diff_threshold=0.0,
-                       verbose=False, num_threads=1):
+def _first_duplicate(ids):
+    values, counts = np.unique(ids, return_counts=True)
+    return int(values[np.argmax(counts > 1)])
+
+
+def postprocess_output(
+    all_examples,
+    all_features,
+    all_results,
+    n_best_size,
+    max_answer_length,
+    do_lower_case,
+    version_2_with_negative=False,
+    null_score_diff_threshold=0.0,
+    verbose=False,
+    num_threads=1,
+):
     """The seed's postprocess_output, in C++. Returns (predictions, nbest, null_odds).
 
     all_examples/all_features: the seed's objects, or a SquadFeatureArrays as
@@ -186,13 +224,33 @@ def postprocess_output(all_examples, all_features, all_results, n_best_size, max
         raise ValueError(f"n_best_size must be an int >= 1, got {n_best_size!r}")
     if not isinstance(max_answer_length, (int, np.integer)) or max_answer_length < 1:
         raise ValueError(f"max_answer_length must be an int >= 1, got {max_answer_length!r}")
-    start, end = _results_to_arrays(all_results, np.asarray(arrays.unique_ids))
-    out = _C.squad_postprocess(
-        arrays.doc_data, arrays.doc_offsets, arrays.doc_splits, arrays.feature_example,
-        arrays.token_data, arrays.token_offsets, arrays.token_splits, arrays.token_to_orig,
-        arrays.max_context, start, end, int(n_best_size), int(max_answer_length),
-        bool(do_lower_case), bool(version_2_with_negative), float(null_score_diff_threshold),
-        bool(verbose), int(num_threads or os.cpu_count() or 1))
+    start, end = _results_to_arrays(all_results, np.asarray(arrays.unique_ids, dtype=np.int64))
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # the result is ~20 dicts per question: no cycles to collect
+    try:
+        out = _C.squad_postprocess(
+            arrays.doc_data,
+            arrays.doc_offsets,
+            arrays.doc_splits,
+            arrays.feature_example,
+            arrays.token_data,
+            arrays.token_offsets,
+            arrays.token_splits,
+            arrays.token_to_orig,
+            arrays.max_context,
+            start,
+            end,
+            int(n_best_size),
+            int(max_answer_length),
+            bool(do_lower_case),
+            bool(version_2_with_negative),
+            float(null_score_diff_threshold),
+            bool(verbose),
+            int(num_threads or os.cpu_count() or 1),
+        )
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     predictions = collections.OrderedDict()
     nbest = collections.OrderedDict()
     null_odds = collections.OrderedDict()
@@ -219,16 +277,36 @@ def _write_json(records, path):
     os.replace(tmp, path)
 
 
-def write_predictions(all_examples, all_features, all_results, n_best_size, max_answer_length,
-                      do_lower_case, output_prediction_file, output_nbest_file,
-                      output_null_log_odds_file, version_2_with_negative=False,
-                      null_score_diff_threshold=0.0, verbose=False, num_threads=1):
+def write_predictions(
+    all_examples,
+    all_features,
+    all_results,
+    n_best_size,
+    max_answer_length,
+    do_lower_case,
+    output_prediction_file,
+    output_nbest_file,
+    output_null_log_odds_file,
+    version_2_with_negative=False,
+    null_score_diff_threshold=0.0,
+    verbose=False,
+    num_threads=1,
+):
     """Writes predictions.json, nbest_predictions.json and (v2.0) null_odds.json."""
     logger.info("Writing predictions to: %s", output_prediction_file)
     logger.info("Writing nbest to: %s", output_nbest_file)
     predictions, nbest, null_odds = postprocess_output(
-        all_examples, all_features, all_results, n_best_size, max_answer_length, do_lower_case,
-        version_2_with_negative, null_score_diff_threshold, verbose, num_threads)
+        all_examples,
+        all_features,
+        all_results,
+        n_best_size,
+        max_answer_length,
+        do_lower_case,
+        version_2_with_negative,
+        null_score_diff_threshold,
+        verbose,
+        num_threads,
+    )
     _write_json(predictions, output_prediction_file)
     _write_json(nbest, output_nbest_file)
     if version_2_with_negative:

@@ -1,0 +1,74 @@
+"""pybert-squad-evaluate: the official SQuAD v1.1 / v2.0 metrics for a prediction file.
+
+  pybert-squad-evaluate dev-v1.1.json predictions.json
+  pybert-squad-evaluate dev-v2.0.json predictions.json --na_prob_file null_odds.json
+
+Prints the metrics as JSON, like the official scripts. --version defaults to
+the data file's own "version" field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from pybert.squad.evaluate import evaluate_v1, evaluate_v2
+
+
+def _load_json(path: str, what: str):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise SystemExit(f"pybert-squad-evaluate: error: {what} not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SystemExit(
+            f"pybert-squad-evaluate: error: {what} {path} is not valid JSON: {e}"
+        ) from None
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data_file", help="SQuAD JSON (e.g. dev-v1.1.json)")
+    parser.add_argument("pred_file", help="predictions.json: {question id: answer text}")
+    parser.add_argument("--version", choices=["1.1", "2.0"], default=None)
+    parser.add_argument(
+        "--na_prob_file",
+        "--na-prob-file",
+        default=None,
+        help="v2.0: {question id: no-answer score} (null_odds.json)",
+    )
+    parser.add_argument("--na_prob_thresh", "--na-prob-thresh", type=float, default=1.0)
+    parser.add_argument(
+        "--out_file", "--out-file", default=None, help="also write the metrics here"
+    )
+    args = parser.parse_args(argv)
+    dataset = _load_json(args.data_file, "data file")
+    predictions = _load_json(args.pred_file, "prediction file")
+    if not isinstance(dataset, dict) or "data" not in dataset:
+        raise SystemExit(f"pybert-squad-evaluate: error: {args.data_file} has no 'data' list")
+    if not isinstance(predictions, dict):
+        raise SystemExit(f"pybert-squad-evaluate: error: {args.pred_file} must map ids to answers")
+    declared = str(dataset.get("version", "1.1")).lstrip("vV")
+    version = args.version or ("2.0" if declared.startswith("2") else "1.1")
+    try:
+        if version == "1.1":
+            if args.na_prob_file:
+                raise ValueError("--na_prob_file needs --version 2.0")
+            result = evaluate_v1(dataset, predictions)
+        else:
+            na_probs = _load_json(args.na_prob_file, "na_prob_file") if args.na_prob_file else None
+            result = evaluate_v2(dataset, predictions, na_probs, args.na_prob_thresh)
+    except ValueError as e:
+        raise SystemExit(f"pybert-squad-evaluate: error: {e}") from None
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out_file:
+        with open(args.out_file, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,357 @@
+"""SQuAD post-processing (C++) and evaluation against the seed's own code.
+
+The seed's squad_lib (tf-models-official==2.4.0, tests/_oracle) reads and
+featurizes real SQuAD files; both implementations then post-process the same
+random and adversarial logits, and must agree on predictions, n-best texts,
+logits, probabilities (1e-6) and null odds.
+"""
+
+import collections
+import json
+import logging
+
+import numpy as np
+import pytest
+from seed_oracle import load_seed_squad_evaluate, load_seed_squad_lib
+
+import pybert
+from pybert import squad
+
+RawResult = collections.namedtuple("RawResult", ["unique_id", "start_logits", "end_logits"])
+SEQ = 384
+
+
+@pytest.fixture(scope="module")
+def seed_squad():
+    lib = load_seed_squad_lib()
+    if lib is None:
+        pytest.skip("seed oracle not unpacked (see tools/run_tests.sh)")
+    return lib
+
+
+def featurize(seed_squad, path, vocab, v2, limit, lower=True, max_seq_length=SEQ):
+    examples = seed_squad.read_squad_examples(
+        str(path), is_training=False, version_2_with_negative=v2
+    )[:limit]
+    features = []
+    # pybert's FullTokenizer gives the seed's tokens (tests/test_tokenizer.py) much faster.
+    tokenizer = pybert.FullTokenizer(vocab, do_lower_case=lower)
+    seed_squad.convert_examples_to_features(
+        examples,
+        tokenizer,
+        max_seq_length=max_seq_length,
+        doc_stride=128,
+        max_query_length=64,
+        is_training=False,
+        batch_size=1,
+        output_fn=lambda feature, is_padding=False: is_padding or features.append(feature),
+    )
+    return examples, features
+
+
+@pytest.fixture(scope="module")
+def squad_v1(seed_squad, data_dir, vocab_path):
+    return featurize(
+        seed_squad, data_dir / "squad/dev-v1.1.json", vocab_path("uncased"), False, 600
+    )
+
+
+@pytest.fixture(scope="module")
+def squad_v2(seed_squad, data_dir, vocab_path):
+    return featurize(
+        seed_squad, data_dir / "squad/haystack_small-v2.0.json", vocab_path("uncased"), True, 10_000
+    )
+
+
+def make_results(features, kind, seed):
+    rng = np.random.default_rng(seed)
+    out = []
+    for f in features:
+        if kind == "random":
+            s, e = rng.normal(0, 3, SEQ), rng.normal(0, 3, SEQ)
+        elif kind == "ties":  # few distinct values: many ties in top-k and in sums
+            s, e = rng.integers(-2, 3, SEQ).astype(float), rng.integers(-2, 3, SEQ).astype(float)
+        elif kind == "extreme":  # huge but finite logits
+            s, e = rng.choice([-1e30, 0.0, 1e30, 5e29], SEQ), rng.choice([-1e30, 1e30, 2.5], SEQ)
+        elif kind == "null":  # the null answer dominates everywhere
+            s, e = rng.normal(0, 1, SEQ), rng.normal(0, 1, SEQ)
+            s[0] = e[0] = 50.0
+        else:
+            raise ValueError(kind)
+        # float32 logits as a model gives them, passed on as Python floats
+        out.append(
+            RawResult(f.unique_id, s.astype(np.float32).tolist(), e.astype(np.float32).tolist())
+        )
+    return out
+
+
+def assert_same(ours, theirs):
+    preds, nbest, odds = ours
+    s_preds, s_nbest, s_odds = theirs
+    assert list(preds) == list(s_preds)
+    assert preds == dict(s_preds)
+    for qid, entries in s_nbest.items():
+        mine = nbest[qid]
+        assert [e["text"] for e in mine] == [e["text"] for e in entries], qid
+        assert [e["start_logit"] for e in mine] == [e["start_logit"] for e in entries]
+        assert [e["end_logit"] for e in mine] == [e["end_logit"] for e in entries]
+        np.testing.assert_allclose(
+            [e["probability"] for e in mine], [e["probability"] for e in entries], rtol=0, atol=1e-6
+        )
+    assert list(odds) == list(s_odds)
+    np.testing.assert_allclose(list(odds.values()), list(s_odds.values()), rtol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["random", "ties", "extreme"])
+@pytest.mark.parametrize("n_best,max_len", [(20, 30), (1, 30), (5, 3)])
+def test_v1_matches_seed(seed_squad, squad_v1, kind, n_best, max_len):
+    examples, features = squad_v1
+    results = make_results(features, kind, seed=n_best * 7 + max_len)
+    args = (examples, features, results, n_best, max_len, True)
+    assert_same(
+        squad.postprocess_output(*args, num_threads=2), seed_squad.postprocess_output(*args)
+    )
+
+
+@pytest.mark.parametrize("kind", ["random", "ties", "null"])
+@pytest.mark.parametrize("threshold", [0.0, -2.0, 3.5])
+def test_v2_matches_seed(seed_squad, squad_v2, kind, threshold):
+    examples, features = squad_v2
+    results = make_results(features, kind, seed=11)
+    args = (examples, features, results, 20, 30, True, True, threshold)
+    ours = squad.postprocess_output(*args)
+    assert_same(ours, seed_squad.postprocess_output(*args))
+    assert len(ours[2]) == len(examples)
+
+
+def test_cased_and_chinese_match_seed(seed_squad, data_dir, vocab_path):
+    examples, features = featurize(
+        seed_squad,
+        data_dir / "cmrc2018_zh/cmrc2018_trial.json",
+        vocab_path("multi_cased"),
+        False,
+        300,
+        lower=False,
+    )
+    results = make_results(features, "random", seed=3)
+    args = (examples, features, results, 20, 30, False)
+    assert_same(squad.postprocess_output(*args), seed_squad.postprocess_output(*args))
+
+
+def test_get_final_text_matches_seed(seed_squad):
+    cases = [
+        ("steve smith", "Steve Smith's", True),
+        ("smith", "Steve Smith's", True),
+        ("hello", "Héllo!", True),
+        ("hello", "Héllo!", False),
+        ("denver broncos", "the Denver Broncos.", True),
+        ("x", "abc", True),
+        ("ab", "a b", True),
+        ("", "abc", True),
+        ("ς", "ΟΔΟΣ", True),
+        ("1 , 000", "1,000", True),
+    ]
+    for pred, orig, lower in cases:
+        want = seed_squad.get_final_text(pred, orig, lower)
+        assert squad.get_final_text(pred, orig, lower) == want, (pred, orig, lower)
+
+
+def test_compact_arrays_roundtrip_and_array_results(tmp_path, seed_squad, squad_v1):
+    examples, features = squad_v1
+    results = make_results(features, "random", seed=5)
+    arrays = squad.SquadFeatureArrays.from_seed(examples, features)
+    arrays.save(str(tmp_path / "meta.npz"))
+    loaded = squad.SquadFeatureArrays.load(str(tmp_path / "meta.npz"))
+    ids = np.array([r.unique_id for r in results])
+    start = np.array([r.start_logits for r in results], dtype=np.float32)
+    end = np.array([r.end_logits for r in results], dtype=np.float32)
+    perm = np.random.default_rng(0).permutation(len(ids))  # results in any order
+    ours = squad.postprocess_output(loaded, None, (ids[perm], start[perm], end[perm]), 20, 30, True)
+    assert_same(ours, seed_squad.postprocess_output(examples, features, results, 20, 30, True))
+
+
+def test_write_predictions_files(tmp_path, seed_squad, squad_v2):
+    examples, features = squad_v2
+    results = make_results(features, "random", seed=8)
+    paths = [str(tmp_path / n) for n in ("predictions.json", "nbest.json", "null_odds.json")]
+    squad.write_predictions(
+        examples, features, results, 20, 30, True, *paths, version_2_with_negative=True
+    )
+    preds, nbest, odds = seed_squad.postprocess_output(
+        examples, features, results, 20, 30, True, True
+    )
+    with open(paths[0]) as f:
+        assert json.load(f) == preds
+    with open(paths[2]) as f:
+        np.testing.assert_allclose(list(json.load(f).values()), list(odds.values()), rtol=1e-12)
+    with open(paths[1]) as f:
+        text = f.read()
+    assert text == json.dumps(json.loads(text), indent=4) + "\n"  # the seed's layout
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_verbose_logging(caplog, seed_squad):
+    from types import SimpleNamespace as NS
+
+    # "ab\u200bcd": the zero-width space is removed by basic tokenization, so
+    # the character alignment fails and the whole original span is returned.
+    example = NS(qas_id="q1", doc_tokens=["foo", "ab\u200bcd"])
+    feature = NS(
+        unique_id=7,
+        example_index=0,
+        tokens=["[CLS]", "q", "[SEP]", "foo", "abcd", "[SEP]"],
+        token_to_orig_map={3: 0, 4: 1},
+        token_is_max_context={3: True, 4: True},
+    )
+    start = [0.0] * 6
+    start[4] = 9.0
+    result = RawResult(7, start, start)
+    with caplog.at_level(logging.INFO, logger="pybert.squad"):
+        preds, _, _ = squad.postprocess_output(
+            [example], [feature], [result], 20, 30, True, verbose=True
+        )
+    assert preds == seed_squad.postprocess_output([example], [feature], [result], 20, 30, True)[0]
+    assert preds["q1"] == "ab\u200bcd"
+    assert any("Length not equal after stripping spaces" in m for m in caplog.messages)
+
+
+def test_bad_inputs(squad_v1):
+    examples, features = squad_v1
+    results = make_results(features, "random", seed=2)
+    args = (examples, features)
+    extra = RawResult(123, results[0].start_logits, results[0].end_logits)
+    with pytest.raises(ValueError, match="result unique_id 123 has no feature"):
+        squad.postprocess_output(*args, results + [extra], 20, 30, True)
+    with pytest.raises(
+        ValueError, match=f"no result for feature unique_id {features[0].unique_id}"
+    ):
+        squad.postprocess_output(*args, results[1:], 20, 30, True)
+    short = RawResult(results[3].unique_id, results[3].start_logits[:10], results[3].end_logits)
+    with pytest.raises(ValueError, match=f"result {results[3].unique_id}: logits of length 10"):
+        squad.postprocess_output(*args, results[:3] + [short] + results[4:], 20, 30, True)
+    nan = RawResult(results[5].unique_id, [float("nan")] * SEQ, results[5].end_logits)
+    with pytest.raises(ValueError, match=f"result unique_id {results[5].unique_id}: .*NaN"):
+        squad.postprocess_output(*args, results[:5] + [nan] + results[6:], 20, 30, True)
+    with pytest.raises(ValueError, match="n_best_size must be an int >= 1"):
+        squad.postprocess_output(*args, results, 0, 30, True)
+    with pytest.raises(ValueError, match="max_answer_length must be an int >= 1"):
+        squad.postprocess_output(*args, results, 20, 0, True)
+
+
+# -- evaluation ---------------------------------------------------------------
+
+
+def test_metrics_on_constructed_cases():
+    data = {
+        "data": [
+            {
+                "paragraphs": [
+                    {
+                        "qas": [
+                            {"id": "a", "answers": [{"text": "a cat sat on"}, {"text": "the dog"}]},
+                            {"id": "b", "answers": [{"text": "Paris!"}]},
+                            {"id": "c", "answers": [{"text": "42"}]},
+                            {"id": "d", "answers": []},
+                        ]
+                    }
+                ]
+            }
+        ]
+    }
+    # a: pred tokens [cat, sat] vs gold [cat, sat, on]: P = 1, R = 2/3, F1 = 0.8
+    preds = {"a": "The cat sat", "b": "paris", "c": "41", "d": ""}
+    with pytest.raises(ValueError, match="question d has no answers"):
+        squad.evaluate_v1(data, preds)  # the official v1.1 script fails on it too
+    data_v1 = {"data": [{"paragraphs": [{"qas": data["data"][0]["paragraphs"][0]["qas"][:3]}]}]}
+    v1 = squad.evaluate_v1(data_v1, preds)
+    assert v1["exact_match"] == pytest.approx(100 / 3)
+    assert v1["f1"] == pytest.approx(100 * (0.8 + 1 + 0) / 3)
+    v2 = squad.evaluate_v2(data, preds, na_probs={"a": 0.1, "b": 0.2, "c": 0.9, "d": 0.8})
+    assert v2["exact"] == pytest.approx(100 * 2 / 4) and v2["f1"] == pytest.approx(100 * 2.8 / 4)
+    assert v2["HasAns_total"] == 3 and v2["NoAns_total"] == 1 and v2["NoAns_exact"] == 100.0
+    # d answered wrongly ("x" for an unanswerable question): F1 (0.8 + 1 + 0 + 0) / 4.
+    # With a no-answer threshold of 0.2, c and d become "no answer": d turns right,
+    # c stays wrong: (0.8 + 1 + 0 + 1) / 4.
+    v2 = squad.evaluate_v2(
+        data, preds | {"d": "x"}, na_probs={"a": 0.1, "b": 0.2, "c": 0.9, "d": 0.8}
+    )
+    assert v2["f1"] == pytest.approx(100 * 1.8 / 4)
+    assert v2["best_f1"] == pytest.approx(100 * 2.8 / 4) and v2["best_f1_thresh"] == 0.2
+
+
+def test_evaluate_matches_seed_scripts(seed_squad, squad_v1, squad_v2, data_dir):
+    seed_v1 = load_seed_squad_evaluate("1.1")
+    seed_v2 = load_seed_squad_evaluate("2.0")
+    examples, features = squad_v1
+    preds, _, _ = squad.postprocess_output(
+        examples, features, make_results(features, "random", 4), 20, 30, True
+    )
+    with open(data_dir / "squad/dev-v1.1.json") as f:
+        dataset = json.load(f)
+    # a known prediction file: the gold answers themselves score 100
+    gold = {
+        qa["id"]: qa["answers"][0]["text"]
+        for a in dataset["data"]
+        for p in a["paragraphs"]
+        for qa in p["qas"]
+    }
+    assert squad.evaluate_v1(dataset, gold) == {"exact_match": 100.0, "f1": 100.0}
+    # decoded predictions for 600 questions, gold for every third; the rest unanswered.
+    # The seed's copy of the v1.1 script returns fractions where the official one
+    # (and pybert) print percentages.
+    mixed = dict(preds) | {k: v for i, (k, v) in enumerate(gold.items()) if i % 3 == 0}
+    ours = squad.evaluate_v1(dataset, mixed)
+    theirs = seed_v1.evaluate(dataset["data"], mixed)
+    assert ours["exact_match"] == pytest.approx(100 * theirs["exact_match"], rel=1e-12)
+    assert ours["f1"] == pytest.approx(100 * theirs["final_f1"], rel=1e-12)
+    assert 30 < ours["exact_match"] < 40
+    examples, features = squad_v2
+    preds, _, odds = squad.postprocess_output(
+        examples, features, make_results(features, "random", 9), 20, 30, True, True
+    )
+    with open(data_dir / "squad/haystack_small-v2.0.json") as f:
+        dataset2 = json.load(f)
+    ours = squad.evaluate_v2(dataset2, preds, na_probs=odds)
+    theirs = seed_v2.evaluate(dataset2["data"], preds, odds)
+    for key in ("exact", "f1", "total", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1"):
+        assert ours[key] == pytest.approx(theirs[key], abs=1e-12), key
+    assert ours["best_exact"] == pytest.approx(theirs["final_exact"])
+    assert ours["best_f1"] == pytest.approx(theirs["final_f1"])
+
+
+def test_squad_evaluate_tool(tmp_path, data_dir):
+    import subprocess
+    import sys
+
+    with open(data_dir / "squad/haystack_small-v2.0.json") as f:
+        dataset = json.load(f)
+    qas = [qa for a in dataset["data"] for p in a["paragraphs"] for qa in p["qas"]]
+    preds = {qa["id"]: (qa["answers"][0]["text"] if qa["answers"] else "") for qa in qas}
+    preds[qas[0]["id"]] = "something else"
+    pred_file = tmp_path / "predictions.json"
+    pred_file.write_text(json.dumps(preds))
+    odds = tmp_path / "null_odds.json"
+    odds.write_text(json.dumps({k: 0.0 for k in preds}))
+    from conftest import REPO
+
+    tool = [sys.executable, str(REPO / "tools" / "squad_evaluate.py")]
+    out = subprocess.run(
+        tool
+        + [
+            str(data_dir / "squad/haystack_small-v2.0.json"),
+            str(pred_file),
+            "--na_prob_file",
+            str(odds),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    metrics = json.loads(out.stdout)
+    want = squad.evaluate_v2(dataset, preds, {k: 0.0 for k in preds})
+    assert metrics == pytest.approx(dict(want))
+    assert metrics["total"] == len(qas) and metrics["exact"] < 100.0
+    bad = subprocess.run(
+        tool + [str(tmp_path / "missing.json"), str(pred_file)], capture_output=True, text=True
+    )
+    assert bad.returncode != 0 and "data file not found" in bad.stderr
