@@ -141,6 +141,10 @@ py::list SquadPostprocess(py::bytes doc_data, Array<int64_t> doc_offsets, Array<
           PyDict_SetItem(dp, k_end.ptr(), el.ptr())) {
         throw py::error_already_set();
       }
+      // Only str and float values: nothing for the cycle collector to do
+      // here (CPython untracks such dicts itself, later; dict insertion
+      // re-tracks it if a container is ever stored in it).
+      PyObject_GC_UnTrack(dp);
       PyList_SET_ITEM(nbest, static_cast<Py_ssize_t>(i), d.release().ptr());
     }
     py::list log;

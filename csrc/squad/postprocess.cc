@@ -61,18 +61,44 @@ void RemoveAll(std::string* s, std::string_view old) {
   s->resize(out);
 }
 
+// str.isspace() for ASCII: \t \n \v \f \r, \x1c-\x1f and ' '.
+inline bool IsAsciiSpace(uint8_t c) { return (c >= 9 && c <= 13) || (c >= 28 && c <= 32); }
+
+std::string NormalizeSpaces(const std::string& text);
+
+// text = " ".join(text.split()), without copying when already normalized.
+void NormalizeSpacesInPlace(std::string* text) {
+  bool clean = true;
+  const size_t n = text->size();
+  for (size_t i = 0; i < n && clean; ++i) {
+    const auto c = static_cast<uint8_t>((*text)[i]);
+    if (c >= 0x80 || (IsAsciiSpace(c) && (c != ' ' || i == 0 || i + 1 == n || (*text)[i - 1] == ' '))) {
+      clean = false;
+    }
+  }
+  if (!clean) *text = NormalizeSpaces(*text);
+}
+
 // " ".join(text.split()) (which also strips).
 std::string NormalizeSpaces(const std::string& text) {
-  bool ascii = true;
-  for (char c : text) ascii &= static_cast<uint8_t>(c) < 0x80;
+  bool ascii = true, clean = true;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<uint8_t>(text[i]);
+    ascii &= c < 0x80;
+    // already normalized: single ' ' separators, nothing at the ends
+    if (IsAsciiSpace(c) && (c != ' ' || i == 0 || i + 1 == text.size() || text[i - 1] == ' ')) {
+      clean = false;
+    }
+  }
+  if (ascii && clean) return text;
   if (ascii) {
     std::string out;
     out.reserve(text.size());
     size_t i = 0;
     while (i < text.size()) {
-      while (i < text.size() && IsPySpace(static_cast<uint8_t>(text[i]))) ++i;
+      while (i < text.size() && IsAsciiSpace(static_cast<uint8_t>(text[i]))) ++i;
       size_t j = i;
-      while (j < text.size() && !IsPySpace(static_cast<uint8_t>(text[j]))) ++j;
+      while (j < text.size() && !IsAsciiSpace(static_cast<uint8_t>(text[j]))) ++j;
       if (j > i) {
         if (!out.empty()) out.push_back(' ');
         out.append(text, i, j - i);
@@ -241,7 +267,7 @@ ExampleResult DecodeExample(const SquadInputs& in, const SquadOptions& opt, int6
       }
       RemoveAll(&tok_text, " ##");
       RemoveAll(&tok_text, "##");
-      tok_text = NormalizeSpaces(tok_text);
+      NormalizeSpacesInPlace(&tok_text);
       // orig_tokens = doc_tokens[orig_doc_start:orig_doc_end + 1] (a Python slice)
       int64_t o_begin = std::clamp<int64_t>(in.token_to_orig[tb + p.start], 0, doc_count);
       int64_t o_end = std::clamp<int64_t>(int64_t{in.token_to_orig[tb + p.end]} + 1, 0, doc_count);
