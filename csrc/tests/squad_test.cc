@@ -1,0 +1,90 @@
+// Table-driven unit tests of the SQuAD core (run by ctest): the seed's
+// get_final_text cases and a two-feature decode.
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "squad/postprocess.h"
+
+namespace {
+
+int failures = 0;
+
+void Expect(bool ok, const std::string& what) {
+  if (!ok) {
+    ++failures;
+    std::cerr << "FAIL: " << what << "\n";
+  }
+}
+
+struct FinalTextSpec {
+  const char* pred;
+  const char* orig;
+  bool lower;
+  const char* want;
+};
+
+}  // namespace
+
+int main() {
+  const FinalTextSpec specs[] = {
+      {"steve smith", "Steve Smith's", true, "Steve Smith"},  // the seed's own example
+      {"smith", "Steve Smith's", true, "Smith"},
+      {"hello", "H\xc3\xa9llo!", true, "H\xc3\xa9llo"},  // accents stripped in tok only
+      {"x", "abc", true, "abc"},                      // not found: the whole span
+      {"", "abc", true, "abc"},                       // empty: end cannot be mapped
+      {"1 , 000", "1,000", true, "1,000"},
+      {"denver broncos", "the Denver Broncos.", true, "Denver Broncos"},
+  };
+  for (const auto& s : specs) {
+    std::vector<std::string> log;
+    std::string got = pybert::squad::GetFinalText(s.pred, s.orig, s.lower, &log);
+    Expect(got == s.want, std::string("GetFinalText('") + s.pred + "', '" + s.orig + "') = '" + got +
+                              "', want '" + s.want + "'");
+  }
+
+  // One example, doc "The Denver Broncos won", one feature:
+  // [CLS] who won [SEP] the denver broncos won [SEP]
+  const std::string doc = "TheDenverBroncoswon";
+  const int64_t doc_offsets[] = {0, 3, 9, 16, 19};
+  const int64_t doc_splits[] = {0, 4};
+  const int64_t feature_example[] = {0};
+  const std::string toks = "[CLS]whowon[SEP]thedenverbroncoswon[SEP]";
+  const int64_t tok_offsets[] = {0, 5, 8, 11, 16, 19, 25, 32, 35, 40};
+  const int64_t tok_splits[] = {0, 9};
+  const int32_t to_orig[] = {-1, -1, -1, -1, 0, 1, 2, 3, -1};
+  const uint8_t max_ctx[] = {0, 0, 0, 0, 1, 1, 1, 1, 0};
+  std::vector<double> start(9, 0.0), end(9, 0.0);
+  start[5] = 5.0;  // "denver"
+  end[6] = 5.0;    // "broncos"
+  start[0] = end[0] = 1.0;
+  pybert::squad::SquadInputs in;
+  in.num_examples = 1;
+  in.doc_tokens = {doc, doc_offsets};
+  in.doc_splits = doc_splits;
+  in.num_features = 1;
+  in.feature_example = feature_example;
+  in.tokens = {toks, tok_offsets};
+  in.token_splits = tok_splits;
+  in.token_to_orig = to_orig;
+  in.max_context = max_ctx;
+  in.start_logits = start.data();
+  in.end_logits = end.data();
+  in.seq_len = 9;
+  pybert::squad::SquadOptions opt;
+  opt.n_best_size = 20;
+  auto results = pybert::squad::Postprocess(in, opt);
+  Expect(results.size() == 1 && results[0].prediction == "Denver Broncos",
+         "v1 prediction: " + (results.empty() ? std::string("none") : results[0].prediction));
+  Expect(results[0].nbest.size() == 10, "n-best: the 10 spans inside the 4-token passage");
+  double total = 0;
+  for (const auto& e : results[0].nbest) total += e.probability;
+  Expect(total > 0.999999 && total < 1.000001, "probabilities sum to 1");
+  opt.version_2_with_negative = true;
+  opt.null_score_diff_threshold = -20.0;  // null score 2 - best 10 = -8 > -20: answer ""
+  results = pybert::squad::Postprocess(in, opt);
+  Expect(results[0].prediction.empty() && results[0].has_score_diff && results[0].score_diff == -8.0,
+         "v2 null prediction");
+  if (failures == 0) std::cout << "all squad tests passed\n";
+  return failures == 0 ? 0 : 1;
+}
