@@ -1,7 +1,7 @@
 """SQuAD post-processing: the full v1.1 dev set (10,570 questions) with random
 logits, pybert's C++ decoder vs the seed's Python (tests/_oracle), same run.
 
-  python -m pytest bench/bench_squad.py --benchmark-json=bench/squad.json
+  .venv/bin/pytest bench/bench_squad.py --benchmark-json=bench/squad.json
 """
 
 import collections

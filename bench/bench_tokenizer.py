@@ -2,7 +2,7 @@
 the pure-Python original, on the same text in the same run.
 
 Python list of str in, int32 ids out, no special tokens. Run:
-  python -m pytest bench/bench_tokenizer.py --benchmark-json=bench/tokenizer.json
+  .venv/bin/pytest bench/bench_tokenizer.py --benchmark-json=bench/tokenizer.json
   python bench/report.py bench/tokenizer.json
 """
 

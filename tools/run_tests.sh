@@ -28,4 +28,6 @@ fi
 cmake -S . -B build/ctest -DPYBERT_BUILD_TESTS=ON -DCMAKE_BUILD_TYPE=Release > /dev/null
 cmake --build build/ctest -j 2 > /dev/null
 (cd build/ctest && ctest --output-on-failure)
-.venv/bin/python -m pytest -m "not slow and not gpu" "$@"
+# .venv/bin/pytest, not `python -m pytest`: the latter puts the source tree (with
+# no compiled pybert._C) ahead of the installed package on sys.path.
+.venv/bin/pytest -m "not slow and not gpu" "$@"
