@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <memory>
 #include <thread>
 
@@ -50,13 +51,17 @@ bool IsPySpace(char32_t c) {
 void RemoveAll(std::string* s, std::string_view old) {
   size_t hit = s->find(old);
   if (hit == std::string::npos) return;
-  size_t out = hit, in = hit;
-  while (in < s->size()) {
-    if (s->compare(in, old.size(), old) == 0) {
-      in += old.size();
-    } else {
-      (*s)[out++] = (*s)[in++];
+  size_t out = hit;
+  size_t in = hit + old.size();
+  while (true) {
+    const size_t next = s->find(old, in);
+    const size_t stop = next == std::string::npos ? s->size() : next;
+    if (stop > in) {
+      std::memmove(&(*s)[out], s->data() + in, stop - in);
+      out += stop - in;
     }
+    if (next == std::string::npos) break;
+    in = next + old.size();
   }
   s->resize(out);
 }
@@ -127,17 +132,23 @@ std::string NormalizeSpaces(const std::string& text) {
 // stable sort gives). Insertion into a small sorted buffer: most logits are
 // rejected by one comparison with the current k-th best.
 void BestIndexes(const double* logits, int64_t n, int k, std::vector<int32_t>* out) {
-  out->clear();
   const size_t keep = std::min<size_t>(static_cast<size_t>(k), static_cast<size_t>(n));
+  out->resize(keep);
   if (keep == 0) return;
-  out->reserve(keep + 1);
+  int32_t* best = out->data();
+  size_t size = 0;
+  double threshold = 0.0;  // logits[best[keep - 1]] once full
   for (int64_t i = 0; i < n; ++i) {
     const double v = logits[i];
-    if (out->size() == keep && !(v > logits[out->back()])) continue;  // ties keep the earlier index
-    size_t pos = out->size();
-    while (pos > 0 && v > logits[(*out)[pos - 1]]) --pos;
-    out->insert(out->begin() + static_cast<std::ptrdiff_t>(pos), static_cast<int32_t>(i));
-    if (out->size() > keep) out->pop_back();
+    if (size == keep && !(v > threshold)) continue;  // ties keep the earlier index
+    size_t pos = size < keep ? size : keep - 1;
+    while (pos > 0 && v > logits[best[pos - 1]]) {
+      best[pos] = best[pos - 1];
+      --pos;
+    }
+    best[pos] = static_cast<int32_t>(i);
+    if (size < keep) ++size;
+    threshold = logits[best[keep - 1]];
   }
 }
 
@@ -156,9 +167,13 @@ struct Workspace {
   std::vector<Prelim> prelim;
   std::vector<int32_t> starts, ends, valid_starts, valid_ends;
   std::vector<std::string> seen;         // texts already in the n-best
-  std::vector<std::string> basic_cache;  // per doc token: its basic tokens, joined
+  std::string tok_text;
+  // The current example's " ".join(doc tokens), and per doc token its bytes
+  // there and (once needed) its basic tokens, joined.
+  std::string doc_joined, orig_tok;
+  std::vector<size_t> doc_begin, doc_end;
+  std::vector<std::string> basic_cache;
   std::vector<uint8_t> cached;
-  std::string tok_text, orig_text, orig_tok;
   BertTokenizer::Workspace tokenizer;
 };
 
@@ -230,25 +245,27 @@ ExampleResult DecodeExample(const SquadInputs& in, const SquadOptions& opt, int6
   };
   const int64_t doc_base = in.doc_splits[example];
   const int64_t doc_count = in.doc_splits[example + 1] - doc_base;
-  // Basic tokenization of " ".join(doc tokens) is the join of each doc
-  // token's basic tokens (the BasicTokenizer splits on the spaces first and
-  // treats each piece alone), so each doc token is tokenized once.
-  std::vector<std::string>& basic_cache = ws.basic_cache;
-  std::vector<uint8_t>& cached = ws.cached;
-  basic_cache.resize(static_cast<size_t>(doc_count));
-  cached.assign(static_cast<size_t>(doc_count), 0);
-  const BertTokenizer& basic = Basic(opt.do_lower_case);
-  auto basic_of = [&](int64_t o) -> const std::string& {
-    std::string& b = basic_cache[static_cast<size_t>(o)];
-    if (!cached[static_cast<size_t>(o)]) {
-      b.clear();
-      basic.BasicTokenizeJoined(in.doc_tokens.at(doc_base + o), &b, &ws.tokenizer);
-      cached[static_cast<size_t>(o)] = 1;
+  // orig_text of a span is a slice of " ".join(doc tokens), built once per
+  // example on its first non-null candidate. The basic tokenization of
+  // orig_text is the join of each doc token's basic tokens (the
+  // BasicTokenizer splits on the spaces first and treats each piece alone),
+  // so each doc token is tokenized once, when a span first needs it.
+  bool doc_ready = false;
+  auto prepare_doc = [&]() {
+    ws.doc_joined.clear();
+    ws.doc_begin.resize(static_cast<size_t>(doc_count));
+    ws.doc_end.resize(static_cast<size_t>(doc_count));
+    for (int64_t o = 0; o < doc_count; ++o) {
+      if (o > 0) ws.doc_joined.push_back(' ');
+      const std::string_view t = in.doc_tokens.at(doc_base + o);
+      ws.doc_begin[o] = ws.doc_joined.size();
+      ws.doc_joined.append(t);
+      ws.doc_end[o] = ws.doc_joined.size();
     }
-    return b;
+    ws.cached.assign(static_cast<size_t>(doc_count), 0);
+    ws.basic_cache.resize(static_cast<size_t>(doc_count));
+    doc_ready = true;
   };
-  std::string& orig_text = ws.orig_text;
-  std::string& orig_tok = ws.orig_tok;
   for (size_t k = 0; k < prelim.size(); ++k) {
     if (static_cast<int>(res.nbest.size()) >= opt.n_best_size) break;
     if (k == sorted_end) {
@@ -261,26 +278,52 @@ ExampleResult DecodeExample(const SquadInputs& in, const SquadOptions& opt, int6
       const int64_t tb = in.token_splits[p.feature];
       std::string& tok_text = ws.tok_text;
       tok_text.clear();
+      // " ".join(tokens).replace(" ##", ""): tokens hold no spaces, so each
+      // " ##" is a separator before a "##" token (else: the literal way).
+      bool spaces = false;
       for (int32_t t = p.start; t <= p.end; ++t) {
-        if (t > p.start) tok_text.push_back(' ');
-        tok_text.append(in.tokens.at(tb + t));
+        const std::string_view piece = in.tokens.at(tb + t);
+        spaces |= piece.find(' ') != std::string_view::npos;
+        if (t > p.start && piece.size() >= 2 && piece[0] == '#' && piece[1] == '#') {
+          tok_text.append(piece.substr(2));
+        } else {
+          if (t > p.start) tok_text.push_back(' ');
+          tok_text.append(piece);
+        }
       }
-      RemoveAll(&tok_text, " ##");
+      if (spaces) {
+        tok_text.clear();
+        for (int32_t t = p.start; t <= p.end; ++t) {
+          if (t > p.start) tok_text.push_back(' ');
+          tok_text.append(in.tokens.at(tb + t));
+        }
+        RemoveAll(&tok_text, " ##");
+      }
       RemoveAll(&tok_text, "##");
       NormalizeSpacesInPlace(&tok_text);
       // orig_tokens = doc_tokens[orig_doc_start:orig_doc_end + 1] (a Python slice)
-      int64_t o_begin = std::clamp<int64_t>(in.token_to_orig[tb + p.start], 0, doc_count);
-      int64_t o_end = std::clamp<int64_t>(int64_t{in.token_to_orig[tb + p.end]} + 1, 0, doc_count);
-      orig_text.clear();
-      orig_tok.clear();
-      for (int64_t o = o_begin; o < o_end; ++o) {
-        if (o > o_begin) orig_text.push_back(' ');
-        orig_text.append(in.doc_tokens.at(doc_base + o));
-        const std::string& b = basic_of(o);
-        if (!b.empty()) {
-          if (!orig_tok.empty()) orig_tok.push_back(' ');
-          orig_tok.append(b);
+      const int64_t o_begin = std::clamp<int64_t>(in.token_to_orig[tb + p.start], 0, doc_count);
+      const int64_t o_end =
+          std::clamp<int64_t>(int64_t{in.token_to_orig[tb + p.end]} + 1, 0, doc_count);
+      if (!doc_ready) prepare_doc();
+      std::string_view orig_text, orig_tok;
+      if (o_end > o_begin) {
+        orig_text = std::string_view(ws.doc_joined)
+                        .substr(ws.doc_begin[o_begin], ws.doc_end[o_end - 1] - ws.doc_begin[o_begin]);
+        ws.orig_tok.clear();
+        for (int64_t o = o_begin; o < o_end; ++o) {
+          std::string& b = ws.basic_cache[static_cast<size_t>(o)];
+          if (!ws.cached[static_cast<size_t>(o)]) {
+            b.clear();
+            Basic(opt.do_lower_case)
+                .BasicTokenizeJoined(in.doc_tokens.at(doc_base + o), &b, &ws.tokenizer);
+            ws.cached[static_cast<size_t>(o)] = 1;
+          }
+          if (b.empty()) continue;
+          if (!ws.orig_tok.empty()) ws.orig_tok.push_back(' ');
+          ws.orig_tok.append(b);
         }
+        orig_tok = ws.orig_tok;
       }
       final_text = FinalTextGivenTokens(tok_text, orig_text, orig_tok, opt.verbose ? &res.log : nullptr);
       if (seen_before(final_text)) continue;
@@ -350,14 +393,28 @@ std::string FinalTextGivenTokens(std::string_view pred_text, std::string_view or
     return fail("Unable to find text: '" + std::string(pred_text) + "' in '" + std::string(orig_text) + "'");
   }
   auto is_lead = [](char c) { return !IsContinuationByte(static_cast<uint8_t>(c)); };
-  // Number of non-space characters in s[0, end).
-  auto ns_count = [&](std::string_view s, size_t end) {
-    size_t n = 0;
-    for (size_t i = 0; i < end; ++i) n += is_lead(s[i]) && s[i] != ' ';
-    return n;
-  };
-  const size_t orig_ns = ns_count(orig_text, orig_text.size());
-  const size_t tok_ns = ns_count(tok, tok.size());
+  // start_position: the first character of the match (none when tok is empty);
+  // end_position: its last character (start - 1 for an empty pred).
+  const bool start_ok = found < tok.size() && tok[found] != ' ';
+  size_t last = found + (pred_text.empty() ? 0 : pred_text.size() - 1);
+  while (last > found && !is_lead(tok[last])) --last;
+  const bool end_ok = !pred_text.empty() && last < tok.size() && tok[last] != ' ';
+  // One pass over each text: non-space character counts (_strip_spaces) and
+  // the non-space indexes of the match's first and last characters.
+  size_t tok_ns = 0, ns_start = 0, ns_end = 0;
+  for (size_t i = 0; i < tok.size(); ++i) {
+    if (i == found) ns_start = tok_ns;
+    if (i == last) ns_end = tok_ns;
+    tok_ns += is_lead(tok[i]) && tok[i] != ' ';
+  }
+  size_t orig_ns = 0, orig_start = orig_text.size(), orig_end = orig_text.size();
+  for (size_t i = 0; i < orig_text.size(); ++i) {
+    if (is_lead(orig_text[i]) && orig_text[i] != ' ') {
+      if (orig_ns == ns_start) orig_start = i;
+      if (orig_ns == ns_end) orig_end = i;
+      ++orig_ns;
+    }
+  }
   if (orig_ns != tok_ns) {
     if (log == nullptr) return std::string(orig_text);
     auto without_spaces = [](std::string_view s) {
@@ -370,25 +427,8 @@ std::string FinalTextGivenTokens(std::string_view pred_text, std::string_view or
     return fail("Length not equal after stripping spaces: '" + without_spaces(orig_text) + "' vs '" +
                 without_spaces(tok) + "'");
   }
-  // Byte offset in orig_text of its k-th non-space character.
-  auto orig_nth = [&](size_t k) {
-    for (size_t i = 0; i < orig_text.size(); ++i) {
-      if (is_lead(orig_text[i]) && orig_text[i] != ' ') {
-        if (k == 0) return i;
-        --k;
-      }
-    }
-    return orig_text.size();
-  };
-  // start_position: the first character of the match (none when tok is empty).
-  if (found >= tok.size() || tok[found] == ' ') return fail("Couldn't map start position");
-  const size_t orig_start = orig_nth(ns_count(tok, found));
-  // end_position: the last character of the match (start - 1 for an empty pred).
-  if (pred_text.empty()) return fail("Couldn't map end position");
-  size_t last = found + pred_text.size() - 1;
-  while (last > found && !is_lead(tok[last])) --last;
-  if (tok[last] == ' ') return fail("Couldn't map end position");
-  size_t orig_end = orig_nth(ns_count(tok, last));
+  if (!start_ok) return fail("Couldn't map start position");
+  if (!end_ok) return fail("Couldn't map end position");
   if (orig_end < orig_start) return std::string();  // an empty Python slice
   ++orig_end;
   while (orig_end < orig_text.size() && !is_lead(orig_text[orig_end])) ++orig_end;
