@@ -109,3 +109,78 @@ def test_gelu_forms_differ_and_config_decides():
     assert np.asarray(get_activation("gelu")(x)).tolist() == tanh.tolist()  # the seed's "gelu"
     assert 1e-5 < np.abs(exact - tanh).max() < 1e-2
     assert os.environ.get("TF_USE_LEGACY_KERAS") in (None, "0")
+
+
+def _write_tf1_checkpoint(path, weights_by_tf1_name):
+    """A google-research style TF1 checkpoint (name-based, tf.compat.v1.train.Saver)."""
+    graph = tf.Graph()
+    with graph.as_default():
+        variables = [
+            tf.compat.v1.get_variable(name, initializer=value)
+            for name, value in weights_by_tf1_name.items()
+        ]
+        saver = tf.compat.v1.train.Saver(variables)
+        with tf.compat.v1.Session(graph=graph) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            return saver.save(sess, str(path))
+
+
+def test_tf1_checkpoint_converts_to_the_same_outputs(tmp_path, model_dir, batch):
+    import json
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    from pybert.checkpoints.tf1 import _names
+
+    config = BertConfig.from_hf_json_file(model_dir / "config.json")
+    ours = encoder_weights_from_huggingface(model_dir, config)
+    tf1 = {tf1_name: ours[name] for tf1_name, name in _names(config)}
+    # what TF1 pre-training checkpoints also hold, and the converter skips
+    tf1["bert/pooler/dense/kernel/adam_m"] = np.zeros_like(ours["pooler/kernel"])
+    tf1["global_step"] = np.array(1000, dtype=np.int64)
+    tf1["cls/seq_relationship/output_bias"] = np.zeros(2, np.float32)
+    ckpt_dir = tmp_path / "uncased_L-6_H-384_A-12"
+    ckpt_dir.mkdir()
+    prefix = _write_tf1_checkpoint(ckpt_dir / "bert_model.ckpt", tf1)
+    seed_config = {k: v for k, v in config.to_dict().items() if k != "layer_norm_eps"}
+    seed_config["hidden_act"] = "gelu"  # as Google's bert_config.json says it
+    (ckpt_dir / "bert_config.json").write_text(json.dumps(seed_config))
+    out_dir = tmp_path / "converted"
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "tools" / "convert_checkpoint.py"),
+            "--source_format=tf1",
+            f"--input={prefix}",
+            f"--output_dir={out_dir}",
+            "--gelu=exact",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    converted = BertConfig.from_json_file(out_dir / "bert_config.json")
+    assert converted.hidden_act == "gelu_exact"
+    encoder = BertEncoder(converted)
+    encoder.build()
+    tf.train.Checkpoint(encoder=encoder).read(str(out_dir / "bert_model.ckpt")).assert_consumed()
+    reference, _ = load_huggingface_encoder(model_dir)
+    np.testing.assert_array_equal(
+        np.asarray(encoder(batch)["sequence_output"]),
+        np.asarray(reference(batch)["sequence_output"]),
+    )
+    # without --gelu the converter writes Google's meaning of "gelu" explicitly
+    from pybert.cli.convert_checkpoint import convert
+
+    convert("tf1", prefix, str(tmp_path / "converted_tanh"))
+    assert (
+        BertConfig.from_json_file(tmp_path / "converted_tanh" / "bert_config.json").hidden_act
+        == "gelu_tanh"
+    )
+    # a checkpoint that does not fit is refused with the list of problems, nothing written
+    (tmp_path / "five.json").write_text(json.dumps(seed_config | {"num_hidden_layers": 5}))
+    with pytest.raises(CheckpointMismatchError, match=r"unexpected \(16\): bert/encoder/layer_5/"):
+        convert("tf1", prefix, str(tmp_path / "bad"), bert_config_file=str(tmp_path / "five.json"))
+    assert not (tmp_path / "bad").exists()

@@ -1,0 +1,89 @@
+"""convert_checkpoint: a pretrained BERT -> a pybert checkpoint directory
+(bert_config.json with the explicit GELU form, bert_model.ckpt, vocab.txt).
+
+  python tools/convert_checkpoint.py --source_format=huggingface --input=HF_DIR --output_dir=OUT
+  python tools/convert_checkpoint.py --source_format=tf1 \\
+      --input=uncased_L-12_H-768_A-12/bert_model.ckpt --output_dir=OUT
+
+--source_format=model_garden (the seed's TF2 checkpoints) is not implemented yet.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("source_format", None, ["tf1", "huggingface", "model_garden"], "Checkpoint kind.")
+flags.DEFINE_string("input", None, "HF model directory, or TF1 checkpoint prefix.")
+flags.DEFINE_string("output_dir", None, "Where the pybert checkpoint directory is written.")
+flags.DEFINE_string("bert_config_file", None, "bert_config.json (tf1; default: beside --input).")
+flags.DEFINE_string("vocab_file", None, "vocab.txt to copy (default: beside --input).")
+flags.DEFINE_enum(
+    "gelu",
+    None,
+    ["tanh", "exact"],
+    "Override the GELU form (default: tanh for tf1, from config.json for huggingface).",
+)
+
+
+def convert(
+    source_format, input_path, output_dir, bert_config_file=None, vocab_file=None, gelu=None
+) -> str:
+    from pybert.checkpoints import (
+        load_huggingface_encoder,
+        load_tf1_encoder,
+        save_encoder_checkpoint,
+    )
+    from pybert.configs import BertConfig
+
+    base = input_path if os.path.isdir(input_path) else os.path.dirname(input_path)
+    if source_format == "huggingface":
+        config = BertConfig.from_hf_json_file(bert_config_file or os.path.join(base, "config.json"))
+    elif source_format == "tf1":
+        config = BertConfig.from_json_file(
+            bert_config_file or os.path.join(base, "bert_config.json")
+        )
+        if config.hidden_act == "gelu":  # Google's "gelu" is the tanh form: say so explicitly
+            config = dataclasses.replace(config, hidden_act="gelu_tanh")
+    else:
+        raise ValueError("--source_format=model_garden is not implemented yet")
+    if gelu:
+        config = dataclasses.replace(config, hidden_act=f"gelu_{gelu}")
+    if source_format == "huggingface":
+        encoder, _ = load_huggingface_encoder(input_path, config)
+    else:
+        encoder = load_tf1_encoder(input_path, config)
+    vocab = vocab_file or os.path.join(base, "vocab.txt")
+    return save_encoder_checkpoint(
+        encoder, config, output_dir, vocab_file=vocab if os.path.exists(vocab) else None
+    )
+
+
+def main(argv=None):
+    def _main(_):
+        for name in ("source_format", "input", "output_dir"):
+            if not getattr(FLAGS, name):
+                raise app.UsageError(f"--{name} is required")
+        try:
+            path = convert(
+                FLAGS.source_format,
+                FLAGS.input,
+                FLAGS.output_dir,
+                FLAGS.bert_config_file,
+                FLAGS.vocab_file,
+                FLAGS.gelu,
+            )
+        except (FileNotFoundError, ValueError) as e:
+            print(f"convert_checkpoint: error: {e}", file=sys.stderr)
+            sys.exit(1)
+        print(f"wrote {path}")
+
+    app.run(_main, argv=argv or sys.argv)
+
+
+if __name__ == "__main__":
+    main()
