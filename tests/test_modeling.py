@@ -184,3 +184,107 @@ def test_tf1_checkpoint_converts_to_the_same_outputs(tmp_path, model_dir, batch)
     with pytest.raises(CheckpointMismatchError, match=r"unexpected \(16\): bert/encoder/layer_5/"):
         convert("tf1", prefix, str(tmp_path / "bad"), bert_config_file=str(tmp_path / "five.json"))
     assert not (tmp_path / "bad").exists()
+
+
+def _masked_batch(batch, rng, num_predictions=8, mask_id=103):
+    """Masks num_predictions random real (non-special) tokens per row, as pre-training does."""
+    ids = batch["input_word_ids"].copy()
+    positions = np.zeros((len(ids), num_predictions), np.int32)
+    labels = np.zeros((len(ids), num_predictions), np.int32)
+    for r in range(len(ids)):
+        real = np.flatnonzero((batch["input_mask"][r] == 1) & (ids[r] > 103))
+        pick = np.sort(rng.choice(real, num_predictions, replace=False))
+        positions[r], labels[r] = pick, ids[r, pick]
+        ids[r, pick] = mask_id
+    return dict(batch, input_word_ids=ids, masked_lm_positions=positions), labels
+
+
+def _train(model, inputs, loss_fn, steps, learning_rate):
+    import keras
+
+    optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=0.01)
+    losses = []
+    for _ in range(steps):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(model(inputs, training=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        losses.append(float(loss))
+    return losses
+
+
+def test_pretraining_and_classifier_steps_reduce_the_loss(model_dir, batch, data_dir):
+    import keras
+
+    from pybert.modeling import BertClassifier, BertPretrainer, BertSpanLabeler
+
+    rng = np.random.default_rng(0)
+    encoder, config = load_huggingface_encoder(model_dir)
+    pretrainer = BertPretrainer(config, encoder=encoder)
+    pretrainer.build()
+    inputs, labels = _masked_batch(batch, rng)
+    nsp_labels = rng.integers(0, 2, len(labels))
+    sce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def pretrain_loss(out):
+        return sce(labels, out["masked_lm_logits"]) + sce(nsp_labels, out["next_sentence_logits"])
+
+    out = pretrainer(inputs)
+    assert out["masked_lm_logits"].shape == (len(labels), 8, config.vocab_size)
+    assert out["next_sentence_logits"].shape == (len(labels), 2)
+    losses = _train(pretrainer, inputs, pretrain_loss, steps=4, learning_rate=1e-4)
+    assert losses[-1] < losses[0], losses
+
+    # MRPC labels of the same rows
+    rows = (data_dir / "glue/MRPC/dev.tsv").read_text(encoding="utf-8").split("\n")[1:25]
+    y = np.array([int(x.split("\t")[0]) for x in rows if x])
+    classifier = BertClassifier(
+        config, num_labels=2, encoder=load_huggingface_encoder(model_dir)[0]
+    )
+    classifier.build()
+    assert classifier(batch).shape == (len(y), 2)
+    losses = _train(classifier, batch, lambda logits: sce(y, logits), steps=6, learning_rate=5e-5)
+    assert losses[-1] < losses[0], losses
+    regression = BertClassifier(config, num_labels=1, encoder=encoder)
+    regression.build()
+    assert regression(batch).shape == (len(y), 1)
+    spans = BertSpanLabeler(config, encoder=encoder)
+    spans.build()
+    out = spans(batch)
+    assert out["start_logits"].shape == out["end_logits"].shape == batch["input_word_ids"].shape
+
+
+def test_init_checkpoint_restores_encoder_into_a_head(tmp_path, model_dir, batch):
+    from pybert.modeling import BertClassifier
+
+    encoder, config = load_huggingface_encoder(model_dir)
+    prefix = save_encoder_checkpoint(encoder, config, tmp_path / "ckpt")
+    classifier = BertClassifier(config, num_labels=3)
+    classifier.build()
+    tf.train.Checkpoint(encoder=classifier.encoder).read(prefix).assert_consumed()
+    np.testing.assert_array_equal(
+        np.asarray(classifier.encoder(batch)["pooled_output"]),
+        np.asarray(encoder(batch)["pooled_output"]),
+    )
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision(model_dir, batch, policy):
+    import keras
+
+    reference, _ = load_huggingface_encoder(model_dir)
+    want = np.asarray(reference(batch)["sequence_output"])
+    keras.mixed_precision.set_dtype_policy(policy)
+    try:
+        encoder, _ = load_huggingface_encoder(model_dir)
+        out = encoder(batch)
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    assert out["sequence_output"].dtype == policy.split("_")[1]
+    assert all(v.dtype == "float32" for v in encoder.weights)  # variables stay float32
+    got = np.asarray(tf.cast(out["sequence_output"], tf.float32))
+    # half precision keeps ~3 (float16) or ~2 (bfloat16) significant digits
+    mean_tolerance = 0.01 if policy == "mixed_float16" else 0.05
+    err = np.abs(got - want)
+    assert np.isfinite(got).all() and err.mean() < mean_tolerance, (err.mean(), err.max())
+    assert err.max() < 20 * mean_tolerance

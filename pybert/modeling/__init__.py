@@ -1,9 +1,10 @@
-"""Keras 3 (TensorFlow backend) BERT: encoder layers and the encoder model.
+"""Keras 3 (TensorFlow backend) BERT: the encoder and the task models.
 
-Heads (pretrainer, classifier, span labeler) and the fused attention op are
-not here yet: they are parts of open issues.
+The fused attention op is not here yet (open issue): attention is the
+reference implementation in plain ops.
 """
 
 from pybert.modeling.encoder import BertEncoder, get_activation
+from pybert.modeling.models import BertClassifier, BertPretrainer, BertSpanLabeler
 
-__all__ = ["BertEncoder", "get_activation"]
+__all__ = ["BertClassifier", "BertEncoder", "BertPretrainer", "BertSpanLabeler", "get_activation"]

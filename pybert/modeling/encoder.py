@@ -201,6 +201,8 @@ class BertEncoder(keras.Model):
         ]
 
     def build(self, input_shape=None):
+        if self.built:
+            return
         d = self.config.hidden_size
         self.embeddings.build()
         for layer in self.transformer_layers:
