@@ -355,3 +355,34 @@ def test_squad_evaluate_tool(tmp_path, data_dir):
         tool + [str(tmp_path / "missing.json"), str(pred_file)], capture_output=True, text=True
     )
     assert bad.returncode != 0 and "data file not found" in bad.stderr
+
+
+def test_get_final_text_random_spans_match_seed(seed_squad, squad_v1, data_dir):
+    """Random original spans of real passages (ASCII and not) and random predictions."""
+    rng = np.random.default_rng(12)
+    examples, _ = squad_v1
+    zh, _ = featurize(
+        seed_squad,
+        data_dir / "cmrc2018_zh/cmrc2018_trial.json",
+        data_dir / "vocab/bert-base-multilingual-cased-vocab.txt",
+        False,
+        40,
+        lower=False,
+    )
+    basic = {
+        True: seed_squad.tokenization.BasicTokenizer(do_lower_case=True),
+        False: seed_squad.tokenization.BasicTokenizer(do_lower_case=False),
+    }
+    for i in range(600):
+        ex = (examples if i % 3 else zh)[rng.integers(0, 40)]
+        lower = bool(i % 2)
+        a = int(rng.integers(0, len(ex.doc_tokens)))
+        b = min(len(ex.doc_tokens), a + int(rng.integers(1, 12)))
+        orig = " ".join(ex.doc_tokens[a:b])
+        words = basic[lower].tokenize(orig) or ["x"]
+        s = int(rng.integers(0, len(words)))
+        pred = " ".join(words[s : s + int(rng.integers(1, 4))])
+        if i % 7 == 0:
+            pred = pred.upper()  # not found
+        want = seed_squad.get_final_text(pred, orig, lower)
+        assert squad.get_final_text(pred, orig, lower) == want, (pred, orig, lower)

@@ -66,6 +66,31 @@ void RemoveAll(std::string* s, std::string_view old) {
   s->resize(out);
 }
 
+bool IsAscii(std::string_view s) {
+  unsigned char acc = 0;
+  for (char c : s) acc |= static_cast<unsigned char>(c);
+  return acc < 0x80;
+}
+
+size_t CountSpaces(std::string_view s) {
+  return static_cast<size_t>(std::count(s.begin(), s.end(), ' '));
+}
+
+// Byte offset of the k-th (0-based) character other than ' ' (ASCII text), or s.size().
+size_t NthNonSpace(std::string_view s, size_t k) {
+  size_t i = 0;
+  const size_t n = s.size();
+  while (i < n) {
+    while (i < n && s[i] == ' ') ++i;
+    const void* hit = i < n ? std::memchr(s.data() + i, ' ', n - i) : nullptr;
+    const size_t run_end = hit ? static_cast<size_t>(static_cast<const char*>(hit) - s.data()) : n;
+    if (k < run_end - i) return i + k;
+    k -= run_end - i;
+    i = run_end;
+  }
+  return n;
+}
+
 // str.isspace() for ASCII: \t \n \v \f \r, \x1c-\x1f and ' '.
 inline bool IsAsciiSpace(uint8_t c) { return (c >= 9 && c <= 13) || (c >= 28 && c <= 32); }
 
@@ -393,6 +418,33 @@ std::string FinalTextGivenTokens(std::string_view pred_text, std::string_view or
     return fail("Unable to find text: '" + std::string(pred_text) + "' in '" + std::string(orig_text) + "'");
   }
   auto is_lead = [](char c) { return !IsContinuationByte(static_cast<uint8_t>(c)); };
+  if (IsAscii(tok) && IsAscii(orig_text)) {
+    // Characters are bytes: the same steps with counts of ' ' (vectorizable).
+    const size_t tok_ns = tok.size() - CountSpaces(tok);
+    const size_t orig_ns = orig_text.size() - CountSpaces(orig_text);
+    if (orig_ns != tok_ns) {
+      if (log == nullptr) return std::string(orig_text);
+      auto without_spaces = [](std::string_view s) {
+        std::string out;
+        for (char c : s) {
+          if (c != ' ') out.push_back(c);
+        }
+        return out;
+      };
+      return fail("Length not equal after stripping spaces: '" + without_spaces(orig_text) +
+                  "' vs '" + without_spaces(tok) + "'");
+    }
+    if (found >= tok.size() || tok[found] == ' ') return fail("Couldn't map start position");
+    if (pred_text.empty()) return fail("Couldn't map end position");
+    const size_t last = found + pred_text.size() - 1;
+    if (tok[last] == ' ') return fail("Couldn't map end position");
+    const size_t ns_start = found - CountSpaces(tok.substr(0, found));
+    const size_t ns_end = last - CountSpaces(tok.substr(0, last));
+    const size_t orig_start = NthNonSpace(orig_text, ns_start);
+    const size_t orig_end = NthNonSpace(orig_text, ns_end);
+    if (orig_end < orig_start) return std::string();
+    return std::string(orig_text.substr(orig_start, orig_end + 1 - orig_start));
+  }
   // start_position: the first character of the match (none when tok is empty);
   // end_position: its last character (start - 1 for an empty pred).
   const bool start_ok = found < tok.size() && tok[found] != ' ';
