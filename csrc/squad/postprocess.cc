@@ -66,6 +66,22 @@ void RemoveAll(std::string* s, std::string_view old) {
   s->resize(out);
 }
 
+// get_final_text's verbose message when the texts differ once spaces are
+// removed (built only when there is a log to write it to).
+std::string LengthMismatch(std::string_view orig, std::string_view tok,
+                           const std::vector<std::string>* log) {
+  if (log == nullptr) return std::string();
+  auto without_spaces = [](std::string_view s) {
+    std::string out;
+    for (char c : s) {
+      if (c != ' ') out.push_back(c);
+    }
+    return out;
+  };
+  return "Length not equal after stripping spaces: '" + without_spaces(orig) + "' vs '" +
+         without_spaces(tok) + "'";
+}
+
 bool IsAscii(std::string_view s) {
   unsigned char acc = 0;
   for (char c : s) acc |= static_cast<unsigned char>(c);
@@ -422,18 +438,7 @@ std::string FinalTextGivenTokens(std::string_view pred_text, std::string_view or
     // Characters are bytes: the same steps with counts of ' ' (vectorizable).
     const size_t tok_ns = tok.size() - CountSpaces(tok);
     const size_t orig_ns = orig_text.size() - CountSpaces(orig_text);
-    if (orig_ns != tok_ns) {
-      if (log == nullptr) return std::string(orig_text);
-      auto without_spaces = [](std::string_view s) {
-        std::string out;
-        for (char c : s) {
-          if (c != ' ') out.push_back(c);
-        }
-        return out;
-      };
-      return fail("Length not equal after stripping spaces: '" + without_spaces(orig_text) +
-                  "' vs '" + without_spaces(tok) + "'");
-    }
+    if (orig_ns != tok_ns) return fail(LengthMismatch(orig_text, tok, log));
     if (found >= tok.size() || tok[found] == ' ') return fail("Couldn't map start position");
     if (pred_text.empty()) return fail("Couldn't map end position");
     const size_t last = found + pred_text.size() - 1;
@@ -467,18 +472,7 @@ std::string FinalTextGivenTokens(std::string_view pred_text, std::string_view or
       ++orig_ns;
     }
   }
-  if (orig_ns != tok_ns) {
-    if (log == nullptr) return std::string(orig_text);
-    auto without_spaces = [](std::string_view s) {
-      std::string out;
-      for (char c : s) {
-        if (c != ' ') out.push_back(c);
-      }
-      return out;
-    };
-    return fail("Length not equal after stripping spaces: '" + without_spaces(orig_text) + "' vs '" +
-                without_spaces(tok) + "'");
-  }
+  if (orig_ns != tok_ns) return fail(LengthMismatch(orig_text, tok, log));
   if (!start_ok) return fail("Couldn't map start position");
   if (!end_ok) return fail("Couldn't map end position");
   if (orig_end < orig_start) return std::string();  // an empty Python slice
