@@ -288,3 +288,25 @@ def test_mixed_precision(model_dir, batch, policy):
     err = np.abs(got - want)
     assert np.isfinite(got).all() and err.mean() < mean_tolerance, (err.mean(), err.max())
     assert err.max() < 20 * mean_tolerance
+
+
+def test_hub_style_savedmodel_export(tmp_path, model_dir, batch):
+    from pybert.export import export_encoder_savedmodel, load_encoder_savedmodel
+
+    encoder, _ = load_huggingface_encoder(model_dir)
+    path = export_encoder_savedmodel(encoder, model_dir / "vocab.txt", True, tmp_path / "hub")
+    loaded, vocab, lower = load_encoder_savedmodel(path)
+    assert lower is True and Path(vocab).read_text() == (model_dir / "vocab.txt").read_text()
+    tensors = {k: tf.constant(v) for k, v in batch.items()}
+    got = loaded(tensors)
+    want = encoder(batch)
+    np.testing.assert_allclose(
+        np.asarray(got["sequence_output"]), np.asarray(want["sequence_output"]), atol=1e-4, rtol=0
+    )
+    # a tokenizer from the model alone gives the same ids
+    assert pybert.Tokenizer(vocab, do_lower_case=lower).tokenize("Hello world") == [
+        "hello",
+        "world",
+    ]
+    with pytest.raises(FileNotFoundError, match="no SavedModel"):
+        load_encoder_savedmodel(tmp_path)

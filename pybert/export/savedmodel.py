@@ -1,0 +1,67 @@
+"""TF-Hub-style SavedModel of a BERT encoder (what the training tools take as
+--hub_module_url, a local path: nothing is downloaded).
+
+The SavedModel is callable on the seed's input dict and returns
+sequence_output and pooled_output; vocab.txt is an asset (`vocab_file`) and
+`do_lower_case` a variable, as in the seed's TF-Hub BERT exports, so a
+tokenizer can be built from the model alone. Not done yet: exposing the
+restored weights for fine-tuning through --hub_module_url (the training tools
+are an open issue).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+_INPUT_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
+
+
+def export_encoder_savedmodel(encoder, vocab_file, do_lower_case: bool, export_dir) -> str:
+    """Writes the SavedModel (to a temporary directory, renamed when complete)."""
+    import tensorflow as tf
+
+    class _Encoder(tf.Module):
+        def __init__(self):
+            super().__init__(name="bert_encoder")
+            self.encoder = encoder
+            self.vocab_file = tf.saved_model.Asset(str(vocab_file))
+            self.do_lower_case = tf.Variable(
+                bool(do_lower_case), trainable=False, name="do_lower_case"
+            )
+
+        @tf.function(
+            input_signature=[
+                {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in _INPUT_NAMES}
+            ]
+        )
+        def __call__(self, inputs):
+            out = self.encoder(inputs, training=False)
+            return {
+                "sequence_output": out["sequence_output"],
+                "pooled_output": out["pooled_output"],
+            }
+
+    if not Path(vocab_file).is_file():
+        raise FileNotFoundError(f"vocab file not found: {vocab_file}")
+    export_dir = Path(export_dir)
+    tmp = export_dir.with_name(export_dir.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    module = _Encoder()
+    tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.__call__})
+    if export_dir.exists():
+        shutil.rmtree(export_dir)
+    os.replace(tmp, export_dir)
+    return str(export_dir)
+
+
+def load_encoder_savedmodel(path):
+    """Returns (callable on the input dict, vocab_file path, do_lower_case)."""
+    import tensorflow as tf
+
+    if not (Path(path) / "saved_model.pb").exists():
+        raise FileNotFoundError(f"no SavedModel at {path} (expected {path}/saved_model.pb)")
+    loaded = tf.saved_model.load(str(path))
+    return loaded, loaded.vocab_file.asset_path.numpy().decode(), bool(loaded.do_lower_case.numpy())
