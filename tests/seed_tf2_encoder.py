@@ -1,0 +1,60 @@
+"""Runs the seed's own TF2 encoder (tf-models-official==2.4.0,
+official.nlp.modeling.networks.BertEncoder) under tf_keras, in its own process
+(TF_USE_LEGACY_KERAS must be set before TensorFlow is imported): builds it from
+a bert_config.json as the seed's tf2_encoder_checkpoint_converter does,
+writes tf.train.Checkpoint(encoder=...) and the outputs on given inputs.
+
+  python tests/seed_tf2_encoder.py ORACLE_DIR BERT_CONFIG INPUTS.npz OUT_PREFIX
+-> OUT_PREFIX (checkpoint) and OUT_PREFIX.outputs.npz
+"""
+
+import json
+import os
+import sys
+import types
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+
+
+def main(oracle_dir, config_path, inputs_path, out_prefix):
+    sys.path.insert(0, oracle_dir)
+    # Imports of the seed's package that this code path does not use.
+    gin = types.ModuleType("gin")
+    gin.configurable = lambda *a, **k: a[0] if a and callable(a[0]) else (lambda f: f)
+    sys.modules["gin"] = gin
+    for name in ("tensorflow_hub", "tensorflow_datasets", "sentencepiece", "tensorflow_addons"):
+        sys.modules.setdefault(name, types.ModuleType(name))
+    import numpy as np
+    import tensorflow as tf
+
+    tf.keras.mixed_precision.experimental = tf.keras.mixed_precision
+    from official.modeling import activations
+    from official.nlp.modeling import networks
+
+    cfg = json.load(open(config_path))
+    tf.random.set_seed(1)
+    encoder = networks.BertEncoder(
+        vocab_size=cfg["vocab_size"],
+        hidden_size=cfg["hidden_size"],
+        num_layers=cfg["num_hidden_layers"],
+        num_attention_heads=cfg["num_attention_heads"],
+        intermediate_size=cfg["intermediate_size"],
+        activation=activations.gelu,
+        dropout_rate=cfg["hidden_dropout_prob"],
+        attention_dropout_rate=cfg["attention_probs_dropout_prob"],
+        max_sequence_length=cfg["max_position_embeddings"],
+        type_vocab_size=cfg["type_vocab_size"],
+        initializer=tf.keras.initializers.TruncatedNormal(stddev=cfg["initializer_range"]),
+    )
+    inputs = np.load(inputs_path)
+    sequence, pooled = encoder(
+        [inputs["input_word_ids"], inputs["input_mask"], inputs["input_type_ids"]], training=False
+    )
+    tf.train.Checkpoint(encoder=encoder).write(out_prefix)
+    np.savez(
+        out_prefix + ".outputs.npz", sequence_output=sequence.numpy(), pooled_output=pooled.numpy()
+    )
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
