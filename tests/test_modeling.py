@@ -100,6 +100,21 @@ def test_mismatches_are_listed(tmp_path, model_dir):
         encoder_weights_from_huggingface(tmp_path, config)
 
 
+def test_attention_impl_argument():
+    config = BertConfig(
+        vocab_size=10,
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=16,
+    )
+    assert BertEncoder(config, attention_impl="auto").attention_impl == "reference"
+    with pytest.raises(ValueError, match="fused attention op is not part of this version"):
+        BertEncoder(config, attention_impl="fused")
+    with pytest.raises(ValueError, match="attention_impl must be"):
+        BertEncoder(config, attention_impl="flash")
+
+
 def test_gelu_forms_differ_and_config_decides():
     from pybert.modeling import get_activation
 
@@ -377,4 +392,65 @@ def test_seed_tf2_checkpoint_converts_to_the_seed_outputs(tmp_path, batch):
     )
     np.testing.assert_allclose(
         np.asarray(out["pooled_output"]), want["pooled_output"], atol=1e-4, rtol=0
+    )
+
+
+def test_pretraining_heads_match_huggingface_for_pretraining(tmp_path, batch):
+    """BertForPreTraining (random weights, safetensors) -> BertPretrainer: the same
+    masked-LM and next-sentence logits; the same weights as a TF1 checkpoint too."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from pybert.checkpoints import load_huggingface_pretrainer, load_tf1_pretrainer
+    from pybert.checkpoints.tf1 import _names
+
+    torch.manual_seed(0)
+    hf_config = transformers.BertConfig(
+        vocab_size=30522,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=128,
+        type_vocab_size=2,
+    )
+    hf = transformers.BertForPreTraining(hf_config).eval()
+    with torch.no_grad():  # non-trivial head biases
+        hf.cls.predictions.bias.normal_(0, 0.5)
+        hf.cls.seq_relationship.bias.normal_(0, 0.5)
+    hf.save_pretrained(str(tmp_path / "hf"), safe_serialization=True)
+    rng = np.random.default_rng(3)
+    inputs, _ = _masked_batch(batch, rng)
+    with torch.no_grad():
+        ref = hf(
+            input_ids=torch.tensor(inputs["input_word_ids"], dtype=torch.long),
+            attention_mask=torch.tensor(inputs["input_mask"], dtype=torch.long),
+            token_type_ids=torch.tensor(inputs["input_type_ids"], dtype=torch.long),
+        )
+    positions = inputs["masked_lm_positions"]
+    want_lm = np.take_along_axis(ref.prediction_logits.numpy(), positions[:, :, None], axis=1)
+    pretrainer, config = load_huggingface_pretrainer(tmp_path / "hf")
+    out = pretrainer(inputs)
+    np.testing.assert_allclose(np.asarray(out["masked_lm_logits"]), want_lm, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(
+        np.asarray(out["next_sentence_logits"]),
+        ref.seq_relationship_logits.numpy(),
+        atol=1e-4,
+        rtol=0,
+    )
+    # the same weights under google-research TF1 names
+    ours = {w.path.split("/", 1)[1]: np.asarray(w) for w in pretrainer.encoder.weights}
+    tf1 = {name: ours[path] for name, path in _names(config)}
+    tf1 |= {
+        "cls/predictions/transform/dense/kernel": np.asarray(pretrainer.lm_dense.kernel),
+        "cls/predictions/transform/dense/bias": np.asarray(pretrainer.lm_dense.bias),
+        "cls/predictions/transform/LayerNorm/gamma": np.asarray(pretrainer.lm_layer_norm.gamma),
+        "cls/predictions/transform/LayerNorm/beta": np.asarray(pretrainer.lm_layer_norm.beta),
+        "cls/predictions/output_bias": np.asarray(pretrainer.lm_bias),
+        "cls/seq_relationship/output_weights": np.asarray(pretrainer.nsp.kernel).T,
+        "cls/seq_relationship/output_bias": np.asarray(pretrainer.nsp.bias),
+    }
+    prefix = _write_tf1_checkpoint(tmp_path / "tf1" / "bert_model.ckpt", tf1)
+    from_tf1 = load_tf1_pretrainer(prefix, config)
+    np.testing.assert_array_equal(
+        np.asarray(from_tf1(inputs)["masked_lm_logits"]), np.asarray(out["masked_lm_logits"])
     )

@@ -198,3 +198,58 @@ def save_encoder_checkpoint(encoder, config: BertConfig, output_dir, vocab_file=
         shutil.rmtree(output_dir)
     os.replace(tmp, output_dir)
     return str(output_dir / "bert_model.ckpt")
+
+
+def _assign_pretrainer_heads(pretrainer, heads: dict[str, np.ndarray], source: str) -> None:
+    """Assigns lm_transform/{kernel,bias}, lm_layer_norm/{gamma,beta}, lm_output_bias,
+    next_sentence/{kernel,bias}, checking every shape."""
+    targets = {
+        "lm_transform/kernel": pretrainer.lm_dense.kernel,
+        "lm_transform/bias": pretrainer.lm_dense.bias,
+        "lm_layer_norm/gamma": pretrainer.lm_layer_norm.gamma,
+        "lm_layer_norm/beta": pretrainer.lm_layer_norm.beta,
+        "lm_output_bias": pretrainer.lm_bias,
+        "next_sentence/kernel": pretrainer.nsp.kernel,
+        "next_sentence/bias": pretrainer.nsp.bias,
+    }
+    missing = sorted(set(targets) - set(heads))
+    wrong = [
+        f"{k}: checkpoint {heads[k].shape}, model {tuple(v.shape)}"
+        for k, v in targets.items()
+        if k in heads and tuple(heads[k].shape) != tuple(v.shape)
+    ]
+    if missing or wrong:
+        raise CheckpointMismatchError(
+            f"{source}: pre-training heads do not fit: missing {missing}, wrong shape {wrong}"
+        )
+    for name, var in targets.items():
+        var.assign(heads[name])
+
+
+def load_huggingface_pretrainer(model_dir, config: BertConfig | None = None):
+    """BertPretrainer (encoder + masked-LM and next-sentence heads) from a HuggingFace
+    BertForPreTraining directory. Returns (pretrainer, config)."""
+    from safetensors.numpy import load_file
+
+    from pybert.modeling import BertPretrainer
+
+    encoder, config = load_huggingface_encoder(model_dir, config)
+    tensors = load_file(str(_find_weights(model_dir)))
+    required = {
+        "lm_transform/kernel": ("cls.predictions.transform.dense.weight", True),
+        "lm_transform/bias": ("cls.predictions.transform.dense.bias", False),
+        "lm_layer_norm/gamma": ("cls.predictions.transform.LayerNorm.weight", False),
+        "lm_layer_norm/beta": ("cls.predictions.transform.LayerNorm.bias", False),
+        "lm_output_bias": ("cls.predictions.bias", False),
+        "next_sentence/kernel": ("cls.seq_relationship.weight", True),
+        "next_sentence/bias": ("cls.seq_relationship.bias", False),
+    }
+    heads = {}
+    for ours, (hf, transpose) in required.items():
+        if hf in tensors:
+            value = tensors[hf].astype(np.float32)
+            heads[ours] = value.T if transpose else value
+    pretrainer = BertPretrainer(config, encoder=encoder)
+    pretrainer.build()
+    _assign_pretrainer_heads(pretrainer, heads, str(model_dir))
+    return pretrainer, config

@@ -86,3 +86,35 @@ def load_tf1_encoder(checkpoint: str, config: BertConfig, **encoder_kwargs):
     encoder.build()
     assign_encoder_weights(encoder, weights)  # checks every shape, names the variable
     return encoder
+
+
+def load_tf1_pretrainer(checkpoint: str, config: BertConfig):
+    """BertPretrainer with the encoder and the cls/predictions, cls/seq_relationship
+    heads of a google-research TF1 pre-training checkpoint."""
+    import tensorflow as tf
+
+    from pybert.checkpoints.huggingface import _assign_pretrainer_heads
+    from pybert.modeling import BertPretrainer
+
+    encoder = load_tf1_encoder(checkpoint, config)
+    reader = tf.train.load_checkpoint(str(checkpoint))
+    names = {
+        "lm_transform/kernel": ("cls/predictions/transform/dense/kernel", False),
+        "lm_transform/bias": ("cls/predictions/transform/dense/bias", False),
+        "lm_layer_norm/gamma": ("cls/predictions/transform/LayerNorm/gamma", False),
+        "lm_layer_norm/beta": ("cls/predictions/transform/LayerNorm/beta", False),
+        "lm_output_bias": ("cls/predictions/output_bias", False),
+        # output_weights are [2, D] in TF1 (a matmul with transpose_b)
+        "next_sentence/kernel": ("cls/seq_relationship/output_weights", True),
+        "next_sentence/bias": ("cls/seq_relationship/output_bias", False),
+    }
+    available = reader.get_variable_to_shape_map()
+    heads = {}
+    for ours, (name, transpose) in names.items():
+        if name in available:
+            value = reader.get_tensor(name).astype(np.float32)
+            heads[ours] = value.T if transpose else value
+    pretrainer = BertPretrainer(config, encoder=encoder)
+    pretrainer.build()
+    _assign_pretrainer_heads(pretrainer, heads, str(checkpoint))
+    return pretrainer

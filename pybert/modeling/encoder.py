@@ -177,8 +177,26 @@ class BertEncoder(keras.Model):
     out["sequence_output"], out["pooled_output"]
     """
 
-    def __init__(self, config: BertConfig, output_all_layers: bool = False, **kwargs):
+    def __init__(
+        self,
+        config: BertConfig,
+        output_all_layers: bool = False,
+        attention_impl: str = "auto",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
+        # "reference": plain ops (XLA, mixed precision); "fused": the custom op
+        # (not in this version); "auto": fused when available, else reference.
+        if attention_impl not in ("auto", "reference", "fused"):
+            raise ValueError(
+                f"attention_impl must be 'auto', 'reference' or 'fused', got {attention_impl!r}"
+            )
+        if attention_impl == "fused":
+            raise ValueError(
+                "attention_impl='fused': the fused attention op is not part of "
+                "this version yet; use 'reference' or 'auto'"
+            )
+        self.attention_impl = "reference"
         self.config = config
         self.output_all_layers = output_all_layers
         self.embeddings = BertEmbeddings(config, name="embeddings")
