@@ -18,9 +18,15 @@ from pybert.modeling import BertEncoder  # noqa: E402
 
 BATCH, SEQ = int(os.environ.get("PYBERT_BENCH_BATCH", "32")), 128
 THREADS = os.cpu_count() or 1
-CONFIG = BertConfig(vocab_size=30522, hidden_size=768, num_hidden_layers=12,
-                    num_attention_heads=12, intermediate_size=3072, hidden_act="gelu_exact",
-                    type_vocab_size=2)
+CONFIG = BertConfig(
+    vocab_size=30522,
+    hidden_size=768,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    intermediate_size=3072,
+    hidden_act="gelu_exact",
+    type_vocab_size=2,
+)
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +35,7 @@ def inputs():
     ids = rng.integers(1000, 30000, (BATCH, SEQ)).astype(np.int32)
     lengths = rng.integers(SEQ // 2, SEQ + 1, BATCH)
     mask = (np.arange(SEQ)[None, :] < lengths[:, None]).astype(np.int32)
-    return {"input_word_ids": ids * mask, "input_mask": mask,
-            "input_type_ids": np.zeros_like(ids)}
+    return {"input_word_ids": ids * mask, "input_mask": mask, "input_type_ids": np.zeros_like(ids)}
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +56,9 @@ def test_pybert(benchmark, encoder, inputs, mode):
     if mode == "eager":
         fn = lambda: encoder(tensors)["sequence_output"]  # noqa: E731
     else:
-        compiled = tf.function(lambda x: encoder(x)["sequence_output"],
-                               jit_compile=mode.endswith("XLA"))
+        compiled = tf.function(
+            lambda x: encoder(x)["sequence_output"], jit_compile=mode.endswith("XLA")
+        )
         fn = lambda: compiled(tensors)  # noqa: E731
     _info(benchmark, f"pybert {mode}", anchor=mode == "tf.function")
     out = benchmark.pedantic(lambda: fn().numpy(), rounds=3, iterations=1, warmup_rounds=1)
@@ -63,9 +69,15 @@ def test_huggingface_pytorch(benchmark, inputs):
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     torch.set_num_threads(THREADS)
-    hf_config = transformers.BertConfig(vocab_size=30522, hidden_size=768, num_hidden_layers=12,
-                                        num_attention_heads=12, intermediate_size=3072,
-                                        hidden_act="gelu", type_vocab_size=2)
+    hf_config = transformers.BertConfig(
+        vocab_size=30522,
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        hidden_act="gelu",
+        type_vocab_size=2,
+    )
     model = transformers.BertModel(hf_config).eval()
     ids = torch.tensor(inputs["input_word_ids"], dtype=torch.long)
     mask = torch.tensor(inputs["input_mask"], dtype=torch.long)
