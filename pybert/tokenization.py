@@ -170,6 +170,7 @@ class Tokenizer:
         )
         self._inv_vocab_list = None
         self._vocab = None
+        self._inv_vocab = None
 
     # -- vocabulary ------------------------------------------------------------
     @property
@@ -186,7 +187,9 @@ class Tokenizer:
 
     @property
     def inv_vocab(self) -> dict:
-        return dict(enumerate(self._id_to_token_list()))
+        if self._inv_vocab is None:
+            self._inv_vocab = dict(enumerate(self._id_to_token_list()))
+        return self._inv_vocab
 
     def _id_to_token_list(self) -> list[str]:
         if self._inv_vocab_list is None:
