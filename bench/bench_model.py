@@ -69,15 +69,9 @@ def test_huggingface_pytorch(benchmark, inputs):
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     torch.set_num_threads(THREADS)
-    hf_config = transformers.BertConfig(
-        vocab_size=30522,
-        hidden_size=768,
-        num_hidden_layers=12,
-        num_attention_heads=12,
-        intermediate_size=3072,
-        hidden_act="gelu",
-        type_vocab_size=2,
-    )
+    # the same shapes as CONFIG; HF's "gelu" is CONFIG's gelu_exact
+    shape = {k: v for k, v in CONFIG.to_dict().items() if k != "hidden_act"}
+    hf_config = transformers.BertConfig(**shape, hidden_act="gelu")
     model = transformers.BertModel(hf_config).eval()
     ids = torch.tensor(inputs["input_word_ids"], dtype=torch.long)
     mask = torch.tensor(inputs["input_mask"], dtype=torch.long)
@@ -89,4 +83,4 @@ def test_huggingface_pytorch(benchmark, inputs):
 
     _info(benchmark, f"HF transformers BertModel (PyTorch {torch.__version__}, {THREADS} threads)")
     out = benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=1)
-    assert out.shape == (BATCH, SEQ, 768)
+    assert out.shape == (BATCH, SEQ, CONFIG.hidden_size)

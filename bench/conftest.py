@@ -37,18 +37,22 @@ def _lines(rel, limit_bytes):
     return out
 
 
+ENGLISH = (
+    "glue/MRPC/train.tsv",
+    "glue/SST-2/train.tsv",
+    "glue/CoLA/train.tsv",
+    "squad/dev-v1.1.json",
+)
+
+
+def english_lines():
+    """About 3.4 MB of English: GLUE sentences, SQuAD contexts and questions."""
+    return [line for rel in ENGLISH for line in _lines(rel, 1_000_000)]
+
+
 @pytest.fixture(scope="session")
 def english_corpus():
-    """About 4 MB of English: GLUE sentences, SQuAD contexts and questions."""
-    lines = []
-    for rel in (
-        "glue/MRPC/train.tsv",
-        "glue/SST-2/train.tsv",
-        "glue/CoLA/train.tsv",
-        "squad/dev-v1.1.json",
-    ):
-        lines += _lines(rel, 1_000_000)
-    return lines
+    return english_lines()
 
 
 @pytest.fixture(scope="session")

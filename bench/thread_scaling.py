@@ -10,20 +10,13 @@ import statistics
 import sys
 import time
 
-from conftest import SHARED_DATA, _lines, nbytes
+from conftest import SHARED_DATA, english_lines, nbytes
 
 import pybert
 
 
 def main(rounds: int = 20) -> None:
-    lines = []
-    for rel in (
-        "glue/MRPC/train.tsv",
-        "glue/SST-2/train.tsv",
-        "glue/CoLA/train.tsv",
-        "squad/dev-v1.1.json",
-    ):
-        lines += _lines(rel, 1_000_000)
+    lines = english_lines()
     tok = pybert.Tokenizer(SHARED_DATA / "vocab" / "bert-base-uncased-vocab.txt")
     size = nbytes(lines)
     threads = os.cpu_count() or 1

@@ -21,6 +21,21 @@ class CheckpointMismatchError(ValueError):
     """The checkpoint does not fit the model; the message lists every problem."""
 
 
+def check_fit(source, config: BertConfig, missing, unexpected=(), wrong=()) -> None:
+    """Raises CheckpointMismatchError listing every missing, unexpected and
+    wrong-shaped variable of checkpoint `source`; returns when all three are empty."""
+    if not (missing or unexpected or wrong):
+        return
+    lines = [f"{source} does not fit the BERT config ({config.source}):"]
+    if missing:
+        lines.append(f"  missing ({len(missing)}): " + ", ".join(missing))
+    if unexpected:
+        lines.append(f"  unexpected ({len(unexpected)}): " + ", ".join(unexpected))
+    if wrong:
+        lines.append(f"  wrong shape ({len(wrong)}): " + "; ".join(wrong))
+    raise CheckpointMismatchError("\n".join(lines))
+
+
 def _encoder_names(config: BertConfig):
     """(HF name without prefix, pybert path, transpose) for every encoder weight."""
     names = [
@@ -129,15 +144,7 @@ def encoder_weights_from_huggingface(path, config: BertConfig) -> dict[str, np.n
             want = (d,)
         if tuple(value.shape) != want:
             wrong.append(f"{name}: checkpoint {tuple(value.shape)}, model {want}")
-    if missing or unexpected or wrong:
-        lines = [f"{weights_path} does not fit the BERT config ({config.source}):"]
-        if missing:
-            lines.append(f"  missing ({len(missing)}): " + ", ".join(missing))
-        if unexpected:
-            lines.append(f"  unexpected ({len(unexpected)}): " + ", ".join(unexpected))
-        if wrong:
-            lines.append(f"  wrong shape ({len(wrong)}): " + "; ".join(wrong))
-        raise CheckpointMismatchError("\n".join(lines))
+    check_fit(weights_path, config, missing, unexpected, wrong)
     return out
 
 

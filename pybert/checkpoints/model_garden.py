@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pybert.checkpoints.huggingface import CheckpointMismatchError
+from pybert.checkpoints.huggingface import CheckpointMismatchError, check_fit
 from pybert.configs import BertConfig
 
 _SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
@@ -104,15 +104,7 @@ def encoder_weights_from_model_garden(checkpoint: str, config: BertConfig) -> di
             continue
         # EinsumDense [D, N, H] / [N, H] / [N, H, D] -> dense: a row-major reshape
         out[ours] = value.reshape(shape)
-    if missing or unexpected or wrong:
-        lines = [f"{checkpoint} does not fit the BERT config ({config.source}):"]
-        if missing:
-            lines.append(f"  missing ({len(missing)}): " + ", ".join(missing))
-        if unexpected:
-            lines.append(f"  unexpected ({len(unexpected)}): " + ", ".join(unexpected))
-        if wrong:
-            lines.append(f"  wrong shape ({len(wrong)}): " + "; ".join(wrong))
-        raise CheckpointMismatchError("\n".join(lines))
+    check_fit(checkpoint, config, missing, unexpected, wrong)
     return out
 
 

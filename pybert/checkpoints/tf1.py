@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pybert.checkpoints.huggingface import CheckpointMismatchError
+from pybert.checkpoints.huggingface import check_fit
 from pybert.configs import BertConfig
 
 
@@ -66,13 +66,7 @@ def encoder_weights_from_tf1(checkpoint: str, config: BertConfig) -> dict[str, n
     missing = [tf1 for tf1, _ in expected if tf1 not in shapes]
     used = {tf1 for tf1, _ in expected}
     unexpected = sorted(n for n in shapes if n not in used and not _skipped(n))
-    if missing or unexpected:
-        lines = [f"{checkpoint} does not fit the BERT config ({config.source}):"]
-        if missing:
-            lines.append(f"  missing ({len(missing)}): " + ", ".join(missing))
-        if unexpected:
-            lines.append(f"  unexpected ({len(unexpected)}): " + ", ".join(unexpected))
-        raise CheckpointMismatchError("\n".join(lines))
+    check_fit(checkpoint, config, missing, unexpected)
     return {ours: reader.get_tensor(tf1).astype(np.float32) for tf1, ours in expected}
 
 
