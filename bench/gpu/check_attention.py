@@ -1,0 +1,507 @@
+"""Correctness and speed of the CUDA fused attention kernels against PyTorch.
+
+Run through check_attention.sh (it builds the harness library first). Needs
+PyTorch with CUDA; TensorFlow is not needed. `--emulate` runs the harness logic
+on the CPU with a PyTorch stand-in for the kernels (to test this script
+without a GPU; it checks nothing about the kernels).
+
+Correctness: random inputs and random padding masks (prefix masks and masks
+with holes), several batch sizes, heads, head dims and sequence lengths; the
+reference is float64 math on the same (rounded) inputs; a kernel passes when
+its relative error ||x - ref|| / ||ref|| is at most 2x that of PyTorch's own
+SDPA in the same dtype against the same reference (float32: at most
+max(2x, 1e-6)), for the output and for dq, dk, dv; NaN never; every output
+element written (outputs are poisoned with NaN first).
+
+Timing: CUDA events, median of >= 50 runs after warm-up, rotating input sets,
+against SDPA given the same boolean padding mask (and SDPA without a mask).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import math
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+DTYPES = {"fp32": (0, torch.float32), "fp16": (1, torch.float16), "bf16": (2, torch.bfloat16)}
+
+
+def _ptr(t):
+    return ctypes.c_void_p(t.data_ptr()) if t is not None else None
+
+
+def _strides(*tensors):
+    vals = []
+    for t in tensors:
+        assert t.stride(3) == 1, "head_dim must be contiguous"
+        vals += [t.stride(0), t.stride(1), t.stride(2)]
+    return (ctypes.c_longlong * len(vals))(*vals)
+
+
+class CudaLib:
+    """The kernels through the extern "C" harness API (csrc/attention/attention_capi.cu)."""
+
+    def __init__(self, path):
+        lib = ctypes.CDLL(path)
+        vp, i, f, u64, ll = ctypes.c_void_p, ctypes.c_int, ctypes.c_float, ctypes.c_ulonglong, ctypes.c_longlong
+        lib.pybert_attn_forward.argtypes = [i] * 6 + [vp] * 6 + [vp, f, f, u64, u64, i, vp, ctypes.c_char_p, i]
+        lib.pybert_attn_forward.restype = i
+        lib.pybert_attn_backward_workspace_bytes.argtypes = [i] * 6
+        lib.pybert_attn_backward_workspace_bytes.restype = ll
+        lib.pybert_attn_backward.argtypes = [i] * 6 + [vp] * 11 + [vp, f, f, u64, u64, vp, ctypes.c_char_p, i]
+        lib.pybert_attn_backward.restype = i
+        lib.pybert_attn_dropout_mask.argtypes = [i, i, i, i, f, u64, u64, vp, vp, ctypes.c_char_p, i]
+        lib.pybert_attn_dropout_mask.restype = i
+        self.lib = lib
+
+    @staticmethod
+    def _stream():
+        return ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)
+
+    def forward(self, q, k, v, mask, scale, rate=0.0, seed=0, offset=0, block_m=0, out=None, lse=None,
+                dtype_code=None, head_dim=None):
+        B, Sq, H, D = q.shape
+        Sk = k.shape[1]
+        code = dtype_code if dtype_code is not None else _code(q.dtype)
+        out = torch.full_like(q, float("nan")) if out is None else out
+        lse = torch.full((B, H, Sq), float("nan"), device=q.device, dtype=torch.float32) if lse is None else lse
+        err = ctypes.create_string_buffer(1024)
+        rc = self.lib.pybert_attn_forward(
+            code, B, H, Sq, Sk, head_dim or D, _ptr(q), _ptr(k), _ptr(v), _ptr(mask), _ptr(out), _ptr(lse),
+            _strides(q, k, v, out), scale, rate, seed, offset, block_m, self._stream(), err, 1024)
+        if rc:
+            raise ValueError(err.value.decode())
+        return out, lse
+
+    def workspace(self, q, k):
+        B, Sq, H, D = q.shape
+        n = self.lib.pybert_attn_backward_workspace_bytes(_code(q.dtype), B, H, Sq, k.shape[1], D)
+        return torch.empty(n, dtype=torch.uint8, device=q.device)
+
+    def backward(self, q, k, v, mask, out, lse, dout, scale, rate=0.0, seed=0, offset=0, workspace=None,
+                 grads=None):
+        B, Sq, H, D = q.shape
+        Sk = k.shape[1]
+        if grads is None:
+            grads = tuple(torch.full_like(x, float("nan")) for x in (q, k, v))
+        dq, dk, dv = grads
+        ws = self.workspace(q, k) if workspace is None else workspace
+        err = ctypes.create_string_buffer(1024)
+        rc = self.lib.pybert_attn_backward(
+            _code(q.dtype), B, H, Sq, Sk, D, _ptr(q), _ptr(k), _ptr(v), _ptr(mask), _ptr(out), _ptr(lse),
+            _ptr(dout), _ptr(dq), _ptr(dk), _ptr(dv), _ptr(ws), _strides(q, k, v, out, dout, dq, dk, dv),
+            scale, rate, seed, offset, self._stream(), err, 1024)
+        if rc:
+            raise ValueError(err.value.decode())
+        return dq, dk, dv
+
+    def dropout_mask(self, B, H, Sq, Sk, rate, seed, offset, device):
+        keep = torch.empty((B, H, Sq, Sk), dtype=torch.uint8, device=device)
+        err = ctypes.create_string_buffer(1024)
+        rc = self.lib.pybert_attn_dropout_mask(B, H, Sq, Sk, rate, seed, offset, _ptr(keep), self._stream(), err,
+                                               1024)
+        if rc:
+            raise ValueError(err.value.decode())
+        return keep
+
+
+class EmulatedLib:
+    """CPU stand-in with the same API (float32 math), for testing this script."""
+
+    def forward(self, q, k, v, mask, scale, rate=0.0, seed=0, offset=0, block_m=0, out=None, lse=None,
+                dtype_code=None, head_dim=None):
+        hd = head_dim or q.shape[3]
+        if hd not in (32, 64, 128):
+            raise ValueError(f"head_dim must be 32, 64 or 128, got {hd}")
+        if dtype_code is not None and dtype_code not in (0, 1, 2):
+            raise ValueError(f"dtype: unsupported value {dtype_code}")
+        keep = self.dropout_mask(q.shape[0], q.shape[2], q.shape[1], k.shape[1], rate, seed, offset, q.device)
+        o, lse_ = _reference(q.float(), k.float(), v.float(), mask, scale, keep if rate > 0 else None, rate,
+                             want_lse=True)
+        return o.to(q.dtype), lse_.float()
+
+    def workspace(self, q, k):
+        return None
+
+    def backward(self, q, k, v, mask, out, lse, dout, scale, rate=0.0, seed=0, offset=0, workspace=None,
+                 grads=None):
+        keep = self.dropout_mask(q.shape[0], q.shape[2], q.shape[1], k.shape[1], rate, seed, offset, q.device)
+        _, g = _reference_grads(q.float(), k.float(), v.float(), mask, scale, dout.float(),
+                                keep if rate > 0 else None, rate)
+        return tuple(x.to(q.dtype) for x in g)
+
+    def dropout_mask(self, B, H, Sq, Sk, rate, seed, offset, device):
+        gen = torch.Generator().manual_seed(seed * 1000003 + offset)
+        return (torch.rand((B, H, Sq, Sk), generator=gen) >= rate).to(torch.uint8).to(device)
+
+
+def _code(dtype):
+    for code, dt in DTYPES.values():
+        if dt == dtype:
+            return code
+    raise ValueError(dtype)
+
+
+def _reference(q, k, v, mask, scale, keep=None, rate=0.0, want_lse=False):
+    """float64 math: q, k, v [B, S, H, D] (any float dtype), mask [B, Sk] int32 or None."""
+    qd, kd, vd = (x.double().transpose(1, 2) for x in (q, k, v))
+    s = (qd @ kd.transpose(-1, -2)) * scale
+    if mask is not None:
+        kept = mask.bool()[:, None, None, :]
+        s = s.masked_fill(~kept, -1e30)
+        any_kept = mask.bool().any(dim=1)[:, None, None, None]
+    else:
+        any_kept = None
+    lse = torch.logsumexp(s, dim=-1)
+    p = torch.softmax(s, dim=-1)
+    if any_kept is not None:
+        p = p * any_kept
+        lse = torch.where(any_kept[..., 0], lse, torch.full_like(lse, math.inf))
+    if keep is not None:
+        p = p * keep.double() / (1.0 - rate)
+    o = (p @ vd).transpose(1, 2)
+    return (o, lse) if want_lse else o
+
+
+def _reference_grads(q, k, v, mask, scale, dout, keep=None, rate=0.0):
+    leaves = [x.detach().double().requires_grad_(True) for x in (q, k, v)]
+    o = _reference(*leaves, mask, scale, keep, rate)
+    o.backward(dout.double())
+    return o.detach(), tuple(x.grad for x in leaves)
+
+
+def _sdpa(q, k, v, mask, scale):
+    """PyTorch SDPA on [B, S, H, D] tensors with a boolean [B, 1, 1, Sk] padding mask."""
+    am = mask.bool()[:, None, None, :] if mask is not None else None
+    o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=am,
+                                       scale=scale)
+    return o.transpose(1, 2)
+
+
+def _sdpa_grads(q, k, v, mask, scale, dout):
+    leaves = [x.detach().clone().requires_grad_(True) for x in (q, k, v)]
+    o = _sdpa(*leaves, mask, scale)
+    o.backward(dout)
+    return o.detach(), tuple(x.grad for x in leaves)
+
+
+def rel_err(x, ref):
+    x = x.double()
+    if not torch.isfinite(x).all():
+        return math.inf
+    den = ref.norm().item()
+    return (x - ref).norm().item() / (den if den > 0 else 1.0)
+
+
+def random_mask(B, Sk, device, gen, holes_batch=None):
+    lengths = torch.randint(1, Sk + 1, (B,), generator=gen)
+    m = (torch.arange(Sk)[None, :] < lengths[:, None]).to(torch.int32)
+    if holes_batch is not None and B > holes_batch:
+        row = (torch.rand(Sk, generator=gen) < 0.7).to(torch.int32)
+        row[torch.randint(0, Sk, (1,), generator=gen)] = 1
+        m[holes_batch] = row
+    return m.to(device)
+
+
+class Checker:
+    def __init__(self, lib, device):
+        self.lib, self.device = lib, device
+        self.rows, self.failures = [], []
+        self.gen = torch.Generator().manual_seed(1234)
+
+    def randn(self, shape, dtype):
+        return torch.randn(shape, generator=self.gen).to(dtype).to(self.device)
+
+    def record(self, name, ok, **info):
+        self.rows.append(dict(name=name, ok=bool(ok), **info))
+        if not ok:
+            self.failures.append(name)
+            print(f"FAIL {name}: {info}")
+
+    def tolerance(self, dtype, sdpa_err):
+        return max(2 * sdpa_err, 1e-6) if dtype == torch.float32 else 2 * sdpa_err
+
+    def check_case(self, dtype_name, B, H, Sq, Sk, D, layout="bshd", block_m=0, mask_kind="random"):
+        dtype = DTYPES[dtype_name][1]
+        name = f"{dtype_name} B{B} H{H} Sq{Sq} Sk{Sk} D{D} {layout} {mask_kind} bm{block_m}"
+        if layout == "fused_qkv":  # q, k, v as strided views of one [B, S, 3, H, D] tensor
+            assert Sq == Sk
+            qkv = self.randn((B, Sq, 3, H, D), dtype)
+            q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        else:
+            q, k, v = (self.randn((B, s, H, D), dtype) for s in (Sq, Sk, Sk))
+        dout = self.randn((B, Sq, H, D), dtype)
+        if mask_kind == "none":
+            mask = None
+        elif mask_kind == "ones":
+            mask = torch.ones((B, Sk), dtype=torch.int32, device=self.device)
+        else:
+            mask = random_mask(B, Sk, self.device, self.gen, holes_batch=1 if B >= 3 else None)
+        scale = 1.0 / math.sqrt(D)
+        out, lse = self.lib.forward(q, k, v, mask, scale, block_m=block_m)
+        ref_o, ref_lse = _reference(q, k, v, mask, scale, want_lse=True)
+        ref_o2, ref_g = _reference_grads(q, k, v, mask, scale, dout)
+        s_o, s_g = _sdpa_grads(q, k, v, mask, scale, dout)
+        dq, dk, dv = self.lib.backward(q, k, v, mask, out, lse, dout, scale)
+        errs = {"out": (rel_err(out, ref_o), rel_err(s_o, ref_o))}
+        for nm, ours, sd, ref in zip(("dq", "dk", "dv"), (dq, dk, dv), s_g, ref_g):
+            errs[nm] = (rel_err(ours, ref), rel_err(sd, ref))
+        lse_err = (lse.double() - ref_lse).abs().max().item()
+        ok = all(o <= self.tolerance(dtype, s) for o, s in errs.values()) and lse_err < 1e-2
+        self.record(name, ok, errors={k_: {"ours": o, "sdpa": s} for k_, (o, s) in errs.items()}, lse_max_abs=lse_err)
+
+    def check_fully_masked(self, dtype_name, D):
+        dtype = DTYPES[dtype_name][1]
+        B, H, S = 3, 2, 77
+        q, k, v, dout = (self.randn((B, S, H, D), dtype) for _ in range(4))
+        mask = random_mask(B, S, self.device, self.gen)
+        mask[1] = 0
+        scale = 1.0 / math.sqrt(D)
+        out, lse = self.lib.forward(q, k, v, mask, scale)
+        dq, dk, dv = self.lib.backward(q, k, v, mask, out, lse, dout, scale)
+        ref_o, ref_g = _reference_grads(q, k, v, mask, scale, dout)
+        finite = all(torch.isfinite(x).all().item() for x in (out, dq, dk, dv))
+        zeros = all((x[1] == 0).all().item() for x in (out, dq, dk, dv)) and bool(torch.isinf(lse[1]).all())
+        errs = [rel_err(x, r) for x, r in zip((out, dq, dk, dv), (ref_o,) + ref_g)]
+        tol = 1e-5 if dtype == torch.float32 else 2e-2
+        self.record(f"{dtype_name} D{D} fully masked batch row -> zeros", finite and zeros and max(errs) < tol,
+                    errors=errs)
+
+    def check_dropout(self, dtype_name, D, rate=0.1):
+        dtype = DTYPES[dtype_name][1]
+        B, H, S = 2, 3, 129
+        q, k, v, dout = (self.randn((B, S, H, D), dtype) for _ in range(4))
+        mask = random_mask(B, S, self.device, self.gen)
+        scale = 1.0 / math.sqrt(D)
+        seed, offset = 20261126, 7
+        keep = self.lib.dropout_mask(B, H, S, S, rate, seed, offset, self.device)
+        out, lse = self.lib.forward(q, k, v, mask, scale, rate, seed, offset)
+        out2, _ = self.lib.forward(q, k, v, mask, scale, rate, seed, offset)
+        dq, dk, dv = self.lib.backward(q, k, v, mask, out, lse, dout, scale, rate, seed, offset)
+        ref_o, ref_g = _reference_grads(q, k, v, mask, scale, dout, keep, rate)
+        # Yardstick: SDPA's error on the same inputs without dropout.
+        nd_ref_o, nd_ref_g = _reference_grads(q, k, v, mask, scale, dout)
+        s_o, s_g = _sdpa_grads(q, k, v, mask, scale, dout)
+        errs = {"out": (rel_err(out, ref_o), rel_err(s_o, nd_ref_o))}
+        for nm, ours, sd, ref, ndref in zip(("dq", "dk", "dv"), (dq, dk, dv), s_g, ref_g, nd_ref_g):
+            errs[nm] = (rel_err(ours, ref), rel_err(sd, ndref))
+        ok = all(o <= self.tolerance(dtype, s) for o, s in errs.values()) and torch.equal(out, out2)
+        self.record(f"{dtype_name} D{D} dropout {rate}: fwd/bwd use one mask", ok,
+                    errors={k_: {"ours": o, "sdpa_no_dropout": s} for k_, (o, s) in errs.items()},
+                    deterministic=torch.equal(out, out2))
+
+    def check_keep_rate(self, rate=0.1):
+        keep = self.lib.dropout_mask(4, 12, 512, 512, rate, 42, 0, self.device)
+        share = keep.double().mean().item()
+        other = self.lib.dropout_mask(4, 12, 512, 512, rate, 42, 1, self.device)
+        same = self.lib.dropout_mask(4, 12, 512, 512, rate, 42, 0, self.device)
+        agree = (keep == other).double().mean().item()
+        ok = abs(share - (1 - rate)) < 0.01 * (1 - rate) and torch.equal(keep, same) and agree < 0.9
+        self.record(f"dropout keep share {share:.5f} (want {1 - rate}); offset changes mask (agree {agree:.3f})", ok,
+                    keep_share=share)
+
+    def check_bad_input(self):
+        q = self.randn((2, 8, 2, 48), torch.float16)
+        cases = []
+        try:
+            self.lib.forward(q, q, q, None, 0.1)
+            cases.append(("head_dim 48", False, "no error"))
+        except ValueError as e:
+            cases.append(("head_dim 48", "head_dim" in str(e), str(e)))
+        q64 = self.randn((2, 8, 2, 64), torch.float16)
+        try:
+            self.lib.forward(q64, q64, q64, None, 0.1, dtype_code=7)
+            cases.append(("dtype 7", False, "no error"))
+        except ValueError as e:
+            cases.append(("dtype 7", "dtype" in str(e), str(e)))
+        if isinstance(self.lib, CudaLib):
+            base = self.randn((2, 8, 2, 72), torch.float16)
+            mis = base[..., 1:65]  # rows not 16-byte aligned
+            try:
+                self.lib.forward(mis, q64, q64, None, 0.1)
+                cases.append(("misaligned q", False, "no error"))
+            except ValueError as e:
+                cases.append(("misaligned q", str(e).startswith("q:"), str(e)))
+        for nm, ok, msg in cases:
+            self.record(f"bad input: {nm}", ok, message=msg)
+
+
+def run_checks(lib, device, quick):
+    c = Checker(lib, device)
+    dtypes = ["fp16", "bf16"]
+    shapes = [(2, 3, 1), (3, 2, 7), (2, 2, 128), (3, 2, 129), (2, 2, 384), (1, 2, 512)]
+    if quick:
+        shapes = [(3, 2, 7), (3, 2, 129)]
+    for dt in dtypes:
+        for D in (32, 64, 128):
+            for B, H, S in shapes:
+                c.check_case(dt, B, H, S, S, D)
+            c.check_case(dt, 2, 2, 65, 200, D)
+            c.check_case(dt, 3, 2, 130, 130, D, layout="fused_qkv")
+            c.check_case(dt, 3, 2, 200, 200, D, block_m=128)
+            c.check_case(dt, 2, 2, 96, 96, D, mask_kind="none")
+            c.check_fully_masked(dt, D)
+    for D in (32, 64, 128):
+        for B, H, S in ([(3, 2, 7), (3, 2, 129)] if quick else [(3, 2, 7), (3, 2, 129), (2, 2, 384)]):
+            c.check_case("fp32", B, H, S, S, D)
+        c.check_fully_masked("fp32", D)
+    c.check_case("fp32", 3, 2, 100, 100, 64, layout="fused_qkv")
+    for dt in ("fp16", "bf16", "fp32"):
+        c.check_dropout(dt, 64)
+    c.check_dropout("fp16", 128)
+    c.check_keep_rate()
+    c.check_bad_input()
+    return c
+
+
+def _median_ms(fn, reps, warmup=10):
+    for _ in range(warmup):
+        fn(0)
+    torch.cuda.synchronize()
+    times = []
+    for i in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn(i)
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def run_timing(lib, device, dtypes, shapes, reps):
+    H, D = 12, 64
+    rows = []
+    gen = torch.Generator().manual_seed(7)
+    for dt in dtypes:
+        dtype = DTYPES[dt][1]
+        for B, S in shapes:
+            per_set = 3 * B * S * H * D * 2
+            n_sets = max(2, min(6, (400 << 20) // per_set))
+            sets = []
+            for _ in range(n_sets):
+                q, k, v, do = (torch.randn((B, S, H, D), generator=gen).to(dtype).to(device) for _ in range(4))
+                sets.append((q, k, v, do))
+            scale = 1.0 / math.sqrt(D)
+            flops_fwd = 4.0 * B * H * S * S * D
+            for mask_kind in ("full", "padded"):
+                if mask_kind == "full":
+                    mask = torch.ones((B, S), dtype=torch.int32, device=device)
+                else:
+                    lengths = torch.randint(S // 2, S + 1, (B,), generator=gen)
+                    mask = (torch.arange(S)[None, :] < lengths[:, None]).to(torch.int32).to(device)
+                outs = [torch.empty_like(s[0]) for s in sets]
+                lses = [torch.empty((B, H, S), dtype=torch.float32, device=device) for _ in sets]
+                grads = [tuple(torch.empty_like(s[0]) for _ in range(3)) for s in sets]
+                ws = lib.workspace(sets[0][0], sets[0][1])
+                res = {}
+                for bm in (64, 128):
+                    res[f"ours_fwd_bm{bm}"] = _median_ms(
+                        lambda i, bm=bm: lib.forward(*sets[i % n_sets][:3], mask, scale, block_m=bm,
+                                                     out=outs[i % n_sets], lse=lses[i % n_sets]), reps)
+                res["sdpa_fwd_mask"] = _median_ms(lambda i: _sdpa(*sets[i % n_sets][:3], mask, scale), reps)
+                res["sdpa_fwd_nomask"] = _median_ms(lambda i: _sdpa(*sets[i % n_sets][:3], None, scale), reps)
+                best_bm = 64 if res["ours_fwd_bm64"] <= res["ours_fwd_bm128"] else 128
+
+                def ours_fb(i):
+                    q, k, v, do = sets[i % n_sets]
+                    o, lse = lib.forward(q, k, v, mask, scale, block_m=best_bm, out=outs[i % n_sets],
+                                         lse=lses[i % n_sets])
+                    lib.backward(q, k, v, mask, o, lse, do, scale, workspace=ws, grads=grads[i % n_sets])
+
+                leaves = [tuple(x.detach().clone().requires_grad_(True) for x in s[:3]) + (s[3],) for s in sets]
+
+                def sdpa_fb(i, use_mask=True):
+                    q, k, v, do = leaves[i % n_sets]
+                    for x in (q, k, v):
+                        x.grad = None
+                    _sdpa(q, k, v, mask if use_mask else None, scale).backward(do)
+
+                res["ours_fwdbwd"] = _median_ms(ours_fb, reps)
+                res["sdpa_fwdbwd_mask"] = _median_ms(sdpa_fb, reps)
+                res["sdpa_fwdbwd_nomask"] = _median_ms(lambda i: sdpa_fb(i, False), reps)
+                res["ours_fwd"] = min(res["ours_fwd_bm64"], res["ours_fwd_bm128"])
+                row = dict(dtype=dt, batch=B, seq=S, heads=H, head_dim=D, mask=mask_kind, best_fwd_block_m=best_bm,
+                           **res)
+                row["tflops_ours_fwd"] = flops_fwd / res["ours_fwd"] / 1e9
+                row["tflops_sdpa_fwd_mask"] = flops_fwd / res["sdpa_fwd_mask"] / 1e9
+                row["tflops_ours_fwdbwd"] = 3.5 * flops_fwd / res["ours_fwdbwd"] / 1e9
+                row["tflops_sdpa_fwdbwd_mask"] = 3.5 * flops_fwd / res["sdpa_fwdbwd_mask"] / 1e9
+                row["ratio_fwd_vs_sdpa_mask"] = res["sdpa_fwd_mask"] / res["ours_fwd"]
+                row["ratio_fwd_vs_sdpa_nomask"] = res["sdpa_fwd_nomask"] / res["ours_fwd"]
+                row["ratio_fwdbwd_vs_sdpa_mask"] = res["sdpa_fwdbwd_mask"] / res["ours_fwdbwd"]
+                rows.append(row)
+                print(f"  {dt} B{B} S{S} {mask_kind}: fwd {res['ours_fwd']:.3f} ms (bm{best_bm}) vs sdpa "
+                      f"{res['sdpa_fwd_mask']:.3f} ({row['ratio_fwd_vs_sdpa_mask']:.2f}x); fwd+bwd "
+                      f"{res['ours_fwdbwd']:.3f} vs {res['sdpa_fwdbwd_mask']:.3f} "
+                      f"({row['ratio_fwdbwd_vs_sdpa_mask']:.2f}x)", flush=True)
+            del sets, leaves, outs, grads
+            torch.cuda.empty_cache()
+    return rows
+
+
+def print_table(rows):
+    hdr = ("dtype", "B x S", "mask", "ours fwd ms", "TFLOP/s", "SDPA+mask ms", "TFLOP/s", "x", "SDPA nomask ms",
+           "x", "ours f+b ms", "TFLOP/s", "SDPA+mask f+b ms", "TFLOP/s", "x")
+    print("| " + " | ".join(hdr) + " |")
+    print("|" + "---|" * len(hdr))
+    for r in rows:
+        print(f"| {r['dtype']} | {r['batch']} x {r['seq']} | {r['mask']} | {r['ours_fwd']:.3f} | "
+              f"{r['tflops_ours_fwd']:.0f} | {r['sdpa_fwd_mask']:.3f} | {r['tflops_sdpa_fwd_mask']:.0f} | "
+              f"{r['ratio_fwd_vs_sdpa_mask']:.2f} | {r['sdpa_fwd_nomask']:.3f} | {r['ratio_fwd_vs_sdpa_nomask']:.2f} | "
+              f"{r['ours_fwdbwd']:.3f} | {r['tflops_ours_fwdbwd']:.0f} | {r['sdpa_fwdbwd_mask']:.3f} | "
+              f"{r['tflops_sdpa_fwdbwd_mask']:.0f} | {r['ratio_fwdbwd_vs_sdpa_mask']:.2f} |")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--lib", help="path of libpybert_attention_cuda.so")
+    ap.add_argument("--out", help="write results JSON here")
+    ap.add_argument("--quick", action="store_true", help="fewer correctness shapes, fewer timing reps")
+    ap.add_argument("--skip-timing", action="store_true")
+    ap.add_argument("--emulate", action="store_true", help="CPU stand-in for the kernels (tests this script)")
+    args = ap.parse_args(argv)
+    t0 = time.time()
+    if args.emulate:
+        lib, device = EmulatedLib(), torch.device("cpu")
+    else:
+        if not torch.cuda.is_available():
+            sys.exit("no CUDA device visible to PyTorch")
+        lib, device = CudaLib(args.lib), torch.device("cuda")
+    info = {"torch": torch.__version__, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+            "date": time.strftime("%Y-%m-%d")}
+    print(info, flush=True)
+    checker = run_checks(lib, device, args.quick)
+    n_ok = sum(r["ok"] for r in checker.rows)
+    print(f"correctness: {n_ok}/{len(checker.rows)} passed ({time.time() - t0:.0f} s)", flush=True)
+    timing = []
+    if not args.skip_timing and device.type == "cuda":
+        shapes = [(256, 128), (64, 384), (64, 512), (8, 2048)]
+        timing = run_timing(lib, device, ["fp16", "bf16"], shapes, reps=50 if args.quick else 100)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"info": info, "checks": checker.rows, "timing": timing}, f, indent=1)
+    worst = {}
+    for r in checker.rows:
+        for nm, e in r.get("errors", {}).items() if isinstance(r.get("errors"), dict) else []:
+            key = r["name"].split()[0] + " " + nm
+            worst[key] = max(worst.get(key, 0.0), e["ours"] / max(next(iter(v for k_, v in e.items() if k_ != "ours")),
+                                                                   1e-30))
+    print("worst error ratio ours/SDPA per dtype and tensor:", {k: round(v, 3) for k, v in sorted(worst.items())})
+    if timing:
+        print(f"device: {info['device']}, torch {info['torch']}, {info['date']}; H=12, D=64; ms = median of CUDA-event "
+              "timings; x = SDPA time / ours")
+        print_table(timing)
+    print(f"total {time.time() - t0:.0f} s; failures: {checker.failures}")
+    return 1 if checker.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

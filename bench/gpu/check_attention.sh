@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# GPU check of the fused attention CUDA kernels (issue: CUDA kernels for the
+# PybertFusedAttention op). For a machine with an NVIDIA GPU, nvcc and PyTorch
+# (no TensorFlow needed): builds the ctypes harness with nvcc, checks forward
+# and backward against PyTorch (float64 reference math, PyTorch's own SDPA
+# error as the yardstick), then times them against
+# torch.nn.functional.scaled_dot_product_attention with the same boolean
+# padding mask, and prints a table. Results: $OUT/check_attention.json.
+#   bash bench/gpu/check_attention.sh [--quick] [--skip-timing]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/pybert_gpu_out}
+BUILD=${BUILD_DIR:-build/gpu}
+ARCH=${CUDA_ARCH:-90}
+mkdir -p "$OUT" "$BUILD"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader || true
+nvcc --version | tail -1
+t0=$(date +%s)
+pids=()
+for f in csrc/attention/attention_{f16,bf16,f32,cuda,capi}.cu; do
+  name=$(basename "$f" .cu)
+  nvcc -std=c++17 -O3 -Icsrc -gencode "arch=compute_${ARCH},code=sm_${ARCH}" -Xcompiler -fPIC \
+    -Xptxas -v -c "$f" -o "$BUILD/$name.o" >"$BUILD/$name.log" 2>&1 &
+  pids+=($!)
+done
+status=0
+for p in "${pids[@]}"; do wait "$p" || status=1; done
+if [ "$status" != 0 ]; then grep -h -B2 -A5 error "$BUILD"/*.log; exit 1; fi
+nvcc -shared -o "$BUILD/libpybert_attention_cuda.so" "$BUILD"/attention_*.o
+cat "$BUILD"/*.log > "$OUT/ptxas.log"
+echo "build: $(( $(date +%s) - t0 )) s"
+PYTHONUNBUFFERED=1 python3 bench/gpu/check_attention.py \
+  --lib "$BUILD/libpybert_attention_cuda.so" --out "$OUT/check_attention.json" "$@"

@@ -1,0 +1,20 @@
+// Kernel instantiations for one dtype (one translation unit per dtype so
+// that nvcc compiles them in parallel).
+#include "attention/launch_impl.cuh"
+
+namespace pybert {
+namespace attention {
+namespace cuda {
+
+std::string launch_fwd_f16(const ForwardParams& p, cudaStream_t stream, int block_m) {
+  return launch_fwd<__half>(p, stream, block_m);
+}
+
+std::string launch_bwd_f16(const BackwardParams& p, cudaStream_t stream, float* dq_accum,
+                          float* dvec) {
+  return launch_bwd<__half>(p, stream, dq_accum, dvec);
+}
+
+}  // namespace cuda
+}  // namespace attention
+}  // namespace pybert

@@ -1,0 +1,20 @@
+// Kernel instantiations for one dtype (one translation unit per dtype so
+// that nvcc compiles them in parallel).
+#include "attention/launch_impl.cuh"
+
+namespace pybert {
+namespace attention {
+namespace cuda {
+
+std::string launch_fwd_f32(const ForwardParams& p, cudaStream_t stream, int block_m) {
+  return launch_fwd<float>(p, stream, block_m);
+}
+
+std::string launch_bwd_f32(const BackwardParams& p, cudaStream_t stream, float* dq_accum,
+                          float* dvec) {
+  return launch_bwd<float>(p, stream, dq_accum, dvec);
+}
+
+}  // namespace cuda
+}  // namespace attention
+}  // namespace pybert

@@ -1,0 +1,343 @@
+// Backward tensor-core kernels (FlashAttention-2 style).
+//   1. bwd_preprocess: Dvec[bh, i] = dout[i] . out[i] (float32).
+//   2. flash_bwd_kernel: one CTA per (64-key tile, head, batch); each warp owns
+//      16 keys and the CTA streams over query tiles, recomputing
+//      P^T = exp(K Q^T * scale - lse) (and the dropout mask from Philox), then
+//        dV += (P o Z / (1 - rate))^T dO,   dP^T = V dO^T,
+//        dS^T = P^T o (dP^T o Z / (1 - rate) - Dvec),  dK += dS^T Q * scale,
+//      and adds dS K * scale into a float32 dQ accumulator with atomics.
+//   3. bwd_convert_dq: the accumulator -> dq in the tensor's dtype and strides.
+#pragma once
+
+#include <cmath>
+
+#include "attention/cuda_common.cuh"
+#include "attention/flash_fwd.cuh"
+#include "attention/params.h"
+#include "attention/philox.h"
+
+namespace pybert {
+namespace attention {
+namespace cuda {
+
+template <typename T>
+__device__ __forceinline__ void load8(const T* p, float (&f)[8]) {
+  if constexpr (sizeof(T) == 2) {
+    const uint4 u = *reinterpret_cast<const uint4*>(p);
+    const T* e = reinterpret_cast<const T*>(&u);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) f[i] = Elem<T>::to_float(e[i]);
+  } else {
+#pragma unroll
+    for (int i = 0; i < 8; ++i) f[i] = Elem<T>::to_float(p[i]);
+  }
+}
+
+// One row per D/8 consecutive threads; 128 threads per block.
+template <typename T, int D>
+__global__ void __launch_bounds__(128) bwd_preprocess_kernel(const BackwardParams p, float* dvec) {
+  constexpr int kTPR = D / 8;
+  constexpr int kRowsPerBlock = 128 / kTPR;
+  const int64_t row_id = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / kTPR;
+  const int c = threadIdx.x % kTPR;
+  const int64_t total = static_cast<int64_t>(p.batch) * p.heads * p.seq_q;
+  float sum = 0.f;
+  if (row_id < total) {
+    const int i = static_cast<int>(row_id % p.seq_q);
+    const int64_t bh = row_id / p.seq_q;
+    const int b = static_cast<int>(bh / p.heads), h = static_cast<int>(bh % p.heads);
+    const T* o = static_cast<const T*>(p.out) + b * p.out_strides.batch + i * p.out_strides.seq +
+                 h * p.out_strides.head + c * 8;
+    const T* d = static_cast<const T*>(p.dout) + b * p.dout_strides.batch +
+                 i * p.dout_strides.seq + h * p.dout_strides.head + c * 8;
+    float fo[8], fd[8];
+    load8(o, fo);
+    load8(d, fd);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) sum += fo[e] * fd[e];
+  }
+#pragma unroll
+  for (int off = kTPR / 2; off > 0; off /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+  if (row_id < total && c == 0) dvec[row_id] = sum;
+}
+
+// dq[b, i, h, :] = dq_accum[(bh * seq_q + i) * D + :]; 8 elements per thread.
+template <typename T, int D>
+__global__ void __launch_bounds__(128) bwd_convert_dq_kernel(const BackwardParams p,
+                                                             const float* dq_accum) {
+  const int64_t chunk = static_cast<int64_t>(blockIdx.x) * 128 + threadIdx.x;
+  const int64_t total = static_cast<int64_t>(p.batch) * p.heads * p.seq_q * (D / 8);
+  if (chunk >= total) return;
+  const int c = static_cast<int>(chunk % (D / 8));
+  const int64_t row_id = chunk / (D / 8);
+  const int i = static_cast<int>(row_id % p.seq_q);
+  const int64_t bh = row_id / p.seq_q;
+  const int b = static_cast<int>(bh / p.heads), h = static_cast<int>(bh % p.heads);
+  const float* src = dq_accum + row_id * D + c * 8;
+  T* dst = static_cast<T*>(p.dq) + b * p.dq_strides.batch + i * p.dq_strides.seq +
+           h * p.dq_strides.head + c * 8;
+#pragma unroll
+  for (int e = 0; e < 8; ++e) dst[e] = Elem<T>::from_float(src[e]);
+}
+
+template <typename T, int D, int kBlockM>
+struct BwdShape {
+  static constexpr int kBlockN = 64;
+  static constexpr int kThreads = 128;
+  static constexpr int kStride = D + 8;
+  static constexpr int kSStride = kBlockM + 8;
+  static constexpr size_t kSmemBytes =
+      sizeof(T) * ((2 * kBlockN + 2 * kBlockM) * kStride + kBlockN * kSStride) +
+      sizeof(float) * 2 * kBlockM;
+};
+
+template <typename T, int D, int kBlockM, bool kDropout>
+__global__ void __launch_bounds__(128) flash_bwd_kernel(const BackwardParams p, float* dq_accum,
+                                                        const float* dvec) {
+  using S = BwdShape<T, D, kBlockM>;
+  constexpr int kBlockN = S::kBlockN, kThreads = S::kThreads, kStride = S::kStride;
+  constexpr int kSStride = S::kSStride;
+  constexpr int kQTiles = kBlockM / 16;    // query tiles of 16 rows in the dQ phase
+  constexpr int kParts = 4 / kQTiles;      // warps sharing one query tile, split over D
+  constexpr int DP = D / kParts;           // head-dim columns per warp in the dQ phase
+  static_assert(kBlockM == 32 || kBlockM == 64, "kBlockM");
+  static_assert(DP % 16 == 0, "DP");
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  __shared__ int s_keep[kBlockN];
+  T* sK = reinterpret_cast<T*>(smem_raw);
+  T* sV = sK + kBlockN * kStride;
+  T* sQ = sV + kBlockN * kStride;
+  T* sdO = sQ + kBlockM * kStride;
+  T* sdS = sdO + kBlockM * kStride;
+  float* sLse = reinterpret_cast<float*>(sdS + kBlockN * kSStride);
+  float* sDv = sLse + kBlockM;
+
+  const int h = blockIdx.y, b = blockIdx.z;
+  const int n0 = blockIdx.x * kBlockN;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
+  const int bh = b * p.heads + h;
+  const T* q = static_cast<const T*>(p.q) + b * p.q_strides.batch + h * p.q_strides.head;
+  const T* k = static_cast<const T*>(p.k) + b * p.k_strides.batch + h * p.k_strides.head;
+  const T* v = static_cast<const T*>(p.v) + b * p.v_strides.batch + h * p.v_strides.head;
+  const T* dout = static_cast<const T*>(p.dout) + b * p.dout_strides.batch + h * p.dout_strides.head;
+  T* dk = static_cast<T*>(p.dk) + b * p.dk_strides.batch + h * p.dk_strides.head;
+  T* dv = static_cast<T*>(p.dv) + b * p.dv_strides.batch + h * p.dv_strides.head;
+  const float* lse = p.lse + static_cast<int64_t>(bh) * p.seq_q;
+  const float* dvec_bh = dvec + static_cast<int64_t>(bh) * p.seq_q;
+  float* dq_bh = dq_accum + static_cast<int64_t>(bh) * p.seq_q * D;
+  const int32_t* mask_row = p.mask ? p.mask + b * p.mask_batch_stride : nullptr;
+
+  bool my_keep = false;
+  if (tid < kBlockN) {
+    const int j = n0 + tid;
+    my_keep = j < p.seq_k && (mask_row == nullptr || mask_row[j] != 0);
+    s_keep[tid] = my_keep;
+  }
+  if (!__syncthreads_or(my_keep)) {  // no kept key in this tile: zero gradients
+    for (int idx = tid; idx < kBlockN * (D / 8); idx += kThreads) {
+      const int r = idx / (D / 8), c = idx % (D / 8);
+      if (n0 + r < p.seq_k) {
+        *reinterpret_cast<uint4*>(dk + (n0 + r) * p.dk_strides.seq + c * 8) = make_uint4(0, 0, 0, 0);
+        *reinterpret_cast<uint4*>(dv + (n0 + r) * p.dv_strides.seq + c * 8) = make_uint4(0, 0, 0, 0);
+      }
+    }
+    return;
+  }
+  load_tile_async<T, D, kStride, kThreads>(sK, k + n0 * p.k_strides.seq, p.k_strides.seq, 0, kBlockN,
+                                           p.seq_k - n0);
+  load_tile_async<T, D, kStride, kThreads>(sV, v + n0 * p.v_strides.seq, p.v_strides.seq, 0, kBlockN,
+                                           p.seq_k - n0);
+  cp_async_commit();
+
+  const bool keep0 = s_keep[warp * 16 + g], keep1 = s_keep[warp * 16 + g + 8];
+  const float scale_log2 = p.scale * kLog2e;
+  const uint32_t threshold = kDropout ? dropout_threshold(p.dropout_rate) : 0u;
+  const float rscale = kDropout ? 1.f / (1.f - p.dropout_rate) : 1.f;
+  const int qt = warp % kQTiles, dpart = warp / kQTiles;
+
+  float acc_dk[D / 8][4], acc_dv[D / 8][4];
+#pragma unroll
+  for (int i = 0; i < D / 8; ++i)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc_dk[i][e] = acc_dv[i][e] = 0.f;
+
+  for (int m0 = 0; m0 < p.seq_q; m0 += kBlockM) {
+    load_tile_async<T, D, kStride, kThreads>(sQ, q + m0 * p.q_strides.seq, p.q_strides.seq, 0, kBlockM,
+                                             p.seq_q - m0);
+    load_tile_async<T, D, kStride, kThreads>(sdO, dout + m0 * p.dout_strides.seq,
+                                             p.dout_strides.seq, 0, kBlockM, p.seq_q - m0);
+    cp_async_commit();
+    for (int r = tid; r < kBlockM; r += kThreads) {
+      const int row = m0 + r;
+      sLse[r] = row < p.seq_q ? lse[row] * kLog2e : INFINITY;
+      sDv[r] = row < p.seq_q ? dvec_bh[row] : 0.f;
+    }
+    cp_async_wait_all();
+    __syncthreads();
+
+    // S^T = K Q^T for this warp's 16 keys x kBlockM queries.
+    float st[kBlockM / 8][4];
+#pragma unroll
+    for (int i = 0; i < kBlockM / 8; ++i) st[i][0] = st[i][1] = st[i][2] = st[i][3] = 0.f;
+#pragma unroll
+    for (int kt = 0; kt < D / 16; ++kt) {
+      uint32_t a[4];
+      ldmatrix_x4(a, sK + (warp * 16 + ((lane / 8) % 2) * 8 + lane % 8) * kStride + kt * 16 +
+                         (lane / 16) * 8);
+#pragma unroll
+      for (int np = 0; np < kBlockM / 16; ++np) {
+        uint32_t r[4];
+        ldmatrix_x4(r, sQ + (np * 16 + (lane / 16) * 8 + lane % 8) * kStride + kt * 16 +
+                           ((lane / 8) % 2) * 8);
+        Elem<T>::mma(st[2 * np], a, r[0], r[1]);
+        Elem<T>::mma(st[2 * np + 1], a, r[2], r[3]);
+      }
+    }
+    // P^T (0 for masked keys and for query rows past seq_q, whose lse is +inf).
+#pragma unroll
+    for (int nt = 0; nt < kBlockM / 8; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const float l2 = sLse[nt * 8 + 2 * t + e];
+        st[nt][e] = keep0 ? fast_exp2(fmaf(st[nt][e], scale_log2, -l2)) : 0.f;
+        st[nt][2 + e] = keep1 ? fast_exp2(fmaf(st[nt][2 + e], scale_log2, -l2)) : 0.f;
+      }
+    }
+    uint32_t zbits = 0xffffffffu;  // bit nt*4 + 2*r + e: keep
+    if constexpr (kDropout) {
+      zbits = 0;
+#pragma unroll
+      for (int nt = 0; nt < kBlockM / 8; ++nt)
+#pragma unroll
+        for (int r = 0; r < 2; ++r)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const int key = n0 + warp * 16 + g + 8 * r;
+            const int row = m0 + nt * 8 + 2 * t + e;
+            if (dropout_keep(p.seed, p.offset, threshold, bh, row, key))
+              zbits |= 1u << (nt * 4 + 2 * r + e);
+          }
+    }
+    // dP^T = V dO^T.
+    float dpt[kBlockM / 8][4];
+#pragma unroll
+    for (int i = 0; i < kBlockM / 8; ++i) dpt[i][0] = dpt[i][1] = dpt[i][2] = dpt[i][3] = 0.f;
+#pragma unroll
+    for (int kt = 0; kt < D / 16; ++kt) {
+      uint32_t a[4];
+      ldmatrix_x4(a, sV + (warp * 16 + ((lane / 8) % 2) * 8 + lane % 8) * kStride + kt * 16 +
+                         (lane / 16) * 8);
+#pragma unroll
+      for (int np = 0; np < kBlockM / 16; ++np) {
+        uint32_t r[4];
+        ldmatrix_x4(r, sdO + (np * 16 + (lane / 16) * 8 + lane % 8) * kStride + kt * 16 +
+                           ((lane / 8) % 2) * 8);
+        Elem<T>::mma(dpt[2 * np], a, r[0], r[1]);
+        Elem<T>::mma(dpt[2 * np + 1], a, r[2], r[3]);
+      }
+    }
+    // dV += Pd^T dO.
+#pragma unroll
+    for (int kk = 0; kk < kBlockM / 16; ++kk) {
+      float pd[2][4];
+#pragma unroll
+      for (int x = 0; x < 2; ++x)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int nt = 2 * kk + x;
+          const bool z = (zbits >> (nt * 4 + e)) & 1u;
+          pd[x][e] = z ? st[nt][e] * rscale : 0.f;
+        }
+      uint32_t a[4] = {Elem<T>::pack(pd[0][0], pd[0][1]), Elem<T>::pack(pd[0][2], pd[0][3]),
+                       Elem<T>::pack(pd[1][0], pd[1][1]), Elem<T>::pack(pd[1][2], pd[1][3])};
+#pragma unroll
+      for (int dp = 0; dp < D / 16; ++dp) {
+        uint32_t r[4];
+        ldmatrix_x4_trans(r, sdO + (kk * 16 + ((lane / 8) % 2) * 8 + lane % 8) * kStride +
+                                 dp * 16 + (lane / 16) * 8);
+        Elem<T>::mma(acc_dv[2 * dp], a, r[0], r[1]);
+        Elem<T>::mma(acc_dv[2 * dp + 1], a, r[2], r[3]);
+      }
+    }
+    // dS^T = P^T o (dP^T o Z * rscale - Dvec), kept in st.
+#pragma unroll
+    for (int nt = 0; nt < kBlockM / 8; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const bool z = (zbits >> (nt * 4 + e)) & 1u;
+        const float dvi = sDv[nt * 8 + 2 * t + (e & 1)];
+        st[nt][e] = st[nt][e] * ((z ? dpt[nt][e] * rscale : 0.f) - dvi);
+      }
+    // dK += dS^T Q; dS^T -> shared memory for the dQ phase.
+#pragma unroll
+    for (int kk = 0; kk < kBlockM / 16; ++kk) {
+      uint32_t a[4] = {Elem<T>::pack(st[2 * kk][0], st[2 * kk][1]),
+                       Elem<T>::pack(st[2 * kk][2], st[2 * kk][3]),
+                       Elem<T>::pack(st[2 * kk + 1][0], st[2 * kk + 1][1]),
+                       Elem<T>::pack(st[2 * kk + 1][2], st[2 * kk + 1][3])};
+      *reinterpret_cast<uint32_t*>(sdS + (warp * 16 + g) * kSStride + kk * 16 + 2 * t) = a[0];
+      *reinterpret_cast<uint32_t*>(sdS + (warp * 16 + g + 8) * kSStride + kk * 16 + 2 * t) = a[1];
+      *reinterpret_cast<uint32_t*>(sdS + (warp * 16 + g) * kSStride + kk * 16 + 8 + 2 * t) = a[2];
+      *reinterpret_cast<uint32_t*>(sdS + (warp * 16 + g + 8) * kSStride + kk * 16 + 8 + 2 * t) = a[3];
+#pragma unroll
+      for (int dp = 0; dp < D / 16; ++dp) {
+        uint32_t r[4];
+        ldmatrix_x4_trans(r, sQ + (kk * 16 + ((lane / 8) % 2) * 8 + lane % 8) * kStride + dp * 16 +
+                                 (lane / 16) * 8);
+        Elem<T>::mma(acc_dk[2 * dp], a, r[0], r[1]);
+        Elem<T>::mma(acc_dk[2 * dp + 1], a, r[2], r[3]);
+      }
+    }
+    __syncthreads();  // dS^T complete
+
+    // dQ[qt tile, dpart columns] += dS K * scale over this CTA's 64 keys.
+    float acc_dq[DP / 8][4];
+#pragma unroll
+    for (int i = 0; i < DP / 8; ++i) acc_dq[i][0] = acc_dq[i][1] = acc_dq[i][2] = acc_dq[i][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < kBlockN / 16; ++kk) {
+      uint32_t a[4];
+      ldmatrix_x4_trans(a, sdS + (kk * 16 + (lane / 16) * 8 + lane % 8) * kSStride + qt * 16 +
+                               ((lane / 8) % 2) * 8);
+#pragma unroll
+      for (int dp = 0; dp < DP / 16; ++dp) {
+        uint32_t r[4];
+        ldmatrix_x4_trans(r, sK + (kk * 16 + ((lane / 8) % 2) * 8 + lane % 8) * kStride +
+                                 dpart * DP + dp * 16 + (lane / 16) * 8);
+        Elem<T>::mma(acc_dq[2 * dp], a, r[0], r[1]);
+        Elem<T>::mma(acc_dq[2 * dp + 1], a, r[2], r[3]);
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int row = m0 + qt * 16 + g + 8 * r;
+      if (row < p.seq_q) {
+        float* dst = dq_bh + static_cast<int64_t>(row) * D + dpart * DP + 2 * t;
+#pragma unroll
+        for (int dt = 0; dt < DP / 8; ++dt) {
+          atomicAdd(dst + dt * 8, acc_dq[dt][2 * r] * p.scale);
+          atomicAdd(dst + dt * 8 + 1, acc_dq[dt][2 * r + 1] * p.scale);
+        }
+      }
+    }
+    __syncthreads();  // before the next tile overwrites sQ, sdO, sdS, sLse, sDv
+  }
+
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int key = n0 + warp * 16 + g + 8 * r;
+    if (key < p.seq_k) {
+#pragma unroll
+      for (int dt = 0; dt < D / 8; ++dt) {
+        *reinterpret_cast<uint32_t*>(dk + key * p.dk_strides.seq + dt * 8 + 2 * t) =
+            Elem<T>::pack(acc_dk[dt][2 * r] * p.scale, acc_dk[dt][2 * r + 1] * p.scale);
+        *reinterpret_cast<uint32_t*>(dv + key * p.dv_strides.seq + dt * 8 + 2 * t) =
+            Elem<T>::pack(acc_dv[dt][2 * r], acc_dv[dt][2 * r + 1]);
+      }
+    }
+  }
+}
+
+}  // namespace cuda
+}  // namespace attention
+}  // namespace pybert

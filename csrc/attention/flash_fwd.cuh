@@ -1,0 +1,221 @@
+// Forward tensor-core kernel (FlashAttention-2 style): one CTA per
+// (query tile of 16 * kWarps rows, head, batch); each warp owns 16 query rows
+// and streams over 64-key tiles with an online softmax, so nothing of size
+// seq_q x seq_k is ever stored. Key tiles past the last kept key are skipped;
+// a tile is masked element-wise only when it straddles that end or the mask
+// has holes.
+#pragma once
+
+#include <cmath>
+
+#include "attention/cuda_common.cuh"
+#include "attention/params.h"
+#include "attention/philox.h"
+
+namespace pybert {
+namespace attention {
+namespace cuda {
+
+template <typename T, int D, int kWarps>
+struct FwdShape {
+  static constexpr int kBlockM = 16 * kWarps;
+  static constexpr int kBlockN = 64;
+  static constexpr int kThreads = 32 * kWarps;
+  static constexpr int kStride = D + 8;  // padded rows: conflict-free ldmatrix
+  static constexpr int kChunks = D / 8;  // 16-byte chunks per row
+  static constexpr size_t kSmemBytes = sizeof(T) * (kBlockM + 2 * kBlockN) * kStride;
+};
+
+// Copies rows [row0, row0 + rows) of a [seq, D] slice (row stride seq_stride)
+// into shared memory, zero-filling rows >= limit.
+template <typename T, int D, int kStride, int kThreads>
+__device__ __forceinline__ void load_tile_async(T* dst, const T* src, int64_t seq_stride, int row0,
+                                                int rows, int limit) {
+  constexpr int kChunks = D / 8;
+  for (int idx = threadIdx.x; idx < rows * kChunks; idx += kThreads) {
+    const int r = idx / kChunks, c = idx % kChunks;
+    const int row = row0 + r;
+    const bool valid = row < limit;
+    const T* s = valid ? src + row * seq_stride + c * 8 : src;
+    cp_async_16(dst + r * kStride + c * 8, s, valid);
+  }
+}
+
+template <typename T, int D, int kWarps, bool kDropout>
+__global__ void __launch_bounds__(32 * kWarps) flash_fwd_kernel(const ForwardParams p) {
+  using S = FwdShape<T, D, kWarps>;
+  constexpr int kBlockM = S::kBlockM, kBlockN = S::kBlockN, kThreads = S::kThreads;
+  constexpr int kStride = S::kStride;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  __shared__ int s_scratch[2 * kWarps];
+  T* sQ = reinterpret_cast<T*>(smem_raw);
+  T* sK = sQ + kBlockM * kStride;
+  T* sV = sK + kBlockN * kStride;
+
+  const int h = blockIdx.y, b = blockIdx.z;
+  const int m0 = blockIdx.x * kBlockM;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
+  const int bh = b * p.heads + h;
+  const T* q = static_cast<const T*>(p.q) + b * p.q_strides.batch + h * p.q_strides.head;
+  const T* k = static_cast<const T*>(p.k) + b * p.k_strides.batch + h * p.k_strides.head;
+  const T* v = static_cast<const T*>(p.v) + b * p.v_strides.batch + h * p.v_strides.head;
+  T* out = static_cast<T*>(p.out) + b * p.out_strides.batch + h * p.out_strides.head;
+  float* lse = p.lse ? p.lse + static_cast<int64_t>(bh) * p.seq_q : nullptr;
+  const int32_t* mask_row = p.mask ? p.mask + b * p.mask_batch_stride : nullptr;
+  const MaskInfo info = scan_mask(mask_row, p.seq_k, s_scratch);
+
+  if (info.kv_len == 0) {  // every key masked: defined output 0, lse +inf
+    for (int idx = tid; idx < kBlockM * S::kChunks; idx += kThreads) {
+      const int r = idx / S::kChunks, c = idx % S::kChunks;
+      if (m0 + r < p.seq_q)
+        *reinterpret_cast<uint4*>(out + (m0 + r) * p.out_strides.seq + c * 8) = make_uint4(0, 0, 0, 0);
+    }
+    if (lse)
+      for (int r = tid; r < kBlockM; r += kThreads)
+        if (m0 + r < p.seq_q) lse[m0 + r] = INFINITY;
+    return;
+  }
+  const int n_blocks = (info.kv_len + kBlockN - 1) / kBlockN;
+  const float scale_log2 = p.scale * kLog2e;
+  const uint32_t threshold = kDropout ? dropout_threshold(p.dropout_rate) : 0u;
+
+  load_tile_async<T, D, kStride, kThreads>(sQ, q, p.q_strides.seq, m0, kBlockM, p.seq_q);
+  load_tile_async<T, D, kStride, kThreads>(sK, k, p.k_strides.seq, 0, kBlockN, p.seq_k);
+  cp_async_commit();
+
+  uint32_t qf[D / 16][4];
+  float acc[D / 8][4];
+#pragma unroll
+  for (int i = 0; i < D / 8; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
+  float m_i[2] = {-INFINITY, -INFINITY};
+  float l_i[2] = {0.f, 0.f};
+
+  for (int nb = 0; nb < n_blocks; ++nb) {
+    const int n0 = nb * kBlockN;
+    cp_async_wait_all();
+    __syncthreads();  // K tile (and Q) landed; every warp is done with the previous V tile
+    if (nb == 0) {
+#pragma unroll
+      for (int kt = 0; kt < D / 16; ++kt)
+        ldmatrix_x4(qf[kt], sQ + (warp * 16 + ((lane / 8) % 2) * 8 + lane % 8) * kStride + kt * 16 +
+                                (lane / 16) * 8);
+    }
+    load_tile_async<T, D, kStride, kThreads>(sV, v + n0 * p.v_strides.seq, p.v_strides.seq, 0,
+                                             kBlockN, p.seq_k - n0);
+    cp_async_commit();
+
+    float s[8][4];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
+#pragma unroll
+    for (int kt = 0; kt < D / 16; ++kt) {
+#pragma unroll
+      for (int np = 0; np < 4; ++np) {
+        uint32_t r[4];
+        ldmatrix_x4(r, sK + (np * 16 + (lane / 16) * 8 + lane % 8) * kStride + kt * 16 +
+                           ((lane / 8) % 2) * 8);
+        Elem<T>::mma(s[2 * np], qf[kt], r[0], r[1]);
+        Elem<T>::mma(s[2 * np + 1], qf[kt], r[2], r[3]);
+      }
+    }
+    if (!info.prefix || n0 + kBlockN > info.kv_len) {
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int col = n0 + nt * 8 + 2 * t + e;
+          const bool keep = col < info.kv_len && (info.prefix || mask_row[col] != 0);
+          if (!keep) s[nt][e] = s[nt][2 + e] = -INFINITY;
+        }
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float mx = -INFINITY;
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) mx = fmaxf(mx, fmaxf(s[nt][2 * r], s[nt][2 * r + 1]));
+      mx = quad_max(mx);
+      const float m_new = fmaxf(m_i[r], mx * scale_log2);
+      const float m_use = m_new == -INFINITY ? 0.f : m_new;
+      const float corr = fast_exp2(m_i[r] - m_use);
+      m_i[r] = m_new;
+      float sum = 0.f;
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const float pe = fast_exp2(fmaf(s[nt][2 * r + e], scale_log2, -m_use));
+          s[nt][2 * r + e] = pe;
+          sum += pe;
+        }
+      }
+      l_i[r] = l_i[r] * corr + sum;
+#pragma unroll
+      for (int dt = 0; dt < D / 8; ++dt) {
+        acc[dt][2 * r] *= corr;
+        acc[dt][2 * r + 1] *= corr;
+      }
+    }
+    if constexpr (kDropout) {
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        const int col = n0 + nt * 8 + 2 * t;  // even: words (col & 3) and (col & 3) + 1
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          const int row = m0 + warp * 16 + g + 8 * r;
+          const Philox4 w = dropout_words(p.seed, p.offset, bh, row, col);
+          const bool lo = (col & 2) == 0;
+          if ((lo ? w.x[0] : w.x[2]) < threshold) s[nt][2 * r] = 0.f;
+          if ((lo ? w.x[1] : w.x[3]) < threshold) s[nt][2 * r + 1] = 0.f;
+        }
+      }
+    }
+    uint32_t pa[4][4];
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      pa[kk][0] = Elem<T>::pack(s[2 * kk][0], s[2 * kk][1]);
+      pa[kk][1] = Elem<T>::pack(s[2 * kk][2], s[2 * kk][3]);
+      pa[kk][2] = Elem<T>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+      pa[kk][3] = Elem<T>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+    }
+    cp_async_wait_all();
+    __syncthreads();  // V tile landed; every warp is done with this K tile
+    if (nb + 1 < n_blocks) {
+      load_tile_async<T, D, kStride, kThreads>(sK, k + (n0 + kBlockN) * p.k_strides.seq,
+                                               p.k_strides.seq, 0, kBlockN,
+                                               p.seq_k - n0 - kBlockN);
+      cp_async_commit();
+    }
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+#pragma unroll
+      for (int dp = 0; dp < D / 16; ++dp) {
+        uint32_t r[4];
+        ldmatrix_x4_trans(r, sV + (kk * 16 + ((lane / 8) % 2) * 8 + lane % 8) * kStride + dp * 16 +
+                                 (lane / 16) * 8);
+        Elem<T>::mma(acc[2 * dp], pa[kk], r[0], r[1]);
+        Elem<T>::mma(acc[2 * dp + 1], pa[kk], r[2], r[3]);
+      }
+    }
+  }
+
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const float l = quad_sum(l_i[r]);
+    float inv = l > 0.f ? 1.f / l : 0.f;
+    if constexpr (kDropout) inv *= 1.f / (1.f - p.dropout_rate);
+    const int row = m0 + warp * 16 + g + 8 * r;
+    if (row < p.seq_q) {
+      T* orow = out + row * p.out_strides.seq;
+#pragma unroll
+      for (int dt = 0; dt < D / 8; ++dt)
+        *reinterpret_cast<uint32_t*>(orow + dt * 8 + 2 * t) =
+            Elem<T>::pack(acc[dt][2 * r] * inv, acc[dt][2 * r + 1] * inv);
+      if (lse != nullptr && t == 0) lse[row] = l > 0.f ? (m_i[r] + log2f(l)) * kLn2 : INFINITY;
+    }
+  }
+}
+
+}  // namespace cuda
+}  // namespace attention
+}  // namespace pybert
