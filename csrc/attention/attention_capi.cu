@@ -68,13 +68,13 @@ extern "C" {
 int pybert_attn_forward(int dtype, int batch, int heads, int seq_q, int seq_k, int head_dim,
                         const void* q, const void* k, const void* v, const int32_t* mask, void* out,
                         float* lse, const long long* strides, float scale, float dropout_rate,
-                        unsigned long long seed, unsigned long long offset, int fwd_block_m,
+                        unsigned long long seed, unsigned long long offset, int fwd_variant,
                         void* stream, char* err, int err_len) {
   ForwardParams p;
   fill(p, dtype, batch, heads, seq_q, seq_k, head_dim, q, k, v, mask, out, lse, strides, scale,
        dropout_rate, seed, offset);
   pybert::attention::CudaLaunchOptions options;
-  options.fwd_block_m = fwd_block_m;
+  options.fwd_variant = fwd_variant;
   return report(pybert::attention::forward_cuda(p, stream, options), err, err_len);
 }
 
@@ -96,7 +96,7 @@ int pybert_attn_backward(int dtype, int batch, int heads, int seq_q, int seq_k, 
                          const void* out, const float* lse, const void* dout, void* dq, void* dk,
                          void* dv, void* workspace, const long long* strides, float scale,
                          float dropout_rate, unsigned long long seed, unsigned long long offset,
-                         void* stream, char* err, int err_len) {
+                         int bwd_variant, void* stream, char* err, int err_len) {
   BackwardParams p;
   fill(p, dtype, batch, heads, seq_q, seq_k, head_dim, q, k, v, mask, const_cast<void*>(out),
        const_cast<float*>(lse), strides, scale, dropout_rate, seed, offset);
@@ -109,7 +109,9 @@ int pybert_attn_backward(int dtype, int batch, int heads, int seq_q, int seq_k, 
   p.dk_strides = strides_at(strides, 6);
   p.dv_strides = strides_at(strides, 7);
   p.workspace = workspace;
-  return report(pybert::attention::backward_cuda(p, stream), err, err_len);
+  pybert::attention::CudaLaunchOptions options;
+  options.bwd_variant = bwd_variant;
+  return report(pybert::attention::backward_cuda(p, stream, options), err, err_len);
 }
 
 int pybert_attn_dropout_mask(int batch, int heads, int seq_q, int seq_k, float dropout_rate,

@@ -13,12 +13,12 @@
 namespace pybert {
 namespace attention {
 namespace cuda {
-std::string launch_fwd_f16(const ForwardParams& p, cudaStream_t stream, int block_m);
-std::string launch_fwd_bf16(const ForwardParams& p, cudaStream_t stream, int block_m);
-std::string launch_fwd_f32(const ForwardParams& p, cudaStream_t stream, int block_m);
-std::string launch_bwd_f16(const BackwardParams& p, cudaStream_t stream, float* dq_accum, float* dvec);
-std::string launch_bwd_bf16(const BackwardParams& p, cudaStream_t stream, float* dq_accum, float* dvec);
-std::string launch_bwd_f32(const BackwardParams& p, cudaStream_t stream, float* dq_accum, float* dvec);
+std::string launch_fwd_f16(const ForwardParams& p, cudaStream_t stream, int variant);
+std::string launch_fwd_bf16(const ForwardParams& p, cudaStream_t stream, int variant);
+std::string launch_fwd_f32(const ForwardParams& p, cudaStream_t stream, int variant);
+std::string launch_bwd_f16(const BackwardParams& p, cudaStream_t stream, float* dq_accum, float* dvec, int variant);
+std::string launch_bwd_bf16(const BackwardParams& p, cudaStream_t stream, float* dq_accum, float* dvec, int variant);
+std::string launch_bwd_f32(const BackwardParams& p, cudaStream_t stream, float* dq_accum, float* dvec, int variant);
 
 // keep[((bh * seq_q) + i) * seq_k + j]
 __global__ void dropout_mask_kernel(const ForwardParams p, uint8_t* keep) {
@@ -84,13 +84,13 @@ size_t dq_accum_floats(const ForwardParams& p) {
 std::string forward_cuda(const ForwardParams& p, void* stream, const CudaLaunchOptions& options) {
   std::string e = check_forward(p);
   if (!e.empty() || p.batch == 0 || p.seq_q == 0) return e;
-  if (options.fwd_block_m != 0 && options.fwd_block_m != 64 && options.fwd_block_m != 128)
-    return "fwd_block_m must be 0, 64 or 128, got " + std::to_string(options.fwd_block_m);
+  if (options.fwd_variant < 0 || options.fwd_variant > 3)
+    return "fwd_variant must be in [0, 3], got " + std::to_string(options.fwd_variant);
   const auto s = static_cast<cudaStream_t>(stream);
   switch (p.dtype) {
-    case DType::kFloat16: return cuda::launch_fwd_f16(p, s, options.fwd_block_m);
-    case DType::kBFloat16: return cuda::launch_fwd_bf16(p, s, options.fwd_block_m);
-    case DType::kFloat32: return cuda::launch_fwd_f32(p, s, options.fwd_block_m);
+    case DType::kFloat16: return cuda::launch_fwd_f16(p, s, options.fwd_variant);
+    case DType::kBFloat16: return cuda::launch_fwd_bf16(p, s, options.fwd_variant);
+    case DType::kFloat32: return cuda::launch_fwd_f32(p, s, options.fwd_variant);
   }
   return "dtype: unsupported";
 }
@@ -100,7 +100,9 @@ size_t backward_workspace_bytes_cuda(const ForwardParams& p) {
   return sizeof(float) * (dq_accum_floats(p) + rows) + 16;
 }
 
-std::string backward_cuda(const BackwardParams& p, void* stream) {
+std::string backward_cuda(const BackwardParams& p, void* stream, const CudaLaunchOptions& options) {
+  if (options.bwd_variant < 0 || options.bwd_variant > 2)
+    return "bwd_variant must be in [0, 2], got " + std::to_string(options.bwd_variant);
   std::string e = check_forward(p);
   if (!e.empty() || p.batch == 0 || p.seq_q == 0) return e;
   if (p.lse == nullptr) return "lse: null pointer (the backward pass needs the forward's lse)";
@@ -116,9 +118,9 @@ std::string backward_cuda(const BackwardParams& p, void* stream) {
   float* dvec = dq_accum + dq_accum_floats(p);
   const auto s = static_cast<cudaStream_t>(stream);
   switch (p.dtype) {
-    case DType::kFloat16: return cuda::launch_bwd_f16(p, s, dq_accum, dvec);
-    case DType::kBFloat16: return cuda::launch_bwd_bf16(p, s, dq_accum, dvec);
-    case DType::kFloat32: return cuda::launch_bwd_f32(p, s, dq_accum, dvec);
+    case DType::kFloat16: return cuda::launch_bwd_f16(p, s, dq_accum, dvec, options.bwd_variant);
+    case DType::kBFloat16: return cuda::launch_bwd_bf16(p, s, dq_accum, dvec, options.bwd_variant);
+    case DType::kFloat32: return cuda::launch_bwd_f32(p, s, dq_accum, dvec, options.bwd_variant);
   }
   return "dtype: unsupported";
 }

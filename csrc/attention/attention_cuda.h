@@ -16,8 +16,12 @@ namespace pybert {
 namespace attention {
 
 struct CudaLaunchOptions {
-  // Forward query-tile rows per CTA (64: 4 warps, 128: 8 warps); 0 = choose.
-  int fwd_block_m = 0;
+  // Forward kernel tiling (for tuning and tests): 1 = 4 warps x 16 query rows,
+  // 2 = 8 warps x 16 rows, 3 = 4 warps x 32 rows (head_dim <= 64); 0 = choose.
+  int fwd_variant = 0;
+  // Backward kernel tiling: 1 = 4 warps (64 keys per CTA), 2 = 8 warps (128
+  // keys per CTA; head_dim <= 64); 0 = choose.
+  int bwd_variant = 0;
 };
 
 // Forward pass. p.lse may be null (inference).
@@ -27,7 +31,8 @@ std::string forward_cuda(const ForwardParams& p, void* stream, const CudaLaunchO
 size_t backward_workspace_bytes_cuda(const ForwardParams& p);
 
 // Backward pass: dq, dk, dv from q, k, v, out, lse, dout (lse is required).
-std::string backward_cuda(const BackwardParams& p, void* stream);
+std::string backward_cuda(const BackwardParams& p, void* stream,
+                          const CudaLaunchOptions& options = {});
 
 // Debug/test helper: writes the dropout keep mask the kernels use,
 // keep[((b * heads + h) * seq_q + i) * seq_k + j] = 1 or 0.

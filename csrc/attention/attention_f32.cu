@@ -6,13 +6,13 @@ namespace pybert {
 namespace attention {
 namespace cuda {
 
-std::string launch_fwd_f32(const ForwardParams& p, cudaStream_t stream, int block_m) {
-  return launch_fwd<float>(p, stream, block_m);
+std::string launch_fwd_f32(const ForwardParams& p, cudaStream_t stream, int variant) {
+  return launch_fwd<float>(p, stream, variant);
 }
 
 std::string launch_bwd_f32(const BackwardParams& p, cudaStream_t stream, float* dq_accum,
-                          float* dvec) {
-  return launch_bwd<float>(p, stream, dq_accum, dvec);
+                          float* dvec, int variant) {
+  return launch_bwd<float>(p, stream, dq_accum, dvec, variant);
 }
 
 }  // namespace cuda

@@ -80,37 +80,48 @@ __global__ void __launch_bounds__(128) bwd_convert_dq_kernel(const BackwardParam
   for (int e = 0; e < 8; ++e) dst[e] = Elem<T>::from_float(src[e]);
 }
 
-template <typename T, int D, int kBlockM>
+template <typename T, int D, int kBlockM, int kWarps>
 struct BwdShape {
-  static constexpr int kBlockN = 64;
-  static constexpr int kThreads = 128;
+  static constexpr int kBlockN = 16 * kWarps;  // keys per CTA: 16 per warp
+  static constexpr int kThreads = 32 * kWarps;
   static constexpr int kStride = D + 8;
   static constexpr int kSStride = kBlockM + 8;
+  // K, V; double-buffered Q, dO; dS^T; double-buffered lse, Dvec.
   static constexpr size_t kSmemBytes =
-      sizeof(T) * ((2 * kBlockN + 2 * kBlockM) * kStride + kBlockN * kSStride) +
-      sizeof(float) * 2 * kBlockM;
+      sizeof(T) * ((2 * kBlockN + 4 * kBlockM) * kStride + kBlockN * kSStride) +
+      sizeof(float) * 4 * kBlockM;
 };
 
-template <typename T, int D, int kBlockM, bool kDropout>
-__global__ void __launch_bounds__(128) flash_bwd_kernel(const BackwardParams p, float* dq_accum,
-                                                        const float* dvec) {
-  using S = BwdShape<T, D, kBlockM>;
+// Tile configuration per head dim: query rows per step; warps (16 keys each).
+template <int D>
+struct BwdConfig {
+  static constexpr int kBlockM = D <= 64 ? 64 : 32;
+};
+
+// kDirectDq: one CTA covers every key (seq_k <= kBlockN), so dq is written
+// directly in T instead of through the float32 accumulator and atomics.
+template <typename T, int D, int kBlockM, int kWarps, bool kDropout, bool kDirectDq>
+__global__ void __launch_bounds__(32 * kWarps) flash_bwd_kernel(const BackwardParams p,
+                                                                float* dq_accum,
+                                                                const float* dvec) {
+  using S = BwdShape<T, D, kBlockM, kWarps>;
   constexpr int kBlockN = S::kBlockN, kThreads = S::kThreads, kStride = S::kStride;
   constexpr int kSStride = S::kSStride;
-  constexpr int kQTiles = kBlockM / 16;    // query tiles of 16 rows in the dQ phase
-  constexpr int kParts = 4 / kQTiles;      // warps sharing one query tile, split over D
-  constexpr int DP = D / kParts;           // head-dim columns per warp in the dQ phase
+  constexpr int kQTiles = kBlockM / 16;      // query tiles of 16 rows in the dQ phase
+  constexpr int kParts = kWarps / kQTiles;   // warps sharing one query tile, split over D
+  constexpr int DP = D / kParts;             // head-dim columns per warp in the dQ phase
+  constexpr bool kCacheKV = D <= 64;         // K and V A-fragments live in registers
   static_assert(kBlockM == 32 || kBlockM == 64, "kBlockM");
-  static_assert(DP % 16 == 0, "DP");
+  static_assert(kParts >= 1 && kWarps % kQTiles == 0 && DP % 16 == 0, "DP");
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __shared__ int s_keep[kBlockN];
   T* sK = reinterpret_cast<T*>(smem_raw);
   T* sV = sK + kBlockN * kStride;
-  T* sQ = sV + kBlockN * kStride;
-  T* sdO = sQ + kBlockM * kStride;
-  T* sdS = sdO + kBlockM * kStride;
-  float* sLse = reinterpret_cast<float*>(sdS + kBlockN * kSStride);
-  float* sDv = sLse + kBlockM;
+  T* sQbuf = sV + kBlockN * kStride;          // [2][kBlockM * kStride]
+  T* sdObuf = sQbuf + 2 * kBlockM * kStride;  // [2][kBlockM * kStride]
+  T* sdS = sdObuf + 2 * kBlockM * kStride;
+  float* sLsebuf = reinterpret_cast<float*>(sdS + kBlockN * kSStride);  // [2][kBlockM]
+  float* sDvbuf = sLsebuf + 2 * kBlockM;                                // [2][kBlockM]
 
   const int h = blockIdx.y, b = blockIdx.z;
   const int n0 = blockIdx.x * kBlockN;
@@ -122,6 +133,7 @@ __global__ void __launch_bounds__(128) flash_bwd_kernel(const BackwardParams p, 
   const T* dout = static_cast<const T*>(p.dout) + b * p.dout_strides.batch + h * p.dout_strides.head;
   T* dk = static_cast<T*>(p.dk) + b * p.dk_strides.batch + h * p.dk_strides.head;
   T* dv = static_cast<T*>(p.dv) + b * p.dv_strides.batch + h * p.dv_strides.head;
+  T* dq = static_cast<T*>(p.dq) + b * p.dq_strides.batch + h * p.dq_strides.head;
   const float* lse = p.lse + static_cast<int64_t>(bh) * p.seq_q;
   const float* dvec_bh = dvec + static_cast<int64_t>(bh) * p.seq_q;
   float* dq_bh = dq_accum + static_cast<int64_t>(bh) * p.seq_q * D;
@@ -141,56 +153,103 @@ __global__ void __launch_bounds__(128) flash_bwd_kernel(const BackwardParams p, 
         *reinterpret_cast<uint4*>(dv + (n0 + r) * p.dv_strides.seq + c * 8) = make_uint4(0, 0, 0, 0);
       }
     }
+    if constexpr (kDirectDq) {  // the only CTA of this (b, h): dq is zero too
+      for (int idx = tid; idx < p.seq_q * (D / 8); idx += kThreads) {
+        const int r = idx / (D / 8), c = idx % (D / 8);
+        *reinterpret_cast<uint4*>(dq + r * p.dq_strides.seq + c * 8) = make_uint4(0, 0, 0, 0);
+      }
+    }
     return;
   }
   load_tile_async<T, D, kStride, kThreads>(sK, k + n0 * p.k_strides.seq, p.k_strides.seq, 0, kBlockN,
                                            p.seq_k - n0);
   load_tile_async<T, D, kStride, kThreads>(sV, v + n0 * p.v_strides.seq, p.v_strides.seq, 0, kBlockN,
                                            p.seq_k - n0);
+  load_tile_async<T, D, kStride, kThreads>(sQbuf, q, p.q_strides.seq, 0, kBlockM, p.seq_q);
+  load_tile_async<T, D, kStride, kThreads>(sdObuf, dout, p.dout_strides.seq, 0, kBlockM, p.seq_q);
   cp_async_commit();
+  for (int r = tid; r < kBlockM; r += kThreads) {
+    sLsebuf[r] = r < p.seq_q ? lse[r] * kLog2e : INFINITY;
+    sDvbuf[r] = r < p.seq_q ? dvec_bh[r] : 0.f;
+  }
 
   const bool keep0 = s_keep[warp * 16 + g], keep1 = s_keep[warp * 16 + g + 8];
   const float scale_log2 = p.scale * kLog2e;
   const uint32_t threshold = kDropout ? dropout_threshold(p.dropout_rate) : 0u;
   const float rscale = kDropout ? 1.f / (1.f - p.dropout_rate) : 1.f;
   const int qt = warp % kQTiles, dpart = warp / kQTiles;
+  const int a_row = warp * 16 + ((lane / 8) % 2) * 8 + lane % 8, a_col = (lane / 16) * 8;
 
   float acc_dk[D / 8][4], acc_dv[D / 8][4];
 #pragma unroll
   for (int i = 0; i < D / 8; ++i)
 #pragma unroll
     for (int e = 0; e < 4; ++e) acc_dk[i][e] = acc_dv[i][e] = 0.f;
+  uint32_t kf[kCacheKV ? D / 16 : 1][4], vf[kCacheKV ? D / 16 : 1][4];
 
-  for (int m0 = 0; m0 < p.seq_q; m0 += kBlockM) {
-    load_tile_async<T, D, kStride, kThreads>(sQ, q + m0 * p.q_strides.seq, p.q_strides.seq, 0, kBlockM,
-                                             p.seq_q - m0);
-    load_tile_async<T, D, kStride, kThreads>(sdO, dout + m0 * p.dout_strides.seq,
-                                             p.dout_strides.seq, 0, kBlockM, p.seq_q - m0);
-    cp_async_commit();
-    for (int r = tid; r < kBlockM; r += kThreads) {
-      const int row = m0 + r;
-      sLse[r] = row < p.seq_q ? lse[row] * kLog2e : INFINITY;
-      sDv[r] = row < p.seq_q ? dvec_bh[row] : 0.f;
+  int buf = 0;
+  for (int m0 = 0; m0 < p.seq_q; m0 += kBlockM, buf ^= 1) {
+    const bool has_next = m0 + kBlockM < p.seq_q;
+    float next_lse = INFINITY, next_dv = 0.f;
+    if (has_next && tid < kBlockM && m0 + kBlockM + tid < p.seq_q) {
+      next_lse = lse[m0 + kBlockM + tid] * kLog2e;
+      next_dv = dvec_bh[m0 + kBlockM + tid];
     }
     cp_async_wait_all();
-    __syncthreads();
-
-    // S^T = K Q^T for this warp's 16 keys x kBlockM queries.
-    float st[kBlockM / 8][4];
+    __syncthreads();  // this tile landed; every warp is done with the previous step
+    if (has_next) {
+      const int nm = m0 + kBlockM;
+      load_tile_async<T, D, kStride, kThreads>(sQbuf + (buf ^ 1) * kBlockM * kStride,
+                                               q + nm * p.q_strides.seq, p.q_strides.seq, 0, kBlockM,
+                                               p.seq_q - nm);
+      load_tile_async<T, D, kStride, kThreads>(sdObuf + (buf ^ 1) * kBlockM * kStride,
+                                               dout + nm * p.dout_strides.seq, p.dout_strides.seq, 0,
+                                               kBlockM, p.seq_q - nm);
+      cp_async_commit();
+    }
+    if constexpr (kCacheKV) {
+      if (m0 == 0) {
 #pragma unroll
-    for (int i = 0; i < kBlockM / 8; ++i) st[i][0] = st[i][1] = st[i][2] = st[i][3] = 0.f;
+        for (int kt = 0; kt < D / 16; ++kt) {
+          ldmatrix_x4(kf[kt], sK + a_row * kStride + kt * 16 + a_col);
+          ldmatrix_x4(vf[kt], sV + a_row * kStride + kt * 16 + a_col);
+        }
+      }
+    }
+    const T* sQ = sQbuf + buf * kBlockM * kStride;
+    const T* sdO = sdObuf + buf * kBlockM * kStride;
+    const float* sLse = sLsebuf + buf * kBlockM;
+    const float* sDv = sDvbuf + buf * kBlockM;
+
+    // S^T = K Q^T and dP^T = V dO^T for this warp's 16 keys x kBlockM queries.
+    float st[kBlockM / 8][4], dpt[kBlockM / 8][4];
+#pragma unroll
+    for (int i = 0; i < kBlockM / 8; ++i)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) st[i][e] = dpt[i][e] = 0.f;
 #pragma unroll
     for (int kt = 0; kt < D / 16; ++kt) {
-      uint32_t a[4];
-      ldmatrix_x4(a, sK + (warp * 16 + ((lane / 8) % 2) * 8 + lane % 8) * kStride + kt * 16 +
-                         (lane / 16) * 8);
+      uint32_t a[4], av[4];
+      if constexpr (kCacheKV) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          a[e] = kf[kt][e];
+          av[e] = vf[kt][e];
+        }
+      } else {
+        ldmatrix_x4(a, sK + a_row * kStride + kt * 16 + a_col);
+        ldmatrix_x4(av, sV + a_row * kStride + kt * 16 + a_col);
+      }
 #pragma unroll
       for (int np = 0; np < kBlockM / 16; ++np) {
-        uint32_t r[4];
-        ldmatrix_x4(r, sQ + (np * 16 + (lane / 16) * 8 + lane % 8) * kStride + kt * 16 +
-                           ((lane / 8) % 2) * 8);
+        uint32_t r[4], rd[4];
+        const int off = (np * 16 + (lane / 16) * 8 + lane % 8) * kStride + kt * 16 + ((lane / 8) % 2) * 8;
+        ldmatrix_x4(r, sQ + off);
+        ldmatrix_x4(rd, sdO + off);
         Elem<T>::mma(st[2 * np], a, r[0], r[1]);
         Elem<T>::mma(st[2 * np + 1], a, r[2], r[3]);
+        Elem<T>::mma(dpt[2 * np], av, rd[0], rd[1]);
+        Elem<T>::mma(dpt[2 * np + 1], av, rd[2], rd[3]);
       }
     }
     // P^T (0 for masked keys and for query rows past seq_q, whose lse is +inf).
@@ -217,24 +276,6 @@ __global__ void __launch_bounds__(128) flash_bwd_kernel(const BackwardParams p, 
             if (dropout_keep(p.seed, p.offset, threshold, bh, row, key))
               zbits |= 1u << (nt * 4 + 2 * r + e);
           }
-    }
-    // dP^T = V dO^T.
-    float dpt[kBlockM / 8][4];
-#pragma unroll
-    for (int i = 0; i < kBlockM / 8; ++i) dpt[i][0] = dpt[i][1] = dpt[i][2] = dpt[i][3] = 0.f;
-#pragma unroll
-    for (int kt = 0; kt < D / 16; ++kt) {
-      uint32_t a[4];
-      ldmatrix_x4(a, sV + (warp * 16 + ((lane / 8) % 2) * 8 + lane % 8) * kStride + kt * 16 +
-                         (lane / 16) * 8);
-#pragma unroll
-      for (int np = 0; np < kBlockM / 16; ++np) {
-        uint32_t r[4];
-        ldmatrix_x4(r, sdO + (np * 16 + (lane / 16) * 8 + lane % 8) * kStride + kt * 16 +
-                           ((lane / 8) % 2) * 8);
-        Elem<T>::mma(dpt[2 * np], a, r[0], r[1]);
-        Elem<T>::mma(dpt[2 * np + 1], a, r[2], r[3]);
-      }
     }
     // dV += Pd^T dO.
 #pragma unroll
@@ -288,9 +329,13 @@ __global__ void __launch_bounds__(128) flash_bwd_kernel(const BackwardParams p, 
         Elem<T>::mma(acc_dk[2 * dp + 1], a, r[2], r[3]);
       }
     }
+    if (has_next && tid < kBlockM) {
+      sLsebuf[(buf ^ 1) * kBlockM + tid] = next_lse;
+      sDvbuf[(buf ^ 1) * kBlockM + tid] = next_dv;
+    }
     __syncthreads();  // dS^T complete
 
-    // dQ[qt tile, dpart columns] += dS K * scale over this CTA's 64 keys.
+    // dQ[qt tile, dpart columns] += dS K * scale over this CTA's keys.
     float acc_dq[DP / 8][4];
 #pragma unroll
     for (int i = 0; i < DP / 8; ++i) acc_dq[i][0] = acc_dq[i][1] = acc_dq[i][2] = acc_dq[i][3] = 0.f;
@@ -312,15 +357,27 @@ __global__ void __launch_bounds__(128) flash_bwd_kernel(const BackwardParams p, 
     for (int r = 0; r < 2; ++r) {
       const int row = m0 + qt * 16 + g + 8 * r;
       if (row < p.seq_q) {
-        float* dst = dq_bh + static_cast<int64_t>(row) * D + dpart * DP + 2 * t;
+        if constexpr (kDirectDq) {
+          T* dst = dq + row * p.dq_strides.seq + dpart * DP + 2 * t;
 #pragma unroll
-        for (int dt = 0; dt < DP / 8; ++dt) {
-          atomicAdd(dst + dt * 8, acc_dq[dt][2 * r] * p.scale);
-          atomicAdd(dst + dt * 8 + 1, acc_dq[dt][2 * r + 1] * p.scale);
+          for (int dt = 0; dt < DP / 8; ++dt)
+            *reinterpret_cast<uint32_t*>(dst + dt * 8) =
+                Elem<T>::pack(acc_dq[dt][2 * r] * p.scale, acc_dq[dt][2 * r + 1] * p.scale);
+        } else {
+          float* dst = dq_bh + static_cast<int64_t>(row) * D + dpart * DP + 2 * t;
+#pragma unroll
+          for (int dt = 0; dt < DP / 8; ++dt) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+            atomicAdd(reinterpret_cast<float2*>(dst + dt * 8),
+                      make_float2(acc_dq[dt][2 * r] * p.scale, acc_dq[dt][2 * r + 1] * p.scale));
+#else
+            atomicAdd(dst + dt * 8, acc_dq[dt][2 * r] * p.scale);
+            atomicAdd(dst + dt * 8 + 1, acc_dq[dt][2 * r + 1] * p.scale);
+#endif
+          }
         }
       }
     }
-    __syncthreads();  // before the next tile overwrites sQ, sdO, sdS, sLse, sDv
   }
 
 #pragma unroll

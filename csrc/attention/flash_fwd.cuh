@@ -16,9 +16,9 @@ namespace pybert {
 namespace attention {
 namespace cuda {
 
-template <typename T, int D, int kWarps>
+template <typename T, int D, int kWarps, int kMT>
 struct FwdShape {
-  static constexpr int kBlockM = 16 * kWarps;
+  static constexpr int kBlockM = 16 * kWarps * kMT;  // each warp owns kMT tiles of 16 rows
   static constexpr int kBlockN = 64;
   static constexpr int kThreads = 32 * kWarps;
   static constexpr int kStride = D + 8;  // padded rows: conflict-free ldmatrix
@@ -41,9 +41,9 @@ __device__ __forceinline__ void load_tile_async(T* dst, const T* src, int64_t se
   }
 }
 
-template <typename T, int D, int kWarps, bool kDropout>
+template <typename T, int D, int kWarps, int kMT, bool kDropout>
 __global__ void __launch_bounds__(32 * kWarps) flash_fwd_kernel(const ForwardParams p) {
-  using S = FwdShape<T, D, kWarps>;
+  using S = FwdShape<T, D, kWarps, kMT>;
   constexpr int kBlockM = S::kBlockM, kBlockN = S::kBlockN, kThreads = S::kThreads;
   constexpr int kStride = S::kStride;
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -83,12 +83,17 @@ __global__ void __launch_bounds__(32 * kWarps) flash_fwd_kernel(const ForwardPar
   load_tile_async<T, D, kStride, kThreads>(sK, k, p.k_strides.seq, 0, kBlockN, p.seq_k);
   cp_async_commit();
 
-  uint32_t qf[D / 16][4];
-  float acc[D / 8][4];
+  // Warp w owns query rows m0 + (w * kMT + mt) * 16 + [0, 16).
+  uint32_t qf[kMT][D / 16][4];
+  float acc[kMT][D / 8][4];
+  float m_i[kMT][2], l_i[kMT][2];
 #pragma unroll
-  for (int i = 0; i < D / 8; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
-  float m_i[2] = {-INFINITY, -INFINITY};
-  float l_i[2] = {0.f, 0.f};
+  for (int mt = 0; mt < kMT; ++mt) {
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i) acc[mt][i][0] = acc[mt][i][1] = acc[mt][i][2] = acc[mt][i][3] = 0.f;
+    m_i[mt][0] = m_i[mt][1] = -INFINITY;
+    l_i[mt][0] = l_i[mt][1] = 0.f;
+  }
 
   for (int nb = 0; nb < n_blocks; ++nb) {
     const int n0 = nb * kBlockN;
@@ -96,17 +101,21 @@ __global__ void __launch_bounds__(32 * kWarps) flash_fwd_kernel(const ForwardPar
     __syncthreads();  // K tile (and Q) landed; every warp is done with the previous V tile
     if (nb == 0) {
 #pragma unroll
-      for (int kt = 0; kt < D / 16; ++kt)
-        ldmatrix_x4(qf[kt], sQ + (warp * 16 + ((lane / 8) % 2) * 8 + lane % 8) * kStride + kt * 16 +
-                                (lane / 16) * 8);
+      for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+        for (int kt = 0; kt < D / 16; ++kt)
+          ldmatrix_x4(qf[mt][kt], sQ + ((warp * kMT + mt) * 16 + ((lane / 8) % 2) * 8 + lane % 8) * kStride +
+                                      kt * 16 + (lane / 16) * 8);
     }
     load_tile_async<T, D, kStride, kThreads>(sV, v + n0 * p.v_strides.seq, p.v_strides.seq, 0,
                                              kBlockN, p.seq_k - n0);
     cp_async_commit();
 
-    float s[8][4];
+    float s[kMT][8][4];
 #pragma unroll
-    for (int i = 0; i < 8; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
+    for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+      for (int i = 0; i < 8; ++i) s[mt][i][0] = s[mt][i][1] = s[mt][i][2] = s[mt][i][3] = 0.f;
 #pragma unroll
     for (int kt = 0; kt < D / 16; ++kt) {
 #pragma unroll
@@ -114,8 +123,11 @@ __global__ void __launch_bounds__(32 * kWarps) flash_fwd_kernel(const ForwardPar
         uint32_t r[4];
         ldmatrix_x4(r, sK + (np * 16 + (lane / 16) * 8 + lane % 8) * kStride + kt * 16 +
                            ((lane / 8) % 2) * 8);
-        Elem<T>::mma(s[2 * np], qf[kt], r[0], r[1]);
-        Elem<T>::mma(s[2 * np + 1], qf[kt], r[2], r[3]);
+#pragma unroll
+        for (int mt = 0; mt < kMT; ++mt) {
+          Elem<T>::mma(s[mt][2 * np], qf[mt][kt], r[0], r[1]);
+          Elem<T>::mma(s[mt][2 * np + 1], qf[mt][kt], r[2], r[3]);
+        }
       }
     }
     if (!info.prefix || n0 + kBlockN > info.kv_len) {
@@ -125,58 +137,56 @@ __global__ void __launch_bounds__(32 * kWarps) flash_fwd_kernel(const ForwardPar
         for (int e = 0; e < 2; ++e) {
           const int col = n0 + nt * 8 + 2 * t + e;
           const bool keep = col < info.kv_len && (info.prefix || mask_row[col] != 0);
-          if (!keep) s[nt][e] = s[nt][2 + e] = -INFINITY;
+          if (!keep) {
+#pragma unroll
+            for (int mt = 0; mt < kMT; ++mt) s[mt][nt][e] = s[mt][nt][2 + e] = -INFINITY;
+          }
         }
       }
     }
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      float mx = -INFINITY;
+    for (int mt = 0; mt < kMT; ++mt) {
 #pragma unroll
-      for (int nt = 0; nt < 8; ++nt) mx = fmaxf(mx, fmaxf(s[nt][2 * r], s[nt][2 * r + 1]));
-      mx = quad_max(mx);
-      const float m_new = fmaxf(m_i[r], mx * scale_log2);
-      const float m_use = m_new == -INFINITY ? 0.f : m_new;
-      const float corr = fast_exp2(m_i[r] - m_use);
-      m_i[r] = m_new;
-      float sum = 0.f;
+      for (int r = 0; r < 2; ++r) {
+        float mx = -INFINITY;
 #pragma unroll
-      for (int nt = 0; nt < 8; ++nt) {
+        for (int nt = 0; nt < 8; ++nt) mx = fmaxf(mx, fmaxf(s[mt][nt][2 * r], s[mt][nt][2 * r + 1]));
+        mx = quad_max(mx);
+        const float m_new = fmaxf(m_i[mt][r], mx * scale_log2);
+        const float m_use = m_new == -INFINITY ? 0.f : m_new;
+        const float corr = fast_exp2(m_i[mt][r] - m_use);
+        m_i[mt][r] = m_new;
+        float sum = 0.f;
 #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const float pe = fast_exp2(fmaf(s[nt][2 * r + e], scale_log2, -m_use));
-          s[nt][2 * r + e] = pe;
-          sum += pe;
+        for (int nt = 0; nt < 8; ++nt) {
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const float pe = fast_exp2(fmaf(s[mt][nt][2 * r + e], scale_log2, -m_use));
+            s[mt][nt][2 * r + e] = pe;
+            sum += pe;
+          }
+        }
+        l_i[mt][r] = l_i[mt][r] * corr + sum;
+#pragma unroll
+        for (int dt = 0; dt < D / 8; ++dt) {
+          acc[mt][dt][2 * r] *= corr;
+          acc[mt][dt][2 * r + 1] *= corr;
         }
       }
-      l_i[r] = l_i[r] * corr + sum;
+      if constexpr (kDropout) {
 #pragma unroll
-      for (int dt = 0; dt < D / 8; ++dt) {
-        acc[dt][2 * r] *= corr;
-        acc[dt][2 * r + 1] *= corr;
-      }
-    }
-    if constexpr (kDropout) {
+        for (int nt = 0; nt < 8; ++nt) {
+          const int col = n0 + nt * 8 + 2 * t;  // even: words (col & 3) and (col & 3) + 1
 #pragma unroll
-      for (int nt = 0; nt < 8; ++nt) {
-        const int col = n0 + nt * 8 + 2 * t;  // even: words (col & 3) and (col & 3) + 1
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-          const int row = m0 + warp * 16 + g + 8 * r;
-          const Philox4 w = dropout_words(p.seed, p.offset, bh, row, col);
-          const bool lo = (col & 2) == 0;
-          if ((lo ? w.x[0] : w.x[2]) < threshold) s[nt][2 * r] = 0.f;
-          if ((lo ? w.x[1] : w.x[3]) < threshold) s[nt][2 * r + 1] = 0.f;
+          for (int r = 0; r < 2; ++r) {
+            const int row = m0 + (warp * kMT + mt) * 16 + g + 8 * r;
+            const Philox4 w = dropout_words(p.seed, p.offset, bh, row, col);
+            const bool lo = (col & 2) == 0;
+            if ((lo ? w.x[0] : w.x[2]) < threshold) s[mt][nt][2 * r] = 0.f;
+            if ((lo ? w.x[1] : w.x[3]) < threshold) s[mt][nt][2 * r + 1] = 0.f;
+          }
         }
       }
-    }
-    uint32_t pa[4][4];
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
-      pa[kk][0] = Elem<T>::pack(s[2 * kk][0], s[2 * kk][1]);
-      pa[kk][1] = Elem<T>::pack(s[2 * kk][2], s[2 * kk][3]);
-      pa[kk][2] = Elem<T>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-      pa[kk][3] = Elem<T>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
     }
     cp_async_wait_all();
     __syncthreads();  // V tile landed; every warp is done with this K tile
@@ -188,30 +198,44 @@ __global__ void __launch_bounds__(32 * kWarps) flash_fwd_kernel(const ForwardPar
     }
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
+      uint32_t pa[kMT][4];
+#pragma unroll
+      for (int mt = 0; mt < kMT; ++mt) {
+        pa[mt][0] = Elem<T>::pack(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+        pa[mt][1] = Elem<T>::pack(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+        pa[mt][2] = Elem<T>::pack(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+        pa[mt][3] = Elem<T>::pack(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+      }
 #pragma unroll
       for (int dp = 0; dp < D / 16; ++dp) {
         uint32_t r[4];
         ldmatrix_x4_trans(r, sV + (kk * 16 + ((lane / 8) % 2) * 8 + lane % 8) * kStride + dp * 16 +
                                  (lane / 16) * 8);
-        Elem<T>::mma(acc[2 * dp], pa[kk], r[0], r[1]);
-        Elem<T>::mma(acc[2 * dp + 1], pa[kk], r[2], r[3]);
+#pragma unroll
+        for (int mt = 0; mt < kMT; ++mt) {
+          Elem<T>::mma(acc[mt][2 * dp], pa[mt], r[0], r[1]);
+          Elem<T>::mma(acc[mt][2 * dp + 1], pa[mt], r[2], r[3]);
+        }
       }
     }
   }
 
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const float l = quad_sum(l_i[r]);
-    float inv = l > 0.f ? 1.f / l : 0.f;
-    if constexpr (kDropout) inv *= 1.f / (1.f - p.dropout_rate);
-    const int row = m0 + warp * 16 + g + 8 * r;
-    if (row < p.seq_q) {
-      T* orow = out + row * p.out_strides.seq;
+  for (int mt = 0; mt < kMT; ++mt) {
 #pragma unroll
-      for (int dt = 0; dt < D / 8; ++dt)
-        *reinterpret_cast<uint32_t*>(orow + dt * 8 + 2 * t) =
-            Elem<T>::pack(acc[dt][2 * r] * inv, acc[dt][2 * r + 1] * inv);
-      if (lse != nullptr && t == 0) lse[row] = l > 0.f ? (m_i[r] + log2f(l)) * kLn2 : INFINITY;
+    for (int r = 0; r < 2; ++r) {
+      const float l = quad_sum(l_i[mt][r]);
+      float inv = l > 0.f ? 1.f / l : 0.f;
+      if constexpr (kDropout) inv *= 1.f / (1.f - p.dropout_rate);
+      const int row = m0 + (warp * kMT + mt) * 16 + g + 8 * r;
+      if (row < p.seq_q) {
+        T* orow = out + row * p.out_strides.seq;
+#pragma unroll
+        for (int dt = 0; dt < D / 8; ++dt)
+          *reinterpret_cast<uint32_t*>(orow + dt * 8 + 2 * t) =
+              Elem<T>::pack(acc[mt][dt][2 * r] * inv, acc[mt][dt][2 * r + 1] * inv);
+        if (lse != nullptr && t == 0) lse[row] = l > 0.f ? (m_i[mt][r] + log2f(l)) * kLn2 : INFINITY;
+      }
     }
   }
 }

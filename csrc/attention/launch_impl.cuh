@@ -35,11 +35,11 @@ std::string set_smem(Kernel kernel, size_t bytes, const char* name) {
   return "";
 }
 
-template <typename T, int D, int kWarps>
+template <typename T, int D, int kWarps, int kMT>
 std::string launch_fwd_tc(const ForwardParams& p, cudaStream_t stream) {
-  using S = FwdShape<T, D, kWarps>;
-  auto kernel = p.dropout_rate > 0.f ? flash_fwd_kernel<T, D, kWarps, true>
-                                     : flash_fwd_kernel<T, D, kWarps, false>;
+  using S = FwdShape<T, D, kWarps, kMT>;
+  auto kernel = p.dropout_rate > 0.f ? flash_fwd_kernel<T, D, kWarps, kMT, true>
+                                     : flash_fwd_kernel<T, D, kWarps, kMT, false>;
   std::string err = set_smem(kernel, S::kSmemBytes, "flash_fwd_kernel");
   if (!err.empty()) return err;
   const dim3 grid(cdiv(p.seq_q, S::kBlockM), p.heads, p.batch);
@@ -48,14 +48,18 @@ std::string launch_fwd_tc(const ForwardParams& p, cudaStream_t stream) {
   return "";
 }
 
+// variant: 1 = 4 warps x 16 rows, 2 = 8 warps x 16 rows, 3 = 4 warps x 32 rows
+// (head_dim <= 64 only); 0 = the default for the shape.
 template <typename T, int D>
-std::string launch_fwd_tc_d(const ForwardParams& p, cudaStream_t stream, int block_m) {
-  if (block_m == 128) return launch_fwd_tc<T, D, 8>(p, stream);
-  return launch_fwd_tc<T, D, 4>(p, stream);
+std::string launch_fwd_tc_d(const ForwardParams& p, cudaStream_t stream, int variant) {
+  if (variant == 0) variant = p.seq_q <= 128 ? 1 : 2;
+  if (variant == 3 && D <= 64) return launch_fwd_tc<T, D, 4, (D <= 64 ? 2 : 1)>(p, stream);
+  if (variant == 2) return launch_fwd_tc<T, D, 8, 1>(p, stream);
+  return launch_fwd_tc<T, D, 4, 1>(p, stream);
 }
 
 template <typename T>
-std::string launch_fwd(const ForwardParams& p, cudaStream_t stream, int block_m) {
+std::string launch_fwd(const ForwardParams& p, cudaStream_t stream, int variant) {
   if constexpr (std::is_same<T, float>::value) {
     const dim3 grid(cdiv(p.seq_q, 4), p.heads, p.batch);
     switch (p.head_dim) {
@@ -68,21 +72,55 @@ std::string launch_fwd(const ForwardParams& p, cudaStream_t stream, int block_m)
     return "";
   } else {
     switch (p.head_dim) {
-      case 32: return launch_fwd_tc_d<T, 32>(p, stream, block_m);
-      case 64: return launch_fwd_tc_d<T, 64>(p, stream, block_m);
-      case 128: return launch_fwd_tc_d<T, 128>(p, stream, block_m);
+      case 32: return launch_fwd_tc_d<T, 32>(p, stream, variant);
+      case 64: return launch_fwd_tc_d<T, 64>(p, stream, variant);
+      case 128: return launch_fwd_tc_d<T, 128>(p, stream, variant);
       default: return "head_dim must be 32, 64 or 128";
     }
   }
 }
 
+template <typename T, int D, int kWarps>
+std::string launch_bwd_tc(const BackwardParams& p, cudaStream_t stream, float* dq_accum,
+                          float* dvec) {
+  const int64_t rows = static_cast<int64_t>(p.batch) * p.heads * p.seq_q;
+  constexpr int kBlockM = BwdConfig<D>::kBlockM;
+  using S = BwdShape<T, D, kBlockM, kWarps>;
+  const bool direct = p.seq_k <= S::kBlockN;  // one CTA per (b, h) covers every key
+  if (!direct || p.seq_k == 0)
+    PYBERT_CUDA_TRY(cudaMemsetAsync(dq_accum, 0, sizeof(float) * rows * D, stream),
+                    "cudaMemsetAsync(dq accumulator)");
+  if (p.seq_k > 0) {
+    decltype(&flash_bwd_kernel<T, D, kBlockM, kWarps, false, false>) kernel;
+    if (direct)
+      kernel = p.dropout_rate > 0.f ? flash_bwd_kernel<T, D, kBlockM, kWarps, true, true>
+                                    : flash_bwd_kernel<T, D, kBlockM, kWarps, false, true>;
+    else
+      kernel = p.dropout_rate > 0.f ? flash_bwd_kernel<T, D, kBlockM, kWarps, true, false>
+                                    : flash_bwd_kernel<T, D, kBlockM, kWarps, false, false>;
+    std::string err = set_smem(kernel, S::kSmemBytes, "flash_bwd_kernel");
+    if (!err.empty()) return err;
+    kernel<<<dim3(cdiv(p.seq_k, S::kBlockN), p.heads, p.batch), S::kThreads, S::kSmemBytes,
+             stream>>>(p, dq_accum, dvec);
+    PYBERT_CUDA_TRY(cudaGetLastError(), "flash_bwd_kernel launch");
+  }
+  if (!direct || p.seq_k == 0) {
+    bwd_convert_dq_kernel<T, D><<<cdiv(rows * (D / 8), 128), 128, 0, stream>>>(p, dq_accum);
+    PYBERT_CUDA_TRY(cudaGetLastError(), "bwd_convert_dq_kernel launch");
+  }
+  return "";
+}
+
+// variant: 1 = 4 warps (64 keys per CTA), 2 = 8 warps (128 keys; head_dim <= 64);
+// 0 = the default (2 where allowed).
 template <typename T, int D>
 std::string launch_bwd_d(const BackwardParams& p, cudaStream_t stream, float* dq_accum,
-                         float* dvec) {
+                         float* dvec, int variant) {
   const int64_t rows = static_cast<int64_t>(p.batch) * p.heads * p.seq_q;
   bwd_preprocess_kernel<T, D><<<cdiv(rows, 128 / (D / 8)), 128, 0, stream>>>(p, dvec);
   PYBERT_CUDA_TRY(cudaGetLastError(), "bwd_preprocess_kernel launch");
   if constexpr (std::is_same<T, float>::value) {
+    (void)variant;
     if (p.seq_k == 0) {  // no keys: dq = 0, dk and dv are empty
       PYBERT_CUDA_TRY(cudaMemsetAsync(dq_accum, 0, sizeof(float) * rows * D, stream),
                       "cudaMemsetAsync(dq accumulator)");
@@ -94,32 +132,22 @@ std::string launch_bwd_d(const BackwardParams& p, cudaStream_t stream, float* dq
     PYBERT_CUDA_TRY(cudaGetLastError(), "bwd_dkdv_f32_kernel launch");
     bwd_dq_f32_kernel<D><<<dim3(cdiv(p.seq_q, 4), p.heads, p.batch), 128, 0, stream>>>(p, dvec);
     PYBERT_CUDA_TRY(cudaGetLastError(), "bwd_dq_f32_kernel launch");
+    return "";
   } else {
-    constexpr int kBlockM = D <= 64 ? 64 : 32;
-    using S = BwdShape<T, D, kBlockM>;
-    PYBERT_CUDA_TRY(cudaMemsetAsync(dq_accum, 0, sizeof(float) * rows * D, stream),
-                    "cudaMemsetAsync(dq accumulator)");
-    auto kernel = p.dropout_rate > 0.f ? flash_bwd_kernel<T, D, kBlockM, true>
-                                       : flash_bwd_kernel<T, D, kBlockM, false>;
-    std::string err = set_smem(kernel, S::kSmemBytes, "flash_bwd_kernel");
-    if (!err.empty()) return err;
-    if (p.seq_k > 0) {
-      kernel<<<dim3(cdiv(p.seq_k, S::kBlockN), p.heads, p.batch), S::kThreads, S::kSmemBytes,
-               stream>>>(p, dq_accum, dvec);
-      PYBERT_CUDA_TRY(cudaGetLastError(), "flash_bwd_kernel launch");
+    if constexpr (D <= 64) {
+      if (variant != 1) return launch_bwd_tc<T, D, 8>(p, stream, dq_accum, dvec);
     }
-    bwd_convert_dq_kernel<T, D><<<cdiv(rows * (D / 8), 128), 128, 0, stream>>>(p, dq_accum);
-    PYBERT_CUDA_TRY(cudaGetLastError(), "bwd_convert_dq_kernel launch");
+    return launch_bwd_tc<T, D, 4>(p, stream, dq_accum, dvec);
   }
-  return "";
 }
 
 template <typename T>
-std::string launch_bwd(const BackwardParams& p, cudaStream_t stream, float* dq_accum, float* dvec) {
+std::string launch_bwd(const BackwardParams& p, cudaStream_t stream, float* dq_accum, float* dvec,
+                       int variant) {
   switch (p.head_dim) {
-    case 32: return launch_bwd_d<T, 32>(p, stream, dq_accum, dvec);
-    case 64: return launch_bwd_d<T, 64>(p, stream, dq_accum, dvec);
-    case 128: return launch_bwd_d<T, 128>(p, stream, dq_accum, dvec);
+    case 32: return launch_bwd_d<T, 32>(p, stream, dq_accum, dvec, variant);
+    case 64: return launch_bwd_d<T, 64>(p, stream, dq_accum, dvec, variant);
+    case 128: return launch_bwd_d<T, 128>(p, stream, dq_accum, dvec, variant);
     default: return "head_dim must be 32, 64 or 128";
   }
 }
