@@ -50,14 +50,36 @@ class CudaLib:
 
     def __init__(self, path):
         lib = ctypes.CDLL(path)
-        vp, i, f, u64, ll = ctypes.c_void_p, ctypes.c_int, ctypes.c_float, ctypes.c_ulonglong, ctypes.c_longlong
-        lib.pybert_attn_forward.argtypes = [i] * 6 + [vp] * 6 + [vp, f, f, u64, u64, i, vp, ctypes.c_char_p, i]
+        vp, i, f, u64, ll = (
+            ctypes.c_void_p,
+            ctypes.c_int,
+            ctypes.c_float,
+            ctypes.c_ulonglong,
+            ctypes.c_longlong,
+        )
+        lib.pybert_attn_forward.argtypes = (
+            [i] * 6 + [vp] * 6 + [vp, f, f, u64, u64, i, vp, ctypes.c_char_p, i]
+        )
         lib.pybert_attn_forward.restype = i
         lib.pybert_attn_backward_workspace_bytes.argtypes = [i] * 6
         lib.pybert_attn_backward_workspace_bytes.restype = ll
-        lib.pybert_attn_backward.argtypes = [i] * 6 + [vp] * 11 + [vp, f, f, u64, u64, i, vp, ctypes.c_char_p, i]
+        lib.pybert_attn_backward.argtypes = (
+            [i] * 6 + [vp] * 11 + [vp, f, f, u64, u64, i, vp, ctypes.c_char_p, i]
+        )
         lib.pybert_attn_backward.restype = i
-        lib.pybert_attn_dropout_mask.argtypes = [i, i, i, i, f, u64, u64, vp, vp, ctypes.c_char_p, i]
+        lib.pybert_attn_dropout_mask.argtypes = [
+            i,
+            i,
+            i,
+            i,
+            f,
+            u64,
+            u64,
+            vp,
+            vp,
+            ctypes.c_char_p,
+            i,
+        ]
         lib.pybert_attn_dropout_mask.restype = i
         self.lib = lib
 
@@ -65,17 +87,55 @@ class CudaLib:
     def _stream():
         return ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)
 
-    def forward(self, q, k, v, mask, scale, rate=0.0, seed=0, offset=0, variant=0, out=None, lse=None,
-                dtype_code=None, head_dim=None):
+    def forward(
+        self,
+        q,
+        k,
+        v,
+        mask,
+        scale,
+        rate=0.0,
+        seed=0,
+        offset=0,
+        variant=0,
+        out=None,
+        lse=None,
+        dtype_code=None,
+        head_dim=None,
+    ):
         B, Sq, H, D = q.shape
         Sk = k.shape[1]
         code = dtype_code if dtype_code is not None else _code(q.dtype)
         out = torch.full_like(q, float("nan")) if out is None else out
-        lse = torch.full((B, H, Sq), float("nan"), device=q.device, dtype=torch.float32) if lse is None else lse
+        lse = (
+            torch.full((B, H, Sq), float("nan"), device=q.device, dtype=torch.float32)
+            if lse is None
+            else lse
+        )
         err = ctypes.create_string_buffer(1024)
         rc = self.lib.pybert_attn_forward(
-            code, B, H, Sq, Sk, head_dim or D, _ptr(q), _ptr(k), _ptr(v), _ptr(mask), _ptr(out), _ptr(lse),
-            _strides(q, k, v, out), scale, rate, seed, offset, variant, self._stream(), err, 1024)
+            code,
+            B,
+            H,
+            Sq,
+            Sk,
+            head_dim or D,
+            _ptr(q),
+            _ptr(k),
+            _ptr(v),
+            _ptr(mask),
+            _ptr(out),
+            _ptr(lse),
+            _strides(q, k, v, out),
+            scale,
+            rate,
+            seed,
+            offset,
+            variant,
+            self._stream(),
+            err,
+            1024,
+        )
         if rc:
             raise ValueError(err.value.decode())
         return out, lse
@@ -85,8 +145,23 @@ class CudaLib:
         n = self.lib.pybert_attn_backward_workspace_bytes(_code(q.dtype), B, H, Sq, k.shape[1], D)
         return torch.empty(n, dtype=torch.uint8, device=q.device)
 
-    def backward(self, q, k, v, mask, out, lse, dout, scale, rate=0.0, seed=0, offset=0, workspace=None,
-                 grads=None, variant=0):
+    def backward(
+        self,
+        q,
+        k,
+        v,
+        mask,
+        out,
+        lse,
+        dout,
+        scale,
+        rate=0.0,
+        seed=0,
+        offset=0,
+        workspace=None,
+        grads=None,
+        variant=0,
+    ):
         B, Sq, H, D = q.shape
         Sk = k.shape[1]
         if grads is None:
@@ -95,9 +170,33 @@ class CudaLib:
         ws = self.workspace(q, k) if workspace is None else workspace
         err = ctypes.create_string_buffer(1024)
         rc = self.lib.pybert_attn_backward(
-            _code(q.dtype), B, H, Sq, Sk, D, _ptr(q), _ptr(k), _ptr(v), _ptr(mask), _ptr(out), _ptr(lse),
-            _ptr(dout), _ptr(dq), _ptr(dk), _ptr(dv), _ptr(ws), _strides(q, k, v, out, dout, dq, dk, dv),
-            scale, rate, seed, offset, variant, self._stream(), err, 1024)
+            _code(q.dtype),
+            B,
+            H,
+            Sq,
+            Sk,
+            D,
+            _ptr(q),
+            _ptr(k),
+            _ptr(v),
+            _ptr(mask),
+            _ptr(out),
+            _ptr(lse),
+            _ptr(dout),
+            _ptr(dq),
+            _ptr(dk),
+            _ptr(dv),
+            _ptr(ws),
+            _strides(q, k, v, out, dout, dq, dk, dv),
+            scale,
+            rate,
+            seed,
+            offset,
+            variant,
+            self._stream(),
+            err,
+            1024,
+        )
         if rc:
             raise ValueError(err.value.decode())
         return dq, dk, dv
@@ -105,8 +204,9 @@ class CudaLib:
     def dropout_mask(self, B, H, Sq, Sk, rate, seed, offset, device):
         keep = torch.empty((B, H, Sq, Sk), dtype=torch.uint8, device=device)
         err = ctypes.create_string_buffer(1024)
-        rc = self.lib.pybert_attn_dropout_mask(B, H, Sq, Sk, rate, seed, offset, _ptr(keep), self._stream(), err,
-                                               1024)
+        rc = self.lib.pybert_attn_dropout_mask(
+            B, H, Sq, Sk, rate, seed, offset, _ptr(keep), self._stream(), err, 1024
+        )
         if rc:
             raise ValueError(err.value.decode())
         return keep
@@ -115,26 +215,75 @@ class CudaLib:
 class EmulatedLib:
     """CPU stand-in with the same API (float32 math), for testing this script."""
 
-    def forward(self, q, k, v, mask, scale, rate=0.0, seed=0, offset=0, variant=0, out=None, lse=None,
-                dtype_code=None, head_dim=None):
+    def forward(
+        self,
+        q,
+        k,
+        v,
+        mask,
+        scale,
+        rate=0.0,
+        seed=0,
+        offset=0,
+        variant=0,
+        out=None,
+        lse=None,
+        dtype_code=None,
+        head_dim=None,
+    ):
         hd = head_dim or q.shape[3]
         if hd not in (32, 64, 128):
             raise ValueError(f"head_dim must be 32, 64 or 128, got {hd}")
         if dtype_code is not None and dtype_code not in (0, 1, 2):
             raise ValueError(f"dtype: unsupported value {dtype_code}")
-        keep = self.dropout_mask(q.shape[0], q.shape[2], q.shape[1], k.shape[1], rate, seed, offset, q.device)
-        o, lse_ = _reference(q.float(), k.float(), v.float(), mask, scale, keep if rate > 0 else None, rate,
-                             want_lse=True)
+        keep = self.dropout_mask(
+            q.shape[0], q.shape[2], q.shape[1], k.shape[1], rate, seed, offset, q.device
+        )
+        o, lse_ = _reference(
+            q.float(),
+            k.float(),
+            v.float(),
+            mask,
+            scale,
+            keep if rate > 0 else None,
+            rate,
+            want_lse=True,
+        )
         return o.to(q.dtype), lse_.float()
 
     def workspace(self, q, k):
         return None
 
-    def backward(self, q, k, v, mask, out, lse, dout, scale, rate=0.0, seed=0, offset=0, workspace=None,
-                 grads=None, variant=0):
-        keep = self.dropout_mask(q.shape[0], q.shape[2], q.shape[1], k.shape[1], rate, seed, offset, q.device)
-        _, g = _reference_grads(q.float(), k.float(), v.float(), mask, scale, dout.float(),
-                                keep if rate > 0 else None, rate)
+    def backward(
+        self,
+        q,
+        k,
+        v,
+        mask,
+        out,
+        lse,
+        dout,
+        scale,
+        rate=0.0,
+        seed=0,
+        offset=0,
+        workspace=None,
+        grads=None,
+        variant=0,
+    ):
+        keep = self.dropout_mask(
+            q.shape[0], q.shape[2], q.shape[1], k.shape[1], rate, seed, offset, q.device
+        )
+        _, g = _reference_grads(
+            q.float(),
+            k.float(),
+            v.float(),
+            mask,
+            scale,
+            dout.float(),
+            keep if rate > 0 else None,
+            rate,
+        )
         return tuple(x.to(q.dtype) for x in g)
 
     def dropout_mask(self, B, H, Sq, Sk, rate, seed, offset, device):
@@ -180,8 +329,9 @@ def _reference_grads(q, k, v, mask, scale, dout, keep=None, rate=0.0):
 def _sdpa(q, k, v, mask, scale):
     """PyTorch SDPA on [B, S, H, D] tensors with a boolean [B, 1, 1, Sk] padding mask."""
     am = mask.bool()[:, None, None, :] if mask is not None else None
-    o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=am,
-                                       scale=scale)
+    o = F.scaled_dot_product_attention(
+        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=am, scale=scale
+    )
     return o.transpose(1, 2)
 
 
@@ -228,9 +378,22 @@ class Checker:
     def tolerance(self, dtype, sdpa_err):
         return max(2 * sdpa_err, 1e-6) if dtype == torch.float32 else 2 * sdpa_err
 
-    def check_case(self, dtype_name, B, H, Sq, Sk, D, layout="bshd", variant=0, mask_kind="random", bwd_variant=0):
+    def check_case(
+        self,
+        dtype_name,
+        B,
+        H,
+        Sq,
+        Sk,
+        D,
+        layout="bshd",
+        variant=0,
+        mask_kind="random",
+        bwd_variant=0,
+    ):
         dtype = DTYPES[dtype_name][1]
-        name = f"{dtype_name} B{B} H{H} Sq{Sq} Sk{Sk} D{D} {layout} {mask_kind} v{variant}/{bwd_variant}"
+        name = f"{dtype_name} B{B} H{H} Sq{Sq} Sk{Sk} D{D} {layout} {mask_kind}"
+        name += f" v{variant}/{bwd_variant}"
         if layout == "fused_qkv":  # q, k, v as strided views of one [B, S, 3, H, D] tensor
             assert Sq == Sk
             qkv = self.randn((B, Sq, 3, H, D), dtype)
@@ -251,11 +414,16 @@ class Checker:
         s_o, s_g = _sdpa_grads(q, k, v, mask, scale, dout)
         dq, dk, dv = self.lib.backward(q, k, v, mask, out, lse, dout, scale, variant=bwd_variant)
         errs = {"out": (rel_err(out, ref_o), rel_err(s_o, ref_o))}
-        for nm, ours, sd, ref in zip(("dq", "dk", "dv"), (dq, dk, dv), s_g, ref_g):
+        for nm, ours, sd, ref in zip(("dq", "dk", "dv"), (dq, dk, dv), s_g, ref_g, strict=True):
             errs[nm] = (rel_err(ours, ref), rel_err(sd, ref))
         lse_err = (lse.double() - ref_lse).abs().max().item()
         ok = all(o <= self.tolerance(dtype, s) for o, s in errs.values()) and lse_err < 1e-2
-        self.record(name, ok, errors={k_: {"ours": o, "sdpa": s} for k_, (o, s) in errs.items()}, lse_max_abs=lse_err)
+        self.record(
+            name,
+            ok,
+            errors={k_: {"ours": o, "sdpa": s} for k_, (o, s) in errs.items()},
+            lse_max_abs=lse_err,
+        )
 
     def check_fully_masked(self, dtype_name, D):
         dtype = DTYPES[dtype_name][1]
@@ -268,11 +436,16 @@ class Checker:
         dq, dk, dv = self.lib.backward(q, k, v, mask, out, lse, dout, scale)
         ref_o, ref_g = _reference_grads(q, k, v, mask, scale, dout)
         finite = all(torch.isfinite(x).all().item() for x in (out, dq, dk, dv))
-        zeros = all((x[1] == 0).all().item() for x in (out, dq, dk, dv)) and bool(torch.isinf(lse[1]).all())
-        errs = [rel_err(x, r) for x, r in zip((out, dq, dk, dv), (ref_o,) + ref_g)]
+        zeros = all((x[1] == 0).all().item() for x in (out, dq, dk, dv)) and bool(
+            torch.isinf(lse[1]).all()
+        )
+        errs = [rel_err(x, r) for x, r in zip((out, dq, dk, dv), (ref_o,) + ref_g, strict=True)]
         tol = 1e-5 if dtype == torch.float32 else 2e-2
-        self.record(f"{dtype_name} D{D} fully masked batch row -> zeros", finite and zeros and max(errs) < tol,
-                    errors=errs)
+        self.record(
+            f"{dtype_name} D{D} fully masked batch row -> zeros",
+            finite and zeros and max(errs) < tol,
+            errors=errs,
+        )
 
     def check_dropout(self, dtype_name, D, rate=0.1):
         dtype = DTYPES[dtype_name][1]
@@ -291,13 +464,23 @@ class Checker:
         # and the error of rounding the exact (dropout) result to the dtype.
         nd_ref_o, nd_ref_g = _reference_grads(q, k, v, mask, scale, dout)
         s_o, s_g = _sdpa_grads(q, k, v, mask, scale, dout)
-        errs = {"out": (rel_err(out, ref_o), max(rel_err(s_o, nd_ref_o), rel_err(ref_o.to(dtype), ref_o)))}
-        for nm, ours, sd, ref, ndref in zip(("dq", "dk", "dv"), (dq, dk, dv), s_g, ref_g, nd_ref_g):
+        errs = {
+            "out": (
+                rel_err(out, ref_o),
+                max(rel_err(s_o, nd_ref_o), rel_err(ref_o.to(dtype), ref_o)),
+            )
+        }
+        for nm, ours, sd, ref, ndref in zip(
+            ("dq", "dk", "dv"), (dq, dk, dv), s_g, ref_g, nd_ref_g, strict=True
+        ):
             errs[nm] = (rel_err(ours, ref), max(rel_err(sd, ndref), rel_err(ref.to(dtype), ref)))
         ok = all(o <= self.tolerance(dtype, s) for o, s in errs.values()) and torch.equal(out, out2)
-        self.record(f"{dtype_name} D{D} dropout {rate}: fwd/bwd use one mask", ok,
-                    errors={k_: {"ours": o, "yardstick": s} for k_, (o, s) in errs.items()},
-                    deterministic=torch.equal(out, out2))
+        self.record(
+            f"{dtype_name} D{D} dropout {rate}: fwd/bwd use one mask",
+            ok,
+            errors={k_: {"ours": o, "yardstick": s} for k_, (o, s) in errs.items()},
+            deterministic=torch.equal(out, out2),
+        )
 
     def check_keep_rate(self, rate=0.1):
         keep = self.lib.dropout_mask(4, 12, 512, 512, rate, 42, 0, self.device)
@@ -306,8 +489,12 @@ class Checker:
         same = self.lib.dropout_mask(4, 12, 512, 512, rate, 42, 0, self.device)
         agree = (keep == other).double().mean().item()
         ok = abs(share - (1 - rate)) < 0.01 * (1 - rate) and torch.equal(keep, same) and agree < 0.9
-        self.record(f"dropout keep share {share:.5f} (want {1 - rate}); offset changes mask (agree {agree:.3f})", ok,
-                    keep_share=share)
+        self.record(
+            f"dropout keep share {share:.5f} (want {1 - rate}); "
+            f"offset changes mask (agree {agree:.3f})",
+            ok,
+            keep_share=share,
+        )
 
     def check_bad_input(self):
         q = self.randn((2, 8, 2, 48), torch.float16)
@@ -348,13 +535,15 @@ def run_checks(lib, device, quick):
             c.check_case(dt, 2, 2, 65, 200, D)
             c.check_case(dt, 3, 2, 130, 130, D, layout="fused_qkv")
             for variant in (1, 2, 3):
-                c.check_case(dt, 3, 2, 200, 200, D, variant=variant, bwd_variant=1 if variant == 1 else 2)
+                c.check_case(
+                    dt, 3, 2, 200, 200, D, variant=variant, bwd_variant=1 if variant == 1 else 2
+                )
             for S in (7, 100):
                 c.check_case(dt, 3, 2, S, S, D, bwd_variant=1)
             c.check_case(dt, 2, 2, 96, 96, D, mask_kind="none")
             c.check_fully_masked(dt, D)
     for D in (32, 64, 128):
-        for B, H, S in ([(3, 2, 7), (3, 2, 129)] if quick else [(3, 2, 7), (3, 2, 129), (2, 2, 384)]):
+        for B, H, S in [(3, 2, 7), (3, 2, 129)] if quick else [(3, 2, 7), (3, 2, 129), (2, 2, 384)]:
             c.check_case("fp32", B, H, S, S, D)
         c.check_fully_masked("fp32", D)
     c.check_case("fp32", 3, 2, 100, 100, 64, layout="fused_qkv")
@@ -381,6 +570,46 @@ def _median_ms(fn, reps, warmup=10):
     return statistics.median(times)
 
 
+def _time_case(lib, sets, mask, scale, reps):
+    """Median milliseconds of each implementation on rotating input sets."""
+    n_sets = len(sets)
+    B, S, H, _ = sets[0][0].shape
+    device = sets[0][0].device
+    outs = [torch.empty_like(s[0]) for s in sets]
+    lses = [torch.empty((B, H, S), dtype=torch.float32, device=device) for _ in sets]
+    grads = [tuple(torch.empty_like(s[0]) for _ in range(3)) for s in sets]
+    leaves = [tuple(x.detach().clone().requires_grad_(True) for x in s[:3]) + (s[3],) for s in sets]
+    ws = lib.workspace(sets[0][0], sets[0][1])
+
+    def ours_fwd(i, var=0):
+        j = i % n_sets
+        return lib.forward(*sets[j][:3], mask, scale, variant=var, out=outs[j], lse=lses[j])
+
+    def ours_fb(i, bv=0):
+        j = i % n_sets
+        q, k, v, do = sets[j]
+        o, lse = lib.forward(q, k, v, mask, scale, out=outs[j], lse=lses[j])
+        lib.backward(q, k, v, mask, o, lse, do, scale, workspace=ws, grads=grads[j], variant=bv)
+
+    def sdpa_fb(i, use_mask=True):
+        q, k, v, do = leaves[i % n_sets]
+        for x in (q, k, v):
+            x.grad = None
+        _sdpa(q, k, v, mask if use_mask else None, scale).backward(do)
+
+    res = {}
+    for var in (1, 2, 3):
+        res[f"ours_fwd_v{var}"] = _median_ms(lambda i, var=var: ours_fwd(i, var), reps)
+    res["ours_fwd"] = _median_ms(ours_fwd, reps)
+    res["sdpa_fwd_mask"] = _median_ms(lambda i: _sdpa(*sets[i % n_sets][:3], mask, scale), reps)
+    res["sdpa_fwd_nomask"] = _median_ms(lambda i: _sdpa(*sets[i % n_sets][:3], None, scale), reps)
+    res["ours_fwdbwd"] = _median_ms(ours_fb, reps)
+    res["ours_fwdbwd_bv1"] = _median_ms(lambda i: ours_fb(i, 1), reps)
+    res["sdpa_fwdbwd_mask"] = _median_ms(sdpa_fb, reps)
+    res["sdpa_fwdbwd_nomask"] = _median_ms(lambda i: sdpa_fb(i, False), reps)
+    return res
+
+
 def run_timing(lib, device, dtypes, shapes, reps):
     H, D = 12, 64
     rows = []
@@ -388,12 +617,13 @@ def run_timing(lib, device, dtypes, shapes, reps):
     for dt in dtypes:
         dtype = DTYPES[dt][1]
         for B, S in shapes:
-            per_set = 3 * B * S * H * D * 2
-            n_sets = max(2, min(6, (400 << 20) // per_set))
-            sets = []
-            for _ in range(n_sets):
-                q, k, v, do = (torch.randn((B, S, H, D), generator=gen).to(dtype).to(device) for _ in range(4))
-                sets.append((q, k, v, do))
+            n_sets = max(2, min(6, (400 << 20) // (3 * B * S * H * D * 2)))
+            sets = [
+                tuple(
+                    torch.randn((B, S, H, D), generator=gen).to(dtype).to(device) for _ in range(4)
+                )
+                for _ in range(n_sets)
+            ]
             scale = 1.0 / math.sqrt(D)
             flops_fwd = 4.0 * B * H * S * S * D
             for mask_kind in ("full", "padded"):
@@ -402,44 +632,18 @@ def run_timing(lib, device, dtypes, shapes, reps):
                 else:
                     lengths = torch.randint(S // 2, S + 1, (B,), generator=gen)
                     mask = (torch.arange(S)[None, :] < lengths[:, None]).to(torch.int32).to(device)
-                outs = [torch.empty_like(s[0]) for s in sets]
-                lses = [torch.empty((B, H, S), dtype=torch.float32, device=device) for _ in sets]
-                grads = [tuple(torch.empty_like(s[0]) for _ in range(3)) for s in sets]
-                ws = lib.workspace(sets[0][0], sets[0][1])
-                res = {}
-                for var in (1, 2, 3):
-                    res[f"ours_fwd_v{var}"] = _median_ms(
-                        lambda i, var=var: lib.forward(*sets[i % n_sets][:3], mask, scale, variant=var,
-                                                       out=outs[i % n_sets], lse=lses[i % n_sets]), reps)
-                res["ours_fwd_default"] = _median_ms(
-                    lambda i: lib.forward(*sets[i % n_sets][:3], mask, scale, out=outs[i % n_sets],
-                                          lse=lses[i % n_sets]), reps)
-                res["sdpa_fwd_mask"] = _median_ms(lambda i: _sdpa(*sets[i % n_sets][:3], mask, scale), reps)
-                res["sdpa_fwd_nomask"] = _median_ms(lambda i: _sdpa(*sets[i % n_sets][:3], None, scale), reps)
-                best_var = min((1, 2, 3), key=lambda x: res[f"ours_fwd_v{x}"])
-
-                def ours_fb(i, bv=0):
-                    q, k, v, do = sets[i % n_sets]
-                    o, lse = lib.forward(q, k, v, mask, scale, out=outs[i % n_sets],
-                                         lse=lses[i % n_sets])
-                    lib.backward(q, k, v, mask, o, lse, do, scale, workspace=ws, grads=grads[i % n_sets],
-                                 variant=bv)
-
-                leaves = [tuple(x.detach().clone().requires_grad_(True) for x in s[:3]) + (s[3],) for s in sets]
-
-                def sdpa_fb(i, use_mask=True):
-                    q, k, v, do = leaves[i % n_sets]
-                    for x in (q, k, v):
-                        x.grad = None
-                    _sdpa(q, k, v, mask if use_mask else None, scale).backward(do)
-
-                res["ours_fwdbwd"] = _median_ms(ours_fb, reps)
-                res["ours_fwdbwd_bv1"] = _median_ms(lambda i: ours_fb(i, 1), reps)
-                res["sdpa_fwdbwd_mask"] = _median_ms(sdpa_fb, reps)
-                res["sdpa_fwdbwd_nomask"] = _median_ms(lambda i: sdpa_fb(i, False), reps)
-                res["ours_fwd"] = res["ours_fwd_default"]
-                row = dict(dtype=dt, batch=B, seq=S, heads=H, head_dim=D, mask=mask_kind, best_fwd_variant=best_var,
-                           **res)
+                res = _time_case(lib, sets, mask, scale, reps)
+                best_var = min((1, 2, 3), key=lambda x, res=res: res[f"ours_fwd_v{x}"])
+                row = dict(
+                    dtype=dt,
+                    batch=B,
+                    seq=S,
+                    heads=H,
+                    head_dim=D,
+                    mask=mask_kind,
+                    best_fwd_variant=best_var,
+                    **res,
+                )
                 row["tflops_ours_fwd"] = flops_fwd / res["ours_fwd"] / 1e9
                 row["tflops_sdpa_fwd_mask"] = flops_fwd / res["sdpa_fwd_mask"] / 1e9
                 row["tflops_ours_fwdbwd"] = 3.5 * flops_fwd / res["ours_fwdbwd"] / 1e9
@@ -448,36 +652,62 @@ def run_timing(lib, device, dtypes, shapes, reps):
                 row["ratio_fwd_vs_sdpa_nomask"] = res["sdpa_fwd_nomask"] / res["ours_fwd"]
                 row["ratio_fwdbwd_vs_sdpa_mask"] = res["sdpa_fwdbwd_mask"] / res["ours_fwdbwd"]
                 rows.append(row)
-                print(f"  {dt} B{B} S{S} {mask_kind}: fwd {res['ours_fwd']:.3f} ms (variants "
-                      f"{res['ours_fwd_v1']:.3f}/{res['ours_fwd_v2']:.3f}/{res['ours_fwd_v3']:.3f}) vs sdpa "
-                      f"{res['sdpa_fwd_mask']:.3f} ({row['ratio_fwd_vs_sdpa_mask']:.2f}x); fwd+bwd "
-                      f"{res['ours_fwdbwd']:.3f} (4-warp bwd {res['ours_fwdbwd_bv1']:.3f}) vs {res['sdpa_fwdbwd_mask']:.3f} "
-                      f"({row['ratio_fwdbwd_vs_sdpa_mask']:.2f}x)", flush=True)
-            del sets, leaves, outs, grads
+                print(
+                    f"  {dt} B{B} S{S} {mask_kind}: fwd {res['ours_fwd']:.3f} ms (variants "
+                    f"{res['ours_fwd_v1']:.3f}/{res['ours_fwd_v2']:.3f}/{res['ours_fwd_v3']:.3f}) "
+                    f"vs sdpa {res['sdpa_fwd_mask']:.3f} ({row['ratio_fwd_vs_sdpa_mask']:.2f}x); "
+                    f"fwd+bwd {res['ours_fwdbwd']:.3f} (4-warp bwd {res['ours_fwdbwd_bv1']:.3f}) "
+                    f"vs {res['sdpa_fwdbwd_mask']:.3f} ({row['ratio_fwdbwd_vs_sdpa_mask']:.2f}x)",
+                    flush=True,
+                )
+            sets = None
             torch.cuda.empty_cache()
     return rows
 
 
 def print_table(rows):
-    hdr = ("dtype", "B x S", "mask", "ours fwd ms", "TFLOP/s", "SDPA+mask ms", "TFLOP/s", "x", "SDPA nomask ms",
-           "x", "ours f+b ms", "TFLOP/s", "SDPA+mask f+b ms", "TFLOP/s", "x")
+    hdr = (
+        "dtype",
+        "B x S",
+        "mask",
+        "ours fwd ms",
+        "TFLOP/s",
+        "SDPA+mask ms",
+        "TFLOP/s",
+        "x",
+        "SDPA nomask ms",
+        "x",
+        "ours f+b ms",
+        "TFLOP/s",
+        "SDPA+mask f+b ms",
+        "TFLOP/s",
+        "x",
+    )
     print("| " + " | ".join(hdr) + " |")
     print("|" + "---|" * len(hdr))
     for r in rows:
-        print(f"| {r['dtype']} | {r['batch']} x {r['seq']} | {r['mask']} | {r['ours_fwd']:.3f} | "
-              f"{r['tflops_ours_fwd']:.0f} | {r['sdpa_fwd_mask']:.3f} | {r['tflops_sdpa_fwd_mask']:.0f} | "
-              f"{r['ratio_fwd_vs_sdpa_mask']:.2f} | {r['sdpa_fwd_nomask']:.3f} | {r['ratio_fwd_vs_sdpa_nomask']:.2f} | "
-              f"{r['ours_fwdbwd']:.3f} | {r['tflops_ours_fwdbwd']:.0f} | {r['sdpa_fwdbwd_mask']:.3f} | "
-              f"{r['tflops_sdpa_fwdbwd_mask']:.0f} | {r['ratio_fwdbwd_vs_sdpa_mask']:.2f} |")
+        print(
+            f"| {r['dtype']} | {r['batch']} x {r['seq']} | {r['mask']} | {r['ours_fwd']:.3f} | "
+            f"{r['tflops_ours_fwd']:.0f} | {r['sdpa_fwd_mask']:.3f} | "
+            f"{r['tflops_sdpa_fwd_mask']:.0f} | {r['ratio_fwd_vs_sdpa_mask']:.2f} | "
+            f"{r['sdpa_fwd_nomask']:.3f} | {r['ratio_fwd_vs_sdpa_nomask']:.2f} | "
+            f"{r['ours_fwdbwd']:.3f} | {r['tflops_ours_fwdbwd']:.0f} | "
+            f"{r['sdpa_fwdbwd_mask']:.3f} | "
+            f"{r['tflops_sdpa_fwdbwd_mask']:.0f} | {r['ratio_fwdbwd_vs_sdpa_mask']:.2f} |"
+        )
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lib", help="path of libpybert_attention_cuda.so")
     ap.add_argument("--out", help="write results JSON here")
-    ap.add_argument("--quick", action="store_true", help="fewer correctness shapes, fewer timing reps")
+    ap.add_argument(
+        "--quick", action="store_true", help="fewer correctness shapes, fewer timing reps"
+    )
     ap.add_argument("--skip-timing", action="store_true")
-    ap.add_argument("--emulate", action="store_true", help="CPU stand-in for the kernels (tests this script)")
+    ap.add_argument(
+        "--emulate", action="store_true", help="CPU stand-in for the kernels (tests this script)"
+    )
     args = ap.parse_args(argv)
     t0 = time.time()
     if args.emulate:
@@ -486,8 +716,11 @@ def main(argv=None):
         if not torch.cuda.is_available():
             sys.exit("no CUDA device visible to PyTorch")
         lib, device = CudaLib(args.lib), torch.device("cuda")
-    info = {"torch": torch.__version__, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-            "date": time.strftime("%Y-%m-%d")}
+    info = {
+        "torch": torch.__version__,
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        "date": time.strftime("%Y-%m-%d"),
+    }
     print(info, flush=True)
     checker = run_checks(lib, device, args.quick)
     n_ok = sum(r["ok"] for r in checker.rows)
@@ -503,12 +736,20 @@ def main(argv=None):
     for r in checker.rows:
         for nm, e in r.get("errors", {}).items() if isinstance(r.get("errors"), dict) else []:
             key = r["name"].split()[0] + " " + nm
-            worst[key] = max(worst.get(key, 0.0), e["ours"] / max(next(iter(v for k_, v in e.items() if k_ != "ours")),
-                                                                   1e-30))
-    print("worst error ratio ours/SDPA per dtype and tensor:", {k: round(v, 3) for k, v in sorted(worst.items())})
+            worst[key] = max(
+                worst.get(key, 0.0),
+                e["ours"] / max(next(iter(v for k_, v in e.items() if k_ != "ours")), 1e-30),
+            )
+    print(
+        "worst error ratio ours/SDPA per dtype and tensor:",
+        {k: round(v, 3) for k, v in sorted(worst.items())},
+    )
     if timing:
-        print(f"device: {info['device']}, torch {info['torch']}, {info['date']}; H=12, D=64; ms = median of CUDA-event "
-              "timings; x = SDPA time / ours")
+        print(
+            f"device: {info['device']}, torch {info['torch']}, {info['date']}; H=12, D=64; "
+            "ms = median of CUDA-event "
+            "timings; x = SDPA time / ours"
+        )
         print_table(timing)
     print(f"total {time.time() - t0:.0f} s; failures: {checker.failures}")
     return 1 if checker.failures else 0
