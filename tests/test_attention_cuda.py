@@ -99,6 +99,7 @@ class _Api:
     [
         (dict(D=48), "head_dim must be 32, 64 or 128, got 48"),
         (dict(dtype=7), "dtype: unsupported value 7"),
+        (dict(dtype=3), "dtype: float64 is supported by the CPU kernels only"),
         (dict(q_off=2), "q: the float16 kernels need 16-byte aligned rows"),
         (dict(dtype=2, q_off=8), "q: the bfloat16 kernels need 16-byte aligned rows"),
         (dict(rate=1.0), "dropout_rate must be in [0, 1)"),

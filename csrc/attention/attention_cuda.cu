@@ -52,6 +52,7 @@ std::string check_tensor(const char* name, const void* ptr, const Strides& s, DT
 
 std::string check_forward(const ForwardParams& p) {
   const int dt = static_cast<int>(p.dtype);
+  if (p.dtype == DType::kFloat64) return "dtype: float64 is supported by the CPU kernels only";
   if (dt < 0 || dt > 2) return "dtype: unsupported value " + std::to_string(dt);
   if (p.head_dim != 32 && p.head_dim != 64 && p.head_dim != 128)
     return "head_dim must be 32, 64 or 128, got " + std::to_string(p.head_dim);
@@ -91,6 +92,7 @@ std::string forward_cuda(const ForwardParams& p, void* stream, const CudaLaunchO
     case DType::kFloat16: return cuda::launch_fwd_f16(p, s, options.fwd_variant);
     case DType::kBFloat16: return cuda::launch_fwd_bf16(p, s, options.fwd_variant);
     case DType::kFloat32: return cuda::launch_fwd_f32(p, s, options.fwd_variant);
+    case DType::kFloat64: break;
   }
   return "dtype: unsupported";
 }
@@ -121,6 +123,7 @@ std::string backward_cuda(const BackwardParams& p, void* stream, const CudaLaunc
     case DType::kFloat16: return cuda::launch_bwd_f16(p, s, dq_accum, dvec, options.bwd_variant);
     case DType::kBFloat16: return cuda::launch_bwd_bf16(p, s, dq_accum, dvec, options.bwd_variant);
     case DType::kFloat32: return cuda::launch_bwd_f32(p, s, dq_accum, dvec, options.bwd_variant);
+    case DType::kFloat64: break;
   }
   return "dtype: unsupported";
 }

@@ -23,13 +23,15 @@
 namespace pybert {
 namespace attention {
 
-enum class DType : int { kFloat32 = 0, kFloat16 = 1, kBFloat16 = 2 };
+// kFloat64 is CPU-only (reference precision); the CUDA kernels reject it.
+enum class DType : int { kFloat32 = 0, kFloat16 = 1, kBFloat16 = 2, kFloat64 = 3 };
 
 inline const char* dtype_name(DType d) {
   switch (d) {
     case DType::kFloat32: return "float32";
     case DType::kFloat16: return "float16";
     case DType::kBFloat16: return "bfloat16";
+    case DType::kFloat64: return "float64";
   }
   return "unknown";
 }

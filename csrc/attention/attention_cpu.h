@@ -1,0 +1,27 @@
+// CPU kernels of the fused attention (float32 and float64), same semantics as
+// the CUDA kernels (params.h): padding mask, fully masked rows -> 0 with
+// lse = +inf, Philox dropout regenerated in the backward pass. Memory does not
+// grow with seq^2: the forward streams over 64-key blocks with an online
+// softmax; the backward recomputes probabilities from the saved lse.
+// Work is split over (batch, head, 16-row query block) for the forward and dQ,
+// and (batch, head, 64-key block) for dK/dV, so every output element is
+// computed by one thread in a fixed order: results do not depend on the thread
+// count.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "attention/params.h"
+
+namespace pybert {
+namespace attention {
+
+// dtype kFloat32 or kFloat64 (q, k, v, out, dout, dq, dk, dv of that type;
+// lse is float32 either way; the float64 backward recomputes it in float64).
+// Returns "" or a message naming the bad argument.
+std::string forward_cpu(const ForwardParams& p, int num_threads);
+std::string backward_cpu(const BackwardParams& p, int num_threads);
+
+}  // namespace attention
+}  // namespace pybert
