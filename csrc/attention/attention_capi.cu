@@ -33,16 +33,21 @@ int report(const std::string& msg, char* err, int err_len) {
   return 1;
 }
 
-void fill(ForwardParams& p, int dtype, int batch, int heads, int seq_q, int seq_k, int head_dim,
-          const void* q, const void* k, const void* v, const int32_t* mask, void* out, float* lse,
-          const long long* strides, float scale, float dropout_rate, unsigned long long seed,
-          unsigned long long offset) {
+void set_shape(ForwardParams& p, int dtype, int batch, int heads, int seq_q, int seq_k,
+               int head_dim) {
   p.dtype = static_cast<DType>(dtype);
   p.batch = batch;
   p.heads = heads;
   p.seq_q = seq_q;
   p.seq_k = seq_k;
   p.head_dim = head_dim;
+}
+
+void fill(ForwardParams& p, int dtype, int batch, int heads, int seq_q, int seq_k, int head_dim,
+          const void* q, const void* k, const void* v, const int32_t* mask, void* out, float* lse,
+          const long long* strides, float scale, float dropout_rate, unsigned long long seed,
+          unsigned long long offset) {
+  set_shape(p, dtype, batch, heads, seq_q, seq_k, head_dim);
   p.q = q;
   p.k = k;
   p.v = v;
@@ -81,12 +86,7 @@ int pybert_attn_forward(int dtype, int batch, int heads, int seq_q, int seq_k, i
 long long pybert_attn_backward_workspace_bytes(int dtype, int batch, int heads, int seq_q,
                                                int seq_k, int head_dim) {
   ForwardParams p;
-  p.dtype = static_cast<DType>(dtype);
-  p.batch = batch;
-  p.heads = heads;
-  p.seq_q = seq_q;
-  p.seq_k = seq_k;
-  p.head_dim = head_dim;
+  set_shape(p, dtype, batch, heads, seq_q, seq_k, head_dim);
   return static_cast<long long>(pybert::attention::backward_workspace_bytes_cuda(p));
 }
 
@@ -118,10 +118,7 @@ int pybert_attn_dropout_mask(int batch, int heads, int seq_q, int seq_k, float d
                              unsigned long long seed, unsigned long long offset, uint8_t* keep,
                              void* stream, char* err, int err_len) {
   ForwardParams p;
-  p.batch = batch;
-  p.heads = heads;
-  p.seq_q = seq_q;
-  p.seq_k = seq_k;
+  set_shape(p, 0, batch, heads, seq_q, seq_k, 0);
   p.dropout_rate = dropout_rate;
   p.seed = seed;
   p.offset = offset;

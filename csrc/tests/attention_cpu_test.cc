@@ -15,18 +15,13 @@
 #include "attention/attention_cpu.h"
 #include "attention/philox.h"
 
+#include "tests/expect.h"
+
 namespace {
 
 using namespace pybert::attention;
 
-int failures = 0;
-
-void Expect(bool ok, const std::string& what) {
-  if (!ok) {
-    ++failures;
-    std::cerr << "FAIL: " << what << "\n";
-  }
-}
+using pybert_test::Expect;
 
 struct Case {
   int B, H, Sq, Sk, D;
@@ -216,10 +211,5 @@ int main() {
   Expect(forward_cpu(bad, 1).find("q/out: null pointer") == 0, "null q rejected");
   bad.dtype = DType::kFloat16;
   Expect(forward_cpu(bad, 1).find("dtype") == 0, "float16 rejected on CPU");
-  if (failures) {
-    std::cerr << failures << " failure(s)\n";
-    return 1;
-  }
-  std::cout << "attention_cpu_test: all passed\n";
-  return 0;
+  return pybert_test::Finish("attention_cpu_test");
 }

@@ -11,16 +11,11 @@
 #include "attention/params.h"
 #include "attention/philox.h"
 
+#include "tests/expect.h"
+
 namespace {
 
-int failures = 0;
-
-void Expect(bool ok, const std::string& what) {
-  if (!ok) {
-    ++failures;
-    std::cerr << "FAIL: " << what << "\n";
-  }
-}
+using pybert_test::Expect;
 
 struct Kat {
   uint32_t ctr[4];
@@ -81,10 +76,5 @@ int main() {
   const Strides s = contiguous_strides(128, 12, 64);
   Expect(s.head == 64 && s.seq == 768 && s.batch == 768 * 128, "contiguous strides");
 
-  if (failures) {
-    std::cerr << failures << " failure(s)\n";
-    return 1;
-  }
-  std::cout << "attention_test: all passed\n";
-  return 0;
+  return pybert_test::Finish("attention_test");
 }

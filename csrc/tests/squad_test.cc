@@ -6,16 +6,11 @@
 
 #include "squad/postprocess.h"
 
+#include "tests/expect.h"
+
 namespace {
 
-int failures = 0;
-
-void Expect(bool ok, const std::string& what) {
-  if (!ok) {
-    ++failures;
-    std::cerr << "FAIL: " << what << "\n";
-  }
-}
+using pybert_test::Expect;
 
 struct FinalTextSpec {
   const char* pred;
@@ -85,6 +80,5 @@ int main() {
   results = pybert::squad::Postprocess(in, opt);
   Expect(results[0].prediction.empty() && results[0].has_score_diff && results[0].score_diff == -8.0,
          "v2 null prediction");
-  if (failures == 0) std::cout << "all squad tests passed\n";
-  return failures == 0 ? 0 : 1;
+  return pybert_test::Finish("squad_test");
 }

@@ -10,16 +10,11 @@
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/vocab.h"
 
+#include "tests/expect.h"
+
 namespace {
 
-int failures = 0;
-
-void Expect(bool ok, const std::string& what) {
-  if (!ok) {
-    ++failures;
-    std::cerr << "FAIL: " << what << "\n";
-  }
-}
+using pybert_test::Expect;
 
 std::string Join(const std::vector<std::string>& v) {
   std::string s;
@@ -122,6 +117,5 @@ int main(int argc, char** argv) {
     Expect(Join(pieces) == "[CLS] hello world [SEP] un [SEP]", "pair truncation: " + Join(pieces));
     Expect(rows[0].type_ids == std::vector<int32_t>({0, 0, 0, 0, 1, 1}), "type ids");
   }
-  if (failures == 0) std::cout << "all tokenizer tests passed\n";
-  return failures == 0 ? 0 : 1;
+  return pybert_test::Finish("tokenizer_test");
 }
