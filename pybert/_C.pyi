@@ -56,3 +56,21 @@ def squad_postprocess(
     num_threads: int,
 ) -> list[tuple[str, list[dict[str, object]], float | None, list[str]]]: ...
 def squad_final_text(pred_text: str, orig_text: str, do_lower_case: bool) -> str: ...
+def create_pretraining_instances(
+    sentence_ids: np.ndarray,
+    sentence_splits: np.ndarray,
+    document_splits: np.ndarray,
+    is_subword: np.ndarray,
+    seed: int,
+    max_seq_length: int,
+    max_predictions_per_seq: int,
+    masked_lm_prob: float,
+    short_seq_prob: float,
+    dupe_factor: int,
+    do_whole_word_mask: bool,
+    max_ngram_size: int,
+    cls_id: int,
+    sep_id: int,
+    mask_id: int,
+) -> dict[str, np.ndarray]: ...
+def serialize_examples(columns: list[tuple[str, np.ndarray]]) -> list[bytes]: ...

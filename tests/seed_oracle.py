@@ -5,6 +5,7 @@ Modules are loaded from their files with light stubs: tensorflow (only
 tf.io.gfile.GFile is used by the loaded code paths), sentencepiece and six.
 """
 
+import functools
 import importlib.util
 import os
 import sys
@@ -79,7 +80,84 @@ def load_seed_squad_lib():
     )
 
 
+def _official_stubs():
+    tokenization = load_seed_tokenization()
+    if tokenization is None:
+        return None
+    official = types.ModuleType("official")
+    nlp = types.ModuleType("official.nlp")
+    bert = types.ModuleType("official.nlp.bert")
+    bert.tokenization = tokenization
+    official.nlp = nlp
+    nlp.bert = bert
+    return {
+        "official": official,
+        "official.nlp": nlp,
+        "official.nlp.bert": bert,
+        "official.nlp.bert.tokenization": tokenization,
+        "tensorflow_datasets": types.ModuleType("tensorflow_datasets"),
+    }
+
+
+def load_seed_classifier_data_lib():
+    """The seed's official/nlp/data/classifier_data_lib.py (GLUE processors, features).
+
+    Only the readers and convert_single_example are usable (TF is stubbed).
+    """
+    stubs = _official_stubs()
+    if stubs is None:
+        return None
+    return _load("official/nlp/data/classifier_data_lib.py", "seed_classifier_data_lib", stubs)
+
+
 def load_seed_squad_evaluate(version):
     """The seed's official/nlp/bert/squad_evaluate_v1_1.py or _v2_0.py."""
     name = "squad_evaluate_v1_1" if version == "1.1" else "squad_evaluate_v2_0"
     return _load(f"official/nlp/bert/{name}.py", f"seed_{name}")
+
+
+def load_seed_pretraining():
+    """The seed's official/nlp/data/create_pretraining_data.py, or None without the oracle.
+
+    Stubs: tensorflow (GFile only: the readers), absl (its flags are defined
+    on a private FlagValues so they cannot clash with this process's flags),
+    official.nlp.bert.tokenization (the seed's own).
+    """
+    tokenization = load_seed_tokenization()
+    if tokenization is None:
+        return None
+    from absl import flags as absl_flags
+
+    own_flags = absl_flags.FlagValues()
+    defines = ("DEFINE_string", "DEFINE_bool", "DEFINE_integer", "DEFINE_float")
+    flags = types.SimpleNamespace(
+        FLAGS=own_flags,
+        **{d: functools.partial(getattr(absl_flags, d), flag_values=own_flags) for d in defines},
+    )
+    absl = types.ModuleType("absl")
+    absl.app = types.SimpleNamespace()
+    absl.flags = flags
+    absl.logging = types.SimpleNamespace(info=lambda *args, **kwargs: None)
+    tf = types.SimpleNamespace(
+        io=types.SimpleNamespace(
+            gfile=types.SimpleNamespace(GFile=lambda p, mode="r": open(p, mode))
+        )
+    )
+    official = types.ModuleType("official")
+    nlp = types.ModuleType("official.nlp")
+    bert = types.ModuleType("official.nlp.bert")
+    bert.tokenization = tokenization
+    official.nlp = nlp
+    nlp.bert = bert
+    return _load(
+        "official/nlp/data/create_pretraining_data.py",
+        "seed_create_pretraining_data",
+        {
+            "absl": absl,
+            "tensorflow": tf,
+            "official": official,
+            "official.nlp": nlp,
+            "official.nlp.bert": bert,
+            "official.nlp.bert.tokenization": tokenization,
+        },
+    )

@@ -1,0 +1,147 @@
+"""Data tools: pybert vs the seed's own scripts (tests/_oracle), same input, same run.
+
+1. SQuAD v1.1 dev featurization for evaluation (10,570 questions, seq 384,
+   stride 128, query 64): read JSON, featurize, write the TFRecord. The seed:
+   squad_lib.read_squad_examples + convert_examples_to_features +
+   FeatureWriter with its FullTokenizer. pybert: pybert.data.squad on all
+   cores, which also writes the post-processing arrays (.features.npz).
+2. Pre-training data from ../shared/data/english_prose (the first 40 kB of
+   each of the 27 books: 27 documents, about 1 MB), seq 128, 20 predictions,
+   dupe_factor 10: the seed's create_training_instances +
+   write_instance_to_example_files vs pybert.data.pretraining (one worker and
+   one chunk: the seed's exact output; and all cores with 0.25 MB chunks).
+
+  .venv/bin/pytest bench/bench_data.py --benchmark-json=bench/data.json
+  .venv/bin/python bench/report.py bench/data.json
+"""
+
+import os
+import random
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import SHARED_DATA
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from seed_oracle import load_seed_pretraining, load_seed_squad_lib  # noqa: E402
+
+tf = pytest.importorskip("tensorflow")
+
+from pybert.data import pretraining, squad  # noqa: E402
+from pybert.tokenization import FullTokenizer  # noqa: E402
+
+ALL = os.cpu_count() or 1
+VOCAB = str(SHARED_DATA / "vocab/bert-base-uncased-vocab.txt")
+SQUAD_DEV = str(SHARED_DATA / "squad/dev-v1.1.json")
+PROSE = SHARED_DATA / "english_prose/gutenberg_27books_bert_format.txt"
+
+
+@pytest.fixture(scope="module")
+def seed_squad():
+    lib = load_seed_squad_lib()
+    if lib is None:
+        pytest.skip("seed oracle not unpacked (run tools/run_tests.sh once)")
+    lib.tf = tf  # the real TensorFlow for the seed's FeatureWriter
+    return lib
+
+
+def _squad_info(benchmark, name, anchor=False):
+    benchmark.group = "squad-v1.1-dev-featurize-eval"
+    benchmark.extra_info.update(items=10570, unit="questions", name=name, anchor=anchor)
+
+
+def test_squad_featurize_seed(benchmark, seed_squad, tmp_path):
+    _squad_info(benchmark, "seed squad_lib (Python, 1 thread)")
+    tok = seed_squad.tokenization.FullTokenizer(VOCAB, do_lower_case=True)
+
+    def run():
+        examples = seed_squad.read_squad_examples(SQUAD_DEV, False, False)
+        writer = seed_squad.FeatureWriter(str(tmp_path / "seed_eval.tf_record"), False)
+        n = seed_squad.convert_examples_to_features(
+            examples, tok, 384, 128, 64, False,
+            lambda f, is_padding=False: writer.process_feature(f), batch_size=1)
+        writer.close()
+        return n
+
+    n = benchmark.pedantic(run, rounds=1, iterations=1)
+    assert n == 10833
+
+
+@pytest.mark.parametrize("threads", [1, ALL] if ALL > 1 else [1])
+def test_squad_featurize_pybert(benchmark, tmp_path, threads):
+    _squad_info(benchmark, f"pybert {threads} thread(s)", anchor=threads == ALL)
+    tok = FullTokenizer(VOCAB, do_lower_case=True)
+
+    def run():
+        data = squad.read_squad(SQUAD_DEV, False)
+        feats = squad.featurize(data, tok, 384, 128, 64, False, num_threads=threads)
+        return squad.write_features(str(tmp_path / "eval.tf_record"), feats, is_training=False)
+
+    n = benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=1)
+    assert n == 10833
+
+
+@pytest.fixture(scope="module")
+def prose_corpus(tmp_path_factory):
+    """The first 40 kB of each book (whole lines), documents separated by blank lines."""
+    docs, cur, size = [], [], 0
+    for line in PROSE.read_text(encoding="utf-8").split("\n"):
+        if not line.strip():
+            if cur:
+                docs.append(cur)
+            cur, size = [], 0
+            continue
+        if size < 40_000:
+            cur.append(line)
+            size += len(line.encode("utf-8"))
+    if cur:
+        docs.append(cur)
+    path = tmp_path_factory.mktemp("prose") / "prose_27x40k.txt"
+    path.write_text("\n\n".join("\n".join(d) for d in docs) + "\n", encoding="utf-8")
+    return path
+
+
+OPTS = pretraining.PretrainingOptions(max_seq_length=128, max_predictions_per_seq=20,
+                                      dupe_factor=10)
+
+
+def _pre_info(benchmark, name, corpus, anchor=False):
+    benchmark.group = "pretraining-data-english-prose-1MB-dupe10"
+    benchmark.extra_info.update(bytes=corpus.stat().st_size, name=name, anchor=anchor)
+
+
+def test_pretraining_seed(benchmark, prose_corpus, tmp_path):
+    seed = load_seed_pretraining()
+    if seed is None:
+        pytest.skip("seed oracle not unpacked (run tools/run_tests.sh once)")
+    seed.tf = tf
+    seed.FLAGS(["create_pretraining_data"])  # parse defaults (use_v2_feature_names=False)
+    _pre_info(benchmark, "seed create_pretraining_data (Python, 1 process)", prose_corpus)
+    tok = seed.tokenization.FullTokenizer(VOCAB, do_lower_case=True)
+
+    def run():
+        instances = seed.create_training_instances(
+            [str(prose_corpus)], tok, 128, OPTS.dupe_factor, OPTS.short_seq_prob,
+            OPTS.masked_lm_prob, 20, random.Random(OPTS.random_seed))
+        seed.write_instance_to_example_files(instances, tok, 128, 20,
+                                             [str(tmp_path / "seed.tfrecord")], False)
+        return len(instances)
+
+    benchmark.extra_info["instances"] = benchmark.pedantic(run, rounds=1, iterations=1)
+
+
+@pytest.mark.parametrize("workers", [1, ALL] if ALL > 1 else [1])
+def test_pretraining_pybert(benchmark, prose_corpus, tmp_path, workers):
+    chunk_mb = 100.0 if workers == 1 else 0.25
+    _pre_info(benchmark, f"pybert {workers} worker(s), chunk {chunk_mb:g} MB", prose_corpus,
+              anchor=workers == 1)
+
+    def run():
+        return pretraining.create_pretraining_data(
+            [str(prose_corpus)], [str(tmp_path / "out.tfrecord")], VOCAB, OPTS,
+            num_workers=workers, chunk_mb=chunk_mb, progress=False)
+
+    stats = benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=1)
+    benchmark.extra_info["instances"] = stats.instances
+    assert stats.instances > 10000

@@ -1,0 +1,155 @@
+"""create_finetuning_data: GLUE / SQuAD fine-tuning TFRecords and meta data, seed-compatible.
+
+The seed's flags and outputs (official/nlp/data/create_finetuning_data.py):
+
+  create_finetuning_data --fine_tuning_task_type=classification \\
+    --input_data_dir=glue/MRPC --classification_task_name=MRPC --vocab_file=vocab.txt \\
+    --train_data_output_path=mrpc_train.tf_record --eval_data_output_path=mrpc_eval.tf_record \\
+    --meta_data_file_path=mrpc_meta_data --max_seq_length=128
+
+  create_finetuning_data --fine_tuning_task_type=squad --squad_data_file=train-v1.1.json \\
+    --vocab_file=vocab.txt --train_data_output_path=squad_train.tf_record \\
+    --meta_data_file_path=squad_meta_data
+
+Additions: --squad_predict_file with --eval_data_output_path featurizes a
+SQuAD evaluation file once (TFRecord + <path>.features.npz for span
+decoding), and --num_threads. Classification regression tasks (STS-B) work
+with either task type. Not supported: SentencePiece, TFDS input, retrieval
+and tagging task types (a clear error says so). Errors in the input name the
+file and line and exit with status 1; outputs appear only when complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_enum("fine_tuning_task_type", "classification",
+                  ["classification", "regression", "squad", "retrieval", "tagging"],
+                  "The fine-tuning task type to generate data for.")
+flags.DEFINE_string("input_data_dir", None, "Directory with the task's .tsv files.")
+flags.DEFINE_enum("classification_task_name", "MNLI",
+                  ["AX", "COLA", "MNLI", "MRPC", "PAWS-X", "QNLI", "QQP", "RTE", "SST-2", "STS-B",
+                   "WNLI", "XNLI", "XTREME-XNLI", "XTREME-PAWS-X"],
+                  "The GLUE/XTREME task (the seed's processors).")
+flags.DEFINE_enum("mnli_type", "matched", ["matched", "mismatched"], "MNLI dev/test set.")
+flags.DEFINE_string("xnli_language", "en", "XNLI training language, or 'all'.")
+flags.DEFINE_string("pawsx_language", "en", "PAWS-X training language, or 'all'.")
+flags.DEFINE_enum("retrieval_task_name", "bucc", ["bucc", "tatoeba"], "Not supported here.")
+flags.DEFINE_enum("tagging_task_name", "panx", ["panx", "udpos"], "Not supported here.")
+flags.DEFINE_string("squad_data_file", None, "SQuAD training JSON.")
+flags.DEFINE_integer("doc_stride", 128, "Stride between passage windows (tokens).")
+flags.DEFINE_integer("max_query_length", 64, "Questions are truncated to this many tokens.")
+flags.DEFINE_bool("version_2_with_negative", False, "SQuAD v2.0: questions may have no answer.")
+flags.DEFINE_string("vocab_file", None, "The WordPiece vocabulary of the model.")
+flags.DEFINE_string("train_data_output_path", None, "Output TFRecord for training data.")
+flags.DEFINE_string("eval_data_output_path", None, "Output TFRecord for evaluation data.")
+flags.DEFINE_string("test_data_output_path", None,
+                    "Output TFRecord for test data ('{}' = language for per-language tests).")
+flags.DEFINE_string("meta_data_file_path", None, "Output meta data JSON.")
+flags.DEFINE_bool("do_lower_case", True, "Lower-case the input (uncased models).")
+flags.DEFINE_integer("max_seq_length", 128, "Maximum sequence length after WordPiece.")
+flags.DEFINE_string("sp_model_file", "", "Not supported here (SentencePiece).")
+flags.DEFINE_enum("tokenization", "WordPiece", ["WordPiece", "SentencePiece"],
+                  "Only WordPiece is supported.")
+flags.DEFINE_string("tfds_params", "", "Not supported here (TFDS input).")
+# pybert additions
+flags.DEFINE_string("squad_predict_file", None,
+                    "SQuAD JSON to featurize for evaluation into --eval_data_output_path "
+                    "(+ <path>.features.npz for run_squad's span decoding).")
+flags.DEFINE_integer("num_threads", 0, "Tokenizer threads (0 = all cores).")
+
+logger = logging.getLogger("pybert.data")
+
+
+def _fail(message: str):
+    print(f"create_finetuning_data: error: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def run() -> dict:
+    """Reads FLAGS, writes the outputs, returns the meta data."""
+    from pybert.data import classification, squad
+    from pybert.data.records import write_json_atomic
+    from pybert.tokenization import FullTokenizer
+
+    if FLAGS.tokenization != "WordPiece" or FLAGS.sp_model_file:
+        raise ValueError("SentencePiece tokenization is not supported by pybert")
+    if FLAGS.tfds_params:
+        raise ValueError("--tfds_params (TFDS input) is not supported by pybert")
+    task_type = FLAGS.fine_tuning_task_type
+    if task_type in ("retrieval", "tagging"):
+        raise ValueError(f"--fine_tuning_task_type={task_type} is not supported by pybert")
+    if not FLAGS.vocab_file:
+        raise ValueError("--vocab_file is required")
+    if not FLAGS.meta_data_file_path:
+        raise ValueError("--meta_data_file_path is required")
+    tokenizer = FullTokenizer(FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case)
+    threads = FLAGS.num_threads or None
+    if task_type == "squad":
+        if not FLAGS.squad_data_file and not FLAGS.squad_predict_file:
+            raise ValueError("--squad_data_file (training) or --squad_predict_file is required")
+        meta = {}
+        if FLAGS.squad_data_file:
+            if not FLAGS.train_data_output_path:
+                raise ValueError("--train_data_output_path is required with --squad_data_file")
+            meta = squad.generate_tf_record_from_json_file(
+                FLAGS.squad_data_file, tokenizer, FLAGS.train_data_output_path,
+                FLAGS.max_seq_length, FLAGS.max_query_length, FLAGS.doc_stride,
+                FLAGS.version_2_with_negative, threads)
+        if FLAGS.squad_predict_file:
+            if not FLAGS.eval_data_output_path:
+                raise ValueError("--eval_data_output_path is required with --squad_predict_file")
+            data = squad.read_squad(FLAGS.squad_predict_file, False,
+                                    FLAGS.version_2_with_negative)
+            feats = squad.featurize(data, tokenizer, FLAGS.max_seq_length, FLAGS.doc_stride,
+                                    FLAGS.max_query_length, False, threads)
+            squad.write_features(FLAGS.eval_data_output_path, feats, is_training=False)
+            meta.setdefault("task_type", "bert_squad")
+            meta.update({
+                "max_seq_length": FLAGS.max_seq_length,
+                "max_query_length": FLAGS.max_query_length,
+                "doc_stride": FLAGS.doc_stride,
+                "version_2_with_negative": FLAGS.version_2_with_negative,
+                "eval_data_size": len(feats),
+                "eval_examples": feats.num_examples,
+            })
+    else:
+        if not FLAGS.input_data_dir:
+            raise ValueError("--input_data_dir is required for classification/regression")
+        if not FLAGS.train_data_output_path:
+            raise ValueError("--train_data_output_path is required")
+        spec = classification.get_task(FLAGS.classification_task_name, FLAGS.mnli_type,
+                                       FLAGS.xnli_language, FLAGS.pawsx_language)
+        if task_type == "regression" and not spec.is_regression:
+            raise ValueError(f"--fine_tuning_task_type=regression but {spec.name} is a "
+                             f"classification task")
+        meta = classification.generate_tf_record_from_data_file(
+            spec, FLAGS.input_data_dir, tokenizer, FLAGS.train_data_output_path,
+            FLAGS.eval_data_output_path, FLAGS.test_data_output_path, FLAGS.max_seq_length,
+            threads)
+    write_json_atomic(FLAGS.meta_data_file_path, meta)
+    return meta
+
+
+def main(argv=None):
+    def _main(_):
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+        start = time.perf_counter()
+        try:
+            meta = run()
+        except (FileNotFoundError, ValueError) as e:
+            _fail(str(e))
+        print(f"wrote {FLAGS.meta_data_file_path} in {time.perf_counter() - start:.1f} s: "
+              + ", ".join(f"{k}={v}" for k, v in meta.items()))
+
+    app.run(_main, argv=argv or sys.argv)
+
+
+if __name__ == "__main__":
+    main()

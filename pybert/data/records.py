@@ -1,0 +1,132 @@
+"""TFRecord output shared by the data tools: tf.train.Example building and atomic writers.
+
+Features are written with tf.train.Example (the seed's format, feature for
+feature). Writers produce `<path>.incomplete` and rename it to `<path>` only
+after the last record is flushed, so an interrupted run never leaves a
+truncated TFRecord under the final name. TensorFlow is imported lazily: the
+rest of pybert works without it.
+
+    with AtomicRecordWriters(["a.tfrecord", "b.tfrecord"]) as w:
+        w.write(example_bytes)          # round-robin over the files, like the seed
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+INCOMPLETE_SUFFIX = ".incomplete"
+
+
+def _tf():
+    try:
+        import tensorflow as tf
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "writing TFRecords needs TensorFlow: pip install 'pybert[tf]'"
+        ) from e
+    return tf
+
+
+def serialize_rows(columns: Sequence[tuple[str, np.ndarray]]) -> list[bytes]:
+    """One serialized tf.train.Example per row of the given columns.
+
+    columns: (feature name, array [N] or [N, K]); integer arrays become
+    int64_list features, floating arrays float_list (float32). Encoded in C++
+    (csrc/data/example_proto) with protobuf's deterministic layout: the bytes
+    equal tf.train.Example.SerializeToString(deterministic=True).
+    Example: [("input_ids", ids[N, 128]), ("label_ids", labels[N])] -> N byte strings.
+    """
+    from pybert import _C
+
+    return _C.serialize_examples([(name, np.asarray(arr)) for name, arr in columns])
+
+
+class AtomicRecordWriters:
+    """TFRecord writers over one or more files, round-robin, renamed into place on success.
+
+    On an exception inside the `with` block every partial file is removed and
+    nothing appears under the final names.
+    """
+
+    def __init__(self, paths: Sequence[str], gzip_compress: bool = False):
+        if not paths:
+            raise ValueError("at least one output file is needed")
+        self.paths = [str(p) for p in paths]
+        if len(set(self.paths)) != len(self.paths):
+            raise ValueError(f"output files repeat: {self.paths}")
+        self.options = "GZIP" if gzip_compress else ""
+        self._writers = []
+        self._next = 0
+        self.counts = [0] * len(self.paths)
+
+    def __enter__(self):
+        tf = _tf()
+        for p in self.paths:
+            parent = os.path.dirname(os.path.abspath(p))
+            os.makedirs(parent, exist_ok=True)
+            self._writers.append(tf.io.TFRecordWriter(p + INCOMPLETE_SUFFIX, options=self.options))
+        return self
+
+    def write(self, record: bytes) -> None:
+        self._writers[self._next].write(record)
+        self.counts[self._next] += 1
+        self._next = (self._next + 1) % len(self._writers)
+
+    def write_all(self, records: Iterable[bytes]) -> int:
+        n = 0
+        for r in records:
+            self.write(r)
+            n += 1
+        return n
+
+    def __exit__(self, exc_type, exc, tb):
+        for w in self._writers:
+            w.close()
+        for p in self.paths:
+            if exc_type is None:
+                os.replace(p + INCOMPLETE_SUFFIX, p)
+            else:
+                try:
+                    os.remove(p + INCOMPLETE_SUFFIX)
+                except FileNotFoundError:
+                    pass
+        return False
+
+
+def write_records(path: str, records: Iterable[bytes], gzip_compress: bool = False) -> int:
+    """Writes records to one TFRecord file atomically; returns how many."""
+    with AtomicRecordWriters([path], gzip_compress) as w:
+        return w.write_all(records)
+
+
+def write_json_atomic(path: str, obj) -> None:
+    """json.dumps(obj, indent=4) + newline (the seed's meta data layout), renamed into place."""
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    tmp = path + INCOMPLETE_SUFFIX
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(json.dumps(obj, indent=4) + "\n")
+    os.replace(tmp, path)
+
+
+def read_examples(path: str, compression: str | None = None) -> list[dict[str, np.ndarray]]:
+    """Parses every tf.train.Example in a TFRecord into {feature: array} (tests, debugging)."""
+    tf = _tf()
+    out = []
+    for raw in tf.data.TFRecordDataset(path, compression_type=compression or ""):
+        ex = tf.train.Example.FromString(raw.numpy())
+        row = {}
+        for name, feat in ex.features.feature.items():
+            kind = feat.WhichOneof("kind")
+            if kind == "int64_list":
+                row[name] = np.asarray(feat.int64_list.value, dtype=np.int64)
+            elif kind == "float_list":
+                row[name] = np.asarray(feat.float_list.value, dtype=np.float32)
+            else:
+                row[name] = list(feat.bytes_list.value)
+        out.append(row)
+    return out

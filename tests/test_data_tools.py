@@ -1,0 +1,142 @@
+"""The data tools end to end: command lines, outputs, errors, and tf.data pipelines.
+
+Pipelines are checked two ways: pybert.data.pipelines reads what the tools
+wrote, and the seed's own bert/input_pipeline.py (tests/_oracle, with real
+TensorFlow) reads the same files with its feature specs.
+"""
+
+import importlib.util
+import json
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import pytest
+from seed_oracle import ORACLE_DIR
+
+tf = pytest.importorskip("tensorflow")
+
+from pybert.data import pipelines  # noqa: E402
+
+
+def _tool(name, *args, check=True):
+    # cwd outside the source tree: `-m` must import the installed pybert (with its _C).
+    proc = subprocess.run([sys.executable, "-m", f"pybert.cli.{name}", *args],
+                          capture_output=True, text=True, timeout=600, cwd=tempfile.gettempdir())
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{name} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def seed_input_pipeline():
+    path = ORACLE_DIR / "official/nlp/bert/input_pipeline.py"
+    if not path.exists():
+        pytest.skip("seed oracle not unpacked (see tools/run_tests.sh)")
+    spec = importlib.util.spec_from_file_location("seed_input_pipeline", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def mrpc(tmp_path_factory, data_dir, vocab_path):
+    out = tmp_path_factory.mktemp("mrpc")
+    proc = _tool(
+        "create_finetuning_data", "--fine_tuning_task_type=classification",
+        f"--input_data_dir={data_dir / 'glue' / 'MRPC'}", "--classification_task_name=MRPC",
+        f"--vocab_file={vocab_path('uncased')}", f"--train_data_output_path={out}/train.tf_record",
+        f"--eval_data_output_path={out}/eval.tf_record", f"--meta_data_file_path={out}/meta",
+        "--max_seq_length=128")
+    assert "train_data_size=3668" in proc.stdout
+    return out
+
+
+def test_finetuning_cli_mrpc_meta_data(mrpc):
+    meta = json.loads((mrpc / "meta").read_text())
+    assert meta == {"processor_type": "MRPC", "train_data_size": 3668, "max_seq_length": 128,
+                    "task_type": "bert_classification", "num_labels": 2, "eval_data_size": 408}
+    # The seed's layout: json.dumps(indent=4) plus a newline.
+    assert (mrpc / "meta").read_text() == json.dumps(meta, indent=4) + "\n"
+
+
+def test_classifier_pipeline_reads_tool_output(mrpc, seed_input_pipeline):
+    ours = pipelines.create_classifier_dataset(str(mrpc / "eval.tf_record"), 128, 32,
+                                               is_training=False)
+    seed = seed_input_pipeline.create_classifier_dataset(str(mrpc / "eval.tf_record"), 128, 32,
+                                                         is_training=False)
+    n = 0
+    for (x1, y1), (x2, y2) in zip(ours, seed, strict=True):
+        for k in ("input_word_ids", "input_mask", "input_type_ids"):
+            assert x1[k].dtype == tf.int32
+            np.testing.assert_array_equal(x1[k].numpy(), x2[k].numpy())
+        np.testing.assert_array_equal(y1.numpy(), y2.numpy())
+        n += int(y1.shape[0])
+    assert n == 408
+    train = pipelines.create_classifier_dataset(str(mrpc / "train.tf_record"), 128, 32,
+                                                is_training=True, seed=1)
+    x, y = next(iter(train))
+    assert x["input_word_ids"].shape == (32, 128) and y.shape == (32,)
+
+
+def test_pipeline_shards_per_input_pipeline(mrpc):
+    ctx = [tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=i,
+                                      num_replicas_in_sync=2) for i in range(2)]
+    sizes = []
+    for c in ctx:
+        ds = pipelines.create_classifier_dataset(str(mrpc / "eval.tf_record"), 128, 16,
+                                                 is_training=False, input_pipeline_context=c)
+        sizes.append(sum(int(y.shape[0]) for _, y in ds))
+    assert sizes == [204, 204]
+    strategy = tf.distribute.get_strategy()
+    dist = pipelines.distribute(
+        strategy,
+        lambda bs, c: pipelines.create_classifier_dataset(
+            str(mrpc / "train.tf_record"), 128, bs, True, c, seed=3), 8)
+    x, y = next(iter(dist))
+    assert x["input_word_ids"].shape == (8, 128)
+
+
+def test_finetuning_cli_squad_train_and_eval(tmp_path, data_dir, vocab_path, seed_input_pipeline):
+    src = json.loads((data_dir / "squad" / "dev-v1.1.json").read_text(encoding="utf-8"))
+    src["data"] = src["data"][:1]
+    for par in src["data"][0]["paragraphs"]:
+        for qa in par["qas"]:
+            qa["answers"] = qa["answers"][:1]
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps(src), encoding="utf-8")
+    _tool("create_finetuning_data", "--fine_tuning_task_type=squad",
+          f"--squad_data_file={path}", f"--squad_predict_file={path}",
+          f"--vocab_file={vocab_path('uncased')}", f"--train_data_output_path={tmp_path}/t.tfr",
+          f"--eval_data_output_path={tmp_path}/e.tfr", f"--meta_data_file_path={tmp_path}/meta",
+          "--max_seq_length=384")
+    meta = json.loads((tmp_path / "meta").read_text())
+    assert meta["task_type"] == "bert_squad" and meta["max_query_length"] == 64
+    assert meta["eval_examples"] == sum(len(p["qas"]) for p in src["data"][0]["paragraphs"])
+    assert (tmp_path / "e.tfr.features.npz").exists()
+    seed = seed_input_pipeline.create_squad_dataset(str(tmp_path / "t.tfr"), 384, 4,
+                                                    is_training=True)
+    x, y = next(iter(seed))
+    assert set(y) == {"start_positions", "end_positions"}
+    ours = pipelines.create_squad_dataset(str(tmp_path / "e.tfr"), 384, 64, is_training=False)
+    total = sum(int(x["unique_ids"].shape[0]) for x, _ in ours)
+    assert total == meta["eval_data_size"]
+
+
+def test_finetuning_cli_errors(tmp_path, data_dir, vocab_path):
+    bad = tmp_path / "glue"
+    bad.mkdir()
+    (bad / "train.tsv").write_text("Quality\ta\tb\tc\td\n1\t1\t2\tonly\n", encoding="utf-8")
+    proc = _tool("create_finetuning_data", "--classification_task_name=MRPC",
+                 f"--input_data_dir={bad}", f"--vocab_file={vocab_path('uncased')}",
+                 f"--train_data_output_path={tmp_path}/o.tfr",
+                 f"--meta_data_file_path={tmp_path}/meta", check=False)
+    assert proc.returncode == 1
+    assert "train.tsv:2: missing column 4 (text_b)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "o.tfr").exists() and not (tmp_path / "meta").exists()
+    proc = _tool("create_finetuning_data", "--fine_tuning_task_type=tagging",
+                 f"--vocab_file={vocab_path('uncased')}", f"--meta_data_file_path={tmp_path}/m",
+                 check=False)
+    assert proc.returncode == 1 and "tagging is not supported" in proc.stderr
