@@ -319,6 +319,9 @@ def test_squad_tfrecords_and_bad_input(data_dir, tmp_path, uncased, caplog):
     bad_path.write_text(json.dumps(obj), encoding="utf-8")
     with pytest.raises(DataError, match=r"data\[0\]\.paragraphs\[0\]: missing field 'context'"):
         squad.read_squad(str(bad_path), False)
+    bad_path.write_text('{"data": [{"paragraphs": []}]}', encoding="utf-8")
+    with pytest.raises(DataError, match=r"mismatch\.json: no questions"):
+        squad.read_squad(str(bad_path), False)
     bad_path.write_text('{"data": [', encoding="utf-8")
     with pytest.raises(DataError, match=r"mismatch\.json:1: invalid JSON"):
         squad.read_squad(str(bad_path), False)

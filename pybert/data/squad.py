@@ -175,6 +175,10 @@ def _read_squad(path: str, is_training: bool, version_2_with_negative: bool) -> 
         out.start_word = np.asarray(starts_w, dtype=np.int64)
         out.end_word = np.asarray(ends_w, dtype=np.int64)
         out.is_impossible = np.asarray(impossible, dtype=bool)
+    if not out.qas_ids:
+        raise DataError(f"{path}: no questions"
+                        + (f" ({len(out.skipped_mismatch)} skipped: answer text not at its offset)"
+                           if out.skipped_mismatch else ""))
     if out.skipped_mismatch:
         logger.warning("%s: skipped %d questions whose answer text is not at its offset "
                        "(the seed skips them too)", path, len(out.skipped_mismatch))
