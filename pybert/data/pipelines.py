@@ -42,28 +42,36 @@ def _compression(path: str) -> str:
         return "GZIP" if f.read(2) == b"\x1f\x8b" else ""
 
 
-def _records(files, is_training, input_pipeline_context, seed):
-    """Raw records of the files: sharded per input pipeline, shuffled and repeated for training."""
+def _records(files, is_training, input_pipeline_context, seed, num_samples=None):
+    """Raw records of the files: sharded per input pipeline, shuffled and repeated for training.
+
+    num_samples keeps the first records (in file order) before anything else, as the seed does.
+    """
     compression = {_compression(f) for f in files}
     if len(compression) != 1:
         raise ValueError(f"mix of GZIP and uncompressed TFRecords: {files}")
     compression = compression.pop()
     n_pipes = input_pipeline_context.num_input_pipelines if input_pipeline_context else 1
     pipe_id = input_pipeline_context.input_pipeline_id if input_pipeline_context else 0
-    shard_files = n_pipes > 1 and len(files) >= n_pipes
+    shard_files = n_pipes > 1 and len(files) >= n_pipes and not num_samples
     ds = tf.data.Dataset.from_tensor_slices(files)
     if shard_files:
         ds = ds.shard(n_pipes, pipe_id)
-    if is_training:
+    repeat_files = is_training and not num_samples
+    if repeat_files:
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
     ds = ds.interleave(
         lambda f: tf.data.TFRecordDataset(f, compression_type=compression),
-        cycle_length=min(8, len(files)),
+        cycle_length=1 if num_samples else min(8, len(files)),
         num_parallel_calls=AUTOTUNE,
         deterministic=not is_training or seed is not None,
     )
+    if num_samples:
+        ds = ds.take(num_samples)
     if n_pipes > 1 and not shard_files:
         ds = ds.shard(n_pipes, pipe_id)
+    if is_training and not repeat_files:
+        ds = ds.repeat()
     options = tf.data.Options()
     # Sharding is done here, per input pipeline; stop tf.distribute from sharding again.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
@@ -80,9 +88,7 @@ def _parse(spec: dict, select):
     return parse
 
 
-def _finish(ds, spec, select, batch_size, is_training, shuffle_buffer, seed, num_samples=None):
-    if num_samples:
-        ds = ds.take(num_samples)
+def _finish(ds, spec, select, batch_size, is_training, shuffle_buffer, seed):
     if is_training and shuffle_buffer:
         ds = ds.shuffle(shuffle_buffer, seed=seed)
     ds = ds.batch(batch_size, drop_remainder=is_training)
@@ -172,8 +178,8 @@ def create_classifier_dataset(
         return x, r["label_ids"]
 
     files = expand_patterns(file_path)
-    ds = _records(files, is_training, input_pipeline_context, seed)
-    return _finish(ds, spec, select, batch_size, is_training, shuffle_buffer, seed, num_samples)
+    ds = _records(files, is_training, input_pipeline_context, seed, num_samples)
+    return _finish(ds, spec, select, batch_size, is_training, shuffle_buffer, seed)
 
 
 def create_squad_dataset(

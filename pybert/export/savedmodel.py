@@ -65,3 +65,34 @@ def load_encoder_savedmodel(path):
         raise FileNotFoundError(f"no SavedModel at {path} (expected {path}/saved_model.pb)")
     loaded = tf.saved_model.load(str(path))
     return loaded, loaded.vocab_file.asset_path.numpy().decode(), bool(loaded.do_lower_case.numpy())
+
+
+def export_model_savedmodel(model, export_dir) -> str:
+    """SavedModel of a task model (classifier or span labeler) with a serving signature on
+    the seed's three int32 inputs [batch, seq]; written to a temporary directory first."""
+    import tensorflow as tf
+
+    class _Model(tf.Module):
+        def __init__(self):
+            super().__init__(name="bert_model")
+            self.model = model
+
+        @tf.function(
+            input_signature=[
+                {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in _INPUT_NAMES}
+            ]
+        )
+        def __call__(self, inputs):
+            out = self.model(inputs, training=False)
+            return out if isinstance(out, dict) else {"logits": out}
+
+    export_dir = Path(export_dir)
+    tmp = export_dir.with_name(export_dir.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    module = _Model()
+    tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.__call__})
+    if export_dir.exists():
+        shutil.rmtree(export_dir)
+    os.replace(tmp, export_dir)
+    return str(export_dir)

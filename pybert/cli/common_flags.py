@@ -1,0 +1,120 @@
+"""Flags shared by run_classifier, run_squad and run_pretraining (the seed's common_flags).
+
+Defines the seed's names and defaults, plus pybert's additions (--seed,
+--save_checkpoint_steps, --num_accumulation_steps, --overwrite). Also turns
+the performance flags into process settings (mixed precision policy,
+deterministic ops) and checks contradictions before any work starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from absl import flags
+
+FLAGS = flags.FLAGS
+
+
+def define_common_bert_flags() -> None:
+    flags.DEFINE_string("bert_config_file", None, "bert_config.json of the encoder.")
+    flags.DEFINE_string("model_export_path", None, "Where to export the trained model.")
+    flags.DEFINE_string("tpu", "", "TPU address to connect to.")
+    flags.DEFINE_string("init_checkpoint", None,
+                        "Initial checkpoint (a pybert encoder checkpoint, e.g. from "
+                        "pybert-convert-checkpoint).")
+    flags.DEFINE_integer("num_train_epochs", 3, "Total number of training epochs.")
+    flags.DEFINE_integer("steps_per_loop", None,
+                         "Training steps per tf.function call (default: 50, capped by the "
+                         "steps per epoch).")
+    flags.DEFINE_float("learning_rate", 5e-5, "The initial learning rate.")
+    flags.DEFINE_float("end_lr", 0.0, "The end learning rate of the decay.")
+    flags.DEFINE_enum("optimizer_type", "adamw", ["adamw", "lamb"], "Optimizer.")
+    flags.DEFINE_string("hub_module_url", None,
+                        "Not supported: convert the model with pybert-convert-checkpoint and pass "
+                        "--init_checkpoint.")
+    flags.DEFINE_string("model_dir", None, "Checkpoints, summaries and results go here.")
+    flags.DEFINE_enum("distribution_strategy", "mirrored",
+                      ["off", "one_device", "mirrored", "multi_worker_mirrored", "tpu"],
+                      "tf.distribute strategy.")
+    flags.DEFINE_integer("num_gpus", 0, "GPUs to use (one_device, mirrored).")
+    flags.DEFINE_enum("dtype", "fp32", ["fp32", "fp16", "bf16"], "Compute dtype.")
+    flags.DEFINE_string("loss_scale", None,
+                        "fp16 loss scaling: 'dynamic' (default) or an initial scale.")
+    flags.DEFINE_bool("enable_xla", False, "XLA-compile the training step (jit_compile).")
+    flags.DEFINE_integer("log_steps", None, "Log every this many steps (default: each loop).")
+    # pybert additions
+    flags.DEFINE_integer("seed", 42, "Random seed (initialization, dropout, shuffling).")
+    flags.DEFINE_integer("save_checkpoint_steps", None,
+                         "Checkpoint every this many steps (default: every epoch).")
+    flags.DEFINE_integer("num_accumulation_steps", 1,
+                         "Accumulate gradients over this many batches per update.")
+    flags.DEFINE_bool("overwrite", False, "Train again in a model_dir that holds a finished run.")
+    flags.DEFINE_bool("deterministic", False, "Deterministic TensorFlow ops (slower).")
+
+
+def read_meta_data(path: str) -> dict:
+    if not path:
+        raise ValueError("--input_meta_data_path is required")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--input_meta_data_path {path}: file not found")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--input_meta_data_path {path}:{e.lineno}: invalid JSON: {e.msg}") \
+            from None
+
+
+def require_file(flag: str, path: str | None) -> str:
+    if not path:
+        raise ValueError(f"--{flag} is required")
+    if not os.path.exists(path) and not any(c in path for c in "*?["):
+        raise FileNotFoundError(f"--{flag} {path}: file not found")
+    return path
+
+
+def setup_runtime() -> None:
+    """Seeds, determinism and the mixed precision policy from the flags."""
+    import keras
+    import tensorflow as tf
+
+    if FLAGS.hub_module_url:
+        raise ValueError("--hub_module_url is not supported: convert the model with "
+                         "pybert-convert-checkpoint and pass --init_checkpoint")
+    if FLAGS.loss_scale and FLAGS.dtype != "fp16":
+        raise ValueError(f"--loss_scale applies to --dtype=fp16 only (got --dtype={FLAGS.dtype})")
+    if FLAGS.num_accumulation_steps < 1:
+        raise ValueError(f"--num_accumulation_steps must be >= 1, got "
+                         f"{FLAGS.num_accumulation_steps}")
+    keras.utils.set_random_seed(FLAGS.seed)
+    if FLAGS.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    policy = {"fp32": "float32", "fp16": "mixed_float16", "bf16": "mixed_bfloat16"}[FLAGS.dtype]
+    keras.mixed_precision.set_dtype_policy(policy)
+
+
+def make_optimizer_fn(num_train_steps: int, warmup_steps: int):
+    from pybert.training.optimization import create_optimizer
+
+    def fn(variables):
+        opt = create_optimizer(FLAGS.learning_rate, num_train_steps, warmup_steps, FLAGS.end_lr,
+                               FLAGS.optimizer_type,
+                               num_accumulation_steps=FLAGS.num_accumulation_steps,
+                               use_loss_scale=False, variables=variables)
+        if FLAGS.dtype == "fp16":
+            import keras
+
+            scale = FLAGS.loss_scale or "dynamic"
+            initial = 32768.0 if scale == "dynamic" else float(scale)
+            opt = keras.optimizers.LossScaleOptimizer(opt, initial_scale=initial)
+        return opt
+
+    return fn
+
+
+def steps_per_loop(steps_per_epoch: int) -> int:
+    n = FLAGS.steps_per_loop or 50
+    if n < 1:
+        raise ValueError(f"--steps_per_loop must be >= 1, got {n}")
+    return min(n, steps_per_epoch)

@@ -1,0 +1,256 @@
+"""run_classifier: fine-tune BERT on a GLUE-style task (the seed's run_classifier.py flags).
+
+  run_classifier --mode=train_and_eval --input_meta_data_path=mrpc_meta_data \\
+    --train_data_path=mrpc_train.tf_record --eval_data_path=mrpc_eval.tf_record \\
+    --bert_config_file=bert/bert_config.json --init_checkpoint=bert/bert_model.ckpt \\
+    --train_batch_size=32 --eval_batch_size=32 --learning_rate=2e-5 --num_train_epochs=3 \\
+    --model_dir=out/mrpc --distribution_strategy=mirrored
+
+Modes: train_and_eval (evaluates after every epoch; warm-up 10% of the steps,
+as the seed computes it), predict (softmax probabilities of --eval_data_path,
+one tab-separated line per example, to model_dir/test_results.tsv; the raw
+value for regression), export_only (SavedModel of the latest checkpoint to
+--model_export_path). A rerun of an interrupted train_and_eval resumes from
+its last checkpoint. Errors before the first step: missing files, meta data
+that contradicts the TFRecords (sequence length, label type, labels outside
+num_labels), an init_checkpoint that does not fit bert_config.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+
+from absl import app, flags
+
+from pybert.cli import common_flags
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_enum("mode", "train_and_eval", ["train_and_eval", "export_only", "predict"],
+                  "train_and_eval, export_only or predict.")
+flags.DEFINE_string("train_data_path", None, "Training TFRecord (create_finetuning_data).")
+flags.DEFINE_string("eval_data_path", None, "Evaluation (or, for predict, test) TFRecord.")
+flags.DEFINE_string("input_meta_data_path", None, "Meta data JSON of create_finetuning_data.")
+flags.DEFINE_integer("train_data_size", None, "Use at most this many training examples.")
+flags.DEFINE_string("predict_checkpoint_path", None, "Checkpoint for predict (default: latest).")
+flags.DEFINE_integer("num_eval_per_epoch", 1, "Evaluations (and checkpoints) per epoch.")
+flags.DEFINE_integer("train_batch_size", 32, "Global training batch size.")
+flags.DEFINE_integer("eval_batch_size", 32, "Evaluation / prediction batch size.")
+common_flags.define_common_bert_flags()
+
+logger = logging.getLogger("pybert.training")
+
+
+def _first_record(path: str, seq_length: int, float_label: bool):
+    """Parses the first record with a loose spec and checks it against the meta data."""
+    import tensorflow as tf
+
+    from pybert.data.pipelines import expand_patterns
+
+    files = expand_patterns(path)
+    raw = next(iter(tf.data.TFRecordDataset(files[:1]).take(1)), None)
+    if raw is None:
+        raise ValueError(f"{files[0]}: the TFRecord is empty")
+    ex = tf.train.Example.FromString(raw.numpy()).features.feature
+    for name in ("input_ids", "input_mask", "segment_ids", "label_ids"):
+        if name not in ex:
+            raise ValueError(f"{files[0]}: feature {name!r} missing (not a classification "
+                             f"TFRecord?)")
+    got = len(ex["input_ids"].int64_list.value)
+    if got != seq_length:
+        raise ValueError(f"{files[0]}: sequences have length {got} but the meta data says "
+                         f"max_seq_length={seq_length}")
+    kind = ex["label_ids"].WhichOneof("kind")
+    if (kind == "float_list") != float_label:
+        raise ValueError(f"{files[0]}: label_ids are {kind} but the meta data says "
+                         f"{'float (regression)' if float_label else 'int (classification)'}")
+
+
+def _check_labels(path: str, seq_length: int, num_labels: int) -> None:
+    import numpy as np
+
+    from pybert.data.pipelines import create_classifier_dataset
+
+    ds = create_classifier_dataset(path, seq_length, 1024, is_training=False)
+    for _, y in ds:
+        y = y.numpy()
+        bad = (y < 0) | (y >= num_labels)
+        if bad.any():
+            raise ValueError(f"{path}: label {int(y[np.argmax(bad)])} outside [0, {num_labels}) "
+                             f"(num_labels in the meta data)")
+
+
+def _loss_fn(is_regression: bool):
+    import tensorflow as tf
+
+    def loss(labels, logits):
+        if is_regression:
+            return tf.reduce_mean(tf.square(tf.cast(labels, tf.float32) - logits[:, 0]))
+        log_probs = tf.nn.log_softmax(logits, axis=-1)
+        labels = tf.cast(labels, tf.int32)
+        return -tf.reduce_mean(tf.gather(log_probs, labels, axis=1, batch_dims=1))
+
+    return loss
+
+
+def _predict(model, dataset, is_regression: bool):
+    """(predictions [N, C] or [N], labels [N]) over a finite dataset, in order."""
+    import numpy as np
+    import tensorflow as tf
+
+    @tf.function
+    def step(x):
+        logits = model(x, training=False)
+        return logits[:, 0] if is_regression else tf.nn.softmax(logits, axis=-1)
+
+    preds, labels = [], []
+    for x, y in dataset:
+        preds.append(step(x).numpy())
+        labels.append(y.numpy())
+    if not preds:
+        return np.zeros((0,)), np.zeros((0,))
+    return np.concatenate(preds), np.concatenate(labels)
+
+
+def run() -> dict | str:
+    import numpy as np
+    import tensorflow as tf
+
+    from pybert.configs import BertConfig
+    from pybert.data.pipelines import create_classifier_dataset
+    from pybert.modeling import BertClassifier
+    from pybert.training.distribute import get_distribution_strategy
+    from pybert.training.loop import Trainer, TrainerConfig
+
+    meta = common_flags.read_meta_data(FLAGS.input_meta_data_path)
+    for key in ("max_seq_length",):
+        if key not in meta:
+            raise ValueError(f"{FLAGS.input_meta_data_path}: missing {key!r}")
+    seq = int(meta["max_seq_length"])
+    is_regression = meta.get("task_type") == "bert_regression" or meta.get("label_type") == "float"
+    num_labels = 1 if is_regression else int(meta.get("num_labels", 0))
+    if num_labels < 1:
+        raise ValueError(f"{FLAGS.input_meta_data_path}: num_labels missing or < 1")
+    config = BertConfig.from_json_file(common_flags.require_file("bert_config_file",
+                                                                 FLAGS.bert_config_file))
+    if not FLAGS.model_dir:
+        raise ValueError("--model_dir is required")
+    common_flags.setup_runtime()
+    label_type = tf.float32 if is_regression else tf.int64
+
+    def model_fn():
+        return BertClassifier(config, num_labels, name="bert_classifier")
+
+    if FLAGS.mode == "export_only":
+        from pybert.export.savedmodel import export_model_savedmodel
+
+        if not FLAGS.model_export_path:
+            raise ValueError("--model_export_path is required for --mode=export_only")
+        model = model_fn()
+        model.build()
+        latest = tf.train.latest_checkpoint(FLAGS.model_dir)
+        if not latest:
+            raise FileNotFoundError(f"--model_dir {FLAGS.model_dir}: no checkpoint to export")
+        tf.train.Checkpoint(model=model).read(latest).expect_partial()
+        return export_model_savedmodel(model, FLAGS.model_export_path)
+
+    eval_path = FLAGS.eval_data_path
+    if FLAGS.mode == "predict":
+        common_flags.require_file("eval_data_path", eval_path)
+        _first_record(eval_path, seq, is_regression)
+        model = model_fn()
+        model.build()
+        ckpt = FLAGS.predict_checkpoint_path or tf.train.latest_checkpoint(FLAGS.model_dir)
+        if not ckpt:
+            raise FileNotFoundError(f"--model_dir {FLAGS.model_dir}: no checkpoint for predict "
+                                    f"(or pass --predict_checkpoint_path)")
+        tf.train.Checkpoint(model=model).read(ckpt).expect_partial().assert_existing_objects_matched()
+        ds = create_classifier_dataset(eval_path, seq, FLAGS.eval_batch_size, is_training=False,
+                                       label_type=label_type)
+        preds, _ = _predict(model, ds, is_regression)
+        out = os.path.join(FLAGS.model_dir, "test_results.tsv")
+        with open(out + ".incomplete", "w", encoding="utf-8") as f:
+            for row in preds[:, None] if preds.ndim == 1 else preds:
+                f.write("\t".join(str(float(p)) for p in row) + "\n")
+        os.replace(out + ".incomplete", out)
+        logger.info("wrote %d predictions to %s", len(preds), out)
+        return out
+
+    # train_and_eval
+    common_flags.require_file("train_data_path", FLAGS.train_data_path)
+    _first_record(FLAGS.train_data_path, seq, is_regression)
+    if not is_regression:
+        _check_labels(FLAGS.train_data_path, seq, num_labels)
+    if eval_path:
+        common_flags.require_file("eval_data_path", eval_path)
+        _first_record(eval_path, seq, is_regression)
+    if "train_data_size" not in meta:
+        raise ValueError(f"{FLAGS.input_meta_data_path}: missing 'train_data_size'")
+    epochs = FLAGS.num_train_epochs * FLAGS.num_eval_per_epoch
+    train_size = int(meta["train_data_size"]) // FLAGS.num_eval_per_epoch
+    if FLAGS.train_data_size:
+        train_size = min(train_size, FLAGS.train_data_size)
+    steps_per_epoch = int(train_size / FLAGS.train_batch_size)
+    if steps_per_epoch < 1:
+        raise ValueError(f"train_data_size {train_size} < train_batch_size "
+                         f"{FLAGS.train_batch_size}: no full batch to train on")
+    warmup_steps = int(epochs * train_size * 0.1 / FLAGS.train_batch_size)
+    strategy = get_distribution_strategy(FLAGS.distribution_strategy, FLAGS.num_gpus, FLAGS.tpu)
+    cfg = TrainerConfig(
+        model_dir=FLAGS.model_dir, steps_per_epoch=steps_per_epoch, epochs=epochs,
+        steps_per_loop=common_flags.steps_per_loop(steps_per_epoch),
+        global_batch_size=FLAGS.train_batch_size,
+        save_checkpoint_steps=FLAGS.save_checkpoint_steps, log_steps=FLAGS.log_steps,
+        jit_compile=FLAGS.enable_xla, overwrite=FLAGS.overwrite)
+    trainer = Trainer(strategy, model_fn, _loss_fn(is_regression),
+                      common_flags.make_optimizer_fn(cfg.total_steps, warmup_steps), cfg)
+    trainer.restore_or_initialize(FLAGS.init_checkpoint)
+    seed = FLAGS.seed
+
+    def train_ds(batch_size, ctx):
+        return create_classifier_dataset(
+            FLAGS.train_data_path, seq, batch_size, is_training=True, input_pipeline_context=ctx,
+            label_type=label_type, num_samples=FLAGS.train_data_size, seed=seed)
+
+    eval_fn = None
+    if eval_path:
+        def eval_fn(tr):
+            ds = create_classifier_dataset(eval_path, seq, FLAGS.eval_batch_size,
+                                           is_training=False, label_type=label_type)
+            preds, labels = _predict(tr.model, ds, is_regression)
+            if is_regression:
+                return {"mean_squared_error": float(np.mean((preds - labels) ** 2)),
+                        "examples": len(labels)}
+            return {"accuracy": float(np.mean(np.argmax(preds, axis=1) == labels)),
+                    "examples": len(labels)}
+
+    summary = trainer.train(train_ds, eval_fn)
+    summary.update(steps_per_epoch=steps_per_epoch, warmup_steps=warmup_steps,
+                   train_batch_size=FLAGS.train_batch_size, epochs=epochs,
+                   eval_steps=int(math.ceil(meta.get("eval_data_size", 0) / FLAGS.eval_batch_size)))
+    if FLAGS.model_export_path:
+        from pybert.export.savedmodel import export_model_savedmodel
+
+        export_model_savedmodel(trainer.model, FLAGS.model_export_path)
+    trainer.write_summary(summary)
+    return summary
+
+
+def main(argv=None):
+    def _main(_):
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+        try:
+            result = run()
+        except (FileNotFoundError, ValueError) as e:
+            print(f"run_classifier: error: {e}", file=sys.stderr)
+            sys.exit(1)
+        print(result)
+
+    app.run(_main, argv=argv or sys.argv)
+
+
+if __name__ == "__main__":
+    main()

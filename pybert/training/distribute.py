@@ -1,0 +1,40 @@
+"""tf.distribute strategies from the seed's --distribution_strategy / --num_gpus / --tpu flags.
+
+  off                    the default strategy (no distribution)
+  one_device             /gpu:0 when num_gpus > 0, else /cpu:0
+  mirrored               all-reduce over num_gpus local GPUs (or the CPU)
+  multi_worker_mirrored  several hosts, from the TF_CONFIG environment variable
+  tpu                    TPUStrategy on --tpu (address or name)
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+STRATEGIES = ("off", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
+
+
+def get_distribution_strategy(distribution_strategy: str = "mirrored", num_gpus: int = 0,
+                              tpu_address: str = ""):
+    name = (distribution_strategy or "off").lower()
+    if name not in STRATEGIES:
+        raise ValueError(f"--distribution_strategy={distribution_strategy!r}: use one of "
+                         f"{', '.join(STRATEGIES)}")
+    if num_gpus < 0:
+        raise ValueError(f"--num_gpus must be >= 0, got {num_gpus}")
+    available = len(tf.config.list_physical_devices("GPU"))
+    if num_gpus > available:
+        raise ValueError(f"--num_gpus={num_gpus} but this machine has {available} GPU(s)")
+    if name == "off":
+        return tf.distribute.get_strategy()
+    if name == "one_device":
+        return tf.distribute.OneDeviceStrategy("/gpu:0" if num_gpus else "/cpu:0")
+    if name == "mirrored":
+        devices = [f"/gpu:{i}" for i in range(num_gpus)] if num_gpus else ["/cpu:0"]
+        return tf.distribute.MirroredStrategy(devices)
+    if name == "multi_worker_mirrored":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address)
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)

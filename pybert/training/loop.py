@@ -1,0 +1,277 @@
+"""The custom training loop: steps_per_loop steps per tf.function call, under any strategy.
+
+    trainer = Trainer(strategy, model_fn, loss_fn, optimizer_fn, TrainerConfig(model_dir, ...))
+    trainer.restore_or_initialize(init_checkpoint)      # resumes from model_dir when it can
+    trainer.train(train_dataset_fn, eval_dataset_fn, metric_fns)
+
+What it guarantees:
+  * Checkpoints (model, optimizer, global step, dropout RNG state) every
+    save_checkpoint_steps and at the end, with a tf.train.CheckpointManager in
+    model_dir (the seed's ctl_step_N.ckpt-N names). A rerun of the same command
+    resumes from the latest one: the input pipeline is skipped forward to the
+    same batch, so a killed and resumed run ends with the weights an
+    uninterrupted run reaches (bit for bit with deterministic ops).
+  * A finished model_dir (training_summary.json) is not trained again unless
+    overwrite=True, which clears it first.
+  * Logs every loop: step, loss, learning rate, steps/s, examples/s, ETA; the
+    same as TensorBoard scalars in model_dir/summaries/{train,eval}.
+  * Per-replica loss is averaged over the global batch (divided by the number
+    of replicas, gradients summed), so results do not depend on the replica count.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import keras
+import tensorflow as tf
+
+logger = logging.getLogger("pybert.training")
+
+SUMMARY_FILE = "training_summary.json"
+
+
+@dataclass
+class TrainerConfig:
+    model_dir: str
+    steps_per_epoch: int
+    epochs: int = 1
+    steps_per_loop: int = 1
+    global_batch_size: int = 32
+    save_checkpoint_steps: int | None = None  # default: every epoch
+    max_checkpoints: int = 3
+    log_steps: int | None = None  # default: every loop
+    jit_compile: bool = False
+    overwrite: bool = False
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.epochs
+
+    def validate(self) -> None:
+        for name in ("steps_per_epoch", "epochs", "steps_per_loop", "global_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.save_checkpoint_steps is not None and self.save_checkpoint_steps < 1:
+            raise ValueError(f"save_checkpoint_steps must be >= 1, got "
+                             f"{self.save_checkpoint_steps}")
+
+
+class Trainer:
+    """Owns the model, optimizer, checkpoints and summaries of one model_dir.
+
+    model_fn() -> keras.Model (built on first call); loss_fn(labels, outputs) -> scalar mean
+    over the replica's batch; optimizer_fn(trainable_variables) -> keras optimizer.
+    """
+
+    def __init__(self, strategy, model_fn: Callable, loss_fn: Callable, optimizer_fn: Callable,
+                 config: TrainerConfig):
+        config.validate()
+        self.strategy = strategy
+        self.config = config
+        self.loss_fn = loss_fn
+        if os.path.exists(os.path.join(config.model_dir, SUMMARY_FILE)):
+            if not config.overwrite:
+                raise ValueError(f"{config.model_dir} holds a finished run ({SUMMARY_FILE}); "
+                                 f"use --overwrite to train again from scratch")
+            shutil.rmtree(config.model_dir)
+        os.makedirs(config.model_dir, exist_ok=True)
+        with strategy.scope():
+            self.model = model_fn()
+            if not self.model.built:
+                self.model.build()
+            self.optimizer = optimizer_fn(self.model.trainable_variables)
+            self.optimizer.build(self.model.trainable_variables)
+            self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+            self.train_loss = keras.metrics.Mean("loss", dtype="float32")
+        # Dropout draws come from Keras seed generators whose states are not model
+        # variables: checkpoint them too, or a resumed run would draw other masks.
+        self.rng = tf.Module(name="rng")
+        for i, gen in enumerate(seed_generators(self.model)):
+            setattr(self.rng, f"generator_{i}", gen.state)
+        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
+                                              global_step=self.global_step, rng=self.rng)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, config.model_dir, max_to_keep=config.max_checkpoints,
+            checkpoint_name="ctl_step")
+        self._train_writer = tf.summary.create_file_writer(
+            os.path.join(config.model_dir, "summaries", "train"))
+        self._eval_writer = tf.summary.create_file_writer(
+            os.path.join(config.model_dir, "summaries", "eval"))
+
+    # -- state ----------------------------------------------------------------
+    def restore_or_initialize(self, init_checkpoint: str | None = None) -> int:
+        """Restores the latest checkpoint of model_dir, else the encoder from init_checkpoint.
+
+        Returns the global step training continues from.
+        """
+        latest = self.manager.latest_checkpoint
+        if latest:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            logger.info("resuming from %s at step %d", latest, int(self.global_step.numpy()))
+        elif init_checkpoint:
+            restore_encoder(self.model.encoder, init_checkpoint)
+            logger.info("encoder initialized from %s", init_checkpoint)
+        return int(self.global_step.numpy())
+
+    # -- training -------------------------------------------------------------
+    def _step_fn(self, inputs):
+        x, y = inputs
+        with tf.GradientTape() as tape:
+            outputs = self.model(x, training=True)
+            loss = self.loss_fn(y, outputs)
+            scaled = loss / self.strategy.num_replicas_in_sync
+            if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+                scaled = self.optimizer.scale_loss(scaled)
+        variables = self.model.trainable_variables
+        grads = tape.gradient(scaled, variables)
+        self.optimizer.apply_gradients(zip(grads, variables, strict=True))
+        self.train_loss.update_state(loss)
+
+    def _make_train_fn(self):
+        step_fn = self._step_fn
+        if self.config.jit_compile:
+            step_fn = tf.function(step_fn, jit_compile=True)
+
+        @tf.function
+        def train_steps(iterator, steps):
+            for _ in tf.range(steps):
+                self.strategy.run(step_fn, args=(next(iterator),))
+                self.global_step.assign_add(1)
+
+        return train_steps
+
+    def learning_rate(self) -> float:
+        opt = getattr(self.optimizer, "inner_optimizer", self.optimizer)
+        lr = opt.learning_rate
+        if callable(lr):
+            return float(lr(self.global_step))
+        return float(tf.convert_to_tensor(lr))
+
+    def train(self, train_dataset_fn: Callable, eval_fn: Callable | None = None) -> dict:
+        """Trains to total_steps; calls eval_fn(self) after each epoch and at the end.
+
+        train_dataset_fn(batch_size, input_context) -> tf.data.Dataset of (x, y)
+        batches that repeats forever; it is skipped forward when resuming.
+        """
+        cfg = self.config
+        start = int(self.global_step.numpy())
+        if start >= cfg.total_steps:
+            logger.info("already at step %d of %d", start, cfg.total_steps)
+
+        def dataset_fn(ctx):
+            ds = train_dataset_fn(ctx.get_per_replica_batch_size(cfg.global_batch_size), ctx)
+            return ds.skip(start) if start else ds
+
+        dist = self.strategy.distribute_datasets_from_function(dataset_fn)
+        iterator = iter(dist)
+        train_steps = self._make_train_fn()
+        save_every = cfg.save_checkpoint_steps or cfg.steps_per_epoch
+        log_every = cfg.log_steps or cfg.steps_per_loop
+        step = start
+        eval_results: dict = {}
+        t0 = time.perf_counter()
+        last_log_t, last_log_step = t0, step
+        while step < cfg.total_steps:
+            # A loop never crosses an epoch end or a checkpoint boundary.
+            n = min(cfg.steps_per_loop, cfg.total_steps - step,
+                    cfg.steps_per_epoch - step % cfg.steps_per_epoch,
+                    save_every - step % save_every)
+            self.train_loss.reset_state()
+            train_steps(iterator, tf.constant(n, dtype=tf.int32))
+            step += n
+            loss = float(self.train_loss.result())
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"loss is {loss} at step {step}")
+            now = time.perf_counter()
+            if step - last_log_step >= log_every or step == cfg.total_steps:
+                rate = (step - last_log_step) / max(now - last_log_t, 1e-9)
+                eta = (cfg.total_steps - step) / max(rate, 1e-9)
+                lr = self.learning_rate()
+                logger.info("step %d/%d loss %.4f lr %.3g %.2f steps/s %.1f examples/s ETA %s",
+                            step, cfg.total_steps, loss, lr, rate, rate * cfg.global_batch_size,
+                            _hms(eta))
+                with self._train_writer.as_default(step=step):
+                    tf.summary.scalar("loss", loss)
+                    tf.summary.scalar("learning_rate", lr)
+                    tf.summary.scalar("examples_per_second", rate * cfg.global_batch_size)
+                last_log_t, last_log_step = now, step
+            if step % save_every == 0 or step == cfg.total_steps:
+                self.manager.save(checkpoint_number=step)
+            if eval_fn is not None and (step % cfg.steps_per_epoch == 0
+                                        or step == cfg.total_steps):
+                eval_results = eval_fn(self)
+                logger.info("eval at step %d: %s", step, _fmt(eval_results))
+                with self._eval_writer.as_default(step=step):
+                    for k, v in eval_results.items():
+                        tf.summary.scalar(k, v)
+        self._train_writer.flush()
+        self._eval_writer.flush()
+        seconds = time.perf_counter() - t0
+        trained = step - start
+        summary = {
+            "total_training_steps": cfg.total_steps,
+            "steps_this_run": trained,
+            "resumed_from_step": start,
+            "train_seconds_this_run": round(seconds, 3),
+            "examples_per_second": round(trained * cfg.global_batch_size / max(seconds, 1e-9), 2),
+            "last_train_loss": float(self.train_loss.result()) if trained else None,
+            **{f"eval_{k}": float(v) for k, v in eval_results.items()},
+        }
+        return summary
+
+    def write_summary(self, summary: dict) -> None:
+        """Marks model_dir as finished (written last, atomically)."""
+        path = os.path.join(self.config.model_dir, SUMMARY_FILE)
+        tmp = path + ".incomplete"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(summary, f, indent=2)
+        os.replace(tmp, path)
+
+
+def seed_generators(model) -> list:
+    """The model's Keras seed generators (dropout RNGs), in a fixed traversal order."""
+    out = []
+    for layer in model._flatten_layers(include_self=True):
+        out.extend(getattr(layer, "_seed_generators", ()))
+    return out
+
+
+def restore_encoder(encoder, init_checkpoint: str) -> None:
+    """Loads a pybert encoder checkpoint (tf.train.Checkpoint(encoder=...)) into `encoder`.
+
+    A checkpoint whose variables do not fit the config (shapes, layer count) is an
+    error naming the checkpoint.
+    """
+    if not tf.io.gfile.exists(init_checkpoint + ".index") and not tf.io.gfile.isdir(
+            init_checkpoint):
+        raise FileNotFoundError(f"--init_checkpoint {init_checkpoint}: no such checkpoint "
+                                f"({init_checkpoint}.index not found)")
+    if tf.io.gfile.isdir(init_checkpoint):
+        found = tf.train.latest_checkpoint(init_checkpoint)
+        if not found:
+            raise FileNotFoundError(f"--init_checkpoint {init_checkpoint}: no checkpoint inside")
+        init_checkpoint = found
+    try:
+        status = tf.train.Checkpoint(encoder=encoder).read(init_checkpoint)
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError) as e:
+        raise ValueError(f"--init_checkpoint {init_checkpoint} does not fit the model built from "
+                         f"bert_config: {str(e)[:500]}") from None
+    status.expect_partial()
+
+
+def _hms(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _fmt(results: dict) -> str:
+    return ", ".join(f"{k} {float(v):.4f}" for k, v in results.items())

@@ -1,0 +1,93 @@
+"""Optimizers and learning-rate schedules with the seed's recipe (official/nlp/optimization.py).
+
+Learning rate: linear warm-up from 0 to init_lr over num_warmup_steps, then
+polynomial (power 1: linear) decay from init_lr to end_lr at num_train_steps,
+the decay measured from step 0 as in the seed. Example with init_lr=1e-4,
+10 warm-up steps, 100 steps: step 5 -> 5e-5, step 10 -> 9e-5, step 100 -> end_lr.
+
+Optimizers (Keras 3): AdamW (beta 0.9/0.999, epsilon 1e-6, decoupled weight
+decay 0.01) or LAMB, weight decay skipped for LayerNorm and bias variables,
+gradients clipped to a global norm of 1.0. The seed's AdamWeightDecay is Adam
+with bias correction plus lr * 0.01 * w decay: Keras 3's AdamW is the same
+update. For fp16, wrap with keras.optimizers.LossScaleOptimizer (dynamic).
+"""
+
+from __future__ import annotations
+
+import re
+
+import keras
+import tensorflow as tf
+
+EXCLUDE_FROM_WEIGHT_DECAY = ("LayerNorm", "layer_norm", "bias")
+
+
+@keras.saving.register_keras_serializable(package="pybert")
+class WarmUpPolynomialDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up to init_lr, then polynomial decay to end_lr at decay_steps."""
+
+    def __init__(self, init_lr: float, decay_steps: int, warmup_steps: int = 0,
+                 end_lr: float = 0.0, power: float = 1.0):
+        if decay_steps < 1:
+            raise ValueError(f"decay_steps (num_train_steps) must be >= 1, got {decay_steps}")
+        if warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
+        self.init_lr = float(init_lr)
+        self.decay_steps = int(decay_steps)
+        self.warmup_steps = int(warmup_steps)
+        self.end_lr = float(end_lr)
+        self.power = float(power)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        frac = 1.0 - tf.minimum(step, float(self.decay_steps)) / float(self.decay_steps)
+        decayed = (self.init_lr - self.end_lr) * tf.pow(frac, self.power) + self.end_lr
+        if self.warmup_steps == 0:
+            return decayed
+        warm = self.init_lr * step / float(self.warmup_steps)
+        return tf.where(step < float(self.warmup_steps), warm, decayed)
+
+    def get_config(self):
+        return {"init_lr": self.init_lr, "decay_steps": self.decay_steps,
+                "warmup_steps": self.warmup_steps, "end_lr": self.end_lr, "power": self.power}
+
+
+def create_optimizer(
+    init_lr: float,
+    num_train_steps: int,
+    num_warmup_steps: int,
+    end_lr: float = 0.0,
+    optimizer_type: str = "adamw",
+    weight_decay: float = 0.01,
+    global_clipnorm: float | None = 1.0,
+    num_accumulation_steps: int = 1,
+    use_loss_scale: bool = False,
+    variables=None,
+) -> keras.optimizers.Optimizer:
+    """The seed's create_optimizer on Keras 3 (optimizer_type "adamw" or "lamb").
+
+    variables: the model's trainable variables. Weight decay is skipped for those whose
+    path matches LayerNorm / layer_norm / bias (Keras matches `var_names` against the
+    short name only, "gamma", so the exclusion is done by variable here).
+    """
+    schedule = WarmUpPolynomialDecay(init_lr, num_train_steps, num_warmup_steps, end_lr)
+    common = dict(
+        learning_rate=schedule, beta_1=0.9, beta_2=0.999, epsilon=1e-6,
+        weight_decay=weight_decay, global_clipnorm=global_clipnorm,
+        gradient_accumulation_steps=num_accumulation_steps if num_accumulation_steps > 1 else None,
+    )
+    if optimizer_type == "adamw":
+        opt = keras.optimizers.AdamW(**common)
+    elif optimizer_type == "lamb":
+        opt = keras.optimizers.Lamb(**common)
+    else:
+        raise ValueError(f"optimizer_type must be 'adamw' or 'lamb', got {optimizer_type!r}")
+    if variables is not None:
+        pattern = re.compile("|".join(EXCLUDE_FROM_WEIGHT_DECAY))
+        excluded = [v for v in variables if pattern.search(v.path)]
+        opt.exclude_from_weight_decay(var_list=excluded)
+    else:
+        opt.exclude_from_weight_decay(var_names=list(EXCLUDE_FROM_WEIGHT_DECAY))
+    if use_loss_scale:
+        opt = keras.optimizers.LossScaleOptimizer(opt)
+    return opt

@@ -1,0 +1,173 @@
+"""Training: schedule and optimizer rules, run_classifier end to end on MRPC with a tiny BERT,
+SIGKILL + restart = an uninterrupted run, predict / export, and errors before the first step."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+from pybert.configs import BertConfig  # noqa: E402
+from pybert.data import classification  # noqa: E402
+from pybert.modeling import BertClassifier  # noqa: E402
+from pybert.tokenization import FullTokenizer  # noqa: E402
+from pybert.training.optimization import WarmUpPolynomialDecay, create_optimizer  # noqa: E402
+
+TINY = {"vocab_size": 30522, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+        "intermediate_size": 64, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.1, "max_position_embeddings": 128,
+        "type_vocab_size": 2, "initializer_range": 0.02}
+
+
+def test_schedule_follows_the_seed_rule():
+    s = WarmUpPolynomialDecay(1e-4, decay_steps=100, warmup_steps=10, end_lr=1e-6)
+    for step in (0, 1, 5, 9, 10, 11, 50, 99, 100, 150):
+        if step < 10:
+            want = 1e-4 * step / 10
+        else:  # linear decay measured from step 0, as the seed's PolynomialDecay
+            want = (1e-4 - 1e-6) * (1 - min(step, 100) / 100) + 1e-6
+        assert float(s(step)) == pytest.approx(want, rel=1e-6), step
+    assert float(WarmUpPolynomialDecay(2e-5, 10)(0)) == pytest.approx(2e-5)
+
+
+def test_optimizer_excludes_layer_norm_and_bias_from_weight_decay():
+    model = BertClassifier(BertConfig.from_dict(TINY), 2)
+    model.build()
+    opt = create_optimizer(1e-4, 100, 10, variables=model.trainable_variables)
+    opt.build(model.trainable_variables)
+    decayed = {v.path for v in model.trainable_variables if opt._use_weight_decay(v)}
+    assert decayed and all("layer_norm" not in p and not p.endswith("bias") for p in decayed)
+    assert any(p.endswith("query/kernel") for p in decayed)
+    assert any(p.endswith("word_embeddings") for p in decayed)
+    assert opt.global_clipnorm == 1.0 and opt.epsilon == 1e-6 and opt.weight_decay == 0.01
+    with pytest.raises(ValueError, match="optimizer_type"):
+        create_optimizer(1e-4, 10, 1, optimizer_type="sgd")
+    lamb = create_optimizer(1e-4, 100, 10, optimizer_type="lamb")
+    assert type(lamb).__name__ == "Lamb"
+
+
+@pytest.fixture(scope="module")
+def mrpc64(tmp_path_factory, data_dir, vocab_path):
+    out = tmp_path_factory.mktemp("mrpc64")
+    tok = FullTokenizer(vocab_path("uncased"))
+    spec = classification.get_task("MRPC")
+    meta = classification.generate_tf_record_from_data_file(
+        spec, str(data_dir / "glue" / "MRPC"), tok, str(out / "train.tfr"), str(out / "eval.tfr"),
+        max_seq_length=64)
+    (out / "meta").write_text(json.dumps(meta))
+    (out / "bert_config.json").write_text(json.dumps(TINY))
+    return out
+
+
+def _args(d, model_dir, *extra):
+    return [f"--input_meta_data_path={d / 'meta'}", f"--train_data_path={d / 'train.tfr'}",
+            f"--eval_data_path={d / 'eval.tfr'}", f"--bert_config_file={d / 'bert_config.json'}",
+            f"--model_dir={model_dir}", "--train_data_size=512", "--train_batch_size=16",
+            "--num_train_epochs=3", "--steps_per_loop=4", "--save_checkpoint_steps=8",
+            "--learning_rate=1e-3", "--deterministic", "--distribution_strategy=one_device",
+            "--seed=7", *extra]
+
+
+def _cmd(*args):
+    return [sys.executable, "-m", "pybert.cli.run_classifier", *args]
+
+
+def _run(*args, check=True):
+    # cwd outside the source tree: `-m` must import the installed pybert (with its _C).
+    proc = subprocess.run(_cmd(*args), capture_output=True, text=True, timeout=900,
+                          cwd=tempfile.gettempdir())
+    if check and proc.returncode != 0:
+        raise AssertionError(proc.stderr[-4000:])
+    return proc
+
+
+def _weights(model_dir):
+    ckpt = tf.train.latest_checkpoint(str(model_dir))
+    reader = tf.train.load_checkpoint(ckpt)
+    # Every saved value: model weights (TF saves each under its shortest path, often through
+    # the optimizer), optimizer slots, global step and the dropout RNG states.
+    return ckpt, {n: reader.get_tensor(n) for n, _ in tf.train.list_variables(ckpt)
+                  if n != "_CHECKPOINTABLE_OBJECT_GRAPH"}
+
+
+def test_sigkill_and_restart_equals_uninterrupted_run(mrpc64, tmp_path):
+    straight = tmp_path / "straight"
+    _run(*_args(mrpc64, straight))
+    summary = json.loads((straight / "training_summary.json").read_text())
+    assert summary["total_training_steps"] == 96 and summary["resumed_from_step"] == 0
+    assert 0 < summary["eval_accuracy"] <= 1 and np.isfinite(summary["last_train_loss"])
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_cmd(*_args(mrpc64, killed)), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, cwd=tempfile.gettempdir())
+    deadline = time.time() + 600
+    while not (killed / "ctl_step-16.index").exists():
+        assert proc.poll() is None, "the run ended before its second checkpoint"
+        assert time.time() < deadline
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "training_summary.json").exists(), "killed too late: the run finished"
+    resumed = _run(*_args(mrpc64, killed))
+    assert "resuming from" in resumed.stderr
+    summary2 = json.loads((killed / "training_summary.json").read_text())
+    assert 16 <= summary2["resumed_from_step"] < 96
+    ckpt_a, a = _weights(straight)
+    ckpt_b, b = _weights(killed)
+    assert ckpt_a.endswith("ctl_step-96") and ckpt_b.endswith("ctl_step-96")
+    assert a.keys() == b.keys() and len(a) > 100
+    assert any(k.startswith("rng/") for k in a)
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+    # A finished model_dir is not trained again by accident.
+    again = _run(*_args(mrpc64, straight), check=False)
+    assert again.returncode == 1 and "--overwrite" in again.stderr
+
+    # predict: softmax rows for the 408 dev examples; export_only: a SavedModel that agrees.
+    _run(*_args(mrpc64, straight, "--mode=predict"))
+    rows = (straight / "test_results.tsv").read_text().splitlines()
+    probs = np.array([[float(v) for v in r.split("\t")] for r in rows])
+    assert probs.shape == (408, 2) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+    export = tmp_path / "export"
+    _run(*_args(mrpc64, straight, "--mode=export_only", f"--model_export_path={export}"))
+    loaded = tf.saved_model.load(str(export))
+    from pybert.data.pipelines import create_classifier_dataset
+
+    x, _ = next(iter(create_classifier_dataset(str(mrpc64 / "eval.tfr"), 64, 8, False)))
+    logits = loaded.signatures["serving_default"](**x)["logits"].numpy()
+    np.testing.assert_allclose(tf.nn.softmax(logits).numpy(), probs[:8], rtol=1e-4, atol=1e-6)
+
+
+def test_errors_before_the_first_step(mrpc64, tmp_path):
+    bad_meta = tmp_path / "meta"
+    meta = json.loads((mrpc64 / "meta").read_text())
+    bad_meta.write_text(json.dumps({**meta, "max_seq_length": 128}))
+    args = _args(mrpc64, tmp_path / "m")
+    proc = _run(*[a if not a.startswith("--input_meta_data_path") else
+                  f"--input_meta_data_path={bad_meta}" for a in args], check=False)
+    assert proc.returncode == 1
+    assert "sequences have length 64 but the meta data says max_seq_length=128" in proc.stderr
+    proc = _run(*args, f"--init_checkpoint={tmp_path / 'nope' / 'bert_model.ckpt'}",
+                check=False)
+    assert proc.returncode == 1 and "no such checkpoint" in proc.stderr
+    # An encoder checkpoint of another shape than bert_config.
+    other = BertConfig.from_dict({**TINY, "hidden_size": 48, "intermediate_size": 96})
+    from pybert.checkpoints.huggingface import save_encoder_checkpoint
+    from pybert.modeling import BertEncoder
+
+    enc = BertEncoder(other)
+    enc.build()
+    ckpt = save_encoder_checkpoint(enc, other, tmp_path / "other")
+    proc = _run(*args, f"--init_checkpoint={ckpt}", check=False)
+    assert proc.returncode == 1 and "does not fit the model built from bert_config" in proc.stderr
+    proc = _run(*[a.replace("train.tfr", "missing.tfr") for a in args], check=False)
+    assert proc.returncode == 1 and "missing.tfr: file not found" in proc.stderr
+    assert not (tmp_path / "m" / "training_summary.json").exists()
