@@ -171,3 +171,78 @@ def test_errors_before_the_first_step(mrpc64, tmp_path):
     proc = _run(*[a.replace("train.tfr", "missing.tfr") for a in args], check=False)
     assert proc.returncode == 1 and "missing.tfr: file not found" in proc.stderr
     assert not (tmp_path / "m" / "training_summary.json").exists()
+
+
+def _tool(name, *args, check=True):
+    proc = subprocess.run([sys.executable, "-m", f"pybert.cli.{name}", *args],
+                          capture_output=True, text=True, timeout=900, cwd=tempfile.gettempdir())
+    if check and proc.returncode != 0:
+        raise AssertionError(proc.stderr[-4000:])
+    return proc
+
+
+def test_run_squad_train_and_eval_tiny(tmp_path, data_dir, vocab_path):
+    """Train a tiny model a few steps on a SQuAD v1.1 slice, then predict and evaluate it:
+    the prediction files and the official metrics come out (the values mean nothing here)."""
+    src = json.loads((data_dir / "squad" / "dev-v1.1.json").read_text(encoding="utf-8"))
+    src["data"] = src["data"][:1]
+    src["data"][0]["paragraphs"] = src["data"][0]["paragraphs"][:6]
+    for par in src["data"][0]["paragraphs"]:
+        for qa in par["qas"]:
+            qa["answers"] = qa["answers"][:1]
+    path = tmp_path / "squad.json"
+    path.write_text(json.dumps(src), encoding="utf-8")
+    vocab = str(vocab_path("uncased"))
+    _tool("create_finetuning_data", "--fine_tuning_task_type=squad", f"--squad_data_file={path}",
+          f"--vocab_file={vocab}", f"--train_data_output_path={tmp_path / 'train.tfr'}",
+          f"--meta_data_file_path={tmp_path / 'meta'}", "--max_seq_length=128",
+          "--doc_stride=64", "--max_query_length=32")
+    (tmp_path / "bert_config.json").write_text(json.dumps(TINY))
+    model_dir = tmp_path / "squad_model"
+    proc = _tool("run_squad", "--mode=train_and_eval",
+                 f"--input_meta_data_path={tmp_path / 'meta'}",
+                 f"--train_data_path={tmp_path / 'train.tfr'}", f"--predict_file={path}",
+                 f"--vocab_file={vocab}", f"--bert_config_file={tmp_path / 'bert_config.json'}",
+                 f"--model_dir={model_dir}", "--train_batch_size=8", "--num_train_epochs=1",
+                 "--predict_batch_size=16", "--learning_rate=1e-3",
+                 "--distribution_strategy=one_device")
+    preds = json.loads((model_dir / "predictions.json").read_text())
+    n_questions = sum(len(p["qas"]) for p in src["data"][0]["paragraphs"])
+    assert len(preds) == n_questions
+    nbest = json.loads((model_dir / "nbest_predictions.json").read_text())
+    assert all(1 <= len(v) <= 20 for v in nbest.values())
+    metrics = json.loads((model_dir / "summaries" / "eval" / "eval_metrics.json").read_text())
+    assert set(metrics) == {"exact_match", "f1"} and 0 <= metrics["f1"] <= 100
+    assert "SQuAD eval" in proc.stderr
+
+
+def test_run_pretraining_tiny_then_finetune_init(tmp_path, data_dir, vocab_path):
+    vocab = str(vocab_path("uncased"))
+    text = data_dir / "bert_sample_text" / "sample_text.txt"
+    _tool("create_pretraining_data", f"--input_file={text}",
+          f"--output_file={tmp_path / 'pt.tfrecord'}", f"--vocab_file={vocab}",
+          "--max_seq_length=64", "--max_predictions_per_seq=10", "--dupe_factor=2",
+          "--num_workers=1", "--noprogress")
+    (tmp_path / "bert_config.json").write_text(json.dumps(TINY))
+    model_dir = tmp_path / "pt_model"
+    args = [f"--input_files={tmp_path / 'pt*.tfrecord'}",
+            f"--bert_config_file={tmp_path / 'bert_config.json'}", f"--model_dir={model_dir}",
+            "--max_seq_length=64", "--max_predictions_per_seq=10", "--train_batch_size=8",
+            "--num_steps_per_epoch=6", "--num_train_epochs=2", "--warmup_steps=2",
+            "--learning_rate=1e-3", "--distribution_strategy=one_device"]
+    _tool("run_pretraining", *args)
+    summary = json.loads((model_dir / "training_summary.json").read_text())
+    assert summary["total_training_steps"] == 12 and np.isfinite(summary["last_train_loss"])
+    # The loss starts near ln(vocab) + ln(2) for random weights.
+    assert summary["last_train_loss"] < np.log(30522) + np.log(2) + 1
+    ckpt = model_dir / "pretrained" / "bert_model.ckpt"
+    assert (model_dir / "pretrained" / "bert_config.json").exists()
+    from pybert.modeling import BertEncoder
+    from pybert.training.loop import restore_encoder
+
+    enc = BertEncoder(BertConfig.from_dict(TINY))
+    enc.build()
+    restore_encoder(enc, str(ckpt))  # usable as --init_checkpoint
+    bad = _tool("run_pretraining", *[a.replace("pt*.tfrecord", "none*.tfrecord") for a in args],
+                check=False)
+    assert bad.returncode == 1 and "does not match any files" in bad.stderr

@@ -51,6 +51,8 @@ def define_common_bert_flags() -> None:
                          "Accumulate gradients over this many batches per update.")
     flags.DEFINE_bool("overwrite", False, "Train again in a model_dir that holds a finished run.")
     flags.DEFINE_bool("deterministic", False, "Deterministic TensorFlow ops (slower).")
+    flags.DEFINE_integer("shuffle_buffer", 1000,
+                         "Training examples shuffle buffer (0: the files' order).")
 
 
 def read_meta_data(path: str) -> dict:

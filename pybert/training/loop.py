@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -77,11 +78,13 @@ class Trainer:
         self.strategy = strategy
         self.config = config
         self.loss_fn = loss_fn
+        self.is_chief = is_chief(strategy)
         if os.path.exists(os.path.join(config.model_dir, SUMMARY_FILE)):
             if not config.overwrite:
                 raise ValueError(f"{config.model_dir} holds a finished run ({SUMMARY_FILE}); "
                                  f"use --overwrite to train again from scratch")
-            shutil.rmtree(config.model_dir)
+            if self.is_chief:
+                shutil.rmtree(config.model_dir)
         os.makedirs(config.model_dir, exist_ok=True)
         with strategy.scope():
             self.model = model_fn()
@@ -98,13 +101,18 @@ class Trainer:
             setattr(self.rng, f"generator_{i}", gen.state)
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
                                               global_step=self.global_step, rng=self.rng)
+        # Multi-worker: every worker takes part in saving, only the chief writes to model_dir
+        # (the others write to a private directory, as tf.distribute requires).
+        save_dir = config.model_dir if self.is_chief else tempfile.mkdtemp(prefix="pybert_worker_")
         self.manager = tf.train.CheckpointManager(
+            self.checkpoint, save_dir, max_to_keep=config.max_checkpoints,
+            checkpoint_name="ctl_step")
+        self._restore_manager = tf.train.CheckpointManager(
             self.checkpoint, config.model_dir, max_to_keep=config.max_checkpoints,
             checkpoint_name="ctl_step")
-        self._train_writer = tf.summary.create_file_writer(
-            os.path.join(config.model_dir, "summaries", "train"))
-        self._eval_writer = tf.summary.create_file_writer(
-            os.path.join(config.model_dir, "summaries", "eval"))
+        summaries = os.path.join(config.model_dir if self.is_chief else save_dir, "summaries")
+        self._train_writer = tf.summary.create_file_writer(os.path.join(summaries, "train"))
+        self._eval_writer = tf.summary.create_file_writer(os.path.join(summaries, "eval"))
 
     # -- state ----------------------------------------------------------------
     def restore_or_initialize(self, init_checkpoint: str | None = None) -> int:
@@ -112,7 +120,7 @@ class Trainer:
 
         Returns the global step training continues from.
         """
-        latest = self.manager.latest_checkpoint
+        latest = self._restore_manager.latest_checkpoint
         if latest:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
             logger.info("resuming from %s at step %d", latest, int(self.global_step.numpy()))
@@ -178,6 +186,7 @@ class Trainer:
         step = start
         eval_results: dict = {}
         t0 = time.perf_counter()
+        eval_seconds = 0.0
         last_log_t, last_log_step = t0, step
         while step < cfg.total_steps:
             # A loop never crosses an epoch end or a checkpoint boundary.
@@ -207,20 +216,24 @@ class Trainer:
                 self.manager.save(checkpoint_number=step)
             if eval_fn is not None and (step % cfg.steps_per_epoch == 0
                                         or step == cfg.total_steps):
+                t_eval = time.perf_counter()
                 eval_results = eval_fn(self)
+                eval_seconds += time.perf_counter() - t_eval
+                last_log_t += time.perf_counter() - t_eval  # keep eval out of steps/s
                 logger.info("eval at step %d: %s", step, _fmt(eval_results))
                 with self._eval_writer.as_default(step=step):
                     for k, v in eval_results.items():
                         tf.summary.scalar(k, v)
         self._train_writer.flush()
         self._eval_writer.flush()
-        seconds = time.perf_counter() - t0
+        seconds = time.perf_counter() - t0 - eval_seconds
         trained = step - start
         summary = {
             "total_training_steps": cfg.total_steps,
             "steps_this_run": trained,
             "resumed_from_step": start,
-            "train_seconds_this_run": round(seconds, 3),
+            "train_seconds_this_run": round(seconds, 3),  # evaluation excluded
+            "eval_seconds_this_run": round(eval_seconds, 3),
             "examples_per_second": round(trained * cfg.global_batch_size / max(seconds, 1e-9), 2),
             "last_train_loss": float(self.train_loss.result()) if trained else None,
             **{f"eval_{k}": float(v) for k, v in eval_results.items()},
@@ -228,12 +241,27 @@ class Trainer:
         return summary
 
     def write_summary(self, summary: dict) -> None:
-        """Marks model_dir as finished (written last, atomically)."""
+        """Marks model_dir as finished (written last, atomically; the chief only)."""
+        if not self.is_chief:
+            return
         path = os.path.join(self.config.model_dir, SUMMARY_FILE)
         tmp = path + ".incomplete"
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=2)
         os.replace(tmp, path)
+
+
+def is_chief(strategy) -> bool:
+    """False only for the non-chief workers of a multi-worker strategy."""
+    extended = strategy.extended
+    if not getattr(extended, "_in_multi_worker_mode", lambda: False)():
+        return True
+    resolver = strategy.cluster_resolver
+    task_type, task_id = resolver.task_type, resolver.task_id
+    if task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return task_type == "worker" and task_id == 0 and not has_chief
 
 
 def seed_generators(model) -> list:

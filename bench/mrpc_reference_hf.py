@@ -1,0 +1,101 @@
+"""Reference for run_classifier: HuggingFace transformers (PyTorch, CPU) fine-tuning the same
+checkpoint on MRPC with the same recipe, on the same features.
+
+Test/bench environments only (transformers and torch are never pybert dependencies).
+The features are pybert's create_finetuning_data TFRecords (identical to the seed's),
+so both sides see the same token ids. Recipe (the seed's): AdamW lr 2e-5, weight decay
+0.01 except bias/LayerNorm, epsilon 1e-6, linear warm-up over 10% of the steps then linear
+decay to 0, global-norm clipping 1.0, batch 32, 3 epochs of int(3668 / 32) = 114 steps,
+dropout 0.1, seq 128.
+
+  python bench/mrpc_reference_hf.py --model_dir=<HF dir> --train=train.tfr --eval=eval.tfr \\
+      --seed=1 --out=hf_seed1.json
+"""
+
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+
+
+def read_features(path, seq):
+    import tensorflow as tf
+
+    spec = {"input_ids": tf.io.FixedLenFeature([seq], tf.int64),
+            "input_mask": tf.io.FixedLenFeature([seq], tf.int64),
+            "segment_ids": tf.io.FixedLenFeature([seq], tf.int64),
+            "label_ids": tf.io.FixedLenFeature([], tf.int64)}
+    ds = tf.data.TFRecordDataset(path).batch(100000).map(lambda r: tf.io.parse_example(r, spec))
+    batch = next(iter(ds))
+    return {k: v.numpy() for k, v in batch.items()}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model_dir", required=True)
+    ap.add_argument("--train", required=True)
+    ap.add_argument("--eval", required=True)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    train = read_features(args.train, 128)
+    dev = read_features(args.eval, 128)
+
+    import torch
+    from transformers import AutoModelForSequenceClassification, get_linear_schedule_with_warmup
+
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    model = AutoModelForSequenceClassification.from_pretrained(args.model_dir, num_labels=2)
+    no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias")
+    groups = [
+        {"params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)],
+         "weight_decay": 0.01},
+        {"params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)],
+         "weight_decay": 0.0},
+    ]
+    opt = torch.optim.AdamW(groups, lr=2e-5, betas=(0.9, 0.999), eps=1e-6)
+    n = len(train["label_ids"])
+    batch, epochs = 32, 3
+    steps_per_epoch = n // batch
+    total = steps_per_epoch * epochs
+    sched = get_linear_schedule_with_warmup(opt, int(0.1 * total), total)
+    rng = np.random.default_rng(args.seed)
+    t = {k: torch.from_numpy(v) for k, v in train.items()}
+    model.train()
+    start = time.perf_counter()
+    for _ in range(epochs):
+        order = torch.from_numpy(rng.permutation(n))
+        for s in range(steps_per_epoch):
+            idx = order[s * batch:(s + 1) * batch]
+            out = model(input_ids=t["input_ids"][idx], attention_mask=t["input_mask"][idx],
+                        token_type_ids=t["segment_ids"][idx], labels=t["label_ids"][idx])
+            out.loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad()
+    train_seconds = time.perf_counter() - start
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        d = {k: torch.from_numpy(v) for k, v in dev.items()}
+        for s in range(0, len(dev["label_ids"]), 64):
+            logits = model(input_ids=d["input_ids"][s:s + 64],
+                           attention_mask=d["input_mask"][s:s + 64],
+                           token_type_ids=d["segment_ids"][s:s + 64]).logits
+            correct += int((logits.argmax(-1) == d["label_ids"][s:s + 64]).sum())
+    result = {"seed": args.seed, "dev_accuracy": correct / len(dev["label_ids"]),
+              "train_seconds": round(train_seconds, 1), "steps": total,
+              "examples_per_second": round(total * batch / train_seconds, 2),
+              "torch": torch.__version__, "threads": args.threads}
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=2)
+    print(result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""run_pretraining: masked-LM + next-sentence pre-training (the seed's run_pretraining.py flags).
+
+  run_pretraining --input_files="out/pt_*.tfrecord" --bert_config_file=bert_config.json \\
+    --max_seq_length=128 --max_predictions_per_seq=20 --train_batch_size=32 \\
+    --num_steps_per_epoch=1000 --num_train_epochs=10 --warmup_steps=10000 \\
+    --learning_rate=1e-4 --model_dir=out/pretrain
+
+Loss (the seed's): masked-LM cross-entropy averaged over the real predictions
+(masked_lm_weights) plus the next-sentence cross-entropy. Checkpoints every
+epoch (or --save_checkpoint_steps) with resume; at the end the encoder is
+written as model_dir/pretrained/bert_model.ckpt with bert_config.json beside
+it, ready for --init_checkpoint of run_classifier / run_squad. --init_checkpoint
+continues pre-training from an encoder checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+
+from absl import app, flags
+
+from pybert.cli import common_flags
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("input_files", None, "Pre-training TFRecords (comma-separated globs).")
+flags.DEFINE_integer("max_seq_length", 128, "Sequence length of the TFRecords.")
+flags.DEFINE_integer("max_predictions_per_seq", 20, "Masked LM predictions per sequence.")
+flags.DEFINE_integer("train_batch_size", 32, "Global training batch size.")
+flags.DEFINE_integer("num_steps_per_epoch", 1000, "Training steps per epoch.")
+flags.DEFINE_float("warmup_steps", 10000, "Linear warm-up steps.")
+flags.DEFINE_bool("use_next_sentence_label", True, "Train the next-sentence head too.")
+flags.DEFINE_bool("use_v2_feature_names", False,
+                  "The TFRecords use input_word_ids/input_type_ids feature names.")
+common_flags.define_common_bert_flags()
+
+logger = logging.getLogger("pybert.training")
+
+
+def pretrain_loss(use_nsp: bool):
+    import tensorflow as tf
+
+    def loss(labels, outputs):
+        logits = outputs["masked_lm_logits"]  # [B, P, V]
+        ids = tf.cast(labels["masked_lm_ids"], tf.int32)
+        weights = tf.cast(labels["masked_lm_weights"], tf.float32)
+        per = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=ids, logits=logits)
+        lm = tf.math.divide_no_nan(tf.reduce_sum(per * weights), tf.reduce_sum(weights))
+        if not use_nsp:
+            return lm
+        nsp_labels = tf.cast(tf.reshape(labels["next_sentence_labels"], [-1]), tf.int32)
+        nsp = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=nsp_labels, logits=outputs["next_sentence_logits"]))
+        return lm + nsp
+
+    return loss
+
+
+def run() -> dict:
+    from pybert.configs import BertConfig
+    from pybert.data.pipelines import create_pretrain_dataset, expand_patterns
+    from pybert.modeling import BertPretrainer
+    from pybert.training.distribute import get_distribution_strategy
+    from pybert.training.loop import Trainer, TrainerConfig
+
+    if not FLAGS.input_files:
+        raise ValueError("--input_files is required")
+    expand_patterns(FLAGS.input_files)  # an error names a pattern without files
+    config_path = common_flags.require_file("bert_config_file", FLAGS.bert_config_file)
+    config = BertConfig.from_json_file(config_path)
+    if FLAGS.max_seq_length > config.max_position_embeddings:
+        raise ValueError(f"--max_seq_length={FLAGS.max_seq_length} exceeds the config's "
+                         f"max_position_embeddings={config.max_position_embeddings}")
+    if not FLAGS.model_dir:
+        raise ValueError("--model_dir is required")
+    common_flags.setup_runtime()
+    use_nsp = FLAGS.use_next_sentence_label
+    seq, preds = FLAGS.max_seq_length, FLAGS.max_predictions_per_seq
+    strategy = get_distribution_strategy(FLAGS.distribution_strategy, FLAGS.num_gpus, FLAGS.tpu)
+    cfg = TrainerConfig(
+        model_dir=FLAGS.model_dir, steps_per_epoch=FLAGS.num_steps_per_epoch,
+        epochs=FLAGS.num_train_epochs,
+        steps_per_loop=common_flags.steps_per_loop(FLAGS.num_steps_per_epoch),
+        global_batch_size=FLAGS.train_batch_size,
+        save_checkpoint_steps=FLAGS.save_checkpoint_steps, log_steps=FLAGS.log_steps,
+        jit_compile=FLAGS.enable_xla, overwrite=FLAGS.overwrite)
+    trainer = Trainer(strategy, lambda: BertPretrainer(config, name="bert_pretrainer"),
+                      pretrain_loss(use_nsp),
+                      common_flags.make_optimizer_fn(cfg.total_steps, int(FLAGS.warmup_steps)),
+                      cfg)
+    trainer.restore_or_initialize(FLAGS.init_checkpoint)
+    seed = FLAGS.seed
+
+    def train_ds(batch_size, ctx):
+        ds = create_pretrain_dataset(FLAGS.input_files, seq, preds, batch_size, True, ctx,
+                                     use_next_sentence_label=use_nsp,
+                                     use_v2_feature_names=FLAGS.use_v2_feature_names,
+                                     shuffle_buffer=FLAGS.shuffle_buffer, seed=seed)
+        keys = ("masked_lm_ids", "masked_lm_weights") + (("next_sentence_labels",)
+                                                          if use_nsp else ())
+        return ds.map(lambda x: (x, {k: x[k] for k in keys}))
+
+    result = trainer.train(train_ds)
+    from pybert.checkpoints.huggingface import save_encoder_checkpoint
+
+    out = os.path.join(FLAGS.model_dir, "pretrained")
+    path = save_encoder_checkpoint(trainer.model.encoder, config, out)
+    shutil.copyfile(config_path, os.path.join(out, "bert_config.json"))
+    result["pretrained_encoder"] = path
+    trainer.write_summary(result)
+    return result
+
+
+def main(argv=None):
+    def _main(_):
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+        try:
+            result = run()
+        except (FileNotFoundError, ValueError) as e:
+            print(f"run_pretraining: error: {e}", file=sys.stderr)
+            sys.exit(1)
+        print(result)
+
+    app.run(_main, argv=argv or sys.argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,227 @@
+"""run_squad: fine-tune BERT on SQuAD v1.1 / v2.0 and predict spans (the seed's run_squad.py flags).
+
+  run_squad --mode=train_and_eval --input_meta_data_path=squad_meta_data \\
+    --train_data_path=squad_train.tf_record --predict_file=dev-v1.1.json \\
+    --vocab_file=bert/vocab.txt --bert_config_file=bert/bert_config.json \\
+    --init_checkpoint=bert/bert_model.ckpt --train_batch_size=32 --learning_rate=8e-5 \\
+    --num_train_epochs=2 --model_dir=out/squad
+
+Modes: train, predict, eval (predict + the official metrics), train_and_predict,
+train_and_eval, export_only. Prediction featurizes --predict_file with the
+training meta data's max_seq_length / doc_stride / max_query_length (pybert's
+featurizer takes under a second for the v1.1 dev set), runs the model, and
+decodes spans in C++: model_dir/predictions.json, nbest_predictions.json and,
+for v2.0, null_odds.json. eval writes model_dir/summaries/eval/eval_metrics.json
+(exact_match / f1 for v1.1; the official v2.0 keys) and a TensorBoard scalar.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+
+from absl import app, flags
+
+from pybert.cli import common_flags
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_enum("mode", "train_and_eval",
+                  ["train_and_eval", "train_and_predict", "train", "eval", "predict",
+                   "export_only"], "What to run.")
+flags.DEFINE_string("train_data_path", "", "Training TFRecord (create_finetuning_data).")
+flags.DEFINE_string("input_meta_data_path", None, "Meta data JSON of create_finetuning_data.")
+flags.DEFINE_integer("train_batch_size", 32, "Global training batch size.")
+flags.DEFINE_string("predict_file", None, "SQuAD JSON to predict (and evaluate against).")
+flags.DEFINE_string("vocab_file", None, "The model's vocabulary.")
+flags.DEFINE_bool("do_lower_case", True, "Lower-case the input (uncased models).")
+flags.DEFINE_float("null_score_diff_threshold", 0.0,
+                   "v2.0: predict no answer when null score - best non-null > this.")
+flags.DEFINE_bool("verbose_logging", False, "Log get_final_text's alignment warnings.")
+flags.DEFINE_integer("predict_batch_size", 8, "Prediction batch size.")
+flags.DEFINE_integer("n_best_size", 20, "n-best predictions per question.")
+flags.DEFINE_integer("max_answer_length", 30, "Longest answer, in word pieces.")
+common_flags.define_common_bert_flags()
+
+logger = logging.getLogger("pybert.training")
+
+
+def squad_loss(labels, outputs):
+    """The seed's squad loss: mean of the start and end cross-entropies."""
+    import tensorflow as tf
+
+    def ce(positions, logits):
+        log_probs = tf.nn.log_softmax(logits, axis=-1)
+        positions = tf.cast(positions, tf.int32)
+        return -tf.reduce_mean(tf.gather(log_probs, positions, axis=1, batch_dims=1))
+
+    return (ce(labels["start_positions"], outputs["start_logits"])
+            + ce(labels["end_positions"], outputs["end_logits"])) / 2.0
+
+
+def predict(model, meta: dict, out_dir: str) -> tuple[dict, dict]:
+    """Featurizes --predict_file, runs the model, writes the prediction files."""
+    import numpy as np
+    import tensorflow as tf
+
+    from pybert import squad as squad_post
+    from pybert.data import squad
+    from pybert.tokenization import FullTokenizer
+
+    common_flags.require_file("predict_file", FLAGS.predict_file)
+    common_flags.require_file("vocab_file", FLAGS.vocab_file)
+    v2 = bool(meta.get("version_2_with_negative", False))
+    tok = FullTokenizer(FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case)
+    data = squad.read_squad(FLAGS.predict_file, False, v2)
+    feats = squad.featurize(data, tok, int(meta["max_seq_length"]), int(meta["doc_stride"]),
+                            int(meta["max_query_length"]), False)
+    a = feats.arrays
+    ds = tf.data.Dataset.from_tensor_slices({
+        "input_word_ids": a["input_ids"], "input_mask": a["input_mask"],
+        "input_type_ids": a["segment_ids"]}).batch(FLAGS.predict_batch_size)
+
+    @tf.function
+    def step(x):
+        out = model(x, training=False)
+        return out["start_logits"], out["end_logits"]
+
+    starts, ends = [], []
+    for x in ds:
+        s, e = step(x)
+        starts.append(s.numpy())
+        ends.append(e.numpy())
+    start, end = np.concatenate(starts), np.concatenate(ends)
+    logger.info("predicted %d features of %d questions", len(start), len(data))
+    preds, nbest, null_odds = squad_post.write_predictions(
+        feats.post, None, (a["unique_ids"], start, end), FLAGS.n_best_size,
+        FLAGS.max_answer_length, FLAGS.do_lower_case,
+        os.path.join(out_dir, "predictions.json"), os.path.join(out_dir, "nbest_predictions.json"),
+        os.path.join(out_dir, "null_odds.json"), v2, FLAGS.null_score_diff_threshold,
+        FLAGS.verbose_logging, num_threads=0)
+    return preds, null_odds
+
+
+def evaluate(preds: dict, null_odds: dict, v2: bool) -> dict:
+    from pybert.squad import evaluate_v1, evaluate_v2
+
+    with open(FLAGS.predict_file, encoding="utf-8") as f:
+        dataset = json.load(f)
+    if v2:
+        return dict(evaluate_v2(dataset, preds, null_odds))
+    return evaluate_v1(dataset, preds)
+
+
+def run():
+    import tensorflow as tf
+
+    from pybert.configs import BertConfig
+    from pybert.data.pipelines import create_squad_dataset
+    from pybert.modeling import BertSpanLabeler
+    from pybert.training.distribute import get_distribution_strategy
+    from pybert.training.loop import Trainer, TrainerConfig
+
+    meta = common_flags.read_meta_data(FLAGS.input_meta_data_path)
+    for key in ("max_seq_length", "doc_stride", "max_query_length"):
+        if key not in meta:
+            raise ValueError(f"{FLAGS.input_meta_data_path}: missing {key!r} (not SQuAD meta "
+                             f"data?)")
+    seq = int(meta["max_seq_length"])
+    config = BertConfig.from_json_file(common_flags.require_file("bert_config_file",
+                                                                 FLAGS.bert_config_file))
+    if not FLAGS.model_dir:
+        raise ValueError("--model_dir is required")
+    mode = FLAGS.mode
+    if ("predict" in mode or "eval" in mode) and not FLAGS.predict_file:
+        raise ValueError(f"--mode={mode} needs --predict_file")
+    common_flags.setup_runtime()
+
+    def model_fn():
+        return BertSpanLabeler(config, name="bert_span_labeler")
+
+    if mode == "export_only":
+        from pybert.export.savedmodel import export_model_savedmodel
+
+        if not FLAGS.model_export_path:
+            raise ValueError("--model_export_path is required for --mode=export_only")
+        model = model_fn()
+        model.build()
+        latest = tf.train.latest_checkpoint(FLAGS.model_dir)
+        if not latest:
+            raise FileNotFoundError(f"--model_dir {FLAGS.model_dir}: no checkpoint to export")
+        tf.train.Checkpoint(model=model).read(latest).expect_partial()
+        return export_model_savedmodel(model, FLAGS.model_export_path)
+
+    result: dict = {}
+    model = None
+    if "train" in mode:
+        common_flags.require_file("train_data_path", FLAGS.train_data_path)
+        n = int(meta.get("train_data_size", 0))
+        steps_per_epoch = int(n / FLAGS.train_batch_size)
+        if steps_per_epoch < 1:
+            raise ValueError(f"train_data_size {n} < train_batch_size {FLAGS.train_batch_size}")
+        epochs = FLAGS.num_train_epochs
+        warmup = int(epochs * n * 0.1 / FLAGS.train_batch_size)
+        strategy = get_distribution_strategy(FLAGS.distribution_strategy, FLAGS.num_gpus,
+                                             FLAGS.tpu)
+        cfg = TrainerConfig(
+            model_dir=FLAGS.model_dir, steps_per_epoch=steps_per_epoch, epochs=epochs,
+            steps_per_loop=common_flags.steps_per_loop(steps_per_epoch),
+            global_batch_size=FLAGS.train_batch_size,
+            save_checkpoint_steps=FLAGS.save_checkpoint_steps, log_steps=FLAGS.log_steps,
+            jit_compile=FLAGS.enable_xla, overwrite=FLAGS.overwrite)
+        trainer = Trainer(strategy, model_fn, squad_loss,
+                          common_flags.make_optimizer_fn(cfg.total_steps, warmup), cfg)
+        trainer.restore_or_initialize(FLAGS.init_checkpoint)
+        seed = FLAGS.seed
+
+        def train_ds(batch_size, ctx):
+            return create_squad_dataset(FLAGS.train_data_path, seq, batch_size, True, ctx,
+                                        shuffle_buffer=FLAGS.shuffle_buffer, seed=seed)
+
+        result = trainer.train(train_ds)
+        result.update(warmup_steps=warmup, steps_per_epoch=steps_per_epoch)
+        trainer.write_summary(result)
+        model = trainer.model
+    if "predict" in mode or "eval" in mode:
+        if model is None:
+            model = model_fn()
+            model.build()
+            latest = tf.train.latest_checkpoint(FLAGS.model_dir)
+            if not latest:
+                raise FileNotFoundError(f"--model_dir {FLAGS.model_dir}: no checkpoint")
+            tf.train.Checkpoint(model=model).read(latest).expect_partial()
+        preds, null_odds = predict(model, meta, FLAGS.model_dir)
+        result["predictions"] = os.path.join(FLAGS.model_dir, "predictions.json")
+        if "eval" in mode:
+            metrics = evaluate(preds, null_odds, bool(meta.get("version_2_with_negative")))
+            summary_dir = os.path.join(FLAGS.model_dir, "summaries", "eval")
+            os.makedirs(summary_dir, exist_ok=True)
+            with open(os.path.join(summary_dir, "eval_metrics.json"), "w") as f:
+                json.dump(metrics, f, indent=2)
+            writer = tf.summary.create_file_writer(summary_dir)
+            with writer.as_default(step=0):
+                for k, v in metrics.items():
+                    tf.summary.scalar(k, float(v))
+            writer.flush()
+            logger.info("SQuAD eval: %s", metrics)
+            result["eval_metrics"] = metrics
+    return result
+
+
+def main(argv=None):
+    def _main(_):
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+        try:
+            result = run()
+        except (FileNotFoundError, ValueError) as e:
+            print(f"run_squad: error: {e}", file=sys.stderr)
+            sys.exit(1)
+        print(result)
+
+    app.run(_main, argv=argv or sys.argv)
+
+
+if __name__ == "__main__":
+    main()
