@@ -176,7 +176,9 @@ class Trainer:
 
         def dataset_fn(ctx):
             ds = train_dataset_fn(ctx.get_per_replica_batch_size(cfg.global_batch_size), ctx)
-            return ds.skip(start) if start else ds
+            # Each step takes one per-replica batch for every replica this pipeline feeds.
+            per_step = max(1, ctx.num_replicas_in_sync // ctx.num_input_pipelines)
+            return ds.skip(start * per_step) if start else ds
 
         dist = self.strategy.distribute_datasets_from_function(dataset_fn)
         iterator = iter(dist)
