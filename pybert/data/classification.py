@@ -15,8 +15,9 @@ runs in the C++ tokenizer on all cores; truncation is the seed's
 tagging task types are left out.
 
 Example:
-    examples = read_examples("MRPC", "glue/MRPC", "dev")
-    arrays = featurize(examples, tokenizer, 128, get_task("MRPC"))
+    spec = get_task("MRPC")
+    examples = read_examples(spec, "glue/MRPC", "dev")
+    arrays = featurize(examples, tokenizer, 128, spec)
     arrays["input_ids"].shape -> (408, 128)
 """
 

@@ -28,8 +28,9 @@ memory; the training pipeline shuffles again).
 
 Example:
     opts = PretrainingOptions(max_seq_length=128, max_predictions_per_seq=20)
-    stats = create_pretraining_data(["corpus.txt"], ["out.tfrecord"], "vocab.txt", opts)
-    stats.instances -> 11234
+    stats = create_pretraining_data(["gutenberg_27books_bert_format.txt"], ["out.tfrecord"],
+                                    "vocab.txt", opts)
+    stats.instances -> 212611   (13.6 MB of prose, dupe_factor 10, default chunks, any workers)
 """
 
 from __future__ import annotations

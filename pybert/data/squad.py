@@ -17,7 +17,7 @@ Example:
     data = read_squad("dev-v1.1.json", is_training=False)
     feats = featurize(data, tokenizer, max_seq_length=384, doc_stride=128, max_query_length=64,
                       is_training=False)
-    feats.arrays["input_ids"].shape -> (10840, 384)
+    feats.arrays["input_ids"].shape -> (10833, 384)
 """
 
 from __future__ import annotations
