@@ -59,25 +59,10 @@ def load_seed_tokenization():
 
 def load_seed_squad_lib():
     """The seed's official/nlp/data/squad_lib.py (read, featurize, post-process)."""
-    tokenization = load_seed_tokenization()
-    if tokenization is None:
+    stubs = _official_stubs()
+    if stubs is None:
         return None
-    official = types.ModuleType("official")
-    nlp = types.ModuleType("official.nlp")
-    bert = types.ModuleType("official.nlp.bert")
-    bert.tokenization = tokenization
-    official.nlp = nlp
-    nlp.bert = bert
-    return _load(
-        "official/nlp/data/squad_lib.py",
-        "seed_squad_lib",
-        {
-            "official": official,
-            "official.nlp": nlp,
-            "official.nlp.bert": bert,
-            "official.nlp.bert.tokenization": tokenization,
-        },
-    )
+    return _load("official/nlp/data/squad_lib.py", "seed_squad_lib", stubs)
 
 
 def _official_stubs():
@@ -123,8 +108,8 @@ def load_seed_pretraining():
     on a private FlagValues so they cannot clash with this process's flags),
     official.nlp.bert.tokenization (the seed's own).
     """
-    tokenization = load_seed_tokenization()
-    if tokenization is None:
+    official_stubs = _official_stubs()
+    if official_stubs is None:
         return None
     from absl import flags as absl_flags
 
@@ -143,21 +128,8 @@ def load_seed_pretraining():
             gfile=types.SimpleNamespace(GFile=lambda p, mode="r": open(p, mode))
         )
     )
-    official = types.ModuleType("official")
-    nlp = types.ModuleType("official.nlp")
-    bert = types.ModuleType("official.nlp.bert")
-    bert.tokenization = tokenization
-    official.nlp = nlp
-    nlp.bert = bert
     return _load(
         "official/nlp/data/create_pretraining_data.py",
         "seed_create_pretraining_data",
-        {
-            "absl": absl,
-            "tensorflow": tf,
-            "official": official,
-            "official.nlp": nlp,
-            "official.nlp.bert": bert,
-            "official.nlp.bert.tokenization": tokenization,
-        },
+        {**official_stubs, "absl": absl, "tensorflow": tf},
     )

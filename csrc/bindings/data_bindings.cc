@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "bindings/array_checks.h"
 #include "data/example_proto.h"
 #include "data/pretraining.h"
 
@@ -19,9 +20,6 @@ namespace py = pybind11;
 
 namespace pybert {
 namespace {
-
-template <typename T>
-using Array = py::array_t<T, py::array::c_style | py::array::forcecast>;
 
 // An integer (or bool) array of any width as T; other dtypes (float, object,
 // str) are refused rather than silently truncated by forcecast.
@@ -33,28 +31,6 @@ Array<T> IntArray(const py::array& a, const char* name) {
                           py::str(a.dtype()).cast<std::string>());
   }
   return Array<T>::ensure(a);
-}
-
-void Check1D(const py::array& a, const char* name, int64_t size) {
-  if (a.ndim() != 1 || (size >= 0 && a.shape(0) != size)) {
-    throw py::value_error(std::string(name) + " must be 1-D" +
-                          (size >= 0 ? " of length " + std::to_string(size) : std::string()) +
-                          ", got shape with " + std::to_string(a.ndim()) + " dims" +
-                          (a.ndim() >= 1 ? " and length " + std::to_string(a.shape(0)) : std::string()));
-  }
-}
-
-void CheckSplits(const int64_t* s, int64_t n, int64_t total, const char* name) {
-  if (s[0] != 0 || s[n] != total) {
-    throw py::value_error(std::string(name) + " must start at 0 and end at " + std::to_string(total) +
-                          ", got " + std::to_string(s[0]) + " and " + std::to_string(s[n]));
-  }
-  for (int64_t i = 0; i < n; ++i) {
-    if (s[i + 1] < s[i]) {
-      throw py::value_error(std::string(name) + " must be non-decreasing (at index " +
-                            std::to_string(i + 1) + ")");
-    }
-  }
 }
 
 // A vector handed to NumPy as the memory of an array (freed with it).

@@ -8,35 +8,13 @@
 #include <string>
 #include <vector>
 
+#include "bindings/array_checks.h"
 #include "squad/postprocess.h"
 
 namespace py = pybind11;
 
 namespace pybert {
 namespace {
-
-template <typename T>
-using Array = py::array_t<T, py::array::c_style | py::array::forcecast>;
-
-template <typename T>
-const T* Check1D(const Array<T>& a, const char* name, int64_t size) {
-  if (a.ndim() != 1 || (size >= 0 && a.shape(0) != size)) {
-    throw py::value_error(std::string(name) + " must be 1-D" +
-                          (size >= 0 ? " of length " + std::to_string(size) : std::string()) +
-                          ", got shape with " + std::to_string(a.ndim()) + " dims" +
-                          (a.ndim() >= 1 ? " and length " + std::to_string(a.shape(0)) : std::string()));
-  }
-  return a.data();
-}
-
-void CheckSplits(const int64_t* s, int64_t n, int64_t total, const char* name) {
-  if (s[0] != 0 || s[n] != total) {
-    throw py::value_error(std::string(name) + " must start at 0 and end at " + std::to_string(total));
-  }
-  for (int64_t i = 0; i < n; ++i) {
-    if (s[i + 1] < s[i]) throw py::value_error(std::string(name) + " must be non-decreasing");
-  }
-}
 
 py::list SquadPostprocess(py::bytes doc_data, Array<int64_t> doc_offsets, Array<int64_t> doc_splits,
                           Array<int64_t> feature_example, py::bytes token_data,

@@ -120,3 +120,26 @@ def steps_per_loop(steps_per_epoch: int) -> int:
     if n < 1:
         raise ValueError(f"--steps_per_loop must be >= 1, got {n}")
     return min(n, steps_per_epoch)
+
+
+def restore_model(model, checkpoint: str | None = None) -> str:
+    """Builds `model` and restores it from `checkpoint` or the latest one in --model_dir."""
+    import tensorflow as tf
+
+    model.build()
+    ckpt = checkpoint or tf.train.latest_checkpoint(FLAGS.model_dir)
+    if not ckpt:
+        raise FileNotFoundError(f"--model_dir {FLAGS.model_dir}: no checkpoint")
+    tf.train.Checkpoint(model=model).read(ckpt).expect_partial().assert_existing_objects_matched()
+    return ckpt
+
+
+def export_only(model_fn) -> str:
+    """--mode=export_only: the latest checkpoint of --model_dir as a SavedModel."""
+    from pybert.export.savedmodel import export_model_savedmodel
+
+    if not FLAGS.model_export_path:
+        raise ValueError("--model_export_path is required for --mode=export_only")
+    model = model_fn()
+    restore_model(model)
+    return export_model_savedmodel(model, FLAGS.model_export_path)

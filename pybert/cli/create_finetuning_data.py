@@ -21,11 +21,9 @@ file and line and exit with status 1; outputs appear only when complete.
 
 from __future__ import annotations
 
-import logging
-import sys
-import time
+from absl import flags
 
-from absl import app, flags
+from pybert.cli._runner import run_tool
 
 FLAGS = flags.FLAGS
 
@@ -63,14 +61,6 @@ flags.DEFINE_string("squad_predict_file", None,
                     "SQuAD JSON to featurize for evaluation into --eval_data_output_path "
                     "(+ <path>.features.npz for run_squad's span decoding).")
 flags.DEFINE_integer("num_threads", 0, "Tokenizer threads (0 = all cores).")
-
-logger = logging.getLogger("pybert.data")
-
-
-def _fail(message: str):
-    print(f"create_finetuning_data: error: {message}", file=sys.stderr)
-    sys.exit(1)
-
 
 def run() -> dict:
     """Reads FLAGS, writes the outputs, returns the meta data."""
@@ -138,17 +128,11 @@ def run() -> dict:
 
 
 def main(argv=None):
-    def _main(_):
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-        start = time.perf_counter()
-        try:
-            meta = run()
-        except (FileNotFoundError, ValueError) as e:
-            _fail(str(e))
-        print(f"wrote {FLAGS.meta_data_file_path} in {time.perf_counter() - start:.1f} s: "
+    def report(meta, seconds):
+        print(f"wrote {FLAGS.meta_data_file_path} in {seconds:.1f} s: "
               + ", ".join(f"{k}={v}" for k, v in meta.items()))
 
-    app.run(_main, argv=argv or sys.argv)
+    run_tool("create_finetuning_data", run, report, argv)
 
 
 if __name__ == "__main__":

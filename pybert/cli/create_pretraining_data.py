@@ -21,13 +21,13 @@ message naming the file and line.
 
 from __future__ import annotations
 
-import logging
 import os
-import sys
 import tempfile
 from importlib import resources
 
-from absl import app, flags
+from absl import flags
+
+from pybert.cli._runner import run_tool
 
 FLAGS = flags.FLAGS
 
@@ -96,18 +96,12 @@ def run():
 
 
 def main(argv=None):
-    def _main(_):
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-        try:
-            stats = run()
-        except (FileNotFoundError, ValueError) as e:
-            print(f"create_pretraining_data: error: {e}", file=sys.stderr)
-            sys.exit(1)
+    def report(stats, seconds):
         print(stats.summary())
         for path, count in stats.per_file:
             print(f"  {path}: {count} instances")
 
-    app.run(_main, argv=argv or sys.argv)
+    run_tool("create_pretraining_data", run, report, argv)
 
 
 if __name__ == "__main__":

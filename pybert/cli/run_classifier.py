@@ -21,11 +21,11 @@ from __future__ import annotations
 import logging
 import math
 import os
-import sys
 
-from absl import app, flags
+from absl import flags
 
 from pybert.cli import common_flags
+from pybert.cli._runner import run_tool
 
 FLAGS = flags.FLAGS
 
@@ -145,29 +145,14 @@ def run() -> dict | str:
         return BertClassifier(config, num_labels, name="bert_classifier")
 
     if FLAGS.mode == "export_only":
-        from pybert.export.savedmodel import export_model_savedmodel
-
-        if not FLAGS.model_export_path:
-            raise ValueError("--model_export_path is required for --mode=export_only")
-        model = model_fn()
-        model.build()
-        latest = tf.train.latest_checkpoint(FLAGS.model_dir)
-        if not latest:
-            raise FileNotFoundError(f"--model_dir {FLAGS.model_dir}: no checkpoint to export")
-        tf.train.Checkpoint(model=model).read(latest).expect_partial()
-        return export_model_savedmodel(model, FLAGS.model_export_path)
+        return common_flags.export_only(model_fn)
 
     eval_path = FLAGS.eval_data_path
     if FLAGS.mode == "predict":
         common_flags.require_file("eval_data_path", eval_path)
         _first_record(eval_path, seq, is_regression)
         model = model_fn()
-        model.build()
-        ckpt = FLAGS.predict_checkpoint_path or tf.train.latest_checkpoint(FLAGS.model_dir)
-        if not ckpt:
-            raise FileNotFoundError(f"--model_dir {FLAGS.model_dir}: no checkpoint for predict "
-                                    f"(or pass --predict_checkpoint_path)")
-        tf.train.Checkpoint(model=model).read(ckpt).expect_partial().assert_existing_objects_matched()
+        common_flags.restore_model(model, FLAGS.predict_checkpoint_path)
         ds = create_classifier_dataset(eval_path, seq, FLAGS.eval_batch_size, is_training=False,
                                        label_type=label_type)
         preds, _ = _predict(model, ds, is_regression)
@@ -242,16 +227,7 @@ def run() -> dict | str:
 
 
 def main(argv=None):
-    def _main(_):
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-        try:
-            result = run()
-        except (FileNotFoundError, ValueError) as e:
-            print(f"run_classifier: error: {e}", file=sys.stderr)
-            sys.exit(1)
-        print(result)
-
-    app.run(_main, argv=argv or sys.argv)
+    run_tool("run_classifier", run, argv=argv)
 
 
 if __name__ == "__main__":

@@ -18,11 +18,11 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import sys
 
-from absl import app, flags
+from absl import flags
 
 from pybert.cli import common_flags
+from pybert.cli._runner import run_tool
 
 FLAGS = flags.FLAGS
 
@@ -115,16 +115,7 @@ def run() -> dict:
 
 
 def main(argv=None):
-    def _main(_):
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-        try:
-            result = run()
-        except (FileNotFoundError, ValueError) as e:
-            print(f"run_pretraining: error: {e}", file=sys.stderr)
-            sys.exit(1)
-        print(result)
-
-    app.run(_main, argv=argv or sys.argv)
+    run_tool("run_pretraining", run, argv=argv)
 
 
 if __name__ == "__main__":

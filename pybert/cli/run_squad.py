@@ -20,11 +20,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 
-from absl import app, flags
+from absl import flags
 
 from pybert.cli import common_flags
+from pybert.cli._runner import run_tool
 
 FLAGS = flags.FLAGS
 
@@ -141,17 +141,7 @@ def run():
         return BertSpanLabeler(config, name="bert_span_labeler")
 
     if mode == "export_only":
-        from pybert.export.savedmodel import export_model_savedmodel
-
-        if not FLAGS.model_export_path:
-            raise ValueError("--model_export_path is required for --mode=export_only")
-        model = model_fn()
-        model.build()
-        latest = tf.train.latest_checkpoint(FLAGS.model_dir)
-        if not latest:
-            raise FileNotFoundError(f"--model_dir {FLAGS.model_dir}: no checkpoint to export")
-        tf.train.Checkpoint(model=model).read(latest).expect_partial()
-        return export_model_savedmodel(model, FLAGS.model_export_path)
+        return common_flags.export_only(model_fn)
 
     result: dict = {}
     model = None
@@ -187,11 +177,7 @@ def run():
     if "predict" in mode or "eval" in mode:
         if model is None:
             model = model_fn()
-            model.build()
-            latest = tf.train.latest_checkpoint(FLAGS.model_dir)
-            if not latest:
-                raise FileNotFoundError(f"--model_dir {FLAGS.model_dir}: no checkpoint")
-            tf.train.Checkpoint(model=model).read(latest).expect_partial()
+            common_flags.restore_model(model)
         preds, null_odds = predict(model, meta, FLAGS.model_dir)
         result["predictions"] = os.path.join(FLAGS.model_dir, "predictions.json")
         if "eval" in mode:
@@ -211,16 +197,7 @@ def run():
 
 
 def main(argv=None):
-    def _main(_):
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-        try:
-            result = run()
-        except (FileNotFoundError, ValueError) as e:
-            print(f"run_squad: error: {e}", file=sys.stderr)
-            sys.exit(1)
-        print(result)
-
-    app.run(_main, argv=argv or sys.argv)
+    run_tool("run_squad", run, argv=argv)
 
 
 if __name__ == "__main__":

@@ -45,16 +45,7 @@ def export_encoder_savedmodel(encoder, vocab_file, do_lower_case: bool, export_d
 
     if not Path(vocab_file).is_file():
         raise FileNotFoundError(f"vocab file not found: {vocab_file}")
-    export_dir = Path(export_dir)
-    tmp = export_dir.with_name(export_dir.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    module = _Encoder()
-    tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.__call__})
-    if export_dir.exists():
-        shutil.rmtree(export_dir)
-    os.replace(tmp, export_dir)
-    return str(export_dir)
+    return _save_atomically(_Encoder(), export_dir)
 
 
 def load_encoder_savedmodel(path):
@@ -86,11 +77,17 @@ def export_model_savedmodel(model, export_dir) -> str:
             out = self.model(inputs, training=False)
             return out if isinstance(out, dict) else {"logits": out}
 
+    return _save_atomically(_Model(), export_dir)
+
+
+def _save_atomically(module, export_dir) -> str:
+    """tf.saved_model.save into <export_dir>.tmp, then renamed over export_dir."""
+    import tensorflow as tf
+
     export_dir = Path(export_dir)
     tmp = export_dir.with_name(export_dir.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
-    module = _Model()
     tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.__call__})
     if export_dir.exists():
         shutil.rmtree(export_dir)
