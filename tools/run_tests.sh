@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q ".[test,tf]" cmake ninja   # cmake/ninja also for ctest below
+.venv/bin/python -m pip install -q ".[test,tf,onnx]" cmake ninja   # cmake/ninja also for ctest below
 # Reference implementations for the tests only (never runtime dependencies):
 # HuggingFace transformers on PyTorch (the local CPU build of torch 2.13.0).
 .venv/bin/python -m pip install -q torch==2.13.0 transformers tf-keras==2.21.0

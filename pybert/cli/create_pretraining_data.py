@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import os
 import tempfile
-from importlib import resources
 
 from absl import flags
 
 from pybert.cli._runner import run_tool
+from pybert.resources import resource_path
 
 FLAGS = flags.FLAGS
 
@@ -54,18 +54,14 @@ flags.DEFINE_float("chunk_mb", 8.0, "Documents are processed in chunks of about 
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 
 
-def _resource(name: str) -> str:
-    return str(resources.files("pybert.resources").joinpath(name))
-
-
 def run():
     from pybert.data.pretraining import PretrainingOptions, create_pretraining_data
 
     input_file, output_file, vocab_file = FLAGS.input_file, FLAGS.output_file, FLAGS.vocab_file
     if not (input_file or output_file or vocab_file):
         # Smoke run on embedded defaults.
-        input_file = _resource("sample_text.txt")
-        vocab_file = _resource("vocab_uncased.txt")
+        input_file = resource_path("sample_text.txt")
+        vocab_file = resource_path("vocab_uncased.txt")
         output_file = os.path.join(tempfile.mkdtemp(prefix="pybert_pretraining_"),
                                    "sample.tfrecord")
         print(f"no flags given: bundled sample text -> {output_file}")

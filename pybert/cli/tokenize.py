@@ -13,11 +13,11 @@ from __future__ import annotations
 import os
 import sys
 import time
-from importlib import resources
 
 import numpy as np
 from absl import app, flags
 
+from pybert.resources import resource_path
 from pybert.tokenization import Tokenizer
 
 FLAGS = flags.FLAGS
@@ -29,10 +29,6 @@ flags.DEFINE_bool("do_lower_case", True, "Lower-case and strip accents (uncased 
 flags.DEFINE_integer("num_threads", 0, "Threads (0 = all cores).")
 flags.DEFINE_float("min_mb", 8.0, "Repeat the input until it has at least this many MB.")
 flags.DEFINE_string("output_file", None, "Optional .npz output (flat_ids, row_splits).")
-
-
-def _resource(name: str) -> str:
-    return str(resources.files("pybert.resources").joinpath(name))
 
 
 def run(
@@ -74,8 +70,8 @@ def run(
 def main(argv=None):
     def _main(_):
         stats = run(
-            FLAGS.input_file or _resource("sample_text.txt"),
-            FLAGS.vocab_file or _resource("vocab_uncased.txt"),
+            FLAGS.input_file or resource_path("sample_text.txt"),
+            FLAGS.vocab_file or resource_path("vocab_uncased.txt"),
             FLAGS.do_lower_case,
             FLAGS.num_threads,
             FLAGS.min_mb,

@@ -1,4 +1,4 @@
-"""Model export. Done: TF-Hub-style SavedModel of the encoder. Not yet: ONNX (open issue)."""
+"""Model export: TF-Hub-style SavedModel (savedmodel) and ONNX for pybert-predict (onnx)."""
 
 from pybert.export.savedmodel import export_encoder_savedmodel, load_encoder_savedmodel
 

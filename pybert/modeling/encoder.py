@@ -91,11 +91,14 @@ class SelfAttention(layers.Layer):
     def __init__(self, config: BertConfig, **kwargs):
         super().__init__(**kwargs)
         self.config = config
-        d, init = config.hidden_size, _init(config)
-        self.query = layers.Dense(d, kernel_initializer=init, name="query")
-        self.key = layers.Dense(d, kernel_initializer=init, name="key")
-        self.value = layers.Dense(d, kernel_initializer=init, name="value")
-        self.output_dense = layers.Dense(d, kernel_initializer=init, name="output")
+        d = config.hidden_size
+        # One initializer per weight: an unseeded Keras 3 initializer object returns
+        # the same values on every call, so sharing one would make Q, K, V and the
+        # output projection start identical.
+        self.query = layers.Dense(d, kernel_initializer=_init(config), name="query")
+        self.key = layers.Dense(d, kernel_initializer=_init(config), name="key")
+        self.value = layers.Dense(d, kernel_initializer=_init(config), name="value")
+        self.output_dense = layers.Dense(d, kernel_initializer=_init(config), name="output")
         self.attention_dropout = layers.Dropout(config.attention_probs_dropout_prob)
         self.dropout = layers.Dropout(config.hidden_dropout_prob)
         self.layer_norm = layers.LayerNormalization(
@@ -141,12 +144,13 @@ class TransformerLayer(layers.Layer):
     def __init__(self, config: BertConfig, **kwargs):
         super().__init__(**kwargs)
         self.config = config
-        init = _init(config)
         self.attention = SelfAttention(config, name="attention")
         self.intermediate = layers.Dense(
-            config.intermediate_size, kernel_initializer=init, name="intermediate"
+            config.intermediate_size, kernel_initializer=_init(config), name="intermediate"
         )
-        self.output_dense = layers.Dense(config.hidden_size, kernel_initializer=init, name="output")
+        self.output_dense = layers.Dense(
+            config.hidden_size, kernel_initializer=_init(config), name="output"
+        )
         self.dropout = layers.Dropout(config.hidden_dropout_prob)
         self.layer_norm = layers.LayerNormalization(
             epsilon=config.layer_norm_eps, dtype="float32", name="layer_norm"

@@ -1,0 +1,318 @@
+"""predict: high-throughput batch prediction with an exported ONNX model (pybert-export-onnx).
+
+  pybert-predict --model_dir=out/mrpc_onnx --input_file=glue/MRPC/dev.tsv \\
+    --text_a_column="#1 String" --text_b_column="#2 String" --label_column=Quality \\
+    --output_file=out/mrpc_dev_predictions.tsv
+
+  pybert-predict --model_dir=out/squad_onnx --input_file=dev-v1.1.json --output_dir=out/squad
+
+Input: TSV (no quoting, as GLUE's files), CSV or JSONL, one example per row;
+columns by header name or 0-based index (--text_a_column, optional
+--text_b_column for pairs, optional --label_column to report accuracy); or a
+SQuAD JSON for a span model. Output: TSV or JSONL (by --output_file's
+extension or --output_format) with the input line number, the label and one
+probability per label (classifier), the value (regression) or pooled_output
+(encoder); for SQuAD, predictions.json, nbest_predictions.json (and
+null_odds.json for v2.0) in --output_dir. A row that does not parse, lacks a
+column or has an empty text is reported with its line number and skipped
+(--on_error=skip, counted in the summary) or ends the run (--on_error=fail).
+Outputs are written under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator
+
+from absl import flags
+
+from pybert.cli._runner import run_tool
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("model_dir", None, "Directory written by pybert-export-onnx.")
+flags.DEFINE_string("input_file", None, "TSV, CSV, JSONL or SQuAD JSON.")
+flags.DEFINE_enum("input_format", "auto", ["auto", "tsv", "csv", "jsonl", "squad"],
+                  "Input format (auto: by extension; .json is SQuAD).")
+flags.DEFINE_string("text_a_column", "0", "Column name or 0-based index (JSONL: field name).")
+flags.DEFINE_string("text_b_column", None, "Second text of a pair (column or field).")
+flags.DEFINE_string("label_column", None, "Gold label column or field: accuracy is reported.")
+flags.DEFINE_enum("header", "auto", ["auto", "true", "false"],
+                  "TSV/CSV first row is a header (auto: when a column is given by name).")
+flags.DEFINE_string("output_file", None, "Predictions (.tsv or .jsonl).")
+flags.DEFINE_enum("output_format", "auto", ["auto", "tsv", "jsonl"], "Output format.")
+flags.DEFINE_string("output_dir", None, "SQuAD: where the prediction files go.")
+flags.DEFINE_enum("precision", "fp32", ["fp32", "int8", "fp16"], "Which exported model to run.")
+flags.DEFINE_enum("device", "auto", ["auto", "cpu", "gpu"], "auto: GPU when onnxruntime-gpu "
+                  "sees one.")
+flags.DEFINE_integer("batch_size", 32, "Examples per inference batch.")
+flags.DEFINE_integer("chunk_size", 4096,
+                     "Examples read, tokenized and sorted by length together (bounds memory).")
+flags.DEFINE_integer("intra_op_threads", 0, "ONNX Runtime threads (0: all cores).")
+flags.DEFINE_enum("on_error", "skip", ["skip", "fail"], "What a bad input row does.")
+flags.DEFINE_integer("n_best_size", 20, "SQuAD: n-best predictions per question.")
+flags.DEFINE_integer("max_answer_length", 30, "SQuAD: longest answer in word pieces.")
+flags.DEFINE_float("null_score_diff_threshold", 0.0, "SQuAD v2.0 null threshold.")
+flags.DEFINE_bool("progress", True, "Show a progress bar.")
+
+logger = logging.getLogger("pybert.predict")
+
+
+class InputError(ValueError):
+    """A bad input row (its message names file and line)."""
+
+
+class _Errors:
+    def __init__(self, mode: str):
+        self.mode, self.count, self.shown = mode, 0, 0
+
+    def __call__(self, message: str) -> None:
+        if self.mode == "fail":
+            raise InputError(message)
+        self.count += 1
+        if self.shown < 20:
+            print(f"predict: skipped {message}", file=sys.stderr)
+            self.shown += 1
+            if self.shown == 20:
+                print("predict: (further skipped rows are only counted)", file=sys.stderr)
+
+
+def _format(path: str, flag: str, table: dict) -> str:
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in table:
+        raise ValueError(f"--{flag}: cannot tell the format of {path} from its extension; "
+                         f"give --{flag.replace('file', 'format')}")
+    return table[ext]
+
+
+def _column(spec: str | None, header: list[str] | None, flag: str, path: str):
+    if spec is None:
+        return None
+    if header is not None and spec in header:
+        return header.index(spec)
+    if spec.lstrip("-").isdigit():
+        return int(spec)
+    if header is None:
+        raise ValueError(f"--{flag} {spec!r}: a column name needs a header row "
+                         f"(--header=true), or give a 0-based index")
+    raise ValueError(f"--{flag} {spec!r}: no such column in the header of {path} "
+                     f"(columns: {header})")
+
+
+def read_table(path: str, fmt: str, errors: _Errors) -> Iterator[tuple[int, str, str | None,
+                                                                          str | None]]:
+    """(line, text_a, text_b, label) from a TSV/CSV file."""
+    specs = (FLAGS.text_a_column, FLAGS.text_b_column, FLAGS.label_column)
+    by_name = any(s is not None and not s.lstrip("-").isdigit() for s in specs)
+    has_header = FLAGS.header == "true" or (FLAGS.header == "auto" and by_name)
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = (csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if fmt == "tsv"
+                  else csv.reader(f))
+        header = None
+        if has_header:
+            try:
+                header = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                raise ValueError(f"{path}:1: {e}") from None
+        cols = [_column(s, header, flag, path) for s, flag in
+                zip(specs, ("text_a_column", "text_b_column", "label_column"), strict=True)]
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                errors(f"{path}:{reader.line_num}: {e}")
+                continue
+            line = reader.line_num
+            if not row or row == [""]:
+                continue
+            values = []
+            for col, flag in zip(cols, ("text_a_column", "text_b_column", "label_column"),
+                                 strict=True):
+                if col is None:
+                    values.append(None)
+                elif col >= len(row) or col < -len(row):
+                    values.append(KeyError(f"{path}:{line}: {len(row)} columns, --{flag} "
+                                           f"needs column {col}"))
+                else:
+                    values.append(row[col])
+            yield line, *values
+
+
+def read_jsonl(path: str, errors: _Errors) -> Iterator[tuple[int, str, str | None, str | None]]:
+    with open(path, encoding="utf-8-sig") as f:
+        for line, text in enumerate(f, 1):
+            if not text.strip():
+                continue
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as e:
+                errors(f"{path}:{line}: not valid JSON ({e.msg})")
+                continue
+            if not isinstance(obj, dict):
+                errors(f"{path}:{line}: expected a JSON object, got {type(obj).__name__}")
+                continue
+            values = []
+            for name, flag in ((FLAGS.text_a_column, "text_a_column"),
+                               (FLAGS.text_b_column, "text_b_column"),
+                               (FLAGS.label_column, "label_column")):
+                if name is None:
+                    values.append(None)
+                elif name not in obj:
+                    values.append(KeyError(f"{path}:{line}: no field {name!r} (--{flag})"))
+                else:
+                    v = obj[name]
+                    values.append(v if isinstance(v, str) else json.dumps(v))
+            yield line, *values
+
+
+def _chunks(rows, errors: _Errors, chunk_size: int, pairs: bool):
+    """Valid rows grouped into chunks of (items, texts_a, texts_b); bad rows reported."""
+    items, a, b = [], [], []
+    for line, text_a, text_b, label in rows:
+        bad = next((v for v in (text_a, text_b, label) if isinstance(v, KeyError)), None)
+        if bad is not None:
+            errors(bad.args[0])
+            continue
+        if not text_a or not text_a.strip():
+            errors(f"{FLAGS.input_file}:{line}: empty text (--text_a_column)")
+            continue
+        if pairs and (not text_b or not text_b.strip()):
+            errors(f"{FLAGS.input_file}:{line}: empty text (--text_b_column)")
+            continue
+        items.append((line, label))
+        a.append(text_a)
+        b.append(text_b)
+        if len(items) == chunk_size:
+            yield items, a, b if pairs else None
+            items, a, b = [], [], []
+    if items:
+        yield items, a, b if pairs else None
+
+
+def _write_rows(f, fmt: str, task: str, labels, items, preds, first: bool) -> None:
+    if task == "classifier":
+        if fmt == "tsv":
+            if first:
+                f.write("line\tlabel\t" + "\t".join(f"p_{lab}" for lab in labels) + "\n")
+            for (line, _), lab, p in zip(items, preds["label"], preds["probabilities"],
+                                         strict=True):
+                f.write(f"{line}\t{lab}\t" + "\t".join(f"{x:.6g}" for x in p) + "\n")
+        else:
+            for (line, _), lab, p in zip(items, preds["label"], preds["probabilities"],
+                                         strict=True):
+                f.write(json.dumps({"line": line, "label": lab, "probabilities": dict(
+                    zip(labels, (round(float(x), 6) for x in p), strict=True))}) + "\n")
+    elif task == "regression":
+        if fmt == "tsv" and first:
+            f.write("line\tprediction\n")
+        for (line, _), v in zip(items, preds["prediction"], strict=True):
+            f.write(f"{line}\t{v:.6g}\n" if fmt == "tsv" else
+                    json.dumps({"line": line, "prediction": round(float(v), 6)}) + "\n")
+    else:
+        if fmt == "tsv" and first:
+            f.write("line\tpooled_output\n")
+        for (line, _), v in zip(items, preds["pooled_output"], strict=True):
+            f.write(f"{line}\t" + " ".join(f"{x:.6g}" for x in v) + "\n" if fmt == "tsv" else
+                    json.dumps({"line": line, "pooled_output": [round(float(x), 6) for x in v]})
+                    + "\n")
+
+
+def _predictor():
+    from pybert.predict import Predictor
+
+    if not FLAGS.model_dir:
+        raise ValueError("--model_dir is required")
+    if FLAGS.batch_size < 1 or FLAGS.chunk_size < 1:
+        raise ValueError("--batch_size and --chunk_size must be >= 1")
+    return Predictor(FLAGS.model_dir, precision=FLAGS.precision, device=FLAGS.device,
+                     batch_size=FLAGS.batch_size, intra_op_threads=FLAGS.intra_op_threads)
+
+
+def run() -> dict:
+    if not FLAGS.input_file:
+        raise ValueError("--input_file is required")
+    if not os.path.isfile(FLAGS.input_file):
+        raise FileNotFoundError(f"--input_file {FLAGS.input_file}: file not found")
+    fmt = FLAGS.input_format
+    if fmt == "auto":
+        fmt = _format(FLAGS.input_file, "input_file",
+                      {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "squad"})
+    predictor = _predictor()
+    start = time.perf_counter()
+    if fmt == "squad" or predictor.task == "span":
+        if fmt != "squad" or predictor.task != "span":
+            raise ValueError(f"SQuAD input needs a span model and a span model SQuAD input "
+                             f"(model task {predictor.task}, input format {fmt})")
+        if not FLAGS.output_dir:
+            raise ValueError("--output_dir is required for SQuAD input")
+        preds, _, _ = predictor.predict_squad(
+            FLAGS.input_file, FLAGS.n_best_size, FLAGS.max_answer_length,
+            FLAGS.null_score_diff_threshold, output_dir=FLAGS.output_dir)
+        return _summary(predictor, start, errors=0, output=FLAGS.output_dir,
+                        questions=len(preds))
+
+    if not FLAGS.output_file:
+        raise ValueError("--output_file is required")
+    out_fmt = FLAGS.output_format
+    if out_fmt == "auto":
+        out_fmt = _format(FLAGS.output_file, "output_file", {".tsv": "tsv", ".jsonl": "jsonl"})
+    errors = _Errors(FLAGS.on_error)
+    rows = (read_jsonl(FLAGS.input_file, errors) if fmt == "jsonl"
+            else read_table(FLAGS.input_file, fmt, errors))
+    chunks = _chunks(rows, errors, FLAGS.chunk_size, FLAGS.text_b_column is not None)
+    correct = labelled = 0
+    tmp = FLAGS.output_file + ".incomplete"
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output_file)), exist_ok=True)
+    from tqdm import tqdm
+
+    with open(tmp, "w", encoding="utf-8") as f, tqdm(
+            unit="ex", disable=not FLAGS.progress, file=sys.stderr, smoothing=0.1) as bar:
+        first = True
+        for items, preds in predictor.predict_stream(chunks):
+            _write_rows(f, out_fmt, predictor.task, predictor.labels, items, preds, first)
+            first = False
+            if predictor.task == "classifier" and FLAGS.label_column is not None:
+                for (_, gold), lab in zip(items, preds["label"], strict=True):
+                    labelled += 1
+                    correct += gold == lab
+            bar.update(len(items))
+    os.replace(tmp, FLAGS.output_file)
+    extra = {"accuracy": correct / labelled, "labelled": labelled} if labelled else {}
+    return _summary(predictor, start, errors=errors.count, output=FLAGS.output_file, **extra)
+
+
+def _summary(predictor, start: float, **extra) -> dict:
+    s = predictor.stats
+    wall = time.perf_counter() - start
+    return {"examples": s.examples, "wall_seconds": round(wall, 3),
+            "examples_per_second": round(s.examples / wall, 1) if wall > 0 else None,
+            "inference_seconds": round(s.seconds_inference, 3),
+            "padding_share": round(s.padding_share, 4), "batches": s.batches,
+            "precision": FLAGS.precision, "device": predictor.device, **extra}
+
+
+def _report(summary: dict, seconds: float) -> None:
+    parts = [f"{summary['examples']} examples", f"{summary.get('errors', 0)} errors",
+             f"{summary['wall_seconds']:.2f} s", f"{summary['examples_per_second']} ex/s",
+             f"padding {100 * summary['padding_share']:.1f}%"]
+    if "accuracy" in summary:
+        parts.append(f"accuracy {100 * summary['accuracy']:.2f}% of {summary['labelled']}")
+    print("predict: " + ", ".join(parts) + f" -> {summary['output']}")
+    print(json.dumps(summary))
+
+
+def main(argv=None):
+    run_tool("predict", run, report=_report, argv=argv)
+
+
+if __name__ == "__main__":
+    main()

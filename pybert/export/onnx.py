@@ -1,0 +1,474 @@
+"""ONNX export of pybert models (tf2onnx) with ONNX Runtime's transformer optimizer.
+
+The exported graph is not the Keras call traced as is: Keras' Dense lowers to
+Tensordot, which tf2onnx mis-converts (a wrong Reshape, seen with tf2onnx
+1.17), and its op layout hides the patterns ONNX Runtime fuses. So the export
+function below recomputes the same model from the same variables in plain
+TensorFlow ops laid out as ONNX Runtime's BERT fusions expect:
+
+  * LayerNorm as ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div/Mul/Add
+    -> LayerNormalization, and with the residual Add -> SkipLayerNormalization;
+  * Q/K/V as MatMul+Add, Reshape [B, S, N, H], Transpose; scores Div sqrt(H),
+    + (1 - mask) * -10000 built from the [B, S] mask by Unsqueeze/Cast/Sub/Mul,
+    Softmax, MatMul, Transpose, Reshape -> one Attention node per layer;
+  * GELU (tanh form) -> FastGelu (+ bias -> BiasGelu/FastGelu with bias);
+    exact GELU (erf) -> Gelu / BiasGelu.
+
+export_onnx() checks the result against the Keras model on real, padded
+inputs and fails (OnnxExportError) when fp32 differs by more than 1e-4 or an
+expected fusion did not happen. tf2onnx, onnx and onnxruntime are imported
+only here (extra "onnx").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+TASKS = ("encoder", "classifier", "regression", "span")
+INPUT_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
+METADATA_FILE = "pybert_model.json"
+FORMAT = "pybert-onnx"
+FORMAT_VERSION = 1
+FP32_TOLERANCE = 1e-4
+
+
+class OnnxExportError(RuntimeError):
+    """The exported model failed its checks (numerics or fusions)."""
+
+
+def _output_names(task: str) -> tuple[str, ...]:
+    return {
+        "encoder": ("sequence_output", "pooled_output"),
+        "classifier": ("logits",),
+        "regression": ("logits",),
+        "span": ("start_logits", "end_logits"),
+    }[task]
+
+
+def export_function(model, task: str):
+    """A tf.function on the three int32 [batch, seq] inputs that computes `model`
+    (BertEncoder, BertClassifier or BertSpanLabeler) with ONNX-fusable ops."""
+    import tensorflow as tf
+
+    from pybert.modeling import BertClassifier, BertEncoder, BertSpanLabeler
+
+    expected = {"encoder": BertEncoder, "classifier": BertClassifier,
+                "regression": BertClassifier, "span": BertSpanLabeler}[task]
+    if not isinstance(model, expected):
+        raise TypeError(f"task {task!r} needs a {expected.__name__}, got {type(model).__name__}")
+    encoder = model if task == "encoder" else model.encoder
+    config = encoder.config
+    n, h, d = config.num_attention_heads, config.head_size, config.hidden_size
+    act = config.hidden_act
+
+    def dense(x, layer):
+        return tf.matmul(x, layer.kernel) + layer.bias
+
+    def layer_norm(x, ln):
+        mean = tf.reduce_mean(x, axis=-1, keepdims=True)
+        centered = x - mean
+        var = tf.reduce_mean(tf.pow(centered, 2.0), axis=-1, keepdims=True)
+        return centered / tf.sqrt(var + ln.epsilon) * ln.gamma + ln.beta
+
+    def activation(x):
+        if act in ("gelu", "gelu_tanh"):
+            inner = 0.7978845608028654 * (x + 0.044715 * tf.pow(x, 3.0))
+            return (x * 0.5) * (1.0 + tf.tanh(inner))
+        if act == "gelu_exact":
+            return x * ((1.0 + tf.math.erf(x * (1.0 / math.sqrt(2.0)))) * 0.5)
+        if act == "relu":
+            return tf.nn.relu(x)
+        if act == "tanh":
+            return tf.tanh(x)
+        return x * tf.sigmoid(x)  # swish / silu
+
+    def encode(word_ids, mask, type_ids):
+        emb = encoder.embeddings
+        batch, seq = tf.shape(word_ids)[0], tf.shape(word_ids)[1]
+        x = tf.gather(emb.word_embeddings, word_ids)
+        x = x + tf.gather(emb.type_embeddings, type_ids)
+        x = x + tf.slice(emb.position_embeddings, [0, 0], tf.stack([seq, -1]))
+        x = layer_norm(x, emb.layer_norm)
+        # [B, S] -> [B, 1, 1, S] additive bias, as in the Keras model.
+        bias = tf.expand_dims(tf.expand_dims(mask, 1), 2)
+        bias = (1.0 - tf.cast(bias, tf.float32)) * -10000.0
+
+        def heads(t, perm):
+            return tf.transpose(tf.reshape(t, tf.stack([batch, seq, n, h])), perm)
+
+        for layer in encoder.transformer_layers:
+            att = layer.attention
+            q = heads(dense(x, att.query), [0, 2, 1, 3])
+            k = heads(dense(x, att.key), [0, 2, 3, 1])
+            v = heads(dense(x, att.value), [0, 2, 1, 3])
+            scores = tf.matmul(q, k) / math.sqrt(h) + bias
+            ctx = tf.matmul(tf.nn.softmax(scores, axis=-1), v)
+            ctx = tf.reshape(tf.transpose(ctx, [0, 2, 1, 3]), tf.stack([batch, seq, d]))
+            x = layer_norm(x + dense(ctx, att.output_dense), att.layer_norm)
+            y = dense(activation(dense(x, layer.intermediate)), layer.output_dense)
+            x = layer_norm(x + y, layer.layer_norm)
+        return x
+
+    def pooled(x):
+        return tf.tanh(dense(x[:, 0, :], encoder.pooler))
+
+    spec = [tf.TensorSpec([None, None], tf.int32, name=name) for name in INPUT_NAMES]
+
+    @tf.function(input_signature=spec)
+    def fn(input_word_ids, input_mask, input_type_ids):
+        x = encode(input_word_ids, input_mask, input_type_ids)
+        if task == "encoder":
+            return {"sequence_output": tf.identity(x, name="sequence_output"),
+                    "pooled_output": tf.identity(pooled(x), name="pooled_output")}
+        if task in ("classifier", "regression"):
+            return {"logits": dense(pooled(x), model.classifier)}
+        logits = dense(x, model.span)  # [B, S, 2]
+        return {"start_logits": logits[:, :, 0], "end_logits": logits[:, :, 1]}
+
+    return fn
+
+
+def reference_outputs(model, task: str, inputs: dict) -> dict:
+    """The Keras model's outputs (training=False) under the ONNX output names."""
+    out = model({k: inputs[k] for k in INPUT_NAMES}, training=False)
+    if task == "encoder":
+        out = {"sequence_output": out["sequence_output"], "pooled_output": out["pooled_output"]}
+    elif task in ("classifier", "regression"):
+        out = {"logits": out}
+    return {k: np.asarray(v, dtype=np.float32) for k, v in out.items()}
+
+
+def fusion_targets(config) -> dict[str, int]:
+    """The fused ops a BERT encoder of `config` must end up with after optimization."""
+    layers = config.num_hidden_layers
+    targets = {"Attention": layers, "SkipLayerNormalization": 2 * layers}
+    if config.hidden_act in ("gelu", "gelu_tanh", "gelu_exact"):
+        targets["Gelu (any form)"] = layers
+    return targets
+
+
+def _fusions_missing(stats: dict, targets: dict) -> list[str]:
+    missing = []
+    for op, want in targets.items():
+        if op == "Gelu (any form)":
+            got = sum(stats.get(k, 0) for k in ("Gelu", "FastGelu", "BiasGelu"))
+        elif op == "Attention":
+            got = stats.get("Attention", 0) + stats.get("MultiHeadAttention", 0)
+        else:
+            got = stats.get(op, 0)
+        if got < want:
+            missing.append(f"{op}: {got} of {want}")
+    return missing
+
+
+@contextlib.contextmanager
+def _tf2onnx_without_global_pool():
+    """tf2onnx's GlobalPoolOptimizer turns a ReduceMean over the last axis of a rank-3
+    tensor into Transpose/GlobalAveragePool, which hides every LayerNorm from ONNX
+    Runtime's fusions; from_function takes no optimizer list, so it is left out here."""
+    from tf2onnx import optimizer
+
+    saved = optimizer._optimizers
+    optimizer._optimizers = OrderedDict(
+        (k, v) for k, v in saved.items() if k != "global_pool_optimizer")
+    try:
+        yield
+    finally:
+        optimizer._optimizers = saved
+
+
+def convert(fn, path, opset: int = 17) -> None:
+    """tf2onnx.convert.from_function with dynamic batch and sequence axes."""
+    import tf2onnx
+
+    if opset < 17:
+        raise ValueError(f"opset must be >= 17, got {opset}")
+    with _tf2onnx_without_global_pool():
+        tf2onnx.convert.from_function(fn, input_signature=fn.input_signature, opset=opset,
+                                      output_path=str(path))
+
+
+def _scores_div(path) -> int:
+    """TensorFlow's constant folding turns scores / sqrt(H) into scores * (1 / sqrt(H)).
+    With the mask bias also a Mul, ONNX Runtime's attention matcher (which takes the
+    first Mul parent of the Add for both paths) cannot tell them apart; back to Div."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    producer = {out: n for n in graph.node for out in n.output}
+    changed = 0
+    for node in graph.node:
+        if node.op_type != "Mul" or len(node.input) != 2 or node.input[1] not in inits:
+            continue
+        matmul = producer.get(node.input[0])
+        if matmul is None or matmul.op_type != "MatMul":
+            continue
+        if not all(getattr(producer.get(i), "op_type", "") == "Transpose" for i in matmul.input):
+            continue
+        value = numpy_helper.to_array(inits[node.input[1]])
+        if value.size != 1 or not 0 < float(value.reshape(())) < 1:
+            continue
+        name = node.name + "_divisor"
+        graph.initializer.append(numpy_helper.from_array(
+            np.asarray(1.0 / value, dtype=value.dtype), name))
+        node.op_type = "Div"
+        node.input[1] = name
+        changed += 1
+    onnx.save(model, str(path))
+    return changed
+
+
+def optimize(src, dst, config) -> dict[str, int]:
+    """onnxruntime.transformers.optimizer on a BERT graph; returns the fused-op counts."""
+    from onnxruntime.transformers import optimizer
+
+    _scores_div(src)
+    opt = optimizer.optimize_model(str(src), model_type="bert",
+                                   num_heads=config.num_attention_heads,
+                                   hidden_size=config.hidden_size, opt_level=0)
+    stats = {k: int(v) for k, v in opt.get_fused_operator_statistics().items() if v}
+    opt.save_model_to_file(str(dst))
+    return stats
+
+
+def quantize_int8(src, dst) -> None:
+    """Dynamic int8 quantization of the MatMul weights (for CPU)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # ONNX shape inference gives no type to the outputs of the com.microsoft fused ops;
+    # every tensor the quantizer asks about is float32 here.
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+
+
+def convert_fp16(src, dst) -> None:
+    """float16 weights and compute with float32 inputs and outputs (for GPU)."""
+    import onnx
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    model = OnnxModel(onnx.load(str(src)))
+    model.convert_float_to_float16(keep_io_types=True)
+    model.save_model_to_file(str(dst))
+
+
+def session(path, providers=None, intra_op_threads: int = 0):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if intra_op_threads:
+        opts.intra_op_num_threads = intra_op_threads
+    return ort.InferenceSession(str(path), opts,
+                                providers=providers or ["CPUExecutionProvider"])
+
+
+def run_onnx(sess, inputs: dict) -> dict:
+    names = [o.name for o in sess.get_outputs()]
+    values = sess.run(names, {k: np.asarray(inputs[k], dtype=np.int32) for k in INPUT_NAMES})
+    return dict(zip(names, values, strict=True))
+
+
+def compare(reference: dict, got: dict, mask: np.ndarray, task: str) -> dict:
+    """max |a - b| over real tokens (sequence outputs) or rows, and argmax agreement."""
+    report: dict = {}
+    worst = 0.0
+    for name, ref in reference.items():
+        out = got[name]
+        if out.shape != ref.shape:
+            raise OnnxExportError(f"output {name}: shape {out.shape}, expected {ref.shape}")
+        diff = np.abs(out.astype(np.float64) - ref)
+        if name in ("sequence_output",):
+            diff = diff[mask.astype(bool)]
+        elif name in ("start_logits", "end_logits"):
+            diff = diff[mask.astype(bool)]
+        worst = max(worst, float(diff.max()) if diff.size else 0.0)
+    report["max_abs_diff"] = worst
+    if task == "classifier":
+        report["argmax_agreement"] = float(
+            np.mean(np.argmax(got["logits"], -1) == np.argmax(reference["logits"], -1)))
+    return report
+
+
+def validation_inputs(tokenizer, max_seq_length: int, num: int = 64) -> dict:
+    """Real inputs with padding: sentence pairs and single sentences of the packaged
+    sample text, padded to the longest in the batch (lengths vary row by row)."""
+    from pybert.resources import sample_text_path
+
+    with open(sample_text_path(), encoding="utf-8") as f:
+        lines = [ln.strip() for ln in f if ln.strip()]
+    lines = (lines * (2 * num // max(len(lines), 1) + 2))[: 2 * num]
+    firsts, seconds = lines[0::2][:num], lines[1::2][:num]
+    half = num // 2
+    singles = tokenizer.encode_batch(firsts[:half], max_seq_length=max_seq_length,
+                                     return_offsets=False, pad=False)
+    pairs = tokenizer.encode_batch(firsts[half:], seconds[half:], max_seq_length=max_seq_length,
+                                   return_offsets=False, pad=False)
+    rows = []
+    for enc in (singles, pairs):
+        splits = enc["row_splits"]
+        for i in range(len(enc)):
+            rows.append((enc["flat_ids"][splits[i]:splits[i + 1]],
+                         enc["flat_type_ids"][splits[i]:splits[i + 1]]))
+    seq = max(len(r[0]) for r in rows)
+    out = {k: np.zeros((len(rows), seq), np.int32) for k in INPUT_NAMES}
+    for i, (ids, types) in enumerate(rows):
+        out["input_word_ids"][i, : len(ids)] = ids
+        out["input_type_ids"][i, : len(ids)] = types
+        out["input_mask"][i, : len(ids)] = 1
+    return out
+
+
+@dataclass
+class ExportResult:
+    output_dir: str
+    metadata: dict
+
+
+def export_onnx(
+    model,
+    task: str,
+    output_dir,
+    vocab_file,
+    do_lower_case: bool,
+    max_seq_length: int,
+    labels: list[str] | None = None,
+    int8: bool = False,
+    fp16: bool = False,
+    opset: int = 17,
+    require_fusions: bool = True,
+    source: str = "",
+) -> ExportResult:
+    """Exports `model` to output_dir: model.onnx (fp32, optimized), optionally
+    model_int8.onnx / model_fp16.onnx, vocab.txt and pybert_model.json. Validates
+    against the Keras model; writes into <output_dir>.tmp and renames when done."""
+    from pybert.tokenization import FullTokenizer
+
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    if not Path(vocab_file).is_file():
+        raise FileNotFoundError(f"vocab file not found: {vocab_file}")
+    encoder = model if task == "encoder" else model.encoder
+    config = encoder.config
+    tokenizer = FullTokenizer(str(vocab_file), do_lower_case=do_lower_case)
+    if tokenizer.vocab_size > config.vocab_size:
+        raise ValueError(f"vocab file {vocab_file} has {tokenizer.vocab_size} tokens but the "
+                         f"model's embedding has {config.vocab_size} rows")
+    if not 2 <= max_seq_length <= config.max_position_embeddings:
+        raise ValueError(f"max_seq_length must be in [2, {config.max_position_embeddings}], "
+                         f"got {max_seq_length}")
+    if task == "classifier":
+        num_labels = int(model.num_labels)
+        labels = [str(x) for x in labels] if labels else [str(i) for i in range(num_labels)]
+        if len(labels) != num_labels:
+            raise ValueError(f"{len(labels)} labels given ({labels}) for a classifier with "
+                             f"{num_labels} outputs")
+    elif task == "regression" and model.num_labels != 1:
+        raise ValueError(f"task 'regression' needs num_labels 1, got {model.num_labels}")
+
+    output_dir = Path(output_dir)
+    tmp = output_dir.with_name(output_dir.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+
+    inputs = validation_inputs(tokenizer, max_seq_length)
+    reference = reference_outputs(model, task, inputs)
+    with tempfile.TemporaryDirectory() as work:
+        raw = Path(work) / "raw.onnx"
+        convert(export_function(model, task), raw, opset)
+        stats = optimize(raw, tmp / "model.onnx", config)
+    logger.info("fused operators: %s", stats)
+    targets = fusion_targets(config)
+    missing = _fusions_missing(stats, targets)
+    if missing and require_fusions:
+        raise OnnxExportError("ONNX Runtime's optimizer did not fuse what a BERT graph should "
+                              f"have: {', '.join(missing)} (fused: {stats})")
+
+    mask = inputs["input_mask"]
+    validation = {"inputs": {"rows": int(mask.shape[0]), "seq": int(mask.shape[1]),
+                             "padding_share": float(1.0 - mask.mean())}}
+    validation["fp32"] = compare(reference, run_onnx(session(tmp / "model.onnx"), inputs), mask,
+                                 task)
+    if validation["fp32"]["max_abs_diff"] > FP32_TOLERANCE:
+        raise OnnxExportError(
+            f"fp32 ONNX model differs from TensorFlow by {validation['fp32']['max_abs_diff']:.3g} "
+            f"(> {FP32_TOLERANCE}) on the validation inputs")
+    models = {"fp32": "model.onnx"}
+    if int8:
+        quantize_int8(tmp / "model.onnx", tmp / "model_int8.onnx")
+        models["int8"] = "model_int8.onnx"
+        validation["int8"] = compare(
+            reference, run_onnx(session(tmp / "model_int8.onnx"), inputs), mask, task)
+    if fp16:
+        convert_fp16(tmp / "model.onnx", tmp / "model_fp16.onnx")
+        models["fp16"] = "model_fp16.onnx"
+        try:
+            validation["fp16"] = compare(
+                reference, run_onnx(session(tmp / "model_fp16.onnx"), inputs), mask, task)
+        except Exception as e:  # noqa: BLE001 - ORT's CPU provider lacks some fp16 kernels
+            validation["fp16"] = {"not_validated": f"CPU provider cannot run it: {e}"[:300]}
+    shutil.copyfile(vocab_file, tmp / "vocab.txt")
+    metadata = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "task": task,
+        "labels": labels if task == "classifier" else None,
+        "do_lower_case": bool(do_lower_case),
+        "max_seq_length": int(max_seq_length),
+        "vocab_file": "vocab.txt",
+        "vocab_size": int(tokenizer.vocab_size),
+        "inputs": list(INPUT_NAMES),
+        "outputs": list(_output_names(task)),
+        "models": models,
+        "opset": opset,
+        "bert_config": config.to_dict(),
+        "fusions": stats,
+        "fusion_targets": targets,
+        "validation": validation,
+        "source": source,
+    }
+    with open(tmp / METADATA_FILE, "w", encoding="utf-8") as f:
+        json.dump(metadata, f, indent=2)
+        f.write("\n")
+    if output_dir.exists():
+        shutil.rmtree(output_dir)
+    os.replace(tmp, output_dir)
+    return ExportResult(str(output_dir), metadata)
+
+
+def read_metadata(model_dir) -> dict:
+    """pybert_model.json of an exported model, checked for what prediction needs."""
+    path = Path(model_dir) / METADATA_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{model_dir}: no {METADATA_FILE} (export the model with pybert-export-onnx, "
+            "which writes the model, its vocab and this metadata together)")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a pybert ONNX metadata file (format {meta.get('format')!r})")
+    for key in ("task", "do_lower_case", "max_seq_length", "vocab_file", "models"):
+        if key not in meta:
+            raise ValueError(f"{path}: missing {key!r}")
+    if meta["task"] not in TASKS:
+        raise ValueError(f"{path}: unknown task {meta['task']!r}")
+    return meta

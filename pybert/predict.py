@@ -1,0 +1,287 @@
+"""Batch prediction on ONNX Runtime with the C++ tokenizer (no TensorFlow needed).
+
+    from pybert.predict import Predictor
+    p = Predictor("out/mrpc_onnx")                 # a pybert-export-onnx directory
+    p.predict(["a sentence"], ["its pair"])        # {"label": [...], "probabilities": ...}
+
+Texts are tokenized on a thread pool (C++, GIL released), sorted by length
+within each chunk so that a batch carries little padding, run through an
+ONNX Runtime session (CPU; CUDA with IO binding when onnxruntime-gpu is
+installed), and put back in input order. predict_stream() does this for an
+unbounded iterator of records with the tokenization of the next chunk
+overlapping the inference of the current one; memory is bounded by the chunk
+size.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pybert.export.onnx import INPUT_NAMES, read_metadata
+
+
+@dataclass
+class Stats:
+    """Counters of a prediction run: examples, batches and padded vs real tokens."""
+
+    examples: int = 0
+    batches: int = 0
+    tokens: int = 0
+    padded_tokens: int = 0  # tokens computed, padding included
+    seconds_inference: float = 0.0
+
+    @property
+    def padding_share(self) -> float:
+        return 1.0 - self.tokens / self.padded_tokens if self.padded_tokens else 0.0
+
+
+@dataclass
+class Encoded:
+    """Ragged word-piece ids of a chunk (the tokenizer's flat form)."""
+
+    ids: np.ndarray
+    type_ids: np.ndarray
+    row_splits: np.ndarray
+    lengths: np.ndarray = field(init=False)
+
+    def __post_init__(self):
+        self.lengths = np.diff(self.row_splits).astype(np.int64)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+class Predictor:
+    """An exported model directory (model.onnx + vocab.txt + pybert_model.json).
+
+    precision: "fp32", "int8" or "fp16" (the file must have been exported);
+    device: "auto" (CUDA when onnxruntime-gpu sees a GPU, else CPU), "cpu" or "gpu".
+    """
+
+    def __init__(
+        self,
+        model_dir,
+        precision: str = "fp32",
+        device: str = "auto",
+        batch_size: int = 32,
+        intra_op_threads: int = 0,
+        tokenizer_threads: int = 0,
+    ):
+        import onnxruntime as ort
+
+        from pybert.tokenization import FullTokenizer
+
+        self.model_dir = Path(model_dir)
+        self.meta = meta = read_metadata(model_dir)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if precision not in meta["models"]:
+            raise ValueError(f"{model_dir}: no {precision} model (exported: "
+                             f"{', '.join(meta['models'])}); export with --{precision}"
+                             if precision != "fp32" else f"{model_dir}: no fp32 model")
+        self.model_path = self.model_dir / meta["models"][precision]
+        if not self.model_path.is_file():
+            raise FileNotFoundError(f"{self.model_path}: missing (listed in pybert_model.json)")
+        vocab = self.model_dir / meta["vocab_file"]
+        if not vocab.is_file():
+            raise FileNotFoundError(f"{vocab}: missing (listed in pybert_model.json)")
+        self.tokenizer = FullTokenizer(str(vocab), do_lower_case=bool(meta["do_lower_case"]))
+        model_vocab = int(meta.get("bert_config", {}).get("vocab_size", self.tokenizer.vocab_size))
+        if self.tokenizer.vocab_size > model_vocab:
+            raise ValueError(f"{vocab}: {self.tokenizer.vocab_size} tokens, but the model's "
+                             f"embedding has {model_vocab} rows (wrong vocab for this model)")
+        self.task = meta["task"]
+        self.labels = meta.get("labels")
+        self.max_seq_length = int(meta["max_seq_length"])
+        self.batch_size = batch_size
+        self.tokenizer_threads = tokenizer_threads or os.cpu_count() or 1
+
+        available = ort.get_available_providers()
+        if device == "gpu" and "CUDAExecutionProvider" not in available:
+            raise ValueError("device 'gpu': onnxruntime has no CUDAExecutionProvider here "
+                             f"(available: {available}); install onnxruntime-gpu")
+        if device not in ("auto", "cpu", "gpu"):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'gpu', got {device!r}")
+        use_gpu = device != "cpu" and "CUDAExecutionProvider" in available
+        providers = (["CUDAExecutionProvider", "CPUExecutionProvider"] if use_gpu
+                     else ["CPUExecutionProvider"])
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if intra_op_threads:
+            opts.intra_op_num_threads = intra_op_threads
+        self.session = ort.InferenceSession(str(self.model_path), opts, providers=providers)
+        self.device = "gpu" if "CUDAExecutionProvider" in self.session.get_providers() else "cpu"
+        names = [i.name for i in self.session.get_inputs()]
+        if sorted(names) != sorted(INPUT_NAMES):
+            raise ValueError(f"{self.model_path}: inputs {names}, expected {list(INPUT_NAMES)}")
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.stats = Stats()
+
+    # -- tokenization ---------------------------------------------------------------
+    def encode(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> Encoded:
+        enc = self.tokenizer.encode_batch(
+            texts, pairs, max_seq_length=self.max_seq_length, return_offsets=False, pad=False,
+            num_threads=self.tokenizer_threads)
+        return Encoded(enc["flat_ids"], enc["flat_type_ids"], enc["row_splits"])
+
+    # -- inference ------------------------------------------------------------------
+    def _run(self, feeds: dict) -> list[np.ndarray]:
+        if self.device == "gpu":
+            binding = self.session.io_binding()
+            for name, value in feeds.items():
+                binding.bind_cpu_input(name, value)
+            for name in self.output_names:
+                binding.bind_output(name)
+            self.session.run_with_iobinding(binding)
+            return binding.copy_outputs_to_cpu()
+        return self.session.run(self.output_names, feeds)
+
+    def run_encoded(self, enc: Encoded) -> dict[str, np.ndarray]:
+        """Model outputs for every row of `enc`, in its order. Rows are sorted by length
+        and batched, each batch padded to its own longest row."""
+        import time
+
+        n = len(enc)
+        order = np.argsort(enc.lengths, kind="stable")
+        pieces: dict[str, list] = {name: [] for name in self.output_names}
+        for lo in range(0, n, self.batch_size):
+            rows = order[lo:lo + self.batch_size]
+            seq = int(enc.lengths[rows].max())
+            feeds = {k: np.zeros((len(rows), seq), np.int32) for k in INPUT_NAMES}
+            for j, r in enumerate(rows):
+                a, b = enc.row_splits[r], enc.row_splits[r + 1]
+                feeds["input_word_ids"][j, : b - a] = enc.ids[a:b]
+                feeds["input_type_ids"][j, : b - a] = enc.type_ids[a:b]
+                feeds["input_mask"][j, : b - a] = 1
+            start = time.perf_counter()
+            outs = self._run(feeds)
+            self.stats.seconds_inference += time.perf_counter() - start
+            self.stats.batches += 1
+            self.stats.padded_tokens += len(rows) * seq
+            for name, value in zip(self.output_names, outs, strict=True):
+                pieces[name].append((rows, value))
+        self.stats.examples += n
+        self.stats.tokens += int(enc.lengths.sum())
+        result = {}
+        for name, parts in pieces.items():
+            if not parts:
+                result[name] = np.zeros((0,), np.float32)
+                continue
+            # Sequence outputs differ in length between batches: only pooled/row outputs
+            # (classifier logits, pooled_output) are gathered here.
+            first = parts[0][1]
+            out = np.empty((n,) + first.shape[1:], first.dtype)
+            for rows, value in parts:
+                out[rows] = value
+            result[name] = out
+        return result
+
+    def decode(self, outputs: dict[str, np.ndarray]) -> dict:
+        """Classifier: label + probabilities; regression: prediction; encoder: pooled_output."""
+        if self.task == "classifier":
+            probs = _softmax(outputs["logits"])
+            ids = probs.argmax(-1)
+            return {"label": [self.labels[i] for i in ids], "label_id": ids,
+                    "probabilities": probs}
+        if self.task == "regression":
+            return {"prediction": outputs["logits"][:, 0].astype(np.float64)}
+        if self.task == "encoder":
+            return {"pooled_output": outputs["pooled_output"]}
+        raise ValueError("a span (SQuAD) model predicts with predict_squad()")
+
+    def predict(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> dict:
+        """Predictions for texts (or text pairs), in input order."""
+        if self.task == "encoder":
+            self.output_names = ["pooled_output"]
+        return self.decode(self.run_encoded(self.encode(list(texts),
+                                                        None if pairs is None else list(pairs))))
+
+    def predict_stream(self, chunks: Iterable[tuple[list, list[str], list[str] | None]]
+                       ) -> Iterator[tuple[list, dict]]:
+        """For each (items, texts, pairs) chunk, yields (items, predictions). The next
+        chunk is read and tokenized on a background thread while this one runs."""
+        if self.task == "encoder":
+            self.output_names = ["pooled_output"]
+        it = iter(chunks)
+
+        def load():
+            try:
+                items, texts, pairs = next(it)
+            except StopIteration:
+                return None
+            return items, self.encode(texts, pairs)
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(load)
+            while True:
+                got = pending.result()
+                if got is None:
+                    return
+                pending = pool.submit(load)
+                items, enc = got
+                yield items, self.decode(self.run_encoded(enc))
+
+    # -- SQuAD ------------------------------------------------------------------------
+    def predict_squad(self, predict_file, n_best_size: int = 20, max_answer_length: int = 30,
+                      null_score_diff_threshold: float = 0.0, version_2_with_negative=None,
+                      output_dir=None, verbose: bool = False):
+        """Featurizes a SQuAD JSON (C++), runs the span model, decodes the n-best in C++.
+        Returns (predictions, nbest, null_odds); writes the seed's three files to output_dir."""
+        import time
+
+        from pybert import squad as squad_post
+        from pybert.data import squad
+
+        if self.task != "span":
+            raise ValueError(f"predict_squad needs a span model; {self.model_dir} is a {self.task}")
+        v2 = (bool(self.meta.get("version_2_with_negative", False))
+              if version_2_with_negative is None else bool(version_2_with_negative))
+        data = squad.read_squad(str(predict_file), False, v2)
+        feats = squad.featurize(data, self.tokenizer, self.max_seq_length,
+                                int(self.meta.get("doc_stride", 128)),
+                                int(self.meta.get("max_query_length", 64)), False,
+                                num_threads=self.tokenizer_threads)
+        a = feats.arrays
+        n = len(a["unique_ids"])
+        # Features keep their fixed padding (the decoder's top-k runs over all positions,
+        # as in the seed); batches are cut in feature order.
+        starts, ends = [], []
+        for lo in range(0, n, self.batch_size):
+            feeds = {"input_word_ids": a["input_ids"][lo:lo + self.batch_size].astype(np.int32),
+                     "input_mask": a["input_mask"][lo:lo + self.batch_size].astype(np.int32),
+                     "input_type_ids": a["segment_ids"][lo:lo + self.batch_size].astype(np.int32)}
+            t = time.perf_counter()
+            out = dict(zip(self.output_names, self._run(feeds), strict=True))
+            self.stats.seconds_inference += time.perf_counter() - t
+            self.stats.batches += 1
+            starts.append(out["start_logits"])
+            ends.append(out["end_logits"])
+        self.stats.examples += len(data)
+        self.stats.tokens += int(a["input_mask"].sum())
+        self.stats.padded_tokens += int(a["input_mask"].size)
+        start = np.concatenate(starts) if starts else np.zeros((0, self.max_seq_length))
+        end = np.concatenate(ends) if ends else np.zeros((0, self.max_seq_length))
+        args = (feats.post, None, (a["unique_ids"], start, end), n_best_size, max_answer_length,
+                bool(self.meta["do_lower_case"]))
+        if output_dir is None:
+            return squad_post.postprocess_output(*args, v2, null_score_diff_threshold, verbose,
+                                                 num_threads=0)
+        os.makedirs(output_dir, exist_ok=True)
+        return squad_post.write_predictions(
+            *args, os.path.join(output_dir, "predictions.json"),
+            os.path.join(output_dir, "nbest_predictions.json"),
+            os.path.join(output_dir, "null_odds.json"), v2, null_score_diff_threshold, verbose,
+            num_threads=0)

