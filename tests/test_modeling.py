@@ -105,8 +105,13 @@ def test_attention_impl_argument():
         intermediate_size=16,
     )
     assert BertEncoder(config, attention_impl="auto").attention_impl == "reference"
-    with pytest.raises(ValueError, match="fused attention op is not part of this version"):
-        BertEncoder(config, attention_impl="fused")
+    from pybert import ops
+
+    if ops.available():
+        assert BertEncoder(config, attention_impl="fused").attention_impl == "fused"
+    else:
+        with pytest.raises(ValueError, match="op library is not available"):
+            BertEncoder(config, attention_impl="fused")
     with pytest.raises(ValueError, match="attention_impl must be"):
         BertEncoder(config, attention_impl="flash")
 
@@ -263,6 +268,50 @@ def test_pretraining_and_classifier_steps_reduce_the_loss(model_dir, batch, data
     spans.build()
     out = spans(batch)
     assert out["start_logits"].shape == out["end_logits"].shape == batch["input_word_ids"].shape
+
+
+def test_trim_padding_gives_the_same_outputs_and_gradients(model_dir, batch):
+    """trim_padding runs the batch at its longest real row: classifier logits, their
+    gradients and the pre-training heads at real positions equal the full-length run."""
+    from pybert.modeling import BertClassifier, BertPretrainer
+
+    encoder, config = load_huggingface_encoder(model_dir)
+    longest = int(batch["input_mask"].sum(1).max())
+    # pad 40 more columns: what a max_seq_length far above the batch's rows looks like
+    padded = {k: np.pad(v, ((0, 0), (0, 40))) for k, v in batch.items()}
+    assert longest < padded["input_mask"].shape[1]
+    full = BertClassifier(config, 2, encoder=encoder)
+    full.build()
+    trimmed = BertClassifier(config, 2, encoder=encoder, trim_padding=True)
+    trimmed.build()
+    for v_t, v_f in zip(trimmed.weights, full.weights, strict=True):
+        v_t.assign(v_f)
+    y = np.arange(len(batch["input_mask"])) % 2
+
+    def loss_and_grads(model):
+        with tf.GradientTape() as tape:
+            logits = model(padded, training=False)
+            loss = tf.reduce_mean(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+        grads = tape.gradient(loss, model.trainable_weights)
+        return logits.numpy(), [tf.convert_to_tensor(g).numpy() for g in grads]
+
+    (lf, gf), (lt, gt) = loss_and_grads(full), loss_and_grads(trimmed)
+    np.testing.assert_allclose(lt, lf, atol=1e-5, rtol=0)
+    for a, b in zip(gt, gf, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-4)
+
+    rng = np.random.default_rng(3)
+    inputs, _ = _masked_batch(padded, rng)
+    pre_full = BertPretrainer(config, encoder=encoder)
+    pre_full.build()
+    pre_trim = BertPretrainer(config, encoder=encoder, trim_padding=True)
+    pre_trim.build()
+    for v_t, v_f in zip(pre_trim.weights, pre_full.weights, strict=True):
+        v_t.assign(v_f)
+    a, b = pre_full(inputs), pre_trim(inputs)
+    for key in ("masked_lm_logits", "next_sentence_logits"):
+        np.testing.assert_allclose(b[key].numpy(), a[key].numpy(), atol=2e-4, rtol=0)
 
 
 def test_init_checkpoint_restores_encoder_into_a_head(tmp_path, model_dir, batch):

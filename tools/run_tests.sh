@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up a fresh virtual environment (.venv), installs pybert with its test
-# extras, unpacks the seed oracle for the tests, builds and runs the C++ unit
+# extras (then rebuilds it against the installed TensorFlow for the op library),
+# unpacks the seed oracle for the tests, builds and runs the C++ unit
 # tests (ctest), then runs the default pytest suite (not `slow`, not `gpu`).
 # Extra arguments go to pytest, e.g. `bash tools/run_tests.sh -m slow`.
 set -euo pipefail
@@ -9,6 +10,12 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q ".[test,tf,onnx]" cmake ninja   # cmake/ninja also for ctest below
+# Again without build isolation, now that TensorFlow is installed: this also builds the
+# TensorFlow op library (pybert/ops/_pybert_ops.so) against it; the tests require it.
+.venv/bin/python -m pip install -q "scikit-build-core>=0.10" "pybind11>=2.12"
+.venv/bin/python -m pip install -q --no-build-isolation --no-deps --force-reinstall \
+  -Ccmake.define.PYBERT_TF_OPS=ON .
+export PYBERT_REQUIRE_OPS=1
 # Reference implementations for the tests only (never runtime dependencies):
 # HuggingFace transformers on PyTorch (the local CPU build of torch 2.13.0).
 .venv/bin/python -m pip install -q torch==2.13.0 transformers tf-keras==2.21.0

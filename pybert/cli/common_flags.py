@@ -42,6 +42,10 @@ def define_common_bert_flags() -> None:
     flags.DEFINE_string("loss_scale", None,
                         "fp16 loss scaling: 'dynamic' (default) or an initial scale.")
     flags.DEFINE_bool("enable_xla", False, "XLA-compile the training step (jit_compile).")
+    flags.DEFINE_bool("trim_padding", True,
+                      "run_classifier / run_pretraining: run each batch at its longest real "
+                      "row instead of max_seq_length (same results up to float rounding; "
+                      "off under --enable_xla, which needs static shapes).")
     flags.DEFINE_integer("log_steps", None, "Log every this many steps (default: each loop).")
     # pybert additions
     flags.DEFINE_integer("seed", 42, "Random seed (initialization, dropout, shuffling).")
@@ -53,6 +57,10 @@ def define_common_bert_flags() -> None:
     flags.DEFINE_bool("deterministic", False, "Deterministic TensorFlow ops (slower).")
     flags.DEFINE_integer("shuffle_buffer", 1000,
                          "Training examples shuffle buffer (0: the files' order).")
+
+
+def trim_padding() -> bool:
+    return FLAGS.trim_padding and not FLAGS.enable_xla
 
 
 def read_meta_data(path: str) -> dict:

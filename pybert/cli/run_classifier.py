@@ -142,7 +142,8 @@ def run() -> dict | str:
     label_type = tf.float32 if is_regression else tf.int64
 
     def model_fn():
-        return BertClassifier(config, num_labels, name="bert_classifier")
+        return BertClassifier(config, num_labels, trim_padding=common_flags.trim_padding(),
+                              name="bert_classifier")
 
     if FLAGS.mode == "export_only":
         return common_flags.export_only(model_fn)

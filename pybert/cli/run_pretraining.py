@@ -87,7 +87,9 @@ def run() -> dict:
         global_batch_size=FLAGS.train_batch_size,
         save_checkpoint_steps=FLAGS.save_checkpoint_steps, log_steps=FLAGS.log_steps,
         jit_compile=FLAGS.enable_xla, overwrite=FLAGS.overwrite)
-    trainer = Trainer(strategy, lambda: BertPretrainer(config, name="bert_pretrainer"),
+    trim = common_flags.trim_padding()
+    trainer = Trainer(strategy,
+                      lambda: BertPretrainer(config, trim_padding=trim, name="bert_pretrainer"),
                       pretrain_loss(use_nsp),
                       common_flags.make_optimizer_fn(cfg.total_steps, int(FLAGS.warmup_steps)),
                       cfg)

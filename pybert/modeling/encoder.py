@@ -6,9 +6,10 @@ input_mask (1 = real token) and input_type_ids. Outputs: sequence_output
 (one [B, S, D] per layer). Legend: B batch, S sequence, D hidden size,
 N heads, H head size (D = N * H).
 
-Attention here is the reference implementation in plain ops (works under XLA
-and mixed precision): softmax, LayerNorm and the mask arithmetic run in
-float32 whatever the compute dtype.
+Attention is the reference implementation in plain ops by default (works under
+XLA and mixed precision): softmax, LayerNorm and the mask arithmetic run in
+float32 whatever the compute dtype. attention_impl="fused" uses the
+PybertFusedAttention op (pybert.ops) instead.
 """
 
 from __future__ import annotations
@@ -86,11 +87,19 @@ class BertEmbeddings(layers.Layer):
 
 
 class SelfAttention(layers.Layer):
-    """Multi-head self-attention with a padding mask, then output dense + residual + LayerNorm."""
+    """Multi-head self-attention with a padding mask, then output dense + residual + LayerNorm.
 
-    def __init__(self, config: BertConfig, **kwargs):
+    impl "reference": plain ops; "fused": the PybertFusedAttention op (pybert.ops) on
+    [B, S, N, H] directly, float32 (its own Philox dropout, seeded per call from a
+    Keras SeedGenerator, so a resumed run continues the same stream).
+    """
+
+    def __init__(self, config: BertConfig, impl: str = "reference", **kwargs):
         super().__init__(**kwargs)
         self.config = config
+        self.impl = impl
+        if impl == "fused" and config.attention_probs_dropout_prob > 0:
+            self.seed_generator = keras.random.SeedGenerator(name="attention_dropout_seed")
         d = config.hidden_size
         # One initializer per weight: an unseeded Keras 3 initializer object returns
         # the same values on every call, so sharing one would make Q, K, V and the
@@ -119,6 +128,13 @@ class SelfAttention(layers.Layer):
             t = ops.reshape(t, (ops.shape(t)[0], ops.shape(t)[1], n, h))
             return ops.transpose(t, (0, 2, 1, 3))
 
+        if self.impl == "fused":
+            context = self._fused(x, mask, training)
+            out = self.dropout(self.output_dense(context), training=training)
+            return ops.cast(
+                self.layer_norm(ops.cast(out, "float32") + ops.cast(x, "float32")),
+                self.compute_dtype,
+            )
         q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
         scores = ops.matmul(
             ops.cast(q, "float32"), ops.transpose(ops.cast(k, "float32"), (0, 1, 3, 2))
@@ -138,13 +154,32 @@ class SelfAttention(layers.Layer):
         )
 
 
+    def _fused(self, x, mask, training):
+        from pybert import ops as pybert_ops
+
+        c = self.config
+        b, s = ops.shape(x)[0], ops.shape(x)[1]
+
+        def split(t):  # [B, S, D] -> [B, S, N, H] float32, no transpose
+            return ops.cast(ops.reshape(t, (b, s, c.num_attention_heads, c.head_size)), "float32")
+
+        rate = c.attention_probs_dropout_prob if training else 0.0
+        seed = 0
+        if rate > 0:
+            seed = keras.random.randint((), 0, 2**31 - 1, seed=self.seed_generator, dtype="int32")
+        context = pybert_ops.fused_attention(
+            split(self.query(x)), split(self.key(x)), split(self.value(x)), mask,
+            scale=1.0 / math.sqrt(c.head_size), dropout_rate=rate, seed=seed)
+        return ops.cast(ops.reshape(context, (b, s, c.hidden_size)), self.compute_dtype)
+
+
 class TransformerLayer(layers.Layer):
     """Self-attention block, then feed-forward (GELU) + residual + LayerNorm."""
 
-    def __init__(self, config: BertConfig, **kwargs):
+    def __init__(self, config: BertConfig, attention_impl: str = "reference", **kwargs):
         super().__init__(**kwargs)
         self.config = config
-        self.attention = SelfAttention(config, name="attention")
+        self.attention = SelfAttention(config, impl=attention_impl, name="attention")
         self.intermediate = layers.Dense(
             config.intermediate_size, kernel_initializer=_init(config), name="intermediate"
         )
@@ -189,18 +224,22 @@ class BertEncoder(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        # "reference": plain ops (XLA, mixed precision); "fused": the custom op
-        # (not in this version); "auto": fused when available, else reference.
+        # "reference": plain ops (XLA, mixed precision); "fused": the PybertFusedAttention
+        # op (pybert.ops; not XLA-compilable); "auto": the reference (the fused CPU
+        # kernels are not faster yet: bench/bench_attention.py).
         if attention_impl not in ("auto", "reference", "fused"):
             raise ValueError(
                 f"attention_impl must be 'auto', 'reference' or 'fused', got {attention_impl!r}"
             )
         if attention_impl == "fused":
-            raise ValueError(
-                "attention_impl='fused': the fused attention op is not part of "
-                "this version yet; use 'reference' or 'auto'"
-            )
-        self.attention_impl = "reference"
+            from pybert import ops as pybert_ops
+
+            if not pybert_ops.available():
+                raise ValueError(
+                    "attention_impl='fused': the op library is not available: "
+                    f"{pybert_ops.load_error()}"
+                )
+        self.attention_impl = "fused" if attention_impl == "fused" else "reference"
         self.config = config
         self.output_all_layers = output_all_layers
         self.embeddings = BertEmbeddings(config, name="embeddings")
@@ -210,7 +249,9 @@ class BertEncoder(keras.Model):
             setattr(
                 self,
                 f"transformer_layer_{i}",
-                TransformerLayer(config, name=f"transformer_layer_{i}"),
+                TransformerLayer(
+                    config, attention_impl=self.attention_impl, name=f"transformer_layer_{i}"
+                ),
             )
         self.pooler = layers.Dense(
             config.hidden_size, activation="tanh", kernel_initializer=_init(config), name="pooler"

@@ -4,6 +4,8 @@
     word embeddings, output bias) at masked_lm_positions, and the
     next-sentence head on the pooled output.
   BertClassifier: dropout + dense on the pooled output (num_labels = 1: regression).
+  Both take trim_padding=True to run each batch at its longest real row
+  (trim_to_longest; the span labeler's outputs are per position, so it does not).
   BertSpanLabeler: start/end logits per token (SQuAD).
 Each takes the encoder's input dict (plus masked_lm_positions for the
 pretrainer) and keeps the encoder as `.encoder`, so an init_checkpoint
@@ -23,12 +25,33 @@ def _init(config: BertConfig):
     return keras.initializers.TruncatedNormal(stddev=config.initializer_range)
 
 
+_SEQ_INPUTS = ("input_word_ids", "input_mask", "input_type_ids")
+
+
+def trim_to_longest(inputs: dict) -> dict:
+    """Cuts the [B, S] inputs to the batch's longest real row (sum of input_mask).
+
+    Padding keys are masked out of every softmax, so the outputs at real
+    positions, the pooled output and anything gathered at real positions (the
+    masked-LM positions) are unchanged up to float rounding, and a batch of
+    short rows costs what their length costs. Shapes become dynamic: for
+    XLA-compiled steps leave it off.
+    """
+    longest = ops.maximum(ops.max(ops.sum(ops.cast(inputs["input_mask"], "int32"), axis=1)), 1)
+    out = dict(inputs)
+    for key in _SEQ_INPUTS:
+        out[key] = inputs[key][:, :longest]
+    return out
+
+
 class BertPretrainer(keras.Model):
     """Returns {"masked_lm_logits": [B, P, V] float32, "next_sentence_logits": [B, 2] float32}."""
 
-    def __init__(self, config: BertConfig, encoder: BertEncoder | None = None, **kwargs):
+    def __init__(self, config: BertConfig, encoder: BertEncoder | None = None,
+                 trim_padding: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.config = config
+        self.trim_padding = trim_padding
         self.encoder = encoder or BertEncoder(config, name="bert_encoder")
         self.lm_dense = layers.Dense(
             config.hidden_size, kernel_initializer=_init(config), name="lm_transform"
@@ -52,6 +75,8 @@ class BertPretrainer(keras.Model):
         self.built = True
 
     def call(self, inputs, training=False):
+        if self.trim_padding:
+            inputs = trim_to_longest(inputs)
         out = self.encoder(inputs, training=training)
         positions = ops.cast(inputs["masked_lm_positions"], "int32")  # [B, P]
         seq = out["sequence_output"]  # [B, S, D]
@@ -75,6 +100,7 @@ class BertClassifier(keras.Model):
         num_labels: int,
         encoder: BertEncoder | None = None,
         dropout_rate: float | None = None,
+        trim_padding: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -82,6 +108,7 @@ class BertClassifier(keras.Model):
             raise ValueError(f"num_labels must be >= 1, got {num_labels}")
         self.config = config
         self.num_labels = num_labels
+        self.trim_padding = trim_padding
         self.encoder = encoder or BertEncoder(config, name="bert_encoder")
         rate = config.hidden_dropout_prob if dropout_rate is None else dropout_rate
         self.dropout = layers.Dropout(rate)
@@ -96,6 +123,8 @@ class BertClassifier(keras.Model):
         self.built = True
 
     def call(self, inputs, training=False):
+        if self.trim_padding:
+            inputs = trim_to_longest(inputs)
         pooled = self.encoder(inputs, training=training)["pooled_output"]
         return ops.cast(self.classifier(self.dropout(pooled, training=training)), "float32")
 

@@ -1,0 +1,243 @@
+"""The PybertFusedAttention TensorFlow op (csrc/tf_ops, CPU kernels of csrc/attention)
+against attention written in plain TensorFlow ops: forward and gradients in float64
+and float32 with random padding masks, tf.test.compute_gradient, the dropout mask
+(keep rate, the gradient regenerating the forward's mask), thread-count
+independence, argument errors, the encoder with attention_impl="fused" on the real
+checkpoint, and a training run that follows the reference loss curve.
+
+Skipped when the op library was not built, unless PYBERT_REQUIRE_OPS=1 (CI sets it)."""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+from pybert import ops  # noqa: E402
+
+if not ops.available():
+    if os.environ.get("PYBERT_REQUIRE_OPS") == "1":
+        raise RuntimeError(f"PYBERT_REQUIRE_OPS=1 but: {ops.load_error()}")
+    pytest.skip(f"op library not available: {ops.load_error()}", allow_module_level=True)
+
+
+def _reference(q, k, v, mask, scale, keep=None, rate=0.0):
+    """Attention in plain ops on [B, S, N, H]; masked keys excluded exactly."""
+    s = tf.einsum("bind,bjnd->bnij", q, k) * scale
+    m = tf.cast(mask[:, None, None, :], tf.bool)
+    s = tf.where(m, s, tf.constant(-np.inf, s.dtype))
+    p = tf.nn.softmax(s, axis=-1)
+    p = tf.where(tf.reduce_any(m, axis=-1, keepdims=True), p, tf.zeros_like(p))  # all masked -> 0
+    if keep is not None:
+        p = p * keep / (1.0 - rate)
+    return tf.einsum("bnij,bjnd->bind", p, v)
+
+
+def _inputs(rng, b, s, n, h, dtype, full_mask_row=False):
+    q, k, v = (tf.constant(rng.normal(size=(b, s, n, h)), dtype) for _ in range(3))
+    lengths = rng.integers(1, s + 1, size=b)
+    lengths[0] = s
+    mask = (np.arange(s)[None, :] < lengths[:, None]).astype(np.int32)
+    if full_mask_row and b > 1:
+        mask[-1] = 0
+    return q, k, v, tf.constant(mask)
+
+
+SHAPES = [  # batch, seq, heads, head_dim
+    (2, 1, 2, 32), (3, 7, 2, 64), (2, 128, 2, 32), (1, 129, 2, 64), (2, 64, 2, 128),
+    (1, 384, 1, 64), (1, 512, 1, 32),
+]
+
+
+def _rel(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return np.abs(a - b).max() / max(np.abs(b).max(), 1e-30)
+
+
+@pytest.mark.parametrize("dtype", [tf.float64, tf.float32])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_forward_and_gradients_match_reference(shape, dtype):
+    b, s, n, h = shape
+    rng = np.random.default_rng(hash(shape) % 2**32)
+    q, k, v, mask = _inputs(rng, b, s, n, h, dtype, full_mask_row=s > 1 and b > 1)
+    scale = float(np.float32(1.0 / np.sqrt(h)))  # the op's scale attribute is a float32
+    dout = tf.constant(rng.normal(size=(b, s, n, h)), dtype)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([q, k, v])
+        got = ops.fused_attention(q, k, v, mask, scale)
+        want = _reference(q, k, v, mask, scale)
+        lg, lw = tf.reduce_sum(got * dout), tf.reduce_sum(want * dout)
+    tol = 1e-12 if dtype == tf.float64 else 1e-5
+    assert got.dtype == dtype and got.shape == q.shape
+    assert _rel(got, want) <= tol
+    for g, w in zip(tape.gradient(lg, [q, k, v]), tape.gradient(lw, [q, k, v]), strict=True):
+        assert _rel(g, w) <= (1e-10 if dtype == tf.float64 else 1e-5)
+    if s > 1 and b > 1:  # the fully masked row: zeros
+        assert np.all(got.numpy()[-1] == 0)
+
+
+def test_compute_gradient_float64():
+    rng = np.random.default_rng(5)
+    q, k, v, mask = _inputs(rng, 2, 5, 2, 8, tf.float64)
+    args = [q, k, v]
+    for i in range(3):
+
+        def f(x, i=i):
+            a = list(args)
+            a[i] = x
+            return ops.fused_attention(a[0], a[1], a[2], mask, 0.35)
+
+        theoretical, numerical = tf.test.compute_gradient(f, [args[i]])
+        np.testing.assert_allclose(theoretical[0], numerical[0], atol=1e-7)
+
+
+def _keep_mask(b, s, n, rate, seed):
+    """Reads the op's dropout mask: q = k = 0 gives uniform probabilities 1/s over all
+    keys, v = identity over keys, so output * s * (1 - rate) is the keep mask."""
+    zeros = tf.zeros((b, s, n, s), tf.float64)
+    eye = tf.tile(tf.eye(s, dtype=tf.float64)[None, :, None, :], (b, 1, n, 1))
+    out = ops.fused_attention(zeros, zeros, eye, tf.ones((b, s), tf.int32), 1.0,
+                              dropout_rate=rate, seed=seed)
+    z = tf.transpose(out, (0, 2, 1, 3)).numpy() * s * (1.0 - rate)  # [B, N, i, j]
+    assert np.allclose(z, np.round(z), atol=1e-9) and set(np.unique(np.round(z))) <= {0.0, 1.0}
+    return np.round(z)
+
+
+def test_dropout_keep_rate_and_backward_uses_the_same_mask():
+    rate, b, s, n, h = 0.125, 2, 96, 2, 16  # 0.125: exact as the op's float32 attribute
+    z = _keep_mask(b, s, n, rate, seed=1234)
+    assert abs(z.mean() - (1 - rate)) < 0.01  # 36,864 draws
+    assert not np.array_equal(z, _keep_mask(b, s, n, rate, seed=1235))
+    assert np.array_equal(z, _keep_mask(b, s, n, rate, seed=1234))
+
+    rng = np.random.default_rng(7)
+    q, k, v, mask = _inputs(rng, b, s, n, h, tf.float64)
+    dout = tf.constant(rng.normal(size=(b, s, n, h)))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([q, k, v])
+        got = ops.fused_attention(q, k, v, mask, 0.25, dropout_rate=rate, seed=1234)
+        want = _reference(q, k, v, mask, 0.25, keep=tf.constant(z), rate=rate)
+        lg, lw = tf.reduce_sum(got * dout), tf.reduce_sum(want * dout)
+    assert _rel(got, want) <= 1e-12
+    for g, w in zip(tape.gradient(lg, [q, k, v]), tape.gradient(lw, [q, k, v]), strict=True):
+        assert _rel(g, w) <= 1e-10
+
+
+_THREADS = r"""
+import sys, json, numpy as np, tensorflow as tf
+tf.config.threading.set_intra_op_parallelism_threads(int(sys.argv[1]))
+from pybert import ops
+rng = np.random.default_rng(0)
+q, k, v = (tf.constant(rng.normal(size=(3, 130, 4, 64)), tf.float32) for _ in range(3))
+mask = tf.constant((np.arange(130)[None] < np.array([[130], [77], [5]])).astype(np.int32))
+with tf.GradientTape() as tape:
+    tape.watch([q, k, v])
+    out = ops.fused_attention(q, k, v, mask, 0.125, dropout_rate=0.1, seed=9)
+    loss = tf.reduce_sum(out * out)
+grads = tape.gradient(loss, [q, k, v])
+print(json.dumps([float(np.sum(np.abs(x.numpy().astype(np.float64)))) for x in [out] + grads]
+                 + [out.numpy().tobytes().hex()[:4000]]))
+"""
+
+
+def test_same_results_with_one_and_two_threads():
+    outs = []
+    for threads in (1, 2):
+        proc = subprocess.run([sys.executable, "-c", _THREADS, str(threads)], capture_output=True,
+                              text=True, timeout=300, cwd=tempfile.gettempdir())
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        outs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    assert outs[0] == outs[1]
+
+
+def test_bad_arguments_name_the_argument():
+    q = tf.zeros((2, 5, 2, 8))
+    mask = tf.ones((2, 5), tf.int32)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="input_mask must be"):
+        ops.fused_attention(q, q, q, tf.ones((2, 4), tf.int32), 0.3)
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match="query|rank"):
+        ops.fused_attention(tf.zeros((2, 5, 16)), q, q, mask, 0.3)
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match="key|Dimension"):
+        ops.fused_attention(q, tf.zeros((2, 5, 2, 4)), tf.zeros((2, 5, 2, 4)), mask, 0.3)
+    with pytest.raises((TypeError, tf.errors.InvalidArgumentError, tf.errors.NotFoundError)):
+        ops.fused_attention(tf.zeros((2, 5, 2, 8), tf.int32), q, q, mask, 0.3)
+    with pytest.raises(ValueError, match="dropout_rate"):
+        ops.fused_attention(q, q, q, mask, 0.3, dropout_rate=1.0)
+
+
+def test_encoder_with_fused_attention_equals_reference(minilm_dir, data_dir):
+    import pybert
+    from pybert.checkpoints import load_huggingface_encoder
+
+    lines = (data_dir / "glue/MRPC/dev.tsv").read_text(encoding="utf-8").split("\n")[1:17]
+    rows = [x.split("\t") for x in lines if x]
+    tok = pybert.Tokenizer(minilm_dir / "vocab.txt")
+    batch = tok.encode_batch([r[3] for r in rows], [r[4] for r in rows],
+                             max_seq_length=128).model_inputs()
+    assert batch["input_mask"].sum(1).min() < batch["input_mask"].shape[1]
+    ref, _ = load_huggingface_encoder(minilm_dir, attention_impl="reference")
+    fused, _ = load_huggingface_encoder(minilm_dir, attention_impl="fused")
+    a, b = ref(batch), fused(batch)
+    real = batch["input_mask"].astype(bool)
+    np.testing.assert_allclose(b["sequence_output"].numpy()[real],
+                               a["sequence_output"].numpy()[real], atol=2e-5, rtol=0)
+    np.testing.assert_allclose(b["pooled_output"].numpy(), a["pooled_output"].numpy(), atol=2e-5)
+
+
+def test_training_follows_the_reference_loss_curve(minilm_dir, data_dir):
+    """A small BERT (2 layers, random init, dropout off) trained 200 steps on MRPC pairs
+    with each attention implementation from the same weights: the same loss curve."""
+    import keras
+
+    import pybert
+    from pybert.configs import BertConfig
+    from pybert.modeling import BertClassifier, BertEncoder
+
+    config = BertConfig(vocab_size=30522, hidden_size=64, num_hidden_layers=2,
+                        num_attention_heads=4, intermediate_size=128,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    lines = (data_dir / "glue/MRPC/train.tsv").read_text(encoding="utf-8").split("\n")[1:257]
+    rows = [x.split("\t") for x in lines if x]
+    tok = pybert.Tokenizer(minilm_dir / "vocab.txt")
+    x = tok.encode_batch([r[3] for r in rows], [r[4] for r in rows], max_seq_length=64)
+    x = x.model_inputs()
+    y = np.array([int(r[0]) for r in rows])
+
+    def curve(impl, weights=None):
+        keras.utils.set_random_seed(0)
+        model = BertClassifier(config, 2, encoder=BertEncoder(config, attention_impl=impl))
+        model.build()
+        if weights is not None:
+            for var, w in zip(model.weights, weights, strict=True):
+                var.assign(w)
+        opt = keras.optimizers.Adam(2e-4)
+        sce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+        @tf.function
+        def step(xb, yb):
+            with tf.GradientTape() as tape:
+                loss = sce(yb, model(xb, training=True))
+            grads = tape.gradient(loss, model.trainable_weights)
+            opt.apply_gradients(zip(grads, model.trainable_weights, strict=True))
+            return loss
+
+        losses = []
+        for i in range(200):
+            sl = slice((i * 16) % 256, (i * 16) % 256 + 16)
+            losses.append(float(step({k: v[sl] for k, v in x.items()}, y[sl])))
+        return np.array(losses), [w.numpy() for w in model.weights]
+
+    keras.utils.set_random_seed(0)
+    init = BertClassifier(config, 2, encoder=BertEncoder(config))
+    init.build()
+    ref, _ = curve("reference", [w.numpy() for w in init.weights])
+    fused, _ = curve("fused", [w.numpy() for w in init.weights])
+    assert ref[-20:].mean() < ref[:20].mean()  # it learns
+    print("max |fused - reference| loss per 50 steps:",
+          [float(np.abs(fused - ref)[i:i + 50].max()) for i in range(0, 200, 50)])
+    np.testing.assert_allclose(fused, ref, rtol=1e-3, atol=1e-4)
