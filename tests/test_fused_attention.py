@@ -241,3 +241,38 @@ def test_training_follows_the_reference_loss_curve(minilm_dir, data_dir):
     print("max |fused - reference| loss per 50 steps:",
           [float(np.abs(fused - ref)[i:i + 50].max()) for i in range(0, 200, 50)])
     np.testing.assert_allclose(fused, ref, rtol=1e-3, atol=1e-4)
+
+
+def test_fused_model_exports_to_onnx_multiheadattention(minilm_dir, tmp_path):
+    """The encoder's own graph with the fused op, converted by tf2onnx with pybert's
+    handler: one com.microsoft.MultiHeadAttention per layer, outputs equal to TF."""
+    pytest.importorskip("tf2onnx")
+    ort = pytest.importorskip("onnxruntime")
+    import onnx
+
+    import pybert
+    from pybert.checkpoints import load_huggingface_encoder
+    from pybert.export.onnx import INPUT_NAMES, convert_traced
+
+    encoder, _ = load_huggingface_encoder(minilm_dir, attention_impl="fused")
+    spec = [tf.TensorSpec([None, None], tf.int32, name=n) for n in INPUT_NAMES]
+
+    @tf.function(input_signature=spec)
+    def fn(input_word_ids, input_mask, input_type_ids):
+        out = encoder({"input_word_ids": input_word_ids, "input_mask": input_mask,
+                       "input_type_ids": input_type_ids}, training=False)
+        return {"sequence_output": out["sequence_output"], "pooled_output": out["pooled_output"]}
+
+    convert_traced(fn, tmp_path / "fused.onnx")
+    kinds = [n.op_type for n in onnx.load(str(tmp_path / "fused.onnx")).graph.node]
+    assert kinds.count("MultiHeadAttention") == 6 and "PybertFusedAttention" not in kinds
+    tok = pybert.Tokenizer(minilm_dir / "vocab.txt")
+    x = tok.encode_batch(["The cat sat on the mat.", "Short."],
+                         ["A second sentence of the pair, longer.", "Tiny."]).model_inputs()
+    sess = ort.InferenceSession(str(tmp_path / "fused.onnx"), providers=["CPUExecutionProvider"])
+    seq, pooled = sess.run(["sequence_output", "pooled_output"], x)
+    want = fn(*[tf.constant(x[k]) for k in INPUT_NAMES])
+    real = x["input_mask"].astype(bool)
+    assert x["input_mask"].sum(1).min() < x["input_mask"].shape[1]
+    np.testing.assert_allclose(seq[real], want["sequence_output"].numpy()[real], atol=1e-4)
+    np.testing.assert_allclose(pooled, want["pooled_output"].numpy(), atol=1e-4)

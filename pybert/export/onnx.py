@@ -141,6 +141,52 @@ def export_function(model, task: str):
     return fn
 
 
+def _fused_attention_handler(ctx, node, name, args):  # noqa: ARG001 - tf2onnx's signature
+    """tf2onnx handler: PybertFusedAttention(q, k, v [B, S, N, H], mask [B, S_k], seed)
+    -> com.microsoft.MultiHeadAttention on [B, S, N*H] with the mask as its 2-D
+    key_padding_mask. Inference only: the dropout rate is ignored and the log-sum-exp
+    output must be unused. A row whose keys are all masked differs (the op gives zeros,
+    MultiHeadAttention a uniform average); BERT rows always keep [CLS]."""
+    q, k, v, mask = node.input[:4]
+    shape = ctx.get_shape(q)
+    if not shape or len(shape) != 4 or shape[2] is None or shape[2] < 1:
+        raise ValueError(f"{node.name}: PybertFusedAttention needs a static number of heads "
+                         f"to map to MultiHeadAttention (query shape {shape})")
+    if ctx.find_output_consumers(node.output[1]):
+        raise ValueError(f"{node.name}: the log-sum-exp output is used; only inference graphs "
+                         "(the attention output alone) map to MultiHeadAttention")
+    out_name, dtypes = node.output[0], [ctx.get_dtype(node.output[0])]
+    scale = node.get_attr_value("scale")
+    ctx.remove_node(node.name)
+    flat = ctx.make_const(f"{name}_flat_shape", np.array([0, 0, -1], np.int64)).output[0]
+    q2, k2, v2 = (ctx.make_node("Reshape", [t, flat], dtypes=dtypes).output[0]
+                  for t in (q, k, v))
+    mask32 = ctx.make_node("Cast", [mask], attr={"to": 6},  # int32
+                           dtypes=[6]).output[0]
+    mha = ctx.make_node("MultiHeadAttention", [q2, k2, v2, "", mask32],
+                        attr={"num_heads": int(shape[2]), "scale": float(scale)},
+                        domain="com.microsoft", dtypes=dtypes)
+    q_shape = ctx.make_node("Shape", [q], dtypes=[7]).output[0]  # int64
+    ctx.make_node("Reshape", [mha.output[0], q_shape], outputs=[out_name], dtypes=dtypes)
+
+
+CUSTOM_OP_HANDLERS = {"PybertFusedAttention": (_fused_attention_handler, [])}
+
+
+def convert_traced(fn, path, opset: int = 17) -> None:
+    """tf2onnx on a tf.function as traced (the model's own graph), PybertFusedAttention
+    mapped to ONNX Runtime's MultiHeadAttention. export_onnx() does not need this (it
+    rebuilds the graph in fusable plain ops); it is for graphs that call the op."""
+    import tf2onnx
+    from onnx import helper
+
+    with _tf2onnx_without_global_pool():
+        tf2onnx.convert.from_function(
+            fn, input_signature=fn.input_signature, opset=opset, output_path=str(path),
+            custom_op_handlers=CUSTOM_OP_HANDLERS,
+            extra_opset=[helper.make_opsetid("com.microsoft", 1)])
+
+
 def reference_outputs(model, task: str, inputs: dict) -> dict:
     """The Keras model's outputs (training=False) under the ONNX output names."""
     out = model({k: inputs[k] for k in INPUT_NAMES}, training=False)
