@@ -40,6 +40,8 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--out", required=True)
+    ap.add_argument("--max_steps", type=int, default=0,
+                    help="stop after this many steps (speed only; 0: the full 3 epochs)")
     args = ap.parse_args()
     train = read_features(args.train, 128)
     dev = read_features(args.eval, 128)
@@ -62,14 +64,21 @@ def main():
     batch, epochs = 32, 3
     steps_per_epoch = n // batch
     total = steps_per_epoch * epochs
-    sched = get_linear_schedule_with_warmup(opt, int(0.1 * total), total)
+    schedule_total = total
+    if args.max_steps:
+        total = min(total, args.max_steps)
+    sched = get_linear_schedule_with_warmup(opt, int(0.1 * schedule_total), schedule_total)
     rng = np.random.default_rng(args.seed)
     t = {k: torch.from_numpy(v) for k, v in train.items()}
     model.train()
     start = time.perf_counter()
+    done = 0
     for _ in range(epochs):
         order = torch.from_numpy(rng.permutation(n))
         for s in range(steps_per_epoch):
+            if done == total:
+                break
+            done += 1
             idx = order[s * batch:(s + 1) * batch]
             out = model(input_ids=t["input_ids"][idx], attention_mask=t["input_mask"][idx],
                         token_type_ids=t["segment_ids"][idx], labels=t["label_ids"][idx])
