@@ -5,9 +5,6 @@ input order whatever the length bucketing, bad rows are reported by line."""
 
 import json
 import shutil
-import subprocess
-import sys
-import tempfile
 
 import numpy as np
 import pytest
@@ -16,19 +13,13 @@ tf = pytest.importorskip("tensorflow")
 pytest.importorskip("tf2onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from tool_runner import run_tool  # noqa: E402
+
 import pybert  # noqa: E402
 from pybert.checkpoints import load_huggingface_encoder  # noqa: E402
 from pybert.export.onnx import INPUT_NAMES, export_onnx, read_metadata  # noqa: E402
 from pybert.modeling import BertClassifier, BertSpanLabeler  # noqa: E402
 from pybert.predict import Predictor  # noqa: E402
-
-
-def _tool(name, *args, check=True):
-    proc = subprocess.run([sys.executable, "-m", f"pybert.cli.{name}", *args],
-                          capture_output=True, text=True, timeout=900, cwd=tempfile.gettempdir())
-    if check and proc.returncode != 0:
-        raise AssertionError(proc.stderr[-4000:])
-    return proc
 
 
 def _randomize_head(layer, seed):
@@ -57,7 +48,7 @@ def classifier(minilm_dir, tmp_path_factory):
     (root / "meta").write_text(json.dumps({"processor_type": "MRPC", "max_seq_length": 128,
                                            "task_type": "bert_classification",
                                            "num_labels": 2}))
-    proc = _tool("export_onnx", f"--bert_config_file={root / 'bert_config.json'}",
+    proc = run_tool("export_onnx", f"--bert_config_file={root / 'bert_config.json'}",
                  f"--checkpoint={ckpt}", f"--input_meta_data_path={root / 'meta'}",
                  f"--vocab_file={minilm_dir / 'vocab.txt'}", f"--output_dir={root / 'onnx'}",
                  "--int8")
@@ -110,7 +101,7 @@ def test_predict_tool_equals_keras_per_example(classifier, data_dir, minilm_dir,
     args = [f"--model_dir={out}", f"--input_file={src}", "--text_a_column=#1 String",
             "--text_b_column=#2 String", "--label_column=Quality", f"--output_file={dst}",
             "--batch_size=8", "--chunk_size=16", "--progress=false"]
-    proc = _tool("predict", *args)
+    proc = run_tool("predict", *args)
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["examples"] == 40 and summary["errors"] == 2
     assert f"{src}:7: 4 columns, --text_b_column needs column 4" in proc.stderr
@@ -133,7 +124,7 @@ def test_predict_tool_equals_keras_per_example(classifier, data_dir, minilm_dir,
     assert summary["accuracy"] == pytest.approx(np.mean(probs.argmax(1) == gold))
     assert not (tmp_path / "pred.tsv.incomplete").exists()
 
-    proc = _tool("predict", *args, "--on_error=fail", check=False)
+    proc = run_tool("predict", *args, "--on_error=fail", check=False)
     assert proc.returncode == 1
     assert f"{src}:7: 4 columns, --text_b_column needs column 4" in proc.stderr
 
@@ -147,7 +138,7 @@ def test_predict_jsonl_and_api(classifier, data_dir, tmp_path):
             f.write(json.dumps({"a": r[3], "b": r[4]}) + "\n")
         f.write("{not json\n")
     dst = tmp_path / "out.jsonl"
-    proc = _tool("predict", f"--model_dir={out}", f"--input_file={src}", "--text_a_column=a",
+    proc = run_tool("predict", f"--model_dir={out}", f"--input_file={src}", "--text_a_column=a",
                  "--text_b_column=b", f"--output_file={dst}", "--progress=false")
     assert f"{src}:13: not valid JSON" in proc.stderr
     got = [json.loads(x) for x in dst.read_text().splitlines()]
@@ -173,7 +164,7 @@ def test_bad_model_dir_errors(classifier, tmp_path):
         Predictor(big)
     with pytest.raises(ValueError, match="no fp16 model"):
         Predictor(out, precision="fp16")
-    proc = _tool("predict", f"--model_dir={bare}", f"--input_file={out / 'vocab.txt'}",
+    proc = run_tool("predict", f"--model_dir={bare}", f"--input_file={out / 'vocab.txt'}",
                  "--input_format=tsv", f"--output_file={tmp_path / 'x.tsv'}", check=False)
     assert proc.returncode == 1 and "no pybert_model.json" in proc.stderr
 

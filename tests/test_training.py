@@ -14,6 +14,8 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
+from tool_runner import run_tool  # noqa: E402
+
 from pybert.configs import BertConfig  # noqa: E402
 from pybert.data import classification  # noqa: E402
 from pybert.modeling import BertClassifier  # noqa: E402
@@ -173,14 +175,6 @@ def test_errors_before_the_first_step(mrpc64, tmp_path):
     assert not (tmp_path / "m" / "training_summary.json").exists()
 
 
-def _tool(name, *args, check=True):
-    proc = subprocess.run([sys.executable, "-m", f"pybert.cli.{name}", *args],
-                          capture_output=True, text=True, timeout=900, cwd=tempfile.gettempdir())
-    if check and proc.returncode != 0:
-        raise AssertionError(proc.stderr[-4000:])
-    return proc
-
-
 def test_run_squad_train_and_eval_tiny(tmp_path, data_dir, vocab_path):
     """Train a tiny model a few steps on a SQuAD v1.1 slice, then predict and evaluate it:
     the prediction files and the official metrics come out (the values mean nothing here)."""
@@ -193,13 +187,13 @@ def test_run_squad_train_and_eval_tiny(tmp_path, data_dir, vocab_path):
     path = tmp_path / "squad.json"
     path.write_text(json.dumps(src), encoding="utf-8")
     vocab = str(vocab_path("uncased"))
-    _tool("create_finetuning_data", "--fine_tuning_task_type=squad", f"--squad_data_file={path}",
+    run_tool("create_finetuning_data", "--fine_tuning_task_type=squad", f"--squad_data_file={path}",
           f"--vocab_file={vocab}", f"--train_data_output_path={tmp_path / 'train.tfr'}",
           f"--meta_data_file_path={tmp_path / 'meta'}", "--max_seq_length=128",
           "--doc_stride=64", "--max_query_length=32")
     (tmp_path / "bert_config.json").write_text(json.dumps(TINY))
     model_dir = tmp_path / "squad_model"
-    proc = _tool("run_squad", "--mode=train_and_eval",
+    proc = run_tool("run_squad", "--mode=train_and_eval",
                  f"--input_meta_data_path={tmp_path / 'meta'}",
                  f"--train_data_path={tmp_path / 'train.tfr'}", f"--predict_file={path}",
                  f"--vocab_file={vocab}", f"--bert_config_file={tmp_path / 'bert_config.json'}",
@@ -219,7 +213,7 @@ def test_run_squad_train_and_eval_tiny(tmp_path, data_dir, vocab_path):
 def test_run_pretraining_tiny_then_finetune_init(tmp_path, data_dir, vocab_path):
     vocab = str(vocab_path("uncased"))
     text = data_dir / "bert_sample_text" / "sample_text.txt"
-    _tool("create_pretraining_data", f"--input_file={text}",
+    run_tool("create_pretraining_data", f"--input_file={text}",
           f"--output_file={tmp_path / 'pt.tfrecord'}", f"--vocab_file={vocab}",
           "--max_seq_length=64", "--max_predictions_per_seq=10", "--dupe_factor=2",
           "--num_workers=1", "--noprogress")
@@ -230,7 +224,7 @@ def test_run_pretraining_tiny_then_finetune_init(tmp_path, data_dir, vocab_path)
             "--max_seq_length=64", "--max_predictions_per_seq=10", "--train_batch_size=8",
             "--num_steps_per_epoch=6", "--num_train_epochs=2", "--warmup_steps=2",
             "--learning_rate=1e-3", "--distribution_strategy=one_device"]
-    _tool("run_pretraining", *args)
+    run_tool("run_pretraining", *args)
     summary = json.loads((model_dir / "training_summary.json").read_text())
     assert summary["total_training_steps"] == 12 and np.isfinite(summary["last_train_loss"])
     # The loss starts near ln(vocab) + ln(2) for random weights.
@@ -243,6 +237,6 @@ def test_run_pretraining_tiny_then_finetune_init(tmp_path, data_dir, vocab_path)
     enc = BertEncoder(BertConfig.from_dict(TINY))
     enc.build()
     restore_encoder(enc, str(ckpt))  # usable as --init_checkpoint
-    bad = _tool("run_pretraining", *[a.replace("pt*.tfrecord", "none*.tfrecord") for a in args],
+    bad = run_tool("run_pretraining", *[a.replace("pt*.tfrecord", "none*.tfrecord") for a in args],
                 check=False)
     assert bad.returncode == 1 and "does not match any files" in bad.stderr
