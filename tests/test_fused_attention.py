@@ -145,14 +145,19 @@ print(json.dumps([float(np.sum(np.abs(x.numpy().astype(np.float64)))) for x in [
 """
 
 
-def test_same_results_with_one_and_two_threads():
+def test_same_results_with_one_and_two_threads_and_without_avx2():
+    """Bit-identical outputs and gradients for 1 and 2 threads, and with the AVX2 entry
+    points switched off (PYBERT_ATTENTION_BASELINE: the baseline x86-64 code)."""
     outs = []
-    for threads in (1, 2):
+    for threads, baseline in ((1, False), (2, False), (2, True)):
+        env = dict(os.environ)
+        if baseline:
+            env["PYBERT_ATTENTION_BASELINE"] = "1"
         proc = subprocess.run([sys.executable, "-c", _THREADS, str(threads)], capture_output=True,
-                              text=True, timeout=300, cwd=tempfile.gettempdir())
+                              text=True, timeout=300, cwd=tempfile.gettempdir(), env=env)
         assert proc.returncode == 0, proc.stderr[-3000:]
         outs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    assert outs[0] == outs[1]
+    assert outs[0] == outs[1] == outs[2]
 
 
 def test_bad_arguments_name_the_argument():

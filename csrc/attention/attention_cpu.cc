@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
 #include <string>
 #include <thread>
@@ -15,6 +16,23 @@
 namespace pybert {
 namespace attention {
 namespace {
+
+// The per-item kernels are forced inline so that they can be compiled a second time
+// inside AVX2+FMA entry points (float32 only), chosen at run time when the CPU has
+// them; everything reached out of line stays baseline x86-64 code. Built with
+// -ffp-contract=off (no FMA), both give the same bits (tested with
+// PYBERT_ATTENTION_BASELINE=1, which switches the AVX2 entry points off).
+#if defined(__GNUC__)
+#define PYBERT_KERNEL __attribute__((always_inline)) inline
+#else
+#define PYBERT_KERNEL inline
+#endif
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define PYBERT_HAVE_AVX2_CLONES 1
+#define PYBERT_AVX2 __attribute__((target("avx2,fma")))
+#else
+#define PYBERT_HAVE_AVX2_CLONES 0
+#endif
 
 constexpr int kBlockM = 16;  // query rows per work item
 constexpr int kBlockN = 64;  // keys per block
@@ -62,7 +80,7 @@ struct MaskView {
 };
 
 template <typename T>
-void forward_item(const ForwardParams& p, int64_t item, std::vector<T>& kt, std::vector<T>& s) {
+PYBERT_KERNEL void forward_item(const ForwardParams& p, int64_t item, std::vector<T>& kt, std::vector<T>& s) {
   const int D = p.head_dim;
   const int m_blocks = (p.seq_q + kBlockM - 1) / kBlockM;
   const int mb = static_cast<int>(item % m_blocks);
@@ -165,15 +183,21 @@ BwdPtrs<T> bwd_ptrs(const BackwardParams& p, int64_t bh) {
   return r;
 }
 
+// Eight independent partial sums (a fixed order, so results do not depend on the
+// thread count): the compiler vectorizes them, a single running sum it cannot.
 template <typename T>
-T dot(const T* a, const T* b, int n) {
-  T s = 0;
-  for (int i = 0; i < n; ++i) s += a[i] * b[i];
+PYBERT_KERNEL T dot(const T* a, const T* b, int n) {
+  T acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) acc[k] += a[i + k] * b[i + k];
+  T s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+  for (; i < n; ++i) s += a[i] * b[i];
   return s;
 }
 
 template <typename T>
-void backward_dkdv_item(const BackwardParams& p, int64_t item, const std::vector<T>& dvec,
+PYBERT_KERNEL void backward_dkdv_item(const BackwardParams& p, int64_t item, const std::vector<T>& dvec,
                         const std::vector<T>& lse_all) {
   const int D = p.head_dim;
   const int n_blocks = (p.seq_k + kBlockN - 1) / kBlockN;
@@ -213,7 +237,7 @@ void backward_dkdv_item(const BackwardParams& p, int64_t item, const std::vector
 }
 
 template <typename T>
-void backward_dq_item(const BackwardParams& p, int64_t item, const std::vector<T>& dvec,
+PYBERT_KERNEL void backward_dq_item(const BackwardParams& p, int64_t item, const std::vector<T>& dvec,
                       const std::vector<T>& lse_all) {
   const int D = p.head_dim;
   const int m_blocks = (p.seq_q + kBlockM - 1) / kBlockM;
@@ -245,6 +269,63 @@ void backward_dq_item(const BackwardParams& p, int64_t item, const std::vector<T
   }
 }
 
+#if PYBERT_HAVE_AVX2_CLONES
+PYBERT_AVX2 void forward_item_avx2(const ForwardParams& p, int64_t item, std::vector<float>& kt,
+                                   std::vector<float>& s) {
+  forward_item<float>(p, item, kt, s);
+}
+PYBERT_AVX2 void backward_dkdv_item_avx2(const BackwardParams& p, int64_t item,
+                                         const std::vector<float>& dvec,
+                                         const std::vector<float>& lse) {
+  backward_dkdv_item<float>(p, item, dvec, lse);
+}
+PYBERT_AVX2 void backward_dq_item_avx2(const BackwardParams& p, int64_t item,
+                                       const std::vector<float>& dvec,
+                                       const std::vector<float>& lse) {
+  backward_dq_item<float>(p, item, dvec, lse);
+}
+bool cpu_has_avx2() {
+  static const bool ok = [] {
+    __builtin_cpu_init();
+    if (std::getenv("PYBERT_ATTENTION_BASELINE") != nullptr) return false;  // tests
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
+  return ok;
+}
+#endif
+
+template <typename T>
+void run_forward_item(const ForwardParams& p, int64_t item, std::vector<T>& kt, std::vector<T>& s) {
+#if PYBERT_HAVE_AVX2_CLONES
+  if constexpr (std::is_same<T, float>::value) {
+    if (cpu_has_avx2()) return forward_item_avx2(p, item, kt, s);
+  }
+#endif
+  forward_item<T>(p, item, kt, s);
+}
+
+template <typename T>
+void run_dkdv_item(const BackwardParams& p, int64_t item, const std::vector<T>& dvec,
+                   const std::vector<T>& lse) {
+#if PYBERT_HAVE_AVX2_CLONES
+  if constexpr (std::is_same<T, float>::value) {
+    if (cpu_has_avx2()) return backward_dkdv_item_avx2(p, item, dvec, lse);
+  }
+#endif
+  backward_dkdv_item<T>(p, item, dvec, lse);
+}
+
+template <typename T>
+void run_dq_item(const BackwardParams& p, int64_t item, const std::vector<T>& dvec,
+                 const std::vector<T>& lse) {
+#if PYBERT_HAVE_AVX2_CLONES
+  if constexpr (std::is_same<T, float>::value) {
+    if (cpu_has_avx2()) return backward_dq_item_avx2(p, item, dvec, lse);
+  }
+#endif
+  backward_dq_item<T>(p, item, dvec, lse);
+}
+
 template <typename T>
 std::string forward_impl(const ForwardParams& p, int num_threads) {
   std::string e = check(p, false);
@@ -252,7 +333,7 @@ std::string forward_impl(const ForwardParams& p, int num_threads) {
   const int m_blocks = (p.seq_q + kBlockM - 1) / kBlockM;
   parallel_for(static_cast<int64_t>(p.batch) * p.heads * m_blocks, num_threads, [&](int64_t item) {
     thread_local std::vector<T> kt, s;
-    forward_item<T>(p, item, kt, s);
+    run_forward_item<T>(p, item, kt, s);
   });
   return "";
 }
@@ -284,10 +365,10 @@ std::string backward_impl(const BackwardParams& p, int num_threads) {
   if (p.seq_k > 0) {
     const int n_blocks = (p.seq_k + kBlockN - 1) / kBlockN;
     parallel_for(bhs * n_blocks, num_threads,
-                 [&](int64_t item) { backward_dkdv_item<T>(p, item, dvec, lse); });
+                 [&](int64_t item) { run_dkdv_item<T>(p, item, dvec, lse); });
   }
   const int m_blocks = (p.seq_q + kBlockM - 1) / kBlockM;
-  parallel_for(bhs * m_blocks, num_threads, [&](int64_t item) { backward_dq_item<T>(p, item, dvec, lse); });
+  parallel_for(bhs * m_blocks, num_threads, [&](int64_t item) { run_dq_item<T>(p, item, dvec, lse); });
   return "";
 }
 
