@@ -153,7 +153,6 @@ class SelfAttention(layers.Layer):
             self.layer_norm(ops.cast(out, "float32") + ops.cast(x, "float32")), self.compute_dtype
         )
 
-
     def _fused(self, x, mask, training):
         from pybert import ops as pybert_ops
 
