@@ -168,6 +168,9 @@ def read_jsonl(path: str, errors: _Errors) -> Iterator[tuple[int, str, str | Non
                     values.append(None)
                 elif name not in obj:
                     values.append(KeyError(f"{path}:{line}: no field {name!r} (--{flag})"))
+                elif flag != "label_column" and not isinstance(obj[name], str):
+                    values.append(KeyError(f"{path}:{line}: field {name!r} (--{flag}) is "
+                                           f"{type(obj[name]).__name__}, not a string"))
                 else:
                     v = obj[name]
                     values.append(v if isinstance(v, str) else json.dumps(v))
