@@ -29,26 +29,59 @@ def _tool(name):
     return str(local) if local.exists() else shutil.which(name)
 
 
+def _importable(name):
+    return subprocess.run([sys.executable, "-c", f"import {name}"],
+                          capture_output=True).returncode == 0
+
+
 @pytest.fixture(scope="module")
-def cuda_lib_path(tmp_path_factory):
+def cuda_build(tmp_path_factory):
+    """A -DPYBERT_CUDA=ON build tree; with the Python parts (and so the
+    TensorFlow op library with its GPU kernels) when TensorFlow and pybind11
+    are importable."""
     cmake = _tool("cmake")
     if cmake is None:
         pytest.skip("cmake is not installed")
     build = tmp_path_factory.mktemp("cuda_build")
-    cmd = [cmake, "-S", str(ROOT), "-B", str(build), "-DPYBERT_CUDA=ON"]
+    cmd = [cmake, "-S", str(ROOT), "-B", str(build), "-DPYBERT_CUDA=ON",
+           f"-DPython_EXECUTABLE={sys.executable}"]
+    with_op = _importable("tensorflow") and _importable("pybind11")
+    if with_op:
+        import pybind11
+
+        cmd += ["-DPYBERT_BUILD_PYTHON=ON", "-DPYBERT_TF_OPS=ON",
+                f"-Dpybind11_DIR={pybind11.get_cmake_dir()}"]
     ninja = _tool("ninja")
     if ninja:
         cmd += ["-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}"]
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
-    res = subprocess.run(
-        [cmake, "--build", str(build), "--target", "pybert_attention_cuda", "-j", "2"],
-        capture_output=True,
-        text=True,
-    )
+    res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
-    lib = build / "csrc" / "libpybert_attention_cuda.so"
+    return cmake, build, with_op
+
+
+def _build(cuda_build, target, path):
+    cmake, build, _ = cuda_build
+    res = subprocess.run([cmake, "--build", str(build), "--target", target, "-j", "2"],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    lib = build / "csrc" / path
     assert lib.exists()
     return lib
+
+
+@pytest.fixture(scope="module")
+def cuda_lib_path(cuda_build):
+    return _build(cuda_build, "pybert_attention_cuda", "libpybert_attention_cuda.so")
+
+
+@pytest.fixture(scope="module")
+def cuda_op_lib(cuda_build):
+    if not cuda_build[2]:
+        pytest.skip("TensorFlow or pybind11 is not importable: no op library")
+    path = _build(cuda_build, "_pybert_ops", "_pybert_ops.so")
+    import tensorflow as tf
+
+    return tf.load_op_library(str(path))
 
 
 def test_cuda_build_has_sm80_and_sm90_code(cuda_lib_path):
@@ -138,3 +171,104 @@ def test_gpu_kernels_match_reference(cuda_lib_path):
     import check_attention
 
     assert check_attention.main(["--lib", str(cuda_lib_path), "--quick", "--skip-timing"]) == 0
+
+
+def test_op_library_registers_gpu_kernels(cuda_op_lib):
+    """The PYBERT_CUDA=ON op library has float16/bfloat16/float32 GPU kernels
+    (seed read on the host, input_mask on the device) next to the CPU ones."""
+    import tensorflow as tf
+    from tensorflow.python.framework import kernels
+
+    for op in ("PybertFusedAttention", "PybertFusedAttentionGrad"):
+        found = {}
+        for k in kernels.get_registered_kernels_for_op(op).kernel:
+            dtype = tf.dtypes.as_dtype(k.constraint[0].allowed_values.list.type[0]).name
+            found[(k.device_type, dtype)] = tuple(k.host_memory_arg)
+        assert found == {
+            ("CPU", "float32"): (), ("CPU", "float64"): (),
+            ("GPU", "float16"): ("seed",), ("GPU", "bfloat16"): ("seed",),
+            ("GPU", "float32"): ("seed",),
+        }, (op, found)
+
+
+def _reference(q, k, v, mask, scale):
+    s = np.einsum("bihd,bjhd->bhij", q, k) * scale
+    s = np.where(mask[:, None, None, :] != 0, s, -np.inf)
+    p = np.exp(s - s.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    return np.einsum("bhij,bjhd->bihd", p, v)
+
+
+def test_op_library_cpu_kernels_unchanged_by_cuda_build(cuda_op_lib):
+    """The same library loads in a CPU-only TensorFlow (static CUDA runtime)
+    and its CPU kernels still compute attention."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal((2, 9, 3, 32)) for _ in range(3))
+    mask = np.ones((2, 9), np.int32)
+    mask[1, 5:] = 0
+    with tf.device("/CPU:0"):
+        out, _ = cuda_op_lib.pybert_fused_attention(
+            q, k, v, mask, tf.constant(0, tf.int64), scale=0.25)
+    np.testing.assert_allclose(out.numpy(), _reference(q, k, v, mask, 0.25), rtol=1e-10,
+                               atol=1e-12)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype, tol", [("float16", 2e-3), ("bfloat16", 2e-2),
+                                        ("float32", 1e-5)])
+def test_op_gpu_kernels_match_cpu(cuda_op_lib, dtype, tol):
+    """Forward and gradients of the GPU kernel (TensorFlow with a GPU) against
+    the float64 CPU kernel on the same inputs."""
+    import tensorflow as tf
+
+    if not tf.config.list_physical_devices("GPU"):
+        pytest.skip("TensorFlow sees no GPU")
+    rng = np.random.default_rng(1)
+    q, k, v, dout = (rng.standard_normal((3, 130, 4, 64)) for _ in range(4))
+    mask = (np.arange(130)[None, :] < np.array([[130], [77], [1]])).astype(np.int32)
+    seed = tf.constant(0, tf.int64)
+
+    def run(device, cast):
+        with tf.device(device):
+            tq, tk, tv = (tf.constant(x, cast) for x in (q, k, v))
+            out, lse = cuda_op_lib.pybert_fused_attention(tq, tk, tv, mask, seed, scale=0.125)
+            grads = cuda_op_lib.pybert_fused_attention_grad(
+                tq, tk, tv, mask, seed, out, lse, tf.constant(dout, cast), scale=0.125)
+        return [np.asarray(tf.cast(t, tf.float64)) for t in (out, *grads)]
+
+    want = run("/CPU:0", tf.float64)
+    got = run("/GPU:0", getattr(tf, dtype))
+    for name, g, w in zip(("out", "dq", "dk", "dv"), got, want, strict=True):
+        assert np.isfinite(g).all(), name
+        err = np.abs(g - w).max() / max(np.abs(w).max(), 1e-6)
+        assert err < tol, (name, err)
+
+
+def test_harness_cpu_entry_point(cuda_lib_path):
+    """The harness library's CPU entry point (used on the GPU machine to check
+    that CPU and GPU kernels agree, dropout mask included) computes attention."""
+    lib = ctypes.CDLL(str(cuda_lib_path))
+    vp, i, f, u64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_float, ctypes.c_ulonglong
+    lib.pybert_attn_cpu_forward.argtypes = [i] * 6 + [vp] * 6 + [vp, f, f, u64, u64, i,
+                                                                 ctypes.c_char_p, i]
+    rng = np.random.default_rng(3)
+    B, S, H, D = 2, 9, 3, 32
+    q, k, v = (rng.standard_normal((B, S, H, D)).astype(np.float32) for _ in range(3))
+    mask = np.ones((B, S), np.int32)
+    mask[0, 4:] = 0
+    out = np.full_like(q, np.nan)
+    lse = np.full((B, H, S), np.nan, np.float32)
+    strides = (ctypes.c_longlong * 12)(*([S * H * D, H * D, D] * 4))
+    err = ctypes.create_string_buffer(512)
+    rc = lib.pybert_attn_cpu_forward(0, B, H, S, S, D, *(x.ctypes.data for x in (q, k, v, mask,
+                                                                               out, lse)),
+                                     strides, 0.2, 0.0, 0, 0, 2, err, 512)
+    assert rc == 0, err.value
+    np.testing.assert_allclose(out, _reference(q.astype(np.float64), k, v, mask, 0.2),
+                               rtol=1e-5, atol=1e-6)
+    rc = lib.pybert_attn_cpu_forward(0, B, H, S, S, D, *(x.ctypes.data for x in (q, k, v, mask,
+                                                                               out, lse)),
+                                     strides, 0.2, 1.5, 0, 0, 2, err, 512)
+    assert rc == 1 and "dropout_rate" in err.value.decode()

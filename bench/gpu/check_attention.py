@@ -81,6 +81,16 @@ class CudaLib:
             i,
         ]
         lib.pybert_attn_dropout_mask.restype = i
+        self.has_cpu = hasattr(lib, "pybert_attn_cpu_forward")
+        if self.has_cpu:
+            lib.pybert_attn_cpu_forward.argtypes = (
+                [i] * 6 + [vp] * 6 + [vp, f, f, u64, u64, i, ctypes.c_char_p, i]
+            )
+            lib.pybert_attn_cpu_forward.restype = i
+            lib.pybert_attn_cpu_backward.argtypes = (
+                [i] * 6 + [vp] * 10 + [vp, f, f, u64, u64, i, ctypes.c_char_p, i]
+            )
+            lib.pybert_attn_cpu_backward.restype = i
         self.lib = lib
 
     @staticmethod
@@ -201,6 +211,32 @@ class CudaLib:
             raise ValueError(err.value.decode())
         return dq, dk, dv
 
+    def cpu_attention(self, q, k, v, mask, dout, scale, rate=0.0, seed=0, offset=0, threads=4):
+        """The CPU kernels (float32) on host copies: (out, lse, dq, dk, dv)."""
+        q, k, v, dout = (x.detach().float().cpu().contiguous() for x in (q, k, v, dout))
+        mask = mask.cpu().contiguous() if mask is not None else None
+        B, Sq, H, D = q.shape
+        Sk = k.shape[1]
+        out = torch.full_like(q, float("nan"))
+        lse = torch.full((B, H, Sq), float("nan"), dtype=torch.float32)
+        err = ctypes.create_string_buffer(1024)
+        rc = self.lib.pybert_attn_cpu_forward(
+            0, B, H, Sq, Sk, D, _ptr(q), _ptr(k), _ptr(v), _ptr(mask), _ptr(out), _ptr(lse),
+            _strides(q, k, v, out), scale, rate, seed, offset, threads, err, 1024,
+        )  # fmt: skip
+        if rc:
+            raise ValueError(err.value.decode())
+        dq, dk, dv = (torch.full_like(x, float("nan")) for x in (q, k, v))
+        rc = self.lib.pybert_attn_cpu_backward(
+            0, B, H, Sq, Sk, D, _ptr(q), _ptr(k), _ptr(v), _ptr(mask), _ptr(out), _ptr(lse),
+            _ptr(dout), _ptr(dq), _ptr(dk), _ptr(dv),
+            _strides(q, k, v, out, dout, dq, dk, dv), scale, rate, seed, offset, threads,
+            err, 1024,
+        )  # fmt: skip
+        if rc:
+            raise ValueError(err.value.decode())
+        return out, lse, dq, dk, dv
+
     def dropout_mask(self, B, H, Sq, Sk, rate, seed, offset, device):
         keep = torch.empty((B, H, Sq, Sk), dtype=torch.uint8, device=device)
         err = ctypes.create_string_buffer(1024)
@@ -285,6 +321,14 @@ class EmulatedLib:
             rate,
         )
         return tuple(x.to(q.dtype) for x in g)
+
+    has_cpu = True
+
+    def cpu_attention(self, q, k, v, mask, dout, scale, rate=0.0, seed=0, offset=0, threads=4):
+        q, k, v, dout = (x.float().cpu() for x in (q, k, v, dout))
+        mask = mask.cpu() if mask is not None else None
+        out, lse = self.forward(q, k, v, mask, scale, rate, seed, offset)
+        return (out, lse, *self.backward(q, k, v, mask, out, lse, dout, scale, rate, seed, offset))
 
     def dropout_mask(self, B, H, Sq, Sk, rate, seed, offset, device):
         gen = torch.Generator().manual_seed(seed * 1000003 + offset)
@@ -482,6 +526,37 @@ class Checker:
             deterministic=torch.equal(out, out2),
         )
 
+    def check_cpu_agrees(self, dtype_name, D, rate=0.1):
+        """The CPU kernels (attention_cpu.cc) and the GPU kernels on the same
+        float32 inputs, same seed and offset: the same Philox dropout mask and the
+        same results (a different mask would differ by tens of percent)."""
+        dtype = DTYPES[dtype_name][1]
+        B, H, S = 2, 3, 129
+        q, k, v, dout = (self.randn((B, S, H, D), dtype) for _ in range(4))
+        lengths = torch.randint(S // 2, S + 1, (B,), generator=self.gen)
+        mask = (torch.arange(S)[None, :] < lengths[:, None]).to(torch.int32).to(self.device)
+        scale = 1.0 / math.sqrt(D)
+        seed, offset = 987654321, 3
+        out, lse = self.lib.forward(q, k, v, mask, scale, rate, seed, offset)
+        grads = self.lib.backward(q, k, v, mask, out, lse, dout, scale, rate, seed, offset)
+        cpu = self.lib.cpu_attention(q, k, v, mask, dout, scale, rate, seed, offset)
+        names = ("out", "lse", "dq", "dk", "dv")
+        gpu = (out, lse, *grads)
+        kept = torch.isfinite(cpu[1])
+        errs = {}
+        for nm, g, c in zip(names, gpu, cpu, strict=True):
+            g, c = g.detach().double().cpu(), c.double()
+            if nm == "lse":
+                g, c = g[kept], c[kept]
+            errs[nm] = rel_err(g, c)
+        tol = 1e-5 if dtype == torch.float32 else (4e-3 if dtype == torch.float16 else 3e-2)
+        self.record(
+            f"{dtype_name} D{D} dropout {rate}: CPU kernels agree with GPU kernels",
+            max(errs.values()) <= tol,
+            errors_vs_cpu=errs,
+            tol=tol,
+        )
+
     def check_keep_rate(self, rate=0.1):
         keep = self.lib.dropout_mask(4, 12, 512, 512, rate, 42, 0, self.device)
         share = keep.double().mean().item()
@@ -550,6 +625,10 @@ def run_checks(lib, device, quick):
     for dt in ("fp16", "bf16", "fp32"):
         c.check_dropout(dt, 64)
     c.check_dropout("fp16", 128)
+    if getattr(lib, "has_cpu", False):
+        for dt in ("fp32", "fp16", "bf16"):
+            c.check_cpu_agrees(dt, 64)
+        c.check_cpu_agrees("fp32", 128, rate=0.0)
     c.check_keep_rate()
     c.check_bad_input()
     return c

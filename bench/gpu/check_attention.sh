@@ -23,10 +23,14 @@ for f in csrc/attention/attention_{f16,bf16,f32,cuda,capi}.cu; do
     -Xptxas -v -c "$f" -o "$BUILD/$name.o" >"$BUILD/$name.log" 2>&1 &
   pids+=($!)
 done
+# the CPU kernels too: the harness checks that both backends agree (dropout included)
+g++ -std=c++17 -O3 -ffp-contract=off -fPIC -Icsrc -c csrc/attention/attention_cpu.cc \
+  -o "$BUILD/cpu_attention_cpu.o" >"$BUILD/attention_cpu.log" 2>&1 &
+pids+=($!)
 status=0
 for p in "${pids[@]}"; do wait "$p" || status=1; done
 if [ "$status" != 0 ]; then grep -h -B2 -A5 error "$BUILD"/*.log; exit 1; fi
-nvcc -shared -o "$BUILD/libpybert_attention_cuda.so" "$BUILD"/attention_*.o
+nvcc -shared -o "$BUILD/libpybert_attention_cuda.so" "$BUILD"/attention_*.o "$BUILD/cpu_attention_cpu.o" -lpthread
 cat "$BUILD"/*.log > "$OUT/ptxas.log"
 echo "build: $(( $(date +%s) - t0 )) s"
 PYTHONUNBUFFERED=1 python3 bench/gpu/check_attention.py \

@@ -1,11 +1,14 @@
 // extern "C" face of the CUDA attention launchers for the ctypes test harness
 // (bench/gpu/check_attention.py): raw device pointers, a stream and element
-// strides, so it needs neither TensorFlow nor pybind11.
+// strides, so it needs neither TensorFlow nor pybind11. The CPU kernels are
+// exposed the same way (host pointers, a thread count) so the harness can check
+// that both backends compute the same thing, dropout mask included.
 // Returns 0 on success, else 1 with the message copied into err.
 #include <cstdint>
 #include <cstring>
 #include <string>
 
+#include "attention/attention_cpu.h"
 #include "attention/attention_cuda.h"
 
 namespace {
@@ -112,6 +115,38 @@ int pybert_attn_backward(int dtype, int batch, int heads, int seq_q, int seq_k, 
   pybert::attention::CudaLaunchOptions options;
   options.bwd_variant = bwd_variant;
   return report(pybert::attention::backward_cuda(p, stream, options), err, err_len);
+}
+
+// The CPU kernels (attention_cpu.h) on host memory, same arguments as above.
+int pybert_attn_cpu_forward(int dtype, int batch, int heads, int seq_q, int seq_k, int head_dim,
+                            const void* q, const void* k, const void* v, const int32_t* mask,
+                            void* out, float* lse, const long long* strides, float scale,
+                            float dropout_rate, unsigned long long seed, unsigned long long offset,
+                            int num_threads, char* err, int err_len) {
+  ForwardParams p;
+  fill(p, dtype, batch, heads, seq_q, seq_k, head_dim, q, k, v, mask, out, lse, strides, scale,
+       dropout_rate, seed, offset);
+  return report(pybert::attention::forward_cpu(p, num_threads), err, err_len);
+}
+
+int pybert_attn_cpu_backward(int dtype, int batch, int heads, int seq_q, int seq_k, int head_dim,
+                             const void* q, const void* k, const void* v, const int32_t* mask,
+                             const void* out, const float* lse, const void* dout, void* dq,
+                             void* dk, void* dv, const long long* strides, float scale,
+                             float dropout_rate, unsigned long long seed,
+                             unsigned long long offset, int num_threads, char* err, int err_len) {
+  BackwardParams p;
+  fill(p, dtype, batch, heads, seq_q, seq_k, head_dim, q, k, v, mask, const_cast<void*>(out),
+       const_cast<float*>(lse), strides, scale, dropout_rate, seed, offset);
+  p.dout = dout;
+  p.dq = dq;
+  p.dk = dk;
+  p.dv = dv;
+  p.dout_strides = strides_at(strides, 4);
+  p.dq_strides = strides_at(strides, 5);
+  p.dk_strides = strides_at(strides, 6);
+  p.dv_strides = strides_at(strides, 7);
+  return report(pybert::attention::backward_cpu(p, num_threads), err, err_len);
 }
 
 int pybert_attn_dropout_mask(int batch, int heads, int seq_q, int seq_k, float dropout_rate,

@@ -10,11 +10,19 @@
 // [batch, seq_k]; seed is an int64 scalar keying the Philox dropout stream (the
 // gradient op regenerates the same mask from it). Every argument is checked
 // here: a bad rank, dtype, head dim or mask shape is InvalidArgument naming it.
-// The CUDA kernels (attention_cuda.h) plug in as the GPU kernel (not built yet).
+//
+// CPU kernels: float32 and float64 (attention_cpu.h). GPU kernels (built when
+// GOOGLE_CUDA is defined, i.e. CMake -DPYBERT_CUDA=ON): float16, bfloat16 and
+// float32 through the same launchers the CUDA test harness calls
+// (attention_cuda.h), on TensorFlow's compute stream; input_mask stays in
+// device memory, seed is read on the host.
 #include <string>
-#include <type_traits>
 
 #include "attention/attention_cpu.h"
+#if GOOGLE_CUDA
+#include "attention/attention_cuda.h"
+#include "xla/stream_executor/stream.h"
+#endif
 #include "tensorflow/core/framework/common_shape_fns.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
@@ -24,6 +32,7 @@ namespace pybert {
 namespace {
 
 using tensorflow::DEVICE_CPU;
+using tensorflow::DEVICE_GPU;
 using tensorflow::OpKernel;
 using tensorflow::OpKernelConstruction;
 using tensorflow::OpKernelContext;
@@ -60,7 +69,7 @@ REGISTER_OP("PybertFusedAttention")
     .Input("seed: int64")
     .Output("output: T")
     .Output("lse: float")
-    .Attr("T: {float, double}")
+    .Attr("T: {half, bfloat16, float, double}")
     .Attr("scale: float")
     .Attr("dropout_rate: float = 0.0")
     .SetShapeFn(ForwardShape);
@@ -77,7 +86,7 @@ REGISTER_OP("PybertFusedAttentionGrad")
     .Output("grad_query: T")
     .Output("grad_key: T")
     .Output("grad_value: T")
-    .Attr("T: {float, double}")
+    .Attr("T: {half, bfloat16, float, double}")
     .Attr("scale: float")
     .Attr("dropout_rate: float = 0.0")
     .SetShapeFn([](InferenceContext* c) {
@@ -132,6 +141,63 @@ int Threads(OpKernelContext* ctx) {
 }
 
 template <typename T>
+struct DTypeOf;
+template <>
+struct DTypeOf<float> {
+  static constexpr attention::DType value = attention::DType::kFloat32;
+};
+template <>
+struct DTypeOf<double> {
+  static constexpr attention::DType value = attention::DType::kFloat64;
+};
+template <>
+struct DTypeOf<Eigen::half> {
+  static constexpr attention::DType value = attention::DType::kFloat16;
+};
+template <>
+struct DTypeOf<Eigen::bfloat16> {
+  static constexpr attention::DType value = attention::DType::kBFloat16;
+};
+
+// Where the kernels run: each backend returns "" or a message.
+struct CpuBackend {
+  static std::string Forward(OpKernelContext* ctx, const attention::ForwardParams& p) {
+    return attention::forward_cpu(p, Threads(ctx));
+  }
+  static std::string Backward(OpKernelContext* ctx, attention::BackwardParams* p) {
+    return attention::backward_cpu(*p, Threads(ctx));
+  }
+};
+
+#if GOOGLE_CUDA
+void* GpuStream(OpKernelContext* ctx) {
+  auto* context = ctx->op_device_context();
+  if (context == nullptr || context->stream() == nullptr) return nullptr;
+  return context->stream()->platform_specific_handle().stream;
+}
+
+struct GpuBackend {
+  static std::string Forward(OpKernelContext* ctx, const attention::ForwardParams& p) {
+    void* stream = GpuStream(ctx);
+    if (stream == nullptr) return "no CUDA stream for the GPU kernel";
+    return attention::forward_cuda(p, stream);
+  }
+  static std::string Backward(OpKernelContext* ctx, attention::BackwardParams* p) {
+    void* stream = GpuStream(ctx);
+    if (stream == nullptr) return "no CUDA stream for the GPU kernel";
+    // float32 dQ accumulators + per-row terms; freed after the launch, which
+    // is safe because TensorFlow's GPU allocator is ordered on this stream.
+    Tensor workspace;
+    const auto bytes = static_cast<int64_t>(attention::backward_workspace_bytes_cuda(*p));
+    absl::Status status = ctx->allocate_temp(tensorflow::DT_INT8, TensorShape({bytes}), &workspace);
+    if (!status.ok()) return "workspace of " + std::to_string(bytes) + " bytes: " + status.ToString();
+    p->workspace = workspace.flat<int8_t>().data();
+    return attention::backward_cuda(*p, stream);
+  }
+};
+#endif
+
+template <typename Backend, typename T>
 class AttentionOpBase : public OpKernel {
  public:
   explicit AttentionOpBase(OpKernelConstruction* ctx) : OpKernel(ctx) {
@@ -144,8 +210,7 @@ class AttentionOpBase : public OpKernel {
 
  protected:
   void Fill(attention::ForwardParams* p) const {
-    p->dtype = std::is_same<T, double>::value ? attention::DType::kFloat64
-                                              : attention::DType::kFloat32;
+    p->dtype = DTypeOf<T>::value;
     p->scale = scale_;
     p->dropout_rate = rate_;
   }
@@ -153,10 +218,10 @@ class AttentionOpBase : public OpKernel {
   float rate_ = 0.f;
 };
 
-template <typename T>
-class FusedAttentionOp : public AttentionOpBase<T> {
+template <typename Backend, typename T>
+class FusedAttentionOp : public AttentionOpBase<Backend, T> {
  public:
-  using AttentionOpBase<T>::AttentionOpBase;
+  using AttentionOpBase<Backend, T>::AttentionOpBase;
 
   void Compute(OpKernelContext* ctx) override {
     const Tensor &q = ctx->input(0), &k = ctx->input(1), &v = ctx->input(2);
@@ -175,15 +240,15 @@ class FusedAttentionOp : public AttentionOpBase<T> {
     p.v = v.flat<T>().data();
     p.out = out->flat<T>().data();
     p.lse = lse->flat<float>().data();
-    err = attention::forward_cpu(p, Threads(ctx));
+    err = Backend::Forward(ctx, p);
     OP_REQUIRES(ctx, err.empty(), absl::InvalidArgumentError("PybertFusedAttention: " + err));
   }
 };
 
-template <typename T>
-class FusedAttentionGradOp : public AttentionOpBase<T> {
+template <typename Backend, typename T>
+class FusedAttentionGradOp : public AttentionOpBase<Backend, T> {
  public:
-  using AttentionOpBase<T>::AttentionOpBase;
+  using AttentionOpBase<Backend, T>::AttentionOpBase;
 
   void Compute(OpKernelContext* ctx) override {
     const Tensor &q = ctx->input(0), &k = ctx->input(1), &v = ctx->input(2);
@@ -214,7 +279,7 @@ class FusedAttentionGradOp : public AttentionOpBase<T> {
     p.dv = dv->flat<T>().data();
     p.dout_strides = p.dq_strides = p.q_strides;
     p.dk_strides = p.dv_strides = p.k_strides;
-    err = attention::backward_cpu(p, Threads(ctx));
+    err = Backend::Backward(ctx, &p);
     OP_REQUIRES(ctx, err.empty(),
                 absl::InvalidArgumentError("PybertFusedAttentionGrad: " + err));
   }
@@ -223,13 +288,32 @@ class FusedAttentionGradOp : public AttentionOpBase<T> {
 #define PYBERT_REGISTER(T)                                                                    \
   REGISTER_KERNEL_BUILDER(                                                                    \
       Name("PybertFusedAttention").Device(DEVICE_CPU).TypeConstraint<T>("T"),                 \
-      FusedAttentionOp<T>);                                                                   \
+      FusedAttentionOp<CpuBackend, T>);                                                       \
   REGISTER_KERNEL_BUILDER(                                                                    \
       Name("PybertFusedAttentionGrad").Device(DEVICE_CPU).TypeConstraint<T>("T"),             \
-      FusedAttentionGradOp<T>);
+      FusedAttentionGradOp<CpuBackend, T>);
 PYBERT_REGISTER(float)
 PYBERT_REGISTER(double)
 #undef PYBERT_REGISTER
+
+#if GOOGLE_CUDA
+// The seed is read on the host; input_mask (int32) stays in device memory.
+#define PYBERT_REGISTER_GPU(T)                                                                \
+  REGISTER_KERNEL_BUILDER(Name("PybertFusedAttention")                                        \
+                              .Device(DEVICE_GPU)                                             \
+                              .TypeConstraint<T>("T")                                         \
+                              .HostMemory("seed"),                                            \
+                          FusedAttentionOp<GpuBackend, T>);                                   \
+  REGISTER_KERNEL_BUILDER(Name("PybertFusedAttentionGrad")                                    \
+                              .Device(DEVICE_GPU)                                             \
+                              .TypeConstraint<T>("T")                                         \
+                              .HostMemory("seed"),                                            \
+                          FusedAttentionGradOp<GpuBackend, T>);
+PYBERT_REGISTER_GPU(Eigen::half)
+PYBERT_REGISTER_GPU(Eigen::bfloat16)
+PYBERT_REGISTER_GPU(float)
+#undef PYBERT_REGISTER_GPU
+#endif
 
 }  // namespace
 }  // namespace pybert

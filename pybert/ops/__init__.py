@@ -5,9 +5,11 @@
         out = ops.fused_attention(q, k, v, input_mask)   # q, k, v [B, S, N, H]
 
 The op library (_pybert_ops.so) is built when TensorFlow is importable at build
-time (see README, "Fused attention on CPU"). Importing pybert never fails when
-it is missing: available() is False, load_error() says why, and the encoder's
-attention_impl="auto" uses the reference attention.
+time (see README, "Fused attention on CPU"); built with -DPYBERT_CUDA=ON it also
+has GPU kernels (float16, bfloat16, float32; csrc/attention CUDA launchers).
+Importing pybert never fails when it is missing: available() is False,
+load_error() says why, and the encoder's attention_impl="auto" uses the
+reference attention.
 
 Semantics (csrc/attention/params.h): softmax(scale * q.k) over the keys with
 input_mask != 0 (int32 [B, S_k]), attention-probability dropout from a Philox
@@ -86,7 +88,8 @@ def _register_gradient(tf):
 
 def fused_attention(query, key, value, input_mask, scale: float | None = None,
                     dropout_rate: float = 0.0, seed=0, return_lse: bool = False):
-    """Attention over [batch, seq, heads, head_dim] tensors (float32 or float64) with an
+    """Attention over [batch, seq, heads, head_dim] tensors (CPU: float32 or float64; GPU,
+    in a library built with PYBERT_CUDA=ON: float16, bfloat16 or float32) with an
     int32 [batch, seq_k] padding mask (1 = keep). scale defaults to 1/sqrt(head_dim);
     `seed` (int64 scalar, a tensor is fine) keys the dropout mask. Returns the output
     [batch, seq_q, heads, head_dim] (and the log-sum-exp [batch, heads, seq_q])."""
