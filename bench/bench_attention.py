@@ -25,13 +25,15 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
+from conftest import QUICK  # noqa: E402
+
 from pybert import ops  # noqa: E402
 
 if not ops.available():
     pytest.skip(f"op library not available: {ops.load_error()}", allow_module_level=True)
 
 B, N, H = 32, 12, 64
-SEQS = [128, 384, 512]
+SEQS = [128, 384] if QUICK else [128, 384, 512]
 
 
 def _inputs(seq, seed=0):
@@ -126,10 +128,11 @@ def test_attention(benchmark, impl, mode, seq):
     benchmark.group = f"attention-cpu-{mode}-b{B}-n{N}-h{H}-seq{seq}"
     benchmark.extra_info.update(items=B, unit="sequences", name=impl,
                                 anchor=impl == "reference TF ops",
-                                peak_rss_growth_mb=_peak_mb(impl, seq, mode))
+                                peak_rss_growth_mb=None if QUICK else _peak_mb(impl, seq, mode))
     benchmark.pedantic(call, rounds=3, iterations=1, warmup_rounds=1)
 
 
+@pytest.mark.skipif(QUICK, reason="--quick")
 @pytest.mark.parametrize("impl", ["reference", "fused"])
 def test_bert_base_encoder_forward(benchmark, impl):
     import keras

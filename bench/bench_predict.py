@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA
+from conftest import QUICK, SHARED_DATA
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from seed_oracle import load_seed_classifier_data_lib  # noqa: E402
@@ -65,6 +65,8 @@ def _datasets():
 
 
 DATA = _datasets()
+if QUICK:
+    DATA = {"MRPC": DATA["MRPC"]}
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import nbytes
+from conftest import QUICK, nbytes
 
 import pybert
 
@@ -33,7 +33,7 @@ CORPORA = {
     "multilingual": ("multilingual_corpus", "multilingual-cased", False),
 }
 ALL = os.cpu_count() or 1
-ROUNDS = int(os.environ.get("PYBERT_BENCH_ROUNDS", "10"))
+ROUNDS = int(os.environ.get("PYBERT_BENCH_ROUNDS", "3" if QUICK else "10"))
 SEED_SAMPLE = 20  # the seed's tokenizer is slow: it gets 1/20 of the corpus
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# bench/run_all.py --quick: fewer rounds and shapes (the whole run under 5 minutes)
+QUICK = os.environ.get("PYBERT_BENCH_QUICK") == "1"
 SHARED_DATA = Path(os.environ.get("PYBERT_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
