@@ -75,11 +75,13 @@ def tables(results: dict[str, dict]) -> str:
         for group, rows in rows_of(data).items():
             anchor = next((r for r in rows if r[4]), None)
             lines.append(f"**{group}**" + (f" (anchor: {anchor[0]})" if anchor else "") + "\n")
-            lines.append("| implementation | best round, s | rate | this rate / anchor rate |")
-            lines.append("|---|---:|---:|---:|")
+            lines.append("| implementation | best round, s | rate | rate / anchor's "
+                         "| anchor's / rate |")
+            lines.append("|---|---:|---:|---:|---:|")
             for name, sec, rate, unit, _ in sorted(rows, key=lambda r: -r[2]):
-                ratio = f"{rate / anchor[2]:.2f}x" if anchor else "-"
-                lines.append(f"| {name} | {sec:.4f} | {rate:,.1f} {unit} | {ratio} |")
+                up = f"{rate / anchor[2]:.2f}x" if anchor else "-"
+                down = f"{anchor[2] / rate:.2f}x" if anchor else "-"
+                lines.append(f"| {name} | {sec:.4f} | {rate:,.1f} {unit} | {up} | {down} |")
             lines.append("")
     return "\n".join(lines)
 
