@@ -112,18 +112,25 @@ def plots(results: dict[str, dict], plot_dir: Path) -> list[Path]:
         for i, r in enumerate(rows):
             ax.text(r[2], i, f" {r[2]:,.1f}", va="center", fontsize=8)
 
-    if "tokenizer" in results:
-        groups = rows_of(results["tokenizer"])
-        fig, axes = plt.subplots(len(groups), 1, figsize=(8, 3.2 * len(groups)), squeeze=False)
+    def panels(suite, what, name, height):
+        """One bar chart per benchmark group of a suite, stacked."""
+        groups = rows_of(results[suite])
+        fig, axes = plt.subplots(len(groups), 1, figsize=(8, height * len(groups)),
+                                 squeeze=False)
         for ax, (group, rows) in zip(axes[:, 0], sorted(groups.items()), strict=True):
-            bars(ax, rows, f"{group}: MB/s by implementation and threads")
-        save(fig, "tokenizer_mb_s.png")
+            bars(ax, rows, f"{group}: {what}")
+        save(fig, name)
+
+    if "tokenizer" in results:
+        panels("tokenizer", "MB/s by implementation and threads", "tokenizer_mb_s.png", 3.2)
 
     if "squad" in results:
         for group, rows in rows_of(results["squad"]).items():
             fig, ax = plt.subplots(figsize=(8, 2.6))
             rows = sorted(rows, key=lambda r: r[1])
-            ax.barh([r[0] for r in rows], [r[1] for r in rows], color="tab:orange")
+            ax.barh([r[0] for r in rows], [r[1] for r in rows],
+                    color=["tab:orange" if r[0].startswith("pybert") else "tab:gray"
+                           for r in rows])
             for i, r in enumerate(rows):
                 ax.text(r[1], i, f" {r[1]:.2f} s", va="center", fontsize=8)
             ax.set_xscale("log")
@@ -132,11 +139,7 @@ def plots(results: dict[str, dict], plot_dir: Path) -> list[Path]:
             save(fig, "squad_postprocess_s.png")
 
     if "predict" in results:
-        groups = rows_of(results["predict"])
-        fig, axes = plt.subplots(len(groups), 1, figsize=(8, 2.8 * len(groups)), squeeze=False)
-        for ax, (group, rows) in zip(axes[:, 0], sorted(groups.items()), strict=True):
-            bars(ax, rows, f"{group}: examples/s by engine")
-        save(fig, "predict_examples_s.png")
+        panels("predict", "examples/s by engine", "predict_examples_s.png", 2.8)
 
     gpu = sorted(BENCH.glob("results/gpu_attention_h100_2*.json"))
     cpu_rows = {}

@@ -491,13 +491,17 @@ class Checker:
             errors=errs,
         )
 
-    def check_dropout(self, dtype_name, D, rate=0.1):
+    def padded_inputs(self, dtype_name, D, B=2, H=3, S=129):
+        """q, k, v, dout [B, S, H, D] and a padding mask of lengths in [S/2, S]."""
         dtype = DTYPES[dtype_name][1]
-        B, H, S = 2, 3, 129
         q, k, v, dout = (self.randn((B, S, H, D), dtype) for _ in range(4))
         lengths = torch.randint(S // 2, S + 1, (B,), generator=self.gen)
         mask = (torch.arange(S)[None, :] < lengths[:, None]).to(torch.int32).to(self.device)
-        scale = 1.0 / math.sqrt(D)
+        return dtype, q, k, v, dout, mask, 1.0 / math.sqrt(D)
+
+    def check_dropout(self, dtype_name, D, rate=0.1):
+        dtype, q, k, v, dout, mask, scale = self.padded_inputs(dtype_name, D)
+        B, S, H, _ = q.shape
         seed, offset = 20261126, 7
         keep = self.lib.dropout_mask(B, H, S, S, rate, seed, offset, self.device)
         out, lse = self.lib.forward(q, k, v, mask, scale, rate, seed, offset)
@@ -530,12 +534,7 @@ class Checker:
         """The CPU kernels (attention_cpu.cc) and the GPU kernels on the same
         float32 inputs, same seed and offset: the same Philox dropout mask and the
         same results (a different mask would differ by tens of percent)."""
-        dtype = DTYPES[dtype_name][1]
-        B, H, S = 2, 3, 129
-        q, k, v, dout = (self.randn((B, S, H, D), dtype) for _ in range(4))
-        lengths = torch.randint(S // 2, S + 1, (B,), generator=self.gen)
-        mask = (torch.arange(S)[None, :] < lengths[:, None]).to(torch.int32).to(self.device)
-        scale = 1.0 / math.sqrt(D)
+        dtype, q, k, v, dout, mask, scale = self.padded_inputs(dtype_name, D)
         seed, offset = 987654321, 3
         out, lse = self.lib.forward(q, k, v, mask, scale, rate, seed, offset)
         grads = self.lib.backward(q, k, v, mask, out, lse, dout, scale, rate, seed, offset)

@@ -68,6 +68,19 @@ void fill(ForwardParams& p, int dtype, int batch, int heads, int seq_q, int seq_
   p.offset = offset;
 }
 
+// The gradient tensors of a backward call: strides 4..7 are dout, dq, dk, dv.
+void fill_grads(BackwardParams& p, const void* dout, void* dq, void* dk, void* dv,
+                const long long* strides) {
+  p.dout = dout;
+  p.dq = dq;
+  p.dk = dk;
+  p.dv = dv;
+  p.dout_strides = strides_at(strides, 4);
+  p.dq_strides = strides_at(strides, 5);
+  p.dk_strides = strides_at(strides, 6);
+  p.dv_strides = strides_at(strides, 7);
+}
+
 }  // namespace
 
 extern "C" {
@@ -103,14 +116,7 @@ int pybert_attn_backward(int dtype, int batch, int heads, int seq_q, int seq_k, 
   BackwardParams p;
   fill(p, dtype, batch, heads, seq_q, seq_k, head_dim, q, k, v, mask, const_cast<void*>(out),
        const_cast<float*>(lse), strides, scale, dropout_rate, seed, offset);
-  p.dout = dout;
-  p.dq = dq;
-  p.dk = dk;
-  p.dv = dv;
-  p.dout_strides = strides_at(strides, 4);
-  p.dq_strides = strides_at(strides, 5);
-  p.dk_strides = strides_at(strides, 6);
-  p.dv_strides = strides_at(strides, 7);
+  fill_grads(p, dout, dq, dk, dv, strides);
   p.workspace = workspace;
   pybert::attention::CudaLaunchOptions options;
   options.bwd_variant = bwd_variant;
@@ -138,14 +144,7 @@ int pybert_attn_cpu_backward(int dtype, int batch, int heads, int seq_q, int seq
   BackwardParams p;
   fill(p, dtype, batch, heads, seq_q, seq_k, head_dim, q, k, v, mask, const_cast<void*>(out),
        const_cast<float*>(lse), strides, scale, dropout_rate, seed, offset);
-  p.dout = dout;
-  p.dq = dq;
-  p.dk = dk;
-  p.dv = dv;
-  p.dout_strides = strides_at(strides, 4);
-  p.dq_strides = strides_at(strides, 5);
-  p.dk_strides = strides_at(strides, 6);
-  p.dv_strides = strides_at(strides, 7);
+  fill_grads(p, dout, dq, dk, dv, strides);
   return report(pybert::attention::backward_cpu(p, num_threads), err, err_len);
 }
 
