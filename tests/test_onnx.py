@@ -179,9 +179,11 @@ def test_span_model_squad_equals_tensorflow(minilm_dir, data_dir, tmp_path):
     model = BertSpanLabeler(config, encoder=encoder, name="bert_span_labeler")
     model.build()
     _randomize_head(model.span, 1)
+    windowing = {"doc_stride": 128, "max_query_length": 64, "version_2_with_negative": False}
     meta = export_onnx(model, "span", tmp_path / "onnx", minilm_dir / "vocab.txt", True,
-                       192).metadata
+                       192, extra_metadata=windowing).metadata
     assert meta["fusions"].get("Attention") == 6
+    assert {k: read_metadata(tmp_path / "onnx")[k] for k in windowing} == windowing
     full = json.loads((data_dir / "squad/dev-v1.1.json").read_text(encoding="utf-8"))
     full["data"] = full["data"][:1]
     full["data"][0]["paragraphs"] = full["data"][0]["paragraphs"][:6]

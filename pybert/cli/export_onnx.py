@@ -18,7 +18,6 @@ TensorFlow by more than 1e-4 on real padded inputs, or when an expected fusion
 
 from __future__ import annotations
 
-import json
 import os
 
 from absl import flags
@@ -135,20 +134,16 @@ def run() -> dict:
         model = BertEncoder(config, name="bert_encoder")
         root = "encoder"
     source = _restore(model, root)
+    extra = None
+    if task == "span":  # what pybert-predict needs to window SQuAD passages as training did
+        extra = {
+            "doc_stride": FLAGS.doc_stride or int(meta.get("doc_stride", 128)),
+            "max_query_length": FLAGS.max_query_length or int(meta.get("max_query_length", 64)),
+            "version_2_with_negative": bool(meta.get("version_2_with_negative", False)),
+        }
     result = export_onnx(model, task, FLAGS.output_dir, FLAGS.vocab_file, FLAGS.do_lower_case,
                          seq, labels=labels, int8=FLAGS.int8, fp16=FLAGS.fp16,
-                         opset=FLAGS.opset, source=source)
-    if task == "span":
-        path = os.path.join(result.output_dir, "pybert_model.json")
-        result.metadata["doc_stride"] = FLAGS.doc_stride or int(meta.get("doc_stride", 128))
-        result.metadata["max_query_length"] = (FLAGS.max_query_length
-                                               or int(meta.get("max_query_length", 64)))
-        result.metadata["version_2_with_negative"] = bool(
-            meta.get("version_2_with_negative", False))
-        with open(path + ".tmp", "w", encoding="utf-8") as f:
-            json.dump(result.metadata, f, indent=2)
-            f.write("\n")
-        os.replace(path + ".tmp", path)
+                         opset=FLAGS.opset, source=source, extra_metadata=extra)
     return result.metadata
 
 

@@ -400,10 +400,12 @@ def export_onnx(
     opset: int = 17,
     require_fusions: bool = True,
     source: str = "",
+    extra_metadata: dict | None = None,
 ) -> ExportResult:
     """Exports `model` to output_dir: model.onnx (fp32, optimized), optionally
-    model_int8.onnx / model_fp16.onnx, vocab.txt and pybert_model.json. Validates
-    against the Keras model; writes into <output_dir>.tmp and renames when done."""
+    model_int8.onnx / model_fp16.onnx, vocab.txt and pybert_model.json (plus
+    `extra_metadata`, e.g. a span model's doc_stride). Validates against the
+    Keras model; writes into <output_dir>.tmp and renames when done."""
     from pybert.tokenization import FullTokenizer
 
     if task not in TASKS:
@@ -489,6 +491,7 @@ def export_onnx(
         "fusion_targets": targets,
         "validation": validation,
         "source": source,
+        **(extra_metadata or {}),
     }
     with open(tmp / METADATA_FILE, "w", encoding="utf-8") as f:
         json.dump(metadata, f, indent=2)
