@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <thread>
 
@@ -170,26 +171,53 @@ std::string NormalizeSpaces(const std::string& text) {
 }
 
 // Top-k indexes by descending score, ties to the lower index (what the seed's
-// stable sort gives). Insertion into a small sorted buffer: most logits are
-// rejected by one comparison with the current k-th best.
-void BestIndexes(const double* logits, int64_t n, int k, std::vector<int32_t>* out) {
+// stable sort gives). Insertion into a small sorted buffer that keeps the
+// values beside the indexes; the scan checks 8 logits at a time against the
+// current k-th best (one branch per block: most blocks hold no candidate).
+void BestIndexes(const double* logits, int64_t n, int k, std::vector<int32_t>* out,
+                 std::vector<double>* values) {
   const size_t keep = std::min<size_t>(static_cast<size_t>(k), static_cast<size_t>(n));
   out->resize(keep);
+  values->resize(keep);
   if (keep == 0) return;
   int32_t* best = out->data();
+  double* vals = values->data();
   size_t size = 0;
-  double threshold = 0.0;  // logits[best[keep - 1]] once full
-  for (int64_t i = 0; i < n; ++i) {
+  auto insert = [&](int64_t i) {
     const double v = logits[i];
-    if (size == keep && !(v > threshold)) continue;  // ties keep the earlier index
-    size_t pos = size < keep ? size : keep - 1;
-    while (pos > 0 && v > logits[best[pos - 1]]) {
-      best[pos] = best[pos - 1];
-      --pos;
-    }
+    // first slot holding a smaller value: equal values stay ahead (ties keep the
+    // earlier index first); callers only insert while there is room or v beats
+    // the k-th best, so pos < keep
+    const size_t pos = static_cast<size_t>(
+        std::upper_bound(vals, vals + size, v, std::greater<double>()) - vals);
+    const size_t moved = (size < keep ? size : keep - 1) - pos;
+    std::memmove(vals + pos + 1, vals + pos, moved * sizeof(double));
+    std::memmove(best + pos + 1, best + pos, moved * sizeof(int32_t));
+    vals[pos] = v;
     best[pos] = static_cast<int32_t>(i);
     if (size < keep) ++size;
-    threshold = logits[best[keep - 1]];
+  };
+  int64_t i = 0;
+  for (; i < n && size < keep; ++i) insert(i);
+  double threshold = vals[keep - 1];
+  for (; i + 8 <= n; i += 8) {
+    const double* b = logits + i;
+    const bool any = (b[0] > threshold) | (b[1] > threshold) | (b[2] > threshold) |
+                     (b[3] > threshold) | (b[4] > threshold) | (b[5] > threshold) |
+                     (b[6] > threshold) | (b[7] > threshold);
+    if (!any) continue;
+    for (int64_t j = i; j < i + 8; ++j) {
+      if (logits[j] > threshold) {
+        insert(j);
+        threshold = vals[keep - 1];
+      }
+    }
+  }
+  for (; i < n; ++i) {
+    if (logits[i] > threshold) {
+      insert(i);
+      threshold = vals[keep - 1];
+    }
   }
 }
 
@@ -207,6 +235,7 @@ struct Prelim {
 struct Workspace {
   std::vector<Prelim> prelim;
   std::vector<int32_t> starts, ends, valid_starts, valid_ends;
+  std::vector<double> top_values;
   std::vector<std::string> seen;         // texts already in the n-best
   std::string tok_text;
   // The current example's " ".join(doc tokens), and per doc token its bytes
@@ -215,6 +244,10 @@ struct Workspace {
   std::vector<size_t> doc_begin, doc_end;
   std::vector<std::string> basic_cache;
   std::vector<uint8_t> cached;
+  // Which doc tokens doc_joined / basic_cache hold (SQuAD asks ~5 questions
+  // per passage, and each example carries its own copy of the passage).
+  bool doc_valid = false;
+  int64_t doc_base = 0, doc_count = 0;
   BertTokenizer::Workspace tokenizer;
 };
 
@@ -233,8 +266,8 @@ ExampleResult DecodeExample(const SquadInputs& in, const SquadOptions& opt, int6
     const double* el = in.end_logits + f * in.seq_len;
     const int64_t tb = in.token_splits[f];
     const int64_t ntok = in.token_splits[f + 1] - tb;
-    BestIndexes(sl, in.seq_len, opt.n_best_size, &starts);
-    BestIndexes(el, in.seq_len, opt.n_best_size, &ends);
+    BestIndexes(sl, in.seq_len, opt.n_best_size, &starts, &ws.top_values);
+    BestIndexes(el, in.seq_len, opt.n_best_size, &ends, &ws.top_values);
     if (opt.version_2_with_negative) {
       const double feature_null = sl[0] + el[0];
       if (feature_null < score_null) {
@@ -291,7 +324,21 @@ ExampleResult DecodeExample(const SquadInputs& in, const SquadOptions& opt, int6
   // orig_text is the join of each doc token's basic tokens (the
   // BasicTokenizer splits on the spaces first and treats each piece alone),
   // so each doc token is tokenized once, when a span first needs it.
-  bool doc_ready = false;
+  // Reused from the previous example of this thread when its doc tokens are
+  // the same strings (same bytes at the same token boundaries).
+  auto same_doc = [&]() {
+    if (!ws.doc_valid || ws.doc_count != doc_count) return false;
+    if (ws.doc_base == doc_base) return true;
+    const int64_t* a = in.doc_tokens.offsets + ws.doc_base;
+    const int64_t* b = in.doc_tokens.offsets + doc_base;
+    for (int64_t o = 1; o <= doc_count; ++o) {
+      if (a[o] - a[0] != b[o] - b[0]) return false;
+    }
+    return in.doc_tokens.data.substr(static_cast<size_t>(a[0]), static_cast<size_t>(a[doc_count] - a[0])) ==
+           in.doc_tokens.data.substr(static_cast<size_t>(b[0]), static_cast<size_t>(b[doc_count] - b[0]));
+  };
+  bool doc_ready = same_doc();
+  if (doc_ready) ws.doc_base = doc_base;
   auto prepare_doc = [&]() {
     ws.doc_joined.clear();
     ws.doc_begin.resize(static_cast<size_t>(doc_count));
@@ -305,6 +352,9 @@ ExampleResult DecodeExample(const SquadInputs& in, const SquadOptions& opt, int6
     }
     ws.cached.assign(static_cast<size_t>(doc_count), 0);
     ws.basic_cache.resize(static_cast<size_t>(doc_count));
+    ws.doc_valid = true;
+    ws.doc_base = doc_base;
+    ws.doc_count = doc_count;
     doc_ready = true;
   };
   for (size_t k = 0; k < prelim.size(); ++k) {
