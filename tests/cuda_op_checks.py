@@ -11,12 +11,12 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-import tensorflow as tf
 
 
 def registrations(lib):
     """float16/bfloat16/float32 GPU kernels (seed on the host, input_mask on the
     device) next to the float32/float64 CPU ones."""
+    import tensorflow as tf
     from tensorflow.python.framework import kernels
 
     for op in ("PybertFusedAttention", "PybertFusedAttentionGrad"):
@@ -31,7 +31,8 @@ def registrations(lib):
         }, (op, found)
 
 
-def _reference(q, k, v, mask, scale):
+def reference(q, k, v, mask, scale):
+    """Masked softmax attention in float64 NumPy; q, k, v [B, S, H, D], mask [B, S_k]."""
     s = np.einsum("bihd,bjhd->bhij", q, k) * scale
     s = np.where(mask[:, None, None, :] != 0, s, -np.inf)
     p = np.exp(s - s.max(-1, keepdims=True))
@@ -42,19 +43,23 @@ def _reference(q, k, v, mask, scale):
 def cpu_kernels(lib):
     """The library loads in a CPU-only TensorFlow (static CUDA runtime) and its
     CPU kernels compute attention."""
+    import tensorflow as tf
+
     rng = np.random.default_rng(0)
     q, k, v = (rng.standard_normal((2, 9, 3, 32)) for _ in range(3))
     mask = np.ones((2, 9), np.int32)
     mask[1, 5:] = 0
     with tf.device("/CPU:0"):
         out, _ = lib.pybert_fused_attention(q, k, v, mask, tf.constant(0, tf.int64), scale=0.25)
-    np.testing.assert_allclose(out.numpy(), _reference(q, k, v, mask, 0.25), rtol=1e-10,
+    np.testing.assert_allclose(out.numpy(), reference(q, k, v, mask, 0.25), rtol=1e-10,
                                atol=1e-12)
 
 
 def gpu_kernels(lib, dtype, tol):
     """Forward and gradients of the GPU kernels against the float64 CPU kernel;
     exit status 3 when TensorFlow sees no GPU."""
+    import tensorflow as tf
+
     if not tf.config.list_physical_devices("GPU"):
         sys.exit(3)
     tol = float(tol)
@@ -81,5 +86,7 @@ def gpu_kernels(lib, dtype, tol):
 
 if __name__ == "__main__":
     check, path, *args = sys.argv[1:]
+    import tensorflow as tf
+
     globals()[check](tf.load_op_library(path), *args)
     print("ok")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cuda_op_checks import reference
 
 ROOT = Path(__file__).resolve().parents[1]
 NVCC = shutil.which("nvcc")
@@ -185,14 +186,6 @@ def test_op_library_registers_gpu_kernels(cuda_op_lib):
     assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-3000:]
 
 
-def _reference(q, k, v, mask, scale):
-    s = np.einsum("bihd,bjhd->bhij", q, k) * scale
-    s = np.where(mask[:, None, None, :] != 0, s, -np.inf)
-    p = np.exp(s - s.max(-1, keepdims=True))
-    p /= p.sum(-1, keepdims=True)
-    return np.einsum("bhij,bjhd->bihd", p, v)
-
-
 def test_op_library_cpu_kernels_unchanged_by_cuda_build(cuda_op_lib):
     """The same library loads in a CPU-only TensorFlow (static CUDA runtime)
     and its CPU kernels still compute attention."""
@@ -232,7 +225,7 @@ def test_harness_cpu_entry_point(cuda_lib_path):
                                                                                out, lse)),
                                      strides, 0.2, 0.0, 0, 0, 2, err, 512)
     assert rc == 0, err.value
-    np.testing.assert_allclose(out, _reference(q.astype(np.float64), k, v, mask, 0.2),
+    np.testing.assert_allclose(out, reference(q.astype(np.float64), k, v, mask, 0.2),
                                rtol=1e-5, atol=1e-6)
     rc = lib.pybert_attn_cpu_forward(0, B, H, S, S, D, *(x.ctypes.data for x in (q, k, v, mask,
                                                                                out, lse)),
