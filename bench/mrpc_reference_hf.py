@@ -9,7 +9,21 @@ decay to 0, global-norm clipping 1.0, batch 32, 3 epochs of int(3668 / 32) = 114
 dropout 0.1, seq 128.
 
   python bench/mrpc_reference_hf.py --model_dir=<HF dir> --train=train.tfr --eval=eval.tfr \\
-      --seed=1 --out=hf_seed1.json
+      --seed=1 --out=hf_seed1.json [--adam=seed|torch] [--trim_padding]
+
+--adam: where epsilon goes. The seed's AdamWeightDecay (tf.keras Adam) and Keras 3's AdamW,
+which pybert uses, compute lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps): epsilon is
+added before the bias correction, so at step t it acts like eps / sqrt(1 - b2^t) on the
+corrected sqrt(v_hat) (3.2e-5 at step 1, 1.2e-6 at step 342 for eps 1e-6). PyTorch's AdamW adds
+eps to sqrt(v_hat). "seed" (the default) is the seed's rule written for PyTorch below
+(SeedAdamW), with the seed's learning-rate schedule (warm-up, then linear decay measured
+from step 0; transformers' get_linear_schedule_with_warmup decays from the end of the
+warm-up instead); "torch" is torch.optim.AdamW with transformers' schedule. With dropout off,
+the same initial weights and the same batches, pybert's run_classifier steps and this
+script's --adam=seed steps give the same losses to ~1e-7 over 30 steps; --adam=torch
+drifts from the first steps (1e-3 by step 25).
+--trim_padding cuts each batch to its longest real row (outputs unchanged up to float rounding,
+as pybert's --trim_padding): faster, for accuracy runs; speed comparisons leave it off.
 """
 
 import argparse
@@ -32,6 +46,38 @@ def read_features(path, seq):
     return {k: v.numpy() for k, v in batch.items()}
 
 
+def seed_adamw(params, lr, eps):
+    """The seed's AdamWeightDecay update rule as a torch optimizer (see the module doc)."""
+    import torch
+
+    class SeedAdamW(torch.optim.Optimizer):
+        def __init__(self, groups):
+            super().__init__(groups, dict(lr=lr, weight_decay=0.0, betas=(0.9, 0.999), eps=eps))
+
+        @torch.no_grad()
+        def step(self):
+            for g in self.param_groups:
+                b1, b2 = g["betas"]
+                for p in g["params"]:
+                    if p.grad is None:
+                        continue
+                    st = self.state[p]
+                    if not st:
+                        st["step"] = 0
+                        st["m"] = torch.zeros_like(p)
+                        st["v"] = torch.zeros_like(p)
+                    st["step"] += 1
+                    t = st["step"]
+                    if g["weight_decay"]:
+                        p.sub_(p * (g["weight_decay"] * g["lr"]))  # decoupled, before the update
+                    st["m"].mul_(b1).add_(p.grad, alpha=1 - b1)
+                    st["v"].mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+                    alpha = g["lr"] * (1 - b2 ** t) ** 0.5 / (1 - b1 ** t)
+                    p.sub_(st["m"] / (st["v"].sqrt() + g["eps"]) * alpha)
+
+    return SeedAdamW(params)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model_dir", required=True)
@@ -42,6 +88,11 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--max_steps", type=int, default=0,
                     help="stop after this many steps (speed only; 0: the full 3 epochs)")
+    ap.add_argument("--adam", choices=("seed", "torch"), default="seed",
+                    help="seed: the seed's (and Keras') epsilon rule and schedule; "
+                         "torch: torch.optim.AdamW and transformers' linear schedule")
+    ap.add_argument("--trim_padding", action="store_true",
+                    help="run each batch at its longest real row")
     args = ap.parse_args()
     train = read_features(args.train, 128)
     dev = read_features(args.eval, 128)
@@ -59,7 +110,10 @@ def main():
         {"params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)],
          "weight_decay": 0.0},
     ]
-    opt = torch.optim.AdamW(groups, lr=2e-5, betas=(0.9, 0.999), eps=1e-6)
+    if args.adam == "torch":
+        opt = torch.optim.AdamW(groups, lr=2e-5, betas=(0.9, 0.999), eps=1e-6)
+    else:
+        opt = seed_adamw(groups, lr=2e-5, eps=1e-6)
     n = len(train["label_ids"])
     batch, epochs = 32, 3
     steps_per_epoch = n // batch
@@ -67,7 +121,14 @@ def main():
     schedule_total = total
     if args.max_steps:
         total = min(total, args.max_steps)
-    sched = get_linear_schedule_with_warmup(opt, int(0.1 * schedule_total), schedule_total)
+    warmup = int(0.1 * schedule_total)
+    if args.adam == "torch":
+        sched = get_linear_schedule_with_warmup(opt, warmup, schedule_total)
+    else:
+        # The seed's schedule: linear warm-up to lr, then lr * (1 - step / total), the decay
+        # measured from step 0 (so 0.9 lr right after a 10% warm-up), as pybert's.
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: s / warmup if s < warmup else max(0.0, 1.0 - s / schedule_total))
     rng = np.random.default_rng(args.seed)
     t = {k: torch.from_numpy(v) for k, v in train.items()}
     model.train()
@@ -80,8 +141,10 @@ def main():
                 break
             done += 1
             idx = order[s * batch:(s + 1) * batch]
-            out = model(input_ids=t["input_ids"][idx], attention_mask=t["input_mask"][idx],
-                        token_type_ids=t["segment_ids"][idx], labels=t["label_ids"][idx])
+            width = int(t["input_mask"][idx].sum(1).max()) if args.trim_padding else 128
+            out = model(input_ids=t["input_ids"][idx, :width],
+                        attention_mask=t["input_mask"][idx, :width],
+                        token_type_ids=t["segment_ids"][idx, :width], labels=t["label_ids"][idx])
             out.loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
@@ -100,7 +163,8 @@ def main():
     result = {"seed": args.seed, "dev_accuracy": correct / len(dev["label_ids"]),
               "train_seconds": round(train_seconds, 1), "steps": total,
               "examples_per_second": round(total * batch / train_seconds, 2),
-              "torch": torch.__version__, "threads": args.threads}
+              "torch": torch.__version__, "threads": args.threads, "adam": args.adam,
+              "trim_padding": args.trim_padding}
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
     print(result)
