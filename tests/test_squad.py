@@ -156,9 +156,11 @@ def test_get_final_text_matches_seed(seed_squad):
         assert squad.get_final_text(pred, orig, lower) == want, (pred, orig, lower)
 
 
-def test_compact_arrays_roundtrip_and_array_results(tmp_path, seed_squad, squad_v1):
+@pytest.mark.parametrize("kind", ["random", "ties", "extreme"])
+def test_compact_arrays_roundtrip_and_array_results(tmp_path, seed_squad, squad_v1, kind):
+    """float32 result arrays (read as float32 in C++) and float64 ones give the seed's output."""
     examples, features = squad_v1
-    results = make_results(features, "random", seed=5)
+    results = make_results(features, kind, seed=5)
     arrays = squad.SquadFeatureArrays.from_seed(examples, features)
     arrays.save(str(tmp_path / "meta.npz"))
     loaded = squad.SquadFeatureArrays.load(str(tmp_path / "meta.npz"))
@@ -167,7 +169,10 @@ def test_compact_arrays_roundtrip_and_array_results(tmp_path, seed_squad, squad_
     end = np.array([r.end_logits for r in results], dtype=np.float32)
     perm = np.random.default_rng(0).permutation(len(ids))  # results in any order
     ours = squad.postprocess_output(loaded, None, (ids[perm], start[perm], end[perm]), 20, 30, True)
-    assert_same(ours, seed_squad.postprocess_output(examples, features, results, 20, 30, True))
+    theirs = seed_squad.postprocess_output(examples, features, results, 20, 30, True)
+    assert_same(ours, theirs)
+    wide = (ids, start.astype(np.float64), end.astype(np.float64))
+    assert_same(squad.postprocess_output(loaded, None, wide, 20, 30, True), theirs)
 
 
 def test_write_predictions_files(tmp_path, seed_squad, squad_v2):

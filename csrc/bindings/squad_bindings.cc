@@ -20,7 +20,7 @@ py::list SquadPostprocess(py::bytes doc_data, Array<int64_t> doc_offsets, Array<
                           Array<int64_t> feature_example, py::bytes token_data,
                           Array<int64_t> token_offsets, Array<int64_t> token_splits,
                           Array<int32_t> token_to_orig, Array<uint8_t> max_context,
-                          Array<double> start_logits, Array<double> end_logits, int n_best_size,
+                          py::array start_in, py::array end_in, int n_best_size,
                           int max_answer_length, bool do_lower_case, bool version_2_with_negative,
                           double null_score_diff_threshold, bool verbose, int num_threads) {
   if (n_best_size < 1) throw py::value_error("n_best_size must be >= 1, got " + std::to_string(n_best_size));
@@ -65,19 +65,49 @@ py::list SquadPostprocess(py::bytes doc_data, Array<int64_t> doc_offsets, Array<
       }
     }
   }
+  // float32 logits (what a model gives) are read as they are; anything else
+  // is converted to float64.
+  const bool f32 = py::isinstance<py::array_t<float>>(start_in) && py::isinstance<py::array_t<float>>(end_in);
+  Array<float> start32, end32;
+  Array<double> start64, end64;
+  py::array start_logits, end_logits;
+  if (f32) {
+    start32 = Array<float>::ensure(start_in);
+    end32 = Array<float>::ensure(end_in);
+    start_logits = start32;
+    end_logits = end32;
+  } else {
+    start64 = Array<double>::ensure(start_in);
+    end64 = Array<double>::ensure(end_in);
+    start_logits = start64;
+    end_logits = end64;
+  }
+  if (!start_logits || !end_logits) {
+    PyErr_Clear();
+    throw py::value_error("start_logits and end_logits must be numeric arrays");
+  }
   if (start_logits.ndim() != 2 || end_logits.ndim() != 2 || start_logits.shape(0) != in.num_features ||
       end_logits.shape(0) != in.num_features || start_logits.shape(1) != end_logits.shape(1)) {
     throw py::value_error("start_logits and end_logits must both be [num_features=" +
                           std::to_string(in.num_features) + ", seq_len]");
   }
   in.seq_len = start_logits.shape(1);
-  in.start_logits = start_logits.data();
-  in.end_logits = end_logits.data();
-  for (int64_t i = 0; i < in.num_features * in.seq_len; ++i) {
-    if (!std::isfinite(in.start_logits[i]) || !std::isfinite(in.end_logits[i])) {
-      throw py::value_error("logits of feature " + std::to_string(i / std::max<int64_t>(in.seq_len, 1)) +
-                            " are not finite (NaN or inf)");
+  auto check_finite = [&](const auto* s, const auto* e) {
+    for (int64_t i = 0; i < in.num_features * in.seq_len; ++i) {
+      if (!std::isfinite(s[i]) || !std::isfinite(e[i])) {
+        throw py::value_error("logits of feature " + std::to_string(i / std::max<int64_t>(in.seq_len, 1)) +
+                              " are not finite (NaN or inf)");
+      }
     }
+  };
+  if (f32) {
+    in.start_logits_f32 = start32.data();
+    in.end_logits_f32 = end32.data();
+    check_finite(in.start_logits_f32, in.end_logits_f32);
+  } else {
+    in.start_logits = start64.data();
+    in.end_logits = end64.data();
+    check_finite(in.start_logits, in.end_logits);
   }
   squad::SquadOptions options;
   options.n_best_size = n_best_size;

@@ -111,6 +111,24 @@ size_t NthNonSpace(std::string_view s, size_t k) {
 // str.isspace() for ASCII: \t \n \v \f \r, \x1c-\x1f and ' '.
 inline bool IsAsciiSpace(uint8_t c) { return (c >= 9 && c <= 13) || (c >= 28 && c <= 32); }
 
+// Bytes that are not "plain": non-ASCII, ASCII whitespace and '#'.
+struct PlainTable {
+  bool plain[256];
+  constexpr PlainTable() : plain() {
+    for (int c = 0; c < 256; ++c) {
+      plain[c] = c < 0x80 && c != '#' && !((c >= 9 && c <= 13) || (c >= 28 && c <= 32));
+    }
+  }
+};
+constexpr PlainTable kPlain;
+
+// Only plain bytes (see PlainTable).
+inline bool PlainPiece(std::string_view s) {
+  bool ok = true;
+  for (char c : s) ok &= kPlain.plain[static_cast<uint8_t>(c)];
+  return ok;
+}
+
 std::string NormalizeSpaces(const std::string& text);
 
 // text = " ".join(text.split()), without copying when already normalized.
@@ -174,8 +192,9 @@ std::string NormalizeSpaces(const std::string& text) {
 // stable sort gives). Insertion into a small sorted buffer that keeps the
 // values beside the indexes; the scan checks 8 logits at a time against the
 // current k-th best (one branch per block: most blocks hold no candidate).
-void BestIndexes(const double* logits, int64_t n, int k, std::vector<int32_t>* out,
-                 std::vector<double>* values) {
+template <typename T>
+void BestIndexesInsertion(const T* logits, int64_t n, int k, std::vector<int32_t>* out,
+                          std::vector<double>* values) {
   const size_t keep = std::min<size_t>(static_cast<size_t>(k), static_cast<size_t>(n));
   out->resize(keep);
   values->resize(keep);
@@ -184,7 +203,7 @@ void BestIndexes(const double* logits, int64_t n, int k, std::vector<int32_t>* o
   double* vals = values->data();
   size_t size = 0;
   auto insert = [&](int64_t i) {
-    const double v = logits[i];
+    const double v = static_cast<double>(logits[i]);
     // first slot holding a smaller value: equal values stay ahead (ties keep the
     // earlier index first); callers only insert while there is room or v beats
     // the k-th best, so pos < keep
@@ -199,9 +218,10 @@ void BestIndexes(const double* logits, int64_t n, int k, std::vector<int32_t>* o
   };
   int64_t i = 0;
   for (; i < n && size < keep; ++i) insert(i);
-  double threshold = vals[keep - 1];
+  // Compared in T: vals hold widened T values, so the cast back is exact.
+  T threshold = static_cast<T>(vals[keep - 1]);
   for (; i + 8 <= n; i += 8) {
-    const double* b = logits + i;
+    const T* b = logits + i;
     const bool any = (b[0] > threshold) | (b[1] > threshold) | (b[2] > threshold) |
                      (b[3] > threshold) | (b[4] > threshold) | (b[5] > threshold) |
                      (b[6] > threshold) | (b[7] > threshold);
@@ -209,16 +229,79 @@ void BestIndexes(const double* logits, int64_t n, int k, std::vector<int32_t>* o
     for (int64_t j = i; j < i + 8; ++j) {
       if (logits[j] > threshold) {
         insert(j);
-        threshold = vals[keep - 1];
+        threshold = static_cast<T>(vals[keep - 1]);
       }
     }
   }
   for (; i < n; ++i) {
     if (logits[i] > threshold) {
       insert(i);
-      threshold = vals[keep - 1];
+      threshold = static_cast<T>(vals[keep - 1]);
     }
   }
+}
+
+// Scratch memory of BestIndexes.
+struct TopKScratch {
+  struct Candidate {
+    double value;
+    int32_t index;
+  };
+  std::vector<double> values;
+  std::vector<double> block_max;
+  std::vector<Candidate> candidates;
+};
+
+// The same result as BestIndexesInsertion, for long rows: the k-th largest of
+// the 8-element block maxima is a lower bound of the k-th largest logit (the k
+// best blocks hold k distinct logits at least that large), so every logit of
+// the top k is >= it; those few candidates are then ordered by (value
+// descending, index ascending).
+template <typename T>
+void BestIndexes(const T* logits, int64_t n, int k, std::vector<int32_t>* out, TopKScratch* scratch) {
+  const int64_t blocks = n / 8;
+  if (k < 1 || blocks < 2 * static_cast<int64_t>(k)) {
+    BestIndexesInsertion(logits, n, k, out, &scratch->values);
+    return;
+  }
+  std::vector<double>& bmax = scratch->block_max;
+  bmax.resize(static_cast<size_t>(2 * blocks));
+  double* maxima = bmax.data();            // per block, in order
+  double* selected = maxima + blocks;      // the same, reordered by nth_element
+  for (int64_t b = 0; b < blocks; ++b) {
+    const T* p = logits + 8 * b;
+    T m0 = std::max(p[0], p[1]), m1 = std::max(p[2], p[3]);
+    T m2 = std::max(p[4], p[5]), m3 = std::max(p[6], p[7]);
+    maxima[b] = selected[b] = static_cast<double>(std::max(std::max(m0, m1), std::max(m2, m3)));
+  }
+  std::nth_element(selected, selected + (k - 1), selected + blocks, std::greater<double>());
+  const T bound = static_cast<T>(selected[k - 1]);  // a logit: exact
+  std::vector<TopKScratch::Candidate>& cand = scratch->candidates;
+  cand.resize(static_cast<size_t>(n));
+  size_t count = 0;
+  auto scan = [&](int64_t from, int64_t to) {  // branch-free: write each logit, keep those >= bound
+    for (int64_t i = from; i < to; ++i) {
+      cand[count] = TopKScratch::Candidate{static_cast<double>(logits[i]), static_cast<int32_t>(i)};
+      count += logits[i] >= bound;
+    }
+  };
+  for (int64_t b = 0; b < blocks; ++b) {  // only blocks whose maximum reaches the bound
+    if (maxima[b] >= static_cast<double>(bound)) scan(8 * b, 8 * b + 8);
+  }
+  scan(8 * blocks, n);
+  const auto before = [](const TopKScratch::Candidate& a, const TopKScratch::Candidate& b) {
+    return a.value > b.value || (a.value == b.value && a.index < b.index);
+  };
+  const auto head = cand.begin() + static_cast<std::ptrdiff_t>(k);  // count >= k
+  const auto tail = cand.begin() + static_cast<std::ptrdiff_t>(count);
+  if (tail - head > k) {
+    std::nth_element(cand.begin(), head - 1, tail, before);
+    std::sort(cand.begin(), head, before);
+  } else {
+    std::sort(cand.begin(), tail, before);
+  }
+  out->resize(static_cast<size_t>(k));
+  for (int j = 0; j < k; ++j) (*out)[static_cast<size_t>(j)] = cand[static_cast<size_t>(j)].index;
 }
 
 struct Prelim {
@@ -235,7 +318,7 @@ struct Prelim {
 struct Workspace {
   std::vector<Prelim> prelim;
   std::vector<int32_t> starts, ends, valid_starts, valid_ends;
-  std::vector<double> top_values;
+  TopKScratch topk;
   std::vector<std::string> seen;         // texts already in the n-best
   std::string tok_text;
   // The current example's " ".join(doc tokens), and per doc token its bytes
@@ -251,6 +334,20 @@ struct Workspace {
   BertTokenizer::Workspace tokenizer;
 };
 
+template <typename T>
+const T* StartLogits(const SquadInputs& in);
+template <>
+const double* StartLogits<double>(const SquadInputs& in) { return in.start_logits; }
+template <>
+const float* StartLogits<float>(const SquadInputs& in) { return in.start_logits_f32; }
+template <typename T>
+const T* EndLogits(const SquadInputs& in);
+template <>
+const double* EndLogits<double>(const SquadInputs& in) { return in.end_logits; }
+template <>
+const float* EndLogits<float>(const SquadInputs& in) { return in.end_logits_f32; }
+
+template <typename T>
 ExampleResult DecodeExample(const SquadInputs& in, const SquadOptions& opt, int64_t example,
                             int64_t f_begin, int64_t f_end, Workspace& ws) {
   ExampleResult res;
@@ -262,19 +359,19 @@ ExampleResult DecodeExample(const SquadInputs& in, const SquadOptions& opt, int6
   int64_t min_null_feature = f_begin;
   double null_start = 0, null_end = 0;
   for (int64_t f = f_begin; f < f_end; ++f) {
-    const double* sl = in.start_logits + f * in.seq_len;
-    const double* el = in.end_logits + f * in.seq_len;
+    const T* sl = StartLogits<T>(in) + f * in.seq_len;
+    const T* el = EndLogits<T>(in) + f * in.seq_len;
     const int64_t tb = in.token_splits[f];
     const int64_t ntok = in.token_splits[f + 1] - tb;
-    BestIndexes(sl, in.seq_len, opt.n_best_size, &starts, &ws.top_values);
-    BestIndexes(el, in.seq_len, opt.n_best_size, &ends, &ws.top_values);
+    BestIndexes(sl, in.seq_len, opt.n_best_size, &starts, &ws.topk);
+    BestIndexes(el, in.seq_len, opt.n_best_size, &ends, &ws.topk);
     if (opt.version_2_with_negative) {
-      const double feature_null = sl[0] + el[0];
+      const double feature_null = static_cast<double>(sl[0]) + static_cast<double>(el[0]);
       if (feature_null < score_null) {
         score_null = feature_null;
         min_null_feature = f;
-        null_start = sl[0];
-        null_end = el[0];
+        null_start = static_cast<double>(sl[0]);
+        null_end = static_cast<double>(el[0]);
       }
     }
     // The seed's checks, hoisted: the ones on start alone and on end alone
@@ -290,7 +387,8 @@ ExampleResult DecodeExample(const SquadInputs& in, const SquadOptions& opt, int6
     for (int32_t s : ws.valid_starts) {
       for (int32_t e : ws.valid_ends) {
         if (e < s || e - s + 1 > opt.max_answer_length) continue;
-        prelim.push_back(Prelim{sl[s] + el[e], static_cast<int64_t>(prelim.size()), f, s, e, sl[s], el[e]});
+        const double ls = static_cast<double>(sl[s]), le = static_cast<double>(el[e]);
+        prelim.push_back(Prelim{ls + le, static_cast<int64_t>(prelim.size()), f, s, e, ls, le});
       }
     }
   }
@@ -369,29 +467,30 @@ ExampleResult DecodeExample(const SquadInputs& in, const SquadOptions& opt, int6
       const int64_t tb = in.token_splits[p.feature];
       std::string& tok_text = ws.tok_text;
       tok_text.clear();
-      // " ".join(tokens).replace(" ##", ""): tokens hold no spaces, so each
-      // " ##" is a separator before a "##" token (else: the literal way).
-      bool spaces = false;
+      // tok_text = " ".join(tokens).replace(" ##", "").replace("##", ""), then
+      // " ".join(tok_text.split()). Fast path: each piece, once its leading
+      // "##" is dropped, is non-empty ASCII without whitespace or '#'; then
+      // the replaces only drop those leading "##" (and the space before
+      // them) and the split/join changes nothing. Else the literal way.
+      bool simple = true;
       for (int32_t t = p.start; t <= p.end; ++t) {
-        const std::string_view piece = in.tokens.at(tb + t);
-        spaces |= piece.find(' ') != std::string_view::npos;
-        if (t > p.start && piece.size() >= 2 && piece[0] == '#' && piece[1] == '#') {
-          tok_text.append(piece.substr(2));
-        } else {
-          if (t > p.start) tok_text.push_back(' ');
-          tok_text.append(piece);
-        }
+        std::string_view piece = in.tokens.at(tb + t);
+        const bool cont = piece.size() >= 2 && piece[0] == '#' && piece[1] == '#';
+        if (cont) piece.remove_prefix(2);
+        simple &= !piece.empty() && PlainPiece(piece);
+        if (t > p.start && !cont) tok_text.push_back(' ');
+        tok_text.append(piece);
       }
-      if (spaces) {
+      if (!simple) {
         tok_text.clear();
         for (int32_t t = p.start; t <= p.end; ++t) {
           if (t > p.start) tok_text.push_back(' ');
           tok_text.append(in.tokens.at(tb + t));
         }
         RemoveAll(&tok_text, " ##");
+        RemoveAll(&tok_text, "##");
+        NormalizeSpacesInPlace(&tok_text);
       }
-      RemoveAll(&tok_text, "##");
-      NormalizeSpacesInPlace(&tok_text);
       // orig_tokens = doc_tokens[orig_doc_start:orig_doc_end + 1] (a Python slice)
       const int64_t o_begin = std::clamp<int64_t>(in.token_to_orig[tb + p.start], 0, doc_count);
       const int64_t o_end =
@@ -540,6 +639,7 @@ std::vector<ExampleResult> Postprocess(const SquadInputs& in, const SquadOptions
     for (int64_t f = 0; f < in.num_features; ++f) ++count[static_cast<size_t>(in.feature_example[f])];
     for (int64_t e = 0; e < in.num_examples; ++e) first[e + 1] = first[e] + count[e];
   }
+  const bool f32 = in.start_logits_f32 != nullptr;
   std::atomic<int64_t> next{0};
   constexpr int64_t kBlock = 16;
   auto work = [&]() {
@@ -548,7 +648,9 @@ std::vector<ExampleResult> Postprocess(const SquadInputs& in, const SquadOptions
       const int64_t b = next.fetch_add(kBlock);
       if (b >= in.num_examples) return;
       for (int64_t e = b; e < std::min(b + kBlock, in.num_examples); ++e) {
-        results[static_cast<size_t>(e)] = DecodeExample(in, options, e, first[e], first[e + 1], ws);
+        results[static_cast<size_t>(e)] =
+            f32 ? DecodeExample<float>(in, options, e, first[e], first[e + 1], ws)
+                : DecodeExample<double>(in, options, e, first[e], first[e + 1], ws);
       }
     }
   };

@@ -44,8 +44,13 @@ struct SquadInputs {
   const int64_t* token_splits = nullptr;     // [num_features + 1]
   const int32_t* token_to_orig = nullptr;    // per token: doc token index within its example, -1 if none
   const uint8_t* max_context = nullptr;      // per token: token_is_max_context
-  const double* start_logits = nullptr;      // [num_features, seq_len]
-  const double* end_logits = nullptr;        // [num_features, seq_len]
+  // [num_features, seq_len] logits: float64, or float32 (start_logits_f32 /
+  // end_logits_f32 set instead; each value is widened to double exactly, as
+  // the seed's Python floats are).
+  const double* start_logits = nullptr;
+  const double* end_logits = nullptr;
+  const float* start_logits_f32 = nullptr;
+  const float* end_logits_f32 = nullptr;
   int64_t seq_len = 0;
 };
 

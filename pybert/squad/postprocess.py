@@ -134,11 +134,13 @@ _ARRAY_FIELDS = (
 
 
 def _results_to_arrays(all_results, unique_ids: np.ndarray):
-    """Aligns results with the features' unique ids: [F, S] float64 start and end logits."""
+    """Aligns results with the features' unique ids: [F, S] start and end logits (float32 arrays
+    stay float32, each value is widened exactly in C++; anything else becomes float64)."""
     if isinstance(all_results, tuple) and len(all_results) == 3:
         ids, start, end = (np.asarray(x) for x in all_results)
-        start = np.asarray(start, dtype=np.float64)
-        end = np.asarray(end, dtype=np.float64)
+        if not (start.dtype == np.float32 and end.dtype == np.float32):
+            start = np.asarray(start, dtype=np.float64)
+            end = np.asarray(end, dtype=np.float64)
         if start.ndim != 2 or start.shape != end.shape or ids.shape != (start.shape[0],):
             raise ValueError(
                 "results as arrays must be (unique_ids [N], start_logits [N, S], end_logits "
@@ -184,8 +186,11 @@ def _results_to_arrays(all_results, unique_ids: np.ndarray):
             raise ValueError(f"result unique_id {int(extra[0])} has no feature")
     if index is not None:
         start, end = start[index], end[index]
-    bad = ~(np.isfinite(start).all(axis=1) & np.isfinite(end).all(axis=1))
-    if bad.any():
+    if np.isfinite(start).all() and np.isfinite(end).all():
+        bad = None
+    else:
+        bad = ~(np.isfinite(start).all(axis=1) & np.isfinite(end).all(axis=1))
+    if bad is not None:
         raise ValueError(
             f"result unique_id {int(unique_ids[np.argmax(bad)])}: logits are NaN or inf"
         )
