@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -125,6 +126,14 @@ py::list SquadPostprocess(py::bytes doc_data, Array<int64_t> doc_offsets, Array<
   // Per example: (prediction, nbest list of dicts, score_diff or None, log list),
   // built with the C API: this is most of the Python-visible cost.
   auto str = [](const std::string& t) {
+    unsigned char high = 0;
+    for (char c : t) high |= static_cast<unsigned char>(c);
+    if (high < 0x80) {  // ASCII (most answers): a compact str filled in place, no decoding
+      PyObject* o = PyUnicode_New(static_cast<Py_ssize_t>(t.size()), 127);
+      if (o == nullptr) throw py::error_already_set();
+      std::memcpy(PyUnicode_DATA(o), t.data(), t.size());
+      return py::reinterpret_steal<py::object>(o);
+    }
     // surrogatepass: texts may hold lone surrogates that came from a Python str
     PyObject* o = PyUnicode_DecodeUTF8(t.data(), static_cast<Py_ssize_t>(t.size()), "surrogatepass");
     if (o == nullptr) throw py::error_already_set();

@@ -172,6 +172,38 @@ std::string NormalizeSpaces(const std::string& text) {
     }
     return out;
   }
+  // Non-ASCII: split on bytes, decoding only multi-byte characters to test
+  // them for str.isspace(); words are copied as bytes (valid UTF-8 in: texts
+  // come from Python str; anything else takes the decoding path below).
+  {
+    std::string out;
+    out.reserve(text.size());
+    const auto* p = reinterpret_cast<const uint8_t*>(text.data());
+    const size_t n = text.size();
+    bool valid = true;
+    auto space_at = [&](size_t i, size_t* len) {
+      if (p[i] < 0x80) {
+        *len = 1;
+        return IsAsciiSpace(p[i]);
+      }
+      char32_t cp;
+      *len = DecodeUtf8(p + i, n - i, &cp);
+      if (*len == 1) valid = false;  // not a UTF-8 sequence
+      return IsPySpace(cp);
+    };
+    size_t i = 0, len = 0;
+    while (i < n && valid) {
+      while (i < n && space_at(i, &len)) i += len;
+      size_t j = i;
+      while (j < n && !space_at(j, &len)) j += len;
+      if (j > i) {
+        if (!out.empty()) out.push_back(' ');
+        out.append(text, i, j - i);
+      }
+      i = j;
+    }
+    if (valid) return out;
+  }
   std::u32string cps = Decode(text);
   std::string out;
   size_t i = 0;
@@ -319,6 +351,9 @@ struct Workspace {
   std::vector<Prelim> prelim;
   std::vector<int32_t> starts, ends, valid_starts, valid_ends;
   TopKScratch topk;
+  // Per token of feature plain_feature: 0 not yet known, 1 plain, 2 not (see PlainPiece).
+  int64_t plain_feature = -1;
+  std::vector<int8_t> plain_state;
   std::vector<std::string> seen;         // texts already in the n-best
   std::string tok_text;
   // The current example's " ".join(doc tokens), and per doc token its bytes
@@ -327,6 +362,9 @@ struct Workspace {
   std::vector<size_t> doc_begin, doc_end;
   std::vector<std::string> basic_cache;
   std::vector<uint8_t> cached;
+  // Per cached doc token: characters other than ' ' in its basic tokens /
+  // in itself, -1 when not ASCII.
+  std::vector<int64_t> basic_ns, doc_ns;
   // Which doc tokens doc_joined / basic_cache hold (SQuAD asks ~5 questions
   // per passage, and each example carries its own copy of the passage).
   bool doc_valid = false;
@@ -449,6 +487,8 @@ ExampleResult DecodeExample(const SquadInputs& in, const SquadOptions& opt, int6
       ws.doc_end[o] = ws.doc_joined.size();
     }
     ws.cached.assign(static_cast<size_t>(doc_count), 0);
+    ws.basic_ns.resize(static_cast<size_t>(doc_count));
+    ws.doc_ns.resize(static_cast<size_t>(doc_count));
     ws.basic_cache.resize(static_cast<size_t>(doc_count));
     ws.doc_valid = true;
     ws.doc_base = doc_base;
@@ -473,11 +513,18 @@ ExampleResult DecodeExample(const SquadInputs& in, const SquadOptions& opt, int6
       // the replaces only drop those leading "##" (and the space before
       // them) and the split/join changes nothing. Else the literal way.
       bool simple = true;
+      if (ws.plain_feature != p.feature) {
+        ws.plain_state.assign(static_cast<size_t>(in.token_splits[p.feature + 1] - tb), 0);
+        ws.plain_feature = p.feature;
+      }
       for (int32_t t = p.start; t <= p.end; ++t) {
         std::string_view piece = in.tokens.at(tb + t);
         const bool cont = piece.size() >= 2 && piece[0] == '#' && piece[1] == '#';
         if (cont) piece.remove_prefix(2);
-        simple &= !piece.empty() && PlainPiece(piece);
+        // plain or not, per token of the feature (spans overlap: computed once)
+        int8_t& state = ws.plain_state[static_cast<size_t>(t)];
+        if (state == 0) state = !piece.empty() && PlainPiece(piece) ? 1 : 2;
+        simple &= state == 1;
         if (t > p.start && !cont) tok_text.push_back(' ');
         tok_text.append(piece);
       }
@@ -497,25 +544,38 @@ ExampleResult DecodeExample(const SquadInputs& in, const SquadOptions& opt, int6
           std::clamp<int64_t>(int64_t{in.token_to_orig[tb + p.end]} + 1, 0, doc_count);
       if (!doc_ready) prepare_doc();
       std::string_view orig_text, orig_tok;
+      bool ascii = true;
+      int64_t tok_ns = 0, orig_ns = 0;  // characters other than ' ' in orig_tok / orig_text
       if (o_end > o_begin) {
         orig_text = std::string_view(ws.doc_joined)
                         .substr(ws.doc_begin[o_begin], ws.doc_end[o_end - 1] - ws.doc_begin[o_begin]);
         ws.orig_tok.clear();
         for (int64_t o = o_begin; o < o_end; ++o) {
-          std::string& b = ws.basic_cache[static_cast<size_t>(o)];
-          if (!ws.cached[static_cast<size_t>(o)]) {
+          const auto oi = static_cast<size_t>(o);
+          std::string& b = ws.basic_cache[oi];
+          if (!ws.cached[oi]) {
             b.clear();
-            Basic(opt.do_lower_case)
-                .BasicTokenizeJoined(in.doc_tokens.at(doc_base + o), &b, &ws.tokenizer);
-            ws.cached[static_cast<size_t>(o)] = 1;
+            const std::string_view doc_token = in.doc_tokens.at(doc_base + o);
+            Basic(opt.do_lower_case).BasicTokenizeJoined(doc_token, &b, &ws.tokenizer);
+            ws.cached[oi] = 1;
+            ws.basic_ns[oi] = IsAscii(b) ? static_cast<int64_t>(b.size() - CountSpaces(b)) : -1;
+            ws.doc_ns[oi] =
+                IsAscii(doc_token) ? static_cast<int64_t>(doc_token.size() - CountSpaces(doc_token)) : -1;
           }
+          ascii &= ws.basic_ns[oi] >= 0 && ws.doc_ns[oi] >= 0;
+          tok_ns += ws.basic_ns[oi];
+          orig_ns += ws.doc_ns[oi];
           if (b.empty()) continue;
           if (!ws.orig_tok.empty()) ws.orig_tok.push_back(' ');
           ws.orig_tok.append(b);
         }
         orig_tok = ws.orig_tok;
       }
-      final_text = FinalTextGivenTokens(tok_text, orig_text, orig_tok, opt.verbose ? &res.log : nullptr);
+      // ASCII span (the usual case): the non-space counts come from the cache
+      std::vector<std::string>* log = opt.verbose ? &res.log : nullptr;
+      final_text = ascii ? FinalTextAscii(tok_text, orig_text, orig_tok, static_cast<size_t>(tok_ns),
+                                          static_cast<size_t>(orig_ns), std::string::npos, log)
+                         : FinalTextGivenTokens(tok_text, orig_text, orig_tok, log);
       if (seen_before(final_text)) continue;
       seen.push_back(final_text);
     } else {
@@ -569,6 +629,32 @@ std::string GetFinalText(std::string_view pred_text, std::string_view orig_text,
   return FinalTextGivenTokens(pred_text, orig_text, tok, log);
 }
 
+std::string FinalTextAscii(std::string_view pred_text, std::string_view orig_text, std::string_view tok,
+                           size_t tok_ns, size_t orig_ns, size_t found, std::vector<std::string>* log) {
+  // Characters are bytes: the seed's steps with counts of ' ' (vectorizable).
+  auto fail = [&](std::string message) {
+    if (log) log->push_back(std::move(message));
+    return std::string(orig_text);
+  };
+  if (found == std::string::npos) found = tok.find(pred_text);
+  if (found == std::string::npos) {
+    return fail("Unable to find text: '" + std::string(pred_text) + "' in '" + std::string(orig_text) + "'");
+  }
+  if (orig_ns != tok_ns) return fail(LengthMismatch(orig_text, tok, log));
+  if (found >= tok.size() || tok[found] == ' ') return fail("Couldn't map start position");
+  if (pred_text.empty()) return fail("Couldn't map end position");
+  const size_t last = found + pred_text.size() - 1;
+  if (tok[last] == ' ') return fail("Couldn't map end position");
+  const size_t spaces_before_start = CountSpaces(tok.substr(0, found));
+  const size_t ns_start = found - spaces_before_start;
+  const size_t ns_end = last - spaces_before_start - CountSpaces(tok.substr(found, last - found));
+  const size_t orig_start = NthNonSpace(orig_text, ns_start);
+  if (orig_start >= orig_text.size()) return std::string();  // the seed's empty slice
+  // ns_end >= ns_start: continue from orig_start
+  const size_t orig_end = orig_start + NthNonSpace(orig_text.substr(orig_start), ns_end - ns_start);
+  return std::string(orig_text.substr(orig_start, orig_end + 1 - orig_start));
+}
+
 std::string FinalTextGivenTokens(std::string_view pred_text, std::string_view orig_text,
                                  std::string_view tok, std::vector<std::string>* log) {
   // The seed's algorithm on Python characters, done on UTF-8 bytes: UTF-8 is
@@ -584,20 +670,8 @@ std::string FinalTextGivenTokens(std::string_view pred_text, std::string_view or
   }
   auto is_lead = [](char c) { return !IsContinuationByte(static_cast<uint8_t>(c)); };
   if (IsAscii(tok) && IsAscii(orig_text)) {
-    // Characters are bytes: the same steps with counts of ' ' (vectorizable).
-    const size_t tok_ns = tok.size() - CountSpaces(tok);
-    const size_t orig_ns = orig_text.size() - CountSpaces(orig_text);
-    if (orig_ns != tok_ns) return fail(LengthMismatch(orig_text, tok, log));
-    if (found >= tok.size() || tok[found] == ' ') return fail("Couldn't map start position");
-    if (pred_text.empty()) return fail("Couldn't map end position");
-    const size_t last = found + pred_text.size() - 1;
-    if (tok[last] == ' ') return fail("Couldn't map end position");
-    const size_t ns_start = found - CountSpaces(tok.substr(0, found));
-    const size_t ns_end = last - CountSpaces(tok.substr(0, last));
-    const size_t orig_start = NthNonSpace(orig_text, ns_start);
-    const size_t orig_end = NthNonSpace(orig_text, ns_end);
-    if (orig_end < orig_start) return std::string();
-    return std::string(orig_text.substr(orig_start, orig_end + 1 - orig_start));
+    return FinalTextAscii(pred_text, orig_text, tok, tok.size() - CountSpaces(tok),
+                          orig_text.size() - CountSpaces(orig_text), found, log);
   }
   // start_position: the first character of the match (none when tok is empty);
   // end_position: its last character (start - 1 for an empty pred).
