@@ -354,7 +354,7 @@ struct Workspace {
   // Per token of feature plain_feature: 0 not yet known, 1 plain, 2 not (see PlainPiece).
   int64_t plain_feature = -1;
   std::vector<int8_t> plain_state;
-  std::vector<std::string> seen;         // texts already in the n-best
+  std::string final_text;
   std::string tok_text;
   // The current example's " ".join(doc tokens), and per doc token its bytes
   // there and (once needed) its basic tokens, joined.
@@ -444,12 +444,12 @@ ExampleResult DecodeExample(const SquadInputs& in, const SquadOptions& opt, int6
   std::partial_sort(prelim.begin(), prelim.begin() + static_cast<std::ptrdiff_t>(sorted_end),
                     prelim.end(), before);
 
-  // Texts already in the n-best (a handful: a linear scan beats hashing).
-  std::vector<std::string>& seen = ws.seen;
-  seen.clear();
-  auto seen_before = [&](const std::string& t) {
-    for (const std::string& x : seen) {
-      if (x.size() == t.size() && x == t) return true;
+  // Texts already in the n-best: its entries (a handful: a linear scan
+  // beats hashing).
+  res.nbest.reserve(static_cast<size_t>(opt.n_best_size) + 2);
+  auto seen_before = [&](std::string_view t) {
+    for (const NbestEntry& x : res.nbest) {
+      if (x.text.size() == t.size() && x.text == t) return true;
     }
     return false;
   };
@@ -502,7 +502,8 @@ ExampleResult DecodeExample(const SquadInputs& in, const SquadOptions& opt, int6
       sorted_end = prelim.size();
     }
     const Prelim& p = prelim[k];
-    std::string final_text;
+    std::string& final_text = ws.final_text;  // reused buffer
+    final_text.clear();
     if (p.start > 0) {
       const int64_t tb = in.token_splits[p.feature];
       std::string& tok_text = ws.tok_text;
@@ -573,17 +574,18 @@ ExampleResult DecodeExample(const SquadInputs& in, const SquadOptions& opt, int6
       }
       // ASCII span (the usual case): the non-space counts come from the cache
       std::vector<std::string>* log = opt.verbose ? &res.log : nullptr;
-      final_text = ascii ? FinalTextAscii(tok_text, orig_text, orig_tok, static_cast<size_t>(tok_ns),
-                                          static_cast<size_t>(orig_ns), std::string::npos, log)
-                         : FinalTextGivenTokens(tok_text, orig_text, orig_tok, log);
+      if (ascii) {
+        FinalTextAscii(tok_text, orig_text, orig_tok, static_cast<size_t>(tok_ns), static_cast<size_t>(orig_ns),
+                       std::string::npos, log, &final_text);
+      } else {
+        final_text = FinalTextGivenTokens(tok_text, orig_text, orig_tok, log);
+      }
       if (seen_before(final_text)) continue;
-      seen.push_back(final_text);
-    } else {
-      if (!seen_before(final_text)) seen.push_back(final_text);
     }
-    res.nbest.push_back(NbestEntry{std::move(final_text), 0.0, p.start_logit, p.end_logit});
+    // (the null answer is kept even when "" is already there, as the seed does)
+    res.nbest.push_back(NbestEntry{final_text, 0.0, p.start_logit, p.end_logit});
   }
-  if (opt.version_2_with_negative && !seen_before(std::string())) {
+  if (opt.version_2_with_negative && !seen_before(std::string_view())) {
     res.nbest.push_back(NbestEntry{"", 0.0, null_start, null_end});
   }
   if (res.nbest.empty()) res.nbest.push_back(NbestEntry{"empty", 0.0, 0.0, 0.0});
@@ -629,12 +631,13 @@ std::string GetFinalText(std::string_view pred_text, std::string_view orig_text,
   return FinalTextGivenTokens(pred_text, orig_text, tok, log);
 }
 
-std::string FinalTextAscii(std::string_view pred_text, std::string_view orig_text, std::string_view tok,
-                           size_t tok_ns, size_t orig_ns, size_t found, std::vector<std::string>* log) {
+void FinalTextAscii(std::string_view pred_text, std::string_view orig_text, std::string_view tok,
+                    size_t tok_ns, size_t orig_ns, size_t found, std::vector<std::string>* log,
+                    std::string* out) {
   // Characters are bytes: the seed's steps with counts of ' ' (vectorizable).
   auto fail = [&](std::string message) {
     if (log) log->push_back(std::move(message));
-    return std::string(orig_text);
+    out->assign(orig_text);
   };
   if (found == std::string::npos) found = tok.find(pred_text);
   if (found == std::string::npos) {
@@ -649,10 +652,13 @@ std::string FinalTextAscii(std::string_view pred_text, std::string_view orig_tex
   const size_t ns_start = found - spaces_before_start;
   const size_t ns_end = last - spaces_before_start - CountSpaces(tok.substr(found, last - found));
   const size_t orig_start = NthNonSpace(orig_text, ns_start);
-  if (orig_start >= orig_text.size()) return std::string();  // the seed's empty slice
+  if (orig_start >= orig_text.size()) {  // the seed's empty slice
+    out->clear();
+    return;
+  }
   // ns_end >= ns_start: continue from orig_start
   const size_t orig_end = orig_start + NthNonSpace(orig_text.substr(orig_start), ns_end - ns_start);
-  return std::string(orig_text.substr(orig_start, orig_end + 1 - orig_start));
+  out->assign(orig_text.substr(orig_start, orig_end + 1 - orig_start));
 }
 
 std::string FinalTextGivenTokens(std::string_view pred_text, std::string_view orig_text,
@@ -670,8 +676,10 @@ std::string FinalTextGivenTokens(std::string_view pred_text, std::string_view or
   }
   auto is_lead = [](char c) { return !IsContinuationByte(static_cast<uint8_t>(c)); };
   if (IsAscii(tok) && IsAscii(orig_text)) {
-    return FinalTextAscii(pred_text, orig_text, tok, tok.size() - CountSpaces(tok),
-                          orig_text.size() - CountSpaces(orig_text), found, log);
+    std::string out;
+    FinalTextAscii(pred_text, orig_text, tok, tok.size() - CountSpaces(tok),
+                   orig_text.size() - CountSpaces(orig_text), found, log, &out);
+    return out;
   }
   // start_position: the first character of the match (none when tok is empty);
   // end_position: its last character (start - 1 for an empty pred).

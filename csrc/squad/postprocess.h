@@ -92,10 +92,10 @@ std::string FinalTextGivenTokens(std::string_view pred_text, std::string_view or
 
 // FinalTextGivenTokens when orig_text and orig_tokens are ASCII, with their
 // counts of characters other than ' ' given; found: orig_tokens.find(pred_text)
-// (std::string::npos: search here).
-std::string FinalTextAscii(std::string_view pred_text, std::string_view orig_text,
-                           std::string_view orig_tokens, size_t tok_ns, size_t orig_ns, size_t found,
-                           std::vector<std::string>* log);
+// (std::string::npos: search here). The text is assigned to *out.
+void FinalTextAscii(std::string_view pred_text, std::string_view orig_text, std::string_view orig_tokens,
+                    size_t tok_ns, size_t orig_ns, size_t found, std::vector<std::string>* log,
+                    std::string* out);
 
 }  // namespace squad
 }  // namespace pybert

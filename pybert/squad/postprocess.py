@@ -231,7 +231,9 @@ def postprocess_output(
         raise ValueError(f"max_answer_length must be an int >= 1, got {max_answer_length!r}")
     start, end = _results_to_arrays(all_results, np.asarray(arrays.unique_ids, dtype=np.int64))
     gc_was_enabled = gc.isenabled()
-    gc.disable()  # the result is ~20 dicts per question: no cycles to collect
+    # The result is ~20 dicts per question and a list per question, nothing
+    # cyclic: collections triggered by creating them would only walk them.
+    gc.disable()
     try:
         out = _C.squad_postprocess(
             arrays.doc_data,
@@ -253,19 +255,20 @@ def postprocess_output(
             bool(verbose),
             int(num_threads or os.cpu_count() or 1),
         )
+        predictions = collections.OrderedDict()
+        nbest = collections.OrderedDict()
+        null_odds = collections.OrderedDict()
+        for qas_id, (prediction, entries, score_diff, log) in zip(arrays.qas_ids, out,
+                                                                  strict=True):
+            for message in log:
+                logger.info(message)
+            predictions[qas_id] = prediction
+            nbest[qas_id] = entries
+            if version_2_with_negative:
+                null_odds[qas_id] = score_diff
     finally:
         if gc_was_enabled:
             gc.enable()
-    predictions = collections.OrderedDict()
-    nbest = collections.OrderedDict()
-    null_odds = collections.OrderedDict()
-    for qas_id, (prediction, entries, score_diff, log) in zip(arrays.qas_ids, out, strict=True):
-        for message in log:
-            logger.info(message)
-        predictions[qas_id] = prediction
-        nbest[qas_id] = entries
-        if version_2_with_negative:
-            null_odds[qas_id] = score_diff
     return predictions, nbest, null_odds
 
 
