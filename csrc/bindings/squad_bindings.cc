@@ -123,7 +123,7 @@ py::list SquadPostprocess(py::bytes doc_data, Array<int64_t> doc_offsets, Array<
     py::gil_scoped_release release;
     results = squad::Postprocess(in, options);
   }
-  // Per example: (prediction, nbest list of dicts, score_diff or None, log list),
+  // Per example: (prediction, nbest list of dicts, score_diff or None, log messages (list, or an empty tuple)),
   // built with the C API: this is most of the Python-visible cost.
   auto str = [](const std::string& t) {
     unsigned char high = 0;
@@ -141,6 +141,7 @@ py::list SquadPostprocess(py::bytes doc_data, Array<int64_t> doc_offsets, Array<
   };
   py::str k_text("text"), k_prob("probability"), k_start("start_logit"), k_end("end_logit");
   py::list out(results.size());
+  const py::tuple no_log;
   for (size_t e = 0; e < results.size(); ++e) {
     const auto& r = results[e];
     PyObject* nbest = PyList_New(static_cast<Py_ssize_t>(r.nbest.size()));
@@ -164,8 +165,12 @@ py::list SquadPostprocess(py::bytes doc_data, Array<int64_t> doc_offsets, Array<
       PyObject_GC_UnTrack(dp);
       PyList_SET_ITEM(nbest, static_cast<Py_ssize_t>(i), d.release().ptr());
     }
-    py::list log;
-    for (const auto& m : r.log) log.append(str(m));
+    py::object log = no_log;  // shared: most questions log nothing
+    if (!r.log.empty()) {
+      py::list messages;
+      for (const auto& m : r.log) messages.append(str(m));
+      log = std::move(messages);
+    }
     out[e] = py::make_tuple(str(r.prediction), nbest_obj,
                             r.has_score_diff ? py::object(py::float_(r.score_diff)) : py::object(py::none()),
                             std::move(log));
