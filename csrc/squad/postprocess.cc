@@ -7,6 +7,8 @@
 #include <functional>
 #include <memory>
 #include <thread>
+#include <type_traits>
+#include <utility>
 
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/unicode_tables.h"
@@ -372,18 +374,15 @@ struct Workspace {
   BertTokenizer::Workspace tokenizer;
 };
 
+// The (start, end) logit arrays of type T.
 template <typename T>
-const T* StartLogits(const SquadInputs& in);
-template <>
-const double* StartLogits<double>(const SquadInputs& in) { return in.start_logits; }
-template <>
-const float* StartLogits<float>(const SquadInputs& in) { return in.start_logits_f32; }
-template <typename T>
-const T* EndLogits(const SquadInputs& in);
-template <>
-const double* EndLogits<double>(const SquadInputs& in) { return in.end_logits; }
-template <>
-const float* EndLogits<float>(const SquadInputs& in) { return in.end_logits_f32; }
+std::pair<const T*, const T*> Logits(const SquadInputs& in) {
+  if constexpr (std::is_same_v<T, float>) {
+    return {in.start_logits_f32, in.end_logits_f32};
+  } else {
+    return {in.start_logits, in.end_logits};
+  }
+}
 
 template <typename T>
 ExampleResult DecodeExample(const SquadInputs& in, const SquadOptions& opt, int64_t example,
@@ -396,9 +395,10 @@ ExampleResult DecodeExample(const SquadInputs& in, const SquadOptions& opt, int6
   double score_null = 1000000;  // the seed's "large and positive" start
   int64_t min_null_feature = f_begin;
   double null_start = 0, null_end = 0;
+  const auto [start_logits, end_logits] = Logits<T>(in);
   for (int64_t f = f_begin; f < f_end; ++f) {
-    const T* sl = StartLogits<T>(in) + f * in.seq_len;
-    const T* el = EndLogits<T>(in) + f * in.seq_len;
+    const T* sl = start_logits + f * in.seq_len;
+    const T* el = end_logits + f * in.seq_len;
     const int64_t tb = in.token_splits[f];
     const int64_t ntok = in.token_splits[f + 1] - tb;
     BestIndexes(sl, in.seq_len, opt.n_best_size, &starts, &ws.topk);
