@@ -30,6 +30,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+BWD_VARIANTS = 4  # backward kernel variants (csrc/attention/launch_impl.cuh)
 DTYPES = {"fp32": (0, torch.float32), "fp16": (1, torch.float16), "bf16": (2, torch.bfloat16)}
 
 
@@ -499,14 +500,16 @@ class Checker:
         mask = (torch.arange(S)[None, :] < lengths[:, None]).to(torch.int32).to(self.device)
         return dtype, q, k, v, dout, mask, 1.0 / math.sqrt(D)
 
-    def check_dropout(self, dtype_name, D, rate=0.1):
-        dtype, q, k, v, dout, mask, scale = self.padded_inputs(dtype_name, D)
+    def check_dropout(self, dtype_name, D, rate=0.1, bwd_variant=0, S=129):
+        dtype, q, k, v, dout, mask, scale = self.padded_inputs(dtype_name, D, S=S)
         B, S, H, _ = q.shape
         seed, offset = 20261126, 7
         keep = self.lib.dropout_mask(B, H, S, S, rate, seed, offset, self.device)
         out, lse = self.lib.forward(q, k, v, mask, scale, rate, seed, offset)
         out2, _ = self.lib.forward(q, k, v, mask, scale, rate, seed, offset)
-        dq, dk, dv = self.lib.backward(q, k, v, mask, out, lse, dout, scale, rate, seed, offset)
+        dq, dk, dv = self.lib.backward(
+            q, k, v, mask, out, lse, dout, scale, rate, seed, offset, variant=bwd_variant
+        )
         ref_o, ref_g = _reference_grads(q, k, v, mask, scale, dout, keep, rate)
         # Yardstick: the larger of SDPA's error on the same inputs without dropout
         # and the error of rounding the exact (dropout) result to the dtype.
@@ -524,7 +527,7 @@ class Checker:
             errs[nm] = (rel_err(ours, ref), max(rel_err(sd, ndref), rel_err(ref.to(dtype), ref)))
         ok = all(o <= self.tolerance(dtype, s) for o, s in errs.values()) and torch.equal(out, out2)
         self.record(
-            f"{dtype_name} D{D} dropout {rate}: fwd/bwd use one mask",
+            f"{dtype_name} D{D} S{S} bwd v{bwd_variant} dropout {rate}: fwd/bwd use one mask",
             ok,
             errors={k_: {"ours": o, "yardstick": s} for k_, (o, s) in errs.items()},
             deterministic=torch.equal(out, out2),
@@ -614,6 +617,10 @@ def run_checks(lib, device, quick):
                 )
             for S in (7, 100):
                 c.check_case(dt, 3, 2, S, S, D, bwd_variant=1)
+            # every backward variant, on shapes where its query order wraps around
+            for bv in range(2, BWD_VARIANTS + 1):
+                c.check_case(dt, 3, 2, 200, 200, D, bwd_variant=bv)
+                c.check_case(dt, 2, 2, 300, 520, D, bwd_variant=bv)
             c.check_case(dt, 2, 2, 96, 96, D, mask_kind="none")
             c.check_fully_masked(dt, D)
     for D in (32, 64, 128):
@@ -623,6 +630,8 @@ def run_checks(lib, device, quick):
     c.check_case("fp32", 3, 2, 100, 100, 64, layout="fused_qkv")
     for dt in ("fp16", "bf16", "fp32"):
         c.check_dropout(dt, 64)
+    for bv in range(2, BWD_VARIANTS + 1):
+        c.check_dropout("bf16", 64, bwd_variant=bv, S=300)
     c.check_dropout("fp16", 128)
     if getattr(lib, "has_cpu", False):
         for dt in ("fp32", "fp16", "bf16"):
@@ -682,19 +691,22 @@ def _time_case(lib, sets, mask, scale, reps):
     res["sdpa_fwd_mask"] = _median_ms(lambda i: _sdpa(*sets[i % n_sets][:3], mask, scale), reps)
     res["sdpa_fwd_nomask"] = _median_ms(lambda i: _sdpa(*sets[i % n_sets][:3], None, scale), reps)
     res["ours_fwdbwd"] = _median_ms(ours_fb, reps)
-    res["ours_fwdbwd_bv1"] = _median_ms(lambda i: ours_fb(i, 1), reps)
+    for bv in range(1, BWD_VARIANTS + 1):
+        res[f"ours_fwdbwd_bv{bv}"] = _median_ms(lambda i, bv=bv: ours_fb(i, bv), reps)
     res["sdpa_fwdbwd_mask"] = _median_ms(sdpa_fb, reps)
     res["sdpa_fwdbwd_nomask"] = _median_ms(lambda i: sdpa_fb(i, False), reps)
     return res
 
 
-def run_timing(lib, device, dtypes, shapes, reps):
-    H, D = 12, 64
+def run_timing(lib, device, dtypes, shapes, reps, masks=("full", "padded")):
+    """shapes: (batch, seq) at head_dim 64, or (batch, seq, head_dim)."""
+    H = 12
     rows = []
     gen = torch.Generator().manual_seed(7)
     for dt in dtypes:
         dtype = DTYPES[dt][1]
-        for B, S in shapes:
+        for shape in shapes:
+            B, S, D = shape if len(shape) == 3 else (*shape, 64)
             n_sets = max(2, min(6, (400 << 20) // (3 * B * S * H * D * 2)))
             sets = [
                 tuple(
@@ -704,7 +716,7 @@ def run_timing(lib, device, dtypes, shapes, reps):
             ]
             scale = 1.0 / math.sqrt(D)
             flops_fwd = 4.0 * B * H * S * S * D
-            for mask_kind in ("full", "padded"):
+            for mask_kind in masks:
                 if mask_kind == "full":
                     mask = torch.ones((B, S), dtype=torch.int32, device=device)
                 else:
@@ -712,6 +724,9 @@ def run_timing(lib, device, dtypes, shapes, reps):
                     mask = (torch.arange(S)[None, :] < lengths[:, None]).to(torch.int32).to(device)
                 res = _time_case(lib, sets, mask, scale, reps)
                 best_var = min((1, 2, 3), key=lambda x, res=res: res[f"ours_fwd_v{x}"])
+                best_bv = min(
+                    range(1, BWD_VARIANTS + 1), key=lambda x, res=res: res[f"ours_fwdbwd_bv{x}"]
+                )
                 row = dict(
                     dtype=dt,
                     batch=B,
@@ -720,6 +735,7 @@ def run_timing(lib, device, dtypes, shapes, reps):
                     head_dim=D,
                     mask=mask_kind,
                     best_fwd_variant=best_var,
+                    best_bwd_variant=best_bv,
                     **res,
                 )
                 row["tflops_ours_fwd"] = flops_fwd / res["ours_fwd"] / 1e9
@@ -731,10 +747,14 @@ def run_timing(lib, device, dtypes, shapes, reps):
                 row["ratio_fwdbwd_vs_sdpa_mask"] = res["sdpa_fwdbwd_mask"] / res["ours_fwdbwd"]
                 rows.append(row)
                 print(
-                    f"  {dt} B{B} S{S} {mask_kind}: fwd {res['ours_fwd']:.3f} ms (variants "
+                    f"  {dt} B{B} S{S} D{D} {mask_kind}: fwd {res['ours_fwd']:.3f} ms (variants "
                     f"{res['ours_fwd_v1']:.3f}/{res['ours_fwd_v2']:.3f}/{res['ours_fwd_v3']:.3f}) "
                     f"vs sdpa {res['sdpa_fwd_mask']:.3f} ({row['ratio_fwd_vs_sdpa_mask']:.2f}x); "
-                    f"fwd+bwd {res['ours_fwdbwd']:.3f} (4-warp bwd {res['ours_fwdbwd_bv1']:.3f}) "
+                    f"fwd+bwd {res['ours_fwdbwd']:.3f} (bwd variants "
+                    + "/".join(
+                        f"{res[f'ours_fwdbwd_bv{x}']:.3f}" for x in range(1, BWD_VARIANTS + 1)
+                    )
+                    + ") "
                     f"vs {res['sdpa_fwdbwd_mask']:.3f} ({row['ratio_fwdbwd_vs_sdpa_mask']:.2f}x)",
                     flush=True,
                 )
@@ -743,10 +763,23 @@ def run_timing(lib, device, dtypes, shapes, reps):
     return rows
 
 
+def profile_run(lib, device, B, S, variants, H=12, D=64):
+    """One fp16 forward + backward per backward variant (all-ones mask)."""
+    gen = torch.Generator().manual_seed(3)
+    q, k, v, do = (torch.randn((B, S, H, D), generator=gen).half().to(device) for _ in range(4))
+    mask = torch.ones((B, S), dtype=torch.int32, device=device)
+    scale = 1.0 / math.sqrt(D)
+    for bv in variants:
+        out, lse = lib.forward(q, k, v, mask, scale)
+        lib.backward(q, k, v, mask, out, lse, do, scale, variant=bv)
+    torch.cuda.synchronize()
+
+
 def print_table(rows):
     hdr = (
         "dtype",
         "B x S",
+        "D",
         "mask",
         "ours fwd ms",
         "TFLOP/s",
@@ -765,7 +798,8 @@ def print_table(rows):
     print("|" + "---|" * len(hdr))
     for r in rows:
         print(
-            f"| {r['dtype']} | {r['batch']} x {r['seq']} | {r['mask']} | {r['ours_fwd']:.3f} | "
+            f"| {r['dtype']} | {r['batch']} x {r['seq']} | {r['head_dim']} | {r['mask']} | "
+            f"{r['ours_fwd']:.3f} | "
             f"{r['tflops_ours_fwd']:.0f} | {r['sdpa_fwd_mask']:.3f} | "
             f"{r['tflops_sdpa_fwd_mask']:.0f} | {r['ratio_fwd_vs_sdpa_mask']:.2f} | "
             f"{r['sdpa_fwd_nomask']:.3f} | {r['ratio_fwd_vs_sdpa_nomask']:.2f} | "
@@ -784,6 +818,12 @@ def main(argv=None):
     )
     ap.add_argument("--skip-timing", action="store_true")
     ap.add_argument(
+        "--profile",
+        metavar="B,S,VARIANTS",
+        help="only run one fp16 fwd+bwd at batch B x seq S per listed backward variant "
+        "(e.g. 8,2048,2:4), for a profiler such as ncu; no checks",
+    )
+    ap.add_argument(
         "--emulate", action="store_true", help="CPU stand-in for the kernels (tests this script)"
     )
     args = ap.parse_args(argv)
@@ -800,6 +840,10 @@ def main(argv=None):
         "date": time.strftime("%Y-%m-%d"),
     }
     print(info, flush=True)
+    if args.profile:
+        B, S, variants = args.profile.split(",")
+        profile_run(lib, device, int(B), int(S), [int(x) for x in variants.split(":")])
+        return 0
     checker = run_checks(lib, device, args.quick)
     n_ok = sum(r["ok"] for r in checker.rows)
     print(f"correctness: {n_ok}/{len(checker.rows)} passed ({time.time() - t0:.0f} s)", flush=True)
@@ -807,6 +851,10 @@ def main(argv=None):
     if not args.skip_timing and device.type == "cuda":
         shapes = [(256, 128), (64, 384), (64, 512), (8, 2048)]
         timing = run_timing(lib, device, ["fp16", "bf16"], shapes, reps=50 if args.quick else 100)
+        # the other head dims (the variant table in launch_impl.cuh)
+        timing += run_timing(
+            lib, device, ["fp16"], [(64, 512, 32), (64, 512, 128)], reps=50, masks=("full",)
+        )
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"info": info, "checks": checker.rows, "timing": timing}, f, indent=1)

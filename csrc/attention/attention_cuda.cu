@@ -103,8 +103,9 @@ size_t backward_workspace_bytes_cuda(const ForwardParams& p) {
 }
 
 std::string backward_cuda(const BackwardParams& p, void* stream, const CudaLaunchOptions& options) {
-  if (options.bwd_variant < 0 || options.bwd_variant > 2)
-    return "bwd_variant must be in [0, 2], got " + std::to_string(options.bwd_variant);
+  if (options.bwd_variant < 0 || options.bwd_variant > kBwdVariants)
+    return "bwd_variant must be in [0, " + std::to_string(kBwdVariants) + "], got " +
+           std::to_string(options.bwd_variant);
   std::string e = check_forward(p);
   if (!e.empty() || p.batch == 0 || p.seq_q == 0) return e;
   if (p.lse == nullptr) return "lse: null pointer (the backward pass needs the forward's lse)";

@@ -1,15 +1,19 @@
 // Backward tensor-core kernels (FlashAttention-2 style).
 //   1. bwd_preprocess: Dvec[bh, i] = dout[i] . out[i] (float32).
-//   2. flash_bwd_kernel: one CTA per (64-key tile, head, batch); each warp owns
-//      16 keys and the CTA streams over query tiles, recomputing
+//   2. flash_bwd_kernel: one CTA per (key tile, head, batch); each warp owns
+//      16 or 32 keys and the CTA streams over query tiles, recomputing
 //      P^T = exp(K Q^T * scale - lse) (and the dropout mask from Philox), then
 //        dV += (P o Z / (1 - rate))^T dO,   dP^T = V dO^T,
 //        dS^T = P^T o (dP^T o Z / (1 - rate) - Dvec),  dK += dS^T Q * scale,
 //      and adds dS K * scale into a float32 dQ accumulator with atomics.
 //   3. bwd_convert_dq: the accumulator -> dq in the tensor's dtype and strides.
+// With `stagger`, the CTAs of one (batch, head) start their query loops at
+// different query tiles (and wrap around), so that they do not all add into
+// the same dQ rows at the same time (atomic contention at long sequences).
 #pragma once
 
 #include <cmath>
+#include <type_traits>
 
 #include "attention/cuda_common.cuh"
 #include "attention/flash_fwd.cuh"
@@ -80,9 +84,9 @@ __global__ void __launch_bounds__(128) bwd_convert_dq_kernel(const BackwardParam
   for (int e = 0; e < 8; ++e) dst[e] = Elem<T>::from_float(src[e]);
 }
 
-template <typename T, int D, int kBlockM, int kWarps>
+template <typename T, int D, int kBlockM, int kWarps, int kKT>
 struct BwdShape {
-  static constexpr int kBlockN = 16 * kWarps;  // keys per CTA: 16 per warp
+  static constexpr int kBlockN = 16 * kKT * kWarps;  // keys per CTA: 16 * kKT per warp
   static constexpr int kThreads = 32 * kWarps;
   static constexpr int kStride = D + 8;
   static constexpr int kSStride = kBlockM + 8;
@@ -92,26 +96,28 @@ struct BwdShape {
       sizeof(float) * 4 * kBlockM;
 };
 
-// Tile configuration per head dim: query rows per step; warps (16 keys each).
-template <int D>
-struct BwdConfig {
-  static constexpr int kBlockM = D <= 64 ? 64 : 32;
-};
-
+// kKT: key tiles of 16 per warp (2 halves the shared-memory loads of Q and dO
+// per tensor-core instruction, at the cost of registers).
 // kDirectDq: one CTA covers every key (seq_k <= kBlockN), so dq is written
 // directly in T instead of through the float32 accumulator and atomics.
-template <typename T, int D, int kBlockM, int kWarps, bool kDropout, bool kDirectDq>
+// kCacheKV: the warp's K and V A-fragments stay in registers for the whole loop
+// (else they are re-read from shared memory each step: fewer registers).
+template <typename T, int D, int kBlockM, int kWarps, int kKT, bool kCacheKV, bool kDropout,
+          bool kDirectDq>
 __global__ void __launch_bounds__(32 * kWarps) flash_bwd_kernel(const BackwardParams p,
                                                                 float* dq_accum,
-                                                                const float* dvec) {
-  using S = BwdShape<T, D, kBlockM, kWarps>;
+                                                                const float* dvec, bool stagger) {
+  using S = BwdShape<T, D, kBlockM, kWarps, kKT>;
   constexpr int kBlockN = S::kBlockN, kThreads = S::kThreads, kStride = S::kStride;
   constexpr int kSStride = S::kSStride;
+  constexpr int kWarpKeys = 16 * kKT;        // keys per warp
   constexpr int kQTiles = kBlockM / 16;      // query tiles of 16 rows in the dQ phase
   constexpr int kParts = kWarps / kQTiles;   // warps sharing one query tile, split over D
   constexpr int DP = D / kParts;             // head-dim columns per warp in the dQ phase
-  constexpr bool kCacheKV = D <= 64;         // K and V A-fragments live in registers
-  static_assert(kBlockM == 32 || kBlockM == 64, "kBlockM");
+  static_assert(kBlockM == 32 || kBlockM == 64 || kBlockM == 128, "kBlockM");
+  static_assert(kKT == 1 || kKT == 2, "kKT");
+  // Dropout keep bits of one 16 x kBlockM key tile: bit nt * 4 + 2 * r + e.
+  using ZBits = std::conditional_t<(kBlockM > 64), uint64_t, uint32_t>;
   static_assert(kParts >= 1 && kWarps % kQTiles == 0 && DP % 16 == 0, "DP");
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __shared__ int s_keep[kBlockN];
@@ -139,13 +145,14 @@ __global__ void __launch_bounds__(32 * kWarps) flash_bwd_kernel(const BackwardPa
   float* dq_bh = dq_accum + static_cast<int64_t>(bh) * p.seq_q * D;
   const int32_t* mask_row = p.mask ? p.mask + b * p.mask_batch_stride : nullptr;
 
-  bool my_keep = false;
-  if (tid < kBlockN) {
-    const int j = n0 + tid;
-    my_keep = j < p.seq_k && (mask_row == nullptr || mask_row[j] != 0);
-    s_keep[tid] = my_keep;
+  bool any_keep = false;
+  for (int r = tid; r < kBlockN; r += kThreads) {
+    const int j = n0 + r;
+    const bool keep = j < p.seq_k && (mask_row == nullptr || mask_row[j] != 0);
+    s_keep[r] = keep;
+    any_keep |= keep;
   }
-  if (!__syncthreads_or(my_keep)) {  // no kept key in this tile: zero gradients
+  if (!__syncthreads_or(any_keep)) {  // no kept key in this tile: zero gradients
     for (int idx = tid; idx < kBlockN * (D / 8); idx += kThreads) {
       const int r = idx / (D / 8), c = idx % (D / 8);
       if (n0 + r < p.seq_k) {
@@ -165,40 +172,60 @@ __global__ void __launch_bounds__(32 * kWarps) flash_bwd_kernel(const BackwardPa
                                            p.seq_k - n0);
   load_tile_async<T, D, kStride, kThreads>(sV, v + n0 * p.v_strides.seq, p.v_strides.seq, 0, kBlockN,
                                            p.seq_k - n0);
-  load_tile_async<T, D, kStride, kThreads>(sQbuf, q, p.q_strides.seq, 0, kBlockM, p.seq_q);
-  load_tile_async<T, D, kStride, kThreads>(sdObuf, dout, p.dout_strides.seq, 0, kBlockM, p.seq_q);
+  // Query tiles are visited in the order first_mt, first_mt + 1, ... (mod n_mt).
+  const int n_mt = (p.seq_q + kBlockM - 1) / kBlockM;
+  const int first_mt =
+      stagger ? static_cast<int>((static_cast<int64_t>(blockIdx.x) * n_mt) / gridDim.x) : 0;
+  const int first_m0 = first_mt * kBlockM;
+  load_tile_async<T, D, kStride, kThreads>(sQbuf, q, p.q_strides.seq, first_m0, kBlockM, p.seq_q);
+  load_tile_async<T, D, kStride, kThreads>(sdObuf, dout, p.dout_strides.seq, first_m0, kBlockM,
+                                           p.seq_q);
   cp_async_commit();
   for (int r = tid; r < kBlockM; r += kThreads) {
-    sLsebuf[r] = r < p.seq_q ? lse[r] * kLog2e : INFINITY;
-    sDvbuf[r] = r < p.seq_q ? dvec_bh[r] : 0.f;
+    const int row = first_m0 + r;
+    sLsebuf[r] = row < p.seq_q ? lse[row] * kLog2e : INFINITY;
+    sDvbuf[r] = row < p.seq_q ? dvec_bh[row] : 0.f;
   }
 
-  const bool keep0 = s_keep[warp * 16 + g], keep1 = s_keep[warp * 16 + g + 8];
+  // Warp w owns keys n0 + w * kWarpKeys + j * 16 + [0, 16) for j < kKT.
+  const int key0 = warp * kWarpKeys;
+  bool keep0[kKT], keep1[kKT];
+#pragma unroll
+  for (int j = 0; j < kKT; ++j) {
+    keep0[j] = s_keep[key0 + j * 16 + g];
+    keep1[j] = s_keep[key0 + j * 16 + g + 8];
+  }
   const float scale_log2 = p.scale * kLog2e;
   const uint32_t threshold = kDropout ? dropout_threshold(p.dropout_rate) : 0u;
   const float rscale = kDropout ? 1.f / (1.f - p.dropout_rate) : 1.f;
   const int qt = warp % kQTiles, dpart = warp / kQTiles;
-  const int a_row = warp * 16 + ((lane / 8) % 2) * 8 + lane % 8, a_col = (lane / 16) * 8;
+  // A-fragment address of key tile j: row key0 + j * 16 + a_row, column a_col.
+  const int a_row = ((lane / 8) % 2) * 8 + lane % 8, a_col = (lane / 16) * 8;
 
-  float acc_dk[D / 8][4], acc_dv[D / 8][4];
+  float acc_dk[kKT][D / 8][4], acc_dv[kKT][D / 8][4];
 #pragma unroll
-  for (int i = 0; i < D / 8; ++i)
+  for (int j = 0; j < kKT; ++j)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) acc_dk[i][e] = acc_dv[i][e] = 0.f;
-  uint32_t kf[kCacheKV ? D / 16 : 1][4], vf[kCacheKV ? D / 16 : 1][4];
+    for (int i = 0; i < D / 8; ++i)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc_dk[j][i][e] = acc_dv[j][i][e] = 0.f;
+  uint32_t kf[kCacheKV ? kKT : 1][kCacheKV ? D / 16 : 1][4];
+  uint32_t vf[kCacheKV ? kKT : 1][kCacheKV ? D / 16 : 1][4];
 
   int buf = 0;
-  for (int m0 = 0; m0 < p.seq_q; m0 += kBlockM, buf ^= 1) {
-    const bool has_next = m0 + kBlockM < p.seq_q;
+  for (int it = 0; it < n_mt; ++it, buf ^= 1) {
+    const int mt = first_mt + it < n_mt ? first_mt + it : first_mt + it - n_mt;
+    const int m0 = mt * kBlockM;
+    const bool has_next = it + 1 < n_mt;
+    const int nm = mt + 1 < n_mt ? m0 + kBlockM : 0;  // first row of the next tile
     float next_lse = INFINITY, next_dv = 0.f;
-    if (has_next && tid < kBlockM && m0 + kBlockM + tid < p.seq_q) {
-      next_lse = lse[m0 + kBlockM + tid] * kLog2e;
-      next_dv = dvec_bh[m0 + kBlockM + tid];
+    if (has_next && tid < kBlockM && nm + tid < p.seq_q) {
+      next_lse = lse[nm + tid] * kLog2e;
+      next_dv = dvec_bh[nm + tid];
     }
     cp_async_wait_all();
     __syncthreads();  // this tile landed; every warp is done with the previous step
     if (has_next) {
-      const int nm = m0 + kBlockM;
       load_tile_async<T, D, kStride, kThreads>(sQbuf + (buf ^ 1) * kBlockM * kStride,
                                                q + nm * p.q_strides.seq, p.q_strides.seq, 0, kBlockM,
                                                p.seq_q - nm);
@@ -208,12 +235,15 @@ __global__ void __launch_bounds__(32 * kWarps) flash_bwd_kernel(const BackwardPa
       cp_async_commit();
     }
     if constexpr (kCacheKV) {
-      if (m0 == 0) {
+      if (it == 0) {
 #pragma unroll
-        for (int kt = 0; kt < D / 16; ++kt) {
-          ldmatrix_x4(kf[kt], sK + a_row * kStride + kt * 16 + a_col);
-          ldmatrix_x4(vf[kt], sV + a_row * kStride + kt * 16 + a_col);
-        }
+        for (int j = 0; j < kKT; ++j)
+#pragma unroll
+          for (int kt = 0; kt < D / 16; ++kt) {
+            const int off = (key0 + j * 16 + a_row) * kStride + kt * 16 + a_col;
+            ldmatrix_x4(kf[j][kt], sK + off);
+            ldmatrix_x4(vf[j][kt], sV + off);
+          }
       }
     }
     const T* sQ = sQbuf + buf * kBlockM * kStride;
@@ -221,24 +251,30 @@ __global__ void __launch_bounds__(32 * kWarps) flash_bwd_kernel(const BackwardPa
     const float* sLse = sLsebuf + buf * kBlockM;
     const float* sDv = sDvbuf + buf * kBlockM;
 
-    // S^T = K Q^T and dP^T = V dO^T for this warp's 16 keys x kBlockM queries.
-    float st[kBlockM / 8][4], dpt[kBlockM / 8][4];
+    // S^T = K Q^T and dP^T = V dO^T for this warp's keys x kBlockM queries.
+    float st[kKT][kBlockM / 8][4], dpt[kKT][kBlockM / 8][4];
 #pragma unroll
-    for (int i = 0; i < kBlockM / 8; ++i)
+    for (int j = 0; j < kKT; ++j)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) st[i][e] = dpt[i][e] = 0.f;
+      for (int i = 0; i < kBlockM / 8; ++i)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) st[j][i][e] = dpt[j][i][e] = 0.f;
 #pragma unroll
     for (int kt = 0; kt < D / 16; ++kt) {
-      uint32_t a[4], av[4];
-      if constexpr (kCacheKV) {
+      uint32_t a[kKT][4], av[kKT][4];
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          a[e] = kf[kt][e];
-          av[e] = vf[kt][e];
+      for (int j = 0; j < kKT; ++j) {
+        if constexpr (kCacheKV) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            a[j][e] = kf[j][kt][e];
+            av[j][e] = vf[j][kt][e];
+          }
+        } else {
+          const int off = (key0 + j * 16 + a_row) * kStride + kt * 16 + a_col;
+          ldmatrix_x4(a[j], sK + off);
+          ldmatrix_x4(av[j], sV + off);
         }
-      } else {
-        ldmatrix_x4(a, sK + a_row * kStride + kt * 16 + a_col);
-        ldmatrix_x4(av, sV + a_row * kStride + kt * 16 + a_col);
       }
 #pragma unroll
       for (int np = 0; np < kBlockM / 16; ++np) {
@@ -246,87 +282,115 @@ __global__ void __launch_bounds__(32 * kWarps) flash_bwd_kernel(const BackwardPa
         const int off = (np * 16 + (lane / 16) * 8 + lane % 8) * kStride + kt * 16 + ((lane / 8) % 2) * 8;
         ldmatrix_x4(r, sQ + off);
         ldmatrix_x4(rd, sdO + off);
-        Elem<T>::mma(st[2 * np], a, r[0], r[1]);
-        Elem<T>::mma(st[2 * np + 1], a, r[2], r[3]);
-        Elem<T>::mma(dpt[2 * np], av, rd[0], rd[1]);
-        Elem<T>::mma(dpt[2 * np + 1], av, rd[2], rd[3]);
+#pragma unroll
+        for (int j = 0; j < kKT; ++j) {
+          Elem<T>::mma(st[j][2 * np], a[j], r[0], r[1]);
+          Elem<T>::mma(st[j][2 * np + 1], a[j], r[2], r[3]);
+          Elem<T>::mma(dpt[j][2 * np], av[j], rd[0], rd[1]);
+          Elem<T>::mma(dpt[j][2 * np + 1], av[j], rd[2], rd[3]);
+        }
       }
     }
     // P^T (0 for masked keys and for query rows past seq_q, whose lse is +inf).
 #pragma unroll
-    for (int nt = 0; nt < kBlockM / 8; ++nt) {
+    for (int j = 0; j < kKT; ++j)
 #pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const float l2 = sLse[nt * 8 + 2 * t + e];
-        st[nt][e] = keep0 ? fast_exp2(fmaf(st[nt][e], scale_log2, -l2)) : 0.f;
-        st[nt][2 + e] = keep1 ? fast_exp2(fmaf(st[nt][2 + e], scale_log2, -l2)) : 0.f;
+      for (int nt = 0; nt < kBlockM / 8; ++nt) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const float l2 = sLse[nt * 8 + 2 * t + e];
+          st[j][nt][e] = keep0[j] ? fast_exp2(fmaf(st[j][nt][e], scale_log2, -l2)) : 0.f;
+          st[j][nt][2 + e] = keep1[j] ? fast_exp2(fmaf(st[j][nt][2 + e], scale_log2, -l2)) : 0.f;
+        }
       }
-    }
-    uint32_t zbits = 0xffffffffu;  // bit nt*4 + 2*r + e: keep
-    if constexpr (kDropout) {
-      zbits = 0;
+    ZBits zbits[kKT];  // bit nt*4 + 2*r + e: keep
 #pragma unroll
-      for (int nt = 0; nt < kBlockM / 8; ++nt)
+    for (int j = 0; j < kKT; ++j) {
+      zbits[j] = ~ZBits(0);
+      if constexpr (kDropout) {
+        zbits[j] = 0;
 #pragma unroll
-        for (int r = 0; r < 2; ++r)
+        for (int nt = 0; nt < kBlockM / 8; ++nt)
 #pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            const int key = n0 + warp * 16 + g + 8 * r;
-            const int row = m0 + nt * 8 + 2 * t + e;
-            if (dropout_keep(p.seed, p.offset, threshold, bh, row, key))
-              zbits |= 1u << (nt * 4 + 2 * r + e);
-          }
+          for (int r = 0; r < 2; ++r)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const int key = n0 + key0 + j * 16 + g + 8 * r;
+              const int row = m0 + nt * 8 + 2 * t + e;
+              if (dropout_keep(p.seed, p.offset, threshold, bh, row, key))
+                zbits[j] |= ZBits(1) << (nt * 4 + 2 * r + e);
+            }
+      }
     }
     // dV += Pd^T dO.
 #pragma unroll
     for (int kk = 0; kk < kBlockM / 16; ++kk) {
-      float pd[2][4];
+      uint32_t a[kKT][4];
 #pragma unroll
-      for (int x = 0; x < 2; ++x)
+      for (int j = 0; j < kKT; ++j) {
+        float pd[2][4];
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int nt = 2 * kk + x;
-          const bool z = (zbits >> (nt * 4 + e)) & 1u;
-          pd[x][e] = z ? st[nt][e] * rscale : 0.f;
-        }
-      uint32_t a[4] = {Elem<T>::pack(pd[0][0], pd[0][1]), Elem<T>::pack(pd[0][2], pd[0][3]),
-                       Elem<T>::pack(pd[1][0], pd[1][1]), Elem<T>::pack(pd[1][2], pd[1][3])};
+        for (int x = 0; x < 2; ++x)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int nt = 2 * kk + x;
+            const bool z = (zbits[j] >> (nt * 4 + e)) & 1u;
+            pd[x][e] = z ? st[j][nt][e] * rscale : 0.f;
+          }
+        a[j][0] = Elem<T>::pack(pd[0][0], pd[0][1]);
+        a[j][1] = Elem<T>::pack(pd[0][2], pd[0][3]);
+        a[j][2] = Elem<T>::pack(pd[1][0], pd[1][1]);
+        a[j][3] = Elem<T>::pack(pd[1][2], pd[1][3]);
+      }
 #pragma unroll
       for (int dp = 0; dp < D / 16; ++dp) {
         uint32_t r[4];
         ldmatrix_x4_trans(r, sdO + (kk * 16 + ((lane / 8) % 2) * 8 + lane % 8) * kStride +
                                  dp * 16 + (lane / 16) * 8);
-        Elem<T>::mma(acc_dv[2 * dp], a, r[0], r[1]);
-        Elem<T>::mma(acc_dv[2 * dp + 1], a, r[2], r[3]);
+#pragma unroll
+        for (int j = 0; j < kKT; ++j) {
+          Elem<T>::mma(acc_dv[j][2 * dp], a[j], r[0], r[1]);
+          Elem<T>::mma(acc_dv[j][2 * dp + 1], a[j], r[2], r[3]);
+        }
       }
     }
     // dS^T = P^T o (dP^T o Z * rscale - Dvec), kept in st.
 #pragma unroll
-    for (int nt = 0; nt < kBlockM / 8; ++nt)
+    for (int j = 0; j < kKT; ++j)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const bool z = (zbits >> (nt * 4 + e)) & 1u;
-        const float dvi = sDv[nt * 8 + 2 * t + (e & 1)];
-        st[nt][e] = st[nt][e] * ((z ? dpt[nt][e] * rscale : 0.f) - dvi);
-      }
+      for (int nt = 0; nt < kBlockM / 8; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const bool z = (zbits[j] >> (nt * 4 + e)) & 1u;
+          const float dvi = sDv[nt * 8 + 2 * t + (e & 1)];
+          st[j][nt][e] = st[j][nt][e] * ((z ? dpt[j][nt][e] * rscale : 0.f) - dvi);
+        }
     // dK += dS^T Q; dS^T -> shared memory for the dQ phase.
 #pragma unroll
     for (int kk = 0; kk < kBlockM / 16; ++kk) {
-      uint32_t a[4] = {Elem<T>::pack(st[2 * kk][0], st[2 * kk][1]),
-                       Elem<T>::pack(st[2 * kk][2], st[2 * kk][3]),
-                       Elem<T>::pack(st[2 * kk + 1][0], st[2 * kk + 1][1]),
-                       Elem<T>::pack(st[2 * kk + 1][2], st[2 * kk + 1][3])};
-      *reinterpret_cast<uint32_t*>(sdS + (warp * 16 + g) * kSStride + kk * 16 + 2 * t) = a[0];
-      *reinterpret_cast<uint32_t*>(sdS + (warp * 16 + g + 8) * kSStride + kk * 16 + 2 * t) = a[1];
-      *reinterpret_cast<uint32_t*>(sdS + (warp * 16 + g) * kSStride + kk * 16 + 8 + 2 * t) = a[2];
-      *reinterpret_cast<uint32_t*>(sdS + (warp * 16 + g + 8) * kSStride + kk * 16 + 8 + 2 * t) = a[3];
+      uint32_t a[kKT][4];
+#pragma unroll
+      for (int j = 0; j < kKT; ++j) {
+        a[j][0] = Elem<T>::pack(st[j][2 * kk][0], st[j][2 * kk][1]);
+        a[j][1] = Elem<T>::pack(st[j][2 * kk][2], st[j][2 * kk][3]);
+        a[j][2] = Elem<T>::pack(st[j][2 * kk + 1][0], st[j][2 * kk + 1][1]);
+        a[j][3] = Elem<T>::pack(st[j][2 * kk + 1][2], st[j][2 * kk + 1][3]);
+        T* srow = sdS + (key0 + j * 16 + g) * kSStride + kk * 16 + 2 * t;
+        *reinterpret_cast<uint32_t*>(srow) = a[j][0];
+        *reinterpret_cast<uint32_t*>(srow + 8 * kSStride) = a[j][1];
+        *reinterpret_cast<uint32_t*>(srow + 8) = a[j][2];
+        *reinterpret_cast<uint32_t*>(srow + 8 * kSStride + 8) = a[j][3];
+      }
 #pragma unroll
       for (int dp = 0; dp < D / 16; ++dp) {
         uint32_t r[4];
         ldmatrix_x4_trans(r, sQ + (kk * 16 + ((lane / 8) % 2) * 8 + lane % 8) * kStride + dp * 16 +
                                  (lane / 16) * 8);
-        Elem<T>::mma(acc_dk[2 * dp], a, r[0], r[1]);
-        Elem<T>::mma(acc_dk[2 * dp + 1], a, r[2], r[3]);
+#pragma unroll
+        for (int j = 0; j < kKT; ++j) {
+          Elem<T>::mma(acc_dk[j][2 * dp], a[j], r[0], r[1]);
+          Elem<T>::mma(acc_dk[j][2 * dp + 1], a[j], r[2], r[3]);
+        }
       }
     }
     if (has_next && tid < kBlockM) {
@@ -381,18 +445,20 @@ __global__ void __launch_bounds__(32 * kWarps) flash_bwd_kernel(const BackwardPa
   }
 
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int key = n0 + warp * 16 + g + 8 * r;
-    if (key < p.seq_k) {
+  for (int j = 0; j < kKT; ++j)
 #pragma unroll
-      for (int dt = 0; dt < D / 8; ++dt) {
-        *reinterpret_cast<uint32_t*>(dk + key * p.dk_strides.seq + dt * 8 + 2 * t) =
-            Elem<T>::pack(acc_dk[dt][2 * r] * p.scale, acc_dk[dt][2 * r + 1] * p.scale);
-        *reinterpret_cast<uint32_t*>(dv + key * p.dv_strides.seq + dt * 8 + 2 * t) =
-            Elem<T>::pack(acc_dv[dt][2 * r], acc_dv[dt][2 * r + 1]);
+    for (int r = 0; r < 2; ++r) {
+      const int key = n0 + key0 + j * 16 + g + 8 * r;
+      if (key < p.seq_k) {
+#pragma unroll
+        for (int dt = 0; dt < D / 8; ++dt) {
+          *reinterpret_cast<uint32_t*>(dk + key * p.dk_strides.seq + dt * 8 + 2 * t) =
+              Elem<T>::pack(acc_dk[j][dt][2 * r] * p.scale, acc_dk[j][dt][2 * r + 1] * p.scale);
+          *reinterpret_cast<uint32_t*>(dv + key * p.dv_strides.seq + dt * 8 + 2 * t) =
+              Elem<T>::pack(acc_dv[j][dt][2 * r], acc_dv[j][dt][2 * r + 1]);
+        }
       }
     }
-  }
 }
 
 }  // namespace cuda

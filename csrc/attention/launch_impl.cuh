@@ -7,6 +7,7 @@
 #include <string>
 #include <type_traits>
 
+#include "attention/attention_cuda.h"
 #include "attention/flash_bwd.cuh"
 #include "attention/flash_fwd.cuh"
 #include "attention/params.h"
@@ -80,28 +81,27 @@ std::string launch_fwd(const ForwardParams& p, cudaStream_t stream, int variant)
   }
 }
 
-template <typename T, int D, int kWarps>
+template <typename T, int D, int kWarps, int kKT, int kBlockM, bool kCacheKV>
 std::string launch_bwd_tc(const BackwardParams& p, cudaStream_t stream, float* dq_accum,
-                          float* dvec) {
+                          float* dvec, bool stagger) {
   const int64_t rows = static_cast<int64_t>(p.batch) * p.heads * p.seq_q;
-  constexpr int kBlockM = BwdConfig<D>::kBlockM;
-  using S = BwdShape<T, D, kBlockM, kWarps>;
+  using S = BwdShape<T, D, kBlockM, kWarps, kKT>;
   const bool direct = p.seq_k <= S::kBlockN;  // one CTA per (b, h) covers every key
   if (!direct || p.seq_k == 0)
     PYBERT_CUDA_TRY(cudaMemsetAsync(dq_accum, 0, sizeof(float) * rows * D, stream),
                     "cudaMemsetAsync(dq accumulator)");
   if (p.seq_k > 0) {
-    decltype(&flash_bwd_kernel<T, D, kBlockM, kWarps, false, false>) kernel;
+    decltype(&flash_bwd_kernel<T, D, kBlockM, kWarps, kKT, kCacheKV, false, false>) kernel;
     if (direct)
-      kernel = p.dropout_rate > 0.f ? flash_bwd_kernel<T, D, kBlockM, kWarps, true, true>
-                                    : flash_bwd_kernel<T, D, kBlockM, kWarps, false, true>;
+      kernel = p.dropout_rate > 0.f ? flash_bwd_kernel<T, D, kBlockM, kWarps, kKT, kCacheKV, true, true>
+                                    : flash_bwd_kernel<T, D, kBlockM, kWarps, kKT, kCacheKV, false, true>;
     else
-      kernel = p.dropout_rate > 0.f ? flash_bwd_kernel<T, D, kBlockM, kWarps, true, false>
-                                    : flash_bwd_kernel<T, D, kBlockM, kWarps, false, false>;
+      kernel = p.dropout_rate > 0.f ? flash_bwd_kernel<T, D, kBlockM, kWarps, kKT, kCacheKV, true, false>
+                                    : flash_bwd_kernel<T, D, kBlockM, kWarps, kKT, kCacheKV, false, false>;
     std::string err = set_smem(kernel, S::kSmemBytes, "flash_bwd_kernel");
     if (!err.empty()) return err;
     kernel<<<dim3(cdiv(p.seq_k, S::kBlockN), p.heads, p.batch), S::kThreads, S::kSmemBytes,
-             stream>>>(p, dq_accum, dvec);
+             stream>>>(p, dq_accum, dvec, stagger && !direct);
     PYBERT_CUDA_TRY(cudaGetLastError(), "flash_bwd_kernel launch");
   }
   if (!direct || p.seq_k == 0) {
@@ -111,8 +111,16 @@ std::string launch_bwd_tc(const BackwardParams& p, cudaStream_t stream, float* d
   return "";
 }
 
-// variant: 1 = 4 warps (64 keys per CTA), 2 = 8 warps (128 keys; head_dim <= 64);
-// 0 = the default (2 where allowed).
+// Backward variants (tensor cores): warps x keys per warp, query rows per step.
+//   1: 4 warps x 16 keys, 64 rows (32 for head_dim 128), K/V fragments in registers
+//      (head_dim <= 64)
+//   2: 8 warps x 16 keys, 64 rows, K/V fragments in registers    (head_dim <= 64)
+//   3: 4 warps x 32 keys, 32 rows, staggered query order          (head_dim <= 64)
+//   4: 8 warps x 32 keys, 32 rows, staggered query order          (head_dim 64)
+// 0 = the default: 3 for head_dim 32 and 64 (fastest at every benchmarked shape
+// on an H100: half the shared-memory loads of Q and dO per tensor-core
+// instruction; bench/RESULTS.md), 1 for head_dim 128. A variant not available
+// for a head dim runs 1.
 template <typename T, int D>
 std::string launch_bwd_d(const BackwardParams& p, cudaStream_t stream, float* dq_accum,
                          float* dvec, int variant) {
@@ -134,10 +142,20 @@ std::string launch_bwd_d(const BackwardParams& p, cudaStream_t stream, float* dq
     PYBERT_CUDA_TRY(cudaGetLastError(), "bwd_dq_f32_kernel launch");
     return "";
   } else {
+    constexpr int kSmallM = D <= 64 ? 64 : 32;
+    if (variant == 0) variant = D <= 64 ? 3 : 1;
     if constexpr (D <= 64) {
-      if (variant != 1) return launch_bwd_tc<T, D, 8>(p, stream, dq_accum, dvec);
+      switch (variant) {
+        case 2: return launch_bwd_tc<T, D, 8, 1, 64, true>(p, stream, dq_accum, dvec, false);
+        case 3: return launch_bwd_tc<T, D, 4, 2, 32, false>(p, stream, dq_accum, dvec, true);
+        case 4:
+          if constexpr (D == 64)
+            return launch_bwd_tc<T, D, 8, 2, 32, false>(p, stream, dq_accum, dvec, true);
+          break;
+        default: break;
+      }
     }
-    return launch_bwd_tc<T, D, 4>(p, stream, dq_accum, dvec);
+    return launch_bwd_tc<T, D, 4, 1, kSmallM, (D <= 64)>(p, stream, dq_accum, dvec, false);
   }
 }
 
