@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <thread>
@@ -33,9 +34,6 @@ namespace {
 #else
 #define PYBERT_HAVE_AVX2_CLONES 0
 #endif
-
-constexpr int kBlockM = 16;  // query rows per work item
-constexpr int kBlockN = 64;  // keys per block
 
 template <typename F>
 void parallel_for(int64_t n, int num_threads, F&& fn) {
@@ -74,215 +72,422 @@ std::string check(const ForwardParams& p, bool backward) {
   return "";
 }
 
+// ---- 32-byte vectors (GCC/Clang vector extensions: AVX in the AVX2 entry points,
+// pairs of SSE2 registers in the baseline build; the same operations either way).
+template <typename T>
+struct VecOf;
+template <>
+struct VecOf<float> {
+  typedef float type __attribute__((vector_size(32)));
+  typedef int32_t itype __attribute__((vector_size(32)));
+};
+template <>
+struct VecOf<double> {
+  typedef double type __attribute__((vector_size(32)));
+  typedef int64_t itype __attribute__((vector_size(32)));
+};
+template <typename T>
+using Vec = typename VecOf<T>::type;
+template <typename T>
+constexpr int kW = static_cast<int>(32 / sizeof(T));  // lanes
+
+template <typename T>
+PYBERT_KERNEL Vec<T> vload(const T* p) {
+  Vec<T> v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+template <typename T>
+PYBERT_KERNEL void vstore(T* p, Vec<T> v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+template <typename T>
+PYBERT_KERNEL Vec<T> vset1(T x) {
+  return Vec<T>{} + x;
+}
+
+// e^x, lanewise. float: Cephes' expf (range reduction by ln 2, degree-5
+// polynomial; ~1 ulp), inputs clamped to [-88.38, 88.38] (so e^-inf is ~1e-38,
+// not 0: callers zero masked entries themselves). double: std::exp per lane.
+PYBERT_KERNEL Vec<float> vexp(Vec<float> x) {
+  using VI = VecOf<float>::itype;
+  const Vec<float> hi = vset1(88.3762626647949f), lo = vset1(-88.3762626647949f);
+  x = x > hi ? hi : x;
+  x = x < lo ? lo : x;
+  Vec<float> fx = x * 1.44269504088896341f + 0.5f;
+  Vec<float> tmp = __builtin_convertvector(__builtin_convertvector(fx, VI), Vec<float>);
+  tmp = tmp > fx ? tmp - 1.f : tmp;  // floor
+  x = x - tmp * 0.693359375f;
+  x = x - tmp * -2.12194440e-4f;
+  const Vec<float> z = x * x;
+  Vec<float> y = vset1(1.9875691500E-4f);
+  y = y * x + 1.3981999507E-3f;
+  y = y * x + 8.3334519073E-3f;
+  y = y * x + 4.1665795894E-2f;
+  y = y * x + 1.6666665459E-1f;
+  y = y * x + 5.0000001201E-1f;
+  y = y * z + x + 1.f;
+  const VI e = (__builtin_convertvector(tmp, VI) + 127) << 23;
+  Vec<float> pow2n;
+  std::memcpy(&pow2n, &e, sizeof(pow2n));
+  return y * pow2n;
+}
+PYBERT_KERNEL Vec<double> vexp(Vec<double> x) {
+  for (int i = 0; i < 4; ++i) x[i] = std::exp(x[i]);
+  return x;
+}
+
+// ---- Register-blocked products on packed, zero-padded tiles. Column counts
+// (n, dp) are multiples of 2 * kW<T>; every sum runs in a fixed order.
+
+// S[r][j] = sum_d A[r][d] * Bt[d][j] for r < R, j < n, d < dp.
+template <typename T, int R>
+PYBERT_KERNEL void gemm_abt(const T* A, int lda, const T* Bt, int ldb, int dp, int n, T* S, int lds) {
+  constexpr int W = kW<T>;
+  for (int j = 0; j < n; j += 2 * W) {
+    Vec<T> acc[R][2];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = vset1(T(0));
+    for (int d = 0; d < dp; ++d) {
+      const Vec<T> b0 = vload(Bt + static_cast<size_t>(d) * ldb + j);
+      const Vec<T> b1 = vload(Bt + static_cast<size_t>(d) * ldb + j + W);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        const Vec<T> a = vset1(A[r * lda + d]);
+        acc[r][0] += a * b0;
+        acc[r][1] += a * b1;
+      }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      vstore(S + r * lds + j, acc[r][0]);
+      vstore(S + r * lds + j + W, acc[r][1]);
+    }
+  }
+}
+
+// O[r][d] = sum_j P[r][j] * B[j][d] for r < R, d < dp, j < n.
+template <typename T, int R>
+PYBERT_KERNEL void gemm_ab(const T* P, int ldp, const T* B, int ldb, int n, int dp, T* O, int ldo) {
+  constexpr int W = kW<T>;
+  for (int d0 = 0; d0 < dp; d0 += 2 * W) {
+    Vec<T> acc[R][2];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = vset1(T(0));
+    for (int j = 0; j < n; ++j) {
+      const Vec<T> b0 = vload(B + static_cast<size_t>(j) * ldb + d0);
+      const Vec<T> b1 = vload(B + static_cast<size_t>(j) * ldb + d0 + W);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        const Vec<T> a = vset1(P[r * ldp + j]);
+        acc[r][0] += a * b0;
+        acc[r][1] += a * b1;
+      }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      vstore(O + r * ldo + d0, acc[r][0]);
+      vstore(O + r * ldo + d0 + W, acc[r][1]);
+    }
+  }
+}
+
+// C[j][d] += sum_{r < rows} A[r][j] * B[r][d] for j < n (even), d < dp.
+template <typename T>
+PYBERT_KERNEL void gemm_atb_acc(const T* A, int lda, const T* B, int ldb, int rows, int n, int dp,
+                                T* C, int ldc) {
+  constexpr int W = kW<T>;
+  for (int j = 0; j < n; j += 2) {
+    T* c0 = C + static_cast<size_t>(j) * ldc;
+    T* c1 = c0 + ldc;
+    for (int d0 = 0; d0 < dp; d0 += 2 * W) {
+      Vec<T> c00 = vload(c0 + d0), c01 = vload(c0 + d0 + W);
+      Vec<T> c10 = vload(c1 + d0), c11 = vload(c1 + d0 + W);
+      for (int r = 0; r < rows; ++r) {
+        const Vec<T> b0 = vload(B + r * ldb + d0), b1 = vload(B + r * ldb + d0 + W);
+        const Vec<T> a0 = vset1(A[r * lda + j]), a1 = vset1(A[r * lda + j + 1]);
+        c00 += a0 * b0;
+        c01 += a0 * b1;
+        c10 += a1 * b0;
+        c11 += a1 * b1;
+      }
+      vstore(c0 + d0, c00);
+      vstore(c0 + d0 + W, c01);
+      vstore(c1 + d0, c10);
+      vstore(c1 + d0 + W, c11);
+    }
+  }
+}
+
+inline int round_up(int x, int m) { return (x + m - 1) / m * m; }
+
+// Packing: rows [0, rows) of a [seq, D] slice (row stride ld) into dst[rows_p][dp]
+// (rows_p >= rows; zero padding), or transposed into dst[dp][cols_p].
+template <typename T>
+PYBERT_KERNEL void pack_rows(const T* src, int64_t ld, int rows, int D, int rows_p, int dp, T* dst) {
+  for (int r = 0; r < rows_p; ++r) {
+    T* o = dst + static_cast<size_t>(r) * dp;
+    if (r < rows) {
+      const T* s = src + r * ld;
+      for (int d = 0; d < D; ++d) o[d] = s[d];
+      std::fill(o + D, o + dp, T(0));
+    } else {
+      std::fill(o, o + dp, T(0));
+    }
+  }
+}
+template <typename T>
+PYBERT_KERNEL void pack_cols(const T* src, int64_t ld, int rows, int D, int cols_p, int dp, T* dst) {
+  std::fill(dst, dst + static_cast<size_t>(dp) * cols_p, T(0));
+  for (int r = 0; r < rows; ++r) {
+    const T* s = src + r * ld;
+    for (int d = 0; d < D; ++d) dst[static_cast<size_t>(d) * cols_p + r] = s[d];
+  }
+}
+
 struct MaskView {
   const int32_t* row;
   bool keep(int j) const { return row == nullptr || row[j] != 0; }
+  // 1 + the last kept key (0 if none).
+  int kv_len(int seq_k) const {
+    if (row == nullptr) return seq_k;
+    for (int j = seq_k; j > 0; --j)
+      if (row[j - 1] != 0) return j;
+    return 0;
+  }
 };
 
+// Per-thread scratch buffers of one work item.
 template <typename T>
-PYBERT_KERNEL void forward_item(const ForwardParams& p, int64_t item, std::vector<T>& kt, std::vector<T>& s) {
-  const int D = p.head_dim;
-  const int m_blocks = (p.seq_q + kBlockM - 1) / kBlockM;
-  const int mb = static_cast<int>(item % m_blocks);
-  const int64_t bh = item / m_blocks;
+struct Scratch {
+  std::vector<T> a, b, c, d, e, f, g, h, keep;
+};
+
+constexpr int kRows = 4;        // query rows per register block
+constexpr int kFwdChunk = 64;   // query rows per forward work item
+constexpr int kBwdRows = 16;    // query rows per backward step (dK/dV rank update)
+
+// Forward, one (batch, head, 64-row query chunk): the scores of 4 rows against
+// every kept key at a time (exact two-pass softmax over the row), then P V.
+template <typename T>
+PYBERT_KERNEL void forward_item(const ForwardParams& p, int64_t item, Scratch<T>& w) {
+  constexpr int W2 = 2 * kW<T>;
+  const int D = p.head_dim, dp = round_up(D, W2);
+  const int chunks = (p.seq_q + kFwdChunk - 1) / kFwdChunk;
+  const int64_t bh = item / chunks;
+  const int i0 = static_cast<int>(item % chunks) * kFwdChunk;
+  const int i1 = std::min(p.seq_q, i0 + kFwdChunk);
+  const int b = static_cast<int>(bh / p.heads), h = static_cast<int>(bh % p.heads);
+  const T* q = static_cast<const T*>(p.q) + b * p.q_strides.batch + h * p.q_strides.head;
+  T* out = static_cast<T*>(p.out) + b * p.out_strides.batch + h * p.out_strides.head;
+  const MaskView mask{p.mask ? p.mask + b * p.mask_batch_stride : nullptr};
+  const int kv = p.seq_k > 0 ? mask.kv_len(p.seq_k) : 0;
+  if (kv == 0) {  // every key masked: defined output 0, lse +inf
+    for (int i = i0; i < i1; ++i) {
+      std::fill(out + i * p.out_strides.seq, out + i * p.out_strides.seq + D, T(0));
+      if (p.lse) p.lse[bh * p.seq_q + i] = std::numeric_limits<float>::infinity();
+    }
+    return;
+  }
+  const T* k = static_cast<const T*>(p.k) + b * p.k_strides.batch + h * p.k_strides.head;
+  const T* v = static_cast<const T*>(p.v) + b * p.v_strides.batch + h * p.v_strides.head;
+  const int np = round_up(kv, W2);
+  const bool dropout = p.dropout_rate > 0.f;
+  const uint32_t threshold = dropout_threshold(p.dropout_rate);
+  const T rscale = dropout ? T(1) / (T(1) - static_cast<T>(p.dropout_rate)) : T(1);
+  const T scale = static_cast<T>(p.scale);
+  w.a.resize(static_cast<size_t>(dp) * np);  // K^T
+  w.b.resize(static_cast<size_t>(np) * dp);  // V
+  w.c.resize(static_cast<size_t>(kRows) * dp);  // Q rows
+  w.d.resize(static_cast<size_t>(kRows) * np);  // scores -> probabilities
+  w.e.resize(static_cast<size_t>(kRows) * dp);  // P V
+  w.keep.resize(np);
+  pack_cols(k, p.k_strides.seq, kv, D, np, dp, w.a.data());
+  pack_rows(v, p.v_strides.seq, kv, D, np, dp, w.b.data());
+  for (int j = 0; j < np; ++j) w.keep[j] = j < kv && mask.keep(j) ? T(1) : T(0);
+  const T ninf = -std::numeric_limits<T>::infinity();
+  for (int r0 = i0; r0 < i1; r0 += kRows) {
+    const int rows = std::min(kRows, i1 - r0);
+    pack_rows(q + r0 * p.q_strides.seq, p.q_strides.seq, rows, D, kRows, dp, w.c.data());
+    gemm_abt<T, kRows>(w.c.data(), dp, w.a.data(), np, dp, np, w.d.data(), np);
+    T inv[kRows], lse[kRows];
+    for (int r = 0; r < rows; ++r) {
+      T* s = w.d.data() + static_cast<size_t>(r) * np;
+      Vec<T> mx = vset1(ninf);
+      for (int j = 0; j < np; j += kW<T>) {
+        const Vec<T> kp = vload(w.keep.data() + j);
+        Vec<T> x = vload(s + j) * scale;
+        x = kp > vset1(T(0)) ? x : vset1(ninf);
+        vstore(s + j, x);
+        mx = x > mx ? x : mx;
+      }
+      T m = ninf;
+      for (int l = 0; l < kW<T>; ++l) m = std::max(m, mx[l]);
+      Vec<T> sum = vset1(T(0));
+      for (int j = 0; j < np; j += kW<T>) {
+        const Vec<T> e = vexp(vload(s + j) - m) * vload(w.keep.data() + j);
+        vstore(s + j, e);
+        sum += e;
+      }
+      T l = 0;
+      for (int x = 0; x < kW<T>; ++x) l += sum[x];
+      if (dropout) {
+        const int i = r0 + r;
+        for (int j = 0; j < kv; ++j)
+          if (s[j] != T(0) && !dropout_keep(p.seed, p.offset, threshold, static_cast<uint32_t>(bh),
+                                            static_cast<uint32_t>(i), static_cast<uint32_t>(j)))
+            s[j] = T(0);
+      }
+      inv[r] = rscale / l;
+      lse[r] = m + std::log(l);
+    }
+    for (int r = rows; r < kRows; ++r)
+      std::fill(w.d.begin() + static_cast<size_t>(r) * np, w.d.begin() + static_cast<size_t>(r + 1) * np, T(0));
+    gemm_ab<T, kRows>(w.d.data(), np, w.b.data(), dp, np, dp, w.e.data(), dp);
+    for (int r = 0; r < rows; ++r) {
+      const int i = r0 + r;
+      T* o = out + i * p.out_strides.seq;
+      const T* a = w.e.data() + static_cast<size_t>(r) * dp;
+      for (int d = 0; d < D; ++d) o[d] = a[d] * inv[r];
+      if (p.lse) p.lse[bh * p.seq_q + i] = static_cast<float>(lse[r]);
+    }
+  }
+}
+
+// One running sum in index order: the order of every element of gemm_abt, so
+// that Dvec = dO . O and dP = dO . V (and the recomputed float64 lse and the
+// scores) round the same way; e.g. with a single key, dS = P (dP - Dvec) is 0.
+template <typename T>
+PYBERT_KERNEL T dot(const T* a, const T* b, int n) {
+  T s = 0;
+  for (int i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+// Backward, one (batch, head): for each step of 16 query rows, recompute
+// P = exp(scale Q K^T - lse) and dP = dO V^T four rows at a time, then
+//   dS = P o (dP o Z / (1 - rate) - Dvec) * scale,  dQ rows = dS K (complete),
+// and accumulate dV += (P o Z / (1 - rate))^T dO and dK += dS^T Q over the steps.
+template <typename T>
+PYBERT_KERNEL void backward_item(const BackwardParams& p, int64_t bh, const std::vector<T>& dvec,
+                                 const std::vector<T>& lse_all, Scratch<T>& w) {
+  constexpr int W2 = 2 * kW<T>;
+  const int D = p.head_dim, dp = round_up(D, W2);
   const int b = static_cast<int>(bh / p.heads), h = static_cast<int>(bh % p.heads);
   const T* q = static_cast<const T*>(p.q) + b * p.q_strides.batch + h * p.q_strides.head;
   const T* k = static_cast<const T*>(p.k) + b * p.k_strides.batch + h * p.k_strides.head;
   const T* v = static_cast<const T*>(p.v) + b * p.v_strides.batch + h * p.v_strides.head;
-  T* out = static_cast<T*>(p.out) + b * p.out_strides.batch + h * p.out_strides.head;
+  const T* dout = static_cast<const T*>(p.dout) + b * p.dout_strides.batch + h * p.dout_strides.head;
+  T* dq = static_cast<T*>(p.dq) + b * p.dq_strides.batch + h * p.dq_strides.head;
+  T* dk = static_cast<T*>(p.dk) + b * p.dk_strides.batch + h * p.dk_strides.head;
+  T* dv = static_cast<T*>(p.dv) + b * p.dv_strides.batch + h * p.dv_strides.head;
   const MaskView mask{p.mask ? p.mask + b * p.mask_batch_stride : nullptr};
+  const int kv = p.seq_k > 0 ? mask.kv_len(p.seq_k) : 0;
+  for (int j = kv; j < p.seq_k; ++j) {  // keys past the last kept one: zero gradients
+    std::fill(dk + j * p.dk_strides.seq, dk + j * p.dk_strides.seq + D, T(0));
+    std::fill(dv + j * p.dv_strides.seq, dv + j * p.dv_strides.seq + D, T(0));
+  }
+  if (kv == 0) {
+    for (int i = 0; i < p.seq_q; ++i)
+      std::fill(dq + i * p.dq_strides.seq, dq + i * p.dq_strides.seq + D, T(0));
+    return;
+  }
+  const int np = round_up(kv, W2);
   const bool dropout = p.dropout_rate > 0.f;
   const uint32_t threshold = dropout_threshold(p.dropout_rate);
-  const int i0 = mb * kBlockM, rows = std::min(kBlockM, p.seq_q - i0);
-
-  std::vector<T> acc(static_cast<size_t>(rows) * D, T(0));
-  std::vector<T> m(rows, -std::numeric_limits<T>::infinity()), l(rows, T(0));
-  kt.resize(static_cast<size_t>(D) * kBlockN);
-  s.resize(kBlockN);
-  for (int j0 = 0; j0 < p.seq_k; j0 += kBlockN) {
-    const int cols = std::min(kBlockN, p.seq_k - j0);
-    bool any = false;
-    for (int j = 0; j < cols; ++j) any |= mask.keep(j0 + j);
-    if (!any) continue;
-    for (int j = 0; j < cols; ++j) {  // K block transposed: kt[d][j]
-      const T* kr = k + (j0 + j) * p.k_strides.seq;
-      for (int d = 0; d < D; ++d) kt[static_cast<size_t>(d) * kBlockN + j] = kr[d];
-    }
-    for (int r = 0; r < rows; ++r) {
-      const int i = i0 + r;
-      const T* qr = q + i * p.q_strides.seq;
-      std::fill(s.begin(), s.begin() + cols, T(0));
-      for (int d = 0; d < D; ++d) {
-        const T qd = qr[d] * static_cast<T>(p.scale);
-        const T* ktd = kt.data() + static_cast<size_t>(d) * kBlockN;
-        for (int j = 0; j < cols; ++j) s[j] += qd * ktd[j];
+  const T rscale = dropout ? T(1) / (T(1) - static_cast<T>(p.dropout_rate)) : T(1);
+  const T scale = static_cast<T>(p.scale);
+  const size_t kd = static_cast<size_t>(np) * dp, rn = static_cast<size_t>(kBwdRows) * np,
+               rd = static_cast<size_t>(kBwdRows) * dp;
+  w.a.resize(kd);      // K^T [dp][np]
+  w.b.resize(kd);      // V^T [dp][np]
+  w.c.resize(kd);      // K   [np][dp]
+  w.d.assign(kd, 0);   // dK accumulator [np][dp]
+  w.e.assign(kd, 0);   // dV accumulator [np][dp]
+  w.f.resize(2 * rd + static_cast<size_t>(kRows) * dp);  // Q rows, dO rows, dQ rows
+  w.g.resize(2 * rn);  // P o Z * rscale rows, dS rows
+  w.h.resize(static_cast<size_t>(kRows) * np);  // dP rows
+  w.keep.resize(np);
+  pack_cols(k, p.k_strides.seq, kv, D, np, dp, w.a.data());
+  pack_cols(v, p.v_strides.seq, kv, D, np, dp, w.b.data());
+  pack_rows(k, p.k_strides.seq, kv, D, np, dp, w.c.data());
+  for (int j = 0; j < np; ++j) w.keep[j] = j < kv && mask.keep(j) ? T(1) : T(0);
+  T* qb = w.f.data();
+  T* dob = qb + rd;
+  T* dqb = dob + rd;
+  T* pz = w.g.data();
+  T* ds = pz + rn;
+  const T* lse_bh = lse_all.data() + bh * p.seq_q;
+  const T* dvec_bh = dvec.data() + bh * p.seq_q;
+  for (int i0 = 0; i0 < p.seq_q; i0 += kBwdRows) {
+    const int rows = std::min(kBwdRows, p.seq_q - i0);
+    pack_rows(q + i0 * p.q_strides.seq, p.q_strides.seq, rows, D, kBwdRows, dp, qb);
+    pack_rows(dout + i0 * p.dout_strides.seq, p.dout_strides.seq, rows, D, kBwdRows, dp, dob);
+    for (int r0 = 0; r0 < kBwdRows; r0 += kRows) {
+      T* s = ds + static_cast<size_t>(r0) * np;  // S, then dS, in place
+      if (r0 >= rows) {  // past seq_q: nothing to add to dK, dV
+        std::fill(s, s + static_cast<size_t>(kRows) * np, T(0));
+        std::fill(pz + static_cast<size_t>(r0) * np, pz + static_cast<size_t>(r0 + kRows) * np, T(0));
+        continue;
       }
-      T mx = -std::numeric_limits<T>::infinity();
-      for (int j = 0; j < cols; ++j) {
-        if (!mask.keep(j0 + j)) s[j] = -std::numeric_limits<T>::infinity();
-        mx = std::max(mx, s[j]);
-      }
-      const T m_new = std::max(m[r], mx);
-      const T corr = std::exp(m[r] - m_new);  // m[r] = -inf at first: 0
-      T* a = acc.data() + static_cast<size_t>(r) * D;
-      for (int d = 0; d < D; ++d) a[d] *= corr;
-      T sum = 0;
-      for (int j = 0; j < cols; ++j) {
-        const T pe = std::exp(s[j] - m_new);
-        sum += pe;
-        if (pe == T(0)) continue;
-        if (dropout && !dropout_keep(p.seed, p.offset, threshold, static_cast<uint32_t>(bh),
-                                     static_cast<uint32_t>(i), static_cast<uint32_t>(j0 + j)))
+      gemm_abt<T, kRows>(qb + r0 * dp, dp, w.a.data(), np, dp, np, s, np);
+      gemm_abt<T, kRows>(dob + r0 * dp, dp, w.b.data(), np, dp, np, w.h.data(), np);
+      for (int r = 0; r < kRows; ++r) {
+        const int i = i0 + r0 + r;
+        T* sr = s + static_cast<size_t>(r) * np;
+        T* pr = pz + static_cast<size_t>(r0 + r) * np;
+        const T* dpr = w.h.data() + static_cast<size_t>(r) * np;
+        if (i >= p.seq_q || std::isinf(lse_bh[i])) {  // padding row or fully masked row
+          std::fill(sr, sr + np, T(0));
+          std::fill(pr, pr + np, T(0));
           continue;
-        const T* vr = v + (j0 + j) * p.v_strides.seq;
-        for (int d = 0; d < D; ++d) a[d] += pe * vr[d];
+        }
+        const T l = lse_bh[i], dvi = dvec_bh[i];
+        for (int j = 0; j < np; j += kW<T>) {
+          const Vec<T> pe = vexp(vload(sr + j) * scale - l) * vload(w.keep.data() + j);
+          vstore(pr + j, pe);
+          vstore(sr + j, pe * (vload(dpr + j) * rscale - dvi) * scale);
+        }
+        if (dropout) {  // dropped entries: dS = P o (0 - Dvec) * scale, P o Z = 0
+          for (int j = 0; j < kv; ++j)
+            if (!dropout_keep(p.seed, p.offset, threshold, static_cast<uint32_t>(bh),
+                              static_cast<uint32_t>(i), static_cast<uint32_t>(j))) {
+              sr[j] = pr[j] * (T(0) - dvi) * scale;
+              pr[j] = T(0);
+            }
+          for (int j = 0; j < np; j += kW<T>) vstore(pr + j, vload(pr + j) * rscale);
+        }
       }
-      l[r] = l[r] * corr + sum;
-      m[r] = m_new;
-    }
-  }
-  const T rscale = dropout ? T(1) / (T(1) - static_cast<T>(p.dropout_rate)) : T(1);
-  for (int r = 0; r < rows; ++r) {
-    const int i = i0 + r;
-    const T inv = l[r] > T(0) ? rscale / l[r] : T(0);
-    T* o = out + i * p.out_strides.seq;
-    const T* a = acc.data() + static_cast<size_t>(r) * D;
-    for (int d = 0; d < D; ++d) o[d] = a[d] * inv;
-    if (p.lse)
-      p.lse[bh * p.seq_q + i] = l[r] > T(0) ? static_cast<float>(m[r] + std::log(l[r]))
-                                            : std::numeric_limits<float>::infinity();
-  }
-}
-
-// Per (b, h, key block): dK, dV. Per (b, h, query block): dQ. Both recompute
-// P from lse and dP from dO . V.
-template <typename T>
-struct BwdPtrs {
-  const T *q, *k, *v, *out, *dout;
-  T *dq, *dk, *dv;
-  MaskView mask;
-  const float* lse;
-  int64_t bh;
-};
-
-template <typename T>
-BwdPtrs<T> bwd_ptrs(const BackwardParams& p, int64_t bh) {
-  const int b = static_cast<int>(bh / p.heads), h = static_cast<int>(bh % p.heads);
-  BwdPtrs<T> r;
-  r.q = static_cast<const T*>(p.q) + b * p.q_strides.batch + h * p.q_strides.head;
-  r.k = static_cast<const T*>(p.k) + b * p.k_strides.batch + h * p.k_strides.head;
-  r.v = static_cast<const T*>(p.v) + b * p.v_strides.batch + h * p.v_strides.head;
-  r.out = static_cast<const T*>(p.out) + b * p.out_strides.batch + h * p.out_strides.head;
-  r.dout = static_cast<const T*>(p.dout) + b * p.dout_strides.batch + h * p.dout_strides.head;
-  r.dq = static_cast<T*>(p.dq) + b * p.dq_strides.batch + h * p.dq_strides.head;
-  r.dk = static_cast<T*>(p.dk) + b * p.dk_strides.batch + h * p.dk_strides.head;
-  r.dv = static_cast<T*>(p.dv) + b * p.dv_strides.batch + h * p.dv_strides.head;
-  r.mask = MaskView{p.mask ? p.mask + b * p.mask_batch_stride : nullptr};
-  r.lse = p.lse + bh * p.seq_q;
-  r.bh = bh;
-  return r;
-}
-
-// Eight independent partial sums (a fixed order, so results do not depend on the
-// thread count): the compiler vectorizes them, a single running sum it cannot.
-template <typename T>
-PYBERT_KERNEL T dot(const T* a, const T* b, int n) {
-  T acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int k = 0; k < 8; ++k) acc[k] += a[i + k] * b[i + k];
-  T s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-  for (; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-
-template <typename T>
-PYBERT_KERNEL void backward_dkdv_item(const BackwardParams& p, int64_t item, const std::vector<T>& dvec,
-                        const std::vector<T>& lse_all) {
-  const int D = p.head_dim;
-  const int n_blocks = (p.seq_k + kBlockN - 1) / kBlockN;
-  const int nb = static_cast<int>(item % n_blocks);
-  const BwdPtrs<T> t = bwd_ptrs<T>(p, item / n_blocks);
-  const bool dropout = p.dropout_rate > 0.f;
-  const uint32_t threshold = dropout_threshold(p.dropout_rate);
-  const T rscale = dropout ? T(1) / (T(1) - static_cast<T>(p.dropout_rate)) : T(1);
-  const T scale = static_cast<T>(p.scale);
-  const T* dv_rows = dvec.data() + t.bh * p.seq_q;
-  for (int j = nb * kBlockN; j < std::min(p.seq_k, (nb + 1) * kBlockN); ++j) {
-    T* dkr = t.dk + j * p.dk_strides.seq;
-    T* dvr = t.dv + j * p.dv_strides.seq;
-    std::fill(dkr, dkr + D, T(0));
-    std::fill(dvr, dvr + D, T(0));
-    if (!t.mask.keep(j)) continue;
-    const T* kr = t.k + j * p.k_strides.seq;
-    const T* vr = t.v + j * p.v_strides.seq;
-    for (int i = 0; i < p.seq_q; ++i) {
-      const T lse = lse_all[t.bh * p.seq_q + i];
-      if (std::isinf(lse)) continue;
-      const T* qi = t.q + i * p.q_strides.seq;
-      const T* doi = t.dout + i * p.dout_strides.seq;
-      const T pe = std::exp(dot(qi, kr, D) * scale - lse);
-      const bool keep = !dropout || dropout_keep(p.seed, p.offset, threshold,
-                                                 static_cast<uint32_t>(t.bh),
-                                                 static_cast<uint32_t>(i), static_cast<uint32_t>(j));
-      const T dpd = keep ? dot(doi, vr, D) * rscale : T(0);
-      const T ds = pe * (dpd - dv_rows[i]) * scale;
-      const T pd = keep ? pe * rscale : T(0);
-      for (int d = 0; d < D; ++d) {
-        dvr[d] += pd * doi[d];
-        dkr[d] += ds * qi[d];
+      gemm_ab<T, kRows>(s, np, w.c.data(), dp, np, dp, dqb, dp);
+      for (int r = 0; r < kRows && i0 + r0 + r < p.seq_q; ++r) {
+        T* o = dq + (i0 + r0 + r) * p.dq_strides.seq;
+        const T* a = dqb + static_cast<size_t>(r) * dp;
+        for (int d = 0; d < D; ++d) o[d] = a[d];
       }
     }
+    gemm_atb_acc(pz, np, dob, dp, kBwdRows, np, dp, w.e.data(), dp);
+    gemm_atb_acc(ds, np, qb, dp, kBwdRows, np, dp, w.d.data(), dp);
   }
-}
-
-template <typename T>
-PYBERT_KERNEL void backward_dq_item(const BackwardParams& p, int64_t item, const std::vector<T>& dvec,
-                      const std::vector<T>& lse_all) {
-  const int D = p.head_dim;
-  const int m_blocks = (p.seq_q + kBlockM - 1) / kBlockM;
-  const int mb = static_cast<int>(item % m_blocks);
-  const BwdPtrs<T> t = bwd_ptrs<T>(p, item / m_blocks);
-  const bool dropout = p.dropout_rate > 0.f;
-  const uint32_t threshold = dropout_threshold(p.dropout_rate);
-  const T rscale = dropout ? T(1) / (T(1) - static_cast<T>(p.dropout_rate)) : T(1);
-  const T scale = static_cast<T>(p.scale);
-  for (int i = mb * kBlockM; i < std::min(p.seq_q, (mb + 1) * kBlockM); ++i) {
-    T* dqr = t.dq + i * p.dq_strides.seq;
-    std::fill(dqr, dqr + D, T(0));
-    const T lse = lse_all[t.bh * p.seq_q + i];
-    if (std::isinf(lse)) continue;
-    const T* qi = t.q + i * p.q_strides.seq;
-    const T* doi = t.dout + i * p.dout_strides.seq;
-    const T dvi = dvec[t.bh * p.seq_q + i];
-    for (int j = 0; j < p.seq_k; ++j) {
-      if (!t.mask.keep(j)) continue;
-      const T* kr = t.k + j * p.k_strides.seq;
-      const T pe = std::exp(dot(qi, kr, D) * scale - lse);
-      const bool keep = !dropout || dropout_keep(p.seed, p.offset, threshold,
-                                                 static_cast<uint32_t>(t.bh),
-                                                 static_cast<uint32_t>(i), static_cast<uint32_t>(j));
-      const T dpd = keep ? dot(doi, t.v + j * p.v_strides.seq, D) * rscale : T(0);
-      const T ds = pe * (dpd - dvi) * scale;
-      for (int d = 0; d < D; ++d) dqr[d] += ds * kr[d];
+  for (int j = 0; j < kv; ++j) {
+    const T* a = w.d.data() + static_cast<size_t>(j) * dp;
+    const T* c = w.e.data() + static_cast<size_t>(j) * dp;
+    T* okr = dk + j * p.dk_strides.seq;
+    T* ovr = dv + j * p.dv_strides.seq;
+    for (int d = 0; d < D; ++d) {
+      okr[d] = a[d];
+      ovr[d] = c[d];
     }
   }
 }
 
 #if PYBERT_HAVE_AVX2_CLONES
-PYBERT_AVX2 void forward_item_avx2(const ForwardParams& p, int64_t item, std::vector<float>& kt,
-                                   std::vector<float>& s) {
-  forward_item<float>(p, item, kt, s);
+PYBERT_AVX2 void forward_item_avx2(const ForwardParams& p, int64_t item, Scratch<float>& w) {
+  forward_item<float>(p, item, w);
 }
-PYBERT_AVX2 void backward_dkdv_item_avx2(const BackwardParams& p, int64_t item,
-                                         const std::vector<float>& dvec,
-                                         const std::vector<float>& lse) {
-  backward_dkdv_item<float>(p, item, dvec, lse);
-}
-PYBERT_AVX2 void backward_dq_item_avx2(const BackwardParams& p, int64_t item,
-                                       const std::vector<float>& dvec,
-                                       const std::vector<float>& lse) {
-  backward_dq_item<float>(p, item, dvec, lse);
+PYBERT_AVX2 void backward_item_avx2(const BackwardParams& p, int64_t bh,
+                                    const std::vector<float>& dvec, const std::vector<float>& lse,
+                                    Scratch<float>& w) {
+  backward_item<float>(p, bh, dvec, lse, w);
 }
 bool cpu_has_avx2() {
   static const bool ok = [] {
@@ -295,45 +500,34 @@ bool cpu_has_avx2() {
 #endif
 
 template <typename T>
-void run_forward_item(const ForwardParams& p, int64_t item, std::vector<T>& kt, std::vector<T>& s) {
+void run_forward_item(const ForwardParams& p, int64_t item, Scratch<T>& w) {
 #if PYBERT_HAVE_AVX2_CLONES
   if constexpr (std::is_same<T, float>::value) {
-    if (cpu_has_avx2()) return forward_item_avx2(p, item, kt, s);
+    if (cpu_has_avx2()) return forward_item_avx2(p, item, w);
   }
 #endif
-  forward_item<T>(p, item, kt, s);
+  forward_item<T>(p, item, w);
 }
 
 template <typename T>
-void run_dkdv_item(const BackwardParams& p, int64_t item, const std::vector<T>& dvec,
-                   const std::vector<T>& lse) {
+void run_backward_item(const BackwardParams& p, int64_t bh, const std::vector<T>& dvec,
+                       const std::vector<T>& lse, Scratch<T>& w) {
 #if PYBERT_HAVE_AVX2_CLONES
   if constexpr (std::is_same<T, float>::value) {
-    if (cpu_has_avx2()) return backward_dkdv_item_avx2(p, item, dvec, lse);
+    if (cpu_has_avx2()) return backward_item_avx2(p, bh, dvec, lse, w);
   }
 #endif
-  backward_dkdv_item<T>(p, item, dvec, lse);
-}
-
-template <typename T>
-void run_dq_item(const BackwardParams& p, int64_t item, const std::vector<T>& dvec,
-                 const std::vector<T>& lse) {
-#if PYBERT_HAVE_AVX2_CLONES
-  if constexpr (std::is_same<T, float>::value) {
-    if (cpu_has_avx2()) return backward_dq_item_avx2(p, item, dvec, lse);
-  }
-#endif
-  backward_dq_item<T>(p, item, dvec, lse);
+  backward_item<T>(p, bh, dvec, lse, w);
 }
 
 template <typename T>
 std::string forward_impl(const ForwardParams& p, int num_threads) {
   std::string e = check(p, false);
   if (!e.empty() || p.batch == 0 || p.seq_q == 0) return e;
-  const int m_blocks = (p.seq_q + kBlockM - 1) / kBlockM;
-  parallel_for(static_cast<int64_t>(p.batch) * p.heads * m_blocks, num_threads, [&](int64_t item) {
-    thread_local std::vector<T> kt, s;
-    run_forward_item<T>(p, item, kt, s);
+  const int chunks = (p.seq_q + kFwdChunk - 1) / kFwdChunk;
+  parallel_for(static_cast<int64_t>(p.batch) * p.heads * chunks, num_threads, [&](int64_t item) {
+    thread_local Scratch<T> w;
+    run_forward_item<T>(p, item, w);
   });
   return "";
 }
@@ -345,30 +539,33 @@ std::string backward_impl(const BackwardParams& p, int num_threads) {
   const int64_t bhs = static_cast<int64_t>(p.batch) * p.heads;
   std::vector<T> dvec(static_cast<size_t>(bhs) * p.seq_q), lse(dvec.size());
   parallel_for(bhs, num_threads, [&](int64_t bh) {
-    const BwdPtrs<T> t = bwd_ptrs<T>(p, bh);
+    const int b = static_cast<int>(bh / p.heads), h = static_cast<int>(bh % p.heads);
+    const T* q = static_cast<const T*>(p.q) + b * p.q_strides.batch + h * p.q_strides.head;
+    const T* k = static_cast<const T*>(p.k) + b * p.k_strides.batch + h * p.k_strides.head;
+    const T* out = static_cast<const T*>(p.out) + b * p.out_strides.batch + h * p.out_strides.head;
+    const T* dout =
+        static_cast<const T*>(p.dout) + b * p.dout_strides.batch + h * p.dout_strides.head;
+    const MaskView mask{p.mask ? p.mask + b * p.mask_batch_stride : nullptr};
     for (int i = 0; i < p.seq_q; ++i) {
       dvec[bh * p.seq_q + i] =
-          dot(t.dout + i * p.dout_strides.seq, t.out + i * p.out_strides.seq, p.head_dim);
+          dot(dout + i * p.dout_strides.seq, out + i * p.out_strides.seq, p.head_dim);
       if constexpr (std::is_same<T, float>::value) {
-        lse[bh * p.seq_q + i] = t.lse[i];
+        lse[bh * p.seq_q + i] = p.lse[bh * p.seq_q + i];
       } else {  // the float32 lse would cap float64 gradients at ~1e-7: recompute it
-        const T* qi = t.q + i * p.q_strides.seq;
+        const T* qi = q + i * p.q_strides.seq;
         T mx = -std::numeric_limits<T>::infinity(), sum = 0;
         for (int j = 0; j < p.seq_k; ++j)
-          if (t.mask.keep(j)) mx = std::max(mx, dot(qi, t.k + j * p.k_strides.seq, p.head_dim) * T(p.scale));
+          if (mask.keep(j)) mx = std::max(mx, dot(qi, k + j * p.k_strides.seq, p.head_dim) * T(p.scale));
         for (int j = 0; j < p.seq_k && std::isfinite(mx); ++j)
-          if (t.mask.keep(j)) sum += std::exp(dot(qi, t.k + j * p.k_strides.seq, p.head_dim) * T(p.scale) - mx);
+          if (mask.keep(j)) sum += std::exp(dot(qi, k + j * p.k_strides.seq, p.head_dim) * T(p.scale) - mx);
         lse[bh * p.seq_q + i] = sum > 0 ? mx + std::log(sum) : std::numeric_limits<T>::infinity();
       }
     }
   });
-  if (p.seq_k > 0) {
-    const int n_blocks = (p.seq_k + kBlockN - 1) / kBlockN;
-    parallel_for(bhs * n_blocks, num_threads,
-                 [&](int64_t item) { run_dkdv_item<T>(p, item, dvec, lse); });
-  }
-  const int m_blocks = (p.seq_q + kBlockM - 1) / kBlockM;
-  parallel_for(bhs * m_blocks, num_threads, [&](int64_t item) { run_dq_item<T>(p, item, dvec, lse); });
+  parallel_for(bhs, num_threads, [&](int64_t bh) {
+    thread_local Scratch<T> w;
+    run_backward_item<T>(p, bh, dvec, lse, w);
+  });
   return "";
 }
 
