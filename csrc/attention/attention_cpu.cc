@@ -101,6 +101,8 @@ template <typename T>
 PYBERT_KERNEL void vstore(T* p, Vec<T> v) {
   std::memcpy(p, &v, sizeof(v));
 }
+// Every lane x (outside hot loops: it costs an addition, 0 + -0 being +0; the
+// products below multiply by a scalar instead, which compiles to a broadcast).
 template <typename T>
 PYBERT_KERNEL Vec<T> vset1(T x) {
   return Vec<T>{} + x;
@@ -147,15 +149,15 @@ PYBERT_KERNEL void gemm_abt(const T* A, int lda, const T* Bt, int ldb, int dp, i
   for (int j = 0; j < n; j += 2 * W) {
     Vec<T> acc[R][2];
 #pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = vset1(T(0));
+    for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = Vec<T>{};
     for (int d = 0; d < dp; ++d) {
       const Vec<T> b0 = vload(Bt + static_cast<size_t>(d) * ldb + j);
       const Vec<T> b1 = vload(Bt + static_cast<size_t>(d) * ldb + j + W);
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
-        const Vec<T> a = vset1(A[r * lda + d]);
-        acc[r][0] += a * b0;
-        acc[r][1] += a * b1;
+        const T a = A[r * lda + d];
+        acc[r][0] += b0 * a;
+        acc[r][1] += b1 * a;
       }
     }
 #pragma GCC unroll 8
@@ -173,15 +175,15 @@ PYBERT_KERNEL void gemm_ab(const T* P, int ldp, const T* B, int ldb, int n, int 
   for (int d0 = 0; d0 < dp; d0 += 2 * W) {
     Vec<T> acc[R][2];
 #pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = vset1(T(0));
+    for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = Vec<T>{};
     for (int j = 0; j < n; ++j) {
       const Vec<T> b0 = vload(B + static_cast<size_t>(j) * ldb + d0);
       const Vec<T> b1 = vload(B + static_cast<size_t>(j) * ldb + d0 + W);
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
-        const Vec<T> a = vset1(P[r * ldp + j]);
-        acc[r][0] += a * b0;
-        acc[r][1] += a * b1;
+        const T a = P[r * ldp + j];
+        acc[r][0] += b0 * a;
+        acc[r][1] += b1 * a;
       }
     }
 #pragma GCC unroll 8
@@ -205,11 +207,11 @@ PYBERT_KERNEL void gemm_atb_acc(const T* A, int lda, const T* B, int ldb, int ro
       Vec<T> c10 = vload(c1 + d0), c11 = vload(c1 + d0 + W);
       for (int r = 0; r < rows; ++r) {
         const Vec<T> b0 = vload(B + r * ldb + d0), b1 = vload(B + r * ldb + d0 + W);
-        const Vec<T> a0 = vset1(A[r * lda + j]), a1 = vset1(A[r * lda + j + 1]);
-        c00 += a0 * b0;
-        c01 += a0 * b1;
-        c10 += a1 * b0;
-        c11 += a1 * b1;
+        const T a0 = A[r * lda + j], a1 = A[r * lda + j + 1];
+        c00 += b0 * a0;
+        c01 += b1 * a0;
+        c10 += b0 * a1;
+        c11 += b1 * a1;
       }
       vstore(c0 + d0, c00);
       vstore(c0 + d0 + W, c01);
@@ -236,13 +238,19 @@ PYBERT_KERNEL void pack_rows(const T* src, int64_t ld, int rows, int D, int rows
     }
   }
 }
+// (cols_p is a multiple of 8: eight source rows become one contiguous store.)
 template <typename T>
 PYBERT_KERNEL void pack_cols(const T* src, int64_t ld, int rows, int D, int cols_p, int dp, T* dst) {
-  std::fill(dst, dst + static_cast<size_t>(dp) * cols_p, T(0));
-  for (int r = 0; r < rows; ++r) {
-    const T* s = src + r * ld;
-    for (int d = 0; d < D; ++d) dst[static_cast<size_t>(d) * cols_p + r] = s[d];
+  for (int r0 = 0; r0 < cols_p; r0 += 8) {
+    const T* s[8];
+    for (int x = 0; x < 8; ++x) s[x] = r0 + x < rows ? src + (r0 + x) * ld : nullptr;
+    for (int d = 0; d < D; ++d) {
+      T tmp[8];
+      for (int x = 0; x < 8; ++x) tmp[x] = s[x] ? s[x][d] : T(0);
+      std::memcpy(dst + static_cast<size_t>(d) * cols_p + r0, tmp, sizeof(tmp));
+    }
   }
+  std::fill(dst + static_cast<size_t>(D) * cols_p, dst + static_cast<size_t>(dp) * cols_p, T(0));
 }
 
 struct MaskView {
@@ -264,10 +272,10 @@ struct Scratch {
 };
 
 constexpr int kRows = 4;        // query rows per register block
-constexpr int kFwdChunk = 64;   // query rows per forward work item
+constexpr int kFwdChunk = 256;  // query rows per forward work item
 constexpr int kBwdRows = 16;    // query rows per backward step (dK/dV rank update)
 
-// Forward, one (batch, head, 64-row query chunk): the scores of 4 rows against
+// Forward, one (batch, head, 256-row query chunk): the scores of 4 rows against
 // every kept key at a time (exact two-pass softmax over the row), then P V.
 template <typename T>
 PYBERT_KERNEL void forward_item(const ForwardParams& p, int64_t item, Scratch<T>& w) {
@@ -408,9 +416,9 @@ PYBERT_KERNEL void backward_item(const BackwardParams& p, int64_t bh, const std:
   w.g.resize(2 * rn);  // P o Z * rscale rows, dS rows
   w.h.resize(static_cast<size_t>(kRows) * np);  // dP rows
   w.keep.resize(np);
-  pack_cols(k, p.k_strides.seq, kv, D, np, dp, w.a.data());
-  pack_cols(v, p.v_strides.seq, kv, D, np, dp, w.b.data());
   pack_rows(k, p.k_strides.seq, kv, D, np, dp, w.c.data());
+  pack_cols(w.c.data(), dp, kv, D, np, dp, w.a.data());
+  pack_cols(v, p.v_strides.seq, kv, D, np, dp, w.b.data());
   for (int j = 0; j < np; ++j) w.keep[j] = j < kv && mask.keep(j) ? T(1) : T(0);
   T* qb = w.f.data();
   T* dob = qb + rd;

@@ -1,12 +1,13 @@
 // CPU kernels of the fused attention (float32 and float64), same semantics as
 // the CUDA kernels (params.h): padding mask, fully masked rows -> 0 with
 // lse = +inf, Philox dropout regenerated in the backward pass. Memory does not
-// grow with seq^2: the forward streams over 64-key blocks with an online
-// softmax; the backward recomputes probabilities from the saved lse.
-// Work is split over (batch, head, 16-row query block) for the forward and dQ,
-// and (batch, head, 64-key block) for dK/dV, so every output element is
-// computed by one thread in a fixed order: results do not depend on the thread
-// count.
+// grow with seq^2: the forward takes 4 query rows at a time against every key
+// up to the last kept one (packed K^T and V tiles, an exact softmax over the
+// row); the backward recomputes probabilities from the saved lse.
+// Work is split over (batch, head, 256-row query chunk) for the forward and
+// (batch, head) for the backward, so every output element is computed by one
+// thread in a fixed order: results do not depend on the thread count (nor on
+// whether the AVX2 entry points run: no FMA contraction).
 #pragma once
 
 #include <cstddef>
