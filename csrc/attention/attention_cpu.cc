@@ -168,14 +168,18 @@ PYBERT_KERNEL void gemm_abt(const T* A, int lda, const T* Bt, int ldb, int dp, i
   }
 }
 
-// O[r][d] = sum_j P[r][j] * B[j][d] for r < R, d < dp, j < n.
+// O[r][d] += sum_j P[r][j] * B[j][d] for r < R, d < dp, j < n.
 template <typename T, int R>
-PYBERT_KERNEL void gemm_ab(const T* P, int ldp, const T* B, int ldb, int n, int dp, T* O, int ldo) {
+PYBERT_KERNEL void gemm_ab_acc(const T* P, int ldp, const T* B, int ldb, int n, int dp, T* O,
+                               int ldo) {
   constexpr int W = kW<T>;
   for (int d0 = 0; d0 < dp; d0 += 2 * W) {
     Vec<T> acc[R][2];
 #pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = Vec<T>{};
+    for (int r = 0; r < R; ++r) {
+      acc[r][0] = vload(O + r * ldo + d0);
+      acc[r][1] = vload(O + r * ldo + d0 + W);
+    }
     for (int j = 0; j < n; ++j) {
       const Vec<T> b0 = vload(B + static_cast<size_t>(j) * ldb + d0);
       const Vec<T> b1 = vload(B + static_cast<size_t>(j) * ldb + d0 + W);
@@ -223,6 +227,35 @@ PYBERT_KERNEL void gemm_atb_acc(const T* A, int lda, const T* B, int ldb, int ro
 
 inline int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
+constexpr int kRows = 4;       // query rows per register block
+constexpr int kKeyTile = 64;   // keys per cache tile: a 64 x head_dim tile is reused by every row block
+constexpr int kFwdChunk = 256;  // query rows per forward work item
+constexpr int kStepRows = 16;  // query rows per step (forward softmax; backward dK/dV rank update)
+
+// S[r][j] = A[r] . Bt[:, j] for r < rows (a multiple of kRows), j < n, key tiles outermost.
+template <typename T>
+PYBERT_KERNEL void scores_tiled(const T* A, int lda, int rows, const T* Bt, int ldb, int dp, int n,
+                                T* S, int lds) {
+  for (int j0 = 0; j0 < n; j0 += kKeyTile) {
+    const int nt = std::min(kKeyTile, n - j0);
+    for (int r0 = 0; r0 < rows; r0 += kRows)
+      gemm_abt<T, kRows>(A + r0 * lda, lda, Bt + j0, ldb, dp, nt, S + r0 * lds + j0, lds);
+  }
+}
+
+// O[r] = sum_j P[r][j] B[j] for r < rows (a multiple of kRows), j < n, key tiles outermost.
+template <typename T>
+PYBERT_KERNEL void products_tiled(const T* P, int ldp, int rows, const T* B, int ldb, int n, int dp,
+                                  T* O, int ldo) {
+  for (int r = 0; r < rows; ++r) std::fill(O + r * ldo, O + r * ldo + dp, T(0));
+  for (int j0 = 0; j0 < n; j0 += kKeyTile) {
+    const int nt = std::min(kKeyTile, n - j0);
+    for (int r0 = 0; r0 < rows; r0 += kRows)
+      gemm_ab_acc<T, kRows>(P + r0 * ldp + j0, ldp, B + static_cast<size_t>(j0) * ldb, ldb, nt, dp,
+                            O + r0 * ldo, ldo);
+  }
+}
+
 // Packing: rows [0, rows) of a [seq, D] slice (row stride ld) into dst[rows_p][dp]
 // (rows_p >= rows; zero padding), or transposed into dst[dp][cols_p].
 template <typename T>
@@ -238,19 +271,29 @@ PYBERT_KERNEL void pack_rows(const T* src, int64_t ld, int rows, int D, int rows
     }
   }
 }
-// (cols_p is a multiple of 8: eight source rows become one contiguous store.)
+// (cols_p is a multiple of 8: eight source rows become one contiguous store;
+// ldt >= cols_p is the row stride of dst.)
 template <typename T>
-PYBERT_KERNEL void pack_cols(const T* src, int64_t ld, int rows, int D, int cols_p, int dp, T* dst) {
+PYBERT_KERNEL void pack_cols(const T* src, int64_t ld, int rows, int D, int cols_p, int dp, T* dst,
+                             int ldt) {
   for (int r0 = 0; r0 < cols_p; r0 += 8) {
     const T* s[8];
     for (int x = 0; x < 8; ++x) s[x] = r0 + x < rows ? src + (r0 + x) * ld : nullptr;
     for (int d = 0; d < D; ++d) {
       T tmp[8];
       for (int x = 0; x < 8; ++x) tmp[x] = s[x] ? s[x][d] : T(0);
-      std::memcpy(dst + static_cast<size_t>(d) * cols_p + r0, tmp, sizeof(tmp));
+      std::memcpy(dst + static_cast<size_t>(d) * ldt + r0, tmp, sizeof(tmp));
     }
   }
-  std::fill(dst + static_cast<size_t>(D) * cols_p, dst + static_cast<size_t>(dp) * cols_p, T(0));
+  for (int d = D; d < dp; ++d)
+    std::fill(dst + static_cast<size_t>(d) * ldt, dst + static_cast<size_t>(d) * ldt + cols_p, T(0));
+}
+
+// Row stride of the transposed [dp][np] tiles: np plus one 64-byte line, so that
+// a power-of-two np does not map a key tile's rows onto a few L1 sets.
+template <typename T>
+inline int transposed_ld(int np) {
+  return np + static_cast<int>(64 / sizeof(T));
 }
 
 struct MaskView {
@@ -271,9 +314,6 @@ struct Scratch {
   std::vector<T> a, b, c, d, e, f, g, h, keep;
 };
 
-constexpr int kRows = 4;        // query rows per register block
-constexpr int kFwdChunk = 256;  // query rows per forward work item
-constexpr int kBwdRows = 16;    // query rows per backward step (dK/dV rank update)
 
 // Forward, one (batch, head, 256-row query chunk): the scores of 4 rows against
 // every kept key at a time (exact two-pass softmax over the row), then P V.
@@ -304,21 +344,22 @@ PYBERT_KERNEL void forward_item(const ForwardParams& p, int64_t item, Scratch<T>
   const uint32_t threshold = dropout_threshold(p.dropout_rate);
   const T rscale = dropout ? T(1) / (T(1) - static_cast<T>(p.dropout_rate)) : T(1);
   const T scale = static_cast<T>(p.scale);
-  w.a.resize(static_cast<size_t>(dp) * np);  // K^T
+  const int ldt = transposed_ld<T>(np);
+  w.a.resize(static_cast<size_t>(dp) * ldt);  // K^T
   w.b.resize(static_cast<size_t>(np) * dp);  // V
-  w.c.resize(static_cast<size_t>(kRows) * dp);  // Q rows
-  w.d.resize(static_cast<size_t>(kRows) * np);  // scores -> probabilities
-  w.e.resize(static_cast<size_t>(kRows) * dp);  // P V
+  w.c.resize(static_cast<size_t>(kStepRows) * dp);  // Q rows
+  w.d.resize(static_cast<size_t>(kStepRows) * np);  // scores -> probabilities
+  w.e.resize(static_cast<size_t>(kStepRows) * dp);  // P V
   w.keep.resize(np);
-  pack_cols(k, p.k_strides.seq, kv, D, np, dp, w.a.data());
+  pack_cols(k, p.k_strides.seq, kv, D, np, dp, w.a.data(), ldt);
   pack_rows(v, p.v_strides.seq, kv, D, np, dp, w.b.data());
   for (int j = 0; j < np; ++j) w.keep[j] = j < kv && mask.keep(j) ? T(1) : T(0);
   const T ninf = -std::numeric_limits<T>::infinity();
-  for (int r0 = i0; r0 < i1; r0 += kRows) {
-    const int rows = std::min(kRows, i1 - r0);
-    pack_rows(q + r0 * p.q_strides.seq, p.q_strides.seq, rows, D, kRows, dp, w.c.data());
-    gemm_abt<T, kRows>(w.c.data(), dp, w.a.data(), np, dp, np, w.d.data(), np);
-    T inv[kRows], lse[kRows];
+  for (int r0 = i0; r0 < i1; r0 += kStepRows) {
+    const int rows = std::min(kStepRows, i1 - r0), rows_p = round_up(rows, kRows);
+    pack_rows(q + r0 * p.q_strides.seq, p.q_strides.seq, rows, D, rows_p, dp, w.c.data());
+    scores_tiled(w.c.data(), dp, rows_p, w.a.data(), ldt, dp, np, w.d.data(), np);
+    T inv[kStepRows], lse[kStepRows];
     for (int r = 0; r < rows; ++r) {
       T* s = w.d.data() + static_cast<size_t>(r) * np;
       Vec<T> mx = vset1(ninf);
@@ -349,9 +390,9 @@ PYBERT_KERNEL void forward_item(const ForwardParams& p, int64_t item, Scratch<T>
       inv[r] = rscale / l;
       lse[r] = m + std::log(l);
     }
-    for (int r = rows; r < kRows; ++r)
+    for (int r = rows; r < rows_p; ++r)
       std::fill(w.d.begin() + static_cast<size_t>(r) * np, w.d.begin() + static_cast<size_t>(r + 1) * np, T(0));
-    gemm_ab<T, kRows>(w.d.data(), np, w.b.data(), dp, np, dp, w.e.data(), dp);
+    products_tiled(w.d.data(), np, rows_p, w.b.data(), dp, np, dp, w.e.data(), dp);
     for (int r = 0; r < rows; ++r) {
       const int i = r0 + r;
       T* o = out + i * p.out_strides.seq;
@@ -405,20 +446,21 @@ PYBERT_KERNEL void backward_item(const BackwardParams& p, int64_t bh, const std:
   const uint32_t threshold = dropout_threshold(p.dropout_rate);
   const T rscale = dropout ? T(1) / (T(1) - static_cast<T>(p.dropout_rate)) : T(1);
   const T scale = static_cast<T>(p.scale);
-  const size_t kd = static_cast<size_t>(np) * dp, rn = static_cast<size_t>(kBwdRows) * np,
-               rd = static_cast<size_t>(kBwdRows) * dp;
-  w.a.resize(kd);      // K^T [dp][np]
-  w.b.resize(kd);      // V^T [dp][np]
+  const size_t kd = static_cast<size_t>(np) * dp, rn = static_cast<size_t>(kStepRows) * np,
+               rd = static_cast<size_t>(kStepRows) * dp;
+  const int ldt = transposed_ld<T>(np);
+  w.a.resize(static_cast<size_t>(dp) * ldt);  // K^T [dp][np]
+  w.b.resize(static_cast<size_t>(dp) * ldt);  // V^T [dp][np]
   w.c.resize(kd);      // K   [np][dp]
   w.d.assign(kd, 0);   // dK accumulator [np][dp]
   w.e.assign(kd, 0);   // dV accumulator [np][dp]
-  w.f.resize(2 * rd + static_cast<size_t>(kRows) * dp);  // Q rows, dO rows, dQ rows
-  w.g.resize(2 * rn);  // P o Z * rscale rows, dS rows
-  w.h.resize(static_cast<size_t>(kRows) * np);  // dP rows
+  w.f.resize(3 * rd);  // Q rows, dO rows, dQ rows
+  w.g.resize(2 * rn);  // P o Z * rscale rows, S -> dS rows
+  w.h.resize(rn);      // dP rows
   w.keep.resize(np);
   pack_rows(k, p.k_strides.seq, kv, D, np, dp, w.c.data());
-  pack_cols(w.c.data(), dp, kv, D, np, dp, w.a.data());
-  pack_cols(v, p.v_strides.seq, kv, D, np, dp, w.b.data());
+  pack_cols(w.c.data(), dp, kv, D, np, dp, w.a.data(), ldt);
+  pack_cols(v, p.v_strides.seq, kv, D, np, dp, w.b.data(), ldt);
   for (int j = 0; j < np; ++j) w.keep[j] = j < kv && mask.keep(j) ? T(1) : T(0);
   T* qb = w.f.data();
   T* dob = qb + rd;
@@ -427,54 +469,46 @@ PYBERT_KERNEL void backward_item(const BackwardParams& p, int64_t bh, const std:
   T* ds = pz + rn;
   const T* lse_bh = lse_all.data() + bh * p.seq_q;
   const T* dvec_bh = dvec.data() + bh * p.seq_q;
-  for (int i0 = 0; i0 < p.seq_q; i0 += kBwdRows) {
-    const int rows = std::min(kBwdRows, p.seq_q - i0);
-    pack_rows(q + i0 * p.q_strides.seq, p.q_strides.seq, rows, D, kBwdRows, dp, qb);
-    pack_rows(dout + i0 * p.dout_strides.seq, p.dout_strides.seq, rows, D, kBwdRows, dp, dob);
-    for (int r0 = 0; r0 < kBwdRows; r0 += kRows) {
-      T* s = ds + static_cast<size_t>(r0) * np;  // S, then dS, in place
-      if (r0 >= rows) {  // past seq_q: nothing to add to dK, dV
-        std::fill(s, s + static_cast<size_t>(kRows) * np, T(0));
-        std::fill(pz + static_cast<size_t>(r0) * np, pz + static_cast<size_t>(r0 + kRows) * np, T(0));
+  for (int i0 = 0; i0 < p.seq_q; i0 += kStepRows) {
+    const int rows = std::min(kStepRows, p.seq_q - i0), rows_p = round_up(rows, kRows);
+    pack_rows(q + i0 * p.q_strides.seq, p.q_strides.seq, rows, D, kStepRows, dp, qb);
+    pack_rows(dout + i0 * p.dout_strides.seq, p.dout_strides.seq, rows, D, kStepRows, dp, dob);
+    scores_tiled(qb, dp, rows_p, w.a.data(), ldt, dp, np, ds, np);          // S
+    scores_tiled(dob, dp, rows_p, w.b.data(), ldt, dp, np, w.h.data(), np);  // dP
+    for (int r = 0; r < kStepRows; ++r) {
+      const int i = i0 + r;
+      T* sr = ds + static_cast<size_t>(r) * np;
+      T* pr = pz + static_cast<size_t>(r) * np;
+      const T* dpr = w.h.data() + static_cast<size_t>(r) * np;
+      if (r >= rows || std::isinf(lse_bh[i])) {  // padding row or fully masked row
+        std::fill(sr, sr + np, T(0));
+        std::fill(pr, pr + np, T(0));
         continue;
       }
-      gemm_abt<T, kRows>(qb + r0 * dp, dp, w.a.data(), np, dp, np, s, np);
-      gemm_abt<T, kRows>(dob + r0 * dp, dp, w.b.data(), np, dp, np, w.h.data(), np);
-      for (int r = 0; r < kRows; ++r) {
-        const int i = i0 + r0 + r;
-        T* sr = s + static_cast<size_t>(r) * np;
-        T* pr = pz + static_cast<size_t>(r0 + r) * np;
-        const T* dpr = w.h.data() + static_cast<size_t>(r) * np;
-        if (i >= p.seq_q || std::isinf(lse_bh[i])) {  // padding row or fully masked row
-          std::fill(sr, sr + np, T(0));
-          std::fill(pr, pr + np, T(0));
-          continue;
-        }
-        const T l = lse_bh[i], dvi = dvec_bh[i];
-        for (int j = 0; j < np; j += kW<T>) {
-          const Vec<T> pe = vexp(vload(sr + j) * scale - l) * vload(w.keep.data() + j);
-          vstore(pr + j, pe);
-          vstore(sr + j, pe * (vload(dpr + j) * rscale - dvi) * scale);
-        }
-        if (dropout) {  // dropped entries: dS = P o (0 - Dvec) * scale, P o Z = 0
-          for (int j = 0; j < kv; ++j)
-            if (!dropout_keep(p.seed, p.offset, threshold, static_cast<uint32_t>(bh),
-                              static_cast<uint32_t>(i), static_cast<uint32_t>(j))) {
-              sr[j] = pr[j] * (T(0) - dvi) * scale;
-              pr[j] = T(0);
-            }
-          for (int j = 0; j < np; j += kW<T>) vstore(pr + j, vload(pr + j) * rscale);
-        }
+      const T l = lse_bh[i], dvi = dvec_bh[i];
+      for (int j = 0; j < np; j += kW<T>) {
+        const Vec<T> pe = vexp(vload(sr + j) * scale - l) * vload(w.keep.data() + j);
+        vstore(pr + j, pe);
+        vstore(sr + j, pe * (vload(dpr + j) * rscale - dvi) * scale);
       }
-      gemm_ab<T, kRows>(s, np, w.c.data(), dp, np, dp, dqb, dp);
-      for (int r = 0; r < kRows && i0 + r0 + r < p.seq_q; ++r) {
-        T* o = dq + (i0 + r0 + r) * p.dq_strides.seq;
-        const T* a = dqb + static_cast<size_t>(r) * dp;
-        for (int d = 0; d < D; ++d) o[d] = a[d];
+      if (dropout) {  // dropped entries: dS = P o (0 - Dvec) * scale, P o Z = 0
+        for (int j = 0; j < kv; ++j)
+          if (!dropout_keep(p.seed, p.offset, threshold, static_cast<uint32_t>(bh),
+                            static_cast<uint32_t>(i), static_cast<uint32_t>(j))) {
+            sr[j] = pr[j] * (T(0) - dvi) * scale;
+            pr[j] = T(0);
+          }
+        for (int j = 0; j < np; j += kW<T>) vstore(pr + j, vload(pr + j) * rscale);
       }
     }
-    gemm_atb_acc(pz, np, dob, dp, kBwdRows, np, dp, w.e.data(), dp);
-    gemm_atb_acc(ds, np, qb, dp, kBwdRows, np, dp, w.d.data(), dp);
+    products_tiled(ds, np, rows_p, w.c.data(), dp, np, dp, dqb, dp);  // dQ = dS K
+    for (int r = 0; r < rows; ++r) {
+      T* o = dq + (i0 + r) * p.dq_strides.seq;
+      const T* a = dqb + static_cast<size_t>(r) * dp;
+      for (int d = 0; d < D; ++d) o[d] = a[d];
+    }
+    gemm_atb_acc(pz, np, dob, dp, kStepRows, np, dp, w.e.data(), dp);
+    gemm_atb_acc(ds, np, qb, dp, kStepRows, np, dp, w.d.data(), dp);
   }
   for (int j = 0; j < kv; ++j) {
     const T* a = w.d.data() + static_cast<size_t>(j) * dp;
