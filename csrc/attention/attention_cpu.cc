@@ -312,7 +312,19 @@ struct MaskView {
 template <typename T>
 struct Scratch {
   std::vector<T> a, b, c, d, e, f, g, h, keep;
+  std::vector<uint8_t> z;  // one row of the dropout keep mask
 };
+
+// The dropout keep mask Z of row (bh, i) for keys [0, n): one Philox call per
+// four keys (dropout_keep's words, philox.h).
+inline void dropout_row(const ForwardParams& p, uint32_t threshold, uint32_t bh, uint32_t i, int n,
+                        std::vector<uint8_t>& z) {
+  z.resize(static_cast<size_t>(n) + 4);
+  for (int j = 0; j < n; j += 4) {
+    const Philox4 w = dropout_words(p.seed, p.offset, bh, i, static_cast<uint32_t>(j));
+    for (int e = 0; e < 4; ++e) z[j + e] = w.x[e] >= threshold;
+  }
+}
 
 
 // Forward, one (batch, head, 256-row query chunk): the scores of 4 rows against
@@ -381,11 +393,9 @@ PYBERT_KERNEL void forward_item(const ForwardParams& p, int64_t item, Scratch<T>
       T l = 0;
       for (int x = 0; x < kW<T>; ++x) l += sum[x];
       if (dropout) {
-        const int i = r0 + r;
+        dropout_row(p, threshold, static_cast<uint32_t>(bh), static_cast<uint32_t>(r0 + r), kv, w.z);
         for (int j = 0; j < kv; ++j)
-          if (s[j] != T(0) && !dropout_keep(p.seed, p.offset, threshold, static_cast<uint32_t>(bh),
-                                            static_cast<uint32_t>(i), static_cast<uint32_t>(j)))
-            s[j] = T(0);
+          if (!w.z[j]) s[j] = T(0);
       }
       inv[r] = rscale / l;
       lse[r] = m + std::log(l);
@@ -492,9 +502,9 @@ PYBERT_KERNEL void backward_item(const BackwardParams& p, int64_t bh, const std:
         vstore(sr + j, pe * (vload(dpr + j) * rscale - dvi) * scale);
       }
       if (dropout) {  // dropped entries: dS = P o (0 - Dvec) * scale, P o Z = 0
+        dropout_row(p, threshold, static_cast<uint32_t>(bh), static_cast<uint32_t>(i), kv, w.z);
         for (int j = 0; j < kv; ++j)
-          if (!dropout_keep(p.seed, p.offset, threshold, static_cast<uint32_t>(bh),
-                            static_cast<uint32_t>(i), static_cast<uint32_t>(j))) {
+          if (!w.z[j]) {
             sr[j] = pr[j] * (T(0) - dvi) * scale;
             pr[j] = T(0);
           }
