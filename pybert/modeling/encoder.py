@@ -224,8 +224,9 @@ class BertEncoder(keras.Model):
     ):
         super().__init__(**kwargs)
         # "reference": plain ops (XLA, mixed precision); "fused": the PybertFusedAttention
-        # op (pybert.ops; not XLA-compilable); "auto": the reference (the fused CPU
-        # kernels are not faster yet: bench/bench_attention.py).
+        # op (pybert.ops; not XLA-compilable); "auto": the reference (portable
+        # SavedModels, XLA, Keras dropout streams; the fused CPU kernels are faster:
+        # bench/bench_attention.py).
         if attention_impl not in ("auto", "reference", "fused"):
             raise ValueError(
                 f"attention_impl must be 'auto', 'reference' or 'fused', got {attention_impl!r}"
