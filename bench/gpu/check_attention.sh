@@ -6,7 +6,8 @@
 # error as the yardstick), then times them against
 # torch.nn.functional.scaled_dot_product_attention with the same boolean
 # padding mask, and prints a table. Results: $OUT/check_attention.json.
-#   bash bench/gpu/check_attention.sh [--quick] [--skip-timing]
+#   bash bench/gpu/check_attention.sh [--quick] [--skip-timing] [--skip-checks]
+#     [--shapes "B,S[,D];..."] [--profile B,S,VARIANTS]   (see check_attention.py --help)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/pybert_gpu_out}
