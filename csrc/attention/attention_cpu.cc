@@ -296,6 +296,13 @@ inline int transposed_ld(int np) {
   return np + static_cast<int>(64 / sizeof(T));
 }
 
+// Head h of batch row b of a [batch, seq, heads, head_dim] tensor: a [seq, head_dim]
+// slice with row stride s.seq (T = const float for the inputs).
+template <typename T, typename V>
+inline T* head_slice(V* base, const Strides& s, int b, int h) {
+  return static_cast<T*>(base) + b * s.batch + h * s.head;
+}
+
 struct MaskView {
   const int32_t* row;
   bool keep(int j) const { return row == nullptr || row[j] != 0; }
@@ -312,6 +319,7 @@ struct MaskView {
 template <typename T>
 struct Scratch {
   std::vector<T> a, b, c, d, e, f, g, h, keep;
+  std::vector<T> rows;     // per query row: Dvec, then lse (backward)
   std::vector<uint8_t> z;  // one row of the dropout keep mask
 };
 
@@ -338,8 +346,8 @@ PYBERT_KERNEL void forward_item(const ForwardParams& p, int64_t item, Scratch<T>
   const int i0 = static_cast<int>(item % chunks) * kFwdChunk;
   const int i1 = std::min(p.seq_q, i0 + kFwdChunk);
   const int b = static_cast<int>(bh / p.heads), h = static_cast<int>(bh % p.heads);
-  const T* q = static_cast<const T*>(p.q) + b * p.q_strides.batch + h * p.q_strides.head;
-  T* out = static_cast<T*>(p.out) + b * p.out_strides.batch + h * p.out_strides.head;
+  const T* q = head_slice<const T>(p.q, p.q_strides, b, h);
+  T* out = head_slice<T>(p.out, p.out_strides, b, h);
   const MaskView mask{p.mask ? p.mask + b * p.mask_batch_stride : nullptr};
   const int kv = p.seq_k > 0 ? mask.kv_len(p.seq_k) : 0;
   if (kv == 0) {  // every key masked: defined output 0, lse +inf
@@ -349,8 +357,8 @@ PYBERT_KERNEL void forward_item(const ForwardParams& p, int64_t item, Scratch<T>
     }
     return;
   }
-  const T* k = static_cast<const T*>(p.k) + b * p.k_strides.batch + h * p.k_strides.head;
-  const T* v = static_cast<const T*>(p.v) + b * p.v_strides.batch + h * p.v_strides.head;
+  const T* k = head_slice<const T>(p.k, p.k_strides, b, h);
+  const T* v = head_slice<const T>(p.v, p.v_strides, b, h);
   const int np = round_up(kv, W2);
   const bool dropout = p.dropout_rate > 0.f;
   const uint32_t threshold = dropout_threshold(p.dropout_rate);
@@ -428,18 +436,18 @@ PYBERT_KERNEL T dot(const T* a, const T* b, int n) {
 //   dS = P o (dP o Z / (1 - rate) - Dvec) * scale,  dQ rows = dS K (complete),
 // and accumulate dV += (P o Z / (1 - rate))^T dO and dK += dS^T Q over the steps.
 template <typename T>
-PYBERT_KERNEL void backward_item(const BackwardParams& p, int64_t bh, const std::vector<T>& dvec,
-                                 const std::vector<T>& lse_all, Scratch<T>& w) {
+PYBERT_KERNEL void backward_item(const BackwardParams& p, int64_t bh, Scratch<T>& w) {
   constexpr int W2 = 2 * kW<T>;
   const int D = p.head_dim, dp = round_up(D, W2);
   const int b = static_cast<int>(bh / p.heads), h = static_cast<int>(bh % p.heads);
-  const T* q = static_cast<const T*>(p.q) + b * p.q_strides.batch + h * p.q_strides.head;
-  const T* k = static_cast<const T*>(p.k) + b * p.k_strides.batch + h * p.k_strides.head;
-  const T* v = static_cast<const T*>(p.v) + b * p.v_strides.batch + h * p.v_strides.head;
-  const T* dout = static_cast<const T*>(p.dout) + b * p.dout_strides.batch + h * p.dout_strides.head;
-  T* dq = static_cast<T*>(p.dq) + b * p.dq_strides.batch + h * p.dq_strides.head;
-  T* dk = static_cast<T*>(p.dk) + b * p.dk_strides.batch + h * p.dk_strides.head;
-  T* dv = static_cast<T*>(p.dv) + b * p.dv_strides.batch + h * p.dv_strides.head;
+  const T* q = head_slice<const T>(p.q, p.q_strides, b, h);
+  const T* k = head_slice<const T>(p.k, p.k_strides, b, h);
+  const T* v = head_slice<const T>(p.v, p.v_strides, b, h);
+  const T* out = head_slice<const T>(p.out, p.out_strides, b, h);
+  const T* dout = head_slice<const T>(p.dout, p.dout_strides, b, h);
+  T* dq = head_slice<T>(p.dq, p.dq_strides, b, h);
+  T* dk = head_slice<T>(p.dk, p.dk_strides, b, h);
+  T* dv = head_slice<T>(p.dv, p.dv_strides, b, h);
   const MaskView mask{p.mask ? p.mask + b * p.mask_batch_stride : nullptr};
   const int kv = p.seq_k > 0 ? mask.kv_len(p.seq_k) : 0;
   for (int j = kv; j < p.seq_k; ++j) {  // keys past the last kept one: zero gradients
@@ -477,8 +485,24 @@ PYBERT_KERNEL void backward_item(const BackwardParams& p, int64_t bh, const std:
   T* dqb = dob + rd;
   T* pz = w.g.data();
   T* ds = pz + rn;
-  const T* lse_bh = lse_all.data() + bh * p.seq_q;
-  const T* dvec_bh = dvec.data() + bh * p.seq_q;
+  // Dvec = rowsum(dO o O) and lse per query row.
+  w.rows.resize(2 * static_cast<size_t>(p.seq_q));
+  T* dvec_bh = w.rows.data();
+  T* lse_bh = dvec_bh + p.seq_q;
+  for (int i = 0; i < p.seq_q; ++i) {
+    dvec_bh[i] = dot(dout + i * p.dout_strides.seq, out + i * p.out_strides.seq, D);
+    if constexpr (std::is_same<T, float>::value) {
+      lse_bh[i] = p.lse[bh * p.seq_q + i];
+    } else {  // the float32 lse would cap float64 gradients at ~1e-7: recompute it
+      const T* qi = q + i * p.q_strides.seq;
+      T mx = -std::numeric_limits<T>::infinity(), sum = 0;
+      for (int j = 0; j < p.seq_k; ++j)
+        if (mask.keep(j)) mx = std::max(mx, dot(qi, k + j * p.k_strides.seq, D) * scale);
+      for (int j = 0; j < p.seq_k && std::isfinite(mx); ++j)
+        if (mask.keep(j)) sum += std::exp(dot(qi, k + j * p.k_strides.seq, D) * scale - mx);
+      lse_bh[i] = sum > 0 ? mx + std::log(sum) : std::numeric_limits<T>::infinity();
+    }
+  }
   for (int i0 = 0; i0 < p.seq_q; i0 += kStepRows) {
     const int rows = std::min(kStepRows, p.seq_q - i0), rows_p = round_up(rows, kRows);
     pack_rows(q + i0 * p.q_strides.seq, p.q_strides.seq, rows, D, kStepRows, dp, qb);
@@ -536,10 +560,8 @@ PYBERT_KERNEL void backward_item(const BackwardParams& p, int64_t bh, const std:
 PYBERT_AVX2 void forward_item_avx2(const ForwardParams& p, int64_t item, Scratch<float>& w) {
   forward_item<float>(p, item, w);
 }
-PYBERT_AVX2 void backward_item_avx2(const BackwardParams& p, int64_t bh,
-                                    const std::vector<float>& dvec, const std::vector<float>& lse,
-                                    Scratch<float>& w) {
-  backward_item<float>(p, bh, dvec, lse, w);
+PYBERT_AVX2 void backward_item_avx2(const BackwardParams& p, int64_t bh, Scratch<float>& w) {
+  backward_item<float>(p, bh, w);
 }
 bool cpu_has_avx2() {
   static const bool ok = [] {
@@ -562,14 +584,13 @@ void run_forward_item(const ForwardParams& p, int64_t item, Scratch<T>& w) {
 }
 
 template <typename T>
-void run_backward_item(const BackwardParams& p, int64_t bh, const std::vector<T>& dvec,
-                       const std::vector<T>& lse, Scratch<T>& w) {
+void run_backward_item(const BackwardParams& p, int64_t bh, Scratch<T>& w) {
 #if PYBERT_HAVE_AVX2_CLONES
   if constexpr (std::is_same<T, float>::value) {
-    if (cpu_has_avx2()) return backward_item_avx2(p, bh, dvec, lse, w);
+    if (cpu_has_avx2()) return backward_item_avx2(p, bh, w);
   }
 #endif
-  backward_item<T>(p, bh, dvec, lse, w);
+  backward_item<T>(p, bh, w);
 }
 
 template <typename T>
@@ -588,35 +609,9 @@ template <typename T>
 std::string backward_impl(const BackwardParams& p, int num_threads) {
   std::string e = check(p, true);
   if (!e.empty() || p.batch == 0 || p.seq_q == 0) return e;
-  const int64_t bhs = static_cast<int64_t>(p.batch) * p.heads;
-  std::vector<T> dvec(static_cast<size_t>(bhs) * p.seq_q), lse(dvec.size());
-  parallel_for(bhs, num_threads, [&](int64_t bh) {
-    const int b = static_cast<int>(bh / p.heads), h = static_cast<int>(bh % p.heads);
-    const T* q = static_cast<const T*>(p.q) + b * p.q_strides.batch + h * p.q_strides.head;
-    const T* k = static_cast<const T*>(p.k) + b * p.k_strides.batch + h * p.k_strides.head;
-    const T* out = static_cast<const T*>(p.out) + b * p.out_strides.batch + h * p.out_strides.head;
-    const T* dout =
-        static_cast<const T*>(p.dout) + b * p.dout_strides.batch + h * p.dout_strides.head;
-    const MaskView mask{p.mask ? p.mask + b * p.mask_batch_stride : nullptr};
-    for (int i = 0; i < p.seq_q; ++i) {
-      dvec[bh * p.seq_q + i] =
-          dot(dout + i * p.dout_strides.seq, out + i * p.out_strides.seq, p.head_dim);
-      if constexpr (std::is_same<T, float>::value) {
-        lse[bh * p.seq_q + i] = p.lse[bh * p.seq_q + i];
-      } else {  // the float32 lse would cap float64 gradients at ~1e-7: recompute it
-        const T* qi = q + i * p.q_strides.seq;
-        T mx = -std::numeric_limits<T>::infinity(), sum = 0;
-        for (int j = 0; j < p.seq_k; ++j)
-          if (mask.keep(j)) mx = std::max(mx, dot(qi, k + j * p.k_strides.seq, p.head_dim) * T(p.scale));
-        for (int j = 0; j < p.seq_k && std::isfinite(mx); ++j)
-          if (mask.keep(j)) sum += std::exp(dot(qi, k + j * p.k_strides.seq, p.head_dim) * T(p.scale) - mx);
-        lse[bh * p.seq_q + i] = sum > 0 ? mx + std::log(sum) : std::numeric_limits<T>::infinity();
-      }
-    }
-  });
-  parallel_for(bhs, num_threads, [&](int64_t bh) {
+  parallel_for(static_cast<int64_t>(p.batch) * p.heads, num_threads, [&](int64_t bh) {
     thread_local Scratch<T> w;
-    run_backward_item<T>(p, bh, dvec, lse, w);
+    run_backward_item<T>(p, bh, w);
   });
   return "";
 }
