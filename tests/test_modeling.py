@@ -104,7 +104,7 @@ def test_attention_impl_argument():
         num_attention_heads=2,
         intermediate_size=16,
     )
-    assert BertEncoder(config, attention_impl="auto").attention_impl == "reference"
+    assert BertEncoder(config, attention_impl="auto").attention_impl == "auto"
     from pybert import ops
 
     if ops.available():
@@ -114,6 +114,62 @@ def test_attention_impl_argument():
             BertEncoder(config, attention_impl="fused")
     with pytest.raises(ValueError, match="attention_impl must be"):
         BertEncoder(config, attention_impl="flash")
+
+
+def _graph_ops(fn, *args) -> set:
+    graph = fn.get_concrete_function(*args).graph
+    names = {n.op for n in graph.as_graph_def().node}
+    for f in graph.as_graph_def().library.function:
+        names.update(n.op for n in f.node_def)
+    return names
+
+
+def test_auto_attention_is_fused_unless_xla_or_portable(tmp_path):
+    """attention_impl="auto" traces the fused op in a plain tf.function when the op
+    library loaded, the reference ops under jit_compile and in portable_attention()
+    (SavedModel exports): the saved graph loads and runs without the op."""
+    import numpy as np
+    import tensorflow as tf
+
+    from pybert import ops
+    from pybert.export.savedmodel import export_model_savedmodel
+    from pybert.modeling import portable_attention
+
+    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=32)
+    encoder = BertEncoder(config)
+    encoder.build()
+    rng = np.random.default_rng(0)
+    mask = np.ones((2, 7), np.int32)
+    mask[1, 4:] = 0
+    x = {"input_word_ids": tf.constant(rng.integers(0, 50, (2, 7)), tf.int32),
+         "input_mask": tf.constant(mask), "input_type_ids": tf.zeros((2, 7), tf.int32)}
+
+    def run(inputs):
+        return encoder(inputs, training=False)["sequence_output"]
+
+    plain = _graph_ops(tf.function(run), x)
+    xla = _graph_ops(tf.function(run, jit_compile=True), x)
+    with portable_attention():
+        portable = _graph_ops(tf.function(run), x)
+    assert ("PybertFusedAttention" in plain) == ops.available()
+    assert "PybertFusedAttention" not in xla and "BatchMatMulV2" in xla
+    assert "PybertFusedAttention" not in portable
+    expected = run(x).numpy()
+    np.testing.assert_allclose(tf.function(run, jit_compile=True)(x).numpy(), expected,
+                               rtol=1e-5, atol=1e-5)
+    path = export_model_savedmodel(encoder, tmp_path / "saved")
+    saved = tf.saved_model.load(path)
+    graph_def = saved.signatures["serving_default"].graph.as_graph_def()
+    saved_ops = {n.op for f in graph_def.library.function for n in f.node_def}
+    assert "BatchMatMulV2" in saved_ops and "PybertFusedAttention" not in saved_ops
+    np.testing.assert_allclose(saved(x)["sequence_output"].numpy(), expected,
+                               rtol=1e-5, atol=1e-5)
+    if ops.available():
+        fused = BertEncoder(config, attention_impl="fused")
+        fused.build()
+        with pytest.raises(ValueError, match="cannot be XLA-compiled"):
+            tf.function(lambda i: fused(i)["sequence_output"], jit_compile=True)(x)
 
 
 def test_gelu_forms_differ_and_config_decides():

@@ -81,14 +81,21 @@ def export_model_savedmodel(model, export_dir) -> str:
 
 
 def _save_atomically(module, export_dir) -> str:
-    """tf.saved_model.save into <export_dir>.tmp, then renamed over export_dir."""
+    """tf.saved_model.save into <export_dir>.tmp, then renamed over export_dir.
+
+    Traced with portable_attention(): the saved graph has only TensorFlow's own ops
+    (no PybertFusedAttention), so it loads where pybert's op library is absent.
+    """
     import tensorflow as tf
+
+    from pybert.modeling.encoder import portable_attention
 
     export_dir = Path(export_dir)
     tmp = export_dir.with_name(export_dir.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
-    tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.__call__})
+    with portable_attention():
+        tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.__call__})
     if export_dir.exists():
         shutil.rmtree(export_dir)
     os.replace(tmp, export_dir)

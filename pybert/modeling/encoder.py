@@ -6,15 +6,24 @@ input_mask (1 = real token) and input_type_ids. Outputs: sequence_output
 (one [B, S, D] per layer). Legend: B batch, S sequence, D hidden size,
 N heads, H head size (D = N * H).
 
-Attention is the reference implementation in plain ops by default (works under
-XLA and mixed precision): softmax, LayerNorm and the mask arithmetic run in
-float32 whatever the compute dtype. attention_impl="fused" uses the
-PybertFusedAttention op (pybert.ops) instead.
+Attention (attention_impl): "reference" is plain ops (works under XLA and mixed
+precision; softmax, LayerNorm and the mask arithmetic run in float32 whatever
+the compute dtype); "fused" is the PybertFusedAttention op (pybert.ops, CPU
+kernels, not XLA-compilable); "auto" (the default) is decided when the layer is
+traced: fused when the op library loaded, no GPU is visible to TensorFlow (the
+op's GPU kernels are checked by their own harness, not yet inside TensorFlow),
+the function being traced is not XLA-compiled and no `portable_attention()`
+block is open (SavedModel exports use it, so they never need the op library);
+otherwise the reference. Both have the same variables (checkpoints and dropout
+seed generators), so a model trained with one runs with the other.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
+import threading
 
 import keras
 from keras import layers, ops
@@ -45,6 +54,50 @@ def get_activation(name: str):
     if name not in table:
         raise ValueError(f"unknown activation {name!r}")
     return table[name]
+
+
+_PORTABLE = threading.local()
+
+
+@contextlib.contextmanager
+def portable_attention():
+    """Within this block attention_impl="auto" traces the reference attention (plain
+    TensorFlow ops): for graphs saved to run where pybert's op library is absent."""
+    depth = getattr(_PORTABLE, "depth", 0)
+    _PORTABLE.depth = depth + 1
+    try:
+        yield
+    finally:
+        _PORTABLE.depth = depth
+
+
+@functools.cache
+def _fused_op_usable() -> bool:
+    from pybert import ops as pybert_ops
+
+    if not pybert_ops.available():
+        return False
+    import tensorflow as tf
+
+    return not tf.config.list_physical_devices("GPU")
+
+
+def _in_xla_context() -> bool:
+    import tensorflow as tf
+    from tensorflow.python.ops import control_flow_util
+
+    if tf.executing_eagerly():
+        return False
+    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+
+
+def resolve_attention_impl(impl: str) -> str:
+    """What attention_impl `impl` runs as in the function being traced now."""
+    if impl != "auto":
+        return impl
+    if getattr(_PORTABLE, "depth", 0) or not _fused_op_usable() or _in_xla_context():
+        return "reference"
+    return "fused"
 
 
 def _init(config: BertConfig):
@@ -90,16 +143,15 @@ class SelfAttention(layers.Layer):
     """Multi-head self-attention with a padding mask, then output dense + residual + LayerNorm.
 
     impl "reference": plain ops; "fused": the PybertFusedAttention op (pybert.ops) on
-    [B, S, N, H] directly, float32 (its own Philox dropout, seeded per call from a
-    Keras SeedGenerator, so a resumed run continues the same stream).
+    [B, S, N, H] directly, float32 (its own Philox dropout, seeded per call from the
+    attention-dropout layer's Keras SeedGenerator, so a resumed run continues the same
+    stream); "auto": one of them, decided per trace (resolve_attention_impl).
     """
 
     def __init__(self, config: BertConfig, impl: str = "reference", **kwargs):
         super().__init__(**kwargs)
         self.config = config
         self.impl = impl
-        if impl == "fused" and config.attention_probs_dropout_prob > 0:
-            self.seed_generator = keras.random.SeedGenerator(name="attention_dropout_seed")
         d = config.hidden_size
         # One initializer per weight: an unseeded Keras 3 initializer object returns
         # the same values on every call, so sharing one would make Q, K, V and the
@@ -128,7 +180,13 @@ class SelfAttention(layers.Layer):
             t = ops.reshape(t, (ops.shape(t)[0], ops.shape(t)[1], n, h))
             return ops.transpose(t, (0, 2, 1, 3))
 
-        if self.impl == "fused":
+        impl = resolve_attention_impl(self.impl)
+        if impl == "fused":
+            if self.impl == "fused" and _in_xla_context():
+                raise ValueError(
+                    "attention_impl='fused' cannot be XLA-compiled (jit_compile / "
+                    "--enable_xla); use attention_impl='auto' or 'reference'"
+                )
             context = self._fused(x, mask, training)
             out = self.dropout(self.output_dense(context), training=training)
             return ops.cast(
@@ -165,7 +223,10 @@ class SelfAttention(layers.Layer):
         rate = c.attention_probs_dropout_prob if training else 0.0
         seed = 0
         if rate > 0:
-            seed = keras.random.randint((), 0, 2**31 - 1, seed=self.seed_generator, dtype="int32")
+            # the dropout layer's own generator: the same variables as the reference path
+            seed = keras.random.randint(
+                (), 0, 2**31 - 1, seed=self.attention_dropout.seed_generator, dtype="int32"
+            )
         context = pybert_ops.fused_attention(
             split(self.query(x)), split(self.key(x)), split(self.value(x)), mask,
             scale=1.0 / math.sqrt(c.head_size), dropout_rate=rate, seed=seed)
@@ -224,9 +285,8 @@ class BertEncoder(keras.Model):
     ):
         super().__init__(**kwargs)
         # "reference": plain ops (XLA, mixed precision); "fused": the PybertFusedAttention
-        # op (pybert.ops; not XLA-compilable); "auto": the reference (portable
-        # SavedModels, XLA, Keras dropout streams; the fused CPU kernels are faster:
-        # bench/bench_attention.py).
+        # op (pybert.ops; not XLA-compilable); "auto": fused where it can run, decided
+        # per trace (resolve_attention_impl; module docstring).
         if attention_impl not in ("auto", "reference", "fused"):
             raise ValueError(
                 f"attention_impl must be 'auto', 'reference' or 'fused', got {attention_impl!r}"
@@ -239,7 +299,7 @@ class BertEncoder(keras.Model):
                     "attention_impl='fused': the op library is not available: "
                     f"{pybert_ops.load_error()}"
                 )
-        self.attention_impl = "fused" if attention_impl == "fused" else "reference"
+        self.attention_impl = attention_impl
         self.config = config
         self.output_all_layers = output_all_layers
         self.embeddings = BertEmbeddings(config, name="embeddings")
