@@ -104,6 +104,37 @@ def _init(config: BertConfig):
     return keras.initializers.TruncatedNormal(stddev=config.initializer_range)
 
 
+class TokenPacking:
+    """The real tokens (mask != 0) of a [B, S] batch, packed row-major into [T, ...].
+
+    unpad: [B, S, ...] -> [T, ...]; pad: [T, ...] -> [B, S, ...] with zeros at the
+    masked positions. Gathers and scatters (each the other's gradient), TensorFlow only.
+    """
+
+    def __init__(self, mask):
+        import tensorflow as tf
+
+        self._tf = tf
+        shape = tf.shape(mask)
+        self.batch, self.seq = shape[0], shape[1]
+        flat = tf.reshape(mask, [-1])
+        self.indices = tf.where(tf.not_equal(flat, 0))  # [T, 1] int64, row-major
+        self.positions = tf.cast(self.indices[:, 0] % tf.cast(self.seq, tf.int64), tf.int32)
+
+    def unpad(self, t):
+        tf = self._tf
+        flat = tf.reshape(t, tf.concat([[self.batch * self.seq], tf.shape(t)[2:]], 0))
+        return tf.gather_nd(flat, self.indices)
+
+    def pad(self, t):
+        tf = self._tf
+        rest = tf.shape(t)[1:]
+        flat = tf.scatter_nd(self.indices, t,
+                             tf.concat([[tf.cast(self.batch * self.seq, tf.int64)],
+                                        tf.cast(rest, tf.int64)], 0))
+        return tf.reshape(flat, tf.concat([[self.batch, self.seq], rest], 0))
+
+
 class BertEmbeddings(layers.Layer):
     """Word + position + token type embeddings, LayerNorm, dropout."""
 
@@ -130,11 +161,14 @@ class BertEmbeddings(layers.Layer):
         )
         self.layer_norm.build((None, None, c.hidden_size))
 
-    def call(self, word_ids, type_ids, training=False):
-        seq_len = ops.shape(word_ids)[1]
-        x = ops.take(self.word_embeddings, word_ids, axis=0)  # [B, S, D]
+    def call(self, word_ids, type_ids, training=False, positions=None):
+        x = ops.take(self.word_embeddings, word_ids, axis=0)  # [B, S, D] (or [T, D] packed)
         x = x + ops.take(self.type_embeddings, type_ids, axis=0)
-        x = x + ops.expand_dims(self.position_embeddings[:seq_len], 0)
+        if positions is None:
+            seq_len = ops.shape(word_ids)[1]
+            x = x + ops.expand_dims(self.position_embeddings[:seq_len], 0)
+        else:  # packed tokens: each one's position in its row
+            x = x + ops.take(self.position_embeddings, positions, axis=0)
         x = self.layer_norm(ops.cast(x, "float32"))
         return self.dropout(ops.cast(x, self.compute_dtype), training=training)
 
@@ -172,9 +206,13 @@ class SelfAttention(layers.Layer):
             dense.build((None, None, d))
         self.layer_norm.build((None, None, d))
 
-    def call(self, x, mask, training=False):
+    def call(self, x, mask, training=False, packing=None):
         c = self.config
         n, h = c.num_attention_heads, c.head_size
+        # packing (TokenPacking): x is [T, D], the batch's real tokens only; the dense
+        # layers run on those, attention on the [B, S] layout they are scattered into.
+        pad = packing.pad if packing is not None else (lambda t: t)
+        unpad = packing.unpad if packing is not None else (lambda t: t)
 
         def heads(t):  # [B, S, D] -> [B, N, S, H]
             t = ops.reshape(t, (ops.shape(t)[0], ops.shape(t)[1], n, h))
@@ -187,13 +225,14 @@ class SelfAttention(layers.Layer):
                     "attention_impl='fused' cannot be XLA-compiled (jit_compile / "
                     "--enable_xla); use attention_impl='auto' or 'reference'"
                 )
-            context = self._fused(x, mask, training)
+            context = unpad(self._fused(pad(self.query(x)), pad(self.key(x)), pad(self.value(x)),
+                                        mask, training))
             out = self.dropout(self.output_dense(context), training=training)
             return ops.cast(
                 self.layer_norm(ops.cast(out, "float32") + ops.cast(x, "float32")),
                 self.compute_dtype,
             )
-        q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
+        q, k, v = heads(pad(self.query(x))), heads(pad(self.key(x))), heads(pad(self.value(x)))
         scores = ops.matmul(
             ops.cast(q, "float32"), ops.transpose(ops.cast(k, "float32"), (0, 1, 3, 2))
         )  # [B, N, S, S]
@@ -203,19 +242,20 @@ class SelfAttention(layers.Layer):
         probs = ops.softmax(scores + bias, axis=-1)
         probs = self.attention_dropout(probs, training=training)
         context = ops.matmul(ops.cast(probs, self.compute_dtype), v)  # [B, N, S, H]
-        context = ops.reshape(
-            ops.transpose(context, (0, 2, 1, 3)), (ops.shape(x)[0], ops.shape(x)[1], c.hidden_size)
-        )  # [B, S, D]
+        b, s = ops.shape(q)[0], ops.shape(q)[2]
+        context = unpad(
+            ops.reshape(ops.transpose(context, (0, 2, 1, 3)), (b, s, c.hidden_size))
+        )  # [B, S, D] (or [T, D] packed)
         out = self.dropout(self.output_dense(context), training=training)
         return ops.cast(
             self.layer_norm(ops.cast(out, "float32") + ops.cast(x, "float32")), self.compute_dtype
         )
 
-    def _fused(self, x, mask, training):
+    def _fused(self, q, k, v, mask, training):
         from pybert import ops as pybert_ops
 
         c = self.config
-        b, s = ops.shape(x)[0], ops.shape(x)[1]
+        b, s = ops.shape(q)[0], ops.shape(q)[1]
 
         def split(t):  # [B, S, D] -> [B, S, N, H] float32, no transpose
             return ops.cast(ops.reshape(t, (b, s, c.num_attention_heads, c.head_size)), "float32")
@@ -228,7 +268,7 @@ class SelfAttention(layers.Layer):
                 (), 0, 2**31 - 1, seed=self.attention_dropout.seed_generator, dtype="int32"
             )
         context = pybert_ops.fused_attention(
-            split(self.query(x)), split(self.key(x)), split(self.value(x)), mask,
+            split(q), split(k), split(v), mask,
             scale=1.0 / math.sqrt(c.head_size), dropout_rate=rate, seed=seed)
         return ops.cast(ops.reshape(context, (b, s, c.hidden_size)), self.compute_dtype)
 
@@ -259,8 +299,8 @@ class TransformerLayer(layers.Layer):
         self.output_dense.build((None, None, self.config.intermediate_size))
         self.layer_norm.build((None, None, d))
 
-    def call(self, x, mask, training=False):
-        x = self.attention(x, mask, training=training)
+    def call(self, x, mask, training=False, packing=None):
+        x = self.attention(x, mask, training=training, packing=packing)
         y = self.output_dense(self.activation(self.intermediate(x)))
         y = self.dropout(y, training=training)
         return ops.cast(
@@ -333,15 +373,30 @@ class BertEncoder(keras.Model):
         self.pooler.build((None, d))
         self.built = True
 
-    def call(self, inputs, training=False):
+    def call(self, inputs, training=False, pack_tokens=False):
+        """pack_tokens=True: embeddings, dense layers, LayerNorms and dropout run on the
+        real tokens only (input_mask != 0), packed into [T, D]; attention scatters them
+        back into [B, S]. The outputs at real positions and the pooled output are those
+        of the padded computation up to float rounding; sequence_output (and
+        encoder_outputs) are zero at padded positions. For heads that read real
+        positions only (classification, masked LM); not under XLA (dynamic shapes),
+        where it is ignored."""
         word_ids = ops.cast(inputs["input_word_ids"], "int32")
         mask = ops.cast(inputs["input_mask"], "int32")
         type_ids = ops.cast(inputs["input_type_ids"], "int32")
-        x = self.embeddings(word_ids, type_ids, training=training)
+        packing = TokenPacking(mask) if pack_tokens and not _in_xla_context() else None
+        if packing is None:
+            x = self.embeddings(word_ids, type_ids, training=training)
+        else:
+            x = self.embeddings(packing.unpad(word_ids), packing.unpad(type_ids),
+                                training=training, positions=packing.positions)
         all_layers = []
         for layer in self.transformer_layers:
-            x = layer(x, mask, training=training)
+            x = layer(x, mask, training=training, packing=packing)
             all_layers.append(x)
+        if packing is not None:
+            x = packing.pad(x)
+            all_layers = [packing.pad(t) for t in all_layers]
         pooled = self.pooler(x[:, 0])
         out = {"sequence_output": x, "pooled_output": pooled}
         if self.output_all_layers:

@@ -5,7 +5,9 @@
     next-sentence head on the pooled output.
   BertClassifier: dropout + dense on the pooled output (num_labels = 1: regression).
   Both take trim_padding=True to run each batch at its longest real row
-  (trim_to_longest; the span labeler's outputs are per position, so it does not).
+  (trim_to_longest) and the encoder's dense layers on its real tokens only
+  (BertEncoder pack_tokens); the span labeler's outputs are per position,
+  padding included (the seed's SQuAD loss normalizes over them), so it does not.
   BertSpanLabeler: start/end logits per token (SQuAD).
 Each takes the encoder's input dict (plus masked_lm_positions for the
 pretrainer) and keeps the encoder as `.encoder`, so an init_checkpoint
@@ -77,7 +79,7 @@ class BertPretrainer(keras.Model):
     def call(self, inputs, training=False):
         if self.trim_padding:
             inputs = trim_to_longest(inputs)
-        out = self.encoder(inputs, training=training)
+        out = self.encoder(inputs, training=training, pack_tokens=self.trim_padding)
         positions = ops.cast(inputs["masked_lm_positions"], "int32")  # [B, P]
         seq = out["sequence_output"]  # [B, S, D]
         picked = ops.take_along_axis(seq, positions[:, :, None], axis=1)  # [B, P, D]
@@ -125,7 +127,9 @@ class BertClassifier(keras.Model):
     def call(self, inputs, training=False):
         if self.trim_padding:
             inputs = trim_to_longest(inputs)
-        pooled = self.encoder(inputs, training=training)["pooled_output"]
+        pooled = self.encoder(inputs, training=training, pack_tokens=self.trim_padding)[
+            "pooled_output"
+        ]
         return ops.cast(self.classifier(self.dropout(pooled, training=training)), "float32")
 
 
