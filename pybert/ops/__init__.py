@@ -8,8 +8,9 @@ The op library (_pybert_ops.so) is built when TensorFlow is importable at build
 time (see README, "Fused attention on CPU"); built with -DPYBERT_CUDA=ON it also
 has GPU kernels (float16, bfloat16, float32; csrc/attention CUDA launchers).
 Importing pybert never fails when it is missing: available() is False,
-load_error() says why, and the encoder's attention_impl="auto" uses the
-reference attention.
+load_error() says why, and the encoder's attention_impl="auto" (the default)
+uses the reference attention; with it, "auto" uses this op on CPUs outside XLA
+(pybert.modeling.encoder.resolve_attention_impl).
 
 Semantics (csrc/attention/params.h): softmax(scale * q.k) over the keys with
 input_mask != 0 (int32 [B, S_k]), attention-probability dropout from a Philox
