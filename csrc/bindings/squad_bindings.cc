@@ -118,11 +118,6 @@ py::list SquadPostprocess(py::bytes doc_data, Array<int64_t> doc_offsets, Array<
   options.null_score_diff_threshold = null_score_diff_threshold;
   options.verbose = verbose;
   options.num_threads = num_threads;
-  std::vector<squad::ExampleResult> results;
-  {
-    py::gil_scoped_release release;
-    results = squad::Postprocess(in, options);
-  }
   // Per example: (prediction, nbest list of dicts, score_diff or None, log messages (list, or an empty tuple)),
   // built with the C API: this is most of the Python-visible cost.
   auto str = [](const std::string& t) {
@@ -140,10 +135,9 @@ py::list SquadPostprocess(py::bytes doc_data, Array<int64_t> doc_offsets, Array<
     return py::reinterpret_steal<py::object>(o);
   };
   py::str k_text("text"), k_prob("probability"), k_start("start_logit"), k_end("end_logit");
-  py::list out(results.size());
+  py::list out(static_cast<size_t>(in.num_examples));
   const py::tuple no_log;
-  for (size_t e = 0; e < results.size(); ++e) {
-    const auto& r = results[e];
+  auto build = [&](size_t e, const squad::ExampleResult& r) {
     PyObject* nbest = PyList_New(static_cast<Py_ssize_t>(r.nbest.size()));
     if (nbest == nullptr) throw py::error_already_set();
     py::object nbest_obj = py::reinterpret_steal<py::object>(nbest);
@@ -174,6 +168,23 @@ py::list SquadPostprocess(py::bytes doc_data, Array<int64_t> doc_offsets, Array<
     out[e] = py::make_tuple(str(r.prediction), nbest_obj,
                             r.has_score_diff ? py::object(py::float_(r.score_diff)) : py::object(py::none()),
                             std::move(log));
+  };
+  if (num_threads == 1) {
+    // One thread: each example's objects are built right after it is decoded,
+    // into one reused result (its texts still in cache, nothing stored).
+    squad::Decoder decoder(in, options);
+    squad::ExampleResult r;
+    for (int64_t e = 0; e < in.num_examples; ++e) {
+      decoder.Decode(e, &r);
+      build(static_cast<size_t>(e), r);
+    }
+  } else {
+    std::vector<squad::ExampleResult> results;
+    {
+      py::gil_scoped_release release;
+      results = squad::Postprocess(in, options);
+    }
+    for (size_t e = 0; e < results.size(); ++e) build(e, results[e]);
   }
   return out;
 }

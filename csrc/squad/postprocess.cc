@@ -384,10 +384,24 @@ std::pair<const T*, const T*> Logits(const SquadInputs& in) {
   }
 }
 
+// Decodes one example into `res`, whose buffers (n-best texts included) are
+// reused from the previous call: no allocation once they are large enough.
 template <typename T>
-ExampleResult DecodeExample(const SquadInputs& in, const SquadOptions& opt, int64_t example,
-                            int64_t f_begin, int64_t f_end, Workspace& ws) {
-  ExampleResult res;
+void DecodeExample(const SquadInputs& in, const SquadOptions& opt, int64_t example, int64_t f_begin,
+                   int64_t f_end, Workspace& ws, ExampleResult& res) {
+  res.prediction.clear();
+  res.has_score_diff = false;
+  res.score_diff = 0.0;
+  res.log.clear();
+  size_t count = 0;  // entries of res.nbest in use
+  auto add = [&](std::string_view text, double start_logit, double end_logit) {
+    if (count == res.nbest.size()) res.nbest.emplace_back();
+    NbestEntry& x = res.nbest[count++];
+    x.text.assign(text.data(), text.size());
+    x.probability = 0.0;
+    x.start_logit = start_logit;
+    x.end_logit = end_logit;
+  };
   std::vector<Prelim>& prelim = ws.prelim;
   std::vector<int32_t>& starts = ws.starts;
   std::vector<int32_t>& ends = ws.ends;
@@ -446,10 +460,10 @@ ExampleResult DecodeExample(const SquadInputs& in, const SquadOptions& opt, int6
 
   // Texts already in the n-best: its entries (a handful: a linear scan
   // beats hashing).
-  res.nbest.reserve(static_cast<size_t>(opt.n_best_size) + 2);
   auto seen_before = [&](std::string_view t) {
-    for (const NbestEntry& x : res.nbest) {
-      if (x.text.size() == t.size() && x.text == t) return true;
+    for (size_t i = 0; i < count; ++i) {
+      const std::string& x = res.nbest[i].text;
+      if (x.size() == t.size() && x == t) return true;
     }
     return false;
   };
@@ -496,7 +510,7 @@ ExampleResult DecodeExample(const SquadInputs& in, const SquadOptions& opt, int6
     doc_ready = true;
   };
   for (size_t k = 0; k < prelim.size(); ++k) {
-    if (static_cast<int>(res.nbest.size()) >= opt.n_best_size) break;
+    if (static_cast<int>(count) >= opt.n_best_size) break;
     if (k == sorted_end) {
       std::sort(prelim.begin() + static_cast<std::ptrdiff_t>(k), prelim.end(), before);
       sorted_end = prelim.size();
@@ -583,12 +597,11 @@ ExampleResult DecodeExample(const SquadInputs& in, const SquadOptions& opt, int6
       if (seen_before(final_text)) continue;
     }
     // (the null answer is kept even when "" is already there, as the seed does)
-    res.nbest.push_back(NbestEntry{final_text, 0.0, p.start_logit, p.end_logit});
+    add(final_text, p.start_logit, p.end_logit);
   }
-  if (opt.version_2_with_negative && !seen_before(std::string_view())) {
-    res.nbest.push_back(NbestEntry{"", 0.0, null_start, null_end});
-  }
-  if (res.nbest.empty()) res.nbest.push_back(NbestEntry{"empty", 0.0, 0.0, 0.0});
+  if (opt.version_2_with_negative && !seen_before(std::string_view())) add("", null_start, null_end);
+  if (count == 0) add("empty", 0.0, 0.0);
+  res.nbest.resize(count);
 
   // Softmax over the n-best, as the seed's _compute_softmax.
   double max_score = res.nbest[0].start_logit + res.nbest[0].end_logit;
@@ -619,7 +632,6 @@ ExampleResult DecodeExample(const SquadInputs& in, const SquadOptions& opt, int6
     res.prediction = "";
     if (opt.verbose) res.log.push_back("best_non_null_entry is None");
   }
-  return res;
 }
 
 }  // namespace
@@ -712,27 +724,48 @@ std::string FinalTextGivenTokens(std::string_view pred_text, std::string_view or
   return std::string(orig_text.substr(orig_start, orig_end - orig_start));
 }
 
-std::vector<ExampleResult> Postprocess(const SquadInputs& in, const SquadOptions& options) {
-  std::vector<ExampleResult> results(static_cast<size_t>(in.num_examples));
+namespace {
+
+std::vector<int64_t> FirstFeatures(const SquadInputs& in) {
   // Features of example e: [first[e], first[e + 1]) (features are grouped by example).
   std::vector<int64_t> first(static_cast<size_t>(in.num_examples) + 1, 0);
-  {
-    std::vector<int64_t> count(static_cast<size_t>(in.num_examples), 0);
-    for (int64_t f = 0; f < in.num_features; ++f) ++count[static_cast<size_t>(in.feature_example[f])];
-    for (int64_t e = 0; e < in.num_examples; ++e) first[e + 1] = first[e] + count[e];
+  std::vector<int64_t> count(static_cast<size_t>(in.num_examples), 0);
+  for (int64_t f = 0; f < in.num_features; ++f) ++count[static_cast<size_t>(in.feature_example[f])];
+  for (int64_t e = 0; e < in.num_examples; ++e) first[e + 1] = first[e] + count[e];
+  return first;
+}
+
+}  // namespace
+
+struct Decoder::State {
+  Workspace ws;
+};
+
+Decoder::Decoder(const SquadInputs& in, const SquadOptions& options)
+    : in_(in), options_(options), first_(FirstFeatures(in)), state_(std::make_unique<State>()) {}
+
+Decoder::~Decoder() = default;
+
+void Decoder::Decode(int64_t example, ExampleResult* out) {
+  const int64_t b = first_[static_cast<size_t>(example)], e = first_[static_cast<size_t>(example) + 1];
+  if (in_.start_logits_f32 != nullptr) {
+    DecodeExample<float>(in_, options_, example, b, e, state_->ws, *out);
+  } else {
+    DecodeExample<double>(in_, options_, example, b, e, state_->ws, *out);
   }
-  const bool f32 = in.start_logits_f32 != nullptr;
+}
+
+std::vector<ExampleResult> Postprocess(const SquadInputs& in, const SquadOptions& options) {
+  std::vector<ExampleResult> results(static_cast<size_t>(in.num_examples));
   std::atomic<int64_t> next{0};
   constexpr int64_t kBlock = 16;
   auto work = [&]() {
-    Workspace ws;
+    Decoder decoder(in, options);
     while (true) {
       const int64_t b = next.fetch_add(kBlock);
       if (b >= in.num_examples) return;
       for (int64_t e = b; e < std::min(b + kBlock, in.num_examples); ++e) {
-        results[static_cast<size_t>(e)] =
-            f32 ? DecodeExample<float>(in, options, e, first[e], first[e + 1], ws)
-                : DecodeExample<double>(in, options, e, first[e], first[e + 1], ws);
+        decoder.Decode(e, &results[static_cast<size_t>(e)]);
       }
     }
   };

@@ -17,6 +17,7 @@
 #define PYBERT_SQUAD_POSTPROCESS_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -80,6 +81,26 @@ struct ExampleResult {
 };
 
 // Decodes every example. Results are indexed by example.
+// Decodes examples one at a time (one thread; `in` must outlive it). Decode
+// reuses *out's buffers, so decoding every example into the same
+// ExampleResult allocates nothing once they are large enough.
+class Decoder {
+ public:
+  Decoder(const SquadInputs& in, const SquadOptions& options);
+  ~Decoder();
+  Decoder(const Decoder&) = delete;
+  Decoder& operator=(const Decoder&) = delete;
+  void Decode(int64_t example, ExampleResult* out);
+
+ private:
+  struct State;
+  const SquadInputs& in_;
+  SquadOptions options_;
+  std::vector<int64_t> first_;
+  std::unique_ptr<State> state_;
+};
+
+// Every example, in parallel over options.num_threads threads.
 std::vector<ExampleResult> Postprocess(const SquadInputs& in, const SquadOptions& options);
 
 // The seed's get_final_text; `log` (optional) receives verbose messages.
