@@ -228,6 +228,8 @@ def test_tf1_checkpoint_converts_to_the_same_outputs(tmp_path, model_dir, batch)
             f"--input={prefix}",
             f"--output_dir={out_dir}",
             "--gelu=exact",
+            f"--saved_model_dir={tmp_path / 'hub'}",  # also the --hub_module_url form
+            f"--vocab_file={model_dir / 'vocab.txt'}",
         ],
         capture_output=True,
         text=True,
@@ -243,6 +245,13 @@ def test_tf1_checkpoint_converts_to_the_same_outputs(tmp_path, model_dir, batch)
         np.asarray(encoder(batch)["sequence_output"]),
         np.asarray(reference(batch)["sequence_output"]),
     )
+    from pybert.export.savedmodel import load_encoder_savedmodel
+
+    hub, hub_vocab, hub_lower = load_encoder_savedmodel(tmp_path / "hub")
+    assert hub_lower and Path(hub_vocab).read_bytes() == (model_dir / "vocab.txt").read_bytes()
+    np.testing.assert_allclose(
+        hub({k: tf.constant(v, tf.int32) for k, v in batch.items()})["sequence_output"].numpy(),
+        np.asarray(reference(batch)["sequence_output"]), rtol=0, atol=1e-4)
     # without --gelu the converter writes Google's meaning of "gelu" explicitly
     from pybert.cli.convert_checkpoint import convert
 

@@ -177,6 +177,40 @@ def test_errors_before_the_first_step(mrpc64, tmp_path):
     assert not (tmp_path / "m" / "training_summary.json").exists()
 
 
+def test_hub_module_url_initializes_the_encoder(mrpc64, tmp_path):
+    """--hub_module_url: a local encoder SavedModel (pybert's TF-Hub-style export) gives the
+    encoder's initial weights (learning rate 0: they come out of training unchanged);
+    contradictory or missing inputs stop before the first step."""
+    from pybert.export.savedmodel import export_encoder_savedmodel
+    from pybert.modeling import BertEncoder
+
+    config = BertConfig.from_dict(TINY)
+    encoder = BertEncoder(config)
+    encoder.build()
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("[PAD]\n[UNK]\n")
+    hub = export_encoder_savedmodel(encoder, vocab, True, tmp_path / "hub")
+    model_dir = tmp_path / "m"
+    args = [a for a in _args(mrpc64, model_dir) if not a.startswith(("--train_data_size",
+                                                                      "--learning_rate"))]
+    proc = _run(*args, f"--hub_module_url={hub}", "--train_data_size=32",
+                "--learning_rate=0", "--num_train_epochs=1")
+    assert "encoder initialized from" in proc.stderr
+    model = BertClassifier(config, 2)
+    model.build()
+    tf.train.Checkpoint(model=model).read(tf.train.latest_checkpoint(str(model_dir))
+                                          ).expect_partial()
+    assert len(encoder.weights) == len(model.encoder.weights) > 10
+    for a, b in zip(encoder.weights, model.encoder.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+
+    proc = _run(*args, f"--hub_module_url={hub}", "--init_checkpoint=x", check=False)
+    assert proc.returncode == 1
+    assert "--hub_module_url and --init_checkpoint both given" in proc.stderr
+    proc = _run(*args, f"--hub_module_url={tmp_path}", check=False)
+    assert proc.returncode == 1 and "no SavedModel there" in proc.stderr
+
+
 def test_run_squad_train_and_eval_tiny(tmp_path, data_dir, vocab_path):
     """Train a tiny model a few steps on a SQuAD v1.1 slice, then predict and evaluate it:
     the prediction files and the official metrics come out (the values mean nothing here)."""

@@ -31,8 +31,10 @@ def define_common_bert_flags() -> None:
     flags.DEFINE_float("end_lr", 0.0, "The end learning rate of the decay.")
     flags.DEFINE_enum("optimizer_type", "adamw", ["adamw", "lamb"], "Optimizer.")
     flags.DEFINE_string("hub_module_url", None,
-                        "Not supported: convert the model with pybert-convert-checkpoint and pass "
-                        "--init_checkpoint.")
+                        "A local TF-Hub-style BERT encoder SavedModel directory (pybert's: "
+                        "pybert-convert-checkpoint --saved_model_dir, or "
+                        "pybert.export.export_encoder_savedmodel) whose weights initialize the "
+                        "encoder, instead of --init_checkpoint. Nothing is downloaded.")
     flags.DEFINE_string("model_dir", None, "Checkpoints, summaries and results go here.")
     flags.DEFINE_enum("distribution_strategy", "mirrored",
                       ["off", "one_device", "mirrored", "multi_worker_mirrored", "tpu"],
@@ -84,14 +86,36 @@ def require_file(flag: str, path: str | None) -> str:
     return path
 
 
+def encoder_checkpoint() -> str | None:
+    """Where the encoder's initial weights come from: --init_checkpoint, or the variables
+    of the encoder SavedModel at --hub_module_url (a SavedModel's variables are a
+    checkpoint whose root holds the encoder, as pybert's encoder checkpoints do)."""
+    hub = FLAGS.hub_module_url
+    if not hub:
+        return FLAGS.init_checkpoint
+    if FLAGS.init_checkpoint:
+        raise ValueError("--hub_module_url and --init_checkpoint both given: the encoder's "
+                         "weights come from one of them")
+    if "://" in hub:
+        raise ValueError(f"--hub_module_url {hub}: only a local SavedModel directory is "
+                         "supported (nothing is downloaded)")
+    if not os.path.isfile(os.path.join(hub, "saved_model.pb")):
+        raise FileNotFoundError(f"--hub_module_url {hub}: no SavedModel there (saved_model.pb "
+                                "not found); write one with pybert-convert-checkpoint "
+                                "--saved_model_dir")
+    variables = os.path.join(hub, "variables", "variables")
+    if not os.path.isfile(variables + ".index"):
+        raise FileNotFoundError(f"--hub_module_url {hub}: the SavedModel has no variables "
+                                f"({variables}.index not found)")
+    return variables
+
+
 def setup_runtime() -> None:
     """Seeds, determinism and the mixed precision policy from the flags."""
     import keras
     import tensorflow as tf
 
-    if FLAGS.hub_module_url:
-        raise ValueError("--hub_module_url is not supported: convert the model with "
-                         "pybert-convert-checkpoint and pass --init_checkpoint")
+    encoder_checkpoint()  # --hub_module_url / --init_checkpoint checked before anything runs
     if FLAGS.loss_scale and FLAGS.dtype != "fp16":
         raise ValueError(f"--loss_scale applies to --dtype=fp16 only (got --dtype={FLAGS.dtype})")
     if FLAGS.num_accumulation_steps < 1:

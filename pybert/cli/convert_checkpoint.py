@@ -32,9 +32,16 @@ flags.DEFINE_enum(
     "for huggingface).",
 )
 
+flags.DEFINE_string("saved_model_dir", None,
+                    "Also write the encoder as a TF-Hub-style SavedModel there (vocab.txt as an "
+                    "asset, do_lower_case as a variable): what the training tools take as "
+                    "--hub_module_url.")
+flags.DEFINE_bool("do_lower_case", True, "Stored in the SavedModel (--saved_model_dir).")
+
 
 def convert(
-    source_format, input_path, output_dir, bert_config_file=None, vocab_file=None, gelu=None
+    source_format, input_path, output_dir, bert_config_file=None, vocab_file=None, gelu=None,
+    saved_model_dir=None, do_lower_case=True,
 ) -> str:
     from pybert.checkpoints import (
         load_huggingface_encoder,
@@ -64,9 +71,17 @@ def convert(
     else:
         encoder = load_model_garden_encoder(input_path, config)
     vocab = vocab_file or os.path.join(base, "vocab.txt")
-    return save_encoder_checkpoint(
+    if saved_model_dir and not os.path.exists(vocab):
+        raise FileNotFoundError(f"--saved_model_dir needs a vocab file: {vocab} not found "
+                                "(pass --vocab_file)")
+    path = save_encoder_checkpoint(
         encoder, config, output_dir, vocab_file=vocab if os.path.exists(vocab) else None
     )
+    if saved_model_dir:
+        from pybert.export.savedmodel import export_encoder_savedmodel
+
+        export_encoder_savedmodel(encoder, vocab, do_lower_case, saved_model_dir)
+    return path
 
 
 def main(argv=None):
@@ -82,11 +97,15 @@ def main(argv=None):
                 FLAGS.bert_config_file,
                 FLAGS.vocab_file,
                 FLAGS.gelu,
+                FLAGS.saved_model_dir,
+                FLAGS.do_lower_case,
             )
         except (FileNotFoundError, ValueError) as e:
             print(f"convert_checkpoint: error: {e}", file=sys.stderr)
             sys.exit(1)
         print(f"wrote {path}")
+        if FLAGS.saved_model_dir:
+            print(f"wrote {FLAGS.saved_model_dir}")
 
     app.run(_main, argv=argv or sys.argv)
 

@@ -4,9 +4,9 @@
 The SavedModel is callable on the seed's input dict and returns
 sequence_output and pooled_output; vocab.txt is an asset (`vocab_file`) and
 `do_lower_case` a variable, as in the seed's TF-Hub BERT exports, so a
-tokenizer can be built from the model alone. Not done yet: exposing the
-restored weights for fine-tuning through --hub_module_url (the training tools
-are an open issue).
+tokenizer can be built from the model alone. The training tools take its
+directory as --hub_module_url: its variables initialize the encoder (they are a
+checkpoint whose root holds the encoder, like pybert's encoder checkpoints).
 """
 
 from __future__ import annotations
