@@ -62,9 +62,13 @@ def test_export_is_fused_and_equals_keras(classifier, data_dir, minilm_dir):
     assert meta["task"] == "classifier" and meta["labels"] == ["0", "1"]
     assert meta["max_seq_length"] == 128 and meta["do_lower_case"] is True
     assert (out / "vocab.txt").read_bytes() == (minilm_dir / "vocab.txt").read_bytes()
-    # One Attention, two SkipLayerNormalization and one (Bias)Gelu per layer.
+    # EmbedLayerNormalization; one Attention per layer but the last (it computes the
+    # [CLS] row only: one query, left unfused); two SkipLayerNormalization and one
+    # (Bias)Gelu per layer.
     fused = meta["fusions"]
-    assert fused.get("Attention") == 6
+    assert meta["cls_only_last_layer"] is True
+    assert fused.get("EmbedLayerNormalization") == 1
+    assert fused.get("Attention") == 5
     assert fused.get("SkipLayerNormalization", 0) >= 12
     assert fused.get("BiasGelu", 0) + fused.get("Gelu", 0) + fused.get("FastGelu", 0) == 6
     assert meta["validation"]["fp32"]["max_abs_diff"] <= 1e-4
@@ -183,6 +187,7 @@ def test_span_model_squad_equals_tensorflow(minilm_dir, data_dir, tmp_path):
     meta = export_onnx(model, "span", tmp_path / "onnx", minilm_dir / "vocab.txt", True,
                        192, extra_metadata=windowing).metadata
     assert meta["fusions"].get("Attention") == 6
+    assert meta["fusions"].get("EmbedLayerNormalization") == 1
     assert {k: read_metadata(tmp_path / "onnx")[k] for k in windowing} == windowing
     full = json.loads((data_dir / "squad/dev-v1.1.json").read_text(encoding="utf-8"))
     full["data"] = full["data"][:1]

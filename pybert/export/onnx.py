@@ -6,13 +6,17 @@ Tensordot, which tf2onnx mis-converts (a wrong Reshape, seen with tf2onnx
 function below recomputes the same model from the same variables in plain
 TensorFlow ops laid out as ONNX Runtime's BERT fusions expect:
 
+  * word + type embedding Gathers, + a Gather of the position table at a slice
+    of constant position ids, LayerNorm -> EmbedLayerNormalization;
   * LayerNorm as ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div/Mul/Add
     -> LayerNormalization, and with the residual Add -> SkipLayerNormalization;
   * Q/K/V as MatMul+Add, Reshape [B, S, N, H], Transpose; scores Div sqrt(H),
     + (1 - mask) * -10000 built from the [B, S] mask by Unsqueeze/Cast/Sub/Mul,
     Softmax, MatMul, Transpose, Reshape -> one Attention node per layer;
   * GELU (tanh form) -> FastGelu (+ bias -> BiasGelu/FastGelu with bias);
-    exact GELU (erf) -> Gelu / BiasGelu.
+    exact GELU (erf) -> Gelu / BiasGelu;
+  * classifier / regression: the last layer for the [CLS] row only (queries,
+    attention output and feed-forward of one row; keys and values of all).
 
 export_onnx() checks the result against the Keras model on real, padded
 inputs and fails (OnnxExportError) when fp32 differs by more than 1e-4 or an
@@ -58,9 +62,14 @@ def _output_names(task: str) -> tuple[str, ...]:
     }[task]
 
 
-def export_function(model, task: str):
+def export_function(model, task: str, cls_only: bool | None = None):
     """A tf.function on the three int32 [batch, seq] inputs that computes `model`
-    (BertEncoder, BertClassifier or BertSpanLabeler) with ONNX-fusable ops."""
+    (BertEncoder, BertClassifier or BertSpanLabeler) with ONNX-fusable ops.
+
+    cls_only (default: True for classifier/regression, whose head reads only the
+    pooled [CLS] row): the last layer computes its queries, attention output and
+    feed-forward for row 0 only. Exact (no other row reaches the head), and about
+    1/num_layers less work."""
     import tensorflow as tf
 
     from pybert.modeling import BertClassifier, BertEncoder, BertSpanLabeler
@@ -73,6 +82,10 @@ def export_function(model, task: str):
     config = encoder.config
     n, h, d = config.num_attention_heads, config.head_size, config.hidden_size
     act = config.hidden_act
+    if cls_only is None:
+        cls_only = task in ("classifier", "regression")
+    elif cls_only and task not in ("classifier", "regression"):
+        raise ValueError(f"cls_only needs a classifier or regression model, not {task!r}")
 
     def dense(x, layer):
         return tf.matmul(x, layer.kernel) + layer.bias
@@ -98,26 +111,36 @@ def export_function(model, task: str):
     def encode(word_ids, mask, type_ids):
         emb = encoder.embeddings
         batch, seq = tf.shape(word_ids)[0], tf.shape(word_ids)[1]
+        # Word + type, then + a Gather of the position table at a [1, seq] slice of
+        # constant ids: ONNX Runtime's EmbedLayerNormalization pattern for BERT.
         x = tf.gather(emb.word_embeddings, word_ids)
         x = x + tf.gather(emb.type_embeddings, type_ids)
-        x = x + tf.slice(emb.position_embeddings, [0, 0], tf.stack([seq, -1]))
+        position_ids = tf.constant(
+            np.arange(emb.position_embeddings.shape[0], dtype=np.int32)[None])
+        x = x + tf.gather(emb.position_embeddings, position_ids[:, :seq])
         x = layer_norm(x, emb.layer_norm)
         # [B, S] -> [B, 1, 1, S] additive bias, as in the Keras model.
         bias = tf.expand_dims(tf.expand_dims(mask, 1), 2)
         bias = (1.0 - tf.cast(bias, tf.float32)) * -10000.0
 
-        def heads(t, perm):
-            return tf.transpose(tf.reshape(t, tf.stack([batch, seq, n, h])), perm)
+        def heads(t, perm, rows):
+            return tf.transpose(tf.reshape(t, tf.stack([batch, rows, n, h])), perm)
 
-        for layer in encoder.transformer_layers:
+        layers = encoder.transformer_layers
+        for i, layer in enumerate(layers):
             att = layer.attention
-            q = heads(dense(x, att.query), [0, 2, 1, 3])
-            k = heads(dense(x, att.key), [0, 2, 3, 1])
-            v = heads(dense(x, att.value), [0, 2, 1, 3])
+            # The last layer of a model that reads only [CLS] computes its queries, and
+            # everything after the attention, for that one row (keys/values: every row).
+            first_only = cls_only and i == len(layers) - 1
+            xq = x[:, :1, :] if first_only else x
+            rows = 1 if first_only else seq
+            q = heads(dense(xq, att.query), [0, 2, 1, 3], rows)
+            k = heads(dense(x, att.key), [0, 2, 3, 1], seq)
+            v = heads(dense(x, att.value), [0, 2, 1, 3], seq)
             scores = tf.matmul(q, k) / math.sqrt(h) + bias
             ctx = tf.matmul(tf.nn.softmax(scores, axis=-1), v)
-            ctx = tf.reshape(tf.transpose(ctx, [0, 2, 1, 3]), tf.stack([batch, seq, d]))
-            x = layer_norm(x + dense(ctx, att.output_dense), att.layer_norm)
+            ctx = tf.reshape(tf.transpose(ctx, [0, 2, 1, 3]), tf.stack([batch, rows, d]))
+            x = layer_norm(xq + dense(ctx, att.output_dense), att.layer_norm)
             y = dense(activation(dense(x, layer.intermediate)), layer.output_dense)
             x = layer_norm(x + y, layer.layer_norm)
         return x
@@ -197,10 +220,12 @@ def reference_outputs(model, task: str, inputs: dict) -> dict:
     return {k: np.asarray(v, dtype=np.float32) for k, v in out.items()}
 
 
-def fusion_targets(config) -> dict[str, int]:
-    """The fused ops a BERT encoder of `config` must end up with after optimization."""
+def fusion_targets(config, cls_only: bool = False) -> dict[str, int]:
+    """The fused ops a BERT encoder of `config` must end up with after optimization
+    (with cls_only, the last layer's one-query attention stays unfused: cheap)."""
     layers = config.num_hidden_layers
-    targets = {"Attention": layers, "SkipLayerNormalization": 2 * layers}
+    targets = {"EmbedLayerNormalization": 1, "Attention": layers - int(cls_only),
+               "SkipLayerNormalization": 2 * layers}
     if config.hidden_act in ("gelu", "gelu_tanh", "gelu_exact"):
         targets["Gelu (any form)"] = layers
     return targets
@@ -280,11 +305,61 @@ def _scores_div(path) -> int:
     return changed
 
 
+def _position_ids_slice(path) -> int:
+    """tf2onnx turns the [1, seq] slice of the constant position ids into a clamped
+    StridedSlice (Max/Where/...) that ONNX Runtime's EmbedLayerNormalization matcher
+    does not know; it wants Slice(ids, starts=[0], ends=Unsqueeze(Gather(Shape(
+    input_word_ids), 1)), axes=[1], steps=[1]). Rewrites that one Slice (the same
+    values: seq never exceeds the table, or the Gather below it fails anyway)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    producer = {out: n for n in graph.node for out in n.output}
+    changed = 0
+    for node in list(graph.node):
+        if node.op_type != "Gather" or node.input[0] not in inits:
+            continue
+        sl = producer.get(node.input[1])
+        if sl is None or sl.op_type != "Slice" or sl.input[0] not in inits:
+            continue
+        ids = numpy_helper.to_array(inits[sl.input[0]])
+        table = inits[node.input[0]]
+        if (ids.ndim != 2 or ids.shape[0] != 1 or len(table.dims) != 2
+                or ids.shape[1] != table.dims[0]
+                or not np.array_equal(ids[0], np.arange(ids.shape[1]))):
+            continue
+        prefix = sl.name + "_bert_positions"
+        for name, value in ((f"{prefix}_zero", np.array([0], np.int64)),
+                            (f"{prefix}_one", np.array([1], np.int64)),
+                            (f"{prefix}_index", np.array(1, np.int64))):
+            graph.initializer.append(numpy_helper.from_array(value, name))
+        new_nodes = [
+            helper.make_node("Shape", ["input_word_ids"], [f"{prefix}_shape"],
+                             name=f"{prefix}_Shape"),
+            helper.make_node("Gather", [f"{prefix}_shape", f"{prefix}_index"],
+                             [f"{prefix}_seq"], name=f"{prefix}_Gather", axis=0),
+            helper.make_node("Unsqueeze", [f"{prefix}_seq", f"{prefix}_zero"],
+                             [f"{prefix}_ends"], name=f"{prefix}_Unsqueeze"),
+        ]
+        position = list(graph.node).index(sl)
+        for offset, n in enumerate(new_nodes):
+            graph.node.insert(position + offset, n)
+        del sl.input[1:]
+        sl.input.extend([f"{prefix}_zero", f"{prefix}_ends", f"{prefix}_one", f"{prefix}_one"])
+        changed += 1
+    onnx.save(model, str(path))
+    return changed
+
+
 def optimize(src, dst, config) -> dict[str, int]:
     """onnxruntime.transformers.optimizer on a BERT graph; returns the fused-op counts."""
     from onnxruntime.transformers import optimizer
 
     _scores_div(src)
+    _position_ids_slice(src)
     opt = optimizer.optimize_model(str(src), model_type="bert",
                                    num_heads=config.num_attention_heads,
                                    hidden_size=config.hidden_size, opt_level=0)
@@ -401,15 +476,19 @@ def export_onnx(
     require_fusions: bool = True,
     source: str = "",
     extra_metadata: dict | None = None,
+    cls_only: bool | None = None,
 ) -> ExportResult:
     """Exports `model` to output_dir: model.onnx (fp32, optimized), optionally
     model_int8.onnx / model_fp16.onnx, vocab.txt and pybert_model.json (plus
     `extra_metadata`, e.g. a span model's doc_stride). Validates against the
-    Keras model; writes into <output_dir>.tmp and renames when done."""
+    Keras model; writes into <output_dir>.tmp and renames when done. cls_only: see
+    export_function (default: on for classifier/regression)."""
     from pybert.tokenization import FullTokenizer
 
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    if cls_only is None:
+        cls_only = task in ("classifier", "regression")
     if not Path(vocab_file).is_file():
         raise FileNotFoundError(f"vocab file not found: {vocab_file}")
     encoder = model if task == "encoder" else model.encoder
@@ -440,10 +519,10 @@ def export_onnx(
     reference = reference_outputs(model, task, inputs)
     with tempfile.TemporaryDirectory() as work:
         raw = Path(work) / "raw.onnx"
-        convert(export_function(model, task), raw, opset)
+        convert(export_function(model, task, cls_only), raw, opset)
         stats = optimize(raw, tmp / "model.onnx", config)
     logger.info("fused operators: %s", stats)
-    targets = fusion_targets(config)
+    targets = fusion_targets(config, cls_only)
     missing = _fusions_missing(stats, targets)
     if missing and require_fusions:
         raise OnnxExportError("ONNX Runtime's optimizer did not fuse what a BERT graph should "
@@ -489,6 +568,7 @@ def export_onnx(
         "bert_config": config.to_dict(),
         "fusions": stats,
         "fusion_targets": targets,
+        "cls_only_last_layer": bool(cls_only),
         "validation": validation,
         "source": source,
         **(extra_metadata or {}),
