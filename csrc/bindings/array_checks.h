@@ -39,6 +39,9 @@ inline void CheckSplits(const int64_t* s, int64_t n, int64_t total, const char* 
                                 std::to_string(total) + ", got " + std::to_string(s[0]) +
                                 " and " + std::to_string(s[n]));
   }
+  bool ok = true;  // one pass without branches, the index only on failure
+  for (int64_t i = 0; i < n; ++i) ok &= s[i + 1] >= s[i];
+  if (ok) return;
   for (int64_t i = 0; i < n; ++i) {
     if (s[i + 1] < s[i]) {
       throw pybind11::value_error(std::string(name) + " must be non-decreasing (at index " +

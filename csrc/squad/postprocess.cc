@@ -651,6 +651,14 @@ void FinalTextAscii(std::string_view pred_text, std::string_view orig_text, std:
     if (log) log->push_back(std::move(message));
     out->assign(orig_text);
   };
+  // The span is exactly the basic tokens of its doc tokens (the common case):
+  // the whole original text, stripped of ' ' at its ends.
+  if (found == std::string::npos && !pred_text.empty() && pred_text.size() == tok.size() &&
+      orig_ns == tok_ns && tok.front() != ' ' && tok.back() != ' ' && pred_text == tok) {
+    const size_t a = orig_text.find_first_not_of(' '), b = orig_text.find_last_not_of(' ');
+    out->assign(orig_text.substr(a, b + 1 - a));
+    return;
+  }
   if (found == std::string::npos) found = tok.find(pred_text);
   if (found == std::string::npos) {
     return fail("Unable to find text: '" + std::string(pred_text) + "' in '" + std::string(orig_text) + "'");

@@ -186,15 +186,13 @@ def _results_to_arrays(all_results, unique_ids: np.ndarray):
             raise ValueError(f"result unique_id {int(extra[0])} has no feature")
     if index is not None:
         start, end = start[index], end[index]
-    if np.isfinite(start).all() and np.isfinite(end).all():
-        bad = None
-    else:
-        bad = ~(np.isfinite(start).all(axis=1) & np.isfinite(end).all(axis=1))
-    if bad is not None:
-        raise ValueError(
-            f"result unique_id {int(unique_ids[np.argmax(bad)])}: logits are NaN or inf"
-        )
+    # NaN / inf are found by the C++ side (one pass), reported by _non_finite_error
     return np.ascontiguousarray(start), np.ascontiguousarray(end)
+
+
+def _non_finite_error(start, end, unique_ids) -> ValueError:
+    bad = ~(np.isfinite(start).all(axis=1) & np.isfinite(end).all(axis=1))
+    return ValueError(f"result unique_id {int(unique_ids[np.argmax(bad)])}: logits are NaN or inf")
 
 
 def _first_duplicate(ids):
@@ -235,26 +233,31 @@ def postprocess_output(
     # cyclic: collections triggered by creating them would only walk them.
     gc.disable()
     try:
-        out = _C.squad_postprocess(
-            arrays.doc_data,
-            arrays.doc_offsets,
-            arrays.doc_splits,
-            arrays.feature_example,
-            arrays.token_data,
-            arrays.token_offsets,
-            arrays.token_splits,
-            arrays.token_to_orig,
-            arrays.max_context,
-            start,
-            end,
-            int(n_best_size),
-            int(max_answer_length),
-            bool(do_lower_case),
-            bool(version_2_with_negative),
-            float(null_score_diff_threshold),
-            bool(verbose),
-            int(num_threads or os.cpu_count() or 1),
-        )
+        try:
+            out = _C.squad_postprocess(
+                arrays.doc_data,
+                arrays.doc_offsets,
+                arrays.doc_splits,
+                arrays.feature_example,
+                arrays.token_data,
+                arrays.token_offsets,
+                arrays.token_splits,
+                arrays.token_to_orig,
+                arrays.max_context,
+                start,
+                end,
+                int(n_best_size),
+                int(max_answer_length),
+                bool(do_lower_case),
+                bool(version_2_with_negative),
+                float(null_score_diff_threshold),
+                bool(verbose),
+                int(num_threads or os.cpu_count() or 1),
+            )
+        except ValueError as e:
+            if "not finite" in str(e):
+                raise _non_finite_error(start, end, arrays.unique_ids) from None
+            raise
         predictions = collections.OrderedDict()
         nbest = collections.OrderedDict()
         null_odds = collections.OrderedDict()
