@@ -124,11 +124,25 @@ struct PlainTable {
 };
 constexpr PlainTable kPlain;
 
-// Only plain bytes (see PlainTable).
+// No '#' and no character str.split() splits on: plain ASCII bytes (see
+// PlainTable) and valid UTF-8 characters other than Python whitespace.
 inline bool PlainPiece(std::string_view s) {
   bool ok = true;
   for (char c : s) ok &= kPlain.plain[static_cast<uint8_t>(c)];
-  return ok;
+  if (ok) return true;
+  const auto* p = reinterpret_cast<const uint8_t*>(s.data());
+  for (size_t i = 0; i < s.size();) {
+    if (p[i] < 0x80) {
+      if (!kPlain.plain[p[i]]) return false;
+      ++i;
+      continue;
+    }
+    char32_t cp;
+    const size_t len = DecodeUtf8(p + i, s.size() - i, &cp);
+    if (len == 1 || IsPySpace(cp)) return false;  // not UTF-8, or whitespace
+    i += len;
+  }
+  return true;
 }
 
 std::string NormalizeSpaces(const std::string& text);
@@ -524,7 +538,7 @@ void DecodeExample(const SquadInputs& in, const SquadOptions& opt, int64_t examp
       tok_text.clear();
       // tok_text = " ".join(tokens).replace(" ##", "").replace("##", ""), then
       // " ".join(tok_text.split()). Fast path: each piece, once its leading
-      // "##" is dropped, is non-empty ASCII without whitespace or '#'; then
+      // "##" is dropped, is non-empty without whitespace or '#' (PlainPiece); then
       // the replaces only drop those leading "##" (and the space before
       // them) and the split/join changes nothing. Else the literal way.
       bool simple = true;
