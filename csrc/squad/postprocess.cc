@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <thread>
 #include <type_traits>
@@ -290,21 +291,56 @@ void BestIndexesInsertion(const T* logits, int64_t n, int k, std::vector<int32_t
 }
 
 // Scratch memory of BestIndexes.
+template <typename T>
+struct TopKBuffers {
+  std::vector<T> block_max, cand_value;
+};
 struct TopKScratch {
-  struct Candidate {
-    double value;
-    int32_t index;
-  };
   std::vector<double> values;
-  std::vector<double> block_max;
-  std::vector<Candidate> candidates;
+  TopKBuffers<float> f32;
+  TopKBuffers<double> f64;
+  std::vector<int32_t> cand_index;
+  template <typename T>
+  TopKBuffers<T>& buffers() {
+    if constexpr (std::is_same_v<T, float>) {
+      return f32;
+    } else {
+      return f64;
+    }
+  }
 };
 
-// The same result as BestIndexesInsertion, for long rows: the k-th largest of
-// the 8-element block maxima is a lower bound of the k-th largest logit (the k
-// best blocks hold k distinct logits at least that large), so every logit of
-// the top k is >= it; those few candidates are then ordered by (value
-// descending, index ascending).
+// A value t in [lo, hi] with at least k of v[0, n) >= t, given that lo is one:
+// bisection with branch-free updates (counting loops vectorize). hi need not
+// be exceeded by fewer than k values; the result only gets closer to the k-th
+// largest value (from below) as steps grow.
+template <typename T>
+T RaiseLowerBound(const T* v, int64_t n, int k, T lo, T hi, int steps) {
+  for (int s = 0; s < steps; ++s) {
+    const T mid = lo + (hi - lo) / 2;
+    int32_t count = 0;
+    for (int64_t i = 0; i < n; ++i) count += v[i] >= mid;
+    const bool ok = count >= k;
+    lo = ok ? mid : lo;
+    hi = ok ? hi : mid;
+  }
+  return lo;
+}
+
+// The same result as BestIndexesInsertion, for long rows, with few
+// data-dependent branches (on random logits each one is a coin toss):
+//  1. maxima of 8-logit blocks; any t with k block maxima >= t has k logits
+//     >= t, so it is <= the k-th largest logit. t is raised by bisection over
+//     the maxima (from their minimum, where all 2k+ blocks count).
+//  2. the logits >= t (from blocks whose maximum reaches it) are candidates;
+//     the same bisection over them raises t to just under the k-th largest,
+//     and the candidates below it are dropped.
+//  3. each remaining candidate's rank in (value descending, index ascending)
+//     order is the number of candidates before it in that order (larger, or
+//     equal at a lower index: they are in index order); ranks < k are the
+//     answer.
+// Ties at the k-th value keep every tied candidate (step 3 orders them), so
+// the result equals the stable sort's whatever the values.
 template <typename T>
 void BestIndexes(const T* logits, int64_t n, int k, std::vector<int32_t>* out, TopKScratch* scratch) {
   const int64_t blocks = n / 8;
@@ -312,44 +348,56 @@ void BestIndexes(const T* logits, int64_t n, int k, std::vector<int32_t>* out, T
     BestIndexesInsertion(logits, n, k, out, &scratch->values);
     return;
   }
-  std::vector<double>& bmax = scratch->block_max;
-  bmax.resize(static_cast<size_t>(2 * blocks));
-  double* maxima = bmax.data();            // per block, in order
-  double* selected = maxima + blocks;      // the same, reordered by nth_element
+  TopKBuffers<T>& buf = scratch->buffers<T>();
+  buf.block_max.resize(static_cast<size_t>(blocks));
+  T* maxima = buf.block_max.data();
+  T lo = std::numeric_limits<T>::infinity(), hi = -std::numeric_limits<T>::infinity();
   for (int64_t b = 0; b < blocks; ++b) {
     const T* p = logits + 8 * b;
-    T m0 = std::max(p[0], p[1]), m1 = std::max(p[2], p[3]);
-    T m2 = std::max(p[4], p[5]), m3 = std::max(p[6], p[7]);
-    maxima[b] = selected[b] = static_cast<double>(std::max(std::max(m0, m1), std::max(m2, m3)));
+    const T m0 = std::max(p[0], p[1]), m1 = std::max(p[2], p[3]);
+    const T m2 = std::max(p[4], p[5]), m3 = std::max(p[6], p[7]);
+    const T m = std::max(std::max(m0, m1), std::max(m2, m3));
+    maxima[b] = m;
+    lo = std::min(lo, m);
+    hi = std::max(hi, m);
   }
-  std::nth_element(selected, selected + (k - 1), selected + blocks, std::greater<double>());
-  const T bound = static_cast<T>(selected[k - 1]);  // a logit: exact
-  std::vector<TopKScratch::Candidate>& cand = scratch->candidates;
-  cand.resize(static_cast<size_t>(n));
-  size_t count = 0;
-  auto scan = [&](int64_t from, int64_t to) {  // branch-free: write each logit, keep those >= bound
+  T bound = RaiseLowerBound(maxima, blocks, k, lo, hi, 8);
+  buf.cand_value.resize(static_cast<size_t>(n));
+  scratch->cand_index.resize(static_cast<size_t>(n));
+  T* cv = buf.cand_value.data();
+  int32_t* ci = scratch->cand_index.data();
+  int64_t count = 0;
+  auto scan = [&](int64_t from, int64_t to) {  // write each logit, keep those >= bound
     for (int64_t i = from; i < to; ++i) {
-      cand[count] = TopKScratch::Candidate{static_cast<double>(logits[i]), static_cast<int32_t>(i)};
+      cv[count] = logits[i];
+      ci[count] = static_cast<int32_t>(i);
       count += logits[i] >= bound;
     }
   };
   for (int64_t b = 0; b < blocks; ++b) {  // only blocks whose maximum reaches the bound
-    if (maxima[b] >= static_cast<double>(bound)) scan(8 * b, 8 * b + 8);
+    if (maxima[b] >= bound) scan(8 * b, 8 * b + 8);
   }
   scan(8 * blocks, n);
-  const auto before = [](const TopKScratch::Candidate& a, const TopKScratch::Candidate& b) {
-    return a.value > b.value || (a.value == b.value && a.index < b.index);
-  };
-  const auto head = cand.begin() + static_cast<std::ptrdiff_t>(k);  // count >= k
-  const auto tail = cand.begin() + static_cast<std::ptrdiff_t>(count);
-  if (tail - head > k) {
-    std::nth_element(cand.begin(), head - 1, tail, before);
-    std::sort(cand.begin(), head, before);
-  } else {
-    std::sort(cand.begin(), tail, before);
+  for (int64_t i = 8 * blocks; i < n; ++i) hi = std::max(hi, logits[i]);  // hi: the largest logit
+  if (count > k) {
+    bound = RaiseLowerBound(cv, count, k, bound, hi, 12);
+    int64_t kept = 0;
+    for (int64_t i = 0; i < count; ++i) {
+      cv[kept] = cv[i];
+      ci[kept] = ci[i];
+      kept += cv[i] >= bound;
+    }
+    count = kept;
   }
   out->resize(static_cast<size_t>(k));
-  for (int j = 0; j < k; ++j) (*out)[static_cast<size_t>(j)] = cand[static_cast<size_t>(j)].index;
+  int32_t* best = out->data();
+  const auto c = static_cast<int32_t>(count);
+  for (int32_t i = 0; i < c; ++i) {
+    const T v = cv[i];
+    int32_t rank = 0;  // the same trip count for every i (a predictable loop)
+    for (int32_t j = 0; j < c; ++j) rank += (cv[j] > v) | ((cv[j] == v) & (j < i));
+    if (rank < k) best[rank] = ci[i];
+  }
 }
 
 struct Prelim {
@@ -649,6 +697,13 @@ void DecodeExample(const SquadInputs& in, const SquadOptions& opt, int64_t examp
 }
 
 }  // namespace
+
+std::vector<int32_t> TopIndexes(const float* values, int64_t n, int k) {
+  std::vector<int32_t> out;
+  TopKScratch scratch;
+  BestIndexes(values, n, k, &out, &scratch);
+  return out;
+}
 
 std::string GetFinalText(std::string_view pred_text, std::string_view orig_text, bool do_lower_case,
                          std::vector<std::string>* log) {

@@ -103,6 +103,11 @@ class Decoder {
 // Every example, in parallel over options.num_threads threads.
 std::vector<ExampleResult> Postprocess(const SquadInputs& in, const SquadOptions& options);
 
+// The k largest of values[0, n) (finite), best first, ties to the lower
+// index: the order of the seed's sorted(enumerate(...), reverse by value)
+// head. What decoding uses per feature, exposed for tests.
+std::vector<int32_t> TopIndexes(const float* values, int64_t n, int k);
+
 // The seed's get_final_text; `log` (optional) receives verbose messages.
 std::string GetFinalText(std::string_view pred_text, std::string_view orig_text, bool do_lower_case,
                          std::vector<std::string>* log);

@@ -1,6 +1,11 @@
 // Table-driven unit tests of the SQuAD core (run by ctest): the seed's
-// get_final_text cases and a two-feature decode.
+// get_final_text cases, a two-feature decode, and the top-k selection
+// against a stable sort on random, tied and constant rows.
+#include <algorithm>
+#include <cstdint>
 #include <iostream>
+#include <numeric>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -80,5 +85,30 @@ int main() {
   results = pybert::squad::Postprocess(in, opt);
   Expect(results[0].prediction.empty() && results[0].has_score_diff && results[0].score_diff == -8.0,
          "v2 null prediction");
+
+  // Top-k: the seed's order is a stable sort by value, descending.
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  std::uniform_int_distribution<int> small(-3, 3);
+  int mismatches = 0;
+  for (int trial = 0; trial < 3000; ++trial) {
+    const int64_t n = (trial % 7 == 0) ? 1 + trial % 40 : 384 - (trial % 5) * 37;
+    const int k = 1 + trial % 25;
+    std::vector<float> v(static_cast<size_t>(n));
+    for (auto& x : v) {
+      switch (trial % 4) {
+        case 0: x = normal(rng); break;
+        case 1: x = static_cast<float>(small(rng)); break;  // many ties
+        case 2: x = 1.5f; break;                            // all equal
+        default: x = normal(rng) * 1e-30f + (trial % 3 == 0 ? 1e30f : -1e30f);
+      }
+    }
+    std::vector<int32_t> want(static_cast<size_t>(n));
+    std::iota(want.begin(), want.end(), 0);
+    std::stable_sort(want.begin(), want.end(), [&](int32_t a, int32_t b) { return v[a] > v[b]; });
+    want.resize(std::min<size_t>(want.size(), static_cast<size_t>(k)));
+    mismatches += pybert::squad::TopIndexes(v.data(), n, k) != want;
+  }
+  Expect(mismatches == 0, "top-k equals the stable sort (" + std::to_string(mismatches) + " of 3000 differ)");
   return pybert_test::Finish("squad_test");
 }
