@@ -46,7 +46,7 @@ from pybert.predict import Predictor  # noqa: E402
 
 BATCH = 32
 SEQ = 128
-ROUNDS = 1 if QUICK else 3
+ROUNDS = 3
 
 
 def _read_tsv(path):
