@@ -209,6 +209,15 @@ def test_hub_module_url_initializes_the_encoder(mrpc64, tmp_path):
     assert "--hub_module_url and --init_checkpoint both given" in proc.stderr
     proc = _run(*args, f"--hub_module_url={tmp_path}", check=False)
     assert proc.returncode == 1 and "no SavedModel there" in proc.stderr
+    # an encoder of another shape: the error names the flag it came from
+    other = BertEncoder(BertConfig.from_dict(
+        dict(TINY, intermediate_size=2 * TINY["intermediate_size"])))
+    other.build()
+    wrong = export_encoder_savedmodel(other, vocab, True, tmp_path / "hub_other")
+    proc = _run(*args, f"--hub_module_url={wrong}", f"--model_dir={tmp_path / 'm2'}",
+                check=False)
+    assert proc.returncode == 1
+    assert "--hub_module_url" in proc.stderr and "does not fit the model" in proc.stderr
 
 
 def test_xla_fp16_and_gradient_accumulation_runs(mrpc64, tmp_path):

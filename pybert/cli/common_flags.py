@@ -110,6 +110,11 @@ def encoder_checkpoint() -> str | None:
     return variables
 
 
+def encoder_source() -> str:
+    """The flag encoder_checkpoint() took the weights from (for error messages)."""
+    return "--hub_module_url" if FLAGS.hub_module_url else "--init_checkpoint"
+
+
 def setup_runtime() -> None:
     """Seeds, determinism and the mixed precision policy from the flags."""
     import keras

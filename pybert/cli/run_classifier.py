@@ -194,7 +194,8 @@ def run() -> dict | str:
         jit_compile=FLAGS.enable_xla, overwrite=FLAGS.overwrite)
     trainer = Trainer(strategy, model_fn, _loss_fn(is_regression),
                       common_flags.make_optimizer_fn(cfg.total_steps, warmup_steps), cfg)
-    trainer.restore_or_initialize(common_flags.encoder_checkpoint())
+    trainer.restore_or_initialize(common_flags.encoder_checkpoint(),
+                                  common_flags.encoder_source())
     seed = FLAGS.seed
 
     def train_ds(batch_size, ctx):

@@ -93,7 +93,8 @@ def run() -> dict:
                       pretrain_loss(use_nsp),
                       common_flags.make_optimizer_fn(cfg.total_steps, int(FLAGS.warmup_steps)),
                       cfg)
-    trainer.restore_or_initialize(common_flags.encoder_checkpoint())
+    trainer.restore_or_initialize(common_flags.encoder_checkpoint(),
+                                  common_flags.encoder_source())
     seed = FLAGS.seed
 
     def train_ds(batch_size, ctx):

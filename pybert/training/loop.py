@@ -115,8 +115,10 @@ class Trainer:
         self._eval_writer = tf.summary.create_file_writer(os.path.join(summaries, "eval"))
 
     # -- state ----------------------------------------------------------------
-    def restore_or_initialize(self, init_checkpoint: str | None = None) -> int:
-        """Restores the latest checkpoint of model_dir, else the encoder from init_checkpoint.
+    def restore_or_initialize(self, init_checkpoint: str | None = None,
+                              source: str = "--init_checkpoint") -> int:
+        """Restores the latest checkpoint of model_dir, else the encoder from init_checkpoint
+        (`source`: the flag it came from, for error messages).
 
         Returns the global step training continues from.
         """
@@ -125,7 +127,7 @@ class Trainer:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
             logger.info("resuming from %s at step %d", latest, int(self.global_step.numpy()))
         elif init_checkpoint:
-            restore_encoder(self.model.encoder, init_checkpoint)
+            restore_encoder(self.model.encoder, init_checkpoint, source)
             logger.info("encoder initialized from %s", init_checkpoint)
         return int(self.global_step.numpy())
 
@@ -274,26 +276,26 @@ def seed_generators(model) -> list:
     return out
 
 
-def restore_encoder(encoder, init_checkpoint: str) -> None:
+def restore_encoder(encoder, init_checkpoint: str, source: str = "--init_checkpoint") -> None:
     """Loads a pybert encoder checkpoint (tf.train.Checkpoint(encoder=...)) into `encoder`.
 
     A checkpoint whose variables do not fit the config (shapes, layer count) is an
-    error naming the checkpoint.
+    error naming the checkpoint and `source` (the flag that gave it).
     """
     if not tf.io.gfile.exists(init_checkpoint + ".index") and not tf.io.gfile.isdir(
             init_checkpoint):
-        raise FileNotFoundError(f"--init_checkpoint {init_checkpoint}: no such checkpoint "
+        raise FileNotFoundError(f"{source} {init_checkpoint}: no such checkpoint "
                                 f"({init_checkpoint}.index not found)")
     if tf.io.gfile.isdir(init_checkpoint):
         found = tf.train.latest_checkpoint(init_checkpoint)
         if not found:
-            raise FileNotFoundError(f"--init_checkpoint {init_checkpoint}: no checkpoint inside")
+            raise FileNotFoundError(f"{source} {init_checkpoint}: no checkpoint inside")
         init_checkpoint = found
     try:
         status = tf.train.Checkpoint(encoder=encoder).read(init_checkpoint)
         status.assert_existing_objects_matched()
     except (AssertionError, ValueError) as e:
-        raise ValueError(f"--init_checkpoint {init_checkpoint} does not fit the model built from "
+        raise ValueError(f"{source} {init_checkpoint} does not fit the model built from "
                          f"bert_config: {str(e)[:500]}") from None
     status.expect_partial()
 
