@@ -410,6 +410,41 @@ struct Prelim {
   double end_logit;
 };
 
+// A growable byte buffer for the span texts: appends of short pieces are one
+// fixed 16-byte copy (inlined, no library call, no size-dependent branches)
+// when 16 bytes can be read from the source; Reserve keeps 16 bytes of slack.
+class TextBuf {
+ public:
+  void Clear() { size_ = 0; }
+  bool Empty() const { return size_ == 0; }
+  void Reserve(size_t n) {
+    if (size_ + n + 16 > cap_) Grow(size_ + n + 16);
+  }
+  // After Reserve: c and s fit.
+  void Push(char c) { buf_[size_++] = c; }
+  // `limit`: the end of the readable memory s lies in.
+  void Append(std::string_view s, const char* limit) {
+    if (s.size() <= 16 && limit - s.data() >= 16) {
+      std::memcpy(buf_.get() + size_, s.data(), 16);
+    } else {
+      std::memcpy(buf_.get() + size_, s.data(), s.size());
+    }
+    size_ += s.size();
+  }
+  std::string_view View() const { return {buf_.get(), size_}; }
+
+ private:
+  void Grow(size_t need) {
+    const size_t cap = std::max<size_t>({need, 2 * cap_, 256});
+    std::unique_ptr<char[]> buf(new char[cap]);
+    if (size_ > 0) std::memcpy(buf.get(), buf_.get(), size_);
+    buf_ = std::move(buf);
+    cap_ = cap;
+  }
+  std::unique_ptr<char[]> buf_;
+  size_t size_ = 0, cap_ = 0;
+};
+
 // Per-thread working memory, reused across examples.
 struct Workspace {
   std::vector<Prelim> prelim;
@@ -419,10 +454,11 @@ struct Workspace {
   int64_t plain_feature = -1;
   std::vector<int8_t> plain_state;
   std::string final_text;
-  std::string tok_text;
+  std::string tok_text;  // the literal way (pieces that are not plain)
+  TextBuf tok_buf, orig_buf;  // the fast way, and the span's basic tokens
   // The current example's " ".join(doc tokens), and per doc token its bytes
   // there and (once needed) its basic tokens, joined.
-  std::string doc_joined, orig_tok;
+  std::string doc_joined;
   std::vector<size_t> doc_begin, doc_end;
   std::vector<std::string> basic_cache;
   std::vector<uint8_t> cached;
@@ -582,8 +618,6 @@ void DecodeExample(const SquadInputs& in, const SquadOptions& opt, int64_t examp
     final_text.clear();
     if (p.start > 0) {
       const int64_t tb = in.token_splits[p.feature];
-      std::string& tok_text = ws.tok_text;
-      tok_text.clear();
       // tok_text = " ".join(tokens).replace(" ##", "").replace("##", ""), then
       // " ".join(tok_text.split()). Fast path: each piece, once its leading
       // "##" is dropped, is non-empty without whitespace or '#' (PlainPiece); then
@@ -594,6 +628,11 @@ void DecodeExample(const SquadInputs& in, const SquadOptions& opt, int64_t examp
         ws.plain_state.assign(static_cast<size_t>(in.token_splits[p.feature + 1] - tb), 0);
         ws.plain_feature = p.feature;
       }
+      const char* tokens_end = in.tokens.data.data() + in.tokens.data.size();
+      TextBuf& buf = ws.tok_buf;
+      buf.Clear();
+      buf.Reserve(static_cast<size_t>(in.tokens.offsets[tb + p.end + 1] - in.tokens.offsets[tb + p.start]) +
+                  static_cast<size_t>(p.end - p.start + 1));
       for (int32_t t = p.start; t <= p.end; ++t) {
         std::string_view piece = in.tokens.at(tb + t);
         const bool cont = piece.size() >= 2 && piece[0] == '#' && piece[1] == '#';
@@ -602,18 +641,21 @@ void DecodeExample(const SquadInputs& in, const SquadOptions& opt, int64_t examp
         int8_t& state = ws.plain_state[static_cast<size_t>(t)];
         if (state == 0) state = !piece.empty() && PlainPiece(piece) ? 1 : 2;
         simple &= state == 1;
-        if (t > p.start && !cont) tok_text.push_back(' ');
-        tok_text.append(piece);
+        if (t > p.start && !cont) buf.Push(' ');
+        buf.Append(piece, tokens_end);
       }
+      std::string_view tok_text = buf.View();
       if (!simple) {
-        tok_text.clear();
+        std::string& literal = ws.tok_text;
+        literal.clear();
         for (int32_t t = p.start; t <= p.end; ++t) {
-          if (t > p.start) tok_text.push_back(' ');
-          tok_text.append(in.tokens.at(tb + t));
+          if (t > p.start) literal.push_back(' ');
+          literal.append(in.tokens.at(tb + t));
         }
-        RemoveAll(&tok_text, " ##");
-        RemoveAll(&tok_text, "##");
-        NormalizeSpacesInPlace(&tok_text);
+        RemoveAll(&literal, " ##");
+        RemoveAll(&literal, "##");
+        NormalizeSpacesInPlace(&literal);
+        tok_text = literal;
       }
       // orig_tokens = doc_tokens[orig_doc_start:orig_doc_end + 1] (a Python slice)
       const int64_t o_begin = std::clamp<int64_t>(in.token_to_orig[tb + p.start], 0, doc_count);
@@ -626,7 +668,7 @@ void DecodeExample(const SquadInputs& in, const SquadOptions& opt, int64_t examp
       if (o_end > o_begin) {
         orig_text = std::string_view(ws.doc_joined)
                         .substr(ws.doc_begin[o_begin], ws.doc_end[o_end - 1] - ws.doc_begin[o_begin]);
-        ws.orig_tok.clear();
+        size_t bytes = 0;
         for (int64_t o = o_begin; o < o_end; ++o) {
           const auto oi = static_cast<size_t>(o);
           std::string& b = ws.basic_cache[oi];
@@ -642,11 +684,18 @@ void DecodeExample(const SquadInputs& in, const SquadOptions& opt, int64_t examp
           ascii &= ws.basic_ns[oi] >= 0 && ws.doc_ns[oi] >= 0;
           tok_ns += ws.basic_ns[oi];
           orig_ns += ws.doc_ns[oi];
-          if (b.empty()) continue;
-          if (!ws.orig_tok.empty()) ws.orig_tok.push_back(' ');
-          ws.orig_tok.append(b);
+          bytes += b.size() + 1;
         }
-        orig_tok = ws.orig_tok;
+        TextBuf& ob = ws.orig_buf;  // the non-empty basic tokens joined by ' '
+        ob.Clear();
+        ob.Reserve(bytes);
+        for (int64_t o = o_begin; o < o_end; ++o) {
+          const std::string& b = ws.basic_cache[static_cast<size_t>(o)];
+          if (b.empty()) continue;
+          if (!ob.Empty()) ob.Push(' ');
+          ob.Append(b, b.data() + b.capacity() + 1);  // a std::string holds capacity() + 1 bytes
+        }
+        orig_tok = ob.View();
       }
       // ASCII span (the usual case): the non-space counts come from the cache
       std::vector<std::string>* log = opt.verbose ? &res.log : nullptr;
