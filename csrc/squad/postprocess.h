@@ -80,7 +80,6 @@ struct ExampleResult {
   std::vector<std::string> log;  // verbose messages, in order
 };
 
-// Decodes every example. Results are indexed by example.
 // Decodes examples one at a time (one thread; `in` must outlive it). Decode
 // reuses *out's buffers, so decoding every example into the same
 // ExampleResult allocates nothing once they are large enough.
@@ -100,7 +99,8 @@ class Decoder {
   std::unique_ptr<State> state_;
 };
 
-// Every example, in parallel over options.num_threads threads.
+// Every example, in parallel over options.num_threads threads; results are
+// indexed by example.
 std::vector<ExampleResult> Postprocess(const SquadInputs& in, const SquadOptions& options);
 
 // The k largest of values[0, n) (finite), best first, ties to the lower

@@ -47,6 +47,8 @@ METADATA_FILE = "pybert_model.json"
 FORMAT = "pybert-onnx"
 FORMAT_VERSION = 1
 FP32_TOLERANCE = 1e-4
+# Tasks whose head reads only the pooled [CLS] row (their last layer can stop there).
+CLS_TASKS = ("classifier", "regression")
 
 
 class OnnxExportError(RuntimeError):
@@ -83,8 +85,8 @@ def export_function(model, task: str, cls_only: bool | None = None):
     n, h, d = config.num_attention_heads, config.head_size, config.hidden_size
     act = config.hidden_act
     if cls_only is None:
-        cls_only = task in ("classifier", "regression")
-    elif cls_only and task not in ("classifier", "regression"):
+        cls_only = task in CLS_TASKS
+    elif cls_only and task not in CLS_TASKS:
         raise ValueError(f"cls_only needs a classifier or regression model, not {task!r}")
 
     def dense(x, layer):
@@ -488,7 +490,7 @@ def export_onnx(
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     if cls_only is None:
-        cls_only = task in ("classifier", "regression")
+        cls_only = task in CLS_TASKS
     if not Path(vocab_file).is_file():
         raise FileNotFoundError(f"vocab file not found: {vocab_file}")
     encoder = model if task == "encoder" else model.encoder
