@@ -137,7 +137,7 @@ class _Api:
         (dict(rate=-0.5), "dropout_rate must be in [0, 1)"),
         (dict(B=-1), "batch must be in [0, 65535], got -1"),
         (dict(H=0), "heads must be in [1, 65535], got 0"),
-        (dict(variant=9), "fwd_variant must be in [0, 3], got 9"),
+        (dict(variant=10), "fwd_variant must be in [0, 9], got 10"),
         (dict(scale=float("nan")), "scale must be finite"),
     ],
 )
@@ -151,7 +151,7 @@ def test_forward_rejects_bad_arguments(cuda_lib_path, kwargs, message):
     [
         (dict(lse=False), "lse: null pointer"),
         (dict(workspace=False), "workspace: null pointer"),
-        (dict(variant=9), "bwd_variant must be in [0, 4], got 9"),
+        (dict(variant=9), "bwd_variant must be in [0, 5], got 9"),
         (dict(D=96), "head_dim must be 32, 64 or 128, got 96"),
     ],
 )

@@ -30,7 +30,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-BWD_VARIANTS = 4  # backward kernel variants (csrc/attention/launch_impl.cuh)
+FWD_VARIANTS = 9  # forward kernel variants (csrc/attention/launch_impl.cuh)
+BWD_VARIANTS = 5  # backward kernel variants
 DTYPES = {"fp32": (0, torch.float32), "fp16": (1, torch.float16), "bf16": (2, torch.bfloat16)}
 
 
@@ -470,15 +471,15 @@ class Checker:
             lse_max_abs=lse_err,
         )
 
-    def check_fully_masked(self, dtype_name, D):
+    def check_fully_masked(self, dtype_name, D, S=77, bwd_variant=0):
         dtype = DTYPES[dtype_name][1]
-        B, H, S = 3, 2, 77
+        B, H = 3, 2
         q, k, v, dout = (self.randn((B, S, H, D), dtype) for _ in range(4))
         mask = random_mask(B, S, self.device, self.gen)
         mask[1] = 0
         scale = 1.0 / math.sqrt(D)
         out, lse = self.lib.forward(q, k, v, mask, scale)
-        dq, dk, dv = self.lib.backward(q, k, v, mask, out, lse, dout, scale)
+        dq, dk, dv = self.lib.backward(q, k, v, mask, out, lse, dout, scale, variant=bwd_variant)
         ref_o, ref_g = _reference_grads(q, k, v, mask, scale, dout)
         finite = all(torch.isfinite(x).all().item() for x in (out, dq, dk, dv))
         zeros = all((x[1] == 0).all().item() for x in (out, dq, dk, dv)) and bool(
@@ -487,7 +488,7 @@ class Checker:
         errs = [rel_err(x, r) for x, r in zip((out, dq, dk, dv), (ref_o,) + ref_g, strict=True)]
         tol = 1e-5 if dtype == torch.float32 else 2e-2
         self.record(
-            f"{dtype_name} D{D} fully masked batch row -> zeros",
+            f"{dtype_name} D{D} S{S} bwd v{bwd_variant} fully masked batch row -> zeros",
             finite and zeros and max(errs) < tol,
             errors=errs,
         )
@@ -500,13 +501,13 @@ class Checker:
         mask = (torch.arange(S)[None, :] < lengths[:, None]).to(torch.int32).to(self.device)
         return dtype, q, k, v, dout, mask, 1.0 / math.sqrt(D)
 
-    def check_dropout(self, dtype_name, D, rate=0.1, bwd_variant=0, S=129):
+    def check_dropout(self, dtype_name, D, rate=0.1, bwd_variant=0, S=129, fwd_variant=0):
         dtype, q, k, v, dout, mask, scale = self.padded_inputs(dtype_name, D, S=S)
         B, S, H, _ = q.shape
         seed, offset = 20261126, 7
         keep = self.lib.dropout_mask(B, H, S, S, rate, seed, offset, self.device)
-        out, lse = self.lib.forward(q, k, v, mask, scale, rate, seed, offset)
-        out2, _ = self.lib.forward(q, k, v, mask, scale, rate, seed, offset)
+        out, lse = self.lib.forward(q, k, v, mask, scale, rate, seed, offset, variant=fwd_variant)
+        out2, _ = self.lib.forward(q, k, v, mask, scale, rate, seed, offset, variant=fwd_variant)
         dq, dk, dv = self.lib.backward(
             q, k, v, mask, out, lse, dout, scale, rate, seed, offset, variant=bwd_variant
         )
@@ -527,7 +528,8 @@ class Checker:
             errs[nm] = (rel_err(ours, ref), max(rel_err(sd, ndref), rel_err(ref.to(dtype), ref)))
         ok = all(o <= self.tolerance(dtype, s) for o, s in errs.values()) and torch.equal(out, out2)
         self.record(
-            f"{dtype_name} D{D} S{S} bwd v{bwd_variant} dropout {rate}: fwd/bwd use one mask",
+            f"{dtype_name} D{D} S{S} fwd v{fwd_variant} bwd v{bwd_variant} dropout {rate}: "
+            "fwd/bwd use one mask",
             ok,
             errors={k_: {"ours": o, "yardstick": s} for k_, (o, s) in errs.items()},
             deterministic=torch.equal(out, out2),
@@ -611,10 +613,12 @@ def run_checks(lib, device, quick):
                 c.check_case(dt, B, H, S, S, D)
             c.check_case(dt, 2, 2, 65, 200, D)
             c.check_case(dt, 3, 2, 130, 130, D, layout="fused_qkv")
-            for variant in (1, 2, 3):
+            for variant in range(1, FWD_VARIANTS + 1):
                 c.check_case(
                     dt, 3, 2, 200, 200, D, variant=variant, bwd_variant=1 if variant == 1 else 2
                 )
+                # a tail tile, a query tile past the last full one, seq_q != seq_k
+                c.check_case(dt, 2, 2, 131, 300, D, variant=variant)
             for S in (7, 100):
                 c.check_case(dt, 3, 2, S, S, D, bwd_variant=1)
             # every backward variant, on shapes where its query order wraps around
@@ -623,6 +627,9 @@ def run_checks(lib, device, quick):
                 c.check_case(dt, 2, 2, 300, 520, D, bwd_variant=bv)
             c.check_case(dt, 2, 2, 96, 96, D, mask_kind="none")
             c.check_fully_masked(dt, D)
+            # several key CTAs per head, some with no kept key (the dQ accumulator path)
+            for bv in range(0, BWD_VARIANTS + 1):
+                c.check_fully_masked(dt, D, S=300, bwd_variant=bv)
     for D in (32, 64, 128):
         for B, H, S in [(3, 2, 7), (3, 2, 129)] if quick else [(3, 2, 7), (3, 2, 129), (2, 2, 384)]:
             c.check_case("fp32", B, H, S, S, D)
@@ -632,6 +639,8 @@ def run_checks(lib, device, quick):
         c.check_dropout(dt, 64)
     for bv in range(2, BWD_VARIANTS + 1):
         c.check_dropout("bf16", 64, bwd_variant=bv, S=300)
+    for fv in range(1, FWD_VARIANTS + 1):
+        c.check_dropout("fp16", 64, fwd_variant=fv, S=300)
     c.check_dropout("fp16", 128)
     if getattr(lib, "has_cpu", False):
         for dt in ("fp32", "fp16", "bf16"):
@@ -672,10 +681,10 @@ def _time_case(lib, sets, mask, scale, reps):
         j = i % n_sets
         return lib.forward(*sets[j][:3], mask, scale, variant=var, out=outs[j], lse=lses[j])
 
-    def ours_fb(i, bv=0):
+    def ours_fb(i, bv=0, fv=0):
         j = i % n_sets
         q, k, v, do = sets[j]
-        o, lse = lib.forward(q, k, v, mask, scale, out=outs[j], lse=lses[j])
+        o, lse = lib.forward(q, k, v, mask, scale, variant=fv, out=outs[j], lse=lses[j])
         lib.backward(q, k, v, mask, o, lse, do, scale, workspace=ws, grads=grads[j], variant=bv)
 
     def sdpa_fb(i, use_mask=True):
@@ -685,14 +694,17 @@ def _time_case(lib, sets, mask, scale, reps):
         _sdpa(q, k, v, mask if use_mask else None, scale).backward(do)
 
     res = {}
-    for var in (1, 2, 3):
+    for var in range(1, FWD_VARIANTS + 1):
         res[f"ours_fwd_v{var}"] = _median_ms(lambda i, var=var: ours_fwd(i, var), reps)
+    best_fv = min(range(1, FWD_VARIANTS + 1), key=lambda x: res[f"ours_fwd_v{x}"])
     res["ours_fwd"] = _median_ms(ours_fwd, reps)
     res["sdpa_fwd_mask"] = _median_ms(lambda i: _sdpa(*sets[i % n_sets][:3], mask, scale), reps)
     res["sdpa_fwd_nomask"] = _median_ms(lambda i: _sdpa(*sets[i % n_sets][:3], None, scale), reps)
     res["ours_fwdbwd"] = _median_ms(ours_fb, reps)
     for bv in range(1, BWD_VARIANTS + 1):
         res[f"ours_fwdbwd_bv{bv}"] = _median_ms(lambda i, bv=bv: ours_fb(i, bv), reps)
+    # default backward after the fastest forward variant of this row
+    res["ours_fwdbwd_best_fwd"] = _median_ms(lambda i: ours_fb(i, 0, best_fv), reps)
     res["sdpa_fwdbwd_mask"] = _median_ms(sdpa_fb, reps)
     res["sdpa_fwdbwd_nomask"] = _median_ms(lambda i: sdpa_fb(i, False), reps)
     return res
@@ -723,7 +735,9 @@ def run_timing(lib, device, dtypes, shapes, reps, masks=("full", "padded")):
                     lengths = torch.randint(S // 2, S + 1, (B,), generator=gen)
                     mask = (torch.arange(S)[None, :] < lengths[:, None]).to(torch.int32).to(device)
                 res = _time_case(lib, sets, mask, scale, reps)
-                best_var = min((1, 2, 3), key=lambda x, res=res: res[f"ours_fwd_v{x}"])
+                best_var = min(
+                    range(1, FWD_VARIANTS + 1), key=lambda x, res=res: res[f"ours_fwd_v{x}"]
+                )
                 best_bv = min(
                     range(1, BWD_VARIANTS + 1), key=lambda x, res=res: res[f"ours_fwdbwd_bv{x}"]
                 )
@@ -748,13 +762,14 @@ def run_timing(lib, device, dtypes, shapes, reps, masks=("full", "padded")):
                 rows.append(row)
                 print(
                     f"  {dt} B{B} S{S} D{D} {mask_kind}: fwd {res['ours_fwd']:.3f} ms (variants "
-                    f"{res['ours_fwd_v1']:.3f}/{res['ours_fwd_v2']:.3f}/{res['ours_fwd_v3']:.3f}) "
+                    + "/".join(f"{res[f'ours_fwd_v{x}']:.3f}" for x in range(1, FWD_VARIANTS + 1))
+                    + ") "
                     f"vs sdpa {res['sdpa_fwd_mask']:.3f} ({row['ratio_fwd_vs_sdpa_mask']:.2f}x); "
                     f"fwd+bwd {res['ours_fwdbwd']:.3f} (bwd variants "
                     + "/".join(
                         f"{res[f'ours_fwdbwd_bv{x}']:.3f}" for x in range(1, BWD_VARIANTS + 1)
                     )
-                    + ") "
+                    + f"; after fwd v{best_var} {res['ours_fwdbwd_best_fwd']:.3f}) "
                     f"vs {res['sdpa_fwdbwd_mask']:.3f} ({row['ratio_fwdbwd_vs_sdpa_mask']:.2f}x)",
                     flush=True,
                 )

@@ -85,8 +85,9 @@ size_t dq_accum_floats(const ForwardParams& p) {
 std::string forward_cuda(const ForwardParams& p, void* stream, const CudaLaunchOptions& options) {
   std::string e = check_forward(p);
   if (!e.empty() || p.batch == 0 || p.seq_q == 0) return e;
-  if (options.fwd_variant < 0 || options.fwd_variant > 3)
-    return "fwd_variant must be in [0, 3], got " + std::to_string(options.fwd_variant);
+  if (options.fwd_variant < 0 || options.fwd_variant > kFwdVariants)
+    return "fwd_variant must be in [0, " + std::to_string(kFwdVariants) + "], got " +
+           std::to_string(options.fwd_variant);
   const auto s = static_cast<cudaStream_t>(stream);
   switch (p.dtype) {
     case DType::kFloat16: return cuda::launch_fwd_f16(p, s, options.fwd_variant);
@@ -97,9 +98,12 @@ std::string forward_cuda(const ForwardParams& p, void* stream, const CudaLaunchO
   return "dtype: unsupported";
 }
 
+// Workspace: the float32 dQ accumulator, one int counter per (batch, head)
+// (launch_bwd_tc's fused dQ conversion), then Dvec (one float per query row).
 size_t backward_workspace_bytes_cuda(const ForwardParams& p) {
   const size_t rows = static_cast<size_t>(p.batch) * p.heads * p.seq_q;
-  return sizeof(float) * (dq_accum_floats(p) + rows) + 16;
+  const size_t counters = static_cast<size_t>(p.batch) * p.heads;
+  return sizeof(float) * (dq_accum_floats(p) + rows) + sizeof(int) * counters + 16;
 }
 
 std::string backward_cuda(const BackwardParams& p, void* stream, const CudaLaunchOptions& options) {
@@ -118,7 +122,8 @@ std::string backward_cuda(const BackwardParams& p, void* stream, const CudaLaunc
     if (!(e = check_tensor("dv", p.dv, p.dv_strides, p.dtype)).empty()) return e;
   }
   float* dq_accum = static_cast<float*>(p.workspace);
-  float* dvec = dq_accum + dq_accum_floats(p);
+  static_assert(sizeof(int) == sizeof(float), "counters take float slots");
+  float* dvec = dq_accum + dq_accum_floats(p) + static_cast<size_t>(p.batch) * p.heads;
   const auto s = static_cast<cudaStream_t>(stream);
   switch (p.dtype) {
     case DType::kFloat16: return cuda::launch_bwd_f16(p, s, dq_accum, dvec, options.bwd_variant);

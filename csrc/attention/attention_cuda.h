@@ -16,15 +16,17 @@ namespace pybert {
 namespace attention {
 
 struct CudaLaunchOptions {
-  // Forward kernel tiling (for tuning and tests): 1 = 4 warps x 16 query rows,
-  // 2 = 8 warps x 16 rows, 3 = 4 warps x 32 rows (head_dim <= 64); 0 = choose.
+  // Forward kernel tiling (for tuning and tests), 1..kFwdVariants (listed in
+  // launch_impl.cuh: warps, query rows per warp, keys per tile, Q fragments in
+  // registers, K/V buffers); 0 = choose.
   int fwd_variant = 0;
   // Backward kernel tiling, 1..kBwdVariants (listed in launch_impl.cuh: keys
   // per CTA, query rows per step, K/V in registers, staggered query order);
   // 0 = choose.
   int bwd_variant = 0;
 };
-constexpr int kBwdVariants = 4;
+constexpr int kFwdVariants = 9;
+constexpr int kBwdVariants = 5;
 
 // Forward pass. p.lse may be null (inference).
 std::string forward_cuda(const ForwardParams& p, void* stream, const CudaLaunchOptions& options = {});

@@ -1,9 +1,17 @@
 // Forward tensor-core kernel (FlashAttention-2 style): one CTA per
-// (query tile of 16 * kWarps rows, head, batch); each warp owns 16 query rows
-// and streams over 64-key tiles with an online softmax, so nothing of size
-// seq_q x seq_k is ever stored. Key tiles past the last kept key are skipped;
-// a tile is masked element-wise only when it straddles that end or the mask
-// has holes.
+// (query tile of 16 * kWarps * kMT rows, head, batch); each warp owns kMT
+// tiles of 16 query rows and streams over kBlockN-key tiles with an online
+// softmax, so nothing of size seq_q x seq_k is ever stored. Key tiles past the
+// last kept key are skipped; a tile is masked element-wise only when it
+// straddles that end or the mask has holes.
+//   kQRegs:  the warp's Q fragments stay in registers (else re-read from shared
+//            memory for every key tile: fewer registers for larger tiles).
+//   kStages: 1 = one K and one V buffer (the next K tile loads during P.V, the
+//            V tile during Q.K^T and the softmax: two barriers per tile);
+//            2 = two of each: tile nb + 1 (K and V) loads during all of tile
+//            nb's work, and one barrier per tile suffices.
+//   kMinBlocks: CTAs per SM the register allocation must allow (0: no limit;
+//            1 would change ptxas's heuristics and cost registers).
 #pragma once
 
 #include <cmath>
@@ -16,14 +24,19 @@ namespace pybert {
 namespace attention {
 namespace cuda {
 
-template <typename T, int D, int kWarps, int kMT>
+template <typename T, int D, int kWarps, int kMT, int kBlockN_ = 64, int kStages_ = 1>
 struct FwdShape {
   static constexpr int kBlockM = 16 * kWarps * kMT;  // each warp owns kMT tiles of 16 rows
-  static constexpr int kBlockN = 64;
+  static constexpr int kBlockN = kBlockN_;
+  static constexpr int kNT = kBlockN / 8;  // 8-key mma tiles per key tile
+  static constexpr int kStages = kStages_;
   static constexpr int kThreads = 32 * kWarps;
   static constexpr int kStride = D + 8;  // padded rows: conflict-free ldmatrix
   static constexpr int kChunks = D / 8;  // 16-byte chunks per row
-  static constexpr size_t kSmemBytes = sizeof(T) * (kBlockM + 2 * kBlockN) * kStride;
+  static constexpr size_t kSmemBytes =
+      sizeof(T) * (kBlockM + 2 * kStages * kBlockN) * kStride;
+  static_assert(kBlockN % 16 == 0, "key tiles are whole 16-key mma steps");
+  static_assert(kStages == 1 || kStages == 2, "one or two K/V buffers");
 };
 
 // Copies rows [row0, row0 + rows) of a [seq, D] slice (row stride seq_stride)
@@ -41,16 +54,17 @@ __device__ __forceinline__ void load_tile_async(T* dst, const T* src, int64_t se
   }
 }
 
-template <typename T, int D, int kWarps, int kMT, bool kDropout>
-__global__ void __launch_bounds__(32 * kWarps) flash_fwd_kernel(const ForwardParams p) {
-  using S = FwdShape<T, D, kWarps, kMT>;
-  constexpr int kBlockM = S::kBlockM, kBlockN = S::kBlockN, kThreads = S::kThreads;
+template <typename T, int D, int kWarps, int kMT, int kBlockN, bool kQRegs, int kStages,
+          int kMinBlocks, bool kDropout>
+__global__ void __launch_bounds__(32 * kWarps, kMinBlocks) flash_fwd_kernel(const ForwardParams p) {
+  using S = FwdShape<T, D, kWarps, kMT, kBlockN, kStages>;
+  constexpr int kBlockM = S::kBlockM, kThreads = S::kThreads, kNT = S::kNT;
   constexpr int kStride = S::kStride;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __shared__ int s_scratch[2 * kWarps];
   T* sQ = reinterpret_cast<T*>(smem_raw);
-  T* sK = sQ + kBlockM * kStride;
-  T* sV = sK + kBlockN * kStride;
+  T* sK0 = sQ + kBlockM * kStride;            // K buffers: sK0 [, sK0 + kBlockN * kStride]
+  T* sV0 = sK0 + kStages * kBlockN * kStride;  // V buffers likewise
 
   const int h = blockIdx.y, b = blockIdx.z;
   const int m0 = blockIdx.x * kBlockM;
@@ -78,13 +92,27 @@ __global__ void __launch_bounds__(32 * kWarps) flash_fwd_kernel(const ForwardPar
   const int n_blocks = (info.kv_len + kBlockN - 1) / kBlockN;
   const float scale_log2 = p.scale * kLog2e;
   const uint32_t threshold = kDropout ? dropout_threshold(p.dropout_rate) : 0u;
+  auto load_k = [&](int nb) {
+    load_tile_async<T, D, kStride, kThreads>(sK0 + (nb % kStages) * kBlockN * kStride,
+                                             k + nb * kBlockN * p.k_strides.seq, p.k_strides.seq,
+                                             0, kBlockN, p.seq_k - nb * kBlockN);
+  };
+  auto load_v = [&](int nb) {
+    load_tile_async<T, D, kStride, kThreads>(sV0 + (nb % kStages) * kBlockN * kStride,
+                                             v + nb * kBlockN * p.v_strides.seq, p.v_strides.seq,
+                                             0, kBlockN, p.seq_k - nb * kBlockN);
+  };
 
+  // cp.async groups, in commit order. kStages 1: {Q, K0}, then per tile nb:
+  // {V nb} and {K nb+1}. kStages 2: {Q, K0, V0}, then per tile nb:
+  // {K nb+1, V nb+1}. Every wait is for all of this thread's groups.
   load_tile_async<T, D, kStride, kThreads>(sQ, q, p.q_strides.seq, m0, kBlockM, p.seq_q);
-  load_tile_async<T, D, kStride, kThreads>(sK, k, p.k_strides.seq, 0, kBlockN, p.seq_k);
+  load_k(0);
+  if constexpr (kStages == 2) load_v(0);
   cp_async_commit();
 
   // Warp w owns query rows m0 + (w * kMT + mt) * 16 + [0, 16).
-  uint32_t qf[kMT][D / 16][4];
+  uint32_t qf[kQRegs ? kMT : 1][D / 16][4];
   float acc[kMT][D / 8][4];
   float m_i[kMT][2], l_i[kMT][2];
 #pragma unroll
@@ -94,45 +122,64 @@ __global__ void __launch_bounds__(32 * kWarps) flash_fwd_kernel(const ForwardPar
     m_i[mt][0] = m_i[mt][1] = -INFINITY;
     l_i[mt][0] = l_i[mt][1] = 0.f;
   }
+  auto q_frag = [&](uint32_t(&r)[4], int mt, int kt) {
+    ldmatrix_x4(r, sQ + ((warp * kMT + mt) * 16 + ((lane / 8) % 2) * 8 + lane % 8) * kStride +
+                       kt * 16 + (lane / 16) * 8);
+  };
 
   for (int nb = 0; nb < n_blocks; ++nb) {
     const int n0 = nb * kBlockN;
+    const T* sK = sK0 + (nb % kStages) * kBlockN * kStride;
+    const T* sV = sV0 + (nb % kStages) * kBlockN * kStride;
     cp_async_wait_all();
-    __syncthreads();  // K tile (and Q) landed; every warp is done with the previous V tile
-    if (nb == 0) {
+    // K tile (kStages 2: and V tile) visible; every warp is done with tile nb - 1,
+    // whose buffers the next copies overwrite.
+    __syncthreads();
+    if constexpr (kQRegs) {
+      if (nb == 0) {
 #pragma unroll
-      for (int mt = 0; mt < kMT; ++mt)
+        for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
-        for (int kt = 0; kt < D / 16; ++kt)
-          ldmatrix_x4(qf[mt][kt], sQ + ((warp * kMT + mt) * 16 + ((lane / 8) % 2) * 8 + lane % 8) * kStride +
-                                      kt * 16 + (lane / 16) * 8);
+          for (int kt = 0; kt < D / 16; ++kt) q_frag(qf[mt][kt], mt, kt);
+      }
     }
-    load_tile_async<T, D, kStride, kThreads>(sV, v + n0 * p.v_strides.seq, p.v_strides.seq, 0,
-                                             kBlockN, p.seq_k - n0);
-    cp_async_commit();
+    if constexpr (kStages == 1) {
+      load_v(nb);
+      cp_async_commit();
+    } else if (nb + 1 < n_blocks) {
+      load_k(nb + 1);
+      load_v(nb + 1);
+      cp_async_commit();
+    }
 
-    float s[kMT][8][4];
+    float s[kMT][kNT][4];
 #pragma unroll
     for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
-      for (int i = 0; i < 8; ++i) s[mt][i][0] = s[mt][i][1] = s[mt][i][2] = s[mt][i][3] = 0.f;
+      for (int i = 0; i < kNT; ++i) s[mt][i][0] = s[mt][i][1] = s[mt][i][2] = s[mt][i][3] = 0.f;
 #pragma unroll
     for (int kt = 0; kt < D / 16; ++kt) {
+      uint32_t qs[kQRegs ? 1 : kMT][4];
+      if constexpr (!kQRegs) {
 #pragma unroll
-      for (int np = 0; np < 4; ++np) {
+        for (int mt = 0; mt < kMT; ++mt) q_frag(qs[mt], mt, kt);
+      }
+#pragma unroll
+      for (int np = 0; np < kNT / 2; ++np) {
         uint32_t r[4];
         ldmatrix_x4(r, sK + (np * 16 + (lane / 16) * 8 + lane % 8) * kStride + kt * 16 +
                            ((lane / 8) % 2) * 8);
 #pragma unroll
         for (int mt = 0; mt < kMT; ++mt) {
-          Elem<T>::mma(s[mt][2 * np], qf[mt][kt], r[0], r[1]);
-          Elem<T>::mma(s[mt][2 * np + 1], qf[mt][kt], r[2], r[3]);
+          const uint32_t(&a)[4] = kQRegs ? qf[kQRegs ? mt : 0][kt] : qs[kQRegs ? 0 : mt];
+          Elem<T>::mma(s[mt][2 * np], a, r[0], r[1]);
+          Elem<T>::mma(s[mt][2 * np + 1], a, r[2], r[3]);
         }
       }
     }
     if (!info.prefix || n0 + kBlockN > info.kv_len) {
 #pragma unroll
-      for (int nt = 0; nt < 8; ++nt) {
+      for (int nt = 0; nt < kNT; ++nt) {
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           const int col = n0 + nt * 8 + 2 * t + e;
@@ -150,7 +197,7 @@ __global__ void __launch_bounds__(32 * kWarps) flash_fwd_kernel(const ForwardPar
       for (int r = 0; r < 2; ++r) {
         float mx = -INFINITY;
 #pragma unroll
-        for (int nt = 0; nt < 8; ++nt) mx = fmaxf(mx, fmaxf(s[mt][nt][2 * r], s[mt][nt][2 * r + 1]));
+        for (int nt = 0; nt < kNT; ++nt) mx = fmaxf(mx, fmaxf(s[mt][nt][2 * r], s[mt][nt][2 * r + 1]));
         mx = quad_max(mx);
         const float m_new = fmaxf(m_i[mt][r], mx * scale_log2);
         const float m_use = m_new == -INFINITY ? 0.f : m_new;
@@ -158,7 +205,7 @@ __global__ void __launch_bounds__(32 * kWarps) flash_fwd_kernel(const ForwardPar
         m_i[mt][r] = m_new;
         float sum = 0.f;
 #pragma unroll
-        for (int nt = 0; nt < 8; ++nt) {
+        for (int nt = 0; nt < kNT; ++nt) {
 #pragma unroll
           for (int e = 0; e < 2; ++e) {
             const float pe = fast_exp2(fmaf(s[mt][nt][2 * r + e], scale_log2, -m_use));
@@ -175,7 +222,7 @@ __global__ void __launch_bounds__(32 * kWarps) flash_fwd_kernel(const ForwardPar
       }
       if constexpr (kDropout) {
 #pragma unroll
-        for (int nt = 0; nt < 8; ++nt) {
+        for (int nt = 0; nt < kNT; ++nt) {
           const int col = n0 + nt * 8 + 2 * t;  // even: words (col & 3) and (col & 3) + 1
 #pragma unroll
           for (int r = 0; r < 2; ++r) {
@@ -188,16 +235,16 @@ __global__ void __launch_bounds__(32 * kWarps) flash_fwd_kernel(const ForwardPar
         }
       }
     }
-    cp_async_wait_all();
-    __syncthreads();  // V tile landed; every warp is done with this K tile
-    if (nb + 1 < n_blocks) {
-      load_tile_async<T, D, kStride, kThreads>(sK, k + (n0 + kBlockN) * p.k_strides.seq,
-                                               p.k_strides.seq, 0, kBlockN,
-                                               p.seq_k - n0 - kBlockN);
-      cp_async_commit();
+    if constexpr (kStages == 1) {
+      cp_async_wait_all();
+      __syncthreads();  // V tile visible; every warp is done with this K tile
+      if (nb + 1 < n_blocks) {
+        load_k(nb + 1);
+        cp_async_commit();
+      }
     }
 #pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
+    for (int kk = 0; kk < kBlockN / 16; ++kk) {
       uint32_t pa[kMT][4];
 #pragma unroll
       for (int mt = 0; mt < kMT; ++mt) {

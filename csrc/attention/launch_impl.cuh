@@ -36,11 +36,14 @@ std::string set_smem(Kernel kernel, size_t bytes, const char* name) {
   return "";
 }
 
-template <typename T, int D, int kWarps, int kMT>
+template <typename T, int D, int kWarps, int kMT, int kBlockN = 64, bool kQRegs = true,
+          int kStages = 1, int kMinBlocks = 0>
 std::string launch_fwd_tc(const ForwardParams& p, cudaStream_t stream) {
-  using S = FwdShape<T, D, kWarps, kMT>;
-  auto kernel = p.dropout_rate > 0.f ? flash_fwd_kernel<T, D, kWarps, kMT, true>
-                                     : flash_fwd_kernel<T, D, kWarps, kMT, false>;
+  using S = FwdShape<T, D, kWarps, kMT, kBlockN, kStages>;
+  auto kernel =
+      p.dropout_rate > 0.f
+          ? flash_fwd_kernel<T, D, kWarps, kMT, kBlockN, kQRegs, kStages, kMinBlocks, true>
+          : flash_fwd_kernel<T, D, kWarps, kMT, kBlockN, kQRegs, kStages, kMinBlocks, false>;
   std::string err = set_smem(kernel, S::kSmemBytes, "flash_fwd_kernel");
   if (!err.empty()) return err;
   const dim3 grid(cdiv(p.seq_q, S::kBlockM), p.heads, p.batch);
@@ -49,13 +52,36 @@ std::string launch_fwd_tc(const ForwardParams& p, cudaStream_t stream) {
   return "";
 }
 
-// variant: 1 = 4 warps x 16 rows, 2 = 8 warps x 16 rows, 3 = 4 warps x 32 rows
-// (head_dim <= 64 only); 0 = the default for the shape.
+// Forward variants (tensor cores): warps x query rows per warp, keys per tile,
+// Q fragments in registers or re-read from shared memory, K/V buffers, and the
+// CTAs per SM the registers must allow (0 = no limit).
+//   1: 4 warps x 16 rows, 64 keys, Q in registers, single-buffered
+//   2: 8 warps x 16 rows, 64 keys, Q in registers, single-buffered
+//   3: 4 warps x 32 rows, 64 keys, Q in registers, single-buffered         (head_dim <= 64)
+//   4: 4 warps x 32 rows, 128 keys, Q from shared memory, single-buffered  (head_dim <= 64)
+//   5: 4 warps x 32 rows, 64 keys, Q in registers, double-buffered         (head_dim <= 64)
+//   6: 8 warps x 16 rows, 64 keys, Q in registers, double-buffered         (head_dim <= 64)
+//   7: 8 warps x 16 rows, 128 keys, Q from shared memory, 2 CTAs/SM        (head_dim <= 64)
+//   8: 4 warps x 32 rows, 128 keys, Q from shared memory, double-buffered  (head_dim <= 64)
+//   9: 4 warps x 16 rows, 64 keys, Q in registers, double-buffered         (head_dim <= 64)
+// 0 = the default for the shape: 1 up to 128 queries, else 2. A variant not
+// available for a head dim runs 1. (kFwdVariants in attention_cuda.h.)
 template <typename T, int D>
 std::string launch_fwd_tc_d(const ForwardParams& p, cudaStream_t stream, int variant) {
   if (variant == 0) variant = p.seq_q <= 128 ? 1 : 2;
-  if (variant == 3 && D <= 64) return launch_fwd_tc<T, D, 4, (D <= 64 ? 2 : 1)>(p, stream);
   if (variant == 2) return launch_fwd_tc<T, D, 8, 1>(p, stream);
+  if constexpr (D <= 64) {
+    switch (variant) {
+      case 3: return launch_fwd_tc<T, D, 4, 2>(p, stream);
+      case 4: return launch_fwd_tc<T, D, 4, 2, 128, false, 1>(p, stream);
+      case 5: return launch_fwd_tc<T, D, 4, 2, 64, true, 2>(p, stream);
+      case 6: return launch_fwd_tc<T, D, 8, 1, 64, true, 2>(p, stream);
+      case 7: return launch_fwd_tc<T, D, 8, 1, 128, false, 1, 2>(p, stream);
+      case 8: return launch_fwd_tc<T, D, 4, 2, 128, false, 2>(p, stream);
+      case 9: return launch_fwd_tc<T, D, 4, 1, 64, true, 2>(p, stream);
+      default: break;
+    }
+  }
   return launch_fwd_tc<T, D, 4, 1>(p, stream);
 }
 
@@ -81,30 +107,41 @@ std::string launch_fwd(const ForwardParams& p, cudaStream_t stream, int variant)
   }
 }
 
-template <typename T, int D, int kWarps, int kKT, int kBlockM, bool kCacheKV>
+template <typename T, int D, int kWarps, int kKT, int kBlockM, bool kCacheKV, bool kFuseDq = false>
 std::string launch_bwd_tc(const BackwardParams& p, cudaStream_t stream, float* dq_accum,
                           float* dvec, bool stagger) {
   const int64_t rows = static_cast<int64_t>(p.batch) * p.heads * p.seq_q;
   using S = BwdShape<T, D, kBlockM, kWarps, kKT>;
   const bool direct = p.seq_k <= S::kBlockN;  // one CTA per (b, h) covers every key
+  const bool fused = kFuseDq && !direct;      // the kernel converts dq itself
+  // Workspace: dq accumulator (rows * D floats), then one counter per (b, h)
+  // (attention_cuda.cu), zeroed together.
+  int* counters = reinterpret_cast<int*>(dq_accum + rows * D);
   if (!direct || p.seq_k == 0)
-    PYBERT_CUDA_TRY(cudaMemsetAsync(dq_accum, 0, sizeof(float) * rows * D, stream),
+    PYBERT_CUDA_TRY(cudaMemsetAsync(dq_accum, 0,
+                                    sizeof(float) * rows * D +
+                                        (fused ? sizeof(int) * p.batch * p.heads : 0),
+                                    stream),
                     "cudaMemsetAsync(dq accumulator)");
   if (p.seq_k > 0) {
     decltype(&flash_bwd_kernel<T, D, kBlockM, kWarps, kKT, kCacheKV, false, false>) kernel;
     if (direct)
       kernel = p.dropout_rate > 0.f ? flash_bwd_kernel<T, D, kBlockM, kWarps, kKT, kCacheKV, true, true>
                                     : flash_bwd_kernel<T, D, kBlockM, kWarps, kKT, kCacheKV, false, true>;
+    else if (fused)
+      kernel = p.dropout_rate > 0.f
+                   ? flash_bwd_kernel<T, D, kBlockM, kWarps, kKT, kCacheKV, true, false, kFuseDq>
+                   : flash_bwd_kernel<T, D, kBlockM, kWarps, kKT, kCacheKV, false, false, kFuseDq>;
     else
       kernel = p.dropout_rate > 0.f ? flash_bwd_kernel<T, D, kBlockM, kWarps, kKT, kCacheKV, true, false>
                                     : flash_bwd_kernel<T, D, kBlockM, kWarps, kKT, kCacheKV, false, false>;
     std::string err = set_smem(kernel, S::kSmemBytes, "flash_bwd_kernel");
     if (!err.empty()) return err;
     kernel<<<dim3(cdiv(p.seq_k, S::kBlockN), p.heads, p.batch), S::kThreads, S::kSmemBytes,
-             stream>>>(p, dq_accum, dvec, stagger && !direct);
+             stream>>>(p, dq_accum, dvec, stagger && !direct, counters);
     PYBERT_CUDA_TRY(cudaGetLastError(), "flash_bwd_kernel launch");
   }
-  if (!direct || p.seq_k == 0) {
+  if ((!direct && !fused) || p.seq_k == 0) {
     bwd_convert_dq_kernel<T, D><<<cdiv(rows * (D / 8), 128), 128, 0, stream>>>(p, dq_accum);
     PYBERT_CUDA_TRY(cudaGetLastError(), "bwd_convert_dq_kernel launch");
   }
@@ -117,6 +154,8 @@ std::string launch_bwd_tc(const BackwardParams& p, cudaStream_t stream, float* d
 //   2: 8 warps x 16 keys, 64 rows, K/V fragments in registers    (head_dim <= 64)
 //   3: 4 warps x 32 keys, 32 rows, staggered query order          (head_dim <= 64)
 //   4: 8 warps x 32 keys, 32 rows, staggered query order          (head_dim 64)
+//   5: 3, and the last CTA of each (batch, head) converts its dQ rows (no
+//      bwd_convert_dq pass over the whole accumulator)                (head_dim <= 64)
 // 0 = the default: 3 for head_dim 32 and 64 (fastest at every benchmarked shape
 // on an H100: half the shared-memory loads of Q and dO per tensor-core
 // instruction; bench/RESULTS.md), 1 for head_dim 128. A variant not available
@@ -152,6 +191,7 @@ std::string launch_bwd_d(const BackwardParams& p, cudaStream_t stream, float* dq
           if constexpr (D == 64)
             return launch_bwd_tc<T, D, 8, 2, 32, false>(p, stream, dq_accum, dvec, true);
           break;
+        case 5: return launch_bwd_tc<T, D, 4, 2, 32, false, true>(p, stream, dq_accum, dvec, true);
         default: break;
       }
     }
