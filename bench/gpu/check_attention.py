@@ -613,7 +613,8 @@ def run_checks(lib, device, quick):
                 c.check_case(dt, B, H, S, S, D)
             c.check_case(dt, 2, 2, 65, 200, D)
             c.check_case(dt, 3, 2, 130, 130, D, layout="fused_qkv")
-            for variant in range(1, FWD_VARIANTS + 1):
+            # variants 3-9 exist for head dims 32 and 64 (others run variant 1)
+            for variant in range(1, FWD_VARIANTS + 1) if D <= 64 else (1, 2):
                 c.check_case(
                     dt, 3, 2, 200, 200, D, variant=variant, bwd_variant=1 if variant == 1 else 2
                 )
@@ -628,7 +629,7 @@ def run_checks(lib, device, quick):
             c.check_case(dt, 2, 2, 96, 96, D, mask_kind="none")
             c.check_fully_masked(dt, D)
             # several key CTAs per head, some with no kept key (the dQ accumulator path)
-            for bv in range(0, BWD_VARIANTS + 1):
+            for bv in range(0, BWD_VARIANTS + 1) if D == 64 else (0,):
                 c.check_fully_masked(dt, D, S=300, bwd_variant=bv)
     for D in (32, 64, 128):
         for B, H, S in [(3, 2, 7), (3, 2, 129)] if quick else [(3, 2, 7), (3, 2, 129), (2, 2, 384)]:
