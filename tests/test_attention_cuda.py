@@ -151,7 +151,7 @@ def test_forward_rejects_bad_arguments(cuda_lib_path, kwargs, message):
     [
         (dict(lse=False), "lse: null pointer"),
         (dict(workspace=False), "workspace: null pointer"),
-        (dict(variant=9), "bwd_variant must be in [0, 5], got 9"),
+        (dict(variant=9), "bwd_variant must be in [0, 4], got 9"),
         (dict(D=96), "head_dim must be 32, 64 or 128, got 96"),
     ],
 )

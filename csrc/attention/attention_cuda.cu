@@ -98,12 +98,9 @@ std::string forward_cuda(const ForwardParams& p, void* stream, const CudaLaunchO
   return "dtype: unsupported";
 }
 
-// Workspace: the float32 dQ accumulator, one int counter per (batch, head)
-// (launch_bwd_tc's fused dQ conversion), then Dvec (one float per query row).
 size_t backward_workspace_bytes_cuda(const ForwardParams& p) {
   const size_t rows = static_cast<size_t>(p.batch) * p.heads * p.seq_q;
-  const size_t counters = static_cast<size_t>(p.batch) * p.heads;
-  return sizeof(float) * (dq_accum_floats(p) + rows) + sizeof(int) * counters + 16;
+  return sizeof(float) * (dq_accum_floats(p) + rows) + 16;
 }
 
 std::string backward_cuda(const BackwardParams& p, void* stream, const CudaLaunchOptions& options) {
@@ -122,8 +119,7 @@ std::string backward_cuda(const BackwardParams& p, void* stream, const CudaLaunc
     if (!(e = check_tensor("dv", p.dv, p.dv_strides, p.dtype)).empty()) return e;
   }
   float* dq_accum = static_cast<float*>(p.workspace);
-  static_assert(sizeof(int) == sizeof(float), "counters take float slots");
-  float* dvec = dq_accum + dq_accum_floats(p) + static_cast<size_t>(p.batch) * p.heads;
+  float* dvec = dq_accum + dq_accum_floats(p);
   const auto s = static_cast<cudaStream_t>(stream);
   switch (p.dtype) {
     case DType::kFloat16: return cuda::launch_bwd_f16(p, s, dq_accum, dvec, options.bwd_variant);

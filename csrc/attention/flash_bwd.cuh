@@ -6,9 +6,7 @@
 //        dV += (P o Z / (1 - rate))^T dO,   dP^T = V dO^T,
 //        dS^T = P^T o (dP^T o Z / (1 - rate) - Dvec),  dK += dS^T Q * scale,
 //      and adds dS K * scale into a float32 dQ accumulator with atomics.
-//   3. bwd_convert_dq: the accumulator -> dq in the tensor's dtype and strides
-//      (or, with kFuseDq, the last CTA of each (batch, head) to finish converts
-//      that head's rows itself, while they are still in L2).
+//   3. bwd_convert_dq: the accumulator -> dq in the tensor's dtype and strides.
 // With `stagger`, the CTAs of one (batch, head) start their query loops at
 // different query tiles (and wrap around), so that they do not all add into
 // the same dQ rows at the same time (atomic contention at long sequences).
@@ -86,33 +84,6 @@ __global__ void __launch_bounds__(128) bwd_convert_dq_kernel(const BackwardParam
   for (int e = 0; e < 8; ++e) dst[e] = Elem<T>::from_float(src[e]);
 }
 
-// kFuseDq epilogue: counts this CTA as done for its (batch, head); the last
-// of them (gridDim.x CTAs per head) converts the head's dQ accumulator rows to
-// dq. Threadfence pattern: every thread's atomics are visible device-wide
-// before the count, and the last CTA reads after seeing every other count.
-template <typename T, int D, int kThreads>
-__device__ __forceinline__ void finish_dq_fused(const BackwardParams& p, const float* dq_bh, T* dq,
-                                                int* counter) {
-  __shared__ int s_last;
-  __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) s_last = atomicAdd(counter, 1) == static_cast<int>(gridDim.x) - 1;
-  __syncthreads();
-  if (!s_last) return;
-  __threadfence();
-  for (int idx = threadIdx.x; idx < p.seq_q * (D / 8); idx += kThreads) {
-    const int r = idx / (D / 8), c = idx % (D / 8);
-    const float4* src = reinterpret_cast<const float4*>(dq_bh + static_cast<int64_t>(r) * D + c * 8);
-    const float4 lo = __ldcg(src), hi = __ldcg(src + 1);
-    uint4 o;
-    o.x = Elem<T>::pack(lo.x, lo.y);
-    o.y = Elem<T>::pack(lo.z, lo.w);
-    o.z = Elem<T>::pack(hi.x, hi.y);
-    o.w = Elem<T>::pack(hi.z, hi.w);
-    *reinterpret_cast<uint4*>(dq + r * p.dq_strides.seq + c * 8) = o;
-  }
-}
-
 template <typename T, int D, int kBlockM, int kWarps, int kKT>
 struct BwdShape {
   static constexpr int kBlockN = 16 * kKT * kWarps;  // keys per CTA: 16 * kKT per warp
@@ -131,15 +102,11 @@ struct BwdShape {
 // directly in T instead of through the float32 accumulator and atomics.
 // kCacheKV: the warp's K and V A-fragments stay in registers for the whole loop
 // (else they are re-read from shared memory each step: fewer registers).
-// kFuseDq (not with kDirectDq): finish_dq_fused instead of bwd_convert_dq;
-// dq_counters holds one zeroed int per (batch, head).
 template <typename T, int D, int kBlockM, int kWarps, int kKT, bool kCacheKV, bool kDropout,
-          bool kDirectDq, bool kFuseDq = false>
+          bool kDirectDq>
 __global__ void __launch_bounds__(32 * kWarps) flash_bwd_kernel(const BackwardParams p,
                                                                 float* dq_accum,
-                                                                const float* dvec, bool stagger,
-                                                                int* dq_counters) {
-  static_assert(!(kFuseDq && kDirectDq), "direct dq needs no conversion");
+                                                                const float* dvec, bool stagger) {
   using S = BwdShape<T, D, kBlockM, kWarps, kKT>;
   constexpr int kBlockN = S::kBlockN, kThreads = S::kThreads, kStride = S::kStride;
   constexpr int kSStride = S::kSStride;
@@ -199,7 +166,6 @@ __global__ void __launch_bounds__(32 * kWarps) flash_bwd_kernel(const BackwardPa
         *reinterpret_cast<uint4*>(dq + r * p.dq_strides.seq + c * 8) = make_uint4(0, 0, 0, 0);
       }
     }
-    if constexpr (kFuseDq) finish_dq_fused<T, D, kThreads>(p, dq_bh, dq, dq_counters + bh);
     return;
   }
   load_tile_async<T, D, kStride, kThreads>(sK, k + n0 * p.k_strides.seq, p.k_strides.seq, 0, kBlockN,
@@ -493,7 +459,6 @@ __global__ void __launch_bounds__(32 * kWarps) flash_bwd_kernel(const BackwardPa
         }
       }
     }
-  if constexpr (kFuseDq) finish_dq_fused<T, D, kThreads>(p, dq_bh, dq, dq_counters + bh);
 }
 
 }  // namespace cuda

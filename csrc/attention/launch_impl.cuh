@@ -57,18 +57,22 @@ std::string launch_fwd_tc(const ForwardParams& p, cudaStream_t stream) {
 // CTAs per SM the registers must allow (0 = no limit).
 //   1: 4 warps x 16 rows, 64 keys, Q in registers, single-buffered
 //   2: 8 warps x 16 rows, 64 keys, Q in registers, single-buffered
-//   3: 4 warps x 32 rows, 64 keys, Q in registers, single-buffered         (head_dim <= 64)
+//   3: 4 warps x 32 rows, 64 keys, Q in registers, single-buffered
+//      (head_dim 128: Q from shared memory)
 //   4: 4 warps x 32 rows, 128 keys, Q from shared memory, single-buffered  (head_dim <= 64)
-//   5: 4 warps x 32 rows, 64 keys, Q in registers, double-buffered         (head_dim <= 64)
+//   5: 4 warps x 32 rows, 64 keys, Q in registers, double-buffered
+//      (head_dim 128: Q from shared memory)
 //   6: 8 warps x 16 rows, 64 keys, Q in registers, double-buffered         (head_dim <= 64)
 //   7: 8 warps x 16 rows, 128 keys, Q from shared memory, 2 CTAs/SM        (head_dim <= 64)
 //   8: 4 warps x 32 rows, 128 keys, Q from shared memory, double-buffered  (head_dim <= 64)
 //   9: 4 warps x 16 rows, 64 keys, Q in registers, double-buffered         (head_dim <= 64)
-// 0 = the default for the shape: 1 up to 128 queries, else 2. A variant not
-// available for a head dim runs 1. (kFwdVariants in attention_cuda.h.)
+// 0 = the default: 8 for head dims 32 and 64 (the fastest or within a few
+// percent at every benchmarked shape on an H100, bench/RESULTS.md); for head
+// dim 128, 1 up to 128 queries, else 2. A variant not available for a head dim
+// runs 1. (kFwdVariants in attention_cuda.h.)
 template <typename T, int D>
 std::string launch_fwd_tc_d(const ForwardParams& p, cudaStream_t stream, int variant) {
-  if (variant == 0) variant = p.seq_q <= 128 ? 1 : 2;
+  if (variant == 0) variant = D <= 64 ? 8 : (p.seq_q <= 128 ? 1 : 2);
   if (variant == 2) return launch_fwd_tc<T, D, 8, 1>(p, stream);
   if constexpr (D <= 64) {
     switch (variant) {
@@ -79,6 +83,12 @@ std::string launch_fwd_tc_d(const ForwardParams& p, cudaStream_t stream, int var
       case 7: return launch_fwd_tc<T, D, 8, 1, 128, false, 1, 2>(p, stream);
       case 8: return launch_fwd_tc<T, D, 4, 2, 128, false, 2>(p, stream);
       case 9: return launch_fwd_tc<T, D, 4, 1, 64, true, 2>(p, stream);
+      default: break;
+    }
+  } else {  // 32 rows per warp fit the registers only with Q re-read from shared memory
+    switch (variant) {
+      case 3: return launch_fwd_tc<T, D, 4, 2, 64, false, 1>(p, stream);
+      case 5: return launch_fwd_tc<T, D, 4, 2, 64, false, 2>(p, stream);
       default: break;
     }
   }
@@ -107,41 +117,30 @@ std::string launch_fwd(const ForwardParams& p, cudaStream_t stream, int variant)
   }
 }
 
-template <typename T, int D, int kWarps, int kKT, int kBlockM, bool kCacheKV, bool kFuseDq = false>
+template <typename T, int D, int kWarps, int kKT, int kBlockM, bool kCacheKV>
 std::string launch_bwd_tc(const BackwardParams& p, cudaStream_t stream, float* dq_accum,
                           float* dvec, bool stagger) {
   const int64_t rows = static_cast<int64_t>(p.batch) * p.heads * p.seq_q;
   using S = BwdShape<T, D, kBlockM, kWarps, kKT>;
   const bool direct = p.seq_k <= S::kBlockN;  // one CTA per (b, h) covers every key
-  const bool fused = kFuseDq && !direct;      // the kernel converts dq itself
-  // Workspace: dq accumulator (rows * D floats), then one counter per (b, h)
-  // (attention_cuda.cu), zeroed together.
-  int* counters = reinterpret_cast<int*>(dq_accum + rows * D);
   if (!direct || p.seq_k == 0)
-    PYBERT_CUDA_TRY(cudaMemsetAsync(dq_accum, 0,
-                                    sizeof(float) * rows * D +
-                                        (fused ? sizeof(int) * p.batch * p.heads : 0),
-                                    stream),
+    PYBERT_CUDA_TRY(cudaMemsetAsync(dq_accum, 0, sizeof(float) * rows * D, stream),
                     "cudaMemsetAsync(dq accumulator)");
   if (p.seq_k > 0) {
     decltype(&flash_bwd_kernel<T, D, kBlockM, kWarps, kKT, kCacheKV, false, false>) kernel;
     if (direct)
       kernel = p.dropout_rate > 0.f ? flash_bwd_kernel<T, D, kBlockM, kWarps, kKT, kCacheKV, true, true>
                                     : flash_bwd_kernel<T, D, kBlockM, kWarps, kKT, kCacheKV, false, true>;
-    else if (fused)
-      kernel = p.dropout_rate > 0.f
-                   ? flash_bwd_kernel<T, D, kBlockM, kWarps, kKT, kCacheKV, true, false, kFuseDq>
-                   : flash_bwd_kernel<T, D, kBlockM, kWarps, kKT, kCacheKV, false, false, kFuseDq>;
     else
       kernel = p.dropout_rate > 0.f ? flash_bwd_kernel<T, D, kBlockM, kWarps, kKT, kCacheKV, true, false>
                                     : flash_bwd_kernel<T, D, kBlockM, kWarps, kKT, kCacheKV, false, false>;
     std::string err = set_smem(kernel, S::kSmemBytes, "flash_bwd_kernel");
     if (!err.empty()) return err;
     kernel<<<dim3(cdiv(p.seq_k, S::kBlockN), p.heads, p.batch), S::kThreads, S::kSmemBytes,
-             stream>>>(p, dq_accum, dvec, stagger && !direct, counters);
+             stream>>>(p, dq_accum, dvec, stagger && !direct);
     PYBERT_CUDA_TRY(cudaGetLastError(), "flash_bwd_kernel launch");
   }
-  if ((!direct && !fused) || p.seq_k == 0) {
+  if (!direct || p.seq_k == 0) {
     bwd_convert_dq_kernel<T, D><<<cdiv(rows * (D / 8), 128), 128, 0, stream>>>(p, dq_accum);
     PYBERT_CUDA_TRY(cudaGetLastError(), "bwd_convert_dq_kernel launch");
   }
@@ -154,8 +153,6 @@ std::string launch_bwd_tc(const BackwardParams& p, cudaStream_t stream, float* d
 //   2: 8 warps x 16 keys, 64 rows, K/V fragments in registers    (head_dim <= 64)
 //   3: 4 warps x 32 keys, 32 rows, staggered query order          (head_dim <= 64)
 //   4: 8 warps x 32 keys, 32 rows, staggered query order          (head_dim 64)
-//   5: 3, and the last CTA of each (batch, head) converts its dQ rows (no
-//      bwd_convert_dq pass over the whole accumulator)                (head_dim <= 64)
 // 0 = the default: 3 for head_dim 32 and 64 (fastest at every benchmarked shape
 // on an H100: half the shared-memory loads of Q and dO per tensor-core
 // instruction; bench/RESULTS.md), 1 for head_dim 128. A variant not available
@@ -191,7 +188,6 @@ std::string launch_bwd_d(const BackwardParams& p, cudaStream_t stream, float* dq
           if constexpr (D == 64)
             return launch_bwd_tc<T, D, 8, 2, 32, false>(p, stream, dq_accum, dvec, true);
           break;
-        case 5: return launch_bwd_tc<T, D, 4, 2, 32, false, true>(p, stream, dq_accum, dvec, true);
         default: break;
       }
     }
