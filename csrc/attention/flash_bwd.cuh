@@ -37,9 +37,11 @@ __device__ __forceinline__ void load8(const T* p, float (&f)[8]) {
   }
 }
 
-// One row per D/8 consecutive threads; 128 threads per block.
+// One row per D/8 consecutive threads; 128 threads per block. With dq_zero,
+// also zeroes that row of the float32 dQ accumulator (instead of a memset pass).
 template <typename T, int D>
-__global__ void __launch_bounds__(128) bwd_preprocess_kernel(const BackwardParams p, float* dvec) {
+__global__ void __launch_bounds__(128) bwd_preprocess_kernel(const BackwardParams p, float* dvec,
+                                                             float* dq_zero) {
   constexpr int kTPR = D / 8;
   constexpr int kRowsPerBlock = 128 / kTPR;
   const int64_t row_id = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / kTPR;
@@ -59,13 +61,18 @@ __global__ void __launch_bounds__(128) bwd_preprocess_kernel(const BackwardParam
     load8(d, fd);
 #pragma unroll
     for (int e = 0; e < 8; ++e) sum += fo[e] * fd[e];
+    if (dq_zero != nullptr) {
+      float4* z = reinterpret_cast<float4*>(dq_zero + row_id * D + c * 8);
+      z[0] = z[1] = make_float4(0.f, 0.f, 0.f, 0.f);
+    }
   }
 #pragma unroll
   for (int off = kTPR / 2; off > 0; off /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, off);
   if (row_id < total && c == 0) dvec[row_id] = sum;
 }
 
-// dq[b, i, h, :] = dq_accum[(bh * seq_q + i) * D + :]; 8 elements per thread.
+// dq[b, i, h, :] = dq_accum[(bh * seq_q + i) * D + :]; 8 elements per thread
+// (two 16-byte loads; one 16-byte store for the 2-byte types).
 template <typename T, int D>
 __global__ void __launch_bounds__(128) bwd_convert_dq_kernel(const BackwardParams p,
                                                              const float* dq_accum) {
@@ -77,11 +84,22 @@ __global__ void __launch_bounds__(128) bwd_convert_dq_kernel(const BackwardParam
   const int i = static_cast<int>(row_id % p.seq_q);
   const int64_t bh = row_id / p.seq_q;
   const int b = static_cast<int>(bh / p.heads), h = static_cast<int>(bh % p.heads);
-  const float* src = dq_accum + row_id * D + c * 8;
+  const float4* src = reinterpret_cast<const float4*>(dq_accum + row_id * D + c * 8);
+  const float4 lo = src[0], hi = src[1];
   T* dst = static_cast<T*>(p.dq) + b * p.dq_strides.batch + i * p.dq_strides.seq +
            h * p.dq_strides.head + c * 8;
+  if constexpr (sizeof(T) == 2) {  // rows are 16-byte aligned (checked by the entry point)
+    uint4 o;
+    o.x = Elem<T>::pack(lo.x, lo.y);
+    o.y = Elem<T>::pack(lo.z, lo.w);
+    o.z = Elem<T>::pack(hi.x, hi.y);
+    o.w = Elem<T>::pack(hi.z, hi.w);
+    *reinterpret_cast<uint4*>(dst) = o;
+  } else {  // float32 rows are only 4-byte aligned
+    const float f[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
 #pragma unroll
-  for (int e = 0; e < 8; ++e) dst[e] = Elem<T>::from_float(src[e]);
+    for (int e = 0; e < 8; ++e) dst[e] = f[e];
+  }
 }
 
 template <typename T, int D, int kBlockM, int kWarps, int kKT>

@@ -68,11 +68,12 @@ std::string launch_fwd_tc(const ForwardParams& p, cudaStream_t stream) {
 //   9: 4 warps x 16 rows, 64 keys, Q in registers, double-buffered         (head_dim <= 64)
 // 0 = the default: 8 for head dims 32 and 64 (the fastest or within a few
 // percent at every benchmarked shape on an H100, bench/RESULTS.md); for head
-// dim 128, 1 up to 128 queries, else 2. A variant not available for a head dim
-// runs 1. (kFwdVariants in attention_cuda.h.)
+// dim 128, 1 up to 128 queries, else 3 (28% faster than 1 and 2 at 64 x 512).
+// A variant not available for a head dim runs 1. (kFwdVariants in
+// attention_cuda.h.)
 template <typename T, int D>
 std::string launch_fwd_tc_d(const ForwardParams& p, cudaStream_t stream, int variant) {
-  if (variant == 0) variant = D <= 64 ? 8 : (p.seq_q <= 128 ? 1 : 2);
+  if (variant == 0) variant = D <= 64 ? 8 : (p.seq_q <= 128 ? 1 : 3);
   if (variant == 2) return launch_fwd_tc<T, D, 8, 1>(p, stream);
   if constexpr (D <= 64) {
     switch (variant) {
@@ -123,9 +124,10 @@ std::string launch_bwd_tc(const BackwardParams& p, cudaStream_t stream, float* d
   const int64_t rows = static_cast<int64_t>(p.batch) * p.heads * p.seq_q;
   using S = BwdShape<T, D, kBlockM, kWarps, kKT>;
   const bool direct = p.seq_k <= S::kBlockN;  // one CTA per (b, h) covers every key
-  if (!direct || p.seq_k == 0)
-    PYBERT_CUDA_TRY(cudaMemsetAsync(dq_accum, 0, sizeof(float) * rows * D, stream),
-                    "cudaMemsetAsync(dq accumulator)");
+  // Dvec; and the zeroed dQ accumulator unless dq is written directly.
+  bwd_preprocess_kernel<T, D><<<cdiv(rows, 128 / (D / 8)), 128, 0, stream>>>(
+      p, dvec, !direct || p.seq_k == 0 ? dq_accum : nullptr);
+  PYBERT_CUDA_TRY(cudaGetLastError(), "bwd_preprocess_kernel launch");
   if (p.seq_k > 0) {
     decltype(&flash_bwd_kernel<T, D, kBlockM, kWarps, kKT, kCacheKV, false, false>) kernel;
     if (direct)
@@ -160,14 +162,14 @@ std::string launch_bwd_tc(const BackwardParams& p, cudaStream_t stream, float* d
 template <typename T, int D>
 std::string launch_bwd_d(const BackwardParams& p, cudaStream_t stream, float* dq_accum,
                          float* dvec, int variant) {
-  const int64_t rows = static_cast<int64_t>(p.batch) * p.heads * p.seq_q;
-  bwd_preprocess_kernel<T, D><<<cdiv(rows, 128 / (D / 8)), 128, 0, stream>>>(p, dvec);
-  PYBERT_CUDA_TRY(cudaGetLastError(), "bwd_preprocess_kernel launch");
   if constexpr (std::is_same<T, float>::value) {
     (void)variant;
-    if (p.seq_k == 0) {  // no keys: dq = 0, dk and dv are empty
-      PYBERT_CUDA_TRY(cudaMemsetAsync(dq_accum, 0, sizeof(float) * rows * D, stream),
-                      "cudaMemsetAsync(dq accumulator)");
+    const int64_t rows = static_cast<int64_t>(p.batch) * p.heads * p.seq_q;
+    // no keys: dq = 0 (the zeroed accumulator, converted), dk and dv are empty
+    bwd_preprocess_kernel<T, D><<<cdiv(rows, 128 / (D / 8)), 128, 0, stream>>>(
+        p, dvec, p.seq_k == 0 ? dq_accum : nullptr);
+    PYBERT_CUDA_TRY(cudaGetLastError(), "bwd_preprocess_kernel launch");
+    if (p.seq_k == 0) {
       bwd_convert_dq_kernel<T, D><<<cdiv(rows * (D / 8), 128), 128, 0, stream>>>(p, dq_accum);
       PYBERT_CUDA_TRY(cudaGetLastError(), "bwd_convert_dq_kernel launch");
       return "";
