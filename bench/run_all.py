@@ -11,8 +11,8 @@ bench/results/run-<date>[-quick]/<suite>.json. Ratios are against the anchor
 of each group measured in the same run (see bench/report.py). The predict
 suite uses a fine-tuned MRPC model when PYBERT_MRPC_MODEL_DIR is set or the
 quickstart's quickstart_out/mrpc_model exists (else a random head: speed only).
-The GPU attention plot is drawn from the recorded H100 run
-(bench/results/gpu_attention_h100_*.json; bench/gpu/check_attention.sh makes it).
+The GPU attention plot is drawn from the recorded H100 run named in
+bench/results/gpu_attention_latest.txt (bench/gpu/check_attention.sh makes the JSON).
 """
 
 from __future__ import annotations
@@ -141,7 +141,10 @@ def plots(results: dict[str, dict], plot_dir: Path) -> list[Path]:
     if "predict" in results:
         panels("predict", "examples/s by engine", "predict_examples_s.png", 2.8)
 
-    gpu = sorted(BENCH.glob("results/gpu_attention_h100_2*.json"))
+    # the run to plot: named in results/gpu_attention_latest.txt (file names do not sort by time)
+    latest = BENCH / "results" / "gpu_attention_latest.txt"
+    gpu = ([BENCH / "results" / latest.read_text().strip()] if latest.exists()
+           else sorted(BENCH.glob("results/gpu_attention_h100_2*.json")))
     cpu_rows = {}
     if "attention" in results:
         for b in results["attention"]["benchmarks"]:

@@ -694,6 +694,24 @@ def _time_case(lib, sets, mask, scale, reps):
             x.grad = None
         _sdpa(q, k, v, mask if use_mask else None, scale).backward(do)
 
+    # Backward alone: the forward (ours) / the autograd graph (SDPA) of each
+    # input set is made once, outside the timed region.
+    fwd_once = [lib.forward(*s[:3], mask, scale) for s in sets]
+
+    def ours_bwd(i):
+        j = i % n_sets
+        q, k, v, do = sets[j]
+        o, lse = fwd_once[j]
+        lib.backward(q, k, v, mask, o, lse, do, scale, workspace=ws, grads=grads[j])
+
+    graphs = [_sdpa(*lv[:3], mask, scale) for lv in leaves]
+
+    def sdpa_bwd(i):
+        q, k, v, do = leaves[i % n_sets]
+        for x in (q, k, v):
+            x.grad = None
+        graphs[i % n_sets].backward(do, retain_graph=True)
+
     res = {}
     for var in range(1, FWD_VARIANTS + 1):
         res[f"ours_fwd_v{var}"] = _median_ms(lambda i, var=var: ours_fwd(i, var), reps)
@@ -708,6 +726,8 @@ def _time_case(lib, sets, mask, scale, reps):
     res["ours_fwdbwd_best_fwd"] = _median_ms(lambda i: ours_fb(i, 0, best_fv), reps)
     res["sdpa_fwdbwd_mask"] = _median_ms(sdpa_fb, reps)
     res["sdpa_fwdbwd_nomask"] = _median_ms(lambda i: sdpa_fb(i, False), reps)
+    res["ours_bwd"] = _median_ms(ours_bwd, reps)
+    res["sdpa_bwd_mask"] = _median_ms(sdpa_bwd, reps)
     return res
 
 
@@ -760,6 +780,7 @@ def run_timing(lib, device, dtypes, shapes, reps, masks=("full", "padded")):
                 row["ratio_fwd_vs_sdpa_mask"] = res["sdpa_fwd_mask"] / res["ours_fwd"]
                 row["ratio_fwd_vs_sdpa_nomask"] = res["sdpa_fwd_nomask"] / res["ours_fwd"]
                 row["ratio_fwdbwd_vs_sdpa_mask"] = res["sdpa_fwdbwd_mask"] / res["ours_fwdbwd"]
+                row["ratio_bwd_vs_sdpa_mask"] = res["sdpa_bwd_mask"] / res["ours_bwd"]
                 rows.append(row)
                 print(
                     f"  {dt} B{B} S{S} D{D} {mask_kind}: fwd {res['ours_fwd']:.3f} ms (variants "
@@ -771,7 +792,9 @@ def run_timing(lib, device, dtypes, shapes, reps, masks=("full", "padded")):
                         f"{res[f'ours_fwdbwd_bv{x}']:.3f}" for x in range(1, BWD_VARIANTS + 1)
                     )
                     + f"; after fwd v{best_var} {res['ours_fwdbwd_best_fwd']:.3f}) "
-                    f"vs {res['sdpa_fwdbwd_mask']:.3f} ({row['ratio_fwdbwd_vs_sdpa_mask']:.2f}x)",
+                    f"vs {res['sdpa_fwdbwd_mask']:.3f} ({row['ratio_fwdbwd_vs_sdpa_mask']:.2f}x); "
+                    f"bwd alone {res['ours_bwd']:.3f} vs {res['sdpa_bwd_mask']:.3f} "
+                    f"({row['ratio_bwd_vs_sdpa_mask']:.2f}x)",
                     flush=True,
                 )
             sets = None
@@ -809,6 +832,9 @@ def print_table(rows):
         "SDPA+mask f+b ms",
         "TFLOP/s",
         "x",
+        "ours bwd ms",
+        "SDPA+mask bwd ms",
+        "x",
     )
     print("| " + " | ".join(hdr) + " |")
     print("|" + "---|" * len(hdr))
@@ -821,7 +847,8 @@ def print_table(rows):
             f"{r['sdpa_fwd_nomask']:.3f} | {r['ratio_fwd_vs_sdpa_nomask']:.2f} | "
             f"{r['ours_fwdbwd']:.3f} | {r['tflops_ours_fwdbwd']:.0f} | "
             f"{r['sdpa_fwdbwd_mask']:.3f} | "
-            f"{r['tflops_sdpa_fwdbwd_mask']:.0f} | {r['ratio_fwdbwd_vs_sdpa_mask']:.2f} |"
+            f"{r['tflops_sdpa_fwdbwd_mask']:.0f} | {r['ratio_fwdbwd_vs_sdpa_mask']:.2f} | "
+            f"{r['ours_bwd']:.3f} | {r['sdpa_bwd_mask']:.3f} | {r['ratio_bwd_vs_sdpa_mask']:.2f} |"
         )
 
 
