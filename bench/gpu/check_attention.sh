@@ -18,7 +18,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 nvcc --version | tail -1
 t0=$(date +%s)
 pids=()
-for f in csrc/attention/attention_{f16,bf16,f32,cuda,capi}.cu; do
+for f in csrc/attention/attention_{fwd_f16,bwd_f16,fwd_bf16,bwd_bf16,f32,cuda,capi}.cu; do
   name=$(basename "$f" .cu)
   nvcc -std=c++17 -O3 -Icsrc -gencode "arch=compute_${ARCH},code=sm_${ARCH}" -Xcompiler -fPIC \
     -Xptxas -v -c "$f" -o "$BUILD/$name.o" >"$BUILD/$name.log" 2>&1 &

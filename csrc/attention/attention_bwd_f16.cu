@@ -1,14 +1,10 @@
-// Kernel instantiations for one dtype (one translation unit per dtype so
-// that nvcc compiles them in parallel).
+// Backward kernel instantiations for one dtype (one translation unit per dtype
+// and direction, so that nvcc compiles them in parallel).
 #include "attention/launch_impl.cuh"
 
 namespace pybert {
 namespace attention {
 namespace cuda {
-
-std::string launch_fwd_f16(const ForwardParams& p, cudaStream_t stream, int variant) {
-  return launch_fwd<__half>(p, stream, variant);
-}
 
 std::string launch_bwd_f16(const BackwardParams& p, cudaStream_t stream, float* dq_accum,
                           float* dvec, int variant) {
