@@ -66,9 +66,10 @@ std::string launch_fwd_tc(const ForwardParams& p, cudaStream_t stream) {
 //   7: 8 warps x 16 rows, 128 keys, Q from shared memory, 2 CTAs/SM        (head_dim <= 64)
 //   8: 4 warps x 32 rows, 128 keys, Q from shared memory, double-buffered  (head_dim <= 64)
 //   9: 4 warps x 16 rows, 64 keys, Q in registers, double-buffered         (head_dim <= 64)
-// 0 = the default: 8 for head dims 32 and 64 (the fastest or within a few
-// percent at every benchmarked shape on an H100, bench/RESULTS.md); for head
-// dim 128, 1 up to 128 queries, else 3 (28% faster than 1 and 2 at 64 x 512).
+// 0 = the default: 8 for head dims 32 and 64 (on an H100 the fastest or within
+// 3% of it in 44 of 48 benchmarked head-dim-64 rows, bench/RESULTS.md); for
+// head dim 128, 1 up to 128 queries, else 3 (27% less time than 1 and 2 at
+// 64 x 512).
 // A variant not available for a head dim runs 1. (kFwdVariants in
 // attention_cuda.h.)
 template <typename T, int D>
