@@ -171,9 +171,13 @@ __global__ void __launch_bounds__(32 * kWarps, kMinBlocks) flash_fwd_kernel(cons
                            ((lane / 8) % 2) * 8);
 #pragma unroll
         for (int mt = 0; mt < kMT; ++mt) {
-          const uint32_t(&a)[4] = kQRegs ? qf[kQRegs ? mt : 0][kt] : qs[kQRegs ? 0 : mt];
-          Elem<T>::mma(s[mt][2 * np], a, r[0], r[1]);
-          Elem<T>::mma(s[mt][2 * np + 1], a, r[2], r[3]);
+          if constexpr (kQRegs) {
+            Elem<T>::mma(s[mt][2 * np], qf[mt][kt], r[0], r[1]);
+            Elem<T>::mma(s[mt][2 * np + 1], qf[mt][kt], r[2], r[3]);
+          } else {
+            Elem<T>::mma(s[mt][2 * np], qs[mt], r[0], r[1]);
+            Elem<T>::mma(s[mt][2 * np + 1], qs[mt], r[2], r[3]);
+          }
         }
       }
     }
