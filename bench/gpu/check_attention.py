@@ -50,7 +50,8 @@ def _strides(*tensors):
 class CudaLib:
     """The kernels through the extern "C" harness API (csrc/attention/attention_capi.cu)."""
 
-    def __init__(self, path):
+    def __init__(self, path, emulated=False):
+        self.emulated = emulated  # the CPU emulation build (bench/gpu/build_emu.sh): host memory
         lib = ctypes.CDLL(path)
         vp, i, f, u64, ll = (
             ctypes.c_void_p,
@@ -95,8 +96,21 @@ class CudaLib:
             lib.pybert_attn_cpu_backward.restype = i
         self.lib = lib
 
-    @staticmethod
-    def _stream():
+    def set_emu_mode(self, mode):
+        """mode: "forward|reverse,early|late,warps|lockstep" (the --emu argument)."""
+        parts = mode.split(",")
+        allowed = (("forward", "reverse"), ("early", "late"), ("warps", "lockstep"))
+        if len(parts) != 3 or any(x not in a for x, a in zip(parts, allowed, strict=True)):
+            raise ValueError(
+                f"emulation mode: want forward|reverse,early|late,warps|lockstep, got {mode!r}"
+            )
+        self.lib.pybert_emu_set_mode(
+            parts[0] == "reverse", parts[1] == "late", parts[2] == "lockstep"
+        )
+
+    def _stream(self):
+        if self.emulated:
+            return None
         return ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)
 
     def forward(
@@ -876,17 +890,32 @@ def main(argv=None):
     ap.add_argument(
         "--emulate", action="store_true", help="CPU stand-in for the kernels (tests this script)"
     )
+    ap.add_argument(
+        "--emu",
+        metavar="MODE",
+        nargs="?",
+        const="forward,late,warps",
+        help="--lib is the CPU emulation build of the kernels (bench/gpu/build_emu.sh): run "
+        "the real kernel code on the CPU (checks only). MODE: warp order forward|reverse, "
+        "cp.async copies land early|late, schedule warps|lockstep (csrc/attention/emu/"
+        "cuda_emu.h), e.g. reverse,early,lockstep (default forward,late,warps)",
+    )
     args = ap.parse_args(argv)
     t0 = time.time()
     if args.emulate:
         lib, device = EmulatedLib(), torch.device("cpu")
+    elif args.emu:
+        lib, device = CudaLib(args.lib, emulated=True), torch.device("cpu")
+        lib.set_emu_mode(args.emu)
     else:
         if not torch.cuda.is_available():
             sys.exit("no CUDA device visible to PyTorch")
         lib, device = CudaLib(args.lib), torch.device("cuda")
     info = {
         "torch": torch.__version__,
-        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        "device": torch.cuda.get_device_name()
+        if device.type == "cuda"
+        else ("cpu (CUDA emulation: " + args.emu + ")" if args.emu else "cpu"),
         "date": time.strftime("%Y-%m-%d"),
     }
     print(info, flush=True)

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "attention/cuda_common.cuh"
 #include "attention/params.h"
 #include "attention/philox.h"
 
@@ -136,8 +137,8 @@ std::string dropout_mask_cuda(const ForwardParams& p, uint8_t* keep, void* strea
   const int64_t total = static_cast<int64_t>(p.batch) * p.heads * p.seq_q * p.seq_k;
   if (total == 0) return "";
   if (keep == nullptr) return "keep: null pointer";
-  cuda::dropout_mask_kernel<<<static_cast<unsigned>((total + 255) / 256), 256, 0,
-                              static_cast<cudaStream_t>(stream)>>>(p, keep);
+  PYBERT_LAUNCH(static_cast<unsigned>((total + 255) / 256), 256, 0,
+                static_cast<cudaStream_t>(stream), cuda::dropout_mask_kernel)(p, keep);
   const cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) return std::string("dropout_mask_kernel launch: ") + cudaGetErrorString(err);
   return "";

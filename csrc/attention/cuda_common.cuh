@@ -13,6 +13,16 @@
 
 #include <cstdint>
 
+// The CPU emulation build (emu/cuda_emu.h) replaces the inline PTX below with
+// emulated instructions; these two macros hide the CUDA-only syntax.
+#if defined(PYBERT_CUDA_EMU)
+#define PYBERT_DYNAMIC_SMEM(name) unsigned char* name = ::pybert_emu::dynamic_smem()
+#else
+#define PYBERT_DYNAMIC_SMEM(name) extern __shared__ __align__(16) unsigned char name[]
+// PYBERT_LAUNCH(grid, block, smem, stream, kernel)(args...)
+#define PYBERT_LAUNCH(grid, block, smem, stream, ...) __VA_ARGS__<<<grid, block, smem, stream>>>
+#endif
+
 namespace pybert {
 namespace attention {
 namespace cuda {
@@ -30,11 +40,15 @@ struct Elem<__half> {
   static __device__ __forceinline__ __half from_float(float x) { return __float2half_rn(x); }
   static __device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
                                              uint32_t b1) {
+#if defined(PYBERT_CUDA_EMU)
+    ::pybert_emu::mma_m16n8k16(::pybert_emu::MmaType::kF16, d, a, b0, b1);
+#else
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
         "{%8,%9}, {%0,%1,%2,%3};\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
   }
 };
 
@@ -50,11 +64,15 @@ struct Elem<__nv_bfloat16> {
   }
   static __device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
                                              uint32_t b1) {
+#if defined(PYBERT_CUDA_EMU)
+    ::pybert_emu::mma_m16n8k16(::pybert_emu::MmaType::kBF16, d, a, b0, b1);
+#else
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
         "{%8,%9}, {%0,%1,%2,%3};\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
   }
 };
 
@@ -64,6 +82,19 @@ struct Elem<float> {
   static __device__ __forceinline__ float from_float(float x) { return x; }
 };
 
+#if defined(PYBERT_CUDA_EMU)
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
+  ::pybert_emu::ldmatrix_x4(r, p, false);
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* p) {
+  ::pybert_emu::ldmatrix_x4(r, p, true);
+}
+__device__ __forceinline__ void cp_async_16(void* dst, const void* src, bool valid) {
+  ::pybert_emu::cp_async_16(dst, src, valid);
+}
+__device__ __forceinline__ void cp_async_commit() {}
+__device__ __forceinline__ void cp_async_wait_all() { ::pybert_emu::cp_async_wait_all(); }
+#else
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
@@ -87,6 +118,7 @@ __device__ __forceinline__ void cp_async_16(void* dst, const void* src, bool val
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::); }
+#endif
 
 __device__ __forceinline__ float quad_max(float x) {
   x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
@@ -99,9 +131,13 @@ __device__ __forceinline__ float quad_sum(float x) {
 
 // 2^x through the MUFU unit (relative error ~2^-22; ex2(-inf) = +0).
 __device__ __forceinline__ float fast_exp2(float x) {
+#if defined(PYBERT_CUDA_EMU)
+  return exp2f(x);
+#else
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
   return y;
+#endif
 }
 
 constexpr float kLog2e = 1.4426950408889634f;

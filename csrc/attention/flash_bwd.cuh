@@ -137,7 +137,7 @@ __global__ void __launch_bounds__(32 * kWarps) flash_bwd_kernel(const BackwardPa
   // Dropout keep bits of one 16 x kBlockM key tile: bit nt * 4 + 2 * r + e.
   using ZBits = std::conditional_t<(kBlockM > 64), uint64_t, uint32_t>;
   static_assert(kParts >= 1 && kWarps % kQTiles == 0 && DP % 16 == 0, "DP");
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+  PYBERT_DYNAMIC_SMEM(smem_raw);
   __shared__ int s_keep[kBlockN];
   T* sK = reinterpret_cast<T*>(smem_raw);
   T* sV = sK + kBlockN * kStride;

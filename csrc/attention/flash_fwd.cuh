@@ -60,7 +60,7 @@ __global__ void __launch_bounds__(32 * kWarps, kMinBlocks) flash_fwd_kernel(cons
   using S = FwdShape<T, D, kWarps, kMT, kBlockN, kStages>;
   constexpr int kBlockM = S::kBlockM, kThreads = S::kThreads, kNT = S::kNT;
   constexpr int kStride = S::kStride;
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+  PYBERT_DYNAMIC_SMEM(smem_raw);
   __shared__ int s_scratch[2 * kWarps];
   T* sQ = reinterpret_cast<T*>(smem_raw);
   T* sK0 = sQ + kBlockM * kStride;            // K buffers: sK0 [, sK0 + kBlockN * kStride]

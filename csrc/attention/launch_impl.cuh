@@ -47,7 +47,7 @@ std::string launch_fwd_tc(const ForwardParams& p, cudaStream_t stream) {
   std::string err = set_smem(kernel, S::kSmemBytes, "flash_fwd_kernel");
   if (!err.empty()) return err;
   const dim3 grid(cdiv(p.seq_q, S::kBlockM), p.heads, p.batch);
-  kernel<<<grid, S::kThreads, S::kSmemBytes, stream>>>(p);
+  PYBERT_LAUNCH(grid, S::kThreads, S::kSmemBytes, stream, kernel)(p);
   PYBERT_CUDA_TRY(cudaGetLastError(), "flash_fwd_kernel launch");
   return "";
 }
@@ -102,9 +102,9 @@ std::string launch_fwd(const ForwardParams& p, cudaStream_t stream, int variant)
   if constexpr (std::is_same<T, float>::value) {
     const dim3 grid(cdiv(p.seq_q, 4), p.heads, p.batch);
     switch (p.head_dim) {
-      case 32: fwd_f32_kernel<32><<<grid, 128, 0, stream>>>(p); break;
-      case 64: fwd_f32_kernel<64><<<grid, 128, 0, stream>>>(p); break;
-      case 128: fwd_f32_kernel<128><<<grid, 128, 0, stream>>>(p); break;
+      case 32: PYBERT_LAUNCH(grid, 128, 0, stream, fwd_f32_kernel<32>)(p); break;
+      case 64: PYBERT_LAUNCH(grid, 128, 0, stream, fwd_f32_kernel<64>)(p); break;
+      case 128: PYBERT_LAUNCH(grid, 128, 0, stream, fwd_f32_kernel<128>)(p); break;
       default: return "head_dim must be 32, 64 or 128";
     }
     PYBERT_CUDA_TRY(cudaGetLastError(), "fwd_f32_kernel launch");
@@ -126,7 +126,7 @@ std::string launch_bwd_tc(const BackwardParams& p, cudaStream_t stream, float* d
   using S = BwdShape<T, D, kBlockM, kWarps, kKT>;
   const bool direct = p.seq_k <= S::kBlockN;  // one CTA per (b, h) covers every key
   // Dvec; and the zeroed dQ accumulator unless dq is written directly.
-  bwd_preprocess_kernel<T, D><<<cdiv(rows, 128 / (D / 8)), 128, 0, stream>>>(
+  PYBERT_LAUNCH(cdiv(rows, 128 / (D / 8)), 128, 0, stream, bwd_preprocess_kernel<T, D>)(
       p, dvec, !direct || p.seq_k == 0 ? dq_accum : nullptr);
   PYBERT_CUDA_TRY(cudaGetLastError(), "bwd_preprocess_kernel launch");
   if (p.seq_k > 0) {
@@ -139,12 +139,13 @@ std::string launch_bwd_tc(const BackwardParams& p, cudaStream_t stream, float* d
                                     : flash_bwd_kernel<T, D, kBlockM, kWarps, kKT, kCacheKV, false, false>;
     std::string err = set_smem(kernel, S::kSmemBytes, "flash_bwd_kernel");
     if (!err.empty()) return err;
-    kernel<<<dim3(cdiv(p.seq_k, S::kBlockN), p.heads, p.batch), S::kThreads, S::kSmemBytes,
-             stream>>>(p, dq_accum, dvec, stagger && !direct);
+    PYBERT_LAUNCH(dim3(cdiv(p.seq_k, S::kBlockN), p.heads, p.batch), S::kThreads, S::kSmemBytes,
+                  stream, kernel)(p, dq_accum, dvec, stagger && !direct);
     PYBERT_CUDA_TRY(cudaGetLastError(), "flash_bwd_kernel launch");
   }
   if (!direct || p.seq_k == 0) {
-    bwd_convert_dq_kernel<T, D><<<cdiv(rows * (D / 8), 128), 128, 0, stream>>>(p, dq_accum);
+    PYBERT_LAUNCH(cdiv(rows * (D / 8), 128), 128, 0, stream, bwd_convert_dq_kernel<T, D>)(
+        p, dq_accum);
     PYBERT_CUDA_TRY(cudaGetLastError(), "bwd_convert_dq_kernel launch");
   }
   return "";
@@ -167,17 +168,20 @@ std::string launch_bwd_d(const BackwardParams& p, cudaStream_t stream, float* dq
     (void)variant;
     const int64_t rows = static_cast<int64_t>(p.batch) * p.heads * p.seq_q;
     // no keys: dq = 0 (the zeroed accumulator, converted), dk and dv are empty
-    bwd_preprocess_kernel<T, D><<<cdiv(rows, 128 / (D / 8)), 128, 0, stream>>>(
+    PYBERT_LAUNCH(cdiv(rows, 128 / (D / 8)), 128, 0, stream, bwd_preprocess_kernel<T, D>)(
         p, dvec, p.seq_k == 0 ? dq_accum : nullptr);
     PYBERT_CUDA_TRY(cudaGetLastError(), "bwd_preprocess_kernel launch");
     if (p.seq_k == 0) {
-      bwd_convert_dq_kernel<T, D><<<cdiv(rows * (D / 8), 128), 128, 0, stream>>>(p, dq_accum);
+      PYBERT_LAUNCH(cdiv(rows * (D / 8), 128), 128, 0, stream, bwd_convert_dq_kernel<T, D>)(
+        p, dq_accum);
       PYBERT_CUDA_TRY(cudaGetLastError(), "bwd_convert_dq_kernel launch");
       return "";
     }
-    bwd_dkdv_f32_kernel<D><<<dim3(cdiv(p.seq_k, 4), p.heads, p.batch), 128, 0, stream>>>(p, dvec);
+    PYBERT_LAUNCH(dim3(cdiv(p.seq_k, 4), p.heads, p.batch), 128, 0, stream,
+                  bwd_dkdv_f32_kernel<D>)(p, dvec);
     PYBERT_CUDA_TRY(cudaGetLastError(), "bwd_dkdv_f32_kernel launch");
-    bwd_dq_f32_kernel<D><<<dim3(cdiv(p.seq_q, 4), p.heads, p.batch), 128, 0, stream>>>(p, dvec);
+    PYBERT_LAUNCH(dim3(cdiv(p.seq_q, 4), p.heads, p.batch), 128, 0, stream,
+                  bwd_dq_f32_kernel<D>)(p, dvec);
     PYBERT_CUDA_TRY(cudaGetLastError(), "bwd_dq_f32_kernel launch");
     return "";
   } else {

@@ -1,0 +1,578 @@
+// The fiber scheduler and the warp-collective instructions of the CUDA
+// emulation (cuda_emu.h).
+#include "attention/emu/cuda_emu.h"
+
+#if !(defined(__x86_64__) && defined(__linux__))
+#include <ucontext.h>
+#endif
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+// Fiber switch: saves the callee-saved registers on the current stack, stores
+// the stack pointer in *save_sp and resumes the fiber whose stack pointer is
+// new_sp (x86-64 System V; elsewhere ucontext, whose swapcontext costs a
+// system call per switch).
+#if defined(__x86_64__) && defined(__linux__)
+#define PYBERT_EMU_ASM_SWITCH 1
+extern "C" void pybert_emu_switch(void** save_sp, void* new_sp);
+asm(R"(
+  .text
+  .globl pybert_emu_switch
+  .hidden pybert_emu_switch
+  .type pybert_emu_switch, @function
+pybert_emu_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size pybert_emu_switch, .-pybert_emu_switch
+)");
+#endif
+
+namespace pybert_emu {
+namespace {
+
+constexpr size_t kStackBytes = 256 * 1024;
+constexpr int kMaxThreads = 1024;
+constexpr size_t kDefaultSmem = 48 * 1024, kMaxSmem = 227 * 1024;  // sm_90 per-CTA limits
+
+enum class Wait { kNone, kBarrier, kWarp, kDone };
+enum class Op { kNone, kShfl, kRedMax, kRedAdd, kLdm, kLdmT, kMmaF16, kMmaBF16 };
+
+const char* op_name(Op op) {
+  switch (op) {
+    case Op::kShfl: return "__shfl_xor_sync";
+    case Op::kRedMax: return "__reduce_max_sync";
+    case Op::kRedAdd: return "__reduce_add_sync";
+    case Op::kLdm: return "ldmatrix.x4";
+    case Op::kLdmT: return "ldmatrix.x4.trans";
+    case Op::kMmaF16: return "mma.m16n8k16 (f16)";
+    case Op::kMmaBF16: return "mma.m16n8k16 (bf16)";
+    case Op::kNone: break;
+  }
+  return "?";
+}
+
+struct PendingCopy {
+  void* dst;
+  const void* src;
+  bool valid;
+};
+
+struct Fiber {
+  ThreadState st;
+#if PYBERT_EMU_ASM_SWITCH
+  void* sp = nullptr;
+#else
+  ucontext_t ctx;
+#endif
+  Wait wait = Wait::kNone;
+  int lane = 0, warp = 0;
+  int barrier_result = 0;
+  std::vector<PendingCopy> copies;
+  // warp-collective operands: inputs and where the results go
+  const void* in = nullptr;
+  void* out = nullptr;
+  int arg = 0;
+};
+
+struct WarpState {
+  int arrived = 0;
+  Op op = Op::kNone;
+};
+
+struct Block;
+thread_local Block* t_block = nullptr;
+thread_local Fiber* t_fiber = nullptr;
+
+struct Block {
+  std::vector<Fiber> fibers;
+  std::vector<std::unique_ptr<char[]>> stacks;
+  std::vector<WarpState> warps;
+  std::vector<unsigned char> smem;
+#if PYBERT_EMU_ASM_SWITCH
+  void* sched_sp = nullptr;
+#else
+  ucontext_t sched;
+#endif
+  int live = 0, at_barrier = 0, barrier_or = 0;
+  bool failed = false;
+  std::string error;
+  Body body = nullptr;
+  void* ctx = nullptr;
+};
+
+std::mutex g_mutex;
+std::map<const void*, int> g_max_smem;  // cudaFuncSetAttribute values
+Mode g_mode;
+cudaError_t g_last_error = cudaSuccess;
+std::string g_last_message;
+
+void record_error(cudaError_t e, const std::string& msg) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  if (g_last_error == cudaSuccess) {
+    g_last_error = e;
+    g_last_message = msg;
+  }
+}
+
+void yield_to_scheduler() {
+  Fiber* f = t_fiber;
+#if PYBERT_EMU_ASM_SWITCH
+  pybert_emu_switch(&f->sp, t_block->sched_sp);
+#else
+  swapcontext(&f->ctx, &t_block->sched);
+#endif
+}
+
+void resume(Block* b, Fiber* f) {
+  t_fiber = f;
+#if PYBERT_EMU_ASM_SWITCH
+  pybert_emu_switch(&b->sched_sp, f->sp);
+#else
+  swapcontext(&b->sched, &f->ctx);
+#endif
+}
+
+[[noreturn]] void abort_fiber(const std::string& msg) {
+  Block* b = t_block;
+  if (!b->failed) {
+    b->failed = true;
+    const Fiber* f = t_fiber;
+    b->error = msg + " (block " + std::to_string(f->st.block_idx.x) + "," +
+               std::to_string(f->st.block_idx.y) + "," + std::to_string(f->st.block_idx.z) +
+               ", thread " + std::to_string(f->st.thread_idx.x) + ")";
+  }
+  for (;;) yield_to_scheduler();  // never resumed
+}
+
+void release_barrier(Block* b) {
+  for (Fiber& f : b->fibers)
+    if (f.wait == Wait::kBarrier) {
+      f.wait = Wait::kNone;
+      f.barrier_result = b->barrier_or;
+    }
+  b->at_barrier = 0;
+  b->barrier_or = 0;
+}
+
+void finish_copies(Fiber* f) {
+  for (const PendingCopy& c : f->copies) {
+    if (c.valid)
+      std::memcpy(c.dst, c.src, 16);
+    else
+      std::memset(c.dst, 0, 16);
+  }
+  f->copies.clear();
+}
+
+void fiber_entry() {
+  Block* b = t_block;
+  b->body(b->ctx);
+  Fiber* f = t_fiber;
+  f->copies.clear();  // copies never waited for: dropped
+  f->wait = Wait::kDone;
+  --b->live;
+  if (b->warps[f->warp].arrived > 0)
+    abort_fiber(std::string("a thread exited while other lanes of its warp wait at ") +
+                op_name(b->warps[f->warp].op));
+  if (b->at_barrier > 0 && b->at_barrier == b->live) release_barrier(b);
+  yield_to_scheduler();  // not resumed again
+}
+
+#if PYBERT_EMU_ASM_SWITCH
+// A new fiber's stack: six zeroed callee-saved registers, then fiber_entry as
+// the return address of pybert_emu_switch, then a dummy return address (so
+// that fiber_entry starts with the stack alignment of a called function).
+void* initial_sp(char* stack, size_t bytes) {
+  uintptr_t top = (reinterpret_cast<uintptr_t>(stack) + bytes) & ~uintptr_t(15);
+  void** sp = reinterpret_cast<void**>(top);
+  *--sp = nullptr;
+  *--sp = reinterpret_cast<void*>(&fiber_entry);
+  for (int i = 0; i < 6; ++i) *--sp = nullptr;
+  return sp;
+}
+#endif
+
+// Compute a completed collective for the 32 lanes starting at fibers[first].
+void complete(Block* b, int first, Op op) {
+  Fiber* L = &b->fibers[first];
+  switch (op) {
+    case Op::kShfl:
+      for (int l = 0; l < 32; ++l) {
+        const int src = l ^ (L[l].arg & 31);
+        *static_cast<float*>(L[l].out) = *static_cast<const float*>(L[src].in);
+      }
+      break;
+    case Op::kRedMax:
+    case Op::kRedAdd: {
+      unsigned acc = 0u;
+      for (int l = 0; l < 32; ++l) {
+        const unsigned v = *static_cast<const unsigned*>(L[l].in);
+        acc = op == Op::kRedMax ? std::max(acc, v) : acc + v;
+      }
+      for (int l = 0; l < 32; ++l) *static_cast<unsigned*>(L[l].out) = acc;
+      break;
+    }
+    case Op::kLdm:
+    case Op::kLdmT: {
+      // Matrix m (0..3) has its 8 row addresses from lanes 8m..8m+7; each row is
+      // 8 consecutive 16-bit elements.
+      const uintptr_t lo = reinterpret_cast<uintptr_t>(b->smem.data());
+      const uintptr_t hi = lo + b->smem.size();
+      for (int l = 0; l < 32; ++l) {
+        const uintptr_t a = reinterpret_cast<uintptr_t>(L[l].in);
+        if (a < lo || a + 16 > hi) abort_fiber("ldmatrix: row address outside dynamic shared memory");
+        if (a % 16 != 0) abort_fiber("ldmatrix: row address not 16-byte aligned");
+      }
+      auto elem = [&](int m, int row, int col) {
+        uint16_t v;
+        std::memcpy(&v, static_cast<const uint16_t*>(L[8 * m + row].in) + col, 2);
+        return static_cast<uint32_t>(v);
+      };
+      for (int l = 0; l < 32; ++l) {
+        uint32_t* r = static_cast<uint32_t*>(L[l].out);
+        const int g = l / 4, t = l % 4;
+        for (int m = 0; m < 4; ++m) {
+          if (op == Op::kLdm)  // lane l holds row g, columns 2t, 2t+1
+            r[m] = elem(m, g, 2 * t) | (elem(m, g, 2 * t + 1) << 16);
+          else  // transposed: row 2t and 2t+1 of column g
+            r[m] = elem(m, 2 * t, g) | (elem(m, 2 * t + 1, g) << 16);
+        }
+      }
+      break;
+    }
+    case Op::kMmaF16:
+    case Op::kMmaBF16: {
+      auto cvt = [&](uint32_t w, int half) {
+        const uint16_t h = static_cast<uint16_t>(half ? w >> 16 : w & 0xffffu);
+        return op == Op::kMmaF16 ? half_bits_to_float(h) : bf16_bits_to_float(h);
+      };
+      float A[16][16], B[16][8], C[16][8];
+      for (int l = 0; l < 32; ++l) {
+        const int g = l / 4, t = l % 4;
+        const uint32_t* in = static_cast<const uint32_t*>(L[l].in);  // a[4], b0, b1
+        const float* d = static_cast<const float*>(L[l].out);
+        for (int e = 0; e < 2; ++e) {
+          A[g][2 * t + e] = cvt(in[0], e);
+          A[g + 8][2 * t + e] = cvt(in[1], e);
+          A[g][8 + 2 * t + e] = cvt(in[2], e);
+          A[g + 8][8 + 2 * t + e] = cvt(in[3], e);
+          B[2 * t + e][g] = cvt(in[4], e);
+          B[8 + 2 * t + e][g] = cvt(in[5], e);
+          C[g][2 * t + e] = d[e];
+          C[g + 8][2 * t + e] = d[2 + e];
+        }
+      }
+      for (int l = 0; l < 32; ++l) {
+        const int g = l / 4, t = l % 4;
+        float* d = static_cast<float*>(L[l].out);
+        for (int e = 0; e < 4; ++e) {
+          const int row = g + 8 * (e / 2), col = 2 * t + e % 2;
+          float s = 0.f;  // the products of 16-bit inputs are exact in float32
+          for (int k = 0; k < 16; ++k) s += A[row][k] * B[k][col];
+          d[e] = C[row][col] + s;
+        }
+      }
+      break;
+    }
+    case Op::kNone: break;
+  }
+}
+
+void collective(Op op, const void* in, void* out, int arg = 0) {
+  Block* b = t_block;
+  Fiber* f = t_fiber;
+  if (b == nullptr) {
+    std::fprintf(stderr, "pybert_emu: %s outside a kernel\n", op_name(op));
+    std::abort();
+  }
+  const int first = f->warp * 32;
+  if (first + 32 > static_cast<int>(b->fibers.size()))
+    abort_fiber(std::string(op_name(op)) + " in a partial warp (block size not a multiple of 32)");
+  WarpState& w = b->warps[f->warp];
+  if (w.arrived > 0 && w.op != op)
+    abort_fiber(std::string("warp divergence: lanes at ") + op_name(w.op) + " and at " + op_name(op));
+  w.op = op;
+  f->in = in;
+  f->out = out;
+  f->arg = arg;
+  if (++w.arrived < 32) {
+    f->wait = Wait::kWarp;
+    yield_to_scheduler();
+    return;
+  }
+  complete(b, first, op);
+  w.arrived = 0;
+  w.op = Op::kNone;
+  for (int l = 0; l < 32; ++l) b->fibers[first + l].wait = Wait::kNone;
+}
+
+// Runs one CTA to completion on this OS thread. Returns "" or the failure.
+std::string run_block(Block* b, dim3 grid, dim3 block, uint3 bid) {
+  const int n = static_cast<int>(block.x * block.y * block.z);
+  b->fibers.resize(n);
+  b->warps.assign((n + 31) / 32, WarpState{});
+  while (static_cast<int>(b->stacks.size()) < n)
+    b->stacks.emplace_back(new char[kStackBytes]);
+  std::fill(b->smem.begin(), b->smem.end(), 0xff);  // NaN in every float type
+  b->live = n;
+  b->at_barrier = b->barrier_or = 0;
+  b->failed = false;
+  b->error.clear();
+  for (int i = 0; i < n; ++i) {
+    Fiber& f = b->fibers[i];
+    f.st.thread_idx = uint3{static_cast<unsigned>(i) % block.x,
+                            (static_cast<unsigned>(i) / block.x) % block.y,
+                            static_cast<unsigned>(i) / (block.x * block.y)};
+    f.st.block_idx = bid;
+    f.st.block_dim = block;
+    f.st.grid_dim = grid;
+    f.wait = Wait::kNone;
+    f.lane = i % 32;
+    f.warp = i / 32;
+    f.copies.clear();
+#if PYBERT_EMU_ASM_SWITCH
+    f.sp = initial_sp(b->stacks[i].get(), kStackBytes);
+#else
+    getcontext(&f.ctx);
+    f.ctx.uc_stack.ss_sp = b->stacks[i].get();
+    f.ctx.uc_stack.ss_size = kStackBytes;
+    f.ctx.uc_link = &b->sched;
+    makecontext(&f.ctx, fiber_entry, 0);
+#endif
+  }
+  const bool reverse = g_mode.reverse_order, lockstep = g_mode.lockstep;
+  const int n_warps = (n + 31) / 32;
+  while (b->live > 0 && !b->failed) {
+    bool ran = false;
+    // lockstep: one pass over all threads (each runs to its next barrier or
+    // warp-collective instruction); else each warp in turn runs until all its
+    // lanes wait at a barrier or have exited.
+    for (int wk = 0; wk < (lockstep ? 1 : n_warps) && !b->failed; ++wk) {
+      const int w = reverse ? n_warps - 1 - wk : wk;
+      const int lo = lockstep ? 0 : 32 * w, hi = lockstep ? n : std::min(n, 32 * w + 32);
+      bool progressed = true;
+      while (progressed && !b->failed) {
+        progressed = false;
+        for (int k = lo; k < hi && !b->failed; ++k) {
+          Fiber& f = b->fibers[reverse ? hi - 1 - (k - lo) : k];
+          if (f.wait != Wait::kNone) continue;
+          resume(b, &f);
+          progressed = ran = true;
+        }
+        if (lockstep) break;
+      }
+    }
+    if (!ran && !b->failed) {
+      int at_bar = 0, at_warp = 0;
+      for (const Fiber& f : b->fibers) {
+        at_bar += f.wait == Wait::kBarrier;
+        at_warp += f.wait == Wait::kWarp;
+      }
+      b->failed = true;
+      b->error = "deadlock: " + std::to_string(at_bar) + " threads wait at __syncthreads, " +
+                 std::to_string(at_warp) + " at warp-collective instructions, " +
+                 std::to_string(n - b->live) + " exited";
+    }
+  }
+  t_fiber = nullptr;
+  return b->failed ? b->error : "";
+}
+
+}  // namespace
+
+ThreadState* current() { return &t_fiber->st; }
+
+void set_mode(const Mode& m) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  g_mode = m;
+}
+Mode mode() {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  return g_mode;
+}
+
+cudaError_t set_max_dynamic_smem(const void* kernel, int bytes) {
+  if (bytes < 0 || static_cast<size_t>(bytes) > kMaxSmem) return cudaErrorInvalidValue;
+  std::lock_guard<std::mutex> lock(g_mutex);
+  g_max_smem[kernel] = bytes;
+  return cudaSuccess;
+}
+
+bool run_grid(const void* kernel, dim3 grid, dim3 block, size_t smem_bytes, Body body, void* ctx) {
+  const uint64_t threads = static_cast<uint64_t>(block.x) * block.y * block.z;
+  if (threads == 0 || threads > kMaxThreads || block.z > 64 || grid.x == 0 || grid.y == 0 ||
+      grid.z == 0 || grid.x > 2147483647u || grid.y > 65535 || grid.z > 65535) {
+    record_error(cudaErrorInvalidConfiguration,
+                 "invalid launch configuration: grid (" + std::to_string(grid.x) + "," +
+                     std::to_string(grid.y) + "," + std::to_string(grid.z) + "), block " +
+                     std::to_string(threads) + " threads");
+    return false;
+  }
+  size_t limit = kDefaultSmem;
+  {
+    std::lock_guard<std::mutex> lock(g_mutex);
+    auto it = g_max_smem.find(kernel);
+    if (it != g_max_smem.end()) limit = std::max(limit, static_cast<size_t>(it->second));
+  }
+  if (smem_bytes > limit) {
+    record_error(cudaErrorInvalidValue,
+                 std::to_string(smem_bytes) + " bytes of dynamic shared memory over the kernel's "
+                 "limit of " + std::to_string(limit) + " (cudaFuncSetAttribute)");
+    return false;
+  }
+  const uint64_t n_blocks = static_cast<uint64_t>(grid.x) * grid.y * grid.z;
+  const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
+  const unsigned n_workers = static_cast<unsigned>(std::min<uint64_t>(std::min(hw, 8u), n_blocks));
+  std::atomic<uint64_t> next{0};
+  std::atomic<bool> failed{false};
+  std::string first_error;
+  std::mutex err_mutex;
+  auto worker = [&]() {
+    Block blk;
+    blk.smem.resize(smem_bytes);
+    blk.body = body;
+    blk.ctx = ctx;
+    t_block = &blk;
+    for (;;) {
+      const uint64_t i = next.fetch_add(1);
+      if (i >= n_blocks || failed.load()) break;
+      const uint3 bid{static_cast<unsigned>(i % grid.x), static_cast<unsigned>((i / grid.x) % grid.y),
+                      static_cast<unsigned>(i / (static_cast<uint64_t>(grid.x) * grid.y))};
+      const std::string e = run_block(&blk, grid, block, bid);
+      if (!e.empty()) {
+        std::lock_guard<std::mutex> lock(err_mutex);
+        if (!failed.exchange(true)) first_error = e;
+      }
+    }
+    t_block = nullptr;
+  };
+  if (n_workers <= 1) {
+    worker();
+  } else {
+    std::vector<std::thread> pool;
+    for (unsigned w = 0; w < n_workers; ++w) pool.emplace_back(worker);
+    for (std::thread& t : pool) t.join();
+  }
+  if (failed.load()) {
+    record_error(cudaErrorLaunchFailure, "kernel failed: " + first_error);
+    return false;
+  }
+  return true;
+}
+
+int syncthreads_or(int predicate) {
+  Block* b = t_block;
+  Fiber* f = t_fiber;
+  if (b->warps[f->warp].arrived > 0)
+    abort_fiber(std::string("__syncthreads while other lanes of the warp wait at ") +
+                op_name(b->warps[f->warp].op));
+  b->barrier_or |= predicate != 0;
+  f->wait = Wait::kBarrier;
+  if (++b->at_barrier == b->live) {
+    release_barrier(b);
+  } else {
+    yield_to_scheduler();
+  }
+  return f->barrier_result;
+}
+
+unsigned char* dynamic_smem() { return t_block->smem.data(); }
+
+float shfl_xor(float x, int lane_mask) {
+  float r;
+  collective(Op::kShfl, &x, &r, lane_mask);
+  return r;
+}
+unsigned reduce_max(unsigned x) {
+  unsigned r;
+  collective(Op::kRedMax, &x, &r);
+  return r;
+}
+unsigned reduce_add(unsigned x) {
+  unsigned r;
+  collective(Op::kRedAdd, &x, &r);
+  return r;
+}
+void ldmatrix_x4(uint32_t (&r)[4], const void* p, bool trans) {
+  collective(trans ? Op::kLdmT : Op::kLdm, p, r);
+}
+void mma_m16n8k16(MmaType type, float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  const uint32_t in[6] = {a[0], a[1], a[2], a[3], b0, b1};
+  collective(type == MmaType::kF16 ? Op::kMmaF16 : Op::kMmaBF16, in, d);
+}
+
+void cp_async_16(void* dst, const void* src, bool valid) {
+  Block* b = t_block;
+  const uintptr_t a = reinterpret_cast<uintptr_t>(dst);
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(b->smem.data());
+  if (a < lo || a + 16 > lo + b->smem.size())
+    abort_fiber("cp.async: destination outside dynamic shared memory");
+  if (a % 16 != 0 || (valid && reinterpret_cast<uintptr_t>(src) % 16 != 0))
+    abort_fiber("cp.async: 16-byte copy with a misaligned address");
+  t_fiber->copies.push_back(PendingCopy{dst, src, valid});
+  if (!g_mode.late_cp_async) finish_copies(t_fiber);
+}
+
+void cp_async_wait_all() { finish_copies(t_fiber); }
+
+void fail(const char* what) { abort_fiber(what); }
+
+}  // namespace pybert_emu
+
+cudaError_t cudaGetLastError() {
+  std::lock_guard<std::mutex> lock(pybert_emu::g_mutex);
+  const cudaError_t e = pybert_emu::g_last_error;
+  pybert_emu::g_last_error = cudaSuccess;
+  if (e == cudaSuccess) pybert_emu::g_last_message.clear();
+  return e;
+}
+
+const char* cudaGetErrorName(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess: return "cudaSuccess";
+    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
+    case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
+    case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
+  }
+  return "cudaErrorUnknown";
+}
+
+const char* cudaGetErrorString(cudaError_t e) {
+  static thread_local std::string msg;
+  {
+    std::lock_guard<std::mutex> lock(pybert_emu::g_mutex);
+    msg = pybert_emu::g_last_message;
+  }
+  if (!msg.empty()) return msg.c_str();
+  return e == cudaSuccess ? "no error" : "emulated CUDA error";
+}
+
+// For the ctypes harness: how CTAs run (cuda_emu.h, "Knobs").
+extern "C" void pybert_emu_set_mode(int reverse_order, int late_cp_async, int lockstep) {
+  pybert_emu::Mode m;
+  m.reverse_order = reverse_order != 0;
+  m.late_cp_async = late_cp_async != 0;
+  m.lockstep = lockstep != 0;
+  pybert_emu::set_mode(m);
+}

@@ -1,0 +1,132 @@
+// Small kernels that test the CUDA emulation itself (tests/test_attention_emu.py):
+// tensor-core fragments through the same ldmatrix/mma wrappers the attention
+// kernels use, and the failures the emulator must report. Emulation build only.
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "attention/cuda_common.cuh"
+
+namespace {
+
+using pybert::attention::cuda::Elem;
+using pybert::attention::cuda::ldmatrix_x4;
+using pybert::attention::cuda::ldmatrix_x4_trans;
+
+int report(cudaError_t e, char* err, int err_len) {
+  if (e == cudaSuccess) return 0;
+  std::snprintf(err, err_len, "%s: %s", cudaGetErrorName(e), cudaGetErrorString(e));
+  return 1;
+}
+
+// d[16][16] = a[16][16] . b + c with b given as [k][n] (b_kn) or as [n][k];
+// fragments loaded with ldmatrix (a: .x4; b: .x4.trans from [k][n], .x4 from
+// [n][k]), two m16n8k16 mma per call, as in flash_fwd.cuh / flash_bwd.cuh.
+template <typename T>
+__global__ void mma_kernel(const uint16_t* a, const uint16_t* b, bool b_kn, const float* c,
+                           float* d) {
+  PYBERT_DYNAMIC_SMEM(smem_raw);
+  constexpr int kStride = 24;  // padded rows, 16-byte aligned
+  uint16_t* sa = reinterpret_cast<uint16_t*>(smem_raw);
+  uint16_t* sb = sa + 16 * kStride;
+  const int lane = threadIdx.x, g = lane / 4, t = lane % 4;
+  for (int i = lane; i < 256; i += 32) {
+    sa[(i / 16) * kStride + i % 16] = a[i];
+    sb[(i / 16) * kStride + i % 16] = b[i];
+  }
+  __syncthreads();
+  uint32_t af[4], bf[4];
+  ldmatrix_x4(af, sa + (((lane / 8) % 2) * 8 + lane % 8) * kStride + (lane / 16) * 8);
+  if (b_kn)  // the V pattern: rows are k
+    ldmatrix_x4_trans(bf, sb + (((lane / 8) % 2) * 8 + lane % 8) * kStride + (lane / 16) * 8);
+  else  // the K pattern: rows are n
+    ldmatrix_x4(bf, sb + ((lane / 16) * 8 + lane % 8) * kStride + ((lane / 8) % 2) * 8);
+  float acc[2][4];
+  for (int nt = 0; nt < 2; ++nt)
+    for (int e = 0; e < 4; ++e) acc[nt][e] = c[(g + 8 * (e / 2)) * 16 + nt * 8 + 2 * t + e % 2];
+  Elem<T>::mma(acc[0], af, bf[0], bf[1]);
+  Elem<T>::mma(acc[1], af, bf[2], bf[3]);
+  for (int nt = 0; nt < 2; ++nt)
+    for (int e = 0; e < 4; ++e) d[(g + 8 * (e / 2)) * 16 + nt * 8 + 2 * t + e % 2] = acc[nt][e];
+}
+
+// Each warp writes its slot of shared memory, then reads its neighbour's:
+// correct only with the barrier in between. (tag: a value per launch, since
+// static shared arrays keep their contents between emulated launches.)
+__global__ void neighbour_kernel(int* out, int tag, bool barrier) {
+  __shared__ int slots[8];
+  const int warp = threadIdx.x / 32, n = blockDim.x / 32;
+  if (threadIdx.x % 32 == 0) slots[warp] = tag + warp;
+  if (barrier) __syncthreads();
+  if (threadIdx.x % 32 == 0) out[warp] = slots[(warp + 1) % n];
+}
+
+// Bugs the emulator must report as launch failures.
+__global__ void divergent_kernel(int kind, float* out) {
+  const int lane = threadIdx.x % 32;
+  float x = static_cast<float>(lane);
+  if (kind == 0) {  // half a warp at a shuffle, half at a barrier
+    if (lane < 16)
+      x = __shfl_xor_sync(0xffffffffu, x, 1);
+    else
+      __syncthreads();
+  } else if (kind == 1) {  // lanes exit while the others wait at a shuffle
+    if (lane >= 8) return;
+    x = __shfl_xor_sync(0xffffffffu, x, 1);
+  } else if (kind == 2) {  // ldmatrix outside the dynamic shared memory
+    PYBERT_DYNAMIC_SMEM(smem_raw);
+    uint32_t r[4];
+    ldmatrix_x4(r, smem_raw + 64 * 16 + lane * 16);
+    x = static_cast<float>(r[0]);
+  }
+  out[threadIdx.x] = x;
+}
+
+template <int kId>  // one kernel per test case: the shared-memory attribute is per kernel
+__global__ void noop_kernel(float* out) {
+  PYBERT_DYNAMIC_SMEM(smem_raw);
+  if (threadIdx.x == 0) out[0] = static_cast<float>(smem_raw[0]);
+}
+
+}  // namespace
+
+extern "C" {
+
+int pybert_emu_selftest_mma(int bf16, const uint16_t* a, const uint16_t* b, int b_kn,
+                            const float* c, float* d, char* err, int err_len) {
+  cudaGetLastError();
+  if (bf16)
+    PYBERT_LAUNCH(1, 32, 2 * 16 * 24 * 2, nullptr, mma_kernel<__nv_bfloat16>)(a, b, b_kn != 0, c, d);
+  else
+    PYBERT_LAUNCH(1, 32, 2 * 16 * 24 * 2, nullptr, mma_kernel<__half>)(a, b, b_kn != 0, c, d);
+  return report(cudaGetLastError(), err, err_len);
+}
+
+int pybert_emu_selftest_neighbour(int warps, int tag, int barrier, int* out, char* err,
+                                  int err_len) {
+  cudaGetLastError();
+  PYBERT_LAUNCH(1, 32 * warps, 0, nullptr, neighbour_kernel)(out, tag, barrier != 0);
+  return report(cudaGetLastError(), err, err_len);
+}
+
+// kind 0-2: divergent_kernel; 3: 64 KiB of dynamic shared memory without
+// cudaFuncSetAttribute; 4: the same after it; 5: a block of 2048 threads.
+int pybert_emu_selftest_failure(int kind, float* out, char* err, int err_len) {
+  cudaGetLastError();
+  if (kind <= 2) {
+    PYBERT_LAUNCH(1, 64, 64 * 16, nullptr, divergent_kernel)(kind, out);
+  } else if (kind == 3) {
+    PYBERT_LAUNCH(1, 32, 65536, nullptr, noop_kernel<3>)(out);
+  } else if (kind == 4) {
+    const cudaError_t e =
+        cudaFuncSetAttribute(noop_kernel<4>, cudaFuncAttributeMaxDynamicSharedMemorySize, 65536);
+    if (e != cudaSuccess) return report(e, err, err_len);
+    PYBERT_LAUNCH(1, 32, 65536, nullptr, noop_kernel<4>)(out);
+  } else {
+    PYBERT_LAUNCH(1, 2048, 0, nullptr, noop_kernel<5>)(out);
+  }
+  return report(cudaGetLastError(), err, err_len);
+}
+
+}  // extern "C"

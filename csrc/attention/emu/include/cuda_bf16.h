@@ -1,0 +1,3 @@
+// Stand-in for CUDA's cuda_bf16.h in the CPU emulation build (see ../cuda_emu.h).
+#pragma once
+#include "attention/emu/cuda_emu.h"

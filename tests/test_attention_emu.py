@@ -1,0 +1,180 @@
+"""The CUDA attention kernels, run on the CPU through the CUDA emulation
+(csrc/attention/emu/cuda_emu.h): the same kernel and launcher source as the
+GPU build, compiled with g++ (bench/gpu/build_emu.sh), with every CUDA thread
+a fiber and the warp-collective instructions (ldmatrix, mma.sync, shuffles)
+emulated. The kernels are checked by the GPU check script's own checks
+(bench/gpu/check_attention.py: float64 reference, PyTorch SDPA's error as the
+yardstick), so kernel changes are tested here before a device session.
+
+The emulation is tested too: tensor-core fragments against a matrix product,
+a missing barrier between warps is visible, and the bugs it must report
+(divergent warps, lanes exiting mid-collective, out-of-range ldmatrix, shared
+memory over the limit, bad launch configurations) are reported.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "bench" / "gpu" / "check_attention.py"
+
+
+@pytest.fixture(scope="module")
+def emu_path(tmp_path_factory):
+    if shutil.which("g++") is None:
+        pytest.skip("the CUDA emulation build needs g++")
+    out = tmp_path_factory.mktemp("emu")
+    r = subprocess.run(
+        ["bash", str(REPO / "bench" / "gpu" / "build_emu.sh"), str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr[-4000:]
+    return r.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def ca():
+    spec = importlib.util.spec_from_file_location("check_attention", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def lib(ca, emu_path):
+    lib = ca.CudaLib(emu_path, emulated=True)
+    lib.set_emu_mode("forward,late,warps")
+    return lib
+
+
+@pytest.fixture
+def raw(lib):
+    c = lib.lib
+    i, vp, cp = ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p
+    c.pybert_emu_selftest_mma.argtypes = [i, vp, vp, i, vp, vp, cp, i]
+    c.pybert_emu_selftest_neighbour.argtypes = [i, i, i, vp, cp, i]
+    c.pybert_emu_selftest_failure.argtypes = [i, vp, cp, i]
+    return c
+
+
+# -- the emulation itself ---------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("b_kn", [True, False])
+def test_tensor_core_fragments_compute_a_matrix_product(raw, dtype, b_kn):
+    gen = torch.Generator().manual_seed(3)
+    a = torch.randn((16, 16), generator=gen).to(dtype)
+    b = torch.randn((16, 16), generator=gen).to(dtype)  # [k][n]
+    c = torch.randn((16, 16), generator=gen)
+    b_in = b if b_kn else b.t().contiguous()  # [n][k] for the K-style load
+    d = torch.full((16, 16), float("nan"))
+    err = ctypes.create_string_buffer(512)
+    bits = [x.contiguous().view(torch.int16) for x in (a, b_in)]
+    rc = raw.pybert_emu_selftest_mma(
+        int(dtype == torch.bfloat16),
+        bits[0].data_ptr(),
+        bits[1].data_ptr(),
+        int(b_kn),
+        c.data_ptr(),
+        d.data_ptr(),
+        err,
+        512,
+    )
+    assert rc == 0, err.value
+    want = a.double() @ b.double() + c.double()
+    np.testing.assert_allclose(d.double().numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("order", ["forward", "reverse"])
+def test_a_missing_barrier_between_warps_is_visible(lib, raw, order):
+    warps, err = 4, ctypes.create_string_buffer(512)
+    want = [1000 * (t + 1) + (w + 1) % warps for t in range(2) for w in range(warps)]
+    got = []
+    try:
+        lib.set_emu_mode(f"{order},late,warps")
+        for tag, barrier in ((1000, 1), (2000, 0)):
+            out = (ctypes.c_int * warps)()
+            assert raw.pybert_emu_selftest_neighbour(warps, tag, barrier, out, err, 512) == 0
+            got += list(out)
+    finally:
+        lib.set_emu_mode("forward,late,warps")
+    assert got[:warps] == want[:warps]  # with the barrier: each warp sees its neighbour's write
+    assert got[warps:] != want[warps:]  # without it, some warp reads before the write
+
+
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        (0, ("__syncthreads while other lanes", "deadlock")),
+        (1, ("exited while other lanes of its warp wait at __shfl_xor_sync",)),
+        (2, ("ldmatrix: row address outside dynamic shared memory",)),
+        (3, ("65536 bytes of dynamic shared memory over the kernel's limit of 49152",)),
+        (5, ("invalid launch configuration",)),
+    ],
+)
+def test_kernel_bugs_are_reported(raw, kind, message):
+    out = torch.zeros(64)
+    err = ctypes.create_string_buffer(1024)
+    assert raw.pybert_emu_selftest_failure(kind, out.data_ptr(), err, 1024) == 1
+    assert any(m in err.value.decode() for m in message), err.value
+
+
+def test_shared_memory_attribute_raises_the_limit(raw):
+    out = torch.zeros(64)
+    err = ctypes.create_string_buffer(1024)
+    assert raw.pybert_emu_selftest_failure(4, out.data_ptr(), err, 1024) == 0, err.value
+    assert out[0].item() == 255.0  # dynamic shared memory starts as 0xff bytes
+
+
+def test_bad_emulation_mode_is_refused(lib):
+    with pytest.raises(ValueError, match="emulation mode"):
+        lib.set_emu_mode("sideways,late,warps")
+
+
+# -- the attention kernels ----------------------------------------------------
+
+
+def test_kernels_pass_the_gpu_checks(ca, lib):
+    """The device script's --quick checks (220: fp16/bf16/fp32, head dims
+    32/64/128, every forward and backward variant, dropout with the CPU
+    kernels' Philox mask, fully masked rows, strided views, bad input)."""
+    checker = ca.run_checks(lib, torch.device("cpu"), quick=True)
+    assert len(checker.rows) >= 200
+    assert not checker.failures, checker.failures
+    names = "\n".join(r["name"] for r in checker.rows)
+    for v in range(1, ca.FWD_VARIANTS + 1):
+        assert f"D64 bshd random v{v}/" in names, v
+    for v in range(1, ca.BWD_VARIANTS + 1):
+        assert f"S300 bwd v{v} fully masked" in names, v
+
+
+@pytest.mark.parametrize(
+    "mode", ["reverse,late,warps", "forward,early,warps", "reverse,early,lockstep"]
+)
+def test_kernels_under_other_schedules(ca, lib, mode):
+    """Every variant under the other thread orders and cp.async timings (a
+    missing barrier or wait shows up under some of them)."""
+    checker = ca.Checker(lib, torch.device("cpu"))
+    try:
+        lib.set_emu_mode(mode)
+        for fv in range(1, ca.FWD_VARIANTS + 1):
+            bv = 1 + (fv - 1) % ca.BWD_VARIANTS
+            checker.check_case("fp16", 2, 2, 131, 300, 64, variant=fv, bwd_variant=bv)
+        checker.check_case("bf16", 2, 2, 131, 300, 128, variant=3, bwd_variant=1)
+        checker.check_case("fp32", 2, 2, 70, 70, 64)
+        checker.check_dropout("bf16", 64, bwd_variant=3, S=200)
+    finally:
+        lib.set_emu_mode("forward,late,warps")
+    assert not checker.failures, checker.failures
