@@ -6,6 +6,10 @@ emulated. The kernels are checked by the GPU check script's own checks
 (bench/gpu/check_attention.py: float64 reference, PyTorch SDPA's error as the
 yardstick), so kernel changes are tested here before a device session.
 
+The TensorFlow op library built with -DPYBERT_CUDA_EMU=ON runs its GPU code
+path (GpuBackend: dtype mapping, workspace, launchers, kernels) on the CPU
+device for float16/bfloat16, checked against the float64 CPU kernel.
+
 The emulation is tested too: tensor-core fragments against a matrix product,
 a missing barrier between warps is visible, and the bugs it must report
 (divergent warps, lanes exiting mid-collective, out-of-range ldmatrix, shared
@@ -18,6 +22,7 @@ import ctypes
 import importlib.util
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -178,3 +183,49 @@ def test_kernels_under_other_schedules(ca, lib, mode):
     finally:
         lib.set_emu_mode("forward,late,warps")
     assert not checker.failures, checker.failures
+
+
+# -- the TensorFlow op's GPU code path ------------------------------------------
+
+
+def _tool(name):
+    local = Path(sys.executable).parent / name
+    return str(local) if local.exists() else shutil.which(name)
+
+
+def _importable(name):
+    probe = subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.fixture(scope="module")
+def emu_op_lib(tmp_path_factory):
+    cmake = _tool("cmake")
+    if cmake is None or not (_importable("tensorflow") and _importable("pybind11")):
+        pytest.skip("needs cmake, TensorFlow and pybind11")
+    import pybind11
+
+    build = tmp_path_factory.mktemp("emu_op_build")
+    # Debug (-O0): half the build time of -O3, and the checks below are small
+    cmd = [cmake, "-S", str(REPO), "-B", str(build), "-DPYBERT_CUDA_EMU=ON",
+           "-DPYBERT_BUILD_PYTHON=ON", "-DPYBERT_TF_OPS=ON", "-DCMAKE_BUILD_TYPE=Debug",
+           f"-Dpybind11_DIR={pybind11.get_cmake_dir()}", f"-DPython_EXECUTABLE={sys.executable}"]
+    ninja = _tool("ninja")
+    if ninja:
+        cmd += ["-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}"]
+    for step in (cmd, [cmake, "--build", str(build), "--target", "_pybert_ops", "-j", "2"]):
+        res = subprocess.run(step, capture_output=True, text=True)
+        assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    return build / "csrc" / "_pybert_ops.so"
+
+
+@pytest.mark.parametrize("dtype, tol", [("float16", 2e-3), ("bfloat16", 2e-2)])
+def test_op_gpu_path_matches_float64(emu_op_lib, dtype, tol):
+    """tests/cuda_op_checks.py emulated_gpu_kernels (in a subprocess: the op
+    names are registered once per process): forward and gradients, without and
+    with dropout, max error / max value under tol."""
+    res = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "cuda_op_checks.py"), "emulated_gpu_kernels",
+         str(emu_op_lib), dtype, str(tol)],
+        capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0 and "ok" in res.stdout, res.stdout[-2000:] + res.stderr[-3000:]

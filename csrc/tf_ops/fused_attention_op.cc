@@ -16,11 +16,17 @@
 // float32 through the same launchers the CUDA test harness calls
 // (attention_cuda.h), on TensorFlow's compute stream; input_mask stays in
 // device memory, seed is read on the host.
+// Test build (CMake -DPYBERT_CUDA_EMU=ON, PYBERT_CUDA_EMU defined): the GPU
+// kernels' code path (GpuBackend, launchers, kernels) runs on the CPU device
+// through the CPU emulation of CUDA (attention/emu), registered for float16
+// and bfloat16, which the CPU kernels do not take.
 #include <string>
 
 #include "attention/attention_cpu.h"
-#if GOOGLE_CUDA
+#if GOOGLE_CUDA || PYBERT_CUDA_EMU
 #include "attention/attention_cuda.h"
+#endif
+#if GOOGLE_CUDA
 #include "xla/stream_executor/stream.h"
 #endif
 #include "tensorflow/core/framework/common_shape_fns.h"
@@ -169,11 +175,17 @@ struct CpuBackend {
   }
 };
 
-#if GOOGLE_CUDA
+#if GOOGLE_CUDA || PYBERT_CUDA_EMU
 void* GpuStream(OpKernelContext* ctx) {
+#if PYBERT_CUDA_EMU
+  (void)ctx;  // the emulation runs every launch to completion: any non-null handle
+  static int emulated_stream;
+  return &emulated_stream;
+#else
   auto* context = ctx->op_device_context();
   if (context == nullptr || context->stream() == nullptr) return nullptr;
   return context->stream()->platform_specific_handle().stream;
+#endif
 }
 
 struct GpuBackend {
@@ -313,6 +325,17 @@ PYBERT_REGISTER_GPU(Eigen::half)
 PYBERT_REGISTER_GPU(Eigen::bfloat16)
 PYBERT_REGISTER_GPU(float)
 #undef PYBERT_REGISTER_GPU
+#elif PYBERT_CUDA_EMU
+#define PYBERT_REGISTER_EMU(T)                                                                \
+  REGISTER_KERNEL_BUILDER(                                                                    \
+      Name("PybertFusedAttention").Device(DEVICE_CPU).TypeConstraint<T>("T"),                 \
+      FusedAttentionOp<GpuBackend, T>);                                                       \
+  REGISTER_KERNEL_BUILDER(                                                                    \
+      Name("PybertFusedAttentionGrad").Device(DEVICE_CPU).TypeConstraint<T>("T"),             \
+      FusedAttentionGradOp<GpuBackend, T>);
+PYBERT_REGISTER_EMU(Eigen::half)
+PYBERT_REGISTER_EMU(Eigen::bfloat16)
+#undef PYBERT_REGISTER_EMU
 #endif
 
 }  // namespace
