@@ -58,3 +58,15 @@ def seed_tokenization():
     if module is None:
         pytest.skip(f"seed oracle not unpacked at {ORACLE_DIR} (see tools/run_tests.sh)")
     return module
+
+
+@pytest.fixture(scope="module")
+def check_attention():
+    """bench/gpu/check_attention.py (the GPU check script) as a module."""
+    from importlib import util
+
+    spec = util.spec_from_file_location(
+        "check_attention", REPO / "bench" / "gpu" / "check_attention.py")
+    mod = util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

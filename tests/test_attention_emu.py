@@ -19,7 +19,7 @@ memory over the limit, bad launch configurations) are reported.
 from __future__ import annotations
 
 import ctypes
-import importlib.util
+import os
 import shutil
 import subprocess
 import sys
@@ -49,11 +49,8 @@ def emu_path(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def ca():
-    spec = importlib.util.spec_from_file_location("check_attention", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def ca(check_attention):
+    return check_attention
 
 
 @pytest.fixture(scope="module")
@@ -163,6 +160,37 @@ def test_kernels_pass_the_gpu_checks(ca, lib):
         assert f"D64 bshd random v{v}/" in names, v
     for v in range(1, ca.BWD_VARIANTS + 1):
         assert f"S300 bwd v{v} fully masked" in names, v
+
+
+@pytest.mark.slow
+def test_kernels_pass_the_full_gpu_checks(ca, lib):
+    """All the device script's checks (sequence lengths up to 512, every variant
+    at head dims 32/64/128, CPU vs GPU kernels)."""
+    checker = ca.run_checks(lib, torch.device("cpu"), quick=False)
+    assert len(checker.rows) >= 240
+    assert not checker.failures, checker.failures
+
+
+@pytest.mark.slow
+def test_kernels_under_address_sanitizer(tmp_path):
+    """The quick checks with the emulated kernels built with AddressSanitizer:
+    no kernel reads or writes outside its tensors or its shared memory."""
+    libasan = subprocess.run(["g++", "-print-file-name=libasan.so"], capture_output=True,
+                             text=True).stdout.strip()
+    if shutil.which("g++") is None or not Path(libasan).exists():
+        pytest.skip("needs g++ with AddressSanitizer")
+    build = subprocess.run(
+        ["bash", str(REPO / "bench" / "gpu" / "build_emu.sh"), str(tmp_path)],
+        capture_output=True, text=True, env={**os.environ, "ASAN": "1"})
+    assert build.returncode == 0, build.stderr[-4000:]
+    res = subprocess.run(
+        [sys.executable, str(SCRIPT), "--emu", "--lib", build.stdout.strip().splitlines()[-1],
+         "--quick"],
+        capture_output=True, text=True, timeout=1800,
+        env={**os.environ, "LD_PRELOAD": libasan, "ASAN_OPTIONS": "detect_leaks=0"})
+    assert "AddressSanitizer" not in res.stderr, res.stderr[-4000:]
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "failures: []" in res.stdout
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,6 @@ the kernels.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -21,11 +20,8 @@ SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "gpu" / "check_attentio
 
 
 @pytest.fixture(scope="module")
-def ca():
-    spec = importlib.util.spec_from_file_location("check_attention", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def ca(check_attention):
+    return check_attention
 
 
 def test_quick_checks_run_end_to_end(ca, tmp_path):

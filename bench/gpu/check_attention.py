@@ -1,17 +1,20 @@
 """Correctness and speed of the CUDA fused attention kernels against PyTorch.
 
 Run through check_attention.sh (it builds the harness library first). Needs
-PyTorch with CUDA; TensorFlow is not needed. `--emulate` runs the harness logic
-on the CPU with a PyTorch stand-in for the kernels (to test this script
-without a GPU; it checks nothing about the kernels).
+PyTorch with CUDA; TensorFlow is not needed. Without a GPU: `--emu --lib
+build/emu/libpybert_attention_emu.so` (built by build_emu.sh) runs the checks
+on the real kernel code under the CPU emulation of CUDA (csrc/attention/emu);
+`--emulate` runs the harness logic with a PyTorch stand-in for the kernels (to
+test this script; it checks nothing about the kernels).
 
 Correctness: random inputs and random padding masks (prefix masks and masks
 with holes), several batch sizes, heads, head dims and sequence lengths; the
 reference is float64 math on the same (rounded) inputs; a kernel passes when
 its relative error ||x - ref|| / ||ref|| is at most 2x that of PyTorch's own
-SDPA in the same dtype against the same reference (float32: at most
-max(2x, 1e-6)), for the output and for dq, dk, dv; NaN never; every output
-element written (outputs are poisoned with NaN first).
+SDPA in the same dtype against the same reference, or under a floor far below
+the dtype's rounding (float32 1e-6, fp16/bf16 1e-5), for the output and for
+dq, dk, dv; NaN never; every output element written (outputs are poisoned
+with NaN first).
 
 Timing: CUDA events, median of >= 50 runs after warm-up, rotating input sets,
 against SDPA given the same boolean padding mask (and SDPA without a mask).
@@ -436,7 +439,10 @@ class Checker:
             print(f"FAIL {name}: {info}")
 
     def tolerance(self, dtype, sdpa_err):
-        return max(2 * sdpa_err, 1e-6) if dtype == torch.float32 else 2 * sdpa_err
+        # floors: where SDPA is exact (e.g. one key: dq = dk = 0, which PyTorch's
+        # CPU SDPA hits to the bit), errors far below the dtype's own rounding
+        # (fp16 ulp/2 = 4.9e-4, bf16 3.9e-3) are not failures
+        return max(2 * sdpa_err, 1e-6 if dtype == torch.float32 else 1e-5)
 
     def check_case(
         self,
