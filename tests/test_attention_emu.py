@@ -121,7 +121,7 @@ def test_a_missing_barrier_between_warps_is_visible(lib, raw, order):
     [
         (0, ("__syncthreads while other lanes", "deadlock")),
         (1, ("exited while other lanes of its warp wait at __shfl_xor_sync",)),
-        (2, ("ldmatrix: row address outside dynamic shared memory",)),
+        (2, ("ldmatrix: lane 0's row address outside dynamic shared memory",)),
         (3, ("65536 bytes of dynamic shared memory over the kernel's limit of 49152",)),
         (5, ("invalid launch configuration",)),
     ],

@@ -911,8 +911,13 @@ def main(argv=None):
     if args.emulate:
         lib, device = EmulatedLib(), torch.device("cpu")
     elif args.emu:
+        if not args.lib:
+            sys.exit("--emu: give the emulation build with --lib (bench/gpu/build_emu.sh)")
         lib, device = CudaLib(args.lib, emulated=True), torch.device("cpu")
-        lib.set_emu_mode(args.emu)
+        try:
+            lib.set_emu_mode(args.emu)
+        except ValueError as e:
+            sys.exit(f"--emu: {e}")
     else:
         if not torch.cuda.is_available():
             sys.exit("no CUDA device visible to PyTorch")

@@ -124,11 +124,11 @@ struct Block {
 std::mutex g_mutex;
 std::map<const void*, int> g_max_smem;  // cudaFuncSetAttribute values
 Mode g_mode;
-cudaError_t g_last_error = cudaSuccess;
-std::string g_last_message;
+// Per host thread, as in CUDA (launches record their failure on the calling thread).
+thread_local cudaError_t g_last_error = cudaSuccess;
+thread_local std::string g_last_message;
 
 void record_error(cudaError_t e, const std::string& msg) {
-  std::lock_guard<std::mutex> lock(g_mutex);
   if (g_last_error == cudaSuccess) {
     g_last_error = e;
     g_last_message = msg;
@@ -241,8 +241,11 @@ void complete(Block* b, int first, Op op) {
       const uintptr_t hi = lo + b->smem.size();
       for (int l = 0; l < 32; ++l) {
         const uintptr_t a = reinterpret_cast<uintptr_t>(L[l].in);
-        if (a < lo || a + 16 > hi) abort_fiber("ldmatrix: row address outside dynamic shared memory");
-        if (a % 16 != 0) abort_fiber("ldmatrix: row address not 16-byte aligned");
+        if (a < lo || a + 16 > hi)
+          abort_fiber("ldmatrix: lane " + std::to_string(l) +
+                      "'s row address outside dynamic shared memory");
+        if (a % 16 != 0)
+          abort_fiber("ldmatrix: lane " + std::to_string(l) + "'s row address not 16-byte aligned");
       }
       auto elem = [&](int m, int row, int col) {
         uint16_t v;
@@ -541,7 +544,6 @@ void fail(const char* what) { abort_fiber(what); }
 }  // namespace pybert_emu
 
 cudaError_t cudaGetLastError() {
-  std::lock_guard<std::mutex> lock(pybert_emu::g_mutex);
   const cudaError_t e = pybert_emu::g_last_error;
   pybert_emu::g_last_error = cudaSuccess;
   if (e == cudaSuccess) pybert_emu::g_last_message.clear();
@@ -559,11 +561,7 @@ const char* cudaGetErrorName(cudaError_t e) {
 }
 
 const char* cudaGetErrorString(cudaError_t e) {
-  static thread_local std::string msg;
-  {
-    std::lock_guard<std::mutex> lock(pybert_emu::g_mutex);
-    msg = pybert_emu::g_last_message;
-  }
+  const std::string& msg = pybert_emu::g_last_message;
   if (!msg.empty()) return msg.c_str();
   return e == cudaSuccess ? "no error" : "emulated CUDA error";
 }
