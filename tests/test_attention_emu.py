@@ -14,6 +14,10 @@ The emulation is tested too: tensor-core fragments against a matrix product,
 a missing barrier between warps is visible, and the bugs it must report
 (divergent warps, lanes exiting mid-collective, out-of-range ldmatrix, shared
 memory over the limit, bad launch configurations) are reported.
+
+Built with ThreadSanitizer (TSAN=1), the kernels are checked for data races
+between CUDA threads (emu_racecheck: every kernel configuration, no numerics),
+and the checker is shown to report a missing barrier.
 """
 
 from __future__ import annotations
@@ -121,9 +125,10 @@ def test_a_missing_barrier_between_warps_is_visible(lib, raw, order):
     [
         (0, ("__syncthreads while other lanes", "deadlock")),
         (1, ("exited while other lanes of its warp wait at __shfl_xor_sync",)),
-        (2, ("ldmatrix: lane 0's row address outside dynamic shared memory",)),
+        (2, ("ldmatrix: lane 0's row address outside shared memory",)),
         (3, ("65536 bytes of dynamic shared memory over the kernel's limit of 49152",)),
         (5, ("invalid launch configuration",)),
+        (6, ("static shared memory over 48 KiB",)),
     ],
 )
 def test_kernel_bugs_are_reported(raw, kind, message):
@@ -211,6 +216,66 @@ def test_kernels_under_other_schedules(ca, lib, mode):
     finally:
         lib.set_emu_mode("forward,late,warps")
     assert not checker.failures, checker.failures
+
+
+# -- data races, with ThreadSanitizer ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def racecheck(tmp_path_factory):
+    """bench/gpu/build_emu.sh with TSAN=1: the kernels instrumented by
+    ThreadSanitizer, the emulator telling it what orders the CUDA threads, and
+    emu_racecheck, which runs every kernel configuration."""
+    if shutil.which("g++") is None:
+        pytest.skip("needs g++")
+    probe = subprocess.run(["g++", "-fsanitize=thread", "-x", "c++", "-", "-o", os.devnull],
+                           input="int main() { return 0; }", capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip("needs g++ with ThreadSanitizer")
+    out = tmp_path_factory.mktemp("emu_tsan")
+    build = subprocess.run(["bash", str(REPO / "bench" / "gpu" / "build_emu.sh"), str(out)],
+                           capture_output=True, text=True, env={**os.environ, "TSAN": "1"})
+    assert build.returncode == 0, build.stderr[-4000:]
+    return out / "emu_racecheck"
+
+
+def _run_racecheck(exe, *args, timeout=1800):
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "TSAN_OPTIONS": "exitcode=66"})
+
+
+def test_race_checker_reports_a_missing_barrier(racecheck):
+    """Two warps each write a shared-memory slot and read the other's: without
+    the barrier in between ThreadSanitizer reports the race (exit status 66),
+    with it nothing."""
+    bad = _run_racecheck(racecheck, "--selftest-race")
+    assert bad.returncode == 66, bad.stdout + bad.stderr[-3000:]
+    assert "WARNING: ThreadSanitizer: data race" in bad.stderr
+    assert "neighbour_kernel" in bad.stderr
+    good = _run_racecheck(racecheck, "--selftest-race", "--barrier")
+    assert good.returncode == 0, good.stdout + good.stderr[-3000:]
+    assert "ThreadSanitizer" not in good.stderr
+    assert "ok selftest (barrier 1): 8 7" in good.stdout  # each warp saw the other's slot
+
+
+def test_kernels_have_no_data_race(racecheck):
+    """The default forward and backward kernels of every dtype and head dim
+    (padded masks, masks with holes and a fully masked batch, dropout, one and
+    several key CTAs per head) under ThreadSanitizer: no race."""
+    res = _run_racecheck(racecheck, "--quick")
+    assert "ThreadSanitizer" not in res.stderr, res.stderr[-6000:]
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "33 cases, 0 failed launches" in res.stdout
+
+
+@pytest.mark.slow
+def test_every_kernel_variant_has_no_data_race(racecheck):
+    """Every forward variant (1-9) and backward variant (1-4) under
+    ThreadSanitizer."""
+    res = _run_racecheck(racecheck)
+    assert "ThreadSanitizer" not in res.stderr, res.stderr[-6000:]
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert ", 0 failed launches" in res.stdout
 
 
 # -- the TensorFlow op's GPU code path ------------------------------------------

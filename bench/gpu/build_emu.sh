@@ -8,28 +8,49 @@
 # ASAN=1: with AddressSanitizer (kernel reads/writes outside the tensors, which
 # the checks may not see, are reported with the kernel's name); load it with
 #   LD_PRELOAD=$(g++ -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 python3 ...
+# TSAN=1: with ThreadSanitizer on the kernels (data races between CUDA threads,
+# see cuda_emu.h), and OUTDIR/emu_racecheck, which runs every kernel
+# configuration (csrc/attention/emu/emu_racecheck.cc; exit status 66 on a race).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUTDIR=${1:-build/emu}
 CXX=${CXX:-g++}
 mkdir -p "$OUTDIR"
 SAN=()
+EMU_FLAGS=()  # for the emulator itself (cuda_emu.cc)
 if [ "${ASAN:-0}" = 1 ]; then SAN=(-fsanitize=address -fno-omit-frame-pointer); fi
-FLAGS=(-std=c++17 -O2 -fPIC -DPYBERT_CUDA_EMU -Icsrc/attention/emu/include -Icsrc -Wall
-       -Wno-unknown-pragmas -fno-strict-aliasing "${SAN[@]}")
+if [ "${TSAN:-0}" = 1 ]; then
+  if [ "${ASAN:-0}" = 1 ]; then echo "build_emu.sh: ASAN=1 and TSAN=1 exclude each other" >&2; exit 2; fi
+  SAN=(-fsanitize=thread -g)
+  # the "hardware" is not instrumented; it annotates what orders the CUDA threads
+  EMU_FLAGS=(-DPYBERT_EMU_TSAN=1 -g)
+fi
+BASE=(-std=c++17 -O2 -fPIC -DPYBERT_CUDA_EMU -Icsrc/attention/emu/include -Icsrc -Wall
+      -Wno-unknown-pragmas -fno-strict-aliasing)
+FLAGS=("${BASE[@]}" "${SAN[@]}")
 pids=()
 objs=()
-for f in csrc/attention/attention_{fwd_f16,bwd_f16,fwd_bf16,bwd_bf16,f32,cuda,capi}.cu; do
+mapfile -t SRCS < <(grep -v "^#" csrc/attention/cuda_sources.txt)  # the CMake list
+for f in "${SRCS[@]/#/csrc/}" csrc/attention/attention_capi.cu; do
   name=$(basename "$f" .cu)
   "$CXX" "${FLAGS[@]}" -x c++ -c "$f" -o "$OUTDIR/$name.o" >"$OUTDIR/$name.log" 2>&1 &
   pids+=($!)
   objs+=("$OUTDIR/$name.o")
 done
-for f in cuda_emu emu_selftest; do  # the emulator and its own test kernels
-  "$CXX" "${FLAGS[@]}" -c "csrc/attention/emu/$f.cc" -o "$OUTDIR/$f.o" >"$OUTDIR/$f.log" 2>&1 &
-  pids+=($!)
-  objs+=("$OUTDIR/$f.o")
-done
+if [ "${TSAN:-0}" = 1 ]; then
+  "$CXX" "${BASE[@]}" "${EMU_FLAGS[@]}" -c csrc/attention/emu/cuda_emu.cc -o "$OUTDIR/cuda_emu.o" \
+    >"$OUTDIR/cuda_emu.log" 2>&1 &
+else
+  "$CXX" "${FLAGS[@]}" -c csrc/attention/emu/cuda_emu.cc -o "$OUTDIR/cuda_emu.o" \
+    >"$OUTDIR/cuda_emu.log" 2>&1 &
+fi
+pids+=($!)
+objs+=("$OUTDIR/cuda_emu.o")
+# the emulator's own test kernels
+"$CXX" "${FLAGS[@]}" -c csrc/attention/emu/emu_selftest.cc -o "$OUTDIR/emu_selftest.o" \
+  >"$OUTDIR/emu_selftest.log" 2>&1 &
+pids+=($!)
+objs+=("$OUTDIR/emu_selftest.o")
 # the CPU kernels as in the GPU build (the harness compares both backends)
 "$CXX" -std=c++17 -O2 -ffp-contract=off -Wno-psabi -fPIC "${SAN[@]}" -Icsrc \
   -c csrc/attention/attention_cpu.cc \
@@ -40,4 +61,8 @@ for p in "${pids[@]}"; do wait "$p" || status=1; done
 if [ "$status" != 0 ]; then cat "$OUTDIR"/*.log >&2; exit 1; fi
 "$CXX" "${SAN[@]}" -shared -o "$OUTDIR/libpybert_attention_emu.so" "${objs[@]}" "$OUTDIR/attention_cpu.o" \
   -lpthread
+if [ "${TSAN:-0}" = 1 ]; then
+  "$CXX" "${FLAGS[@]}" -fPIE -pie csrc/attention/emu/emu_racecheck.cc "${objs[@]}" \
+    "$OUTDIR/attention_cpu.o" -lpthread -o "$OUTDIR/emu_racecheck"
+fi
 echo "$OUTDIR/libpybert_attention_emu.so"

@@ -18,7 +18,8 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 nvcc --version | tail -1
 t0=$(date +%s)
 pids=()
-for f in csrc/attention/attention_{fwd_f16,bwd_f16,fwd_bf16,bwd_bf16,f32,cuda,capi}.cu; do
+mapfile -t SRCS < <(grep -v "^#" csrc/attention/cuda_sources.txt)  # the CMake list
+for f in "${SRCS[@]/#/csrc/}" csrc/attention/attention_capi.cu; do
   name=$(basename "$f" .cu)
   nvcc -std=c++17 -O3 -Icsrc -gencode "arch=compute_${ARCH},code=sm_${ARCH}" -Xcompiler -fPIC \
     -Xptxas -v -c "$f" -o "$BUILD/$name.o" >"$BUILD/$name.log" 2>&1 &

@@ -14,11 +14,16 @@
 #include <cstdint>
 
 // The CPU emulation build (emu/cuda_emu.h) replaces the inline PTX below with
-// emulated instructions; these two macros hide the CUDA-only syntax.
+// emulated instructions; these macros hide the CUDA-only syntax (shared-memory
+// declarations, kernel launches).
 #if defined(PYBERT_CUDA_EMU)
 #define PYBERT_DYNAMIC_SMEM(name) unsigned char* name = ::pybert_emu::dynamic_smem()
+#define PYBERT_STATIC_SMEM(type, name, count) \
+  type* const name = ::pybert_emu::static_smem<type>(count)
 #else
 #define PYBERT_DYNAMIC_SMEM(name) extern __shared__ __align__(16) unsigned char name[]
+// PYBERT_STATIC_SMEM(int, s, 8): a static shared array, __shared__ int s[8].
+#define PYBERT_STATIC_SMEM(type, name, count) __shared__ type name[count]
 // PYBERT_LAUNCH(grid, block, smem, stream, kernel)(args...)
 #define PYBERT_LAUNCH(grid, block, smem, stream, ...) __VA_ARGS__<<<grid, block, smem, stream>>>
 #endif

@@ -138,7 +138,7 @@ __global__ void __launch_bounds__(32 * kWarps) flash_bwd_kernel(const BackwardPa
   using ZBits = std::conditional_t<(kBlockM > 64), uint64_t, uint32_t>;
   static_assert(kParts >= 1 && kWarps % kQTiles == 0 && DP % 16 == 0, "DP");
   PYBERT_DYNAMIC_SMEM(smem_raw);
-  __shared__ int s_keep[kBlockN];
+  PYBERT_STATIC_SMEM(int, s_keep, kBlockN);
   T* sK = reinterpret_cast<T*>(smem_raw);
   T* sV = sK + kBlockN * kStride;
   T* sQbuf = sV + kBlockN * kStride;          // [2][kBlockM * kStride]

@@ -61,7 +61,7 @@ __global__ void __launch_bounds__(32 * kWarps, kMinBlocks) flash_fwd_kernel(cons
   constexpr int kBlockM = S::kBlockM, kThreads = S::kThreads, kNT = S::kNT;
   constexpr int kStride = S::kStride;
   PYBERT_DYNAMIC_SMEM(smem_raw);
-  __shared__ int s_scratch[2 * kWarps];
+  PYBERT_STATIC_SMEM(int, s_scratch, 2 * kWarps);
   T* sQ = reinterpret_cast<T*>(smem_raw);
   T* sK0 = sQ + kBlockM * kStride;            // K buffers: sK0 [, sK0 + kBlockN * kStride]
   T* sV0 = sK0 + kStages * kBlockN * kStride;  // V buffers likewise

@@ -297,16 +297,22 @@ class FusedAttentionGradOp : public AttentionOpBase<Backend, T> {
   }
 };
 
-#define PYBERT_REGISTER(T)                                                                    \
+// On the CPU device: the CPU kernels; in the emulation build (no GOOGLE_CUDA)
+// also the GPU code path for the 16-bit types, which the CPU kernels lack.
+#define PYBERT_REGISTER_CPU(T, Backend)                                                       \
   REGISTER_KERNEL_BUILDER(                                                                    \
       Name("PybertFusedAttention").Device(DEVICE_CPU).TypeConstraint<T>("T"),                 \
-      FusedAttentionOp<CpuBackend, T>);                                                       \
+      FusedAttentionOp<Backend, T>);                                                          \
   REGISTER_KERNEL_BUILDER(                                                                    \
       Name("PybertFusedAttentionGrad").Device(DEVICE_CPU).TypeConstraint<T>("T"),             \
-      FusedAttentionGradOp<CpuBackend, T>);
-PYBERT_REGISTER(float)
-PYBERT_REGISTER(double)
-#undef PYBERT_REGISTER
+      FusedAttentionGradOp<Backend, T>);
+PYBERT_REGISTER_CPU(float, CpuBackend)
+PYBERT_REGISTER_CPU(double, CpuBackend)
+#if PYBERT_CUDA_EMU && !GOOGLE_CUDA
+PYBERT_REGISTER_CPU(Eigen::half, GpuBackend)
+PYBERT_REGISTER_CPU(Eigen::bfloat16, GpuBackend)
+#endif
+#undef PYBERT_REGISTER_CPU
 
 #if GOOGLE_CUDA
 // The seed is read on the host; input_mask (int32) stays in device memory.
@@ -325,17 +331,6 @@ PYBERT_REGISTER_GPU(Eigen::half)
 PYBERT_REGISTER_GPU(Eigen::bfloat16)
 PYBERT_REGISTER_GPU(float)
 #undef PYBERT_REGISTER_GPU
-#elif PYBERT_CUDA_EMU
-#define PYBERT_REGISTER_EMU(T)                                                                \
-  REGISTER_KERNEL_BUILDER(                                                                    \
-      Name("PybertFusedAttention").Device(DEVICE_CPU).TypeConstraint<T>("T"),                 \
-      FusedAttentionOp<GpuBackend, T>);                                                       \
-  REGISTER_KERNEL_BUILDER(                                                                    \
-      Name("PybertFusedAttentionGrad").Device(DEVICE_CPU).TypeConstraint<T>("T"),             \
-      FusedAttentionGradOp<GpuBackend, T>);
-PYBERT_REGISTER_EMU(Eigen::half)
-PYBERT_REGISTER_EMU(Eigen::bfloat16)
-#undef PYBERT_REGISTER_EMU
 #endif
 
 }  // namespace

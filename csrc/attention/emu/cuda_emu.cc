@@ -2,6 +2,8 @@
 // emulation (cuda_emu.h).
 #include "attention/emu/cuda_emu.h"
 
+#include <sys/mman.h>
+
 #if !(defined(__x86_64__) && defined(__linux__))
 #include <ucontext.h>
 #endif
@@ -15,6 +17,22 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+// ThreadSanitizer (build_emu.sh TSAN=1 compiles the kernels with
+// -fsanitize=thread and this file, the "hardware", without it but with
+// PYBERT_EMU_TSAN=1): the runtime's fiber and annotation interface.
+#if PYBERT_EMU_TSAN
+extern "C" {
+void* __tsan_get_current_fiber(void);
+void* __tsan_create_fiber(unsigned flags);
+void __tsan_destroy_fiber(void* fiber);
+void __tsan_switch_to_fiber(void* fiber, unsigned flags);
+void __tsan_acquire(void* addr);
+void __tsan_release(void* addr);
+void __tsan_read_range(void* addr, unsigned long size);
+void __tsan_write_range(void* addr, unsigned long size);
+}
+#endif
 
 // Fiber switch: saves the callee-saved registers on the current stack, stores
 // the stack pointer in *save_sp and resumes the fiber whose stack pointer is
@@ -51,9 +69,38 @@ pybert_emu_switch:
 namespace pybert_emu {
 namespace {
 
+// What the kernels' memory accesses are ordered by, for ThreadSanitizer (no-ops
+// in the other builds). Fiber switches themselves order nothing.
+namespace tsan {
+#if PYBERT_EMU_TSAN
+constexpr bool kOn = true;
+inline void* current() { return __tsan_get_current_fiber(); }
+inline void* create() { return __tsan_create_fiber(0); }
+inline void destroy(void* f) { __tsan_destroy_fiber(f); }
+inline void switch_to(void* f) { __tsan_switch_to_fiber(f, 1 /* no_sync */); }
+inline void acquire(void* a) { __tsan_acquire(a); }
+inline void release(void* a) { __tsan_release(a); }
+inline void read(const void* a, size_t n) { __tsan_read_range(const_cast<void*>(a), n); }
+inline void write(void* a, size_t n) { __tsan_write_range(a, n); }
+#else
+constexpr bool kOn = false;
+inline void* current() { return nullptr; }
+inline void* create() { return nullptr; }
+inline void destroy(void*) {}
+inline void switch_to(void*) {}
+inline void acquire(void*) {}
+inline void release(void*) {}
+inline void read(const void*, size_t) {}
+inline void write(void*, size_t) {}
+#endif
+}  // namespace tsan
+
 constexpr size_t kStackBytes = 256 * 1024;
 constexpr int kMaxThreads = 1024;
 constexpr size_t kDefaultSmem = 48 * 1024, kMaxSmem = 227 * 1024;  // sm_90 per-CTA limits
+constexpr size_t kStaticSmem = 48 * 1024;  // static shared memory limit
+constexpr int kMaxStaticArrays = 64;       // per kernel (an emulator limit)
+constexpr int kMaxPendingCopies = 256;     // cp.async per thread between waits (likewise)
 
 enum class Wait { kNone, kBarrier, kWarp, kDone };
 enum class Op { kNone, kShfl, kRedMax, kRedAdd, kLdm, kLdmT, kMmaF16, kMmaBF16 };
@@ -79,7 +126,7 @@ struct PendingCopy {
 };
 
 struct Fiber {
-  ThreadState st;
+  ThreadState* st = nullptr;  // in the CTA's memory (the kernel reads it: threadIdx etc.)
 #if PYBERT_EMU_ASM_SWITCH
   void* sp = nullptr;
 #else
@@ -88,7 +135,13 @@ struct Fiber {
   Wait wait = Wait::kNone;
   int lane = 0, warp = 0;
   int barrier_result = 0;
-  std::vector<PendingCopy> copies;
+  unsigned gen = 0;  // the barrier or collective this thread waits at (its generation)
+  size_t static_cursor = 0;  // static shared arrays declared so far: bytes, count
+  int static_count = 0;
+  void* tsan = nullptr;  // ThreadSanitizer fiber
+  // fixed arrays: nothing is allocated by a CUDA thread (for ThreadSanitizer)
+  PendingCopy copies[kMaxPendingCopies];
+  int n_copies = 0;
   // warp-collective operands: inputs and where the results go
   const void* in = nullptr;
   void* out = nullptr;
@@ -98,6 +151,7 @@ struct Fiber {
 struct WarpState {
   int arrived = 0;
   Op op = Op::kNone;
+  unsigned gen = 0;  // collectives completed
 };
 
 struct Block;
@@ -106,9 +160,26 @@ thread_local Fiber* t_fiber = nullptr;
 
 struct Block {
   std::vector<Fiber> fibers;
-  std::vector<std::unique_ptr<char[]>> stacks;
   std::vector<WarpState> warps;
-  std::vector<unsigned char> smem;
+  size_t smem_bytes = 0;  // dynamic shared memory of the launch
+  // The CTA's memory (cta_memory()): shared memory, sync objects, stacks.
+  unsigned char* smem = nullptr;
+  unsigned char* static_smem = nullptr;
+  // ThreadSanitizer: this CTA's sync objects (start, 2 barrier generations,
+  // 2 per warp), the launch's (start, done), the scheduler's own fiber.
+  char* sync = nullptr;
+  ThreadState* states = nullptr;  // one per thread
+  char* stacks = nullptr;  // kStackBytes per thread
+  std::unique_ptr<char[]> owned;  // without ThreadSanitizer: reused from CTA to CTA
+  size_t owned_bytes = 0;
+  char* mapped = nullptr;  // with it: mapped for one CTA (munmap resets its history)
+  size_t mapped_bytes = 0;
+  size_t static_sizes[kMaxStaticArrays];  // the CTA's static shared arrays, in order
+  int n_static = 0;
+  size_t static_used = 0;
+  unsigned barrier_gen = 0;  // barriers completed
+  char* launch_sync = nullptr;
+  void* sched_tsan = nullptr;
 #if PYBERT_EMU_ASM_SWITCH
   void* sched_sp = nullptr;
 #else
@@ -135,8 +206,21 @@ void record_error(cudaError_t e, const std::string& msg) {
   }
 }
 
+char* barrier_sync(Block* b, unsigned gen) { return b->sync + 8 + 8 * (gen & 1); }
+char* warp_sync(Block* b, int warp, unsigned gen) {
+  return b->sync + 24 + 16 * warp + 8 * (gen & 1);
+}
+
+bool in_smem(const Block* b, const void* p, size_t n) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  const uintptr_t d = reinterpret_cast<uintptr_t>(b->smem);
+  const uintptr_t s = reinterpret_cast<uintptr_t>(b->static_smem);
+  return (a >= d && a + n <= d + b->smem_bytes) || (a >= s && a + n <= s + b->static_used);
+}
+
 void yield_to_scheduler() {
   Fiber* f = t_fiber;
+  tsan::switch_to(t_block->sched_tsan);
 #if PYBERT_EMU_ASM_SWITCH
   pybert_emu_switch(&f->sp, t_block->sched_sp);
 #else
@@ -146,6 +230,7 @@ void yield_to_scheduler() {
 
 void resume(Block* b, Fiber* f) {
   t_fiber = f;
+  tsan::switch_to(f->tsan);
 #if PYBERT_EMU_ASM_SWITCH
   pybert_emu_switch(&b->sched_sp, f->sp);
 #else
@@ -158,9 +243,9 @@ void resume(Block* b, Fiber* f) {
   if (!b->failed) {
     b->failed = true;
     const Fiber* f = t_fiber;
-    b->error = msg + " (block " + std::to_string(f->st.block_idx.x) + "," +
-               std::to_string(f->st.block_idx.y) + "," + std::to_string(f->st.block_idx.z) +
-               ", thread " + std::to_string(f->st.thread_idx.x) + ")";
+    b->error = msg + " (block " + std::to_string(f->st->block_idx.x) + "," +
+               std::to_string(f->st->block_idx.y) + "," + std::to_string(f->st->block_idx.z) +
+               ", thread " + std::to_string(f->st->thread_idx.x) + ")";
   }
   for (;;) yield_to_scheduler();  // never resumed
 }
@@ -173,23 +258,31 @@ void release_barrier(Block* b) {
     }
   b->at_barrier = 0;
   b->barrier_or = 0;
+  ++b->barrier_gen;
 }
 
 void finish_copies(Fiber* f) {
-  for (const PendingCopy& c : f->copies) {
+  for (int i = 0; i < f->n_copies; ++i) {
+    const PendingCopy& c = f->copies[i];
+    tsan::write(c.dst, 16);
     if (c.valid)
       std::memcpy(c.dst, c.src, 16);
     else
       std::memset(c.dst, 0, 16);
   }
-  f->copies.clear();
+  f->n_copies = 0;
 }
 
 void fiber_entry() {
   Block* b = t_block;
+  if (tsan::kOn) {
+    tsan::acquire(b->launch_sync);  // the host's writes before the launch
+    tsan::acquire(b->sync);         // this CTA's fresh memory
+  }
   b->body(b->ctx);
   Fiber* f = t_fiber;
-  f->copies.clear();  // copies never waited for: dropped
+  if (tsan::kOn) tsan::release(b->launch_sync + 8);  // for the host, after the launch
+  f->n_copies = 0;  // copies never waited for: dropped
   f->wait = Wait::kDone;
   --b->live;
   if (b->warps[f->warp].arrived > 0)
@@ -235,18 +328,8 @@ void complete(Block* b, int first, Op op) {
     }
     case Op::kLdm:
     case Op::kLdmT: {
-      // Matrix m (0..3) has its 8 row addresses from lanes 8m..8m+7; each row is
-      // 8 consecutive 16-bit elements.
-      const uintptr_t lo = reinterpret_cast<uintptr_t>(b->smem.data());
-      const uintptr_t hi = lo + b->smem.size();
-      for (int l = 0; l < 32; ++l) {
-        const uintptr_t a = reinterpret_cast<uintptr_t>(L[l].in);
-        if (a < lo || a + 16 > hi)
-          abort_fiber("ldmatrix: lane " + std::to_string(l) +
-                      "'s row address outside dynamic shared memory");
-        if (a % 16 != 0)
-          abort_fiber("ldmatrix: lane " + std::to_string(l) + "'s row address not 16-byte aligned");
-      }
+      // Matrix m (0..3) has its 8 row addresses from lanes 8m..8m+7 (checked
+      // in collective()); each row is 8 consecutive 16-bit elements.
       auto elem = [&](int m, int row, int col) {
         uint16_t v;
         std::memcpy(&v, static_cast<const uint16_t*>(L[8 * m + row].in) + col, 2);
@@ -316,56 +399,112 @@ void collective(Op op, const void* in, void* out, int arg = 0) {
   if (w.arrived > 0 && w.op != op)
     abort_fiber(std::string("warp divergence: lanes at ") + op_name(w.op) + " and at " + op_name(op));
   w.op = op;
+  if (op == Op::kLdm || op == Op::kLdmT) {
+    if (!in_smem(b, in, 16))
+      abort_fiber("ldmatrix: lane " + std::to_string(f->lane) +
+                  "'s row address outside shared memory");
+    if (reinterpret_cast<uintptr_t>(in) % 16 != 0)
+      abort_fiber("ldmatrix: lane " + std::to_string(f->lane) +
+                  "'s row address not 16-byte aligned");
+    tsan::read(in, 16);  // the row this lane addresses
+  }
   f->in = in;
   f->out = out;
   f->arg = arg;
+  f->gen = w.gen;
+  if (tsan::kOn) tsan::release(warp_sync(b, f->warp, f->gen));
   if (++w.arrived < 32) {
     f->wait = Wait::kWarp;
     yield_to_scheduler();
-    return;
+  } else {
+    complete(b, first, op);
+    w.arrived = 0;
+    w.op = Op::kNone;
+    ++w.gen;
+    for (int l = 0; l < 32; ++l) b->fibers[first + l].wait = Wait::kNone;
   }
-  complete(b, first, op);
-  w.arrived = 0;
-  w.op = Op::kNone;
-  for (int l = 0; l < 32; ++l) b->fibers[first + l].wait = Wait::kNone;
+  if (tsan::kOn) tsan::acquire(warp_sync(b, f->warp, f->gen));
+}
+
+// Lays out the memory of a CTA of n threads: dynamic and static shared memory,
+// sync objects, the threads' indices, stacks. With ThreadSanitizer it is
+// mapped afresh for every CTA (the mapping's history is the scheduler's;
+// munmap forgets it), so that nothing orders this CTA's threads after the
+// last one's.
+void cta_memory(Block* b, int n, int n_warps) {
+  const size_t smem = (b->smem_bytes + 15) / 16 * 16;
+  const size_t sync = (24 + 16 * static_cast<size_t>(n_warps) + 15) / 16 * 16;
+  const size_t states = (sizeof(ThreadState) * n + 15) / 16 * 16;
+  const size_t total = smem + kStaticSmem + sync + states + static_cast<size_t>(n) * kStackBytes;
+  char* base;
+  if (tsan::kOn) {
+    void* m = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) {
+      std::fprintf(stderr, "pybert_emu: mmap of %zu bytes failed\n", total);
+      std::abort();
+    }
+    b->mapped = base = static_cast<char*>(m);
+    b->mapped_bytes = total;
+  } else {
+    if (b->owned_bytes < total) {
+      b->owned.reset(new char[total]);
+      b->owned_bytes = total;
+    }
+    base = b->owned.get();
+  }
+  b->smem = reinterpret_cast<unsigned char*>(base);
+  b->static_smem = b->smem + smem;
+  b->sync = base + smem + kStaticSmem;
+  b->states = reinterpret_cast<ThreadState*>(b->sync + sync);
+  b->stacks = b->sync + sync + states;
 }
 
 // Runs one CTA to completion on this OS thread. Returns "" or the failure.
 std::string run_block(Block* b, dim3 grid, dim3 block, uint3 bid) {
   const int n = static_cast<int>(block.x * block.y * block.z);
+  const int n_warps = (n + 31) / 32;
   b->fibers.resize(n);
-  b->warps.assign((n + 31) / 32, WarpState{});
-  while (static_cast<int>(b->stacks.size()) < n)
-    b->stacks.emplace_back(new char[kStackBytes]);
-  std::fill(b->smem.begin(), b->smem.end(), 0xff);  // NaN in every float type
+  b->warps.assign(n_warps, WarpState{});
+  cta_memory(b, n, n_warps);
+  std::memset(b->smem, 0xff, b->smem_bytes);  // NaN in every float type
+  std::memset(b->static_smem, 0xff, kStaticSmem);
+  b->n_static = 0;
+  b->static_used = 0;
+  b->barrier_gen = 0;
+  if (tsan::kOn) tsan::release(b->sync);
   b->live = n;
   b->at_barrier = b->barrier_or = 0;
   b->failed = false;
   b->error.clear();
   for (int i = 0; i < n; ++i) {
     Fiber& f = b->fibers[i];
-    f.st.thread_idx = uint3{static_cast<unsigned>(i) % block.x,
-                            (static_cast<unsigned>(i) / block.x) % block.y,
-                            static_cast<unsigned>(i) / (block.x * block.y)};
-    f.st.block_idx = bid;
-    f.st.block_dim = block;
-    f.st.grid_dim = grid;
+    f.st = b->states + i;
+    f.st->thread_idx = uint3{static_cast<unsigned>(i) % block.x,
+                             (static_cast<unsigned>(i) / block.x) % block.y,
+                             static_cast<unsigned>(i) / (block.x * block.y)};
+    f.st->block_idx = bid;
+    f.st->block_dim = block;
+    f.st->grid_dim = grid;
     f.wait = Wait::kNone;
     f.lane = i % 32;
     f.warp = i / 32;
-    f.copies.clear();
+    f.gen = 0;
+    f.static_cursor = 0;
+    f.static_count = 0;
+    f.n_copies = 0;
+    f.tsan = tsan::create();
+    char* stack = b->stacks + static_cast<size_t>(i) * kStackBytes;
 #if PYBERT_EMU_ASM_SWITCH
-    f.sp = initial_sp(b->stacks[i].get(), kStackBytes);
+    f.sp = initial_sp(stack, kStackBytes);
 #else
     getcontext(&f.ctx);
-    f.ctx.uc_stack.ss_sp = b->stacks[i].get();
+    f.ctx.uc_stack.ss_sp = stack;
     f.ctx.uc_stack.ss_size = kStackBytes;
     f.ctx.uc_link = &b->sched;
     makecontext(&f.ctx, fiber_entry, 0);
 #endif
   }
   const bool reverse = g_mode.reverse_order, lockstep = g_mode.lockstep;
-  const int n_warps = (n + 31) / 32;
   while (b->live > 0 && !b->failed) {
     bool ran = false;
     // lockstep: one pass over all threads (each runs to its next barrier or
@@ -399,12 +538,17 @@ std::string run_block(Block* b, dim3 grid, dim3 block, uint3 bid) {
     }
   }
   t_fiber = nullptr;
+  if (tsan::kOn) {
+    for (Fiber& f : b->fibers) tsan::destroy(f.tsan);
+    munmap(b->mapped, b->mapped_bytes);
+    b->mapped = nullptr;
+  }
   return b->failed ? b->error : "";
 }
 
 }  // namespace
 
-ThreadState* current() { return &t_fiber->st; }
+ThreadState* current() { return t_fiber->st; }
 
 void set_mode(const Mode& m) {
   std::lock_guard<std::mutex> lock(g_mutex);
@@ -451,11 +595,17 @@ bool run_grid(const void* kernel, dim3 grid, dim3 block, size_t smem_bytes, Body
   std::atomic<bool> failed{false};
   std::string first_error;
   std::mutex err_mutex;
+  // ThreadSanitizer: the host's accesses before the launch happen before the
+  // kernel's (start), the kernel's before the host's after it (done).
+  std::unique_ptr<char[]> launch_sync(new char[16]);
+  if (tsan::kOn) tsan::release(launch_sync.get());
   auto worker = [&]() {
     Block blk;
-    blk.smem.resize(smem_bytes);
+    blk.smem_bytes = smem_bytes;
     blk.body = body;
     blk.ctx = ctx;
+    blk.launch_sync = launch_sync.get();
+    blk.sched_tsan = tsan::current();
     t_block = &blk;
     for (;;) {
       const uint64_t i = next.fetch_add(1);
@@ -477,6 +627,7 @@ bool run_grid(const void* kernel, dim3 grid, dim3 block, size_t smem_bytes, Body
     for (unsigned w = 0; w < n_workers; ++w) pool.emplace_back(worker);
     for (std::thread& t : pool) t.join();
   }
+  if (tsan::kOn) tsan::acquire(launch_sync.get() + 8);
   if (failed.load()) {
     record_error(cudaErrorLaunchFailure, "kernel failed: " + first_error);
     return false;
@@ -492,15 +643,40 @@ int syncthreads_or(int predicate) {
                 op_name(b->warps[f->warp].op));
   b->barrier_or |= predicate != 0;
   f->wait = Wait::kBarrier;
+  f->gen = b->barrier_gen;
+  if (tsan::kOn) tsan::release(barrier_sync(b, f->gen));
   if (++b->at_barrier == b->live) {
     release_barrier(b);
   } else {
     yield_to_scheduler();
   }
+  if (tsan::kOn) tsan::acquire(barrier_sync(b, f->gen));
   return f->barrier_result;
 }
 
-unsigned char* dynamic_smem() { return t_block->smem.data(); }
+unsigned char* dynamic_smem() { return t_block->smem; }
+
+void* static_smem_bytes(size_t bytes, size_t align) {
+  Block* b = t_block;
+  Fiber* f = t_fiber;
+  const size_t off = (f->static_cursor + align - 1) / align * align;
+  const int idx = f->static_count++;
+  if (idx >= kMaxStaticArrays) abort_fiber("over 64 static shared arrays (an emulator limit)");
+  if (idx < b->n_static) {
+    if (b->static_sizes[idx] != bytes)
+      abort_fiber("static shared array " + std::to_string(idx) + " declared with " +
+                  std::to_string(bytes) + " bytes by this thread and " +
+                  std::to_string(b->static_sizes[idx]) + " by another of its CTA");
+  } else {
+    b->static_sizes[b->n_static++] = bytes;
+  }
+  if (off + bytes > kStaticSmem) abort_fiber("static shared memory over 48 KiB");
+  if (off + bytes + b->smem_bytes > kMaxSmem)
+    abort_fiber("static and dynamic shared memory over 227 KiB");
+  f->static_cursor = off + bytes;
+  b->static_used = std::max(b->static_used, off + bytes);
+  return b->static_smem + off;
+}
 
 float shfl_xor(float x, int lane_mask) {
   float r;
@@ -527,13 +703,17 @@ void mma_m16n8k16(MmaType type, float (&d)[4], const uint32_t (&a)[4], uint32_t 
 
 void cp_async_16(void* dst, const void* src, bool valid) {
   Block* b = t_block;
-  const uintptr_t a = reinterpret_cast<uintptr_t>(dst);
-  const uintptr_t lo = reinterpret_cast<uintptr_t>(b->smem.data());
-  if (a < lo || a + 16 > lo + b->smem.size())
-    abort_fiber("cp.async: destination outside dynamic shared memory");
-  if (a % 16 != 0 || (valid && reinterpret_cast<uintptr_t>(src) % 16 != 0))
+  if (!in_smem(b, dst, 16)) abort_fiber("cp.async: destination outside shared memory");
+  if (reinterpret_cast<uintptr_t>(dst) % 16 != 0 ||
+      (valid && reinterpret_cast<uintptr_t>(src) % 16 != 0))
     abort_fiber("cp.async: 16-byte copy with a misaligned address");
-  t_fiber->copies.push_back(PendingCopy{dst, src, valid});
+  // ThreadSanitizer: the copy may happen any time until the wait (there too).
+  if (valid) tsan::read(src, 16);
+  tsan::write(dst, 16);
+  Fiber* f = t_fiber;
+  if (f->n_copies == kMaxPendingCopies)
+    abort_fiber("over 256 cp.async pending in one thread (an emulator limit)");
+  f->copies[f->n_copies++] = PendingCopy{dst, src, valid};
   if (!g_mode.late_cp_async) finish_copies(t_fiber);
 }
 

@@ -9,9 +9,10 @@
 // kernels only use full-warp masks); a barrier when every thread of the CTA
 // that has not exited has. Anything else is reported as a launch failure with
 // the reason: lanes of a warp at different collectives, a barrier some threads
-// never reach, an ldmatrix/cp.async address outside the CTA's dynamic shared
-// memory or misaligned, dynamic shared memory over 48 KiB without
-// cudaFuncSetAttribute, or a launch configuration the hardware rejects.
+// never reach, an ldmatrix/cp.async address outside the CTA's shared memory
+// or misaligned, dynamic shared memory over 48 KiB without
+// cudaFuncSetAttribute, static shared memory over 48 KiB, the two over
+// 227 KiB, or a launch configuration the hardware rejects.
 //
 // Knobs that shake out missing barriers and waits (set with set_mode()):
 //   - schedule: by default one warp runs from one barrier to the next before
@@ -21,7 +22,20 @@
 //   - order: warps (and lanes) in index order or in reverse order;
 //   - cp.async: copies land when issued ("early") or only when the issuing
 //     thread waits for them ("late");
-//   - dynamic shared memory starts as 0xFF bytes (NaN in every float type).
+//   - shared memory (dynamic and static) starts as 0xFF bytes in every CTA
+//     (NaN in every float type).
+// Built with TSAN=1 (bench/gpu/build_emu.sh), the emulator tells
+// ThreadSanitizer about every CUDA thread (a TSan fiber, created afresh for
+// each CTA) and about what orders their memory accesses: __syncthreads (a
+// barrier), a completed warp-collective instruction (its lanes, as
+// __syncwarp), kernel boundaries (the launches of one host thread run in
+// order), nothing between CTAs but atomics. Shared memory and the thread
+// stacks are allocated afresh for each CTA. ldmatrix reads its 32 rows for the
+// lane that gives each address, cp.async reads its source and writes its
+// destination for the issuing thread both when issued and when waited for. So
+// ThreadSanitizer reports as a data race: a missing __syncthreads between a
+// write and another warp's read of shared memory, a cp.async into a buffer
+// another warp may still read, two CTAs writing the same global memory.
 // Tensor-core semantics follow the PTX ISA: mma.m16n8k16 .row.col with
 // float32 accumulation (products and sums in float32; the hardware's internal
 // order differs, so results agree to rounding, not bit for bit), ldmatrix
@@ -53,9 +67,9 @@
 #define __forceinline__ inline
 #define __launch_bounds__(...)
 #define __align__(n) alignas(n)
-// Static shared arrays: one per OS thread (the CTAs of one OS thread run one
-// after another, so this is per CTA).
-#define __shared__ static thread_local
+// Shared memory is declared with PYBERT_DYNAMIC_SMEM / PYBERT_STATIC_SMEM
+// (attention/cuda_common.cuh); a bare __shared__ does not compile here.
+#define __shared__ use_PYBERT_STATIC_SMEM_for_shared_arrays_in_emulated_kernels
 
 // ---- vector types (layout and alignment as in CUDA's vector_types.h) ----
 struct uint3 {
@@ -229,6 +243,14 @@ Launch<P...> launch(dim3 grid, dim3 block, size_t smem, void (*kernel)(P...)) {
 // Device-side operations.
 int syncthreads_or(int predicate);
 unsigned char* dynamic_smem();
+// The next static shared array of the calling thread's CTA (every thread of a
+// CTA must declare the same arrays in the same order, as in CUDA, where they
+// are function-scope declarations).
+void* static_smem_bytes(size_t bytes, size_t align);
+template <typename T>
+T* static_smem(size_t count) {
+  return static_cast<T*>(static_smem_bytes(sizeof(T) * count, alignof(T)));
+}
 float shfl_xor(float x, int lane_mask);
 unsigned reduce_max(unsigned x);
 unsigned reduce_add(unsigned x);

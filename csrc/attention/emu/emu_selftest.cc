@@ -52,10 +52,10 @@ __global__ void mma_kernel(const uint16_t* a, const uint16_t* b, bool b_kn, cons
 }
 
 // Each warp writes its slot of shared memory, then reads its neighbour's:
-// correct only with the barrier in between. (tag: a value per launch, since
-// static shared arrays keep their contents between emulated launches.)
+// correct only with the barrier in between (without it, a warp reads its
+// neighbour's slot before the write: the 0xFF bytes shared memory starts as).
 __global__ void neighbour_kernel(int* out, int tag, bool barrier) {
-  __shared__ int slots[8];
+  PYBERT_STATIC_SMEM(int, slots, 8);
   const int warp = threadIdx.x / 32, n = blockDim.x / 32;
   if (threadIdx.x % 32 == 0) slots[warp] = tag + warp;
   if (barrier) __syncthreads();
@@ -81,6 +81,13 @@ __global__ void divergent_kernel(int kind, float* out) {
     x = static_cast<float>(r[0]);
   }
   out[threadIdx.x] = x;
+}
+
+// 64 KiB of static shared memory (over the hardware's 48 KiB).
+__global__ void big_static_kernel(float* out) {
+  PYBERT_STATIC_SMEM(int, big, 16 * 1024);
+  big[threadIdx.x] = 1;
+  out[threadIdx.x] = static_cast<float>(big[threadIdx.x]);
 }
 
 template <int kId>  // one kernel per test case: the shared-memory attribute is per kernel
@@ -111,7 +118,8 @@ int pybert_emu_selftest_neighbour(int warps, int tag, int barrier, int* out, cha
 }
 
 // kind 0-2: divergent_kernel; 3: 64 KiB of dynamic shared memory without
-// cudaFuncSetAttribute; 4: the same after it; 5: a block of 2048 threads.
+// cudaFuncSetAttribute; 4: the same after it; 5: a block of 2048 threads;
+// 6: 64 KiB of static shared memory.
 int pybert_emu_selftest_failure(int kind, float* out, char* err, int err_len) {
   cudaGetLastError();
   if (kind <= 2) {
@@ -123,8 +131,10 @@ int pybert_emu_selftest_failure(int kind, float* out, char* err, int err_len) {
         cudaFuncSetAttribute(noop_kernel<4>, cudaFuncAttributeMaxDynamicSharedMemorySize, 65536);
     if (e != cudaSuccess) return report(e, err, err_len);
     PYBERT_LAUNCH(1, 32, 65536, nullptr, noop_kernel<4>)(out);
-  } else {
+  } else if (kind == 5) {
     PYBERT_LAUNCH(1, 2048, 0, nullptr, noop_kernel<5>)(out);
+  } else {
+    PYBERT_LAUNCH(1, 32, 0, nullptr, big_static_kernel)(out);
   }
   return report(cudaGetLastError(), err, err_len);
 }
