@@ -7,7 +7,8 @@
 // ThreadSanitizer, which then exits with status 66.
 //   emu_racecheck            every case (forward variants 1-9, backward 1-4,
 //                            fp16/bf16/fp32, head dims 32/64/128, masks,
-//                            dropout, several CTAs per head and one)
+//                            dropout, several CTAs per head and one; and the
+//                            CPU kernels, float32/float64, on 4 threads)
 //   emu_racecheck --quick    the default variants only
 //   emu_racecheck --mode reverse,early,lockstep
 //                            another schedule (cuda_emu.h; ThreadSanitizer
@@ -47,31 +48,49 @@ int pybert_attn_backward(int dtype, int batch, int heads, int seq_q, int seq_k, 
 int pybert_emu_selftest_neighbour(int warps, int tag, int barrier, int* out, char* err,
                                   int err_len);
 void pybert_emu_set_mode(int reverse_order, int late_cp_async, int lockstep);
+int pybert_attn_cpu_forward(int dtype, int batch, int heads, int seq_q, int seq_k, int head_dim,
+                            const void* q, const void* k, const void* v, const int32_t* mask,
+                            void* out, float* lse, const long long* strides, float scale,
+                            float dropout_rate, unsigned long long seed, unsigned long long offset,
+                            int num_threads, char* err, int err_len);
+int pybert_attn_cpu_backward(int dtype, int batch, int heads, int seq_q, int seq_k, int head_dim,
+                             const void* q, const void* k, const void* v, const int32_t* mask,
+                             const void* out, const float* lse, const void* dout, void* dq,
+                             void* dk, void* dv, const long long* strides, float scale,
+                             float dropout_rate, unsigned long long seed,
+                             unsigned long long offset, int num_threads, char* err, int err_len);
 }
 
 namespace {
 
-enum DType { kF32 = 0, kF16 = 1, kBF16 = 2 };
+enum DType { kF32 = 0, kF16 = 1, kBF16 = 2, kF64 = 3 };
 enum MaskKind { kNoMask, kPadded, kHoles };
 
-const char* dtype_name(int d) { return d == kF32 ? "fp32" : d == kF16 ? "fp16" : "bf16"; }
+const char* dtype_name(int d) {
+  return d == kF32 ? "fp32" : d == kF16 ? "fp16" : d == kBF16 ? "bf16" : "fp64";
+}
+size_t elem_size(int d) { return d == kF64 ? 8 : d == kF32 ? 4 : 2; }
 const char* mask_name(int m) { return m == kNoMask ? "none" : m == kPadded ? "padded" : "holes"; }
 
 struct Case {
   int dtype, batch, heads, seq_q, seq_k, head_dim, mask;
   float dropout;
   int fwd_variant, bwd_variant;
+  bool cpu = false;  // the CPU kernels (attention_cpu.cc) on 4 threads instead
 };
 
 // Random tensor [batch, seq, heads, head_dim] in the dtype's bits.
 std::vector<unsigned char> random_tensor(int dtype, size_t n, std::mt19937* rng) {
   std::uniform_real_distribution<float> u(-1.f, 1.f);
-  const size_t es = dtype == kF32 ? 4 : 2;
+  const size_t es = elem_size(dtype);
   std::vector<unsigned char> t(n * es);
   for (size_t i = 0; i < n; ++i) {
     const float x = u(*rng);
     if (dtype == kF32) {
       std::memcpy(&t[i * 4], &x, 4);
+    } else if (dtype == kF64) {
+      const double d = x;
+      std::memcpy(&t[i * 8], &d, 8);
     } else if (dtype == kF16) {
       const __half h = __float2half_rn(x);
       std::memcpy(&t[i * 2], &h, 2);
@@ -102,7 +121,7 @@ bool run_case(const Case& c, std::mt19937* rng) {
   const size_t nk = static_cast<size_t>(c.batch) * c.seq_k * c.heads * c.head_dim;
   auto q = random_tensor(c.dtype, nq, rng), k = random_tensor(c.dtype, nk, rng),
        v = random_tensor(c.dtype, nk, rng), dout = random_tensor(c.dtype, nq, rng);
-  const size_t es = c.dtype == kF32 ? 4 : 2;
+  const size_t es = elem_size(c.dtype);
   std::vector<unsigned char> out(nq * es), dq(nq * es), dk(nk * es), dv(nk * es);
   std::vector<float> lse(static_cast<size_t>(c.batch) * c.heads * c.seq_q);
   const std::vector<int32_t> mask = make_mask(c.mask, c.batch, c.seq_k, rng);
@@ -116,9 +135,24 @@ bool run_case(const Case& c, std::mt19937* rng) {
   const int32_t* mp = c.mask == kNoMask ? nullptr : mask.data();
   char err[1024] = "";
   char name[256];
-  std::snprintf(name, sizeof(name), "%s B%d H%d Sq%d Sk%d D%d mask=%s dropout=%g fwd=%d bwd=%d",
-                dtype_name(c.dtype), c.batch, c.heads, c.seq_q, c.seq_k, c.head_dim,
-                mask_name(c.mask), c.dropout, c.fwd_variant, c.bwd_variant);
+  std::snprintf(name, sizeof(name), "%s%s B%d H%d Sq%d Sk%d D%d mask=%s dropout=%g fwd=%d bwd=%d",
+                c.cpu ? "cpu " : "", dtype_name(c.dtype), c.batch, c.heads, c.seq_q, c.seq_k,
+                c.head_dim, mask_name(c.mask), c.dropout, c.fwd_variant, c.bwd_variant);
+  if (c.cpu) {
+    if (pybert_attn_cpu_forward(c.dtype, c.batch, c.heads, c.seq_q, c.seq_k, c.head_dim, q.data(),
+                                k.data(), v.data(), mp, out.data(), lse.data(), strides, scale,
+                                c.dropout, 1234, 0, 4, err, sizeof(err)) != 0 ||
+        pybert_attn_cpu_backward(c.dtype, c.batch, c.heads, c.seq_q, c.seq_k, c.head_dim,
+                                 q.data(), k.data(), v.data(), mp, out.data(), lse.data(),
+                                 dout.data(), dq.data(), dk.data(), dv.data(), strides, scale,
+                                 c.dropout, 1234, 0, 4, err, sizeof(err)) != 0) {
+      std::printf("FAILED %s: %s\n", name, err);
+      return false;
+    }
+    std::printf("ok %s\n", name);
+    std::fflush(stdout);
+    return true;
+  }
   if (pybert_attn_forward(c.dtype, c.batch, c.heads, c.seq_q, c.seq_k, c.head_dim, q.data(),
                           k.data(), v.data(), mp, out.data(), lse.data(), strides, scale, c.dropout,
                           1234, 0, c.fwd_variant, nullptr, err, sizeof(err)) != 0) {
@@ -167,6 +201,16 @@ std::vector<Case> cases(bool quick) {
     }
   }
   for (int d : {32, 64, 128}) cs.push_back({kF32, 2, 1, 37, 45, d, kHoles, 0.1f, 0, 0});
+  // the CPU kernels: 2 x 3 (batch, head) items for the backward's threads, 300
+  // queries = two 256-row chunks for the forward's
+  for (int dtype : {kF32, kF64}) {
+    Case c{dtype, 2, 3, 300, 130, 64, kPadded, 0.f, 0, 0};
+    c.cpu = true;
+    cs.push_back(c);
+    c.mask = kHoles;
+    c.dropout = 0.1f;
+    cs.push_back(c);
+  }
   return cs;
 }
 
