@@ -30,7 +30,7 @@ BASE=(-std=c++17 -O2 -fPIC -DPYBERT_CUDA_EMU -Icsrc/attention/emu/include -Icsrc
 FLAGS=("${BASE[@]}" "${SAN[@]}")
 pids=()
 objs=()
-mapfile -t SRCS < <(grep -v "^#" csrc/attention/cuda_sources.txt)  # the CMake list
+mapfile -t SRCS < <(grep -v -E "^(#|$)" csrc/attention/cuda_sources.txt)  # the CMake list
 for f in "${SRCS[@]/#/csrc/}" csrc/attention/attention_capi.cu; do
   name=$(basename "$f" .cu)
   "$CXX" "${FLAGS[@]}" -x c++ -c "$f" -o "$OUTDIR/$name.o" >"$OUTDIR/$name.log" 2>&1 &

@@ -18,7 +18,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 nvcc --version | tail -1
 t0=$(date +%s)
 pids=()
-mapfile -t SRCS < <(grep -v "^#" csrc/attention/cuda_sources.txt)  # the CMake list
+mapfile -t SRCS < <(grep -v -E "^(#|$)" csrc/attention/cuda_sources.txt)  # the CMake list
 for f in "${SRCS[@]/#/csrc/}" csrc/attention/attention_capi.cu; do
   name=$(basename "$f" .cu)
   nvcc -std=c++17 -O3 -Icsrc -gencode "arch=compute_${ARCH},code=sm_${ARCH}" -Xcompiler -fPIC \
