@@ -17,17 +17,17 @@ OUTDIR=${1:-build/emu}
 CXX=${CXX:-g++}
 mkdir -p "$OUTDIR"
 SAN=()
-EMU_FLAGS=()  # for the emulator itself (cuda_emu.cc)
 if [ "${ASAN:-0}" = 1 ]; then SAN=(-fsanitize=address -fno-omit-frame-pointer); fi
 if [ "${TSAN:-0}" = 1 ]; then
   if [ "${ASAN:-0}" = 1 ]; then echo "build_emu.sh: ASAN=1 and TSAN=1 exclude each other" >&2; exit 2; fi
   SAN=(-fsanitize=thread -g)
-  # the "hardware" is not instrumented; it annotates what orders the CUDA threads
-  EMU_FLAGS=(-DPYBERT_EMU_TSAN=1 -g)
 fi
 BASE=(-std=c++17 -O2 -fPIC -DPYBERT_CUDA_EMU -Icsrc/attention/emu/include -Icsrc -Wall
       -Wno-unknown-pragmas -fno-strict-aliasing)
 FLAGS=("${BASE[@]}" "${SAN[@]}")
+EMU_FLAGS=("${FLAGS[@]}")  # the emulator itself (cuda_emu.cc)
+# with TSAN the "hardware" is not instrumented; it annotates what orders the CUDA threads
+if [ "${TSAN:-0}" = 1 ]; then EMU_FLAGS=("${BASE[@]}" -DPYBERT_EMU_TSAN=1 -g); fi
 pids=()
 objs=()
 mapfile -t SRCS < <(grep -v -E "^(#|$)" csrc/attention/cuda_sources.txt)  # the CMake list
@@ -37,13 +37,8 @@ for f in "${SRCS[@]/#/csrc/}" csrc/attention/attention_capi.cu; do
   pids+=($!)
   objs+=("$OUTDIR/$name.o")
 done
-if [ "${TSAN:-0}" = 1 ]; then
-  "$CXX" "${BASE[@]}" "${EMU_FLAGS[@]}" -c csrc/attention/emu/cuda_emu.cc -o "$OUTDIR/cuda_emu.o" \
-    >"$OUTDIR/cuda_emu.log" 2>&1 &
-else
-  "$CXX" "${FLAGS[@]}" -c csrc/attention/emu/cuda_emu.cc -o "$OUTDIR/cuda_emu.o" \
-    >"$OUTDIR/cuda_emu.log" 2>&1 &
-fi
+"$CXX" "${EMU_FLAGS[@]}" -c csrc/attention/emu/cuda_emu.cc -o "$OUTDIR/cuda_emu.o" \
+  >"$OUTDIR/cuda_emu.log" 2>&1 &
 pids+=($!)
 objs+=("$OUTDIR/cuda_emu.o")
 # the emulator's own test kernels

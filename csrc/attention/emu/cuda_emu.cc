@@ -597,7 +597,7 @@ bool run_grid(const void* kernel, dim3 grid, dim3 block, size_t smem_bytes, Body
   std::mutex err_mutex;
   // ThreadSanitizer: the host's accesses before the launch happen before the
   // kernel's (start), the kernel's before the host's after it (done).
-  std::unique_ptr<char[]> launch_sync(new char[16]);
+  std::unique_ptr<char[]> launch_sync(tsan::kOn ? new char[16] : nullptr);
   if (tsan::kOn) tsan::release(launch_sync.get());
   auto worker = [&]() {
     Block blk;
