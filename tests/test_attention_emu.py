@@ -10,7 +10,9 @@ The TensorFlow op library built with -DPYBERT_CUDA_EMU=ON runs its GPU code
 path (GpuBackend: dtype mapping, workspace, launchers, kernels) on the CPU
 device for float16/bfloat16, checked against the float64 CPU kernel.
 
-The emulation is tested too: tensor-core fragments against a matrix product,
+The emulation is tested too: tensor-core fragments (mma.sync, and wgmma from
+128-byte-swizzled shared memory, its results appearing at the wait) against a
+matrix product,
 a missing barrier between warps is visible, and the bugs it must report
 (divergent warps, lanes exiting mid-collective, out-of-range ldmatrix, shared
 memory over the limit, bad launch configurations) are reported.
@@ -69,6 +71,7 @@ def raw(lib):
     c = lib.lib
     i, vp, cp = ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p
     c.pybert_emu_selftest_mma.argtypes = [i, vp, vp, i, vp, vp, cp, i]
+    c.pybert_emu_selftest_wgmma.argtypes = [i, vp, vp, i, vp, vp, vp, i, cp, i]
     c.pybert_emu_selftest_neighbour.argtypes = [i, i, i, vp, cp, i]
     c.pybert_emu_selftest_failure.argtypes = [i, vp, cp, i]
     return c
@@ -101,6 +104,59 @@ def test_tensor_core_fragments_compute_a_matrix_product(raw, dtype, b_kn):
     assert rc == 0, err.value
     want = a.double() @ b.double() + c.double()
     np.testing.assert_allclose(d.double().numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def _wgmma(raw, dtype, b_kn, mode, seed=5):
+    gen = torch.Generator().manual_seed(seed)
+    a = torch.randn((64, 64), generator=gen).to(dtype)  # [m][k]
+    b = torch.randn((64, 64), generator=gen).to(dtype)  # [k][n]
+    c = torch.randn((64, 64), generator=gen)
+    b_in = b if b_kn else b.t().contiguous()  # rows k (the V tile) or rows n (the K tile)
+    d = torch.full((64, 64), float("nan"))
+    early = torch.full((64, 64), float("nan"))
+    err = ctypes.create_string_buffer(1024)
+    bits = [x.contiguous().view(torch.int16) for x in (a, b_in)]
+    rc = raw.pybert_emu_selftest_wgmma(
+        int(dtype == torch.bfloat16),
+        bits[0].data_ptr(),
+        bits[1].data_ptr(),
+        int(b_kn),
+        c.data_ptr(),
+        d.data_ptr(),
+        early.data_ptr(),
+        mode,
+        err,
+        1024,
+    )
+    return rc, err.value.decode(), a, b, c, d, early
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("b_kn", [True, False])
+def test_warpgroup_mma_computes_a_matrix_product_from_swizzled_tiles(raw, dtype, b_kn):
+    rc, err, a, b, c, d, _ = _wgmma(raw, dtype, b_kn, mode=0)
+    assert rc == 0, err
+    want = a.double() @ b.double() + c.double()
+    np.testing.assert_allclose(d.double().numpy(), want.numpy(), rtol=1e-5, atol=1e-4)
+
+
+def test_warpgroup_mma_results_appear_at_the_wait(raw):
+    # mode 1: the accumulators read between issue and wait still hold C
+    rc, err, a, b, c, d, early = _wgmma(raw, torch.float16, True, mode=1)
+    assert rc == 0, err
+    assert torch.equal(early, c)
+    want = a.double() @ b.double() + c.double()
+    np.testing.assert_allclose(d.double().numpy(), want.numpy(), rtol=1e-5, atol=1e-4)
+    # mode 2: shared memory is read at the wait, so B zeroed before it gives C
+    rc, err, *_, d, _ = _wgmma(raw, torch.float16, False, mode=2)
+    assert rc == 0, err
+    assert torch.equal(d, c)
+
+
+def test_warpgroup_mma_without_a_fence_is_reported(raw):
+    rc, err, *_ = _wgmma(raw, torch.bfloat16, False, mode=3)
+    assert rc == 1
+    assert "wgmma.mma_async without a wgmma.fence" in err, err
 
 
 @pytest.mark.parametrize("order", ["forward", "reverse"])

@@ -25,7 +25,7 @@ struct CudaLaunchOptions {
   // 0 = choose.
   int bwd_variant = 0;
 };
-constexpr int kFwdVariants = 9;
+constexpr int kFwdVariants = 11;
 constexpr int kBwdVariants = 4;
 
 // Forward pass. p.lse may be null (inference).

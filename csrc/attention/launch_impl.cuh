@@ -4,12 +4,14 @@
 
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <string>
 #include <type_traits>
 
 #include "attention/attention_cuda.h"
 #include "attention/flash_bwd.cuh"
 #include "attention/flash_fwd.cuh"
+#include "attention/flash_fwd_wgmma.cuh"
 #include "attention/params.h"
 #include "attention/simt_f32.cuh"
 
@@ -52,6 +54,56 @@ std::string launch_fwd_tc(const ForwardParams& p, cudaStream_t stream) {
   return "";
 }
 
+namespace {
+#if !defined(PYBERT_CUDA_EMU)
+// 1 in device code compiled for sm_90a, else 0 (each architecture's code has
+// its own initial value; the device's code is the one loaded).
+__device__ int g_wgmma_compiled = PYBERT_HAS_WGMMA;
+#endif
+
+// Whether the current device runs the wgmma kernels: compute capability 9.0
+// and this library's device code for it built for sm_90a. Asked once per
+// device (cudaMemcpyFromSymbol synchronizes the device the first time).
+inline bool wgmma_available() {
+#if defined(PYBERT_CUDA_EMU)
+  return true;  // the emulated device is an sm_90a
+#else
+  static std::atomic<int> known[64];  // 0: not asked yet, 1: yes, 2: no
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) {
+    cudaGetLastError();
+    return false;
+  }
+  int v = known[dev].load();
+  if (v == 0) {
+    int major = 0, minor = 0, compiled = 0;
+    bool ok = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+              cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess &&
+              major == 9 && minor == 0 &&
+              cudaMemcpyFromSymbol(&compiled, g_wgmma_compiled, sizeof(int)) == cudaSuccess &&
+              compiled == 1;
+    cudaGetLastError();  // a failed query is an answer (no), not an error of the launch
+    v = ok ? 1 : 2;
+    known[dev].store(v);
+  }
+  return v == 1;
+#endif
+}
+}  // namespace
+
+template <typename T, int kWG>
+std::string launch_fwd_wgmma(const ForwardParams& p, cudaStream_t stream) {
+  using S = FwdWgmmaShape<T, kWG>;
+  auto kernel = p.dropout_rate > 0.f ? flash_fwd_wgmma_kernel<T, kWG, true>
+                                     : flash_fwd_wgmma_kernel<T, kWG, false>;
+  std::string err = set_smem(kernel, S::kSmemBytes, "flash_fwd_wgmma_kernel");
+  if (!err.empty()) return err;
+  const dim3 grid(cdiv(p.seq_q, S::kBlockM), p.heads, p.batch);
+  PYBERT_LAUNCH(grid, S::kThreads, S::kSmemBytes, stream, kernel)(p);
+  PYBERT_CUDA_TRY(cudaGetLastError(), "flash_fwd_wgmma_kernel launch");
+  return "";
+}
+
 // Forward variants (tensor cores): warps x query rows per warp, keys per tile,
 // Q fragments in registers or re-read from shared memory, K/V buffers, and the
 // CTAs per SM the registers must allow (0 = no limit).
@@ -66,14 +118,24 @@ std::string launch_fwd_tc(const ForwardParams& p, cudaStream_t stream) {
 //   7: 8 warps x 16 rows, 128 keys, Q from shared memory, 2 CTAs/SM        (head_dim <= 64)
 //   8: 4 warps x 32 rows, 128 keys, Q from shared memory, double-buffered  (head_dim <= 64)
 //   9: 4 warps x 16 rows, 64 keys, Q in registers, double-buffered         (head_dim <= 64)
+//  10: wgmma (sm_90a), 1 warpgroup x 64 rows, 128 keys, double-buffered    (head_dim 64)
+//  11: wgmma (sm_90a), 2 warpgroups x 64 rows, 128 keys, double-buffered   (head_dim 64)
 // 0 = the default: 8 for head dims 32 and 64 (on an H100 the fastest or within
 // 3% of it in 44 of 48 benchmarked head-dim-64 rows, bench/RESULTS.md); for
 // head dim 128, 1 up to 128 queries, else 3 (27% less time than 1 and 2 at
 // 64 x 512).
-// A variant not available for a head dim runs 1. (kFwdVariants in
-// attention_cuda.h.)
+// A variant not available for a head dim runs 1; 10 and 11 where the device
+// is not an sm_90 or the library has no sm_90a code run the default.
+// (kFwdVariants in attention_cuda.h.)
 template <typename T, int D>
 std::string launch_fwd_tc_d(const ForwardParams& p, cudaStream_t stream, int variant) {
+  if constexpr (D == 64) {
+    if (variant == 10 || variant == 11) {
+      if (wgmma_available())
+        return variant == 10 ? launch_fwd_wgmma<T, 1>(p, stream) : launch_fwd_wgmma<T, 2>(p, stream);
+      variant = 0;
+    }
+  }
   if (variant == 0) variant = D <= 64 ? 8 : (p.seq_q <= 128 ? 1 : 3);
   if (variant == 2) return launch_fwd_tc<T, D, 8, 1>(p, stream);
   if constexpr (D <= 64) {

@@ -101,9 +101,13 @@ constexpr size_t kDefaultSmem = 48 * 1024, kMaxSmem = 227 * 1024;  // sm_90 per-
 constexpr size_t kStaticSmem = 48 * 1024;  // static shared memory limit
 constexpr int kMaxStaticArrays = 64;       // per kernel (an emulator limit)
 constexpr int kMaxPendingCopies = 256;     // cp.async per thread between waits (likewise)
+constexpr int kMaxWgmma = 32;              // wgmma operations per warp between waits (likewise)
 
 enum class Wait { kNone, kBarrier, kWarp, kDone };
-enum class Op { kNone, kShfl, kRedMax, kRedAdd, kLdm, kLdmT, kMmaF16, kMmaBF16 };
+enum class Op {
+  kNone, kShfl, kRedMax, kRedAdd, kLdm, kLdmT, kMmaF16, kMmaBF16,
+  kWgFence, kWgmma, kWgCommit, kWgWait
+};
 
 const char* op_name(Op op) {
   switch (op) {
@@ -114,6 +118,10 @@ const char* op_name(Op op) {
     case Op::kLdmT: return "ldmatrix.x4.trans";
     case Op::kMmaF16: return "mma.m16n8k16 (f16)";
     case Op::kMmaBF16: return "mma.m16n8k16 (bf16)";
+    case Op::kWgFence: return "wgmma.fence";
+    case Op::kWgmma: return "wgmma.mma_async";
+    case Op::kWgCommit: return "wgmma.commit_group";
+    case Op::kWgWait: return "wgmma.wait_group";
     case Op::kNone: break;
   }
   return "?";
@@ -152,6 +160,32 @@ struct WarpState {
   int arrived = 0;
   Op op = Op::kNone;
   unsigned gen = 0;  // collectives completed
+  // wgmma: operations issued and not yet computed (Block::wg_ops), commit
+  // groups closed so far, and whether a wgmma.fence came since the last wait.
+  int n_wg = 0;
+  unsigned wg_committed = 0;
+  bool wg_fenced = false;
+};
+
+// One lane's operands of wgmma_m64nNk16 (on its stack while it waits).
+struct WgmmaArgs {
+  MmaType type;
+  int n;
+  float* d;
+  const uint32_t* a;
+  uint64_t desc;
+  bool accumulate, trans_b;
+};
+
+// One warp's issued wgmma: its lanes' A fragments and accumulator addresses.
+struct WgmmaOp {
+  MmaType type;
+  int n;
+  uint64_t desc;
+  bool accumulate, trans_b;
+  unsigned group;  // commit group (WarpState::wg_committed when issued)
+  uint32_t a[32][4];
+  float* d[32];
 };
 
 struct Block;
@@ -175,6 +209,7 @@ struct Block {
   char* mapped = nullptr;  // with it: mapped for one CTA (munmap resets its history)
   size_t mapped_bytes = 0;
   size_t static_sizes[kMaxStaticArrays];  // the CTA's static shared arrays, in order
+  std::vector<WgmmaOp> wg_ops;  // kMaxWgmma per warp
   int n_static = 0;
   size_t static_used = 0;
   unsigned barrier_gen = 0;  // barriers completed
@@ -283,6 +318,8 @@ void fiber_entry() {
   Fiber* f = t_fiber;
   if (tsan::kOn) tsan::release(b->launch_sync + 8);  // for the host, after the launch
   f->n_copies = 0;  // copies never waited for: dropped
+  if (b->warps[f->warp].n_wg > 0)
+    abort_fiber("a thread exited with wgmma operations of its warp never waited for");
   f->wait = Wait::kDone;
   --b->live;
   if (b->warps[f->warp].arrived > 0)
@@ -306,10 +343,137 @@ void* initial_sp(char* stack, size_t bytes) {
 }
 #endif
 
+// The byte offset in the CTA's shared window of element B[k][n] of a wgmma B
+// operand (n x 16) given by a matrix descriptor, from the canonical layouts of
+// the PTX ISA: 128-byte swizzle only, as (rows of 128 bytes, 8-row atoms)
+//   K-major:  start + (n % 8) * 128 + (n / 8) * SBO + 2 k
+//   MN-major: start + 2 (n % 64) + (n / 64) * LBO + (k % 8) * 128 + (k / 8) * SBO
+// then the 16-byte chunk bits [4, 7) XOR the row bits [7, 10) of that address.
+size_t wgmma_b_offset(Block* b, uint64_t desc, bool trans_b, int k, int n) {
+  const size_t start = (desc & 0x3FFFu) << 4, lbo = ((desc >> 16) & 0x3FFFu) << 4,
+               sbo = ((desc >> 32) & 0x3FFFu) << 4;
+  if ((desc >> 62) != 1)
+    abort_fiber("wgmma: descriptor swizzle mode " + std::to_string(desc >> 62) +
+                " (only the 128-byte swizzle, 1, is emulated)");
+  if (((desc >> 49) & 7u) != 0) abort_fiber("wgmma: descriptor base offset != 0 (not emulated)");
+  const size_t pre = trans_b ? start + 2 * (n % 64) + (n / 64) * lbo + (k % 8) * 128 + (k / 8) * sbo
+                             : start + (n % 8) * 128 + (n / 8) * sbo + 2 * k;
+  const size_t off = pre ^ (((pre >> 7) & 7u) << 4);
+  if (off + 2 > b->smem_bytes)
+    abort_fiber("wgmma: B element (k " + std::to_string(k) + ", n " + std::to_string(n) +
+                ") at shared offset " + std::to_string(off) + ", outside the " +
+                std::to_string(b->smem_bytes) + " bytes of dynamic shared memory");
+  return off;
+}
+
+// ThreadSanitizer: the shared memory an operation reads, read by this fiber,
+// by 16-byte chunks (8 elements contiguous in k, or in n for MN-major B: the
+// swizzle keeps address bits [0, 4)). Checks the descriptor in every build.
+void wgmma_annotate(Block* b, const WgmmaOp& op) {
+  for (int k = 0; k < 16; k += op.trans_b ? 1 : 8)
+    for (int n = 0; n < op.n; n += op.trans_b ? 8 : 1) {
+      const size_t off = wgmma_b_offset(b, op.desc, op.trans_b, k, n);
+      if (off + 16 > b->smem_bytes) abort_fiber("wgmma: B operand outside dynamic shared memory");
+      tsan::read(b->smem + off, 16);
+    }
+}
+
+// Computes one warp's issued operation: its 16 rows of D (+)= A B.
+void wgmma_execute(Block* b, const WgmmaOp& op) {
+  auto cvt = [&](uint32_t w, int half) {
+    const uint16_t h = static_cast<uint16_t>(half ? w >> 16 : w & 0xffffu);
+    return op.type == MmaType::kF16 ? half_bits_to_float(h) : bf16_bits_to_float(h);
+  };
+  float A[16][16], B[16][256];
+  for (int l = 0; l < 32; ++l) {
+    const int g = l / 4, t = l % 4;
+    for (int e = 0; e < 2; ++e) {
+      A[g][2 * t + e] = cvt(op.a[l][0], e);
+      A[g + 8][2 * t + e] = cvt(op.a[l][1], e);
+      A[g][8 + 2 * t + e] = cvt(op.a[l][2], e);
+      A[g + 8][8 + 2 * t + e] = cvt(op.a[l][3], e);
+    }
+  }
+  for (int k = 0; k < 16; ++k)
+    for (int n = 0; n < op.n; ++n) {
+      uint16_t v;
+      std::memcpy(&v, b->smem + wgmma_b_offset(b, op.desc, op.trans_b, k, n), 2);
+      B[k][n] = cvt(v, 0);
+    }
+  wgmma_annotate(b, op);
+  for (int l = 0; l < 32; ++l) {
+    const int g = l / 4, t = l % 4;
+    for (int i = 0; i < op.n / 8; ++i)
+      for (int e = 0; e < 4; ++e) {
+        const int row = g + 8 * (e / 2), col = 8 * i + 2 * t + e % 2;
+        float s = 0.f;  // the products of 16-bit inputs are exact in float32
+        for (int k = 0; k < 16; ++k) s += A[row][k] * B[k][col];
+        float& d = op.d[l][4 * i + e];
+        d = (op.accumulate ? d : 0.f) + s;
+      }
+  }
+}
+
 // Compute a completed collective for the 32 lanes starting at fibers[first].
 void complete(Block* b, int first, Op op) {
   Fiber* L = &b->fibers[first];
+  WarpState& w = b->warps[first / 32];
   switch (op) {
+    case Op::kWgFence:
+      w.wg_fenced = true;
+      break;
+    case Op::kWgmma: {
+      if (b->fibers.size() % 128 != 0)
+        abort_fiber("wgmma in a block that is not whole warpgroups (" +
+                    std::to_string(b->fibers.size()) + " threads)");
+      if (!w.wg_fenced)
+        abort_fiber("wgmma.mma_async without a wgmma.fence since the warp's last wgmma.wait_group");
+      const WgmmaArgs& a0 = *static_cast<const WgmmaArgs*>(L[0].in);
+      for (int l = 1; l < 32; ++l) {
+        const WgmmaArgs& al = *static_cast<const WgmmaArgs*>(L[l].in);
+        if (al.type != a0.type || al.n != a0.n || al.desc != a0.desc ||
+            al.accumulate != a0.accumulate || al.trans_b != a0.trans_b)
+          abort_fiber("wgmma: lanes of a warp give different descriptors, shapes or flags");
+      }
+      if (a0.n < 8 || a0.n > 256 || a0.n % 8 != 0)
+        abort_fiber("wgmma: n = " + std::to_string(a0.n) + " (8..256, a multiple of 8)");
+      if (w.n_wg == kMaxWgmma)
+        abort_fiber("over 32 wgmma operations pending in one warp (an emulator limit)");
+      WgmmaOp& o = b->wg_ops[static_cast<size_t>(first / 32) * kMaxWgmma + w.n_wg++];
+      o.type = a0.type;
+      o.n = a0.n;
+      o.desc = a0.desc;
+      o.accumulate = a0.accumulate;
+      o.trans_b = a0.trans_b;
+      o.group = w.wg_committed;
+      for (int l = 0; l < 32; ++l) {
+        const WgmmaArgs& al = *static_cast<const WgmmaArgs*>(L[l].in);
+        for (int e = 0; e < 4; ++e) o.a[l][e] = al.a[e];
+        o.d[l] = al.d;
+      }
+      wgmma_annotate(b, o);  // checks the descriptor now, too
+      break;
+    }
+    case Op::kWgCommit:
+      ++w.wg_committed;
+      break;
+    case Op::kWgWait: {
+      const int pending = L[0].arg;
+      for (int l = 1; l < 32; ++l)
+        if (L[l].arg != pending) abort_fiber("wgmma.wait_group: lanes give different counts");
+      // Groups older than the newest `pending` committed ones complete, in order.
+      WgmmaOp* ops = &b->wg_ops[static_cast<size_t>(first / 32) * kMaxWgmma];
+      int kept = 0;
+      for (int i = 0; i < w.n_wg; ++i) {
+        if (static_cast<int64_t>(ops[i].group) < static_cast<int64_t>(w.wg_committed) - pending)
+          wgmma_execute(b, ops[i]);
+        else
+          ops[kept++] = ops[i];
+      }
+      w.n_wg = kept;
+      w.wg_fenced = false;
+      break;
+    }
     case Op::kShfl:
       for (int l = 0; l < 32; ++l) {
         const int src = l ^ (L[l].arg & 31);
@@ -465,6 +629,8 @@ std::string run_block(Block* b, dim3 grid, dim3 block, uint3 bid) {
   const int n_warps = (n + 31) / 32;
   b->fibers.resize(n);
   b->warps.assign(n_warps, WarpState{});
+  if (b->wg_ops.size() < static_cast<size_t>(n_warps) * kMaxWgmma)
+    b->wg_ops.resize(static_cast<size_t>(n_warps) * kMaxWgmma);
   cta_memory(b, n, n_warps);
   std::memset(b->smem, 0xff, b->smem_bytes);  // NaN in every float type
   std::memset(b->static_smem, 0xff, kStaticSmem);
@@ -718,6 +884,23 @@ void cp_async_16(void* dst, const void* src, bool valid) {
 }
 
 void cp_async_wait_all() { finish_copies(t_fiber); }
+
+uint32_t smem_address(const void* p) {
+  Block* b = t_block;
+  if (!in_smem(b, p, 1)) abort_fiber("shared address of a pointer outside shared memory");
+  return static_cast<uint32_t>(static_cast<const unsigned char*>(p) - b->smem);
+}
+void wgmma_fence() { collective(Op::kWgFence, nullptr, nullptr); }
+void wgmma_commit_group() { collective(Op::kWgCommit, nullptr, nullptr); }
+void wgmma_wait_group(int pending) {
+  if (pending < 0 || pending > 7) abort_fiber("wgmma.wait_group: count outside [0, 7]");
+  collective(Op::kWgWait, nullptr, nullptr, pending);
+}
+void wgmma_m64nNk16(MmaType type, int n, float* d, const uint32_t (&a)[4], uint64_t desc_b,
+                    bool accumulate, bool trans_b) {
+  const WgmmaArgs args{type, n, d, a, desc_b, accumulate, trans_b};
+  collective(Op::kWgmma, &args, nullptr);
+}
 
 void fail(const char* what) { abort_fiber(what); }
 

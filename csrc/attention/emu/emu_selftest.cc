@@ -1,12 +1,14 @@
 // Small kernels that test the CUDA emulation itself (tests/test_attention_emu.py):
-// tensor-core fragments through the same ldmatrix/mma wrappers the attention
-// kernels use, and the failures the emulator must report. Emulation build only.
+// tensor-core fragments through the same ldmatrix/mma/wgmma wrappers the
+// attention kernels use, and the failures the emulator must report. Emulation
+// build only.
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <string>
 
 #include "attention/cuda_common.cuh"
+#include "attention/wgmma.cuh"
 
 namespace {
 
@@ -49,6 +51,59 @@ __global__ void mma_kernel(const uint16_t* a, const uint16_t* b, bool b_kn, cons
   Elem<T>::mma(acc[1], af, bf[2], bf[3]);
   for (int nt = 0; nt < 2; ++nt)
     for (int e = 0; e < 4; ++e) d[(g + 8 * (e / 2)) * 16 + nt * 8 + 2 * t + e % 2] = acc[nt][e];
+}
+
+// D (64 x 64) = A (64 x 64, [m][k]) . B + C through four wgmma m64n64k16 (one
+// warpgroup), B stored 128-byte swizzled as the attention kernels store their
+// tiles (row r's 16-byte chunk j at chunk j ^ (r % 8)): b_kn false: B given as
+// [n][k], the rows are n (K-major: the K tile of S = Q K^T, start + 32 bytes
+// per k step); b_kn true: B given as [k][n], the rows are k (MN-major: the V
+// tile of O = P V, start + 16 rows per k step). mode 1: also copies the
+// accumulators to `early` between the issue and the wait; mode 2: zeroes B in
+// shared memory between the issue and the wait; mode 3: no wgmma.fence.
+template <typename T>
+__global__ void wgmma_kernel(const uint16_t* a, const uint16_t* b, bool b_kn, const float* c,
+                             float* d, float* early, int mode) {
+  using namespace pybert::attention::cuda;
+  PYBERT_DYNAMIC_SMEM(smem_raw);
+  constexpr int kStride = 72;  // A: padded rows for ldmatrix; 64 * 72 * 2 bytes = 9 KiB
+  uint16_t* sa = reinterpret_cast<uint16_t*>(smem_raw);
+  uint16_t* sb = sa + 64 * kStride;  // 1024-byte aligned (the emulated window starts at 0)
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
+  for (int i = tid; i < 64 * 64; i += 128) {
+    const int r = i / 64, j = i % 64;
+    sa[r * kStride + j] = a[i];
+    sb[r * 64 + (((j / 8) ^ (r % 8)) * 8) + j % 8] = b[i];
+  }
+  fence_proxy_async();
+  __syncthreads();
+  uint32_t af[4][4];
+  for (int kt = 0; kt < 4; ++kt)
+    ldmatrix_x4(af[kt], sa + (warp * 16 + ((lane / 8) % 2) * 8 + lane % 8) * kStride + kt * 16 +
+                            (lane / 16) * 8);
+  float acc[8][4];
+  for (int i = 0; i < 8; ++i)
+    for (int e = 0; e < 4; ++e) acc[i][e] = c[(warp * 16 + g + 8 * (e / 2)) * 64 + 8 * i + 2 * t + e % 2];
+  if (mode != 3) wgmma_fence();
+  for (int kt = 0; kt < 4; ++kt) {
+    if (b_kn)
+      wgmma_m64n64k16<T, true>(acc, af[kt], wgmma_desc_sw128(smem_u32(sb) + kt * 2048, 16, 1024), true);
+    else
+      wgmma_m64n64k16<T, false>(acc, af[kt], wgmma_desc_sw128(smem_u32(sb) + kt * 32, 16, 1024), true);
+  }
+  wgmma_commit();
+  if (mode == 1)
+    for (int i = 0; i < 8; ++i)
+      for (int e = 0; e < 4; ++e)
+        early[(warp * 16 + g + 8 * (e / 2)) * 64 + 8 * i + 2 * t + e % 2] = acc[i][e];
+  if (mode == 2) {
+    __syncthreads();  // every warp has issued
+    for (int i = tid; i < 64 * 64; i += 128) sb[i] = 0;
+    __syncthreads();
+  }
+  wgmma_wait<0>();
+  for (int i = 0; i < 8; ++i)
+    for (int e = 0; e < 4; ++e) d[(warp * 16 + g + 8 * (e / 2)) * 64 + 8 * i + 2 * t + e % 2] = acc[i][e];
 }
 
 // Each warp writes its slot of shared memory, then reads its neighbour's:
@@ -107,6 +162,18 @@ int pybert_emu_selftest_mma(int bf16, const uint16_t* a, const uint16_t* b, int 
     PYBERT_LAUNCH(1, 32, 2 * 16 * 24 * 2, nullptr, mma_kernel<__nv_bfloat16>)(a, b, b_kn != 0, c, d);
   else
     PYBERT_LAUNCH(1, 32, 2 * 16 * 24 * 2, nullptr, mma_kernel<__half>)(a, b, b_kn != 0, c, d);
+  return report(cudaGetLastError(), err, err_len);
+}
+
+int pybert_emu_selftest_wgmma(int bf16, const uint16_t* a, const uint16_t* b, int b_kn,
+                              const float* c, float* d, float* early, int mode, char* err,
+                              int err_len) {
+  cudaGetLastError();
+  const size_t smem = (64 * 72 + 64 * 64) * 2;
+  if (bf16)
+    PYBERT_LAUNCH(1, 128, smem, nullptr, wgmma_kernel<__nv_bfloat16>)(a, b, b_kn != 0, c, d, early, mode);
+  else
+    PYBERT_LAUNCH(1, 128, smem, nullptr, wgmma_kernel<__half>)(a, b, b_kn != 0, c, d, early, mode);
   return report(cudaGetLastError(), err, err_len);
 }
 

@@ -1,0 +1,258 @@
+// Forward kernel on Hopper warpgroup MMA (wgmma, sm_90a), head dim 64: one CTA
+// per (64 * kWG query rows, head, batch); warpgroup w owns query rows
+// m0 + 64 w + [0, 64), each of its warps 16 of them. The same algorithm,
+// masking, online softmax, dropout stream and outputs as flash_fwd_kernel
+// (flash_fwd.cuh); what differs is who feeds the tensor cores:
+//   - K and V tiles of 128 keys are double-buffered in shared memory in the
+//     128-byte-swizzled layout wgmma reads (wgmma.cuh), so the tensor cores
+//     read K and V directly (no ldmatrix for them);
+//   - S = Q K^T: per 16 columns of the head dim, two wgmma m64n64k16 (keys
+//     0-63 and 64-127), A = the warp's Q fragments (loaded once, ldmatrix);
+//   - O += P V: per 16 keys one wgmma m64n64k16, A = P packed to 16 bits from
+//     the S accumulators in registers (their layouts coincide), B = the V tile
+//     read transposed (MN-major).
+// Each tile's two products are issued, committed and waited for in turn; the
+// overlap of one warpgroup's softmax with another's tensor-core work comes
+// from several CTAs per SM (no warp specialization).
+#pragma once
+
+#include <cmath>
+
+#include "attention/cuda_common.cuh"
+#include "attention/flash_fwd.cuh"
+#include "attention/params.h"
+#include "attention/philox.h"
+#include "attention/wgmma.cuh"
+
+namespace pybert {
+namespace attention {
+namespace cuda {
+
+template <typename T, int kWG>
+struct FwdWgmmaShape {
+  static constexpr int D = 64;
+  static constexpr int kBlockM = 64 * kWG;
+  static constexpr int kBlockN = 128;
+  static constexpr int kThreads = 128 * kWG;
+  static constexpr int kRowBytes = D * 2;  // one 128-byte swizzle row per key or query
+  static constexpr size_t kTileBytes = static_cast<size_t>(kBlockN) * kRowBytes;
+  // 1024 bytes of slack to align the tiles to the swizzle atom, Q, two K and two V tiles.
+  static constexpr size_t kSmemBytes = 1024 + static_cast<size_t>(kBlockM) * kRowBytes + 4 * kTileBytes;
+  static_assert(sizeof(T) == 2, "16-bit types only");
+};
+
+// Copies rows [row0, row0 + rows) of a [seq, 64] slice (row stride seq_stride)
+// into a 128-byte-swizzled tile at a 1024-byte aligned address, zero-filling
+// rows >= limit: chunk c of row r lands at chunk c ^ (r % 8) of the row.
+template <typename T, int kThreads>
+__device__ __forceinline__ void load_tile_sw128(T* dst, const T* src, int64_t seq_stride, int row0,
+                                                int rows, int limit) {
+  for (int idx = threadIdx.x; idx < rows * 8; idx += kThreads) {
+    const int r = idx / 8, c = idx % 8;
+    const int row = row0 + r;
+    const bool valid = row < limit;
+    const T* s = valid ? src + row * seq_stride + c * 8 : src;
+    cp_async_16(dst + r * 64 + ((c ^ (r & 7)) * 8), s, valid);
+  }
+}
+
+template <typename T, int kWG, bool kDropout>
+__global__ void __launch_bounds__(128 * kWG) flash_fwd_wgmma_kernel(const ForwardParams p) {
+#if PYBERT_HAS_WGMMA
+  using S = FwdWgmmaShape<T, kWG>;
+  constexpr int D = S::D, kBlockM = S::kBlockM, kBlockN = S::kBlockN, kThreads = S::kThreads;
+  PYBERT_DYNAMIC_SMEM(smem_raw);
+  PYBERT_STATIC_SMEM(int, s_scratch, 2 * 4 * kWG);
+  // Tiles start at the next 1024-byte boundary of the shared window (the
+  // swizzle is a function of the address).
+  T* sQ = reinterpret_cast<T*>(smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u));
+  T* sK0 = sQ + kBlockM * D;        // two K tiles
+  T* sV0 = sK0 + 2 * kBlockN * D;   // two V tiles
+
+  const int h = blockIdx.y, b = blockIdx.z;
+  const int m0 = blockIdx.x * kBlockM;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
+  const int wrow = (warp / 4) * 64 + (warp % 4) * 16;  // the warp's first row in the tile
+  const int bh = b * p.heads + h;
+  const T* q = static_cast<const T*>(p.q) + b * p.q_strides.batch + h * p.q_strides.head;
+  const T* k = static_cast<const T*>(p.k) + b * p.k_strides.batch + h * p.k_strides.head;
+  const T* v = static_cast<const T*>(p.v) + b * p.v_strides.batch + h * p.v_strides.head;
+  T* out = static_cast<T*>(p.out) + b * p.out_strides.batch + h * p.out_strides.head;
+  float* lse = p.lse ? p.lse + static_cast<int64_t>(bh) * p.seq_q : nullptr;
+  const int32_t* mask_row = p.mask ? p.mask + b * p.mask_batch_stride : nullptr;
+  const MaskInfo info = scan_mask(mask_row, p.seq_k, s_scratch);
+
+  if (info.kv_len == 0) {  // every key masked: defined output 0, lse +inf
+    for (int idx = tid; idx < kBlockM * (D / 8); idx += kThreads) {
+      const int r = idx / (D / 8), c = idx % (D / 8);
+      if (m0 + r < p.seq_q)
+        *reinterpret_cast<uint4*>(out + (m0 + r) * p.out_strides.seq + c * 8) = make_uint4(0, 0, 0, 0);
+    }
+    if (lse)
+      for (int r = tid; r < kBlockM; r += kThreads)
+        if (m0 + r < p.seq_q) lse[m0 + r] = INFINITY;
+    return;
+  }
+  const int n_blocks = (info.kv_len + kBlockN - 1) / kBlockN;
+  const float scale_log2 = p.scale * kLog2e;
+  const uint32_t threshold = kDropout ? dropout_threshold(p.dropout_rate) : 0u;
+  auto load_kv = [&](int nb) {
+    const int n0 = nb * kBlockN;
+    load_tile_sw128<T, kThreads>(sK0 + (nb & 1) * kBlockN * D, k + n0 * p.k_strides.seq,
+                                 p.k_strides.seq, 0, kBlockN, p.seq_k - n0);
+    load_tile_sw128<T, kThreads>(sV0 + (nb & 1) * kBlockN * D, v + n0 * p.v_strides.seq,
+                                 p.v_strides.seq, 0, kBlockN, p.seq_k - n0);
+  };
+  // cp.async groups: {Q, K0, V0}, then per tile nb: {K nb+1, V nb+1}.
+  load_tile_sw128<T, kThreads>(sQ, q, p.q_strides.seq, m0, kBlockM, p.seq_q);
+  load_kv(0);
+  cp_async_commit();
+
+  uint32_t qf[D / 16][4];
+  float acc[D / 8][4];
+  float m_i[2] = {-INFINITY, -INFINITY}, l_i[2] = {0.f, 0.f};
+#pragma unroll
+  for (int i = 0; i < D / 8; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
+
+  for (int nb = 0; nb < n_blocks; ++nb) {
+    const int n0 = nb * kBlockN;
+    const T* sK = sK0 + (nb & 1) * kBlockN * D;
+    const T* sV = sV0 + (nb & 1) * kBlockN * D;
+    cp_async_wait_all();
+    fence_proxy_async();
+    // K and V tile nb visible (to wgmma too); every warpgroup has waited for
+    // its wgmma reads of tile nb - 1, whose buffers the next copies overwrite.
+    __syncthreads();
+    if (nb == 0) {
+#pragma unroll
+      for (int kt = 0; kt < D / 16; ++kt) {
+        const int r = wrow + ((lane / 8) % 2) * 8 + lane % 8, c = 2 * kt + lane / 16;
+        ldmatrix_x4(qf[kt], sQ + r * D + ((c ^ (r & 7)) * 8));
+      }
+    }
+    if (nb + 1 < n_blocks) {
+      load_kv(nb + 1);
+      cp_async_commit();
+    }
+
+    // S = Q K^T: s[half][i] holds keys n0 + 64 half + 8 i + [0, 8).
+    float s[2][8][4];
+    const uint32_t k_addr = smem_u32(sK), v_addr = smem_u32(sV);
+    wgmma_fence();
+#pragma unroll
+    for (int kt = 0; kt < D / 16; ++kt) {
+#pragma unroll
+      for (int half = 0; half < 2; ++half)
+        wgmma_m64n64k16<T, false>(
+            s[half], qf[kt], wgmma_desc_sw128(k_addr + half * 64 * S::kRowBytes + kt * 32, 16, 1024),
+            kt > 0);
+    }
+    wgmma_commit();
+    wgmma_wait<0>();
+    wgmma_fence_regs(s[0]);
+    wgmma_fence_regs(s[1]);
+
+    if (!info.prefix || n0 + kBlockN > info.kv_len) {
+#pragma unroll
+      for (int half = 0; half < 2; ++half)
+#pragma unroll
+        for (int i = 0; i < 8; ++i)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const int col = n0 + half * 64 + i * 8 + 2 * t + e;
+            const bool keep = col < info.kv_len && (info.prefix || mask_row[col] != 0);
+            if (!keep) s[half][i][e] = s[half][i][2 + e] = -INFINITY;
+          }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float mx = -INFINITY;
+#pragma unroll
+      for (int half = 0; half < 2; ++half)
+#pragma unroll
+        for (int i = 0; i < 8; ++i) mx = fmaxf(mx, fmaxf(s[half][i][2 * r], s[half][i][2 * r + 1]));
+      mx = quad_max(mx);
+      const float m_new = fmaxf(m_i[r], mx * scale_log2);
+      const float m_use = m_new == -INFINITY ? 0.f : m_new;
+      const float corr = fast_exp2(m_i[r] - m_use);
+      m_i[r] = m_new;
+      float sum = 0.f;
+#pragma unroll
+      for (int half = 0; half < 2; ++half)
+#pragma unroll
+        for (int i = 0; i < 8; ++i)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const float pe = fast_exp2(fmaf(s[half][i][2 * r + e], scale_log2, -m_use));
+            s[half][i][2 * r + e] = pe;
+            sum += pe;
+          }
+      l_i[r] = l_i[r] * corr + sum;
+#pragma unroll
+      for (int dt = 0; dt < D / 8; ++dt) {
+        acc[dt][2 * r] *= corr;
+        acc[dt][2 * r + 1] *= corr;
+      }
+    }
+    if constexpr (kDropout) {
+#pragma unroll
+      for (int half = 0; half < 2; ++half)
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+          const int col = n0 + half * 64 + i * 8 + 2 * t;  // even: words (col & 3) and (col & 3) + 1
+#pragma unroll
+          for (int r = 0; r < 2; ++r) {
+            const int row = m0 + wrow + g + 8 * r;
+            const Philox4 w = dropout_words(p.seed, p.offset, bh, row, col);
+            const bool lo = (col & 2) == 0;
+            if ((lo ? w.x[0] : w.x[2]) < threshold) s[half][i][2 * r] = 0.f;
+            if ((lo ? w.x[1] : w.x[3]) < threshold) s[half][i][2 * r + 1] = 0.f;
+          }
+        }
+    }
+
+    // O += P V, 16 keys per step: P's A fragment is two 8-key accumulator tiles.
+    uint32_t pa[kBlockN / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < kBlockN / 16; ++kk) {
+      const float(&lo)[4] = s[kk / 4][(2 * kk) % 8];
+      const float(&hi)[4] = s[kk / 4][(2 * kk + 1) % 8];
+      pa[kk][0] = Elem<T>::pack(lo[0], lo[1]);
+      pa[kk][1] = Elem<T>::pack(lo[2], lo[3]);
+      pa[kk][2] = Elem<T>::pack(hi[0], hi[1]);
+      pa[kk][3] = Elem<T>::pack(hi[2], hi[3]);
+    }
+    wgmma_fence_regs(acc);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < kBlockN / 16; ++kk)
+      wgmma_m64n64k16<T, true>(acc, pa[kk], wgmma_desc_sw128(v_addr + kk * 16 * S::kRowBytes, 16, 1024),
+                               true);
+    wgmma_commit();
+    wgmma_wait<0>();
+    wgmma_fence_regs(acc);
+  }
+
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const float l = quad_sum(l_i[r]);
+    float inv = l > 0.f ? 1.f / l : 0.f;
+    if constexpr (kDropout) inv *= 1.f / (1.f - p.dropout_rate);
+    const int row = m0 + wrow + g + 8 * r;
+    if (row < p.seq_q) {
+      T* orow = out + row * p.out_strides.seq;
+#pragma unroll
+      for (int dt = 0; dt < D / 8; ++dt)
+        *reinterpret_cast<uint32_t*>(orow + dt * 8 + 2 * t) =
+            Elem<T>::pack(acc[dt][2 * r] * inv, acc[dt][2 * r + 1] * inv);
+      if (lse != nullptr && t == 0) lse[row] = l > 0.f ? (m_i[r] + log2f(l)) * kLn2 : INFINITY;
+    }
+  }
+#else
+  (void)p;
+#endif
+}
+
+}  // namespace cuda
+}  // namespace attention
+}  // namespace pybert
