@@ -1,4 +1,4 @@
-"""CUDA fused attention: the PYBERT_CUDA=ON build compiles for sm_80 and sm_90
+"""CUDA fused attention: the PYBERT_CUDA=ON build compiles for sm_80 and sm_90a
 and its launcher rejects bad arguments with a message naming them (no GPU
 needed: validation runs before any CUDA call). Skipped where nvcc is absent.
 
@@ -82,9 +82,33 @@ def cuda_op_lib(cuda_build):
     return _build(cuda_build, "_pybert_ops", "_pybert_ops.so")
 
 
-def test_cuda_build_has_sm80_and_sm90_code(cuda_lib_path):
+def test_cuda_build_has_sm80_and_sm90a_code(cuda_lib_path):
     data = cuda_lib_path.read_bytes()
-    assert b"sm_80" in data and b"sm_90" in data
+    assert b"sm_80" in data and b"sm_90a" in data
+
+
+def test_sm90a_code_has_the_wgmma_kernels_and_sm80_code_does_not(tmp_path):
+    """The forward variants 10 and 11 are wgmma code only where nvcc compiles
+    for sm_90a; elsewhere their kernels are empty and the launcher's probe
+    (g_wgmma_compiled, read on the device) says so."""
+    src = ROOT / "csrc" / "attention" / "attention_fwd_f16.cu"
+    ptx = {}
+    for arch in ("90a", "80"):
+        out = tmp_path / f"fwd_{arch}.ptx"
+        res = subprocess.run(
+            [NVCC, "-std=c++17", "-O3", f"-I{ROOT / 'csrc'}", "-ptx",
+             "-gencode", f"arch=compute_{arch},code=compute_{arch}", str(src), "-o", str(out)],
+            capture_output=True, text=True)  # fmt: skip
+        assert res.returncode == 0, res.stderr[-4000:]
+        ptx[arch] = out.read_text()
+    # 2 kernels (1 and 2 warpgroups) x 2 (dropout or not) x 16 wgmma per key tile
+    assert ptx["90a"].count("wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16") == 64
+    assert "fence.proxy.async.shared::cta" in ptx["90a"]
+    assert "wgmma.mma_async" not in ptx["80"]
+    probe = [ln for ln in ptx["90a"].splitlines() if "g_wgmma_compiled" in ln and ".global" in ln]
+    assert len(probe) == 1 and probe[0].rstrip().endswith("= 1;"), probe
+    probe80 = [ln for ln in ptx["80"].splitlines() if "g_wgmma_compiled" in ln and ".global" in ln]
+    assert len(probe80) == 1 and "= 1" not in probe80[0], probe80
 
 
 class _Api:
@@ -137,7 +161,7 @@ class _Api:
         (dict(rate=-0.5), "dropout_rate must be in [0, 1)"),
         (dict(B=-1), "batch must be in [0, 65535], got -1"),
         (dict(H=0), "heads must be in [1, 65535], got 0"),
-        (dict(variant=10), "fwd_variant must be in [0, 9], got 10"),
+        (dict(variant=12), "fwd_variant must be in [0, 11], got 12"),
         (dict(scale=float("nan")), "scale must be finite"),
     ],
 )
