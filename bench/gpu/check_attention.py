@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 FWD_VARIANTS = 11  # forward kernel variants (csrc/attention/launch_impl.cuh)
-BWD_VARIANTS = 4  # backward kernel variants
+BWD_VARIANTS = 5  # backward kernel variants
 DTYPES = {"fp32": (0, torch.float32), "fp16": (1, torch.float16), "bf16": (2, torch.bfloat16)}
 
 

@@ -26,7 +26,7 @@ struct CudaLaunchOptions {
   int bwd_variant = 0;
 };
 constexpr int kFwdVariants = 11;
-constexpr int kBwdVariants = 4;
+constexpr int kBwdVariants = 5;
 
 // Forward pass. p.lse may be null (inference).
 std::string forward_cuda(const ForwardParams& p, void* stream, const CudaLaunchOptions& options = {});

@@ -10,6 +10,7 @@
 
 #include "attention/attention_cuda.h"
 #include "attention/flash_bwd.cuh"
+#include "attention/flash_bwd_wgmma.cuh"
 #include "attention/flash_fwd.cuh"
 #include "attention/flash_fwd_wgmma.cuh"
 #include "attention/params.h"
@@ -213,16 +214,44 @@ std::string launch_bwd_tc(const BackwardParams& p, cudaStream_t stream, float* d
   return "";
 }
 
+// The wgmma backward (head dim 64): preprocess (Dvec, zeroed dQ accumulator),
+// the kernel (dQ always through the accumulator), the dQ conversion.
+template <typename T>
+std::string launch_bwd_wgmma(const BackwardParams& p, cudaStream_t stream, float* dq_accum,
+                             float* dvec) {
+  constexpr int D = 64;
+  using S = BwdWgmmaShape<T>;
+  const int64_t rows = static_cast<int64_t>(p.batch) * p.heads * p.seq_q;
+  PYBERT_LAUNCH(cdiv(rows, 128 / (D / 8)), 128, 0, stream, bwd_preprocess_kernel<T, D>)(
+      p, dvec, dq_accum);
+  PYBERT_CUDA_TRY(cudaGetLastError(), "bwd_preprocess_kernel launch");
+  if (p.seq_k > 0) {
+    auto kernel = p.dropout_rate > 0.f ? flash_bwd_wgmma_kernel<T, true>
+                                       : flash_bwd_wgmma_kernel<T, false>;
+    std::string err = set_smem(kernel, S::kSmemBytes, "flash_bwd_wgmma_kernel");
+    if (!err.empty()) return err;
+    PYBERT_LAUNCH(dim3(cdiv(p.seq_k, S::kBlockN), p.heads, p.batch), S::kThreads, S::kSmemBytes,
+                  stream, kernel)(p, dq_accum, dvec, p.seq_k > S::kBlockN);
+    PYBERT_CUDA_TRY(cudaGetLastError(), "flash_bwd_wgmma_kernel launch");
+  }
+  PYBERT_LAUNCH(cdiv(rows * (D / 8), 128), 128, 0, stream, bwd_convert_dq_kernel<T, D>)(
+      p, dq_accum);
+  PYBERT_CUDA_TRY(cudaGetLastError(), "bwd_convert_dq_kernel launch");
+  return "";
+}
+
 // Backward variants (tensor cores): warps x keys per warp, query rows per step.
 //   1: 4 warps x 16 keys, 64 rows (32 for head_dim 128), K/V fragments in registers
 //      (head_dim <= 64)
 //   2: 8 warps x 16 keys, 64 rows, K/V fragments in registers    (head_dim <= 64)
 //   3: 4 warps x 32 keys, 32 rows, staggered query order          (head_dim <= 64)
 //   4: 8 warps x 32 keys, 32 rows, staggered query order          (head_dim 64)
+//   5: wgmma (sm_90a), 2 warpgroups x 64 keys, 64 rows, staggered (head_dim 64)
 // 0 = the default: 3 for head_dim 32 and 64 (fastest at every benchmarked shape
 // on an H100: half the shared-memory loads of Q and dO per tensor-core
 // instruction; bench/RESULTS.md), 1 for head_dim 128. A variant not available
-// for a head dim runs 1.
+// for a head dim runs 1; 5 where the device is not an sm_90 or the library has
+// no sm_90a code runs the default.
 template <typename T, int D>
 std::string launch_bwd_d(const BackwardParams& p, cudaStream_t stream, float* dq_accum,
                          float* dvec, int variant) {
@@ -248,6 +277,12 @@ std::string launch_bwd_d(const BackwardParams& p, cudaStream_t stream, float* dq
     return "";
   } else {
     constexpr int kSmallM = D <= 64 ? 64 : 32;
+    if constexpr (D == 64) {
+      if (variant == 5) {
+        if (wgmma_available()) return launch_bwd_wgmma<T>(p, stream, dq_accum, dvec);
+        variant = 0;
+      }
+    }
     if (variant == 0) variant = D <= 64 ? 3 : 1;
     if constexpr (D <= 64) {
       switch (variant) {

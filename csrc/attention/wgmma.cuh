@@ -1,7 +1,7 @@
 // Hopper warpgroup MMA (wgmma, sm_90a only) for the attention kernels:
-// wgmma.mma_async m64n64k16 with float32 accumulators, A from registers and B
-// from shared memory through a matrix descriptor, plus the fences and waits
-// around it. PTX ISA semantics:
+// wgmma.mma_async m64n64k16 and m64n32k16 with float32 accumulators, A from
+// registers ("rs") or from shared memory ("ss"), B from shared memory through
+// matrix descriptors, plus the fences and waits around them. PTX ISA semantics:
 //   - a warpgroup (4 consecutive warps, the first a multiple of 4) computes a
 //     64 x 64 block; warp w % 4 of the group owns rows 16 (w % 4) + [0, 16):
 //     its A fragment and its accumulator fragment have the mma.m16n8k16 layouts
@@ -20,8 +20,11 @@
 //     descriptor start = the tile + 32 bytes per 16-element k step, SBO = 1024
 //     (the next 8 rows), LBO unused (1);
 //   MN-major B (B[k][n] at row k, element n: O = P V with V[key][d]):
-//     start = the tile + 2048 bytes per 16-row k step, SBO = 1024 (the next 8
-//     rows of k), LBO = the next 64 columns of n (unused at n = 64).
+//     start = the tile + 2048 bytes per 16-row k step (+ 2 bytes per column
+//     where n starts past column 0), SBO = 1024 (the next 8 rows of k), LBO =
+//     the next 64 columns of n (unused at n <= 64).
+//   A from shared memory (64 x 16, warpgroup rows): the same with m for n
+//   (K-major: rows m; MN-major, transposed: rows k, elements m).
 // The CPU emulation (emu/cuda_emu.h) implements the same semantics, waits
 // included: an operation computes when its group is waited for, so reading an
 // accumulator early or overwriting B before the wait gives wrong numbers there.
@@ -64,12 +67,21 @@ __device__ __forceinline__ void fence_proxy_async() {}
 template <int R, int C>
 __device__ __forceinline__ void wgmma_fence_regs(float (&)[R][C]) {}
 
+template <typename T>
+constexpr ::pybert_emu::MmaType emu_mma_type() {
+  return std::is_same<T, __half>::value ? ::pybert_emu::MmaType::kF16 : ::pybert_emu::MmaType::kBF16;
+}
 template <typename T, bool kTransB>
 __device__ __forceinline__ void wgmma_m64n64k16(float (&d)[8][4], const uint32_t (&a)[4],
                                                 uint64_t desc_b, bool accumulate) {
-  constexpr auto type = std::is_same<T, __half>::value ? ::pybert_emu::MmaType::kF16
-                                                       : ::pybert_emu::MmaType::kBF16;
-  ::pybert_emu::wgmma_m64nNk16(type, 64, &d[0][0], a, desc_b, accumulate, kTransB);
+  ::pybert_emu::wgmma_m64nNk16(emu_mma_type<T>(), 64, &d[0][0], a, desc_b, accumulate, kTransB);
+}
+template <typename T, bool kTransA, bool kTransB, int N>
+__device__ __forceinline__ void wgmma_ss(float (&d)[N / 8][4], uint64_t desc_a, uint64_t desc_b,
+                                         bool accumulate) {
+  static_assert(N == 32 || N == 64, "n 32 or 64");
+  ::pybert_emu::wgmma_m64nNk16_ss(emu_mma_type<T>(), N, &d[0][0], desc_a, desc_b, accumulate,
+                                  kTransA, kTransB);
 }
 #else
 __device__ __forceinline__ uint32_t smem_u32(const void* p) {
@@ -108,6 +120,10 @@ __device__ __forceinline__ void wgmma_fence_regs(float (&r)[R][C]) {
     for (int j = 0; j < C; ++j) asm volatile("" : "+f"(r[i][j])::"memory");
 }
 
+#define PYBERT_WGMMA_D16(d)                                                                    \
+  "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]),    \
+      "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), \
+      "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3])
 #define PYBERT_WGMMA_D32(d)                                                                    \
   "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]),    \
       "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), \
@@ -146,8 +162,64 @@ __device__ __forceinline__ void wgmma_m64n64k16(float (&d)[8][4], const uint32_t
   (void)d, (void)a, (void)desc_b, (void)accumulate;
 #endif
 }
+// d = A (descriptor) x B (descriptor) [+ d], n 64 (32 registers) or 32 (16).
+#define PYBERT_WGMMA_SS64(TYPE, TA, TB)                                                          \
+  asm volatile(                                                                                  \
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                               \
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE                                \
+      " {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23," \
+      "%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, p, 1, 1, " TA ", " TB ";\n}\n"               \
+      : PYBERT_WGMMA_D32(d)                                                                      \
+      : "l"(desc_a), "l"(desc_b), "r"(static_cast<int>(accumulate)))
+#define PYBERT_WGMMA_SS32(TYPE, TA, TB)                                                          \
+  asm volatile(                                                                                  \
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"                                               \
+      "wgmma.mma_async.sync.aligned.m64n32k16.f32." TYPE "." TYPE                                \
+      " {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, %16, %17, p, 1, 1, " TA ", " TB \
+      ";\n}\n"                                                                                    \
+      : PYBERT_WGMMA_D16(d)                                                                      \
+      : "l"(desc_a), "l"(desc_b), "r"(static_cast<int>(accumulate)))
+#define PYBERT_WGMMA_SS_ALL(SS)                 \
+  if constexpr (std::is_same<T, __half>::value) { \
+    if constexpr (kTransA && kTransB)           \
+      SS("f16", "1", "1");                      \
+    else if constexpr (kTransA)                 \
+      SS("f16", "1", "0");                      \
+    else if constexpr (kTransB)                 \
+      SS("f16", "0", "1");                      \
+    else                                        \
+      SS("f16", "0", "0");                      \
+  } else {                                      \
+    if constexpr (kTransA && kTransB)           \
+      SS("bf16", "1", "1");                     \
+    else if constexpr (kTransA)                 \
+      SS("bf16", "1", "0");                     \
+    else if constexpr (kTransB)                 \
+      SS("bf16", "0", "1");                     \
+    else                                        \
+      SS("bf16", "0", "0");                     \
+  }
+
+template <typename T, bool kTransA, bool kTransB, int N>
+__device__ __forceinline__ void wgmma_ss(float (&d)[N / 8][4], uint64_t desc_a, uint64_t desc_b,
+                                         bool accumulate) {
+  static_assert(N == 32 || N == 64, "n 32 or 64");
+#if PYBERT_HAS_WGMMA
+  if constexpr (N == 64) {
+    PYBERT_WGMMA_SS_ALL(PYBERT_WGMMA_SS64)
+  } else {
+    PYBERT_WGMMA_SS_ALL(PYBERT_WGMMA_SS32)
+  }
+#else
+  (void)d, (void)desc_a, (void)desc_b, (void)accumulate;
+#endif
+}
+#undef PYBERT_WGMMA_SS_ALL
+#undef PYBERT_WGMMA_SS32
+#undef PYBERT_WGMMA_SS64
 #undef PYBERT_WGMMA_RS
 #undef PYBERT_WGMMA_D32
+#undef PYBERT_WGMMA_D16
 #endif
 
 }  // namespace cuda

@@ -172,17 +172,18 @@ struct WgmmaArgs {
   MmaType type;
   int n;
   float* d;
-  const uint32_t* a;
-  uint64_t desc;
-  bool accumulate, trans_b;
+  const uint32_t* a;  // null: A from shared memory (desc_a)
+  uint64_t desc_a, desc;
+  bool accumulate, trans_a, trans_b;
 };
 
 // One warp's issued wgmma: its lanes' A fragments and accumulator addresses.
 struct WgmmaOp {
   MmaType type;
   int n;
-  uint64_t desc;
-  bool accumulate, trans_b;
+  uint64_t desc_a, desc;
+  bool a_smem, accumulate, trans_a, trans_b;
+  int wq;          // the warp's index in its warpgroup: A rows 16 wq..
   unsigned group;  // commit group (WarpState::wg_committed when issued)
   uint32_t a[32][4];
   float* d[32];
@@ -343,13 +344,14 @@ void* initial_sp(char* stack, size_t bytes) {
 }
 #endif
 
-// The byte offset in the CTA's shared window of element B[k][n] of a wgmma B
-// operand (n x 16) given by a matrix descriptor, from the canonical layouts of
-// the PTX ISA: 128-byte swizzle only, as (rows of 128 bytes, 8-row atoms)
+// The byte offset in the CTA's shared window of element (k, n) of a wgmma
+// operand given by a matrix descriptor (B[k][n], or A[m][k] with m for n),
+// from the canonical layouts of the PTX ISA: 128-byte swizzle only, as (rows
+// of 128 bytes, 8-row atoms)
 //   K-major:  start + (n % 8) * 128 + (n / 8) * SBO + 2 k
 //   MN-major: start + 2 (n % 64) + (n / 64) * LBO + (k % 8) * 128 + (k / 8) * SBO
 // then the 16-byte chunk bits [4, 7) XOR the row bits [7, 10) of that address.
-size_t wgmma_b_offset(Block* b, uint64_t desc, bool trans_b, int k, int n) {
+size_t wgmma_offset(Block* b, uint64_t desc, bool trans_b, int k, int n) {
   const size_t start = (desc & 0x3FFFu) << 4, lbo = ((desc >> 16) & 0x3FFFu) << 4,
                sbo = ((desc >> 32) & 0x3FFFu) << 4;
   if ((desc >> 62) != 1)
@@ -360,7 +362,7 @@ size_t wgmma_b_offset(Block* b, uint64_t desc, bool trans_b, int k, int n) {
                              : start + (n % 8) * 128 + (n / 8) * sbo + 2 * k;
   const size_t off = pre ^ (((pre >> 7) & 7u) << 4);
   if (off + 2 > b->smem_bytes)
-    abort_fiber("wgmma: B element (k " + std::to_string(k) + ", n " + std::to_string(n) +
+    abort_fiber("wgmma: operand element (k " + std::to_string(k) + ", m/n " + std::to_string(n) +
                 ") at shared offset " + std::to_string(off) + ", outside the " +
                 std::to_string(b->smem_bytes) + " bytes of dynamic shared memory");
   return off;
@@ -369,13 +371,17 @@ size_t wgmma_b_offset(Block* b, uint64_t desc, bool trans_b, int k, int n) {
 // ThreadSanitizer: the shared memory an operation reads, read by this fiber,
 // by 16-byte chunks (8 elements contiguous in k, or in n for MN-major B: the
 // swizzle keeps address bits [0, 4)). Checks the descriptor in every build.
-void wgmma_annotate(Block* b, const WgmmaOp& op) {
-  for (int k = 0; k < 16; k += op.trans_b ? 1 : 8)
-    for (int n = 0; n < op.n; n += op.trans_b ? 8 : 1) {
-      const size_t off = wgmma_b_offset(b, op.desc, op.trans_b, k, n);
-      if (off + 16 > b->smem_bytes) abort_fiber("wgmma: B operand outside dynamic shared memory");
+void wgmma_annotate_operand(Block* b, uint64_t desc, bool mn_major, int n0, int n) {
+  for (int k = 0; k < 16; k += mn_major ? 1 : 8)
+    for (int j = n0; j < n0 + n; j += mn_major ? 8 : 1) {
+      const size_t off = wgmma_offset(b, desc, mn_major, k, j);
+      if (off + 16 > b->smem_bytes) abort_fiber("wgmma: operand outside dynamic shared memory");
       tsan::read(b->smem + off, 16);
     }
+}
+void wgmma_annotate(Block* b, const WgmmaOp& op) {
+  wgmma_annotate_operand(b, op.desc, op.trans_b, 0, op.n);
+  if (op.a_smem) wgmma_annotate_operand(b, op.desc_a, op.trans_a, 16 * op.wq, 16);
 }
 
 // Computes one warp's issued operation: its 16 rows of D (+)= A B.
@@ -385,7 +391,15 @@ void wgmma_execute(Block* b, const WgmmaOp& op) {
     return op.type == MmaType::kF16 ? half_bits_to_float(h) : bf16_bits_to_float(h);
   };
   float A[16][16], B[16][256];
-  for (int l = 0; l < 32; ++l) {
+  if (op.a_smem) {  // this warp's rows 16 wq + [0, 16) of the warpgroup's A
+    for (int r = 0; r < 16; ++r)
+      for (int k = 0; k < 16; ++k) {
+        uint16_t v;
+        std::memcpy(&v, b->smem + wgmma_offset(b, op.desc_a, op.trans_a, k, 16 * op.wq + r), 2);
+        A[r][k] = cvt(v, 0);
+      }
+  }
+  for (int l = 0; l < 32 && !op.a_smem; ++l) {
     const int g = l / 4, t = l % 4;
     for (int e = 0; e < 2; ++e) {
       A[g][2 * t + e] = cvt(op.a[l][0], e);
@@ -397,7 +411,7 @@ void wgmma_execute(Block* b, const WgmmaOp& op) {
   for (int k = 0; k < 16; ++k)
     for (int n = 0; n < op.n; ++n) {
       uint16_t v;
-      std::memcpy(&v, b->smem + wgmma_b_offset(b, op.desc, op.trans_b, k, n), 2);
+      std::memcpy(&v, b->smem + wgmma_offset(b, op.desc, op.trans_b, k, n), 2);
       B[k][n] = cvt(v, 0);
     }
   wgmma_annotate(b, op);
@@ -432,7 +446,8 @@ void complete(Block* b, int first, Op op) {
       for (int l = 1; l < 32; ++l) {
         const WgmmaArgs& al = *static_cast<const WgmmaArgs*>(L[l].in);
         if (al.type != a0.type || al.n != a0.n || al.desc != a0.desc ||
-            al.accumulate != a0.accumulate || al.trans_b != a0.trans_b)
+            (al.a == nullptr) != (a0.a == nullptr) || (a0.a == nullptr && al.desc_a != a0.desc_a) ||
+            al.accumulate != a0.accumulate || al.trans_a != a0.trans_a || al.trans_b != a0.trans_b)
           abort_fiber("wgmma: lanes of a warp give different descriptors, shapes or flags");
       }
       if (a0.n < 8 || a0.n > 256 || a0.n % 8 != 0)
@@ -445,10 +460,14 @@ void complete(Block* b, int first, Op op) {
       o.desc = a0.desc;
       o.accumulate = a0.accumulate;
       o.trans_b = a0.trans_b;
+      o.a_smem = a0.a == nullptr;
+      o.desc_a = a0.desc_a;
+      o.trans_a = a0.trans_a;
+      o.wq = (first / 32) % 4;
       o.group = w.wg_committed;
       for (int l = 0; l < 32; ++l) {
         const WgmmaArgs& al = *static_cast<const WgmmaArgs*>(L[l].in);
-        for (int e = 0; e < 4; ++e) o.a[l][e] = al.a[e];
+        for (int e = 0; e < 4; ++e) o.a[l][e] = o.a_smem ? 0u : al.a[e];
         o.d[l] = al.d;
       }
       wgmma_annotate(b, o);  // checks the descriptor now, too
@@ -898,7 +917,12 @@ void wgmma_wait_group(int pending) {
 }
 void wgmma_m64nNk16(MmaType type, int n, float* d, const uint32_t (&a)[4], uint64_t desc_b,
                     bool accumulate, bool trans_b) {
-  const WgmmaArgs args{type, n, d, a, desc_b, accumulate, trans_b};
+  const WgmmaArgs args{type, n, d, a, 0, desc_b, accumulate, false, trans_b};
+  collective(Op::kWgmma, &args, nullptr);
+}
+void wgmma_m64nNk16_ss(MmaType type, int n, float* d, uint64_t desc_a, uint64_t desc_b,
+                       bool accumulate, bool trans_a, bool trans_b) {
+  const WgmmaArgs args{type, n, d, nullptr, desc_a, desc_b, accumulate, trans_a, trans_b};
   collective(Op::kWgmma, &args, nullptr);
 }
 

@@ -40,8 +40,8 @@
 // float32 accumulation (products and sums in float32; the hardware's internal
 // order differs, so results agree to rounding, not bit for bit), ldmatrix
 // .m8n8.x4 with and without .trans, and the sm_90a warpgroup MMA
-// wgmma.mma_async .m64nNk16 (A from registers, B through a 128-byte-swizzled
-// shared-memory descriptor) with its asynchrony: an operation's result appears,
+// wgmma.mma_async .m64nNk16 (A from registers or shared memory, B from shared
+// memory, through 128-byte-swizzled shared-memory descriptors) with its asynchrony: an operation's result appears,
 // and its shared memory is read, at the wgmma.wait_group that covers it; a
 // wgmma without a wgmma.fence since the warp's last wait, a block that is not
 // whole warpgroups, a descriptor outside shared memory and an operation never
@@ -279,6 +279,10 @@ void wgmma_commit_group();
 void wgmma_wait_group(int pending);
 void wgmma_m64nNk16(MmaType type, int n, float* d, const uint32_t (&a)[4], uint64_t desc_b,
                     bool accumulate, bool trans_b);
+// The same with A (64 x 16: warp w % 4 of the warpgroup reads rows 16 (w % 4)..)
+// from shared memory too (trans_a: MN-major A).
+void wgmma_m64nNk16_ss(MmaType type, int n, float* d, uint64_t desc_a, uint64_t desc_b,
+                       bool accumulate, bool trans_a, bool trans_b);
 void fail(const char* what);  // a launch failure from device code
 
 }  // namespace pybert_emu

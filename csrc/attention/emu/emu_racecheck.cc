@@ -5,11 +5,11 @@
 // race between CUDA threads (a missing __syncthreads, a cp.async into a buffer
 // another warp still reads, two CTAs writing the same memory) is reported by
 // ThreadSanitizer, which then exits with status 66.
-//   emu_racecheck            every case (forward variants 1-11, backward 1-4,
+//   emu_racecheck            every case (forward variants 1-11, backward 1-5,
 //                            fp16/bf16/fp32, head dims 32/64/128, masks,
 //                            dropout, several CTAs per head and one; and the
 //                            CPU kernels, float32/float64, on 4 threads)
-//   emu_racecheck --quick    the default variants (and wgmma forward variant 11)
+//   emu_racecheck --quick    the default variants and the wgmma ones (forward 11, backward 5)
 //   emu_racecheck --mode reverse,early,lockstep
 //                            another schedule (cuda_emu.h; ThreadSanitizer
 //                            looks at what orders the accesses, so the
@@ -190,8 +190,9 @@ std::vector<Case> cases(bool quick) {
       for (int fv : fwd) cs.push_back({dtype, 2, 1, 131, 131, d, kPadded, 0.f, fv, 0});
       // every backward variant: several key CTAs per head (131 keys; dQ by
       // atomics, staggered query order) and one (48 keys; dQ written directly)
-      const std::vector<int> bwd = quick ? std::vector<int>{0}
-                                         : d == 64  ? std::vector<int>{1, 2, 3, 4}
+      // (5, the wgmma kernel, exists for head dim 64; --quick runs it too)
+      const std::vector<int> bwd = quick ? (d == 64 ? std::vector<int>{0, 5} : std::vector<int>{0})
+                                         : d == 64  ? std::vector<int>{1, 2, 3, 4, 5}
                                          : d == 32  ? std::vector<int>{1, 2, 3}
                                                     : std::vector<int>{1};
       for (int bv : bwd) {
