@@ -79,4 +79,32 @@ def test_timing_rows(ca, monkeypatch):
             assert math.isfinite(r[key]), key
         assert r["ratio_bwd_vs_sdpa_mask"] == r["sdpa_bwd_mask"] / r["ours_bwd"]
         assert all(f"ours_fwd_v{v}" in r for v in range(1, ca.FWD_VARIANTS + 1))
+        assert all(f"ours_bwd_bv{v}" in r for v in range(1, ca.BWD_VARIANTS + 1))
     ca.print_table(rows)
+
+
+def test_skipped_variants_are_neither_checked_nor_timed(ca, monkeypatch):
+    monkeypatch.setattr(ca, "SKIP_FWD", {10, 11})
+    monkeypatch.setattr(ca, "SKIP_BWD", {5})
+    monkeypatch.setattr(ca, "_median_ms", lambda fn, reps, warmup=10: (fn(0), 1.0)[1])
+    assert ca.fwd_variants() == list(range(1, 10)) and ca.bwd_variants(2) == [2, 3, 4]
+    (row,) = ca.run_timing(ca.EmulatedLib(), torch.device("cpu"), ["fp16"], [(2, 40)], reps=2,
+                           masks=("full",))
+    assert "ours_fwd_v9" in row and "ours_fwd_v10" not in row
+    assert "ours_bwd_bv4" in row and "ours_bwd_bv5" not in row
+    assert row["best_fwd_variant"] <= 9 and row["best_bwd_variant"] <= 4
+
+
+def test_skip_variants_option_is_parsed_and_checked(ca, monkeypatch):
+    monkeypatch.setattr(ca, "SKIP_FWD", set())
+    monkeypatch.setattr(ca, "SKIP_BWD", set())
+    assert ca.main(["--emulate", "--smoke-wgmma", "--skip-variants", "fwd:10,11;bwd:5"]) == 0
+    assert ca.SKIP_FWD == {10, 11} and ca.SKIP_BWD == {5}
+    with pytest.raises(SystemExit, match="--skip-variants"):
+        ca.main(["--emulate", "--skip-variants", "fwd=10"])
+
+
+def test_wgmma_smoke_test_fails_on_a_wrong_kernel(ca, monkeypatch):
+    stand_in = _WrongForward(ca, bad_variant=11)
+    monkeypatch.setattr(ca, "EmulatedLib", lambda: stand_in)
+    assert ca.main(["--emulate", "--smoke-wgmma"]) == 1

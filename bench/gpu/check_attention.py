@@ -35,6 +35,16 @@ import torch.nn.functional as F
 
 FWD_VARIANTS = 11  # forward kernel variants (csrc/attention/launch_impl.cuh)
 BWD_VARIANTS = 5  # backward kernel variants
+WGMMA_FWD, WGMMA_BWD = (10, 11), (5,)  # the Hopper (sm_90a) ones
+SKIP_FWD, SKIP_BWD = set(), set()  # left out of this run (--skip-variants)
+
+
+def fwd_variants():
+    return [v for v in range(1, FWD_VARIANTS + 1) if v not in SKIP_FWD]
+
+
+def bwd_variants(first=1):
+    return [v for v in range(first, BWD_VARIANTS + 1) if v not in SKIP_BWD]
 DTYPES = {"fp32": (0, torch.float32), "fp16": (1, torch.float16), "bf16": (2, torch.bfloat16)}
 
 
@@ -634,7 +644,7 @@ def run_checks(lib, device, quick):
             c.check_case(dt, 2, 2, 65, 200, D)
             c.check_case(dt, 3, 2, 130, 130, D, layout="fused_qkv")
             # variants 4 and 6-9 exist for head dims 32 and 64 (128 runs variant 1)
-            for variant in range(1, FWD_VARIANTS + 1) if D <= 64 else (1, 2, 3, 5):
+            for variant in fwd_variants() if D <= 64 else (1, 2, 3, 5):
                 c.check_case(
                     dt, 3, 2, 200, 200, D, variant=variant, bwd_variant=1 if variant == 1 else 2
                 )
@@ -643,13 +653,13 @@ def run_checks(lib, device, quick):
             for S in (7, 100):
                 c.check_case(dt, 3, 2, S, S, D, bwd_variant=1)
             # every backward variant, on shapes where its query order wraps around
-            for bv in range(2, BWD_VARIANTS + 1):
+            for bv in bwd_variants(2):
                 c.check_case(dt, 3, 2, 200, 200, D, bwd_variant=bv)
                 c.check_case(dt, 2, 2, 300, 520, D, bwd_variant=bv)
             c.check_case(dt, 2, 2, 96, 96, D, mask_kind="none")
             c.check_fully_masked(dt, D)
             # several key CTAs per head, some with no kept key (the dQ accumulator path)
-            for bv in range(0, BWD_VARIANTS + 1) if D == 64 else (0,):
+            for bv in [0, *bwd_variants()] if D == 64 else (0,):
                 c.check_fully_masked(dt, D, S=300, bwd_variant=bv)
     for D in (32, 64, 128):
         for B, H, S in [(3, 2, 7), (3, 2, 129)] if quick else [(3, 2, 7), (3, 2, 129), (2, 2, 384)]:
@@ -658,9 +668,9 @@ def run_checks(lib, device, quick):
     c.check_case("fp32", 3, 2, 100, 100, 64, layout="fused_qkv")
     for dt in ("fp16", "bf16", "fp32"):
         c.check_dropout(dt, 64)
-    for bv in range(2, BWD_VARIANTS + 1):
+    for bv in bwd_variants(2):
         c.check_dropout("bf16", 64, bwd_variant=bv, S=300)
-    for fv in range(1, FWD_VARIANTS + 1):
+    for fv in fwd_variants():
         c.check_dropout("fp16", 64, fwd_variant=fv, S=300)
     c.check_dropout("fp16", 128)
     if getattr(lib, "has_cpu", False):
@@ -718,11 +728,11 @@ def _time_case(lib, sets, mask, scale, reps):
     # input set is made once, outside the timed region.
     fwd_once = [lib.forward(*s[:3], mask, scale) for s in sets]
 
-    def ours_bwd(i):
+    def ours_bwd(i, bv=0):
         j = i % n_sets
         q, k, v, do = sets[j]
         o, lse = fwd_once[j]
-        lib.backward(q, k, v, mask, o, lse, do, scale, workspace=ws, grads=grads[j])
+        lib.backward(q, k, v, mask, o, lse, do, scale, workspace=ws, grads=grads[j], variant=bv)
 
     graphs = [_sdpa(*lv[:3], mask, scale) for lv in leaves]
 
@@ -733,20 +743,22 @@ def _time_case(lib, sets, mask, scale, reps):
         graphs[i % n_sets].backward(do, retain_graph=True)
 
     res = {}
-    for var in range(1, FWD_VARIANTS + 1):
+    for var in fwd_variants():
         res[f"ours_fwd_v{var}"] = _median_ms(lambda i, var=var: ours_fwd(i, var), reps)
-    best_fv = min(range(1, FWD_VARIANTS + 1), key=lambda x: res[f"ours_fwd_v{x}"])
+    best_fv = min(fwd_variants(), key=lambda x: res[f"ours_fwd_v{x}"])
     res["ours_fwd"] = _median_ms(ours_fwd, reps)
     res["sdpa_fwd_mask"] = _median_ms(lambda i: _sdpa(*sets[i % n_sets][:3], mask, scale), reps)
     res["sdpa_fwd_nomask"] = _median_ms(lambda i: _sdpa(*sets[i % n_sets][:3], None, scale), reps)
     res["ours_fwdbwd"] = _median_ms(ours_fb, reps)
-    for bv in range(1, BWD_VARIANTS + 1):
+    for bv in bwd_variants():
         res[f"ours_fwdbwd_bv{bv}"] = _median_ms(lambda i, bv=bv: ours_fb(i, bv), reps)
     # default backward after the fastest forward variant of this row
     res["ours_fwdbwd_best_fwd"] = _median_ms(lambda i: ours_fb(i, 0, best_fv), reps)
     res["sdpa_fwdbwd_mask"] = _median_ms(sdpa_fb, reps)
     res["sdpa_fwdbwd_nomask"] = _median_ms(lambda i: sdpa_fb(i, False), reps)
     res["ours_bwd"] = _median_ms(ours_bwd, reps)
+    for bv in bwd_variants():
+        res[f"ours_bwd_bv{bv}"] = _median_ms(lambda i, bv=bv: ours_bwd(i, bv), reps)
     res["sdpa_bwd_mask"] = _median_ms(sdpa_bwd, reps)
     return res
 
@@ -777,10 +789,10 @@ def run_timing(lib, device, dtypes, shapes, reps, masks=("full", "padded")):
                     mask = (torch.arange(S)[None, :] < lengths[:, None]).to(torch.int32).to(device)
                 res = _time_case(lib, sets, mask, scale, reps)
                 best_var = min(
-                    range(1, FWD_VARIANTS + 1), key=lambda x, res=res: res[f"ours_fwd_v{x}"]
+                    fwd_variants(), key=lambda x, res=res: res[f"ours_fwd_v{x}"]
                 )
                 best_bv = min(
-                    range(1, BWD_VARIANTS + 1), key=lambda x, res=res: res[f"ours_fwdbwd_bv{x}"]
+                    bwd_variants(), key=lambda x, res=res: res[f"ours_fwdbwd_bv{x}"]
                 )
                 row = dict(
                     dtype=dt,
@@ -804,17 +816,18 @@ def run_timing(lib, device, dtypes, shapes, reps, masks=("full", "padded")):
                 rows.append(row)
                 print(
                     f"  {dt} B{B} S{S} D{D} {mask_kind}: fwd {res['ours_fwd']:.3f} ms (variants "
-                    + "/".join(f"{res[f'ours_fwd_v{x}']:.3f}" for x in range(1, FWD_VARIANTS + 1))
+                    + "/".join(f"{res[f'ours_fwd_v{x}']:.3f}" for x in fwd_variants())
                     + ") "
                     f"vs sdpa {res['sdpa_fwd_mask']:.3f} ({row['ratio_fwd_vs_sdpa_mask']:.2f}x); "
                     f"fwd+bwd {res['ours_fwdbwd']:.3f} (bwd variants "
                     + "/".join(
-                        f"{res[f'ours_fwdbwd_bv{x}']:.3f}" for x in range(1, BWD_VARIANTS + 1)
+                        f"{res[f'ours_fwdbwd_bv{x}']:.3f}" for x in bwd_variants()
                     )
                     + f"; after fwd v{best_var} {res['ours_fwdbwd_best_fwd']:.3f}) "
                     f"vs {res['sdpa_fwdbwd_mask']:.3f} ({row['ratio_fwdbwd_vs_sdpa_mask']:.2f}x); "
-                    f"bwd alone {res['ours_bwd']:.3f} vs {res['sdpa_bwd_mask']:.3f} "
-                    f"({row['ratio_bwd_vs_sdpa_mask']:.2f}x)",
+                    f"bwd alone {res['ours_bwd']:.3f} (variants "
+                    + "/".join(f"{res[f'ours_bwd_bv{x}']:.3f}" for x in bwd_variants())
+                    + f") vs {res['sdpa_bwd_mask']:.3f} ({row['ratio_bwd_vs_sdpa_mask']:.2f}x)",
                     flush=True,
                 )
             sets = None
@@ -894,6 +907,19 @@ def main(argv=None):
         "(e.g. 8,2048,2:4), for a profiler such as ncu; no checks",
     )
     ap.add_argument(
+        "--skip-variants",
+        metavar="fwd:A,B;bwd:C",
+        help="leave these kernel variants out of the checks and timings (e.g. after a "
+        "failed --smoke-wgmma)",
+    )
+    ap.add_argument(
+        "--smoke-wgmma",
+        action="store_true",
+        help="only check the Hopper wgmma variants (forward 10, 11; backward 5) on a few "
+        "shapes; exit status 1 if any fails (check_attention.sh runs this in a process "
+        "of its own first: a fault there would end the main run's CUDA context)",
+    )
+    ap.add_argument(
         "--emulate", action="store_true", help="CPU stand-in for the kernels (tests this script)"
     )
     ap.add_argument(
@@ -907,6 +933,14 @@ def main(argv=None):
         "cuda_emu.h), e.g. reverse,early,lockstep (default forward,late,warps)",
     )
     args = ap.parse_args(argv)
+    if args.skip_variants:
+        try:
+            for part in args.skip_variants.split(";"):
+                kind, _, nums = part.partition(":")
+                target = {"fwd": SKIP_FWD, "bwd": SKIP_BWD}[kind.strip()]
+                target.update(int(x) for x in nums.split(",") if x.strip())
+        except (KeyError, ValueError):
+            sys.exit(f"--skip-variants: expected fwd:A,B;bwd:C, got {args.skip_variants!r}")
     t0 = time.time()
     if args.emulate:
         lib, device = EmulatedLib(), torch.device("cpu")
@@ -930,6 +964,16 @@ def main(argv=None):
         "date": time.strftime("%Y-%m-%d"),
     }
     print(info, flush=True)
+    if args.smoke_wgmma:
+        c = Checker(lib, device)
+        for dt in ("fp16", "bf16"):
+            for fv in WGMMA_FWD:
+                c.check_case(dt, 2, 2, 200, 200, 64, variant=fv)
+            for bv in WGMMA_BWD:
+                c.check_case(dt, 2, 2, 200, 300, 64, bwd_variant=bv)
+        ok = not c.failures
+        print(f"wgmma smoke test: {'ok' if ok else 'FAILED'} ({len(c.rows)} checks)", flush=True)
+        return 0 if ok else 1
     if args.profile:
         B, S, variants = args.profile.split(",")
         profile_run(lib, device, int(B), int(S), [int(x) for x in variants.split(":")])
