@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/pybert_gpu_out}
 BUILD=${BUILD_DIR:-build/gpu}
-ARCH=${CUDA_ARCH:-90a}  # sm_90a: the wgmma forward kernels (variants 10, 11) need it
+ARCH=${CUDA_ARCH:-90a}  # sm_90a: the wgmma kernels (forward 10, 11; backward 5) need it
 mkdir -p "$OUT" "$BUILD"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader || true
 nvcc --version | tail -1
