@@ -325,7 +325,7 @@ def test_kernels_have_no_data_race(racecheck):
     res = _run_racecheck(racecheck, "--quick")
     assert "ThreadSanitizer" not in res.stderr, res.stderr[-6000:]
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    assert "43 cases, 0 failed launches" in res.stdout
+    assert "40 cases, 0 failed launches" in res.stdout
 
 
 @pytest.mark.slow

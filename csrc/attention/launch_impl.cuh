@@ -78,13 +78,13 @@ inline bool wgmma_available() {
   int v = known[dev].load();
   if (v == 0) {
     int major = 0, minor = 0, compiled = 0;
-    bool ok = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
-              cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess &&
-              major == 9 && minor == 0 &&
-              cudaMemcpyFromSymbol(&compiled, g_wgmma_compiled, sizeof(int)) == cudaSuccess &&
-              compiled == 1;
-    cudaGetLastError();  // a failed query is an answer (no), not an error of the launch
-    v = ok ? 1 : 2;
+    bool answered =
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess;
+    if (answered && major == 9 && minor == 0)
+      answered = cudaMemcpyFromSymbol(&compiled, g_wgmma_compiled, sizeof(int)) == cudaSuccess;
+    if (!answered) cudaGetLastError();  // a failed query means no, not a failed launch
+    v = answered && major == 9 && minor == 0 && compiled == 1 ? 1 : 2;
     known[dev].store(v);
   }
   return v == 1;

@@ -351,14 +351,14 @@ void* initial_sp(char* stack, size_t bytes) {
 //   K-major:  start + (n % 8) * 128 + (n / 8) * SBO + 2 k
 //   MN-major: start + 2 (n % 64) + (n / 64) * LBO + (k % 8) * 128 + (k / 8) * SBO
 // then the 16-byte chunk bits [4, 7) XOR the row bits [7, 10) of that address.
-size_t wgmma_offset(Block* b, uint64_t desc, bool trans_b, int k, int n) {
+size_t wgmma_offset(Block* b, uint64_t desc, bool mn_major, int k, int n) {
   const size_t start = (desc & 0x3FFFu) << 4, lbo = ((desc >> 16) & 0x3FFFu) << 4,
                sbo = ((desc >> 32) & 0x3FFFu) << 4;
   if ((desc >> 62) != 1)
     abort_fiber("wgmma: descriptor swizzle mode " + std::to_string(desc >> 62) +
                 " (only the 128-byte swizzle, 1, is emulated)");
   if (((desc >> 49) & 7u) != 0) abort_fiber("wgmma: descriptor base offset != 0 (not emulated)");
-  const size_t pre = trans_b ? start + 2 * (n % 64) + (n / 64) * lbo + (k % 8) * 128 + (k / 8) * sbo
+  const size_t pre = mn_major ? start + 2 * (n % 64) + (n / 64) * lbo + (k % 8) * 128 + (k / 8) * sbo
                              : start + (n % 8) * 128 + (n / 8) * sbo + 2 * k;
   const size_t off = pre ^ (((pre >> 7) & 7u) << 4);
   if (off + 2 > b->smem_bytes)
