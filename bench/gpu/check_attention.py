@@ -33,9 +33,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-FWD_VARIANTS = 11  # forward kernel variants (csrc/attention/launch_impl.cuh)
+FWD_VARIANTS = 12  # forward kernel variants (csrc/attention/launch_impl.cuh)
 BWD_VARIANTS = 5  # backward kernel variants
-WGMMA_FWD, WGMMA_BWD = (10, 11), (5,)  # the Hopper (sm_90a) ones
+WGMMA_FWD, WGMMA_BWD = (10, 11, 12), (5,)  # the Hopper (sm_90a) ones
 SKIP_FWD, SKIP_BWD = set(), set()  # left out of this run (--skip-variants)
 
 

@@ -28,7 +28,7 @@ namespace pybert {
 namespace attention {
 namespace cuda {
 
-template <typename T, int kWG>
+template <typename T, int kWG, int kStages = 2>
 struct FwdWgmmaShape {
   static constexpr int D = 64;
   static constexpr int kBlockM = 64 * kWG;
@@ -36,8 +36,10 @@ struct FwdWgmmaShape {
   static constexpr int kThreads = 128 * kWG;
   static constexpr int kRowBytes = D * 2;  // one 128-byte swizzle row per key or query
   static constexpr size_t kTileBytes = static_cast<size_t>(kBlockN) * kRowBytes;
-  // 1024 bytes of slack to align the tiles to the swizzle atom, Q, two K and two V tiles.
-  static constexpr size_t kSmemBytes = 1024 + static_cast<size_t>(kBlockM) * kRowBytes + 4 * kTileBytes;
+  // 1024 bytes of slack to align the tiles to the swizzle atom, Q, kStages K and V tiles.
+  static constexpr size_t kSmemBytes =
+      1024 + static_cast<size_t>(kBlockM) * kRowBytes + 2 * kStages * kTileBytes;
+  static_assert(kStages == 2 || kStages == 3, "two or three K/V buffers");
   static_assert(sizeof(T) == 2, "16-bit types only");
 };
 
@@ -56,18 +58,147 @@ __device__ __forceinline__ void load_tile_sw128(T* dst, const T* src, int64_t se
   }
 }
 
-template <typename T, int kWG, bool kDropout>
+// One key tile's scores s (this warp's 16 rows x 128 keys, s[half][i]: keys
+// n0 + 64 half + 8 i + [0, 8)): masked keys to -inf, then the online softmax
+// (running max m_i and sum l_i per row, in log2 units); s becomes P and corr
+// the factor the output accumulators must be scaled by.
+__device__ __forceinline__ void wgmma_softmax_tile(float (&s)[2][8][4], const MaskInfo& info,
+                                                   const int32_t* mask_row, int n0, int t,
+                                                   float scale_log2, float (&m_i)[2],
+                                                   float (&l_i)[2], float (&corr)[2]) {
+  if (!info.prefix || n0 + 128 > info.kv_len) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half)
+#pragma unroll
+      for (int i = 0; i < 8; ++i)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int col = n0 + half * 64 + i * 8 + 2 * t + e;
+          const bool keep = col < info.kv_len && (info.prefix || mask_row[col] != 0);
+          if (!keep) s[half][i][e] = s[half][i][2 + e] = -INFINITY;
+        }
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float mx = -INFINITY;
+#pragma unroll
+    for (int half = 0; half < 2; ++half)
+#pragma unroll
+      for (int i = 0; i < 8; ++i) mx = fmaxf(mx, fmaxf(s[half][i][2 * r], s[half][i][2 * r + 1]));
+    mx = quad_max(mx);
+    const float m_new = fmaxf(m_i[r], mx * scale_log2);
+    const float m_use = m_new == -INFINITY ? 0.f : m_new;
+    corr[r] = fast_exp2(m_i[r] - m_use);
+    m_i[r] = m_new;
+    float sum = 0.f;
+#pragma unroll
+    for (int half = 0; half < 2; ++half)
+#pragma unroll
+      for (int i = 0; i < 8; ++i)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const float pe = fast_exp2(fmaf(s[half][i][2 * r + e], scale_log2, -m_use));
+          s[half][i][2 * r + e] = pe;
+          sum += pe;
+        }
+    l_i[r] = l_i[r] * corr[r] + sum;
+  }
+}
+
+// Dropout (the Philox stream of flash_fwd_kernel) on P, then P packed to 16
+// bits as the A fragments of O += P V (16 keys per k step).
+template <typename T, bool kDropout>
+__device__ __forceinline__ void wgmma_pack_p(float (&s)[2][8][4], uint32_t (&pa)[8][4],
+                                             const ForwardParams& p, uint32_t threshold, int bh,
+                                             int row0, int n0, int t) {
+  if constexpr (kDropout) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half)
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        const int col = n0 + half * 64 + i * 8 + 2 * t;  // even: words (col & 3) and (col & 3) + 1
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          const Philox4 w = dropout_words(p.seed, p.offset, bh, row0 + 8 * r, col);
+          const bool lo = (col & 2) == 0;
+          if ((lo ? w.x[0] : w.x[2]) < threshold) s[half][i][2 * r] = 0.f;
+          if ((lo ? w.x[1] : w.x[3]) < threshold) s[half][i][2 * r + 1] = 0.f;
+        }
+      }
+  }
+#pragma unroll
+  for (int kk = 0; kk < 8; ++kk) {
+    const float(&lo)[4] = s[kk / 4][(2 * kk) % 8];
+    const float(&hi)[4] = s[kk / 4][(2 * kk + 1) % 8];
+    pa[kk][0] = Elem<T>::pack(lo[0], lo[1]);
+    pa[kk][1] = Elem<T>::pack(lo[2], lo[3]);
+    pa[kk][2] = Elem<T>::pack(hi[0], hi[1]);
+    pa[kk][3] = Elem<T>::pack(hi[2], hi[3]);
+  }
+}
+
+// S = Q K^T for one 128-key tile at shared address k_addr (issued, not waited for).
+template <typename T>
+__device__ __forceinline__ void wgmma_issue_s(float (&s)[2][8][4], const uint32_t (&qf)[4][4],
+                                              uint32_t k_addr) {
+#pragma unroll
+  for (int kt = 0; kt < 4; ++kt) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half)
+      wgmma_m64n64k16<T, false>(s[half], qf[kt],
+                                wgmma_desc_sw128(k_addr + half * 64 * 128 + kt * 32, 16, 1024),
+                                kt > 0);
+  }
+}
+
+// O += P V for one 128-key tile at shared address v_addr (issued, not waited for).
+template <typename T>
+__device__ __forceinline__ void wgmma_issue_pv(float (&acc)[8][4], const uint32_t (&pa)[8][4],
+                                               uint32_t v_addr) {
+#pragma unroll
+  for (int kk = 0; kk < 8; ++kk)
+    wgmma_m64n64k16<T, true>(acc, pa[kk], wgmma_desc_sw128(v_addr + kk * 16 * 128, 16, 1024), true);
+}
+
+// The epilogue: O / l (and / (1 - rate)) and the log-sum-exp of this warp's rows.
+template <typename T, bool kDropout>
+__device__ __forceinline__ void wgmma_store_out(const float (&acc)[8][4], const float (&m_i)[2],
+                                                const float (&l_i)[2], const ForwardParams& p,
+                                                T* out, float* lse, int row0, int t) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const float l = quad_sum(l_i[r]);
+    float inv = l > 0.f ? 1.f / l : 0.f;
+    if constexpr (kDropout) inv *= 1.f / (1.f - p.dropout_rate);
+    const int row = row0 + 8 * r;
+    if (row < p.seq_q) {
+      T* orow = out + row * p.out_strides.seq;
+#pragma unroll
+      for (int dt = 0; dt < 8; ++dt)
+        *reinterpret_cast<uint32_t*>(orow + dt * 8 + 2 * t) =
+            Elem<T>::pack(acc[dt][2 * r] * inv, acc[dt][2 * r + 1] * inv);
+      if (lse != nullptr && t == 0) lse[row] = l > 0.f ? (m_i[r] + log2f(l)) * kLn2 : INFINITY;
+    }
+  }
+}
+
+// kStages 2: per tile, S = Q K^T is computed and waited for, then the softmax,
+// then O += P V, waited for; tile nb + 1 loads meanwhile.
+// kStages 3 (pipelined, as FlashAttention-3 within a warpgroup): S for tile
+// nb + 1 and O += P V for tile nb are in flight together, and the softmax of
+// tile nb + 1 runs while that P V product still is; tile nb + 2 loads meanwhile.
+template <typename T, int kWG, int kStages, bool kDropout>
 __global__ void __launch_bounds__(128 * kWG) flash_fwd_wgmma_kernel(const ForwardParams p) {
 #if PYBERT_HAS_WGMMA
-  using S = FwdWgmmaShape<T, kWG>;
+  using S = FwdWgmmaShape<T, kWG, kStages>;
   constexpr int D = S::D, kBlockM = S::kBlockM, kBlockN = S::kBlockN, kThreads = S::kThreads;
   PYBERT_DYNAMIC_SMEM(smem_raw);
   PYBERT_STATIC_SMEM(int, s_scratch, 2 * 4 * kWG);
   // Tiles start at the next 1024-byte boundary of the shared window (the
   // swizzle is a function of the address).
   T* sQ = reinterpret_cast<T*>(smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u));
-  T* sK0 = sQ + kBlockM * D;        // two K tiles
-  T* sV0 = sK0 + 2 * kBlockN * D;   // two V tiles
+  T* sK0 = sQ + kBlockM * D;              // kStages K tiles
+  T* sV0 = sK0 + kStages * kBlockN * D;   // kStages V tiles
 
   const int h = blockIdx.y, b = blockIdx.z;
   const int m0 = blockIdx.x * kBlockM;
@@ -98,14 +229,25 @@ __global__ void __launch_bounds__(128 * kWG) flash_fwd_wgmma_kernel(const Forwar
   const uint32_t threshold = kDropout ? dropout_threshold(p.dropout_rate) : 0u;
   auto load_kv = [&](int nb) {
     const int n0 = nb * kBlockN;
-    load_tile_sw128<T, kThreads>(sK0 + (nb & 1) * kBlockN * D, k + n0 * p.k_strides.seq,
+    load_tile_sw128<T, kThreads>(sK0 + (nb % kStages) * kBlockN * D, k + n0 * p.k_strides.seq,
                                  p.k_strides.seq, 0, kBlockN, p.seq_k - n0);
-    load_tile_sw128<T, kThreads>(sV0 + (nb & 1) * kBlockN * D, v + n0 * p.v_strides.seq,
+    load_tile_sw128<T, kThreads>(sV0 + (nb % kStages) * kBlockN * D, v + n0 * p.v_strides.seq,
                                  p.v_strides.seq, 0, kBlockN, p.seq_k - n0);
   };
-  // cp.async groups: {Q, K0, V0}, then per tile nb: {K nb+1, V nb+1}.
+  auto k_addr = [&](int nb) { return smem_u32(sK0 + (nb % kStages) * kBlockN * D); };
+  auto v_addr = [&](int nb) { return smem_u32(sV0 + (nb % kStages) * kBlockN * D); };
+  auto load_q_frags = [&](uint32_t(&qf)[D / 16][4]) {
+#pragma unroll
+    for (int kt = 0; kt < D / 16; ++kt) {
+      const int r = wrow + ((lane / 8) % 2) * 8 + lane % 8, c = 2 * kt + lane / 16;
+      ldmatrix_x4(qf[kt], sQ + r * D + ((c ^ (r & 7)) * 8));
+    }
+  };
+  // cp.async groups: {Q, K0, V0} (kStages 3: and K1, V1), then per tile one
+  // group of the tile kStages - 1 ahead.
   load_tile_sw128<T, kThreads>(sQ, q, p.q_strides.seq, m0, kBlockM, p.seq_q);
   load_kv(0);
+  if (kStages == 3 && n_blocks > 1) load_kv(1);
   cp_async_commit();
 
   uint32_t qf[D / 16][4];
@@ -113,141 +255,108 @@ __global__ void __launch_bounds__(128 * kWG) flash_fwd_wgmma_kernel(const Forwar
   float m_i[2] = {-INFINITY, -INFINITY}, l_i[2] = {0.f, 0.f};
 #pragma unroll
   for (int i = 0; i < D / 8; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
+  auto rescale = [&](const float(&corr)[2]) {
+#pragma unroll
+    for (int dt = 0; dt < D / 8; ++dt) {
+      acc[dt][0] *= corr[0];
+      acc[dt][1] *= corr[0];
+      acc[dt][2] *= corr[1];
+      acc[dt][3] *= corr[1];
+    }
+  };
+
+  if constexpr (kStages == 3) {
+    cp_async_wait_all();
+    fence_proxy_async();
+    __syncthreads();  // Q and tiles 0 and 1 visible
+    load_q_frags(qf);
+    float s_a[2][8][4], s_b[2][8][4];
+    wgmma_fence();
+    wgmma_issue_s<T>(s_a, qf, k_addr(0));
+    wgmma_commit();
+    wgmma_wait<0>();
+    wgmma_fence_regs(s_a[0]);
+    wgmma_fence_regs(s_a[1]);
+    // Tile nb: sc holds S (done); P V of tile nb - 1 may be in flight.
+    auto step = [&](int nb, float(&sc)[2][8][4], float(&sn)[2][8][4]) {
+      const int n0 = nb * kBlockN;
+      uint32_t pa[8][4];
+      float corr[2];
+      wgmma_softmax_tile(sc, info, mask_row, n0, t, scale_log2, m_i, l_i, corr);
+      wgmma_pack_p<T, kDropout>(sc, pa, p, threshold, bh, m0 + wrow + g, n0, t);
+      wgmma_wait<0>();  // P V of tile nb - 1
+      wgmma_fence_regs(acc);
+      rescale(corr);
+      const bool more = nb + 1 < n_blocks;
+      if (more) {
+        cp_async_wait_all();
+        fence_proxy_async();
+        // tile nb + 1 visible; every warp has waited for its reads of tile
+        // nb - 1, whose buffers the next copies overwrite
+        __syncthreads();
+        if (nb + 2 < n_blocks) {
+          load_kv(nb + 2);
+          cp_async_commit();
+        }
+      }
+      wgmma_fence_regs(acc);
+      wgmma_fence();
+      if (more) {
+        wgmma_issue_s<T>(sn, qf, k_addr(nb + 1));
+        wgmma_commit();
+      }
+      wgmma_issue_pv<T>(acc, pa, v_addr(nb));
+      wgmma_commit();
+      if (more) {
+        wgmma_wait<1>();  // S of tile nb + 1 (the P V group stays in flight)
+        wgmma_fence_regs(sn[0]);
+        wgmma_fence_regs(sn[1]);
+      }
+    };
+    for (int nb = 0; nb < n_blocks; nb += 2) {
+      step(nb, s_a, s_b);
+      if (nb + 1 < n_blocks) step(nb + 1, s_b, s_a);
+    }
+    wgmma_wait<0>();
+    wgmma_fence_regs(acc);
+    wgmma_store_out<T, kDropout>(acc, m_i, l_i, p, out, lse, m0 + wrow + g, t);
+    return;
+  }
 
   for (int nb = 0; nb < n_blocks; ++nb) {
     const int n0 = nb * kBlockN;
-    const T* sK = sK0 + (nb & 1) * kBlockN * D;
-    const T* sV = sV0 + (nb & 1) * kBlockN * D;
     cp_async_wait_all();
     fence_proxy_async();
     // K and V tile nb visible (to wgmma too); every warpgroup has waited for
     // its wgmma reads of tile nb - 1, whose buffers the next copies overwrite.
     __syncthreads();
-    if (nb == 0) {
-#pragma unroll
-      for (int kt = 0; kt < D / 16; ++kt) {
-        const int r = wrow + ((lane / 8) % 2) * 8 + lane % 8, c = 2 * kt + lane / 16;
-        ldmatrix_x4(qf[kt], sQ + r * D + ((c ^ (r & 7)) * 8));
-      }
-    }
+    if (nb == 0) load_q_frags(qf);
     if (nb + 1 < n_blocks) {
       load_kv(nb + 1);
       cp_async_commit();
     }
 
-    // S = Q K^T: s[half][i] holds keys n0 + 64 half + 8 i + [0, 8).
+    // S = Q K^T, the softmax, O += P V.
     float s[2][8][4];
-    const uint32_t k_addr = smem_u32(sK), v_addr = smem_u32(sV);
+    uint32_t pa[8][4];
+    float corr[2];
     wgmma_fence();
-#pragma unroll
-    for (int kt = 0; kt < D / 16; ++kt) {
-#pragma unroll
-      for (int half = 0; half < 2; ++half)
-        wgmma_m64n64k16<T, false>(
-            s[half], qf[kt], wgmma_desc_sw128(k_addr + half * 64 * S::kRowBytes + kt * 32, 16, 1024),
-            kt > 0);
-    }
+    wgmma_issue_s<T>(s, qf, k_addr(nb));
     wgmma_commit();
     wgmma_wait<0>();
     wgmma_fence_regs(s[0]);
     wgmma_fence_regs(s[1]);
-
-    if (!info.prefix || n0 + kBlockN > info.kv_len) {
-#pragma unroll
-      for (int half = 0; half < 2; ++half)
-#pragma unroll
-        for (int i = 0; i < 8; ++i)
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            const int col = n0 + half * 64 + i * 8 + 2 * t + e;
-            const bool keep = col < info.kv_len && (info.prefix || mask_row[col] != 0);
-            if (!keep) s[half][i][e] = s[half][i][2 + e] = -INFINITY;
-          }
-    }
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      float mx = -INFINITY;
-#pragma unroll
-      for (int half = 0; half < 2; ++half)
-#pragma unroll
-        for (int i = 0; i < 8; ++i) mx = fmaxf(mx, fmaxf(s[half][i][2 * r], s[half][i][2 * r + 1]));
-      mx = quad_max(mx);
-      const float m_new = fmaxf(m_i[r], mx * scale_log2);
-      const float m_use = m_new == -INFINITY ? 0.f : m_new;
-      const float corr = fast_exp2(m_i[r] - m_use);
-      m_i[r] = m_new;
-      float sum = 0.f;
-#pragma unroll
-      for (int half = 0; half < 2; ++half)
-#pragma unroll
-        for (int i = 0; i < 8; ++i)
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            const float pe = fast_exp2(fmaf(s[half][i][2 * r + e], scale_log2, -m_use));
-            s[half][i][2 * r + e] = pe;
-            sum += pe;
-          }
-      l_i[r] = l_i[r] * corr + sum;
-#pragma unroll
-      for (int dt = 0; dt < D / 8; ++dt) {
-        acc[dt][2 * r] *= corr;
-        acc[dt][2 * r + 1] *= corr;
-      }
-    }
-    if constexpr (kDropout) {
-#pragma unroll
-      for (int half = 0; half < 2; ++half)
-#pragma unroll
-        for (int i = 0; i < 8; ++i) {
-          const int col = n0 + half * 64 + i * 8 + 2 * t;  // even: words (col & 3) and (col & 3) + 1
-#pragma unroll
-          for (int r = 0; r < 2; ++r) {
-            const int row = m0 + wrow + g + 8 * r;
-            const Philox4 w = dropout_words(p.seed, p.offset, bh, row, col);
-            const bool lo = (col & 2) == 0;
-            if ((lo ? w.x[0] : w.x[2]) < threshold) s[half][i][2 * r] = 0.f;
-            if ((lo ? w.x[1] : w.x[3]) < threshold) s[half][i][2 * r + 1] = 0.f;
-          }
-        }
-    }
-
-    // O += P V, 16 keys per step: P's A fragment is two 8-key accumulator tiles.
-    uint32_t pa[kBlockN / 16][4];
-#pragma unroll
-    for (int kk = 0; kk < kBlockN / 16; ++kk) {
-      const float(&lo)[4] = s[kk / 4][(2 * kk) % 8];
-      const float(&hi)[4] = s[kk / 4][(2 * kk + 1) % 8];
-      pa[kk][0] = Elem<T>::pack(lo[0], lo[1]);
-      pa[kk][1] = Elem<T>::pack(lo[2], lo[3]);
-      pa[kk][2] = Elem<T>::pack(hi[0], hi[1]);
-      pa[kk][3] = Elem<T>::pack(hi[2], hi[3]);
-    }
+    wgmma_softmax_tile(s, info, mask_row, n0, t, scale_log2, m_i, l_i, corr);
+    wgmma_pack_p<T, kDropout>(s, pa, p, threshold, bh, m0 + wrow + g, n0, t);
+    rescale(corr);
     wgmma_fence_regs(acc);
     wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < kBlockN / 16; ++kk)
-      wgmma_m64n64k16<T, true>(acc, pa[kk], wgmma_desc_sw128(v_addr + kk * 16 * S::kRowBytes, 16, 1024),
-                               true);
+    wgmma_issue_pv<T>(acc, pa, v_addr(nb));
     wgmma_commit();
     wgmma_wait<0>();
     wgmma_fence_regs(acc);
   }
-
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const float l = quad_sum(l_i[r]);
-    float inv = l > 0.f ? 1.f / l : 0.f;
-    if constexpr (kDropout) inv *= 1.f / (1.f - p.dropout_rate);
-    const int row = m0 + wrow + g + 8 * r;
-    if (row < p.seq_q) {
-      T* orow = out + row * p.out_strides.seq;
-#pragma unroll
-      for (int dt = 0; dt < D / 8; ++dt)
-        *reinterpret_cast<uint32_t*>(orow + dt * 8 + 2 * t) =
-            Elem<T>::pack(acc[dt][2 * r] * inv, acc[dt][2 * r + 1] * inv);
-      if (lse != nullptr && t == 0) lse[row] = l > 0.f ? (m_i[r] + log2f(l)) * kLn2 : INFINITY;
-    }
-  }
+  wgmma_store_out<T, kDropout>(acc, m_i, l_i, p, out, lse, m0 + wrow + g, t);
 #else
   (void)p;
 #endif
