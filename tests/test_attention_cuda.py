@@ -88,7 +88,7 @@ def test_cuda_build_has_sm80_and_sm90a_code(cuda_lib_path):
 
 
 def test_sm90a_code_has_the_wgmma_kernels_and_sm80_code_does_not(tmp_path):
-    """The forward variants 10 and 11 are wgmma code only where nvcc compiles
+    """The forward variants 10-12 are wgmma code only where nvcc compiles
     for sm_90a; elsewhere their kernels are empty and the launcher's probe
     (g_wgmma_compiled, read on the device) says so."""
     src = ROOT / "csrc" / "attention" / "attention_fwd_f16.cu"
@@ -101,14 +101,47 @@ def test_sm90a_code_has_the_wgmma_kernels_and_sm80_code_does_not(tmp_path):
             capture_output=True, text=True)  # fmt: skip
         assert res.returncode == 0, res.stderr[-4000:]
         ptx[arch] = out.read_text()
-    # 2 kernels (1 and 2 warpgroups) x 2 (dropout or not) x 16 wgmma per key tile
-    assert ptx["90a"].count("wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16") == 64
+    # variants 10 and 11: 16 wgmma per key tile; 12: 8 before the loop and 16 in
+    # each of the loop's two (unrolled) steps; each with and without dropout
+    assert ptx["90a"].count("wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16") == 2 * (
+        16 + 16 + 8 + 2 * 16
+    )
     assert "fence.proxy.async.shared::cta" in ptx["90a"]
     assert "wgmma.mma_async" not in ptx["80"]
     probe = [ln for ln in ptx["90a"].splitlines() if "g_wgmma_compiled" in ln and ".global" in ln]
     assert len(probe) == 1 and probe[0].rstrip().endswith("= 1;"), probe
     probe80 = [ln for ln in ptx["80"].splitlines() if "g_wgmma_compiled" in ln and ".global" in ln]
     assert len(probe80) == 1 and "= 1" not in probe80[0], probe80
+
+
+def test_wgmma_kernels_are_not_serialized_by_ptxas(tmp_path):
+    """ptxas serializes wgmma (a wait after each one) where other instructions
+    touch a wgmma's registers while it may be in flight, and says so (C7513,
+    C7514, 'Potential Performance Loss'): forward variants 10 and 11 and
+    backward variant 5 must compile without it. (Variant 12, the pipelined
+    forward, does not yet: bench/RESULTS.md.)"""
+    src = tmp_path / "wgmma_kernels.cu"
+    src.write_text(
+        '#include "attention/launch_impl.cuh"\n'
+        "namespace pybert { namespace attention { namespace cuda {\n"
+        "template std::string launch_fwd_wgmma<__half, 1, 2>(const ForwardParams&, cudaStream_t);\n"
+        "template std::string launch_fwd_wgmma<__nv_bfloat16, 2, 2>(const ForwardParams&,"
+        " cudaStream_t);\n"
+        "template std::string launch_bwd_wgmma<__half>(const BackwardParams&, cudaStream_t,"
+        " float*, float*);\n"
+        "}}}\n"
+    )
+    res = subprocess.run(
+        [NVCC, "-std=c++17", "-O3", f"-I{ROOT / 'csrc'}", "-gencode",
+         "arch=compute_90a,code=sm_90a", "-Xptxas", "-v", "-c", str(src),
+         "-o", str(tmp_path / "wgmma_kernels.o")],
+        capture_output=True, text=True)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-4000:]
+    log = res.stdout + res.stderr
+    assert log.count("Compiling entry function") >= 6, log[-2000:]
+    assert "flash_fwd_wgmma_kernel" in log and "flash_bwd_wgmma_kernel" in log
+    bad = [ln for ln in log.splitlines() if "C7513" in ln or "C7514" in ln or "serialized" in ln]
+    assert not bad, bad
 
 
 class _Api:

@@ -210,7 +210,7 @@ def test_bad_emulation_mode_is_refused(lib):
 
 
 def test_kernels_pass_the_gpu_checks(ca, lib):
-    """The device script's --quick checks (238: fp16/bf16/fp32, head dims
+    """The device script's --quick checks (262: fp16/bf16/fp32, head dims
     32/64/128, every forward and backward variant, dropout with the CPU
     kernels' Philox mask, fully masked rows, strided views, bad input)."""
     checker = ca.run_checks(lib, torch.device("cpu"), quick=True)

@@ -319,42 +319,40 @@ __global__ void __launch_bounds__(128 * kWG) flash_fwd_wgmma_kernel(const Forwar
     }
     wgmma_wait<0>();
     wgmma_fence_regs(acc);
-    wgmma_store_out<T, kDropout>(acc, m_i, l_i, p, out, lse, m0 + wrow + g, t);
-    return;
-  }
+  } else {
+    for (int nb = 0; nb < n_blocks; ++nb) {
+      const int n0 = nb * kBlockN;
+      cp_async_wait_all();
+      fence_proxy_async();
+      // K and V tile nb visible (to wgmma too); every warpgroup has waited for
+      // its wgmma reads of tile nb - 1, whose buffers the next copies overwrite.
+      __syncthreads();
+      if (nb == 0) load_q_frags(qf);
+      if (nb + 1 < n_blocks) {
+        load_kv(nb + 1);
+        cp_async_commit();
+      }
 
-  for (int nb = 0; nb < n_blocks; ++nb) {
-    const int n0 = nb * kBlockN;
-    cp_async_wait_all();
-    fence_proxy_async();
-    // K and V tile nb visible (to wgmma too); every warpgroup has waited for
-    // its wgmma reads of tile nb - 1, whose buffers the next copies overwrite.
-    __syncthreads();
-    if (nb == 0) load_q_frags(qf);
-    if (nb + 1 < n_blocks) {
-      load_kv(nb + 1);
-      cp_async_commit();
+      // S = Q K^T, the softmax, O += P V.
+      float s[2][8][4];
+      uint32_t pa[8][4];
+      float corr[2];
+      wgmma_fence();
+      wgmma_issue_s<T>(s, qf, k_addr(nb));
+      wgmma_commit();
+      wgmma_wait<0>();
+      wgmma_fence_regs(s[0]);
+      wgmma_fence_regs(s[1]);
+      wgmma_softmax_tile(s, info, mask_row, n0, t, scale_log2, m_i, l_i, corr);
+      wgmma_pack_p<T, kDropout>(s, pa, p, threshold, bh, m0 + wrow + g, n0, t);
+      rescale(corr);
+      wgmma_fence_regs(acc);
+      wgmma_fence();
+      wgmma_issue_pv<T>(acc, pa, v_addr(nb));
+      wgmma_commit();
+      wgmma_wait<0>();
+      wgmma_fence_regs(acc);
     }
-
-    // S = Q K^T, the softmax, O += P V.
-    float s[2][8][4];
-    uint32_t pa[8][4];
-    float corr[2];
-    wgmma_fence();
-    wgmma_issue_s<T>(s, qf, k_addr(nb));
-    wgmma_commit();
-    wgmma_wait<0>();
-    wgmma_fence_regs(s[0]);
-    wgmma_fence_regs(s[1]);
-    wgmma_softmax_tile(s, info, mask_row, n0, t, scale_log2, m_i, l_i, corr);
-    wgmma_pack_p<T, kDropout>(s, pa, p, threshold, bh, m0 + wrow + g, n0, t);
-    rescale(corr);
-    wgmma_fence_regs(acc);
-    wgmma_fence();
-    wgmma_issue_pv<T>(acc, pa, v_addr(nb));
-    wgmma_commit();
-    wgmma_wait<0>();
-    wgmma_fence_regs(acc);
   }
   wgmma_store_out<T, kDropout>(acc, m_i, l_i, p, out, lse, m0 + wrow + g, t);
 #else
