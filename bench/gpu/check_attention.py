@@ -915,7 +915,7 @@ def main(argv=None):
     ap.add_argument(
         "--smoke-wgmma",
         action="store_true",
-        help="only check the Hopper wgmma variants (forward 10, 11; backward 5) on a few "
+        help="only check the Hopper wgmma variants (forward 10-12; backward 5) on a few "
         "shapes; exit status 1 if any fails (check_attention.sh runs this in a process "
         "of its own first: a fault there would end the main run's CUDA context)",
     )
