@@ -137,27 +137,60 @@ __device__ __forceinline__ void wgmma_pack_p(float (&s)[2][8][4], uint32_t (&pa)
   }
 }
 
-// S = Q K^T for one 128-key tile at shared address k_addr (issued, not waited for).
-template <typename T>
-__device__ __forceinline__ void wgmma_issue_s(float (&s)[2][8][4], const uint32_t (&qf)[4][4],
-                                              uint32_t k_addr) {
+// The descriptors of the 8 wgmma of S = Q K^T ([kt][half]) and of O += P V
+// ([kk]) for a 128-key tile at shared address k_addr / v_addr; pinned (an
+// empty asm) where they are computed, so that none is computed between a
+// wgmma.fence and the wgmma using it (ptxas would serialize the pipeline).
+__device__ __forceinline__ void wgmma_s_descs(uint64_t (&d)[4][2], uint32_t k_addr) {
 #pragma unroll
-  for (int kt = 0; kt < 4; ++kt) {
+  for (int kt = 0; kt < 4; ++kt)
 #pragma unroll
-    for (int half = 0; half < 2; ++half)
-      wgmma_m64n64k16<T, false>(s[half], qf[kt],
-                                wgmma_desc_sw128(k_addr + half * 64 * 128 + kt * 32, 16, 1024),
-                                kt > 0);
+    for (int half = 0; half < 2; ++half) {
+      d[kt][half] = wgmma_desc_sw128(k_addr + half * 64 * 128 + kt * 32, 16, 1024);
+      wgmma_pin(d[kt][half]);
+    }
+}
+__device__ __forceinline__ void wgmma_pv_descs(uint64_t (&d)[8], uint32_t v_addr) {
+#pragma unroll
+  for (int kk = 0; kk < 8; ++kk) {
+    d[kk] = wgmma_desc_sw128(v_addr + kk * 16 * 128, 16, 1024);
+    wgmma_pin(d[kk]);
   }
 }
 
-// O += P V for one 128-key tile at shared address v_addr (issued, not waited for).
+// S = Q K^T for one 128-key tile (issued, not waited for).
+template <typename T>
+__device__ __forceinline__ void wgmma_issue_s(float (&s)[2][8][4], const uint32_t (&qf)[4][4],
+                                              const uint64_t (&d)[4][2]) {
+#pragma unroll
+  for (int half = 0; half < 2; ++half) wgmma_m64n64k16_zero<T, false>(s[half], qf[0], d[0][half]);
+#pragma unroll
+  for (int kt = 1; kt < 4; ++kt) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) wgmma_m64n64k16<T, false>(s[half], qf[kt], d[kt][half], true);
+  }
+}
+template <typename T>
+__device__ __forceinline__ void wgmma_issue_s(float (&s)[2][8][4], const uint32_t (&qf)[4][4],
+                                              uint32_t k_addr) {
+  uint64_t d[4][2];
+  wgmma_s_descs(d, k_addr);
+  wgmma_issue_s<T>(s, qf, d);
+}
+
+// O += P V for one 128-key tile (issued, not waited for).
+template <typename T>
+__device__ __forceinline__ void wgmma_issue_pv(float (&acc)[8][4], const uint32_t (&pa)[8][4],
+                                               const uint64_t (&d)[8]) {
+#pragma unroll
+  for (int kk = 0; kk < 8; ++kk) wgmma_m64n64k16<T, true>(acc, pa[kk], d[kk], true);
+}
 template <typename T>
 __device__ __forceinline__ void wgmma_issue_pv(float (&acc)[8][4], const uint32_t (&pa)[8][4],
                                                uint32_t v_addr) {
-#pragma unroll
-  for (int kk = 0; kk < 8; ++kk)
-    wgmma_m64n64k16<T, true>(acc, pa[kk], wgmma_desc_sw128(v_addr + kk * 16 * 128, 16, 1024), true);
+  uint64_t d[8];
+  wgmma_pv_descs(d, v_addr);
+  wgmma_issue_pv<T>(acc, pa, d);
 }
 
 // The epilogue: O / l (and / (1 - rate)) and the log-sum-exp of this warp's rows.
@@ -184,9 +217,9 @@ __device__ __forceinline__ void wgmma_store_out(const float (&acc)[8][4], const 
 
 // kStages 2: per tile, S = Q K^T is computed and waited for, then the softmax,
 // then O += P V, waited for; tile nb + 1 loads meanwhile.
-// kStages 3 (pipelined, as FlashAttention-3 within a warpgroup): S for tile
-// nb + 1 and O += P V for tile nb are in flight together, and the softmax of
-// tile nb + 1 runs while that P V product still is; tile nb + 2 loads meanwhile.
+// kStages 3 (pipelined, as FlashAttention-3 within a warpgroup): S of tile nb
+// and O += P V of tile nb - 1 are in flight together, and the softmax of tile
+// nb runs while that P V product still is; tile nb + 1 loads meanwhile.
 template <typename T, int kWG, int kStages, bool kDropout>
 __global__ void __launch_bounds__(128 * kWG) flash_fwd_wgmma_kernel(const ForwardParams p) {
 #if PYBERT_HAS_WGMMA
@@ -243,11 +276,9 @@ __global__ void __launch_bounds__(128 * kWG) flash_fwd_wgmma_kernel(const Forwar
       ldmatrix_x4(qf[kt], sQ + r * D + ((c ^ (r & 7)) * 8));
     }
   };
-  // cp.async groups: {Q, K0, V0} (kStages 3: and K1, V1), then per tile one
-  // group of the tile kStages - 1 ahead.
+  // cp.async groups: {Q, K0, V0}, then per tile one group of the next tile.
   load_tile_sw128<T, kThreads>(sQ, q, p.q_strides.seq, m0, kBlockM, p.seq_q);
   load_kv(0);
-  if (kStages == 3 && n_blocks > 1) load_kv(1);
   cp_async_commit();
 
   uint32_t qf[D / 16][4];
@@ -266,57 +297,64 @@ __global__ void __launch_bounds__(128 * kWG) flash_fwd_wgmma_kernel(const Forwar
   };
 
   if constexpr (kStages == 3) {
+    // Iteration nb issues S of tile nb and P V of tile nb - 1 together; the
+    // softmax of tile nb runs while P V is in flight. Tile nb + 1 loads
+    // meanwhile, into the buffers of tile nb - 2.
     cp_async_wait_all();
     fence_proxy_async();
-    __syncthreads();  // Q and tiles 0 and 1 visible
+    __syncthreads();  // Q and tile 0 visible
     load_q_frags(qf);
-    float s_a[2][8][4], s_b[2][8][4];
-    wgmma_fence();
-    wgmma_issue_s<T>(s_a, qf, k_addr(0));
-    wgmma_commit();
-    wgmma_wait<0>();
-    wgmma_fence_regs(s_a[0]);
-    wgmma_fence_regs(s_a[1]);
-    // Tile nb: sc holds S (done); P V of tile nb - 1 may be in flight.
-    auto step = [&](int nb, float(&sc)[2][8][4], float(&sn)[2][8][4]) {
+    if (n_blocks > 1) {
+      load_kv(1);
+      cp_async_commit();
+    }
+    uint32_t pa[8][4];  // P of the previous tile, the A operand of its P V
+    {
+      float s[2][8][4], corr[2];
+      wgmma_fence();
+      wgmma_issue_s<T>(s, qf, k_addr(0));
+      wgmma_commit();
+      wgmma_wait<0>();
+      wgmma_fence_regs(s[0]);
+      wgmma_fence_regs(s[1]);
+      wgmma_softmax_tile(s, info, mask_row, 0, t, scale_log2, m_i, l_i, corr);  // acc is 0
+      wgmma_pack_p<T, kDropout>(s, pa, p, threshold, bh, m0 + wrow + g, 0, t);
+    }
+    for (int nb = 1; nb < n_blocks; ++nb) {
       const int n0 = nb * kBlockN;
-      uint32_t pa[8][4];
-      float corr[2];
-      wgmma_softmax_tile(sc, info, mask_row, n0, t, scale_log2, m_i, l_i, corr);
-      wgmma_pack_p<T, kDropout>(sc, pa, p, threshold, bh, m0 + wrow + g, n0, t);
+      cp_async_wait_all();
+      fence_proxy_async();
+      // tile nb visible; every warp has waited for its reads of tile nb - 2,
+      // whose buffers the next copies overwrite
+      __syncthreads();
+      if (nb + 1 < n_blocks) {
+        load_kv(nb + 1);
+        cp_async_commit();
+      }
+      float s[2][8][4], corr[2];
+      uint64_t ds[4][2], dv[8];
+      wgmma_s_descs(ds, k_addr(nb));
+      wgmma_pv_descs(dv, v_addr(nb - 1));
+      wgmma_fence_regs(acc);
+      wgmma_fence();
+      wgmma_issue_s<T>(s, qf, ds);
+      wgmma_commit();
+      wgmma_issue_pv<T>(acc, pa, dv);
+      wgmma_commit();
+      wgmma_wait<1>();  // S (P V stays in flight during the softmax)
+      wgmma_fence_regs(s[0]);
+      wgmma_fence_regs(s[1]);
+      wgmma_softmax_tile(s, info, mask_row, n0, t, scale_log2, m_i, l_i, corr);
       wgmma_wait<0>();  // P V of tile nb - 1
       wgmma_fence_regs(acc);
       rescale(corr);
-      const bool more = nb + 1 < n_blocks;
-      if (more) {
-        cp_async_wait_all();
-        fence_proxy_async();
-        // tile nb + 1 visible; every warp has waited for its reads of tile
-        // nb - 1, whose buffers the next copies overwrite
-        __syncthreads();
-        if (nb + 2 < n_blocks) {
-          load_kv(nb + 2);
-          cp_async_commit();
-        }
-      }
-      wgmma_fence_regs(acc);
-      wgmma_fence();
-      if (more) {
-        wgmma_issue_s<T>(sn, qf, k_addr(nb + 1));
-        wgmma_commit();
-      }
-      wgmma_issue_pv<T>(acc, pa, v_addr(nb));
-      wgmma_commit();
-      if (more) {
-        wgmma_wait<1>();  // S of tile nb + 1 (the P V group stays in flight)
-        wgmma_fence_regs(sn[0]);
-        wgmma_fence_regs(sn[1]);
-      }
-    };
-    for (int nb = 0; nb < n_blocks; nb += 2) {
-      step(nb, s_a, s_b);
-      if (nb + 1 < n_blocks) step(nb + 1, s_b, s_a);
+      // P to 16 bits only now: the P V product just waited for read pa
+      wgmma_pack_p<T, kDropout>(s, pa, p, threshold, bh, m0 + wrow + g, n0, t);
     }
+    wgmma_fence_regs(acc);
+    wgmma_fence();
+    wgmma_issue_pv<T>(acc, pa, v_addr(n_blocks - 1));
+    wgmma_commit();
     wgmma_wait<0>();
     wgmma_fence_regs(acc);
   } else {

@@ -56,6 +56,7 @@ __device__ __forceinline__ uint64_t wgmma_desc_sw128(uint32_t start, uint32_t lb
 }
 
 #if defined(PYBERT_CUDA_EMU)
+__device__ __forceinline__ void wgmma_pin(uint64_t&) {}
 __device__ __forceinline__ uint32_t smem_u32(const void* p) { return ::pybert_emu::smem_address(p); }
 __device__ __forceinline__ void wgmma_fence() { ::pybert_emu::wgmma_fence(); }
 __device__ __forceinline__ void wgmma_commit() { ::pybert_emu::wgmma_commit_group(); }
@@ -76,6 +77,12 @@ __device__ __forceinline__ void wgmma_m64n64k16(float (&d)[8][4], const uint32_t
                                                 uint64_t desc_b, bool accumulate) {
   ::pybert_emu::wgmma_m64nNk16(emu_mma_type<T>(), 64, &d[0][0], a, desc_b, accumulate, kTransB);
 }
+// d = A x B: d is only written (its previous values are no input).
+template <typename T, bool kTransB>
+__device__ __forceinline__ void wgmma_m64n64k16_zero(float (&d)[8][4], const uint32_t (&a)[4],
+                                                     uint64_t desc_b) {
+  ::pybert_emu::wgmma_m64nNk16(emu_mma_type<T>(), 64, &d[0][0], a, desc_b, false, kTransB);
+}
 template <typename T, bool kTransA, bool kTransB, int N>
 __device__ __forceinline__ void wgmma_ss(float (&d)[N / 8][4], uint64_t desc_a, uint64_t desc_b,
                                          bool accumulate) {
@@ -84,6 +91,8 @@ __device__ __forceinline__ void wgmma_ss(float (&d)[N / 8][4], uint64_t desc_a, 
                                   kTransA, kTransB);
 }
 #else
+// Keeps a value computed here (the compiler may not sink it past this point).
+__device__ __forceinline__ void wgmma_pin(uint64_t& x) { asm volatile("" : "+l"(x)); }
 __device__ __forceinline__ uint32_t smem_u32(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
@@ -124,6 +133,13 @@ __device__ __forceinline__ void wgmma_fence_regs(float (&r)[R][C]) {
   "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]),    \
       "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), \
       "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3])
+#define PYBERT_WGMMA_D32_OUT(d)                                                                \
+  "=f"(d[0][0]), "=f"(d[0][1]), "=f"(d[0][2]), "=f"(d[0][3]), "=f"(d[1][0]), "=f"(d[1][1]),    \
+      "=f"(d[1][2]), "=f"(d[1][3]), "=f"(d[2][0]), "=f"(d[2][1]), "=f"(d[2][2]), "=f"(d[2][3]), \
+      "=f"(d[3][0]), "=f"(d[3][1]), "=f"(d[3][2]), "=f"(d[3][3]), "=f"(d[4][0]), "=f"(d[4][1]), \
+      "=f"(d[4][2]), "=f"(d[4][3]), "=f"(d[5][0]), "=f"(d[5][1]), "=f"(d[5][2]), "=f"(d[5][3]), \
+      "=f"(d[6][0]), "=f"(d[6][1]), "=f"(d[6][2]), "=f"(d[6][3]), "=f"(d[7][0]), "=f"(d[7][1]), \
+      "=f"(d[7][2]), "=f"(d[7][3])
 #define PYBERT_WGMMA_D32(d)                                                                    \
   "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]),    \
       "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), \
@@ -142,6 +158,35 @@ __device__ __forceinline__ void wgmma_fence_regs(float (&r)[R][C]) {
       : PYBERT_WGMMA_D32(d)                                                                      \
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(static_cast<int>(accumulate)),          \
         "l"(desc_b))
+
+// d = A x B with the scale-d immediate 0: d is only written, not read, so the
+// registers it held are no input of the wgmma (ptxas's pipeline analysis).
+#define PYBERT_WGMMA_RS_ZERO(TYPE, TNSP)                                                         \
+  asm volatile(                                                                                  \
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE                                \
+      " {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23," \
+      "%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %36, 0, 1, 1, " TNSP ";\n"           \
+      : PYBERT_WGMMA_D32_OUT(d)                                                                  \
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b))
+template <typename T, bool kTransB>
+__device__ __forceinline__ void wgmma_m64n64k16_zero(float (&d)[8][4], const uint32_t (&a)[4],
+                                                     uint64_t desc_b) {
+#if PYBERT_HAS_WGMMA
+  if constexpr (std::is_same<T, __half>::value) {
+    if constexpr (kTransB)
+      PYBERT_WGMMA_RS_ZERO("f16", "1");
+    else
+      PYBERT_WGMMA_RS_ZERO("f16", "0");
+  } else {
+    if constexpr (kTransB)
+      PYBERT_WGMMA_RS_ZERO("bf16", "1");
+    else
+      PYBERT_WGMMA_RS_ZERO("bf16", "0");
+  }
+#else
+  (void)d, (void)a, (void)desc_b;
+#endif
+}
 
 template <typename T, bool kTransB>
 __device__ __forceinline__ void wgmma_m64n64k16(float (&d)[8][4], const uint32_t (&a)[4],
@@ -218,7 +263,9 @@ __device__ __forceinline__ void wgmma_ss(float (&d)[N / 8][4], uint64_t desc_a, 
 #undef PYBERT_WGMMA_SS32
 #undef PYBERT_WGMMA_SS64
 #undef PYBERT_WGMMA_RS
+#undef PYBERT_WGMMA_RS_ZERO
 #undef PYBERT_WGMMA_D32
+#undef PYBERT_WGMMA_D32_OUT
 #undef PYBERT_WGMMA_D16
 #endif
 
