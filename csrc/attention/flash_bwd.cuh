@@ -102,6 +102,56 @@ __global__ void __launch_bounds__(128) bwd_convert_dq_kernel(const BackwardParam
   }
 }
 
+// One (batch, head)'s slices of the backward's tensors (dq_accum: its float32
+// rows of the dQ accumulator, dvec: of rowsum(dO * O)).
+template <typename T, int D>
+struct BwdSlices {
+  int bh;
+  const T *q, *k, *v, *dout;
+  T *dk, *dv, *dq;
+  const float *lse, *dvec;
+  float* dq_accum;
+  const int32_t* mask_row;  // null: no mask
+  __device__ __forceinline__ BwdSlices(const BackwardParams& p, int b, int h, float* dq_acc,
+                                       const float* dvec_all)
+      : bh(b * p.heads + h),
+        q(static_cast<const T*>(p.q) + b * p.q_strides.batch + h * p.q_strides.head),
+        k(static_cast<const T*>(p.k) + b * p.k_strides.batch + h * p.k_strides.head),
+        v(static_cast<const T*>(p.v) + b * p.v_strides.batch + h * p.v_strides.head),
+        dout(static_cast<const T*>(p.dout) + b * p.dout_strides.batch + h * p.dout_strides.head),
+        dk(static_cast<T*>(p.dk) + b * p.dk_strides.batch + h * p.dk_strides.head),
+        dv(static_cast<T*>(p.dv) + b * p.dv_strides.batch + h * p.dv_strides.head),
+        dq(static_cast<T*>(p.dq) + b * p.dq_strides.batch + h * p.dq_strides.head),
+        lse(p.lse + static_cast<int64_t>(bh) * p.seq_q),
+        dvec(dvec_all + static_cast<int64_t>(bh) * p.seq_q),
+        dq_accum(dq_acc + static_cast<int64_t>(bh) * p.seq_q * D),
+        mask_row(p.mask ? p.mask + b * p.mask_batch_stride : nullptr) {}
+};
+
+// The keys [n0, n0 + kBlockN) of one (batch, head) a backward CTA owns:
+// s_keep[r] = whether key n0 + r exists and is kept. If none is, zeroes their
+// rows of dk and dv and returns false (the CTA has nothing else to add).
+template <typename T, int D, int kBlockN, int kThreads>
+__device__ __forceinline__ bool bwd_scan_keys(const BackwardParams& p, int n0,
+                                              const int32_t* mask_row, int* s_keep, T* dk, T* dv) {
+  bool any_keep = false;
+  for (int r = threadIdx.x; r < kBlockN; r += kThreads) {
+    const int j = n0 + r;
+    const bool keep = j < p.seq_k && (mask_row == nullptr || mask_row[j] != 0);
+    s_keep[r] = keep;
+    any_keep |= keep;
+  }
+  if (__syncthreads_or(any_keep)) return true;
+  for (int idx = threadIdx.x; idx < kBlockN * (D / 8); idx += kThreads) {
+    const int r = idx / (D / 8), c = idx % (D / 8);
+    if (n0 + r < p.seq_k) {
+      *reinterpret_cast<uint4*>(dk + (n0 + r) * p.dk_strides.seq + c * 8) = make_uint4(0, 0, 0, 0);
+      *reinterpret_cast<uint4*>(dv + (n0 + r) * p.dv_strides.seq + c * 8) = make_uint4(0, 0, 0, 0);
+    }
+  }
+  return false;
+}
+
 template <typename T, int D, int kBlockM, int kWarps, int kKT>
 struct BwdShape {
   static constexpr int kBlockN = 16 * kKT * kWarps;  // keys per CTA: 16 * kKT per warp
@@ -150,34 +200,16 @@ __global__ void __launch_bounds__(32 * kWarps) flash_bwd_kernel(const BackwardPa
   const int h = blockIdx.y, b = blockIdx.z;
   const int n0 = blockIdx.x * kBlockN;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
-  const int bh = b * p.heads + h;
-  const T* q = static_cast<const T*>(p.q) + b * p.q_strides.batch + h * p.q_strides.head;
-  const T* k = static_cast<const T*>(p.k) + b * p.k_strides.batch + h * p.k_strides.head;
-  const T* v = static_cast<const T*>(p.v) + b * p.v_strides.batch + h * p.v_strides.head;
-  const T* dout = static_cast<const T*>(p.dout) + b * p.dout_strides.batch + h * p.dout_strides.head;
-  T* dk = static_cast<T*>(p.dk) + b * p.dk_strides.batch + h * p.dk_strides.head;
-  T* dv = static_cast<T*>(p.dv) + b * p.dv_strides.batch + h * p.dv_strides.head;
-  T* dq = static_cast<T*>(p.dq) + b * p.dq_strides.batch + h * p.dq_strides.head;
-  const float* lse = p.lse + static_cast<int64_t>(bh) * p.seq_q;
-  const float* dvec_bh = dvec + static_cast<int64_t>(bh) * p.seq_q;
-  float* dq_bh = dq_accum + static_cast<int64_t>(bh) * p.seq_q * D;
-  const int32_t* mask_row = p.mask ? p.mask + b * p.mask_batch_stride : nullptr;
+  const BwdSlices<T, D> sl(p, b, h, dq_accum, dvec);
+  const int bh = sl.bh;
+  const T *q = sl.q, *k = sl.k, *v = sl.v, *dout = sl.dout;
+  T *dk = sl.dk, *dv = sl.dv, *dq = sl.dq;
+  const float *lse = sl.lse, *dvec_bh = sl.dvec;
+  float* dq_bh = sl.dq_accum;
+  const int32_t* mask_row = sl.mask_row;
 
-  bool any_keep = false;
-  for (int r = tid; r < kBlockN; r += kThreads) {
-    const int j = n0 + r;
-    const bool keep = j < p.seq_k && (mask_row == nullptr || mask_row[j] != 0);
-    s_keep[r] = keep;
-    any_keep |= keep;
-  }
-  if (!__syncthreads_or(any_keep)) {  // no kept key in this tile: zero gradients
-    for (int idx = tid; idx < kBlockN * (D / 8); idx += kThreads) {
-      const int r = idx / (D / 8), c = idx % (D / 8);
-      if (n0 + r < p.seq_k) {
-        *reinterpret_cast<uint4*>(dk + (n0 + r) * p.dk_strides.seq + c * 8) = make_uint4(0, 0, 0, 0);
-        *reinterpret_cast<uint4*>(dv + (n0 + r) * p.dv_strides.seq + c * 8) = make_uint4(0, 0, 0, 0);
-      }
-    }
+  if (!bwd_scan_keys<T, D, kBlockN, kThreads>(p, n0, mask_row, s_keep, dk, dv)) {
+    // no kept key in this tile: dk, dv zeroed
     if constexpr (kDirectDq) {  // the only CTA of this (b, h): dq is zero too
       for (int idx = tid; idx < p.seq_q * (D / 8); idx += kThreads) {
         const int r = idx / (D / 8), c = idx % (D / 8);

@@ -65,51 +65,26 @@ __global__ void __launch_bounds__(256) flash_bwd_wgmma_kernel(const BackwardPara
   const int wg = warp / 4;                 // warpgroup: keys n0 + 64 wg + [0, 64)
   const int key0 = wg * 64 + (warp % 4) * 16;  // the warp's first key (accumulator rows)
   const int qrow0 = (warp % 4) * 16;       // the warp's first query row in the dQ product
-  const int bh = b * p.heads + h;
-  const T* q = static_cast<const T*>(p.q) + b * p.q_strides.batch + h * p.q_strides.head;
-  const T* k = static_cast<const T*>(p.k) + b * p.k_strides.batch + h * p.k_strides.head;
-  const T* v = static_cast<const T*>(p.v) + b * p.v_strides.batch + h * p.v_strides.head;
-  const T* dout = static_cast<const T*>(p.dout) + b * p.dout_strides.batch + h * p.dout_strides.head;
-  T* dk = static_cast<T*>(p.dk) + b * p.dk_strides.batch + h * p.dk_strides.head;
-  T* dv = static_cast<T*>(p.dv) + b * p.dv_strides.batch + h * p.dv_strides.head;
-  const float* lse = p.lse + static_cast<int64_t>(bh) * p.seq_q;
-  const float* dvec_bh = dvec + static_cast<int64_t>(bh) * p.seq_q;
-  float* dq_bh = dq_accum + static_cast<int64_t>(bh) * p.seq_q * D;
-  const int32_t* mask_row = p.mask ? p.mask + b * p.mask_batch_stride : nullptr;
+  const BwdSlices<T, D> sl(p, b, h, dq_accum, dvec);
 
-  bool any_keep = false;
-  for (int r = tid; r < kBlockN; r += kThreads) {
-    const int j = n0 + r;
-    const bool keep = j < p.seq_k && (mask_row == nullptr || mask_row[j] != 0);
-    s_keep[r] = keep;
-    any_keep |= keep;
-  }
-  if (!__syncthreads_or(any_keep)) {  // no kept key in this tile: zero gradients
-    for (int idx = tid; idx < kBlockN * (D / 8); idx += kThreads) {
-      const int r = idx / (D / 8), c = idx % (D / 8);
-      if (n0 + r < p.seq_k) {
-        *reinterpret_cast<uint4*>(dk + (n0 + r) * p.dk_strides.seq + c * 8) = make_uint4(0, 0, 0, 0);
-        *reinterpret_cast<uint4*>(dv + (n0 + r) * p.dv_strides.seq + c * 8) = make_uint4(0, 0, 0, 0);
-      }
-    }
-    return;
-  }
-  load_tile_sw128<T, kThreads>(sK, k + n0 * p.k_strides.seq, p.k_strides.seq, 0, kBlockN,
+  // no kept key in this tile: dk, dv zeroed, nothing to add to dq
+  if (!bwd_scan_keys<T, D, kBlockN, kThreads>(p, n0, sl.mask_row, s_keep, sl.dk, sl.dv)) return;
+  load_tile_sw128<T, kThreads>(sK, sl.k + n0 * p.k_strides.seq, p.k_strides.seq, 0, kBlockN,
                                p.seq_k - n0);
-  load_tile_sw128<T, kThreads>(sV, v + n0 * p.v_strides.seq, p.v_strides.seq, 0, kBlockN,
+  load_tile_sw128<T, kThreads>(sV, sl.v + n0 * p.v_strides.seq, p.v_strides.seq, 0, kBlockN,
                                p.seq_k - n0);
   // Query tiles are visited in the order first_mt, first_mt + 1, ... (mod n_mt).
   const int n_mt = (p.seq_q + kBlockM - 1) / kBlockM;
   const int first_mt =
       stagger ? static_cast<int>((static_cast<int64_t>(blockIdx.x) * n_mt) / gridDim.x) : 0;
   const int first_m0 = first_mt * kBlockM;
-  load_tile_sw128<T, kThreads>(sQbuf, q, p.q_strides.seq, first_m0, kBlockM, p.seq_q);
-  load_tile_sw128<T, kThreads>(sdObuf, dout, p.dout_strides.seq, first_m0, kBlockM, p.seq_q);
+  load_tile_sw128<T, kThreads>(sQbuf, sl.q, p.q_strides.seq, first_m0, kBlockM, p.seq_q);
+  load_tile_sw128<T, kThreads>(sdObuf, sl.dout, p.dout_strides.seq, first_m0, kBlockM, p.seq_q);
   cp_async_commit();
   for (int r = tid; r < kBlockM; r += kThreads) {
     const int row = first_m0 + r;
-    sLsebuf[r] = row < p.seq_q ? lse[row] * kLog2e : INFINITY;
-    sDvbuf[r] = row < p.seq_q ? dvec_bh[row] : 0.f;
+    sLsebuf[r] = row < p.seq_q ? sl.lse[row] * kLog2e : INFINITY;
+    sDvbuf[r] = row < p.seq_q ? sl.dvec[row] : 0.f;
   }
 
   const bool keep0 = s_keep[key0 + g], keep1 = s_keep[key0 + g + 8];
@@ -132,8 +107,8 @@ __global__ void __launch_bounds__(256) flash_bwd_wgmma_kernel(const BackwardPara
     const int nm = mt + 1 < n_mt ? m0 + kBlockM : 0;  // first row of the next tile
     float next_lse = INFINITY, next_dv = 0.f;
     if (has_next && tid < kBlockM && nm + tid < p.seq_q) {
-      next_lse = lse[nm + tid] * kLog2e;
-      next_dv = dvec_bh[nm + tid];
+      next_lse = sl.lse[nm + tid] * kLog2e;
+      next_dv = sl.dvec[nm + tid];
     }
     cp_async_wait_all();
     fence_proxy_async();
@@ -142,10 +117,10 @@ __global__ void __launch_bounds__(256) flash_bwd_wgmma_kernel(const BackwardPara
     // copies overwrite; its wgmma were waited for).
     __syncthreads();
     if (has_next) {
-      load_tile_sw128<T, kThreads>(sQbuf + (buf ^ 1) * kBlockM * D, q + nm * p.q_strides.seq,
+      load_tile_sw128<T, kThreads>(sQbuf + (buf ^ 1) * kBlockM * D, sl.q + nm * p.q_strides.seq,
                                    p.q_strides.seq, 0, kBlockM, p.seq_q - nm);
       load_tile_sw128<T, kThreads>(sdObuf + (buf ^ 1) * kBlockM * D,
-                                   dout + nm * p.dout_strides.seq, p.dout_strides.seq, 0, kBlockM,
+                                   sl.dout + nm * p.dout_strides.seq, p.dout_strides.seq, 0, kBlockM,
                                    p.seq_q - nm);
       cp_async_commit();
     }
@@ -190,7 +165,7 @@ __global__ void __launch_bounds__(256) flash_bwd_wgmma_kernel(const BackwardPara
           for (int e = 0; e < 2; ++e) {
             const int key = n0 + key0 + g + 8 * r;
             const int row = m0 + nt * 8 + 2 * t + e;
-            if (dropout_keep(p.seed, p.offset, threshold, bh, row, key))
+            if (dropout_keep(p.seed, p.offset, threshold, sl.bh, row, key))
               zbits |= 1u << (nt * 4 + 2 * r + e);
           }
     }
@@ -264,7 +239,7 @@ __global__ void __launch_bounds__(256) flash_bwd_wgmma_kernel(const BackwardPara
     for (int r = 0; r < 2; ++r) {
       const int row = m0 + qrow0 + g + 8 * r;
       if (row < p.seq_q) {
-        float* dst = dq_bh + static_cast<int64_t>(row) * D + wg * 32 + 2 * t;
+        float* dst = sl.dq_accum + static_cast<int64_t>(row) * D + wg * 32 + 2 * t;
 #pragma unroll
         for (int dt = 0; dt < 4; ++dt)
           atomicAdd(reinterpret_cast<float2*>(dst + dt * 8),
@@ -279,9 +254,9 @@ __global__ void __launch_bounds__(256) flash_bwd_wgmma_kernel(const BackwardPara
     if (key < p.seq_k) {
 #pragma unroll
       for (int dt = 0; dt < D / 8; ++dt) {
-        *reinterpret_cast<uint32_t*>(dk + key * p.dk_strides.seq + dt * 8 + 2 * t) =
+        *reinterpret_cast<uint32_t*>(sl.dk + key * p.dk_strides.seq + dt * 8 + 2 * t) =
             Elem<T>::pack(acc_dk[dt][2 * r] * p.scale, acc_dk[dt][2 * r + 1] * p.scale);
-        *reinterpret_cast<uint32_t*>(dv + key * p.dv_strides.seq + dt * 8 + 2 * t) =
+        *reinterpret_cast<uint32_t*>(sl.dv + key * p.dv_strides.seq + dt * 8 + 2 * t) =
             Elem<T>::pack(acc_dv[dt][2 * r], acc_dv[dt][2 * r + 1]);
       }
     }

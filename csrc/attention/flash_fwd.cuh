@@ -54,6 +54,39 @@ __device__ __forceinline__ void load_tile_async(T* dst, const T* src, int64_t se
   }
 }
 
+// One (batch, head)'s slices of the forward's tensors.
+template <typename T>
+struct FwdSlices {
+  int bh;
+  const T *q, *k, *v;
+  T* out;
+  float* lse;                // null if not wanted
+  const int32_t* mask_row;   // null: no mask
+  __device__ __forceinline__ FwdSlices(const ForwardParams& p, int b, int h)
+      : bh(b * p.heads + h),
+        q(static_cast<const T*>(p.q) + b * p.q_strides.batch + h * p.q_strides.head),
+        k(static_cast<const T*>(p.k) + b * p.k_strides.batch + h * p.k_strides.head),
+        v(static_cast<const T*>(p.v) + b * p.v_strides.batch + h * p.v_strides.head),
+        out(static_cast<T*>(p.out) + b * p.out_strides.batch + h * p.out_strides.head),
+        lse(p.lse ? p.lse + static_cast<int64_t>(bh) * p.seq_q : nullptr),
+        mask_row(p.mask ? p.mask + b * p.mask_batch_stride : nullptr) {}
+};
+
+// Query rows [m0, m0 + rows) of a (batch, head) whose keys are all masked:
+// the defined output 0 and lse +inf.
+template <typename T, int D, int kThreads>
+__device__ __forceinline__ void fwd_write_empty(const ForwardParams& p, T* out, float* lse, int m0,
+                                                int rows) {
+  for (int idx = threadIdx.x; idx < rows * (D / 8); idx += kThreads) {
+    const int r = idx / (D / 8), c = idx % (D / 8);
+    if (m0 + r < p.seq_q)
+      *reinterpret_cast<uint4*>(out + (m0 + r) * p.out_strides.seq + c * 8) = make_uint4(0, 0, 0, 0);
+  }
+  if (lse)
+    for (int r = threadIdx.x; r < rows; r += kThreads)
+      if (m0 + r < p.seq_q) lse[m0 + r] = INFINITY;
+}
+
 template <typename T, int D, int kWarps, int kMT, int kBlockN, bool kQRegs, int kStages,
           int kMinBlocks, bool kDropout>
 __global__ void __launch_bounds__(32 * kWarps, kMinBlocks) flash_fwd_kernel(const ForwardParams p) {
@@ -69,24 +102,16 @@ __global__ void __launch_bounds__(32 * kWarps, kMinBlocks) flash_fwd_kernel(cons
   const int h = blockIdx.y, b = blockIdx.z;
   const int m0 = blockIdx.x * kBlockM;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
-  const int bh = b * p.heads + h;
-  const T* q = static_cast<const T*>(p.q) + b * p.q_strides.batch + h * p.q_strides.head;
-  const T* k = static_cast<const T*>(p.k) + b * p.k_strides.batch + h * p.k_strides.head;
-  const T* v = static_cast<const T*>(p.v) + b * p.v_strides.batch + h * p.v_strides.head;
-  T* out = static_cast<T*>(p.out) + b * p.out_strides.batch + h * p.out_strides.head;
-  float* lse = p.lse ? p.lse + static_cast<int64_t>(bh) * p.seq_q : nullptr;
-  const int32_t* mask_row = p.mask ? p.mask + b * p.mask_batch_stride : nullptr;
+  const FwdSlices<T> sl(p, b, h);
+  const int bh = sl.bh;
+  const T *q = sl.q, *k = sl.k, *v = sl.v;
+  T* out = sl.out;
+  float* lse = sl.lse;
+  const int32_t* mask_row = sl.mask_row;
   const MaskInfo info = scan_mask(mask_row, p.seq_k, s_scratch);
 
-  if (info.kv_len == 0) {  // every key masked: defined output 0, lse +inf
-    for (int idx = tid; idx < kBlockM * S::kChunks; idx += kThreads) {
-      const int r = idx / S::kChunks, c = idx % S::kChunks;
-      if (m0 + r < p.seq_q)
-        *reinterpret_cast<uint4*>(out + (m0 + r) * p.out_strides.seq + c * 8) = make_uint4(0, 0, 0, 0);
-    }
-    if (lse)
-      for (int r = tid; r < kBlockM; r += kThreads)
-        if (m0 + r < p.seq_q) lse[m0 + r] = INFINITY;
+  if (info.kv_len == 0) {  // every key masked
+    fwd_write_empty<T, D, kThreads>(p, out, lse, m0, kBlockM);
     return;
   }
   const int n_blocks = (info.kv_len + kBlockN - 1) / kBlockN;

@@ -237,24 +237,11 @@ __global__ void __launch_bounds__(128 * kWG) flash_fwd_wgmma_kernel(const Forwar
   const int m0 = blockIdx.x * kBlockM;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
   const int wrow = (warp / 4) * 64 + (warp % 4) * 16;  // the warp's first row in the tile
-  const int bh = b * p.heads + h;
-  const T* q = static_cast<const T*>(p.q) + b * p.q_strides.batch + h * p.q_strides.head;
-  const T* k = static_cast<const T*>(p.k) + b * p.k_strides.batch + h * p.k_strides.head;
-  const T* v = static_cast<const T*>(p.v) + b * p.v_strides.batch + h * p.v_strides.head;
-  T* out = static_cast<T*>(p.out) + b * p.out_strides.batch + h * p.out_strides.head;
-  float* lse = p.lse ? p.lse + static_cast<int64_t>(bh) * p.seq_q : nullptr;
-  const int32_t* mask_row = p.mask ? p.mask + b * p.mask_batch_stride : nullptr;
-  const MaskInfo info = scan_mask(mask_row, p.seq_k, s_scratch);
+  const FwdSlices<T> sl(p, b, h);
+  const MaskInfo info = scan_mask(sl.mask_row, p.seq_k, s_scratch);
 
-  if (info.kv_len == 0) {  // every key masked: defined output 0, lse +inf
-    for (int idx = tid; idx < kBlockM * (D / 8); idx += kThreads) {
-      const int r = idx / (D / 8), c = idx % (D / 8);
-      if (m0 + r < p.seq_q)
-        *reinterpret_cast<uint4*>(out + (m0 + r) * p.out_strides.seq + c * 8) = make_uint4(0, 0, 0, 0);
-    }
-    if (lse)
-      for (int r = tid; r < kBlockM; r += kThreads)
-        if (m0 + r < p.seq_q) lse[m0 + r] = INFINITY;
+  if (info.kv_len == 0) {  // every key masked
+    fwd_write_empty<T, D, kThreads>(p, sl.out, sl.lse, m0, kBlockM);
     return;
   }
   const int n_blocks = (info.kv_len + kBlockN - 1) / kBlockN;
@@ -262,9 +249,9 @@ __global__ void __launch_bounds__(128 * kWG) flash_fwd_wgmma_kernel(const Forwar
   const uint32_t threshold = kDropout ? dropout_threshold(p.dropout_rate) : 0u;
   auto load_kv = [&](int nb) {
     const int n0 = nb * kBlockN;
-    load_tile_sw128<T, kThreads>(sK0 + (nb % kStages) * kBlockN * D, k + n0 * p.k_strides.seq,
+    load_tile_sw128<T, kThreads>(sK0 + (nb % kStages) * kBlockN * D, sl.k + n0 * p.k_strides.seq,
                                  p.k_strides.seq, 0, kBlockN, p.seq_k - n0);
-    load_tile_sw128<T, kThreads>(sV0 + (nb % kStages) * kBlockN * D, v + n0 * p.v_strides.seq,
+    load_tile_sw128<T, kThreads>(sV0 + (nb % kStages) * kBlockN * D, sl.v + n0 * p.v_strides.seq,
                                  p.v_strides.seq, 0, kBlockN, p.seq_k - n0);
   };
   auto k_addr = [&](int nb) { return smem_u32(sK0 + (nb % kStages) * kBlockN * D); };
@@ -277,7 +264,7 @@ __global__ void __launch_bounds__(128 * kWG) flash_fwd_wgmma_kernel(const Forwar
     }
   };
   // cp.async groups: {Q, K0, V0}, then per tile one group of the next tile.
-  load_tile_sw128<T, kThreads>(sQ, q, p.q_strides.seq, m0, kBlockM, p.seq_q);
+  load_tile_sw128<T, kThreads>(sQ, sl.q, p.q_strides.seq, m0, kBlockM, p.seq_q);
   load_kv(0);
   cp_async_commit();
 
@@ -317,8 +304,8 @@ __global__ void __launch_bounds__(128 * kWG) flash_fwd_wgmma_kernel(const Forwar
       wgmma_wait<0>();
       wgmma_fence_regs(s[0]);
       wgmma_fence_regs(s[1]);
-      wgmma_softmax_tile(s, info, mask_row, 0, t, scale_log2, m_i, l_i, corr);  // acc is 0
-      wgmma_pack_p<T, kDropout>(s, pa, p, threshold, bh, m0 + wrow + g, 0, t);
+      wgmma_softmax_tile(s, info, sl.mask_row, 0, t, scale_log2, m_i, l_i, corr);  // acc is 0
+      wgmma_pack_p<T, kDropout>(s, pa, p, threshold, sl.bh, m0 + wrow + g, 0, t);
     }
     for (int nb = 1; nb < n_blocks; ++nb) {
       const int n0 = nb * kBlockN;
@@ -344,12 +331,12 @@ __global__ void __launch_bounds__(128 * kWG) flash_fwd_wgmma_kernel(const Forwar
       wgmma_wait<1>();  // S (P V stays in flight during the softmax)
       wgmma_fence_regs(s[0]);
       wgmma_fence_regs(s[1]);
-      wgmma_softmax_tile(s, info, mask_row, n0, t, scale_log2, m_i, l_i, corr);
+      wgmma_softmax_tile(s, info, sl.mask_row, n0, t, scale_log2, m_i, l_i, corr);
       wgmma_wait<0>();  // P V of tile nb - 1
       wgmma_fence_regs(acc);
       rescale(corr);
       // P to 16 bits only now: the P V product just waited for read pa
-      wgmma_pack_p<T, kDropout>(s, pa, p, threshold, bh, m0 + wrow + g, n0, t);
+      wgmma_pack_p<T, kDropout>(s, pa, p, threshold, sl.bh, m0 + wrow + g, n0, t);
     }
     wgmma_fence_regs(acc);
     wgmma_fence();
@@ -381,8 +368,8 @@ __global__ void __launch_bounds__(128 * kWG) flash_fwd_wgmma_kernel(const Forwar
       wgmma_wait<0>();
       wgmma_fence_regs(s[0]);
       wgmma_fence_regs(s[1]);
-      wgmma_softmax_tile(s, info, mask_row, n0, t, scale_log2, m_i, l_i, corr);
-      wgmma_pack_p<T, kDropout>(s, pa, p, threshold, bh, m0 + wrow + g, n0, t);
+      wgmma_softmax_tile(s, info, sl.mask_row, n0, t, scale_log2, m_i, l_i, corr);
+      wgmma_pack_p<T, kDropout>(s, pa, p, threshold, sl.bh, m0 + wrow + g, n0, t);
       rescale(corr);
       wgmma_fence_regs(acc);
       wgmma_fence();
@@ -392,7 +379,7 @@ __global__ void __launch_bounds__(128 * kWG) flash_fwd_wgmma_kernel(const Forwar
       wgmma_fence_regs(acc);
     }
   }
-  wgmma_store_out<T, kDropout>(acc, m_i, l_i, p, out, lse, m0 + wrow + g, t);
+  wgmma_store_out<T, kDropout>(acc, m_i, l_i, p, sl.out, sl.lse, m0 + wrow + g, t);
 #else
   (void)p;
 #endif
