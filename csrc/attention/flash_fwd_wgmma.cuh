@@ -11,9 +11,11 @@
 //   - O += P V: per 16 keys one wgmma m64n64k16, A = P packed to 16 bits from
 //     the S accumulators in registers (their layouts coincide), B = the V tile
 //     read transposed (MN-major).
-// Each tile's two products are issued, committed and waited for in turn; the
-// overlap of one warpgroup's softmax with another's tensor-core work comes
-// from several CTAs per SM (no warp specialization).
+// With two K/V buffers (variants 10, 11) each tile's two products are issued
+// and waited for in turn, and the overlap of one warpgroup's softmax with
+// tensor-core work comes from the other CTAs on the SM; with three (variant
+// 12) a warpgroup keeps P V of one tile in flight during the softmax of the
+// next (no warp specialization either way).
 #pragma once
 
 #include <cmath>
