@@ -101,10 +101,11 @@ def test_sm90a_code_has_the_wgmma_kernels_and_sm80_code_does_not(tmp_path):
             capture_output=True, text=True)  # fmt: skip
         assert res.returncode == 0, res.stderr[-4000:]
         ptx[arch] = out.read_text()
-    # variants 10 and 11: 16 wgmma per key tile; 12: 8 before the loop and 16 in
-    # each of the loop's two (unrolled) steps; each with and without dropout
+    # variants 10 and 11: 16 wgmma per key tile; 12: S of the first tile (8),
+    # S and P V in the loop (16), P V of the last tile (8); each with and
+    # without dropout
     assert ptx["90a"].count("wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16") == 2 * (
-        16 + 16 + 8 + 2 * 16
+        16 + 16 + 8 + 16 + 8
     )
     assert "fence.proxy.async.shared::cta" in ptx["90a"]
     assert "wgmma.mma_async" not in ptx["80"]
@@ -195,7 +196,7 @@ class _Api:
         (dict(rate=-0.5), "dropout_rate must be in [0, 1)"),
         (dict(B=-1), "batch must be in [0, 65535], got -1"),
         (dict(H=0), "heads must be in [1, 65535], got 0"),
-        (dict(variant=12), "fwd_variant must be in [0, 11], got 12"),
+        (dict(variant=13), "fwd_variant must be in [0, 12], got 13"),
         (dict(scale=float("nan")), "scale must be finite"),
     ],
 )
@@ -209,7 +210,7 @@ def test_forward_rejects_bad_arguments(cuda_lib_path, kwargs, message):
     [
         (dict(lse=False), "lse: null pointer"),
         (dict(workspace=False), "workspace: null pointer"),
-        (dict(variant=9), "bwd_variant must be in [0, 4], got 9"),
+        (dict(variant=9), "bwd_variant must be in [0, 5], got 9"),
         (dict(D=96), "head_dim must be 32, 64 or 128, got 96"),
     ],
 )
