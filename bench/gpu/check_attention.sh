@@ -36,10 +36,10 @@ nvcc -shared -o "$BUILD/libpybert_attention_cuda.so" "$BUILD"/attention_*.o "$BU
 cat "$BUILD"/*.log > "$OUT/ptxas.log"
 echo "build: $(( $(date +%s) - t0 )) s"
 # The Hopper wgmma kernels (forward 10-12; backward 5): first in a process of
-# their own, since a fault there would end the main run's CUDA context; left
-# out of the main run if they fail.
+# their own (and a time limit), since a fault or a hang there would end the
+# main run; left out of the main run if they fail.
 SKIP=()
-if ! PYTHONUNBUFFERED=1 python3 bench/gpu/check_attention.py \
+if ! PYTHONUNBUFFERED=1 timeout 180 python3 bench/gpu/check_attention.py \
     --lib "$BUILD/libpybert_attention_cuda.so" --smoke-wgmma; then
   echo "wgmma kernels failed their smoke test: the main run leaves them out"
   SKIP=(--skip-variants "fwd:10,11,12;bwd:5")
