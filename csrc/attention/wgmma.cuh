@@ -28,6 +28,10 @@
 // The CPU emulation (emu/cuda_emu.h) implements the same semantics, waits
 // included: an operation computes when its group is waited for, so reading an
 // accumulator early or overwriting B before the wait gives wrong numbers there.
+// ptxas serializes the wgmma of a kernel (and says so: C7513/C7514, "Potential
+// Performance Loss") where other instructions write a wgmma's input registers
+// or read its accumulators between a wgmma.fence and the wait that retires it;
+// tests/test_attention_cuda.py checks that it does not for these kernels.
 #pragma once
 
 #include <cstdint>
@@ -36,7 +40,8 @@
 #include "attention/cuda_common.cuh"
 
 // Whether this compilation pass has wgmma: the CPU emulation, or device code
-// for sm_90a (the launcher asks wgmma_compiled() at run time).
+// for sm_90a (the launcher reads which at run time: g_wgmma_compiled,
+// launch_impl.cuh).
 #if defined(PYBERT_CUDA_EMU) || (defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL))
 #define PYBERT_HAS_WGMMA 1
 #else
