@@ -80,17 +80,24 @@ def raw(lib):
 # -- the emulation itself ---------------------------------------------------
 
 
+def _operands(n, dtype, b_kn, seed):
+    """A [m][k], B [k][n] (16-bit), C (float32), n x n each; and A, B as 16-bit
+    patterns, B given as [k][n] (b_kn) or [n][k]."""
+    gen = torch.Generator().manual_seed(seed)
+    a = torch.randn((n, n), generator=gen).to(dtype)
+    b = torch.randn((n, n), generator=gen).to(dtype)
+    c = torch.randn((n, n), generator=gen)
+    b_in = b if b_kn else b.t().contiguous()
+    bits = [x.contiguous().view(torch.int16) for x in (a, b_in)]
+    return a, b, c, bits
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("b_kn", [True, False])
 def test_tensor_core_fragments_compute_a_matrix_product(raw, dtype, b_kn):
-    gen = torch.Generator().manual_seed(3)
-    a = torch.randn((16, 16), generator=gen).to(dtype)
-    b = torch.randn((16, 16), generator=gen).to(dtype)  # [k][n]
-    c = torch.randn((16, 16), generator=gen)
-    b_in = b if b_kn else b.t().contiguous()  # [n][k] for the K-style load
+    a, b, c, bits = _operands(16, dtype, b_kn, seed=3)
     d = torch.full((16, 16), float("nan"))
     err = ctypes.create_string_buffer(512)
-    bits = [x.contiguous().view(torch.int16) for x in (a, b_in)]
     rc = raw.pybert_emu_selftest_mma(
         int(dtype == torch.bfloat16),
         bits[0].data_ptr(),
@@ -107,15 +114,11 @@ def test_tensor_core_fragments_compute_a_matrix_product(raw, dtype, b_kn):
 
 
 def _wgmma(raw, dtype, b_kn, mode, seed=5):
-    gen = torch.Generator().manual_seed(seed)
-    a = torch.randn((64, 64), generator=gen).to(dtype)  # [m][k]
-    b = torch.randn((64, 64), generator=gen).to(dtype)  # [k][n]
-    c = torch.randn((64, 64), generator=gen)
-    b_in = b if b_kn else b.t().contiguous()  # rows k (the V tile) or rows n (the K tile)
+    # B's rows are k (the V tile) or n (the K tile)
+    a, b, c, bits = _operands(64, dtype, b_kn, seed)
     d = torch.full((64, 64), float("nan"))
     early = torch.full((64, 64), float("nan"))
     err = ctypes.create_string_buffer(1024)
-    bits = [x.contiguous().view(torch.int16) for x in (a, b_in)]
     rc = raw.pybert_emu_selftest_wgmma(
         int(dtype == torch.bfloat16),
         bits[0].data_ptr(),

@@ -126,6 +126,25 @@ struct BwdSlices {
         dvec(dvec_all + static_cast<int64_t>(bh) * p.seq_q),
         dq_accum(dq_acc + static_cast<int64_t>(bh) * p.seq_q * D),
         mask_row(p.mask ? p.mask + b * p.mask_batch_stride : nullptr) {}
+  // Query row `row`'s lse (times log2(e)) and Dvec; +inf and 0 past seq_q (P = 0 there).
+  __device__ __forceinline__ void row_stats(int seq_q, int row, float& lse2, float& dv) const {
+    lse2 = row < seq_q ? lse[row] * kLog2e : INFINITY;
+    dv = row < seq_q ? dvec[row] : 0.f;
+  }
+};
+
+// Step `it` of a backward CTA's walk over the query tiles, which starts at
+// tile first_mt and wraps around: the tile's first row, and whether there is a
+// next step and its tile's first row.
+struct BwdQueryStep {
+  int m0, nm;
+  bool has_next;
+  __device__ __forceinline__ BwdQueryStep(int it, int first_mt, int n_mt, int block_m) {
+    const int mt = first_mt + it < n_mt ? first_mt + it : first_mt + it - n_mt;
+    m0 = mt * block_m;
+    has_next = it + 1 < n_mt;
+    nm = mt + 1 < n_mt ? m0 + block_m : 0;
+  }
 };
 
 // The keys [n0, n0 + kBlockN) of one (batch, head) a backward CTA owns:
@@ -204,7 +223,6 @@ __global__ void __launch_bounds__(32 * kWarps) flash_bwd_kernel(const BackwardPa
   const int bh = sl.bh;
   const T *q = sl.q, *k = sl.k, *v = sl.v, *dout = sl.dout;
   T *dk = sl.dk, *dv = sl.dv, *dq = sl.dq;
-  const float *lse = sl.lse, *dvec_bh = sl.dvec;
   float* dq_bh = sl.dq_accum;
   const int32_t* mask_row = sl.mask_row;
 
@@ -232,9 +250,7 @@ __global__ void __launch_bounds__(32 * kWarps) flash_bwd_kernel(const BackwardPa
                                            p.seq_q);
   cp_async_commit();
   for (int r = tid; r < kBlockM; r += kThreads) {
-    const int row = first_m0 + r;
-    sLsebuf[r] = row < p.seq_q ? lse[row] * kLog2e : INFINITY;
-    sDvbuf[r] = row < p.seq_q ? dvec_bh[row] : 0.f;
+    sl.row_stats(p.seq_q, first_m0 + r, sLsebuf[r], sDvbuf[r]);
   }
 
   // Warp w owns keys n0 + w * kWarpKeys + j * 16 + [0, 16) for j < kKT.
@@ -264,15 +280,11 @@ __global__ void __launch_bounds__(32 * kWarps) flash_bwd_kernel(const BackwardPa
 
   int buf = 0;
   for (int it = 0; it < n_mt; ++it, buf ^= 1) {
-    const int mt = first_mt + it < n_mt ? first_mt + it : first_mt + it - n_mt;
-    const int m0 = mt * kBlockM;
-    const bool has_next = it + 1 < n_mt;
-    const int nm = mt + 1 < n_mt ? m0 + kBlockM : 0;  // first row of the next tile
+    const BwdQueryStep qs(it, first_mt, n_mt, kBlockM);
+    const int m0 = qs.m0, nm = qs.nm;
+    const bool has_next = qs.has_next;
     float next_lse = INFINITY, next_dv = 0.f;
-    if (has_next && tid < kBlockM && nm + tid < p.seq_q) {
-      next_lse = lse[nm + tid] * kLog2e;
-      next_dv = dvec_bh[nm + tid];
-    }
+    if (has_next && tid < kBlockM) sl.row_stats(p.seq_q, nm + tid, next_lse, next_dv);
     cp_async_wait_all();
     __syncthreads();  // this tile landed; every warp is done with the previous step
     if (has_next) {

@@ -82,9 +82,7 @@ __global__ void __launch_bounds__(256) flash_bwd_wgmma_kernel(const BackwardPara
   load_tile_sw128<T, kThreads>(sdObuf, sl.dout, p.dout_strides.seq, first_m0, kBlockM, p.seq_q);
   cp_async_commit();
   for (int r = tid; r < kBlockM; r += kThreads) {
-    const int row = first_m0 + r;
-    sLsebuf[r] = row < p.seq_q ? sl.lse[row] * kLog2e : INFINITY;
-    sDvbuf[r] = row < p.seq_q ? sl.dvec[row] : 0.f;
+    sl.row_stats(p.seq_q, first_m0 + r, sLsebuf[r], sDvbuf[r]);
   }
 
   const bool keep0 = s_keep[key0 + g], keep1 = s_keep[key0 + g + 8];
@@ -101,15 +99,11 @@ __global__ void __launch_bounds__(256) flash_bwd_wgmma_kernel(const BackwardPara
 
   int buf = 0;
   for (int it = 0; it < n_mt; ++it, buf ^= 1) {
-    const int mt = first_mt + it < n_mt ? first_mt + it : first_mt + it - n_mt;
-    const int m0 = mt * kBlockM;
-    const bool has_next = it + 1 < n_mt;
-    const int nm = mt + 1 < n_mt ? m0 + kBlockM : 0;  // first row of the next tile
+    const BwdQueryStep qs(it, first_mt, n_mt, kBlockM);
+    const int m0 = qs.m0, nm = qs.nm;
+    const bool has_next = qs.has_next;
     float next_lse = INFINITY, next_dv = 0.f;
-    if (has_next && tid < kBlockM && nm + tid < p.seq_q) {
-      next_lse = sl.lse[nm + tid] * kLog2e;
-      next_dv = sl.dvec[nm + tid];
-    }
+    if (has_next && tid < kBlockM) sl.row_stats(p.seq_q, nm + tid, next_lse, next_dv);
     cp_async_wait_all();
     fence_proxy_async();
     // This tile (and K, V) landed, for wgmma too; every warpgroup is done with
