@@ -162,6 +162,41 @@ def test_warpgroup_mma_without_a_fence_is_reported(raw):
     assert "wgmma.mma_async without a wgmma.fence" in err, err
 
 
+def test_warpgroup_mma_a_registers_changed_before_the_wait_are_reported(raw):
+    # PTX: the A registers of a wgmma must hold their values until its wait
+    rc, err, *_ = _wgmma(raw, torch.float16, True, mode=4)
+    assert rc == 1
+    assert "changed an A register of a wgmma.mma_async" in err, err
+
+
+@pytest.mark.parametrize(
+    "mode, message",
+    [
+        (6, "warp 1 issued 3 wgmma and warp 0 of its warpgroup 4"),
+        (7, "wgmma 0 of warpgroup 0: warp 2 gives other descriptors"),
+    ],
+)
+def test_warps_of_a_warpgroup_that_issue_different_wgmma_are_reported(raw, mode, message):
+    # wgmma is .aligned: the four warps of a warpgroup issue each one together
+    rc, err, *_ = _wgmma(raw, torch.float16, False, mode=mode)
+    assert rc == 1
+    assert message in err, err
+
+
+@pytest.mark.parametrize("b_kn", [True, False])
+def test_warpgroup_mma_swizzle_follows_the_shared_window_address(raw, b_kn):
+    # mode 5: B stored swizzled by its row in the tile, at a tile that starts 128
+    # bytes past a 1024-byte boundary: the 128-byte swizzle is a function of the
+    # address, so the product reads B's 16-byte chunks permuted (the attention
+    # kernels align their tiles for this reason)
+    rc, err, a, b, c, d, _ = _wgmma(raw, torch.float16, b_kn, mode=5)
+    assert rc == 0, err
+    want = a.double() @ b.double() + c.double()
+    assert not np.allclose(d.double().numpy(), want.numpy(), rtol=1e-3, atol=1e-2)
+    rc, err, a, b, c, d, _ = _wgmma(raw, torch.float16, b_kn, mode=0)
+    np.testing.assert_allclose(d.double().numpy(), want.numpy(), rtol=1e-5, atol=1e-4)
+
+
 @pytest.mark.parametrize("order", ["forward", "reverse"])
 def test_a_missing_barrier_between_warps_is_visible(lib, raw, order):
     warps, err = 4, ctypes.create_string_buffer(512)

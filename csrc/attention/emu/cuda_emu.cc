@@ -99,9 +99,16 @@ constexpr size_t kStackBytes = 256 * 1024;
 constexpr int kMaxThreads = 1024;
 constexpr size_t kDefaultSmem = 48 * 1024, kMaxSmem = 227 * 1024;  // sm_90 per-CTA limits
 constexpr size_t kStaticSmem = 48 * 1024;  // static shared memory limit
+// The shared-window address of the first byte of dynamic shared memory
+// (smem_address). Not a multiple of 1024, as it need not be on a GPU (static
+// shared arrays come first there): code that needs 1024-byte alignment (the
+// wgmma swizzle atoms) must align itself, and the 128-byte swizzle is a
+// function of these addresses.
+constexpr uint32_t kDynSmemBase = 1024 + 16;
 constexpr int kMaxStaticArrays = 64;       // per kernel (an emulator limit)
 constexpr int kMaxPendingCopies = 256;     // cp.async per thread between waits (likewise)
 constexpr int kMaxWgmma = 32;              // wgmma operations per warp between waits (likewise)
+constexpr int kWgLog = 256;  // how far the warps of a warpgroup may be apart in wgmma issued (likewise)
 
 enum class Wait { kNone, kBarrier, kWarp, kDone };
 enum class Op {
@@ -163,6 +170,7 @@ struct WarpState {
   // wgmma: operations issued and not yet computed (Block::wg_ops), commit
   // groups closed so far, and whether a wgmma.fence came since the last wait.
   int n_wg = 0;
+  uint64_t wg_issued = 0;  // wgmma issued since the CTA started
   unsigned wg_committed = 0;
   bool wg_fenced = false;
 };
@@ -177,6 +185,25 @@ struct WgmmaArgs {
   bool accumulate, trans_a, trans_b;
 };
 
+// What the four warps of a warpgroup must give alike for each wgmma (the
+// instruction is .aligned: the warpgroup issues it together).
+struct WgSig {
+  uint64_t desc = 0, desc_a = 0;
+  int n = 0;
+  MmaType type = MmaType::kF16;
+  bool a_smem = false, accumulate = false, trans_a = false, trans_b = false;
+  bool operator==(const WgSig& o) const {
+    return desc == o.desc && desc_a == o.desc_a && n == o.n && type == o.type &&
+           a_smem == o.a_smem && accumulate == o.accumulate && trans_a == o.trans_a &&
+           trans_b == o.trans_b;
+  }
+};
+struct WgLogEntry {
+  uint64_t seq1 = 0;  // 1 + the operation's index in the warpgroup's sequence; 0: empty
+  WgSig sig;
+  int warp = 0;  // the warp that issued it first
+};
+
 // One warp's issued wgmma: its lanes' A fragments and accumulator addresses.
 struct WgmmaOp {
   MmaType type;
@@ -185,7 +212,8 @@ struct WgmmaOp {
   bool a_smem, accumulate, trans_a, trans_b;
   int wq;          // the warp's index in its warpgroup: A rows 16 wq..
   unsigned group;  // commit group (WarpState::wg_committed when issued)
-  uint32_t a[32][4];
+  uint32_t a[32][4];           // the lanes' A fragments at the issue
+  const uint32_t* a_reg[32];   // where they live (they must not change before the wait)
   float* d[32];
 };
 
@@ -211,6 +239,7 @@ struct Block {
   size_t mapped_bytes = 0;
   size_t static_sizes[kMaxStaticArrays];  // the CTA's static shared arrays, in order
   std::vector<WgmmaOp> wg_ops;  // kMaxWgmma per warp
+  std::vector<WgLogEntry> wg_log;  // kWgLog per warpgroup: the last wgmma issued
   int n_static = 0;
   size_t static_used = 0;
   unsigned barrier_gen = 0;  // barriers completed
@@ -353,18 +382,20 @@ void* initial_sp(char* stack, size_t bytes) {
 // then the 16-byte chunk bits [4, 7) XOR the row bits [7, 10) of that address.
 size_t wgmma_offset(Block* b, uint64_t desc, bool mn_major, int k, int n) {
   const size_t start = (desc & 0x3FFFu) << 4, lbo = ((desc >> 16) & 0x3FFFu) << 4,
-               sbo = ((desc >> 32) & 0x3FFFu) << 4;
+               sbo = ((desc >> 32) & 0x3FFFu) << 4;  // shared-window addresses
   if ((desc >> 62) != 1)
     abort_fiber("wgmma: descriptor swizzle mode " + std::to_string(desc >> 62) +
                 " (only the 128-byte swizzle, 1, is emulated)");
   if (((desc >> 49) & 7u) != 0) abort_fiber("wgmma: descriptor base offset != 0 (not emulated)");
   const size_t pre = mn_major ? start + 2 * (n % 64) + (n / 64) * lbo + (k % 8) * 128 + (k / 8) * sbo
                              : start + (n % 8) * 128 + (n / 8) * sbo + 2 * k;
-  const size_t off = pre ^ (((pre >> 7) & 7u) << 4);
-  if (off + 2 > b->smem_bytes)
+  const size_t addr = pre ^ (((pre >> 7) & 7u) << 4);
+  const size_t off = addr - kDynSmemBase;  // wraps (and fails below) under the base
+  if (addr < kDynSmemBase || off + 2 > b->smem_bytes)
     abort_fiber("wgmma: operand element (k " + std::to_string(k) + ", m/n " + std::to_string(n) +
-                ") at shared offset " + std::to_string(off) + ", outside the " +
-                std::to_string(b->smem_bytes) + " bytes of dynamic shared memory");
+                ") at shared address " + std::to_string(addr) + ", outside the " +
+                std::to_string(b->smem_bytes) + " bytes of dynamic shared memory at " +
+                std::to_string(kDynSmemBase));
   return off;
 }
 
@@ -400,6 +431,13 @@ void wgmma_execute(Block* b, const WgmmaOp& op) {
       }
   }
   for (int l = 0; l < 32 && !op.a_smem; ++l) {
+    // PTX: A's registers must keep their values until the wait (the hardware
+    // may read them any time before).
+    for (int e = 0; e < 4; ++e)
+      if (op.a_reg[l][e] != op.a[l][e])
+        abort_fiber("wgmma: lane " + std::to_string(l) + " of warp " + std::to_string(op.wq) +
+                    " of its warpgroup changed an A register of a wgmma.mma_async before the "
+                    "wgmma.wait_group that covers it");
     const int g = l / 4, t = l % 4;
     for (int e = 0; e < 2; ++e) {
       A[g][2 * t + e] = cvt(op.a[l][0], e);
@@ -454,6 +492,28 @@ void complete(Block* b, int first, Op op) {
         abort_fiber("wgmma: n = " + std::to_string(a0.n) + " (8..256, a multiple of 8)");
       if (w.n_wg == kMaxWgmma)
         abort_fiber("over 32 wgmma operations pending in one warp (an emulator limit)");
+      {  // the warpgroup's warps issue the same operations in the same order
+        const int wg = first / 128;
+        const WgSig sig{a0.desc,     a0.a == nullptr ? a0.desc_a : 0, a0.n,        a0.type,
+                        a0.a == nullptr, a0.accumulate,                a0.trans_a, a0.trans_b};
+        const uint64_t seq = w.wg_issued++;
+        uint64_t slowest = seq;
+        for (int q = 0; q < 4; ++q) slowest = std::min(slowest, b->warps[4 * wg + q].wg_issued);
+        if (seq - slowest >= static_cast<uint64_t>(kWgLog))
+          abort_fiber("warps of a warpgroup over 256 wgmma apart (an emulator limit)");
+        WgLogEntry& e = b->wg_log[static_cast<size_t>(wg) * kWgLog + seq % kWgLog];
+        if (e.seq1 == seq + 1) {
+          if (!(e.sig == sig))
+            abort_fiber("wgmma " + std::to_string(seq) + " of warpgroup " + std::to_string(wg) +
+                        ": warp " + std::to_string(first / 32) + " gives other descriptors, "
+                        "shape or flags than warp " + std::to_string(e.warp) +
+                        " (the four warps of a warpgroup issue each wgmma together)");
+        } else {
+          e.seq1 = seq + 1;
+          e.sig = sig;
+          e.warp = first / 32;
+        }
+      }
       WgmmaOp& o = b->wg_ops[static_cast<size_t>(first / 32) * kMaxWgmma + w.n_wg++];
       o.type = a0.type;
       o.n = a0.n;
@@ -468,6 +528,7 @@ void complete(Block* b, int first, Op op) {
       for (int l = 0; l < 32; ++l) {
         const WgmmaArgs& al = *static_cast<const WgmmaArgs*>(L[l].in);
         for (int e = 0; e < 4; ++e) o.a[l][e] = o.a_smem ? 0u : al.a[e];
+        o.a_reg[l] = al.a;
         o.d[l] = al.d;
       }
       wgmma_annotate(b, o);  // checks the descriptor now, too
@@ -650,6 +711,7 @@ std::string run_block(Block* b, dim3 grid, dim3 block, uint3 bid) {
   b->warps.assign(n_warps, WarpState{});
   if (b->wg_ops.size() < static_cast<size_t>(n_warps) * kMaxWgmma)
     b->wg_ops.resize(static_cast<size_t>(n_warps) * kMaxWgmma);
+  b->wg_log.assign(static_cast<size_t>((n_warps + 3) / 4) * kWgLog, WgLogEntry{});
   cta_memory(b, n, n_warps);
   std::memset(b->smem, 0xff, b->smem_bytes);  // NaN in every float type
   std::memset(b->static_smem, 0xff, kStaticSmem);
@@ -722,6 +784,15 @@ std::string run_block(Block* b, dim3 grid, dim3 block, uint3 bid) {
                  std::to_string(n - b->live) + " exited";
     }
   }
+  for (int w = 0; w < n_warps && !b->failed; ++w)
+    if (b->warps[w].wg_issued != b->warps[w & ~3].wg_issued) {
+      b->failed = true;
+      b->error = "warp " + std::to_string(w) + " issued " +
+                 std::to_string(b->warps[w].wg_issued) + " wgmma and warp " +
+                 std::to_string(w & ~3) + " of its warpgroup " +
+                 std::to_string(b->warps[w & ~3].wg_issued) +
+                 " (the four warps of a warpgroup issue each wgmma together)";
+    }
   t_fiber = nullptr;
   if (tsan::kOn) {
     for (Fiber& f : b->fibers) tsan::destroy(f.tsan);
@@ -907,7 +978,11 @@ void cp_async_wait_all() { finish_copies(t_fiber); }
 uint32_t smem_address(const void* p) {
   Block* b = t_block;
   if (!in_smem(b, p, 1)) abort_fiber("shared address of a pointer outside shared memory");
-  return static_cast<uint32_t>(static_cast<const unsigned char*>(p) - b->smem);
+  const auto* c = static_cast<const unsigned char*>(p);
+  if (c >= b->static_smem)  // static arrays: after the dynamic ones in this window
+    return static_cast<uint32_t>(kDynSmemBase + (b->smem_bytes + 15) / 16 * 16 +
+                                 (c - b->static_smem));
+  return static_cast<uint32_t>(kDynSmemBase + (c - b->smem));
 }
 void wgmma_fence() { collective(Op::kWgFence, nullptr, nullptr); }
 void wgmma_commit_group() { collective(Op::kWgCommit, nullptr, nullptr); }

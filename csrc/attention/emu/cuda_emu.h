@@ -41,11 +41,15 @@
 // order differs, so results agree to rounding, not bit for bit), ldmatrix
 // .m8n8.x4 with and without .trans, and the sm_90a warpgroup MMA
 // wgmma.mma_async .m64nNk16 (A from registers or shared memory, B from shared
-// memory, through 128-byte-swizzled shared-memory descriptors) with its asynchrony: an operation's result appears,
-// and its shared memory is read, at the wgmma.wait_group that covers it; a
-// wgmma without a wgmma.fence since the warp's last wait, a block that is not
-// whole warpgroups, a descriptor outside shared memory and an operation never
-// waited for are launch failures. Device memory is host memory.
+// memory, through 128-byte-swizzled shared-memory descriptors) with its
+// asynchrony: an operation's result appears, and its shared memory is read, at
+// the wgmma.wait_group that covers it (the swizzle a function of the
+// shared-window address; dynamic shared memory starts at one that is not a
+// multiple of 1024); a wgmma without a wgmma.fence since the warp's last wait,
+// A registers changed before the wait, warps of a warpgroup that do not issue
+// the same wgmma sequence, a block that is not whole warpgroups, a descriptor
+// outside shared memory and an operation never waited for are launch failures.
+// Device memory is host memory.
 //
 // Compiled with -DPYBERT_CUDA_EMU, with csrc/attention/emu/include first on
 // the include path (it holds stand-ins for cuda_runtime.h, cuda_fp16.h and
@@ -266,13 +270,15 @@ void mma_m16n8k16(MmaType type, float (&d)[4], const uint32_t (&a)[4], uint32_t 
 void cp_async_16(void* dst, const void* src, bool valid);
 void cp_async_wait_all();
 // Hopper warpgroup MMA (attention/wgmma.cuh): the shared-window address of a
-// pointer into the CTA's shared memory; wgmma.fence / commit_group /
+// pointer into the CTA's shared memory (dynamic shared memory starts at an
+// address that is a multiple of 16, not of 1024); wgmma.fence / commit_group /
 // wait_group; wgmma.mma_async .m64nNk16 with float32 accumulators d (n / 2
 // per thread), A from registers (a, the mma.m16n8k16 A fragment of the
 // warp's 16 rows) and B from shared memory through a matrix descriptor (128-byte
 // swizzle only; trans_b: MN-major B). Each warp's operation is recorded when all
 // its lanes issue it and computed when a wait_group covers its group: the
-// accumulators change, and shared memory is read, only then.
+// accumulators change, and shared memory is read, only then; an A register
+// changed in between is a launch failure.
 uint32_t smem_address(const void* p);
 void wgmma_fence();
 void wgmma_commit_group();

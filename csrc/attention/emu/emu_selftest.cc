@@ -60,7 +60,11 @@ __global__ void mma_kernel(const uint16_t* a, const uint16_t* b, bool b_kn, cons
 // per k step); b_kn true: B given as [k][n], the rows are k (MN-major: the V
 // tile of O = P V, start + 16 rows per k step). mode 1: also copies the
 // accumulators to `early` between the issue and the wait; mode 2: zeroes B in
-// shared memory between the issue and the wait; mode 3: no wgmma.fence.
+// shared memory between the issue and the wait; mode 3: no wgmma.fence; mode
+// 4: changes an A register between the issue and the wait; mode 5: B 128 bytes
+// past a 1024-byte boundary of the shared window (the swizzle atoms misaligned);
+// mode 6: warp 1 leaves out the last wgmma; mode 7: warp 2 gives its first
+// wgmma another B descriptor than the other warps.
 template <typename T>
 __global__ void wgmma_kernel(const uint16_t* a, const uint16_t* b, bool b_kn, const float* c,
                              float* d, float* early, int mode) {
@@ -68,7 +72,11 @@ __global__ void wgmma_kernel(const uint16_t* a, const uint16_t* b, bool b_kn, co
   PYBERT_DYNAMIC_SMEM(smem_raw);
   constexpr int kStride = 72;  // A: padded rows for ldmatrix; 64 * 72 * 2 bytes = 9 KiB
   uint16_t* sa = reinterpret_cast<uint16_t*>(smem_raw);
-  uint16_t* sb = sa + 64 * kStride;  // 1024-byte aligned (the emulated window starts at 0)
+  // B at the first 1024-byte boundary of the shared window past A (the
+  // emulated dynamic shared memory, like a GPU's, need not start at one)
+  unsigned char* after_a = smem_raw + 64 * kStride * 2;
+  uint16_t* sb = reinterpret_cast<uint16_t*>(
+      after_a + ((1024u - (smem_u32(after_a) & 1023u)) & 1023u) + (mode == 5 ? 128 : 0));
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
   for (int i = tid; i < 64 * 64; i += 128) {
     const int r = i / 64, j = i % 64;
@@ -85,13 +93,15 @@ __global__ void wgmma_kernel(const uint16_t* a, const uint16_t* b, bool b_kn, co
   for (int i = 0; i < 8; ++i)
     for (int e = 0; e < 4; ++e) acc[i][e] = c[(warp * 16 + g + 8 * (e / 2)) * 64 + 8 * i + 2 * t + e % 2];
   if (mode != 3) wgmma_fence();
-  for (int kt = 0; kt < 4; ++kt) {
+  for (int kt = 0; kt < (mode == 6 && warp == 1 ? 3 : 4); ++kt) {
+    const int bk = mode == 7 && warp == 2 && kt == 0 ? 1 : kt;
     if (b_kn)
-      wgmma_m64n64k16<T, true>(acc, af[kt], wgmma_desc_sw128(smem_u32(sb) + kt * 2048, 16, 1024), true);
+      wgmma_m64n64k16<T, true>(acc, af[kt], wgmma_desc_sw128(smem_u32(sb) + bk * 2048, 16, 1024), true);
     else
-      wgmma_m64n64k16<T, false>(acc, af[kt], wgmma_desc_sw128(smem_u32(sb) + kt * 32, 16, 1024), true);
+      wgmma_m64n64k16<T, false>(acc, af[kt], wgmma_desc_sw128(smem_u32(sb) + bk * 32, 16, 1024), true);
   }
   wgmma_commit();
+  if (mode == 4) af[1][2] ^= 1u;
   if (mode == 1)
     for (int i = 0; i < 8; ++i)
       for (int e = 0; e < 4; ++e)
@@ -169,7 +179,7 @@ int pybert_emu_selftest_wgmma(int bf16, const uint16_t* a, const uint16_t* b, in
                               const float* c, float* d, float* early, int mode, char* err,
                               int err_len) {
   cudaGetLastError();
-  const size_t smem = (64 * 72 + 64 * 64) * 2;
+  const size_t smem = (64 * 72 + 64 * 64) * 2 + 1024 + 128;  // + alignment slack, mode 5's shift
   if (bf16)
     PYBERT_LAUNCH(1, 128, smem, nullptr, wgmma_kernel<__nv_bfloat16>)(a, b, b_kn != 0, c, d, early, mode);
   else
