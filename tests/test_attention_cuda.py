@@ -88,7 +88,7 @@ def test_cuda_build_has_sm80_and_sm90a_code(cuda_lib_path):
 
 
 def test_sm90a_code_has_the_wgmma_kernels_and_sm80_code_does_not(tmp_path):
-    """The forward variants 10-12 are wgmma code only where nvcc compiles
+    """The forward variants 10-13 are wgmma code only where nvcc compiles
     for sm_90a; elsewhere their kernels are empty and the launcher's probe
     (g_wgmma_compiled, read on the device) says so."""
     src = ROOT / "csrc" / "attention" / "attention_fwd_f16.cu"
@@ -101,11 +101,11 @@ def test_sm90a_code_has_the_wgmma_kernels_and_sm80_code_does_not(tmp_path):
             capture_output=True, text=True)  # fmt: skip
         assert res.returncode == 0, res.stderr[-4000:]
         ptx[arch] = out.read_text()
-    # variants 10 and 11: 16 wgmma per key tile; 12: S of the first tile (8),
-    # S and P V in the loop (16), P V of the last tile (8); each with and
-    # without dropout
+    # variants 10 and 11: 16 wgmma per key tile; 12 and 13: S of the first
+    # tile (8), S and P V in the loop (16), P V of the last tile (8); each with
+    # and without dropout
     assert ptx["90a"].count("wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16") == 2 * (
-        16 + 16 + 8 + 16 + 8
+        16 + 16 + 2 * (8 + 16 + 8)
     )
     assert "fence.proxy.async.shared::cta" in ptx["90a"]
     assert "wgmma.mma_async" not in ptx["80"]
@@ -118,7 +118,7 @@ def test_sm90a_code_has_the_wgmma_kernels_and_sm80_code_does_not(tmp_path):
 def test_wgmma_kernels_are_not_serialized_by_ptxas(tmp_path):
     """ptxas serializes wgmma (a wait after each one) where other instructions
     touch a wgmma's registers while it may be in flight, and says so (C7513,
-    C7514, 'Potential Performance Loss'): forward variants 10-12 (12 keeps
+    C7514, 'Potential Performance Loss'): forward variants 10-13 (12, 13 keep
     P V in flight during the softmax) and backward variant 5 must compile
     without it."""
     src = tmp_path / "wgmma_kernels.cu"
@@ -127,6 +127,8 @@ def test_wgmma_kernels_are_not_serialized_by_ptxas(tmp_path):
         "namespace pybert { namespace attention { namespace cuda {\n"
         "template std::string launch_fwd_wgmma<__half, 1, 2>(const ForwardParams&, cudaStream_t);\n"
         "template std::string launch_fwd_wgmma<__half, 1, 3>(const ForwardParams&, cudaStream_t);\n"
+        "template std::string launch_fwd_wgmma<__nv_bfloat16, 2, 3>(const ForwardParams&,"
+        " cudaStream_t);\n"
         "template std::string launch_fwd_wgmma<__nv_bfloat16, 2, 2>(const ForwardParams&,"
         " cudaStream_t);\n"
         "template std::string launch_bwd_wgmma<__half>(const BackwardParams&, cudaStream_t,"
@@ -196,7 +198,7 @@ class _Api:
         (dict(rate=-0.5), "dropout_rate must be in [0, 1)"),
         (dict(B=-1), "batch must be in [0, 65535], got -1"),
         (dict(H=0), "heads must be in [1, 65535], got 0"),
-        (dict(variant=13), "fwd_variant must be in [0, 12], got 13"),
+        (dict(variant=14), "fwd_variant must be in [0, 13], got 14"),
         (dict(scale=float("nan")), "scale must be finite"),
     ],
 )

@@ -358,17 +358,17 @@ def test_race_checker_reports_a_missing_barrier(racecheck):
 def test_kernels_have_no_data_race(racecheck):
     """The default forward and backward kernels of every dtype and head dim
     (padded masks, masks with holes and a fully masked batch, dropout, one and
-    several key CTAs per head), and the CPU kernels on 4 threads, under
-    ThreadSanitizer: no race."""
+    several key CTAs per head), the wgmma kernels (forward 11 and 13, backward
+    5, fp16), and the CPU kernels on 4 threads, under ThreadSanitizer: no race."""
     res = _run_racecheck(racecheck, "--quick")
     assert "ThreadSanitizer" not in res.stderr, res.stderr[-6000:]
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    assert "40 cases, 0 failed launches" in res.stdout
+    assert "41 cases, 0 failed launches" in res.stdout
 
 
 @pytest.mark.slow
 def test_every_kernel_variant_has_no_data_race(racecheck):
-    """Every forward variant (1-9) and backward variant (1-4) under
+    """Every forward variant (1-13) and backward variant (1-5) under
     ThreadSanitizer."""
     res = _run_racecheck(racecheck)
     assert "ThreadSanitizer" not in res.stderr, res.stderr[-6000:]

@@ -33,9 +33,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-FWD_VARIANTS = 12  # forward kernel variants (csrc/attention/launch_impl.cuh)
+FWD_VARIANTS = 13  # forward kernel variants (csrc/attention/launch_impl.cuh)
 BWD_VARIANTS = 5  # backward kernel variants
-WGMMA_FWD, WGMMA_BWD = (10, 11, 12), (5,)  # the Hopper (sm_90a) ones
+WGMMA_FWD, WGMMA_BWD = (10, 11, 12, 13), (5,)  # the Hopper (sm_90a) ones
 SKIP_FWD, SKIP_BWD = set(), set()  # left out of this run (--skip-variants)
 
 
@@ -915,7 +915,7 @@ def main(argv=None):
     ap.add_argument(
         "--smoke-wgmma",
         action="store_true",
-        help="only check the Hopper wgmma variants (forward 10-12; backward 5) on a few "
+        help="only check the Hopper wgmma variants (forward 10-13; backward 5) on a few "
         "shapes; exit status 1 if any fails (check_attention.sh runs this in a process "
         "of its own first: a fault there would end the main run's CUDA context)",
     )

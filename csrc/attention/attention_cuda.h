@@ -25,7 +25,7 @@ struct CudaLaunchOptions {
   // 0 = choose.
   int bwd_variant = 0;
 };
-constexpr int kFwdVariants = 12;
+constexpr int kFwdVariants = 13;
 constexpr int kBwdVariants = 5;
 
 // Forward pass. p.lse may be null (inference).

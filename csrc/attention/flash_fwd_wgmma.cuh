@@ -13,9 +13,9 @@
 //     read transposed (MN-major).
 // With two K/V buffers (variants 10, 11) each tile's two products are issued
 // and waited for in turn, and the overlap of one warpgroup's softmax with
-// tensor-core work comes from the other CTAs on the SM; with three (variant
-// 12) a warpgroup keeps P V of one tile in flight during the softmax of the
-// next (no warp specialization either way).
+// tensor-core work comes from the other CTAs on the SM; with three (variants
+// 12 and 13, one and two warpgroups) a warpgroup keeps P V of one tile in
+// flight during the softmax of the next (no warp specialization either way).
 #pragma once
 
 #include <cmath>

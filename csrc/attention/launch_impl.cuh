@@ -123,21 +123,23 @@ std::string launch_fwd_wgmma(const ForwardParams& p, cudaStream_t stream) {
 //  11: wgmma (sm_90a), 2 warpgroups x 64 rows, 128 keys, double-buffered   (head_dim 64)
 //  12: wgmma (sm_90a), 1 warpgroup x 64 rows, 128 keys, 3 buffers, S of the
 //      next tile and P V of this one in flight during the softmax          (head_dim 64)
+//  13: wgmma (sm_90a), 2 warpgroups x 64 rows, 128 keys, 3 buffers, as 12 (head_dim 64)
 // 0 = the default: 8 for head dims 32 and 64 (on an H100 the fastest or within
 // 3% of it in 44 of 48 benchmarked head-dim-64 rows, bench/RESULTS.md); for
 // head dim 128, 1 up to 128 queries, else 3 (27% less time than 1 and 2 at
 // 64 x 512).
-// A variant not available for a head dim runs 1; 10-12 where the device
+// A variant not available for a head dim runs 1; 10-13 where the device
 // is not an sm_90 or the library has no sm_90a code run the default.
 // (kFwdVariants in attention_cuda.h.)
 template <typename T, int D>
 std::string launch_fwd_tc_d(const ForwardParams& p, cudaStream_t stream, int variant) {
   if constexpr (D == 64) {
-    if (variant >= 10 && variant <= 12) {
+    if (variant >= 10 && variant <= 13) {
       if (wgmma_available()) {
         if (variant == 10) return launch_fwd_wgmma<T, 1, 2>(p, stream);
         if (variant == 11) return launch_fwd_wgmma<T, 2, 2>(p, stream);
-        return launch_fwd_wgmma<T, 1, 3>(p, stream);
+        if (variant == 12) return launch_fwd_wgmma<T, 1, 3>(p, stream);
+        return launch_fwd_wgmma<T, 2, 3>(p, stream);
       }
       variant = 0;
     }

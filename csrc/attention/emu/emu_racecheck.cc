@@ -5,11 +5,11 @@
 // race between CUDA threads (a missing __syncthreads, a cp.async into a buffer
 // another warp still reads, two CTAs writing the same memory) is reported by
 // ThreadSanitizer, which then exits with status 66.
-//   emu_racecheck            every case (forward variants 1-12, backward 1-5,
+//   emu_racecheck            every case (forward variants 1-13, backward 1-5,
 //                            fp16/bf16/fp32, head dims 32/64/128, masks,
 //                            dropout, several CTAs per head and one; and the
 //                            CPU kernels, float32/float64, on 4 threads)
-//   emu_racecheck --quick    the default variants and the wgmma ones (forward 11, backward 5)
+//   emu_racecheck --quick    the default variants and the wgmma ones (forward 11, 13, backward 5)
 //   emu_racecheck --mode reverse,early,lockstep
 //                            another schedule (cuda_emu.h; ThreadSanitizer
 //                            looks at what orders the accesses, so the
@@ -180,16 +180,21 @@ std::vector<Case> cases(bool quick) {
     for (int d : {32, 64, 128}) {
       // every forward variant (with the default backward), 131 queries and keys:
       // partial tiles, several key tiles per CTA, padded rows
-      // (10-12, the wgmma kernels, exist for head dim 64; --quick runs 11,
+      // (10-13, the wgmma kernels, exist for head dim 64; --quick runs 11,
       // whose two warpgroups share the K/V buffers, in fp16: the dtype does
       // not change what orders the threads)
       const bool wg_quick = d == 64 && dtype == kF16;
       const std::vector<int> fwd =
           quick    ? (wg_quick ? std::vector<int>{0, 11} : std::vector<int>{0})
-          : d == 64 ? std::vector<int>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}
+          : d == 64 ? std::vector<int>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13}
           : d == 32 ? std::vector<int>{1, 2, 3, 4, 5, 6, 7, 8, 9}
                     : std::vector<int>{1, 2, 3, 5};
       for (int fv : fwd) cs.push_back({dtype, 2, 1, 131, 131, d, kPadded, 0.f, fv, 0});
+      // the three-buffer wgmma variants reuse a K/V buffer from the 4th key
+      // tile on: 500 keys (--quick: 13, two warpgroups sharing the ring)
+      if (d == 64 && (!quick || wg_quick))
+        for (int fv : quick ? std::vector<int>{13} : std::vector<int>{12, 13})
+          cs.push_back({dtype, 2, 1, 131, 500, d, kPadded, 0.f, fv, 0});
       // every backward variant: several key CTAs per head (131 keys; dQ by
       // atomics, staggered query order) and one (48 keys; dQ written directly)
       // (5, the wgmma kernel, exists for head dim 64; --quick runs it in fp16)
