@@ -81,6 +81,19 @@ def test_timing_rows(ca, monkeypatch):
         assert all(f"ours_fwd_v{v}" in r for v in range(1, ca.FWD_VARIANTS + 1))
         assert all(f"ours_bwd_bv{v}" in r for v in range(1, ca.BWD_VARIANTS + 1))
     ca.print_table(rows)
+    summary = ca.variant_summary(rows)
+    fwd = {s["variant"]: s for s in summary if s["kind"] == "fwd"}
+    assert sorted(fwd) == list(range(1, ca.FWD_VARIANTS + 1))
+    assert {s["kind"] for s in summary} == {"fwd", "fwd+bwd", "bwd"}
+    # the stand-in timer returns its call count: later-timed variants are slower
+    for r in rows:
+        assert r["ours_fwd_v1"] < r["ours_fwd_v2"]
+    assert fwd[1]["fastest_rows"] == 2 and fwd[2]["fastest_rows"] == 0
+    want = math.exp(sum(math.log(r["ours_fwd_v3"] / r["ours_fwd"]) for r in rows) / 2)
+    assert fwd[3]["geomean_vs_default"] == pytest.approx(want)
+    worst = min(r["sdpa_fwd_mask"] / r["ours_fwd_v3"] for r in rows)
+    assert fwd[3]["worst_vs_sdpa_mask"] == pytest.approx(worst)
+    ca.print_variant_summary(summary)
 
 
 def test_skipped_variants_are_neither_checked_nor_timed(ca, monkeypatch):

@@ -885,6 +885,49 @@ def print_table(rows):
         )
 
 
+def variant_summary(rows):
+    """Per kernel variant, over the head-dim-64 rows: the geometric mean of its
+    time over the default's, the rows it is fastest in, and the worst ratio to
+    SDPA with the mask it would give as the default (forward; forward +
+    backward with the default forward; backward alone). What the defaults in
+    launch_impl.cuh are chosen from."""
+    rows = [r for r in rows if r["head_dim"] == 64]
+    out = []
+    kinds = (
+        ("fwd", "ours_fwd", "ours_fwd_v{}", "sdpa_fwd_mask", fwd_variants()),
+        ("fwd+bwd", "ours_fwdbwd", "ours_fwdbwd_bv{}", "sdpa_fwdbwd_mask", bwd_variants()),
+        ("bwd", "ours_bwd", "ours_bwd_bv{}", "sdpa_bwd_mask", bwd_variants()),
+    )
+    for kind, default, key, sdpa, variants in kinds:
+        present = [v for v in variants if rows and all(key.format(v) in r for r in rows)]
+        for v in present:
+            ratios = [r[key.format(v)] / r[default] for r in rows]
+            wins = sum(min(present, key=lambda x, r=r: r[key.format(x)]) == v for r in rows)
+            worst = min(rows, key=lambda r: r[sdpa] / r[key.format(v)])
+            out.append(
+                dict(
+                    kind=kind,
+                    variant=v,
+                    geomean_vs_default=math.exp(sum(map(math.log, ratios)) / len(ratios)),
+                    fastest_rows=wins,
+                    rows=len(rows),
+                    worst_vs_sdpa_mask=worst[sdpa] / worst[key.format(v)],
+                    worst_row=f"{worst['dtype']} {worst['batch']}x{worst['seq']} {worst['mask']}",
+                )
+            )
+    return out
+
+
+def print_variant_summary(summary):
+    print("| kind | variant | time / default's (geomean) | fastest in | worst x vs SDPA+mask |")
+    print("|---|---:|---:|---:|---|")
+    for s in summary:
+        print(
+            f"| {s['kind']} | {s['variant']} | {s['geomean_vs_default']:.3f} | "
+            f"{s['fastest_rows']}/{s['rows']} | {s['worst_vs_sdpa_mask']:.2f} ({s['worst_row']}) |"
+        )
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lib", help="path of libpybert_attention_cuda.so")
@@ -994,9 +1037,14 @@ def main(argv=None):
             timing += run_timing(
                 lib, device, ["fp16"], [(64, 512, 32), (64, 512, 128)], reps=50, masks=("full",)
             )
+    summary = variant_summary(timing) if timing else []
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"info": info, "checks": checker.rows, "timing": timing}, f, indent=1)
+            json.dump(
+                {"info": info, "checks": checker.rows, "timing": timing, "variants": summary},
+                f,
+                indent=1,
+            )
     worst = {}
     for r in checker.rows:
         for nm, e in r.get("errors", {}).items() if isinstance(r.get("errors"), dict) else []:
@@ -1016,6 +1064,8 @@ def main(argv=None):
             "timings; x = SDPA time / ours"
         )
         print_table(timing)
+        print("kernel variants (head dim 64 rows; default = today's choice, launch_impl.cuh):")
+        print_variant_summary(summary)
     print(f"total {time.time() - t0:.0f} s; failures: {checker.failures}")
     return 1 if checker.failures else 0
 
