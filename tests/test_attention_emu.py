@@ -162,6 +162,13 @@ def test_warpgroup_mma_without_a_fence_is_reported(raw):
     assert "wgmma.mma_async without a wgmma.fence" in err, err
 
 
+def test_warpgroup_mma_reads_only_what_a_proxy_fence_made_visible(raw):
+    # mode 8: B stored with st.shared and a barrier but no fence.proxy.async
+    rc, err, *_ = _wgmma(raw, torch.float16, False, mode=8)
+    assert rc == 1
+    assert "no fence.proxy.async, then a barrier, has made visible" in err, err
+
+
 def test_warpgroup_mma_a_registers_changed_before_the_wait_are_reported(raw):
     # PTX: the A registers of a wgmma must hold their values until its wait
     rc, err, *_ = _wgmma(raw, torch.float16, True, mode=4)

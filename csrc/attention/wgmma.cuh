@@ -69,7 +69,7 @@ template <int N>
 __device__ __forceinline__ void wgmma_wait() {
   ::pybert_emu::wgmma_wait_group(N);
 }
-__device__ __forceinline__ void fence_proxy_async() {}
+__device__ __forceinline__ void fence_proxy_async() { ::pybert_emu::fence_proxy_async(); }
 template <int R, int C>
 __device__ __forceinline__ void wgmma_fence_regs(float (&)[R][C]) {}
 

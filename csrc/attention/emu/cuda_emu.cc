@@ -240,6 +240,11 @@ struct Block {
   size_t static_sizes[kMaxStaticArrays];  // the CTA's static shared arrays, in order
   std::vector<WgmmaOp> wg_ops;  // kMaxWgmma per warp
   std::vector<WgLogEntry> wg_log;  // kWgLog per warpgroup: the last wgmma issued
+  // The async proxy's view of dynamic shared memory (what wgmma reads): a copy
+  // taken at each barrier that some thread's fence.proxy.async came before
+  // (without ThreadSanitizer; with it wgmma reads shared memory itself).
+  std::vector<unsigned char> async_view;
+  bool async_valid = false, proxy_fenced = false;
   int n_static = 0;
   size_t static_used = 0;
   unsigned barrier_gen = 0;  // barriers completed
@@ -316,6 +321,11 @@ void resume(Block* b, Fiber* f) {
 }
 
 void release_barrier(Block* b) {
+  if (b->proxy_fenced && !tsan::kOn) {
+    b->async_view.assign(b->smem, b->smem + b->smem_bytes);
+    b->async_valid = true;
+  }
+  b->proxy_fenced = false;
   for (Fiber& f : b->fibers)
     if (f.wait == Wait::kBarrier) {
       f.wait = Wait::kNone;
@@ -415,6 +425,16 @@ void wgmma_annotate(Block* b, const WgmmaOp& op) {
   if (op.a_smem) wgmma_annotate_operand(b, op.desc_a, op.trans_a, 16 * op.wq, 16);
 }
 
+// The shared memory wgmma reads: writes through the generic proxy (stores,
+// cp.async) reach it through a fence.proxy.async and then a barrier.
+const unsigned char* async_smem(Block* b) {
+  if (tsan::kOn) return b->smem;
+  if (!b->async_valid)
+    abort_fiber("wgmma reads shared memory that no fence.proxy.async, then a barrier, has made "
+                "visible to the async proxy");
+  return b->async_view.data();
+}
+
 // Computes one warp's issued operation: its 16 rows of D (+)= A B.
 void wgmma_execute(Block* b, const WgmmaOp& op) {
   auto cvt = [&](uint32_t w, int half) {
@@ -422,11 +442,12 @@ void wgmma_execute(Block* b, const WgmmaOp& op) {
     return op.type == MmaType::kF16 ? half_bits_to_float(h) : bf16_bits_to_float(h);
   };
   float A[16][16], B[16][256];
+  const unsigned char* smem = async_smem(b);
   if (op.a_smem) {  // this warp's rows 16 wq + [0, 16) of the warpgroup's A
     for (int r = 0; r < 16; ++r)
       for (int k = 0; k < 16; ++k) {
         uint16_t v;
-        std::memcpy(&v, b->smem + wgmma_offset(b, op.desc_a, op.trans_a, k, 16 * op.wq + r), 2);
+        std::memcpy(&v, smem + wgmma_offset(b, op.desc_a, op.trans_a, k, 16 * op.wq + r), 2);
         A[r][k] = cvt(v, 0);
       }
   }
@@ -449,7 +470,7 @@ void wgmma_execute(Block* b, const WgmmaOp& op) {
   for (int k = 0; k < 16; ++k)
     for (int n = 0; n < op.n; ++n) {
       uint16_t v;
-      std::memcpy(&v, b->smem + wgmma_offset(b, op.desc, op.trans_b, k, n), 2);
+      std::memcpy(&v, smem + wgmma_offset(b, op.desc, op.trans_b, k, n), 2);
       B[k][n] = cvt(v, 0);
     }
   wgmma_annotate(b, op);
@@ -718,6 +739,7 @@ std::string run_block(Block* b, dim3 grid, dim3 block, uint3 bid) {
   b->n_static = 0;
   b->static_used = 0;
   b->barrier_gen = 0;
+  b->async_valid = b->proxy_fenced = false;
   if (tsan::kOn) tsan::release(b->sync);
   b->live = n;
   b->at_barrier = b->barrier_or = 0;
@@ -984,6 +1006,7 @@ uint32_t smem_address(const void* p) {
                                  (c - b->static_smem));
   return static_cast<uint32_t>(kDynSmemBase + (c - b->smem));
 }
+void fence_proxy_async() { t_block->proxy_fenced = true; }
 void wgmma_fence() { collective(Op::kWgFence, nullptr, nullptr); }
 void wgmma_commit_group() { collective(Op::kWgCommit, nullptr, nullptr); }
 void wgmma_wait_group(int pending) {

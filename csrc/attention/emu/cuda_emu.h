@@ -45,7 +45,9 @@
 // asynchrony: an operation's result appears, and its shared memory is read, at
 // the wgmma.wait_group that covers it (the swizzle a function of the
 // shared-window address; dynamic shared memory starts at one that is not a
-// multiple of 1024); a wgmma without a wgmma.fence since the warp's last wait,
+// multiple of 1024; shared-memory writes reach it only through a
+// fence.proxy.async and a barrier); a wgmma without a wgmma.fence since the
+// warp's last wait,
 // A registers changed before the wait, warps of a warpgroup that do not issue
 // the same wgmma sequence, a block that is not whole warpgroups, a descriptor
 // outside shared memory and an operation never waited for are launch failures.
@@ -280,6 +282,11 @@ void cp_async_wait_all();
 // accumulators change, and shared memory is read, only then; an A register
 // changed in between is a launch failure.
 uint32_t smem_address(const void* p);
+// fence.proxy.async.shared::cta: wgmma reads shared memory as it was at the
+// last barrier that a fence.proxy.async came before (by any thread of the CTA:
+// an approximation of the per-thread rule), so generic-proxy writes without
+// one stay invisible to it.
+void fence_proxy_async();
 void wgmma_fence();
 void wgmma_commit_group();
 void wgmma_wait_group(int pending);

@@ -64,7 +64,8 @@ __global__ void mma_kernel(const uint16_t* a, const uint16_t* b, bool b_kn, cons
 // 4: changes an A register between the issue and the wait; mode 5: B 128 bytes
 // past a 1024-byte boundary of the shared window (the swizzle atoms misaligned);
 // mode 6: warp 1 leaves out the last wgmma; mode 7: warp 2 gives its first
-// wgmma another B descriptor than the other warps.
+// wgmma another B descriptor than the other warps; mode 8: no
+// fence.proxy.async between the stores of A and B and the wgmma.
 template <typename T>
 __global__ void wgmma_kernel(const uint16_t* a, const uint16_t* b, bool b_kn, const float* c,
                              float* d, float* early, int mode) {
@@ -83,7 +84,7 @@ __global__ void wgmma_kernel(const uint16_t* a, const uint16_t* b, bool b_kn, co
     sa[r * kStride + j] = a[i];
     sb[r * 64 + (((j / 8) ^ (r % 8)) * 8) + j % 8] = b[i];
   }
-  fence_proxy_async();
+  if (mode != 8) fence_proxy_async();
   __syncthreads();
   uint32_t af[4][4];
   for (int kt = 0; kt < 4; ++kt)
@@ -109,6 +110,7 @@ __global__ void wgmma_kernel(const uint16_t* a, const uint16_t* b, bool b_kn, co
   if (mode == 2) {
     __syncthreads();  // every warp has issued
     for (int i = tid; i < 64 * 64; i += 128) sb[i] = 0;
+    fence_proxy_async();
     __syncthreads();
   }
   wgmma_wait<0>();
