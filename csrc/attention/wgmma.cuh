@@ -173,21 +173,24 @@ __device__ __forceinline__ void wgmma_fence_regs(float (&r)[R][C]) {
       "%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %36, 0, 1, 1, " TNSP ";\n"           \
       : PYBERT_WGMMA_D32_OUT(d)                                                                  \
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b))
+// RS(TYPE, TNSP) for the element type T and the B transpose flag kTransB.
+#define PYBERT_WGMMA_RS_ALL(RS)                   \
+  if constexpr (std::is_same<T, __half>::value) { \
+    if constexpr (kTransB)                        \
+      RS("f16", "1");                             \
+    else                                          \
+      RS("f16", "0");                             \
+  } else {                                        \
+    if constexpr (kTransB)                        \
+      RS("bf16", "1");                            \
+    else                                          \
+      RS("bf16", "0");                            \
+  }
 template <typename T, bool kTransB>
 __device__ __forceinline__ void wgmma_m64n64k16_zero(float (&d)[8][4], const uint32_t (&a)[4],
                                                      uint64_t desc_b) {
 #if PYBERT_HAS_WGMMA
-  if constexpr (std::is_same<T, __half>::value) {
-    if constexpr (kTransB)
-      PYBERT_WGMMA_RS_ZERO("f16", "1");
-    else
-      PYBERT_WGMMA_RS_ZERO("f16", "0");
-  } else {
-    if constexpr (kTransB)
-      PYBERT_WGMMA_RS_ZERO("bf16", "1");
-    else
-      PYBERT_WGMMA_RS_ZERO("bf16", "0");
-  }
+  PYBERT_WGMMA_RS_ALL(PYBERT_WGMMA_RS_ZERO)
 #else
   (void)d, (void)a, (void)desc_b;
 #endif
@@ -197,17 +200,7 @@ template <typename T, bool kTransB>
 __device__ __forceinline__ void wgmma_m64n64k16(float (&d)[8][4], const uint32_t (&a)[4],
                                                 uint64_t desc_b, bool accumulate) {
 #if PYBERT_HAS_WGMMA
-  if constexpr (std::is_same<T, __half>::value) {
-    if constexpr (kTransB)
-      PYBERT_WGMMA_RS("f16", "1");
-    else
-      PYBERT_WGMMA_RS("f16", "0");
-  } else {
-    if constexpr (kTransB)
-      PYBERT_WGMMA_RS("bf16", "1");
-    else
-      PYBERT_WGMMA_RS("bf16", "0");
-  }
+  PYBERT_WGMMA_RS_ALL(PYBERT_WGMMA_RS)
 #else
   (void)d, (void)a, (void)desc_b, (void)accumulate;
 #endif
@@ -269,6 +262,7 @@ __device__ __forceinline__ void wgmma_ss(float (&d)[N / 8][4], uint64_t desc_a, 
 #undef PYBERT_WGMMA_SS64
 #undef PYBERT_WGMMA_RS
 #undef PYBERT_WGMMA_RS_ZERO
+#undef PYBERT_WGMMA_RS_ALL
 #undef PYBERT_WGMMA_D32
 #undef PYBERT_WGMMA_D32_OUT
 #undef PYBERT_WGMMA_D16
