@@ -134,24 +134,19 @@ __device__ __forceinline__ void wgmma_fence_regs(float (&r)[R][C]) {
     for (int j = 0; j < C; ++j) asm volatile("" : "+f"(r[i][j])::"memory");
 }
 
-#define PYBERT_WGMMA_D16(d)                                                                    \
-  "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]),    \
-      "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), \
-      "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3])
-#define PYBERT_WGMMA_D32_OUT(d)                                                                \
-  "=f"(d[0][0]), "=f"(d[0][1]), "=f"(d[0][2]), "=f"(d[0][3]), "=f"(d[1][0]), "=f"(d[1][1]),    \
-      "=f"(d[1][2]), "=f"(d[1][3]), "=f"(d[2][0]), "=f"(d[2][1]), "=f"(d[2][2]), "=f"(d[2][3]), \
-      "=f"(d[3][0]), "=f"(d[3][1]), "=f"(d[3][2]), "=f"(d[3][3]), "=f"(d[4][0]), "=f"(d[4][1]), \
-      "=f"(d[4][2]), "=f"(d[4][3]), "=f"(d[5][0]), "=f"(d[5][1]), "=f"(d[5][2]), "=f"(d[5][3]), \
-      "=f"(d[6][0]), "=f"(d[6][1]), "=f"(d[6][2]), "=f"(d[6][3]), "=f"(d[7][0]), "=f"(d[7][1]), \
-      "=f"(d[7][2]), "=f"(d[7][3])
-#define PYBERT_WGMMA_D32(d)                                                                    \
-  "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]),    \
-      "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), \
-      "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), \
-      "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), \
-      "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), \
-      "+f"(d[7][2]), "+f"(d[7][3])
+// asm operand lists of the accumulators: C "+f" (read and written) or "=f"
+// (written only), for 16 (n 32) or 32 (n 64) registers.
+#define PYBERT_WGMMA_D16C(C, d)                                                   \
+  C(d[0][0]), C(d[0][1]), C(d[0][2]), C(d[0][3]), C(d[1][0]), C(d[1][1]), C(d[1][2]), \
+      C(d[1][3]), C(d[2][0]), C(d[2][1]), C(d[2][2]), C(d[2][3]), C(d[3][0]), C(d[3][1]), \
+      C(d[3][2]), C(d[3][3])
+#define PYBERT_WGMMA_D32C(C, d)                                                            \
+  PYBERT_WGMMA_D16C(C, d), C(d[4][0]), C(d[4][1]), C(d[4][2]), C(d[4][3]), C(d[5][0]),     \
+      C(d[5][1]), C(d[5][2]), C(d[5][3]), C(d[6][0]), C(d[6][1]), C(d[6][2]), C(d[6][3]), \
+      C(d[7][0]), C(d[7][1]), C(d[7][2]), C(d[7][3])
+#define PYBERT_WGMMA_D16(d) PYBERT_WGMMA_D16C("+f", d)
+#define PYBERT_WGMMA_D32(d) PYBERT_WGMMA_D32C("+f", d)
+#define PYBERT_WGMMA_D32_OUT(d) PYBERT_WGMMA_D32C("=f", d)
 // d (32 registers) = A (4) x B (descriptor) [+ d]; TYPE f16 or bf16, TNSP the B
 // transpose flag (0: K-major, 1: MN-major).
 #define PYBERT_WGMMA_RS(TYPE, TNSP)                                                              \
@@ -266,6 +261,8 @@ __device__ __forceinline__ void wgmma_ss(float (&d)[N / 8][4], uint64_t desc_a, 
 #undef PYBERT_WGMMA_D32
 #undef PYBERT_WGMMA_D32_OUT
 #undef PYBERT_WGMMA_D16
+#undef PYBERT_WGMMA_D16C
+#undef PYBERT_WGMMA_D32C
 #endif
 
 }  // namespace cuda
