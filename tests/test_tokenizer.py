@@ -8,6 +8,8 @@ multilingual-cased vocabularies.
 """
 
 import random
+import subprocess
+import sys
 import unicodedata
 
 import numpy as np
@@ -234,6 +236,40 @@ def test_strange_inputs_do_not_crash(vocab_path):
     assert out.flat_ids.dtype == np.int32
     assert tok.tokenize("\ud800abc") == ["[UNK]"]  # lone surrogate: one character
     assert tok.encode("\ud800 abc").offsets.tolist()[2] == [2, 5]
+
+
+def test_batch_survives_another_thread_emptying_the_list(vocab_path, tmp_path):
+    """The core runs without the GIL on views of the strs: a thread that empties the list
+    meanwhile must not free them under it (before the fix: a segfault)."""
+    script = tmp_path / "race.py"
+    script.write_text(
+        "import sys, threading, time\n"
+        "import numpy as np\n"
+        "import pybert\n"
+        "tok = pybert.Tokenizer(sys.argv[1])\n"
+        "def texts():  # new strs each time: the list holds the only reference\n"
+        "    return [('x ' * 1_000_000) + str(i) for i in range(8)]\n"
+        "expected = [tok.encode(t, add_special_tokens=False).ids for t in texts()[:2]]\n"
+        "for round in range(3):\n"
+        "    batch = texts()\n"
+        "    def empty():\n"
+        "        time.sleep(0.01)\n"
+        "        batch.clear()\n"
+        "        batch.extend(['y'] * 8)\n"
+        "    th = threading.Thread(target=empty)\n"
+        "    th.start()\n"
+        "    out = tok.encode_batch(batch, num_threads=1, add_special_tokens=False, pad=False)\n"
+        "    th.join()\n"
+        "    assert len(out) == 8, len(out)\n"
+        "    for i in range(2):\n"
+        "        np.testing.assert_array_equal(out.ids[i], expected[i])\n"
+        "print('ok')\n",
+        encoding="utf-8",
+    )
+    proc = subprocess.run([sys.executable, str(script), str(vocab_path("uncased"))],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", (
+        proc.returncode, proc.stderr[-2000:])
 
 
 def test_bytes_policy(vocab_path):

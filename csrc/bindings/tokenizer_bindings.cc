@@ -47,8 +47,14 @@ std::vector<std::string_view> Utf8List(py::handle seq, const char* arg,
     throw py::type_error(std::string(arg) + " must be a list or tuple of str, got " +
                          Py_TYPE(seq.ptr())->tp_name);
   }
-  PyObject* fast = seq.ptr();
-  const Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+  // The views outlive the GIL (the core runs without it), so they must not
+  // point into objects that another thread can free by changing the list:
+  // a tuple of the items (the same tuple for a tuple) holds a reference to
+  // each str for the whole call.
+  PyObject* fast = PySequence_Tuple(seq.ptr());
+  if (fast == nullptr) throw py::error_already_set();
+  keep->push_back(py::reinterpret_steal<py::object>(fast));
+  const Py_ssize_t n = PyTuple_GET_SIZE(fast);
   PyObject** items = PySequence_Fast_ITEMS(fast);
   std::vector<std::string_view> out;
   out.reserve(static_cast<size_t>(n));
