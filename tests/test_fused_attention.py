@@ -175,6 +175,91 @@ def test_bad_arguments_name_the_argument():
         ops.fused_attention(q, q, q, mask, 0.3, dropout_rate=1.0)
 
 
+def test_lse_and_its_gradient_match_reference():
+    """return_lse: the log-sum-exp of the scaled scores over the kept keys, differentiable
+    (before: its gradient was silently dropped), with and without dropout."""
+    rng = np.random.default_rng(31)
+    q, k, v, mask = _inputs(rng, 3, 9, 2, 16, tf.float64, full_mask_row=False)
+    scale = float(np.float32(0.3))
+    w_out = tf.constant(rng.normal(size=(3, 9, 2, 16)))
+    w_lse = tf.constant(rng.normal(size=(3, 2, 9)), tf.float32)  # lse is float32
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([q, k, v])
+        s = tf.einsum("bind,bjnd->bnij", q, k) * scale
+        s = tf.where(tf.cast(mask[:, None, None, :], tf.bool), s, tf.constant(-np.inf, s.dtype))
+        ref_lse = tf.cast(tf.reduce_logsumexp(s, axis=-1), tf.float32)
+        ref_loss = tf.reduce_sum(_reference(q, k, v, mask, scale) * w_out) + tf.cast(
+            tf.reduce_sum(ref_lse * w_lse), tf.float64)
+        out, lse = ops.fused_attention(q, k, v, mask, scale, return_lse=True)
+        loss = tf.reduce_sum(out * w_out) + tf.cast(tf.reduce_sum(lse * w_lse), tf.float64)
+        lse_only = tf.reduce_sum(lse * w_lse)
+        ref_lse_only = tf.reduce_sum(ref_lse * w_lse)
+    assert _rel(lse, ref_lse) < 1e-6
+    grads = tape.gradient(loss, [q, k, v]), tape.gradient(ref_loss, [q, k, v])
+    for got, want in zip(*grads, strict=True):
+        assert _rel(got, want) < 1e-5
+    got = tape.gradient(lse_only, [q, k])
+    want = tape.gradient(ref_lse_only, [q, k])
+    assert np.abs(want[0]).max() > 0.1
+    for g, w in zip(got, want, strict=True):
+        assert _rel(g, w) < 1e-5
+    # with dropout the lse (and its gradient) are those of the scores before dropout
+    with tf.GradientTape() as tape:
+        tape.watch(q)
+        _, lse_d = ops.fused_attention(q, k, v, mask, scale, dropout_rate=0.3, seed=5,
+                                       return_lse=True)
+        d_loss = tf.reduce_sum(lse_d * w_lse)
+    assert _rel(tape.gradient(d_loss, q), want[0]) < 1e-5
+
+
+def test_mask_dtypes():
+    """Any integer/bool mask means nonzero = keep (int64 2**32 is not cast to 0); a float
+    mask must be 0/1 (0.5 keeps), and an additive bias (negative values) is an error, not
+    silently the opposite mask."""
+    rng = np.random.default_rng(4)
+    q, k, v, _ = _inputs(rng, 2, 6, 2, 8, tf.float64)
+    m = np.array([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]], np.int32)
+    want = ops.fused_attention(q, k, v, tf.constant(m), 0.5)
+    assert np.abs(want.numpy() - ops.fused_attention(q, k, v, tf.ones_like(m), 0.5)).max() > 0.01
+    for other in (tf.constant(m.astype(np.int64) * 2**32), tf.constant(m.astype(bool)),
+                  tf.constant(m * 0.5, tf.float32), tf.constant(m, tf.float64)):
+        np.testing.assert_array_equal(ops.fused_attention(q, k, v, other, 0.5), want)
+    bias = tf.constant((1.0 - m) * -10000.0, tf.float32)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="not an additive bias"):
+        ops.fused_attention(q, k, v, bias, 0.5)
+    with pytest.raises(TypeError, match="input_mask must be"):
+        ops.fused_attention(q, k, v, tf.constant(m.astype(str)), 0.5)
+
+
+_OOM = """
+import os, resource, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+import tensorflow as tf
+from pybert import ops
+x = tf.ones((1, 4, 1, 8))
+ops.fused_attention(x, x, x, tf.ones((1, 4), tf.int32))
+sk = 2**22  # head_dim 1: the kernels' scratch (16-float rows) is ~16x K's 16 MB
+q, k, m = tf.ones((2, 1, 1, 1)), tf.ones((2, sk, 1, 1)), tf.ones((2, sk), tf.int32)
+vm = int([l for l in open("/proc/self/status") if l.startswith("VmSize")][0].split()[1]) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (vm + (300 << 20),) * 2)
+try:
+    ops.fused_attention(q, k, k, m, scale=1.0)
+    print("no error")
+except tf.errors.ResourceExhaustedError as e:
+    print("ResourceExhausted:", e.message)
+"""
+
+
+def test_out_of_memory_is_an_error_not_a_crash():
+    """Scratch buffers that cannot be allocated (here under an address-space limit) give
+    ResourceExhaustedError; before, std::bad_alloc escaped the kernel and killed the
+    process."""
+    proc = subprocess.run([sys.executable, "-c", _OOM], capture_output=True, text=True,
+                          timeout=300, cwd=tempfile.gettempdir())
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-3000:])
+    assert "ResourceExhausted:" in proc.stdout and "out of memory" in proc.stdout, proc.stdout
+
+
 def test_encoder_with_fused_attention_equals_reference(minilm_dir, data_dir):
     import pybert
     from pybert.checkpoints import load_huggingface_encoder

@@ -272,6 +272,48 @@ def test_batch_survives_another_thread_emptying_the_list(vocab_path, tmp_path):
         proc.returncode, proc.stderr[-2000:])
 
 
+def test_batch_with_threads_the_system_refuses(vocab_path, tmp_path):
+    """Under an address-space limit that leaves no room for 8 thread stacks, encode_batch
+    runs on the threads that did start, with the same result (before: std::terminate)."""
+    script = tmp_path / "threads.py"
+    script.write_text(
+        "import resource, sys\n"
+        "import numpy as np\n"
+        "import pybert\n"
+        "tok = pybert.Tokenizer(sys.argv[1])\n"
+        "import numpy.testing  # nothing to import once the limit is set\n"
+        "texts = ['hello world, again ' * 3000] * 64\n"
+        "want = tok.encode_batch(texts, max_seq_length=16, num_threads=1)\n"
+        "status = open('/proc/self/status').read().split('VmSize:')[1]\n"
+        "vm = int(status.split()[0]) * 1024\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (vm + (12 << 20),) * 2)\n"
+        "got = tok.encode_batch(texts, max_seq_length=16, num_threads=8)\n"
+        "np.testing.assert_array_equal(got.input_word_ids, want.input_word_ids)\n"
+        "np.testing.assert_array_equal(got.offsets, want.offsets)\n"
+        "print('ok')\n",
+        encoding="utf-8",
+    )
+    proc = subprocess.run([sys.executable, str(script), str(vocab_path("uncased"))],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", (
+        proc.returncode, proc.stderr[-2000:])
+
+
+def test_text_too_long_for_int32_offsets(vocab_path):
+    """Offsets are int32: a text of 2**31 characters is refused by name (before: offsets
+    wrapped to negative values). In a subprocess: it holds a 2 GiB string."""
+    code = ("import sys, pybert\n"
+            "tok = pybert.Tokenizer(sys.argv[1])\n"
+            "try:\n"
+            "    tok.encode_batch(['a', 'x' * 2**31])\n"
+            "except ValueError as e:\n"
+            "    print(e)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(vocab_path("uncased"))],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "texts[1] has 2147483648 characters; at most 2**31 - 1" in proc.stdout, proc.stdout
+
+
 def test_bytes_policy(vocab_path):
     tok = pybert.Tokenizer(vocab_path("uncased"))
     assert tok.tokenize(b"caf\xc3\xa9") == ["cafe"]

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "attention/philox.h"
+#include "common/parallel.h"
 
 namespace pybert {
 namespace attention {
@@ -46,11 +47,7 @@ void parallel_for(int64_t n, int num_threads, F&& fn) {
   auto worker = [&] {
     for (int64_t i = next.fetch_add(1); i < n; i = next.fetch_add(1)) fn(i);
   };
-  std::vector<std::thread> threads;
-  threads.reserve(t - 1);
-  for (int i = 0; i < t - 1; ++i) threads.emplace_back(worker);
-  worker();
-  for (auto& th : threads) th.join();
+  run_workers(t, worker);
 }
 
 std::string check(const ForwardParams& p, bool backward) {
@@ -618,22 +615,41 @@ std::string backward_impl(const BackwardParams& p, int num_threads) {
 
 }  // namespace
 
-std::string forward_cpu(const ForwardParams& p, int num_threads) {
-  switch (p.dtype) {
-    case DType::kFloat32: return forward_impl<float>(p, num_threads);
-    case DType::kFloat64: return forward_impl<double>(p, num_threads);
-    default:
-      return std::string("dtype: the CPU kernels take float32 or float64, got ") + dtype_name(p.dtype);
+// Nothing is thrown past these two: the callers (the TF op, ctypes) take a
+// message. Scratch buffers that cannot be allocated give kOutOfMemory's text.
+template <typename Fn>
+std::string guarded(const char* what, Fn fn) {
+  try {
+    return fn();
+  } catch (const std::bad_alloc&) {
+    return std::string(kOutOfMemory) + ": the " + what + " pass's scratch buffers";
+  } catch (const std::exception& e) {
+    return std::string(what) + " pass failed: " + e.what();
   }
 }
 
+std::string forward_cpu(const ForwardParams& p, int num_threads) {
+  return guarded("forward", [&]() -> std::string {
+    switch (p.dtype) {
+      case DType::kFloat32: return forward_impl<float>(p, num_threads);
+      case DType::kFloat64: return forward_impl<double>(p, num_threads);
+      default:
+        return std::string("dtype: the CPU kernels take float32 or float64, got ") +
+               dtype_name(p.dtype);
+    }
+  });
+}
+
 std::string backward_cpu(const BackwardParams& p, int num_threads) {
-  switch (p.dtype) {
-    case DType::kFloat32: return backward_impl<float>(p, num_threads);
-    case DType::kFloat64: return backward_impl<double>(p, num_threads);
-    default:
-      return std::string("dtype: the CPU kernels take float32 or float64, got ") + dtype_name(p.dtype);
-  }
+  return guarded("backward", [&]() -> std::string {
+    switch (p.dtype) {
+      case DType::kFloat32: return backward_impl<float>(p, num_threads);
+      case DType::kFloat64: return backward_impl<double>(p, num_threads);
+      default:
+        return std::string("dtype: the CPU kernels take float32 or float64, got ") +
+               dtype_name(p.dtype);
+    }
+  });
 }
 
 }  // namespace attention

@@ -20,7 +20,9 @@ namespace attention {
 
 // dtype kFloat32 or kFloat64 (q, k, v, out, dout, dq, dk, dv of that type;
 // lse is float32 either way; the float64 backward recomputes it in float64).
-// Returns "" or a message naming the bad argument.
+// Returns "" or a message naming the bad argument; nothing is thrown (scratch
+// that cannot be allocated: a message starting with kOutOfMemory).
+inline constexpr const char kOutOfMemory[] = "out of memory";
 std::string forward_cpu(const ForwardParams& p, int num_threads);
 std::string backward_cpu(const BackwardParams& p, int num_threads);
 

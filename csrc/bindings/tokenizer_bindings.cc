@@ -6,12 +6,15 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "common/parallel.h"
 #include "tokenizer/encoding.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/unicode_tables.h"
@@ -30,6 +33,12 @@ std::string_view Utf8Of(PyObject* obj, const char* arg, Py_ssize_t index,
   if (!PyUnicode_Check(obj)) {
     std::string where = index >= 0 ? std::string(arg) + "[" + std::to_string(index) + "]" : arg;
     throw py::type_error(where + " must be str, got " + Py_TYPE(obj)->tp_name);
+  }
+  // offsets are int32 character positions
+  if (PyUnicode_GET_LENGTH(obj) > INT32_MAX) {
+    std::string where = index >= 0 ? std::string(arg) + "[" + std::to_string(index) + "]" : arg;
+    throw py::value_error(where + " has " + std::to_string(PyUnicode_GET_LENGTH(obj)) +
+                          " characters; at most 2**31 - 1 are supported");
   }
   Py_ssize_t size = 0;
   const char* data = PyUnicode_AsUTF8AndSize(obj, &size);
@@ -79,17 +88,10 @@ py::array_t<T> Empty(std::vector<py::ssize_t> shape) {
 template <typename Fn>
 void ParallelChunks(size_t num_chunks, int num_threads, Fn fn) {
   const size_t threads = std::min<size_t>(std::max(num_threads, 1), num_chunks);
-  if (threads <= 1) {
-    for (size_t c = 0; c < num_chunks; ++c) fn(c);
-    return;
-  }
-  std::vector<std::thread> pool;
-  for (size_t t = 0; t < threads; ++t) {
-    pool.emplace_back([&, t]() {
-      for (size_t c = t; c < num_chunks; c += threads) fn(c);
-    });
-  }
-  for (auto& th : pool) th.join();
+  std::atomic<size_t> next{0};
+  run_workers(static_cast<int>(threads), [&]() {
+    for (size_t c = next.fetch_add(1); c < num_chunks; c = next.fetch_add(1)) fn(c);
+  });
 }
 
 class PyTokenizer {

@@ -11,6 +11,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "common/parallel.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/unicode_tables.h"
 #include "tokenizer/utf8.h"
@@ -897,14 +898,7 @@ std::vector<ExampleResult> Postprocess(const SquadInputs& in, const SquadOptions
   };
   const int threads = std::max(1, std::min<int>(options.num_threads,
                                                  static_cast<int>((in.num_examples + kBlock - 1) / kBlock)));
-  if (threads <= 1) {
-    work();
-  } else {
-    std::vector<std::thread> pool;
-    for (int t = 1; t < threads; ++t) pool.emplace_back(work);
-    work();
-    for (auto& th : pool) th.join();
-  }
+  run_workers(threads, work);
   return results;
 }
 

@@ -209,6 +209,13 @@ struct GpuBackend {
 };
 #endif
 
+// A kernel's message as a status: out of memory is ResourceExhausted (a
+// smaller batch may fit), anything else names a bad argument.
+absl::Status KernelError(const std::string& op, const std::string& err) {
+  if (err.rfind(attention::kOutOfMemory, 0) == 0) return absl::ResourceExhaustedError(op + err);
+  return absl::InvalidArgumentError(op + err);
+}
+
 template <typename Backend, typename T>
 class AttentionOpBase : public OpKernel {
  public:
@@ -253,7 +260,7 @@ class FusedAttentionOp : public AttentionOpBase<Backend, T> {
     p.out = out->flat<T>().data();
     p.lse = lse->flat<float>().data();
     err = Backend::Forward(ctx, p);
-    OP_REQUIRES(ctx, err.empty(), absl::InvalidArgumentError("PybertFusedAttention: " + err));
+    OP_REQUIRES(ctx, err.empty(), KernelError("PybertFusedAttention: ", err));
   }
 };
 
@@ -292,8 +299,7 @@ class FusedAttentionGradOp : public AttentionOpBase<Backend, T> {
     p.dout_strides = p.dq_strides = p.q_strides;
     p.dk_strides = p.dv_strides = p.k_strides;
     err = Backend::Backward(ctx, &p);
-    OP_REQUIRES(ctx, err.empty(),
-                absl::InvalidArgumentError("PybertFusedAttentionGrad: " + err));
+    OP_REQUIRES(ctx, err.empty(), KernelError("PybertFusedAttentionGrad: ", err));
   }
 };
 

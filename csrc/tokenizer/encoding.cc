@@ -1,5 +1,7 @@
 #include "tokenizer/encoding.h"
 
+#include "common/parallel.h"
+
 #include <algorithm>
 #include <atomic>
 #include <exception>
@@ -161,15 +163,7 @@ std::vector<EncodedRows> EncodeBatch(const BertTokenizer& tokenizer,
     }
   };
   const int threads = static_cast<int>(std::min<size_t>(std::max(num_threads, 1), num_chunks));
-  if (threads <= 1) {
-    work();
-  } else {
-    std::vector<std::thread> pool;
-    pool.reserve(threads - 1);
-    for (int t = 1; t < threads; ++t) pool.emplace_back(work);
-    work();
-    for (auto& th : pool) th.join();
-  }
+  run_workers(threads, work);  // rows' errors: below; anything else (bad_alloc) rethrown there
   if (error) std::rethrow_exception(error);
   return chunks;
 }
