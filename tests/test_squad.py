@@ -241,6 +241,11 @@ def test_bad_inputs(squad_v1):
         squad.postprocess_output(*args, results, 0, 30, True)
     with pytest.raises(ValueError, match="max_answer_length must be an int >= 1"):
         squad.postprocess_output(*args, results, 20, 0, True)
+    ids = np.array([f.unique_id for f in features], dtype=np.int64)
+    empty = np.zeros((len(features), 0), dtype=np.float32)
+    with pytest.raises(ValueError, match="seq_len >= 1"):  # before: read past the logits
+        squad.postprocess_output(*args, (ids, empty, empty), 20, 30, True,
+                                 version_2_with_negative=True)
 
 
 # -- evaluation ---------------------------------------------------------------

@@ -95,6 +95,10 @@ py::list SquadPostprocess(py::bytes doc_data, Array<int64_t> doc_offsets, Array<
                           std::to_string(in.num_features) + ", seq_len]");
   }
   in.seq_len = start_logits.shape(1);
+  if (in.num_features > 0 && in.seq_len < 1) {
+    // position 0 ([CLS]) is read for every feature (the null score)
+    throw py::value_error("start_logits and end_logits must have seq_len >= 1, got 0");
+  }
   auto check_finite = [&](const auto* s, const auto* e) {
     // x - x is 0 for finite x and NaN for NaN or inf: one pass without branches
     // per feature, the message only on failure.
