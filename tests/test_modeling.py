@@ -260,6 +260,15 @@ def test_tf1_checkpoint_converts_to_the_same_outputs(tmp_path, model_dir, batch)
         BertConfig.from_json_file(tmp_path / "converted_tanh" / "bert_config.json").hidden_act
         == "gelu_tanh"
     )
+    # an earlier output is replaced; a directory holding anything else is refused, untouched
+    convert("tf1", prefix, str(tmp_path / "converted_tanh"))
+    mine = tmp_path / "mine"
+    (mine / "sub").mkdir(parents=True)
+    (mine / "notes.txt").write_text("keep")
+    with pytest.raises(ValueError, match=r"mine: exists and holds files that are not a "
+                                         r"converted checkpoint \(notes.txt, sub\)"):
+        convert("tf1", prefix, str(mine))
+    assert (mine / "notes.txt").read_text() == "keep" and (mine / "sub").is_dir()
     # a checkpoint that does not fit is refused with the list of problems, nothing written
     (tmp_path / "five.json").write_text(json.dumps(seed_config | {"num_hidden_layers": 5}))
     with pytest.raises(CheckpointMismatchError, match=r"unexpected \(16\): bert/encoder/layer_5/"):

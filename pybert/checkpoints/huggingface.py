@@ -192,7 +192,11 @@ def save_encoder_checkpoint(encoder, config: BertConfig, output_dir, vocab_file=
 
     import tensorflow as tf
 
+    from pybert._outputs import check_replaceable, replace_dir
+
+    own = ("bert_config.json", "vocab.txt", "bert_model.ckpt*", "checkpoint")
     output_dir = Path(output_dir)
+    check_replaceable(output_dir, own, "converted checkpoint")
     tmp = output_dir.with_name(output_dir.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -201,9 +205,7 @@ def save_encoder_checkpoint(encoder, config: BertConfig, output_dir, vocab_file=
     if vocab_file is not None:
         shutil.copyfile(vocab_file, tmp / "vocab.txt")
     tf.train.Checkpoint(encoder=encoder).write(str(tmp / "bert_model.ckpt"))
-    if output_dir.exists():
-        shutil.rmtree(output_dir)
-    os.replace(tmp, output_dir)
+    replace_dir(tmp, output_dir, own, "converted checkpoint")
     return str(output_dir / "bert_model.ckpt")
 
 

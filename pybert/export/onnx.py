@@ -30,7 +30,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import shutil
 import tempfile
 from collections import OrderedDict
@@ -39,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pybert._outputs import check_replaceable, replace_dir
+
 logger = logging.getLogger(__name__)
 
 TASKS = ("encoder", "classifier", "regression", "span")
@@ -46,6 +47,8 @@ INPUT_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
 METADATA_FILE = "pybert_model.json"
 FORMAT = "pybert-onnx"
 FORMAT_VERSION = 1
+# what an export directory holds (an earlier export may be replaced, nothing else)
+ONNX_EXPORT_FILES = ("*.onnx", "*.onnx.data", "vocab.txt", METADATA_FILE)
 FP32_TOLERANCE = 1e-4
 # Tasks whose head reads only the pooled [CLS] row (their last layer can stop there).
 CLS_TASKS = ("classifier", "regression")
@@ -512,6 +515,7 @@ def export_onnx(
         raise ValueError(f"task 'regression' needs num_labels 1, got {model.num_labels}")
 
     output_dir = Path(output_dir)
+    check_replaceable(output_dir, ONNX_EXPORT_FILES, "pybert ONNX export")
     tmp = output_dir.with_name(output_dir.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -578,9 +582,7 @@ def export_onnx(
     with open(tmp / METADATA_FILE, "w", encoding="utf-8") as f:
         json.dump(metadata, f, indent=2)
         f.write("\n")
-    if output_dir.exists():
-        shutil.rmtree(output_dir)
-    os.replace(tmp, output_dir)
+    replace_dir(tmp, output_dir, ONNX_EXPORT_FILES, "pybert ONNX export")
     return ExportResult(str(output_dir), metadata)
 
 

@@ -11,9 +11,13 @@ checkpoint whose root holds the encoder, like pybert's encoder checkpoints).
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
+
+from pybert._outputs import check_replaceable, replace_dir
+
+# what tf.saved_model.save writes (an earlier SavedModel may be replaced, nothing else)
+SAVED_MODEL_FILES = ("saved_model.pb", "variables", "assets", "fingerprint.pb", "keras_metadata.pb")
 
 _INPUT_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
 
@@ -91,12 +95,11 @@ def _save_atomically(module, export_dir) -> str:
     from pybert.modeling.encoder import portable_attention
 
     export_dir = Path(export_dir)
+    check_replaceable(export_dir, SAVED_MODEL_FILES, "SavedModel")
     tmp = export_dir.with_name(export_dir.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     with portable_attention():
         tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.__call__})
-    if export_dir.exists():
-        shutil.rmtree(export_dir)
-    os.replace(tmp, export_dir)
+    replace_dir(tmp, export_dir, SAVED_MODEL_FILES, "SavedModel")
     return str(export_dir)
