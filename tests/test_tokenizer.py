@@ -299,7 +299,7 @@ def test_batch_with_threads_the_system_refuses(vocab_path, tmp_path):
         proc.returncode, proc.stderr[-2000:])
 
 
-def test_text_too_long_for_int32_offsets(vocab_path):
+def test_text_too_long_for_int32_offsets(vocab_path, tmp_path):
     """Offsets are int32: a text of 2**31 characters is refused by name (before: offsets
     wrapped to negative values). In a subprocess: it holds a 2 GiB string."""
     code = ("import sys, pybert\n"
@@ -309,7 +309,7 @@ def test_text_too_long_for_int32_offsets(vocab_path):
             "except ValueError as e:\n"
             "    print(e)\n")
     proc = subprocess.run([sys.executable, "-c", code, str(vocab_path("uncased"))],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "texts[1] has 2147483648 characters; at most 2**31 - 1" in proc.stdout, proc.stdout
 
