@@ -119,6 +119,12 @@ def run() -> dict | str:
     import numpy as np
     import tensorflow as tf
 
+    if FLAGS.model_export_path:  # refused now rather than after the training
+        from pybert._outputs import check_replaceable
+        from pybert.export.savedmodel import SAVED_MODEL_FILES
+
+        check_replaceable(FLAGS.model_export_path, SAVED_MODEL_FILES, "SavedModel")
+
     from pybert.configs import BertConfig
     from pybert.data.pipelines import create_classifier_dataset
     from pybert.modeling import BertClassifier
