@@ -238,15 +238,23 @@ def test_strange_inputs_do_not_crash(vocab_path):
     assert tok.encode("\ud800 abc").offsets.tolist()[2] == [2, 5]
 
 
+def _run_tokenizer_script(tmp_path, vocab, body: str) -> str:
+    """Runs `body` in a fresh Python with `tok` (a Tokenizer on `vocab`) and numpy as np
+    defined, from a directory outside the source tree; a crash fails the test, not pytest."""
+    script = tmp_path / "script.py"
+    script.write_text("import sys\nimport numpy as np\nimport pybert\n"
+                      "tok = pybert.Tokenizer(sys.argv[1])\n" + body, encoding="utf-8")
+    proc = subprocess.run([sys.executable, str(script), str(vocab)], capture_output=True,
+                          text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    return proc.stdout.strip()
+
+
 def test_batch_survives_another_thread_emptying_the_list(vocab_path, tmp_path):
     """The core runs without the GIL on views of the strs: a thread that empties the list
     meanwhile must not free them under it (before the fix: a segfault)."""
-    script = tmp_path / "race.py"
-    script.write_text(
-        "import sys, threading, time\n"
-        "import numpy as np\n"
-        "import pybert\n"
-        "tok = pybert.Tokenizer(sys.argv[1])\n"
+    out = _run_tokenizer_script(tmp_path, vocab_path("uncased"), (
+        "import threading, time\n"
         "def texts():  # new strs each time: the list holds the only reference\n"
         "    return [('x ' * 1_000_000) + str(i) for i in range(8)]\n"
         "expected = [tok.encode(t, add_special_tokens=False).ids for t in texts()[:2]]\n"
@@ -263,24 +271,15 @@ def test_batch_survives_another_thread_emptying_the_list(vocab_path, tmp_path):
         "    assert len(out) == 8, len(out)\n"
         "    for i in range(2):\n"
         "        np.testing.assert_array_equal(out.ids[i], expected[i])\n"
-        "print('ok')\n",
-        encoding="utf-8",
-    )
-    proc = subprocess.run([sys.executable, str(script), str(vocab_path("uncased"))],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0 and proc.stdout.strip() == "ok", (
-        proc.returncode, proc.stderr[-2000:])
+        "print('ok')\n"))
+    assert out == "ok"
 
 
 def test_batch_with_threads_the_system_refuses(vocab_path, tmp_path):
     """Under an address-space limit that leaves no room for 8 thread stacks, encode_batch
     runs on the threads that did start, with the same result (before: std::terminate)."""
-    script = tmp_path / "threads.py"
-    script.write_text(
-        "import resource, sys\n"
-        "import numpy as np\n"
-        "import pybert\n"
-        "tok = pybert.Tokenizer(sys.argv[1])\n"
+    out = _run_tokenizer_script(tmp_path, vocab_path("uncased"), (
+        "import resource\n"
         "import numpy.testing  # nothing to import once the limit is set\n"
         "texts = ['hello world, again ' * 3000] * 64\n"
         "want = tok.encode_batch(texts, max_seq_length=16, num_threads=1)\n"
@@ -290,13 +289,8 @@ def test_batch_with_threads_the_system_refuses(vocab_path, tmp_path):
         "got = tok.encode_batch(texts, max_seq_length=16, num_threads=8)\n"
         "np.testing.assert_array_equal(got.input_word_ids, want.input_word_ids)\n"
         "np.testing.assert_array_equal(got.offsets, want.offsets)\n"
-        "print('ok')\n",
-        encoding="utf-8",
-    )
-    proc = subprocess.run([sys.executable, str(script), str(vocab_path("uncased"))],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0 and proc.stdout.strip() == "ok", (
-        proc.returncode, proc.stderr[-2000:])
+        "print('ok')\n"))
+    assert out == "ok"
 
 
 def test_text_too_long_for_int32_offsets(vocab_path, tmp_path):
