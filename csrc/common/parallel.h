@@ -9,8 +9,10 @@
 // memory or process limit) leaves its share to the threads already running.
 #pragma once
 
+#include <cstddef>
 #include <exception>
 #include <mutex>
+#include <new>
 #include <system_error>
 #include <thread>
 #include <vector>
