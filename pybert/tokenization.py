@@ -202,7 +202,13 @@ class Tokenizer:
 
     def convert_ids_to_tokens(self, ids) -> list[str]:
         table = self._id_to_token_list()
-        return [table[int(i)] for i in ids]
+        out = []
+        for i in ids:
+            i = int(i)
+            if not 0 <= i < len(table):  # a negative id must not index from the end
+                raise KeyError(f"id {i} is not in the vocabulary (0 to {len(table) - 1})")
+            out.append(table[i])
+        return out
 
     # -- tokenization ----------------------------------------------------------
     def tokenize(self, text) -> list[str]:

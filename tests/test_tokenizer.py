@@ -344,6 +344,10 @@ def test_vocab_errors(tmp_path, vocab_path):
 
 def test_argument_errors(vocab_path):
     tok = pybert.Tokenizer(vocab_path("uncased"))
+    assert tok.convert_ids_to_tokens([101, 0]) == ["[CLS]", "[PAD]"]
+    for bad in (-1, tok.vocab_size):
+        with pytest.raises(KeyError, match=f"id {bad} is not in the vocabulary"):
+            tok.convert_ids_to_tokens([bad])
     with pytest.raises(ValueError, match="truncation must be one of"):
         tok.encode("a", truncation="nope")
     with pytest.raises(ValueError, match="max_seq_length must be a positive int"):
