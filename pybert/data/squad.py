@@ -305,11 +305,9 @@ def _featurize(data, tokenizer, max_seq_length, doc_stride, max_query_length, is
     if max_query_length < 1 or doc_stride < 1:
         raise ValueError(f"max_query_length ({max_query_length}) and doc_stride ({doc_stride}) "
                          f"must be positive")
-    if max_seq_length - max_query_length - 3 < 1:
-        raise ValueError(
-            f"max_seq_length={max_seq_length} leaves no room for the passage after a question of "
-            f"up to max_query_length={max_query_length} tokens and 3 special tokens"
-        )
+    if max_seq_length < 4:
+        raise ValueError(f"max_seq_length={max_seq_length} leaves no room for [CLS], a question, "
+                         f"[SEP], a passage token and [SEP]")
     threads = num_threads or 0
     vocab = tokenizer.vocab
     cls_id, sep_id = vocab["[CLS]"], vocab["[SEP]"]
@@ -349,6 +347,11 @@ def _featurize(data, tokenizer, max_seq_length, doc_stride, max_query_length, is
         t0, t1 = int(par_tok_start[p]), int(par_tok_end[p])
         n_tok = t1 - t0
         max_doc = max_seq_length - q_len - 3
+        if max_doc < 1:  # the seed loops forever here
+            raise ValueError(
+                f"question {data.qas_ids[e]!r} of {data.path}: max_seq_length={max_seq_length} "
+                f"leaves no room for the passage after its {q_len} tokens (max_query_length="
+                f"{max_query_length}) and 3 special tokens")
         key = (n_tok, max_doc)
         if key not in span_cache:
             spans = _doc_spans(n_tok, max_doc, doc_stride)
