@@ -141,16 +141,29 @@ def test_predict_jsonl_and_api(classifier, data_dir, tmp_path):
         for r in rows:
             f.write(json.dumps({"a": r[3], "b": r[4]}) + "\n")
         f.write("{not json\n")
+    with open(src, "ab") as f:  # line 14: a Latin-1 byte in a text
+        f.write(b'{"a": "caf\xe9", "b": "x"}\n')
     dst = tmp_path / "out.jsonl"
-    proc = run_tool("predict", f"--model_dir={out}", f"--input_file={src}", "--text_a_column=a",
-                 "--text_b_column=b", f"--output_file={dst}", "--progress=false")
+    args = [f"--model_dir={out}", "--text_a_column=a", "--text_b_column=b",
+            f"--output_file={dst}", "--progress=false"]
+    proc = run_tool("predict", f"--input_file={src}", *args)
     assert f"{src}:13: not valid JSON" in proc.stderr
+    assert f"{src}:14: not valid UTF-8" in proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["errors"] == 2
     got = [json.loads(x) for x in dst.read_text().splitlines()]
     assert [g["line"] for g in got] == list(range(1, 13))
     api = Predictor(out).predict([r[3] for r in rows], [r[4] for r in rows])
     assert [g["label"] for g in got] == api["label"]
     np.testing.assert_allclose([g["probabilities"]["1"] for g in got],
                                api["probabilities"][:, 1], atol=1e-5)
+    # No row usable: exit 1, and no output (the earlier one is kept).
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"a": "x"}\n{"b": "y"}\n', encoding="utf-8")
+    proc = run_tool("predict", f"--input_file={bad}", *args, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "none of its 2 rows could be predicted" in proc.stderr
+    assert len(dst.read_text().splitlines()) == 12
+    assert not (tmp_path / "out.jsonl.incomplete").exists()
 
 
 def test_bad_model_dir_errors(classifier, tmp_path):

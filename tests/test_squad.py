@@ -365,6 +365,18 @@ def test_squad_evaluate_tool(tmp_path, data_dir):
         tool + [str(tmp_path / "missing.json"), str(pred_file)], capture_output=True, text=True
     )
     assert bad.returncode != 0 and "data file not found" in bad.stderr
+    # Answers that are not strings, scores that are not numbers: the file and the id.
+    data_arg = str(data_dir / "squad/haystack_small-v2.0.json")
+    pred_file.write_text(json.dumps({**preds, qas[1]["id"]: 5}))
+    bad = subprocess.run(tool + [data_arg, str(pred_file)], capture_output=True, text=True)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert f"{pred_file}: the value for '{qas[1]['id']}' is 5, not a string" in bad.stderr
+    pred_file.write_text(json.dumps(preds))
+    odds.write_text(json.dumps({**{k: 0.0 for k in preds}, qas[2]["id"]: None}))
+    bad = subprocess.run(tool + [data_arg, str(pred_file), "--na_prob_file", str(odds)],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert f"the value for '{qas[2]['id']}' is null, not a number" in bad.stderr
 
 
 def test_get_final_text_random_spans_match_seed(seed_squad, squad_v1, data_dir):

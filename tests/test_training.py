@@ -158,7 +158,8 @@ def test_errors_before_the_first_step(mrpc64, tmp_path):
     proc = _run(*[a if not a.startswith("--input_meta_data_path") else
                   f"--input_meta_data_path={bad_meta}" for a in args], check=False)
     assert proc.returncode == 1
-    assert "sequences have length 64 but the meta data says max_seq_length=128" in proc.stderr
+    assert ("feature 'input_ids' has 64 values, expected 128; the meta data "
+            f"{bad_meta} says max_seq_length=128, classification") in proc.stderr
     proc = _run(*args, f"--init_checkpoint={tmp_path / 'nope' / 'bert_model.ckpt'}",
                 check=False)
     assert proc.returncode == 1 and "no such checkpoint" in proc.stderr
@@ -174,7 +175,31 @@ def test_errors_before_the_first_step(mrpc64, tmp_path):
     assert proc.returncode == 1 and "does not fit the model built from bert_config" in proc.stderr
     proc = _run(*[a.replace("train.tfr", "missing.tfr") for a in args], check=False)
     assert proc.returncode == 1 and "missing.tfr: file not found" in proc.stderr
+    # Out-of-range flags: absl's one-line error, before anything runs.
+    proc = _run(*args, "--train_batch_size=0", check=False)
+    assert proc.returncode == 1 and "flag --train_batch_size=0" in proc.stderr
+    assert "Traceback" not in proc.stderr
     assert not (tmp_path / "m" / "training_summary.json").exists()
+
+
+def test_corrupt_training_records_fail_without_traceback(mrpc64, tmp_path):
+    """A flipped byte mid-file (the first records are fine) stops training at that batch with
+    a one-line error that lists the input files."""
+    data = bytearray((mrpc64 / "train.tfr").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    bad = tmp_path / "train.tfr"
+    bad.write_bytes(bytes(data))
+    args = [a if not a.startswith("--train_data_path") else f"--train_data_path={bad}"
+            for a in _args(mrpc64, tmp_path / "m", "--shuffle_buffer=0")]
+    proc = _run(*args, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "run_classifier: error: corrupt or truncated input data" in proc.stderr
+    assert f"--train_data_path={bad}" in proc.stderr and "corrupted record at" in proc.stderr
+    # A file that is not a TFRecord at all is refused before training.
+    bad.write_bytes(b"not a tfrecord file, just text\n" * 10)
+    proc = _run(*args, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"{bad}: not a TFRecord file or corrupt" in proc.stderr
 
 
 def test_hub_module_url_initializes_the_encoder(mrpc64, tmp_path):
@@ -322,6 +347,14 @@ def test_run_pretraining_tiny_then_finetune_init(tmp_path, data_dir, vocab_path)
     bad = run_tool("run_pretraining", *[a.replace("pt*.tfrecord", "none*.tfrecord") for a in args],
                 check=False)
     assert bad.returncode == 1 and "does not match any files" in bad.stderr
+    # Flags that do not fit the records: the file, the feature and the flags to check.
+    bad = run_tool("run_pretraining", *[a.replace("per_seq=10", "per_seq=20") for a in args],
+                   check=False)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert ("pt.tfrecord: feature 'masked_lm_positions' has 10 values, expected 20; "
+            "--max_seq_length, --max_predictions_per_seq and --use_v2_feature_names") in bad.stderr
+    bad = run_tool("run_pretraining", *args, "--use_v2_feature_names", check=False)
+    assert bad.returncode == 1 and "feature 'input_word_ids' is missing" in bad.stderr
 
 
 def _load_bench_module(name):

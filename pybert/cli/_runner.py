@@ -1,18 +1,60 @@
 """The one entry-point wrapper of pybert's absl tools: logging, bad input -> status 1.
 
-A tool's run() raises FileNotFoundError / ValueError for bad input; the
-message goes to stderr as "<tool>: error: ..." and the process exits with 1
-(no traceback). Anything else is a bug and keeps its traceback.
+A tool's run() raises ValueError (bad flags or data) or OSError (a missing,
+unreadable or unwritable path, a full disk) for bad input; TensorFlow raises
+DataLossError for corrupt TFRecords and ResourceExhaustedError when memory
+runs out. For these the message goes to stderr as "<tool>: error: ..." and
+the process exits with 1 (no traceback). Anything else is a bug and keeps its
+traceback.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable
 
-from absl import app
+from absl import app, flags
+
+# Flags that name input files, listed in a corrupt-data message (whichever the tool has and set).
+_INPUT_FLAGS = ("input_files", "input_file", "train_data_path", "eval_data_path", "predict_file",
+                "init_checkpoint", "hub_module_url")
+
+
+def _tf_message(e) -> str:
+    """An op error's message without TensorFlow's {{function_node ...}} and [Op:...] wrapping."""
+    text = re.sub(r"\{\{[^}]*\}\}", "", e.message)
+    text = re.sub(r"\s*\[Op:[^\]]*\].*$", "", text, flags=re.S)
+    return " ".join(text.split())
+
+
+def _inputs() -> str:
+    given = []
+    for name in _INPUT_FLAGS:
+        if name in flags.FLAGS and flags.FLAGS[name].present and flags.FLAGS[name].value:
+            given.append(f"--{name}={flags.FLAGS[name].value}")
+    return f" (inputs: {', '.join(given)})" if given else ""
+
+
+def user_error(e: BaseException) -> str | None:
+    """The message for an error caused by the tool's input or machine; None for a bug."""
+    if isinstance(e, (ValueError, OSError)):
+        return str(e)
+    if isinstance(e, MemoryError):
+        return "out of memory"
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and isinstance(e, tf.errors.OpError):
+        if isinstance(e, tf.errors.DataLossError):
+            return f"corrupt or truncated input data{_inputs()}: {_tf_message(e)}"
+        if isinstance(e, tf.errors.ResourceExhaustedError):
+            return (f"out of memory: {_tf_message(e)}; try a smaller batch size or "
+                    f"--max_seq_length")
+        if isinstance(e, (tf.errors.NotFoundError, tf.errors.PermissionDeniedError,
+                          tf.errors.AlreadyExistsError)):
+            return _tf_message(e)
+    return None
 
 
 def run_tool(name: str, run: Callable, report: Callable = lambda result, seconds: print(result),
@@ -22,8 +64,11 @@ def run_tool(name: str, run: Callable, report: Callable = lambda result, seconds
         start = time.perf_counter()
         try:
             result = run()
-        except (FileNotFoundError, ValueError) as e:
-            print(f"{name}: error: {e}", file=sys.stderr)
+        except Exception as e:
+            message = user_error(e)
+            if message is None:
+                raise
+            print(f"{name}: error: {message}", file=sys.stderr)
             sys.exit(1)
         report(result, time.perf_counter() - start)
 

@@ -23,12 +23,12 @@ def define_common_bert_flags() -> None:
     flags.DEFINE_string("init_checkpoint", None,
                         "Initial checkpoint (a pybert encoder checkpoint, e.g. from "
                         "pybert-convert-checkpoint).")
-    flags.DEFINE_integer("num_train_epochs", 3, "Total number of training epochs.")
+    flags.DEFINE_integer("num_train_epochs", 3, "Total number of training epochs.", lower_bound=1)
     flags.DEFINE_integer("steps_per_loop", None,
                          "Training steps per tf.function call (default: 50, capped by the "
-                         "steps per epoch).")
-    flags.DEFINE_float("learning_rate", 5e-5, "The initial learning rate.")
-    flags.DEFINE_float("end_lr", 0.0, "The end learning rate of the decay.")
+                         "steps per epoch).", lower_bound=1)
+    flags.DEFINE_float("learning_rate", 5e-5, "The initial learning rate.", lower_bound=0.0)
+    flags.DEFINE_float("end_lr", 0.0, "The end learning rate of the decay.", lower_bound=0.0)
     flags.DEFINE_enum("optimizer_type", "adamw", ["adamw", "lamb"], "Optimizer.")
     flags.DEFINE_string("hub_module_url", None,
                         "A local TF-Hub-style BERT encoder SavedModel directory (pybert's: "
@@ -39,7 +39,7 @@ def define_common_bert_flags() -> None:
     flags.DEFINE_enum("distribution_strategy", "mirrored",
                       ["off", "one_device", "mirrored", "multi_worker_mirrored", "tpu"],
                       "tf.distribute strategy.")
-    flags.DEFINE_integer("num_gpus", 0, "GPUs to use (one_device, mirrored).")
+    flags.DEFINE_integer("num_gpus", 0, "GPUs to use (one_device, mirrored).", lower_bound=0)
     flags.DEFINE_enum("dtype", "fp32", ["fp32", "fp16", "bf16"], "Compute dtype.")
     flags.DEFINE_string("loss_scale", None,
                         "fp16 loss scaling: 'dynamic' (default) or an initial scale.")
@@ -48,17 +48,18 @@ def define_common_bert_flags() -> None:
                       "run_classifier / run_pretraining: run each batch at its longest real "
                       "row instead of max_seq_length (same results up to float rounding; "
                       "off under --enable_xla, which needs static shapes).")
-    flags.DEFINE_integer("log_steps", None, "Log every this many steps (default: each loop).")
+    flags.DEFINE_integer("log_steps", None, "Log every this many steps (default: each loop).",
+                         lower_bound=1)
     # pybert additions
     flags.DEFINE_integer("seed", 42, "Random seed (initialization, dropout, shuffling).")
     flags.DEFINE_integer("save_checkpoint_steps", None,
-                         "Checkpoint every this many steps (default: every epoch).")
+                         "Checkpoint every this many steps (default: every epoch).", lower_bound=1)
     flags.DEFINE_integer("num_accumulation_steps", 1,
-                         "Accumulate gradients over this many batches per update.")
+                         "Accumulate gradients over this many batches per update.", lower_bound=1)
     flags.DEFINE_bool("overwrite", False, "Train again in a model_dir that holds a finished run.")
     flags.DEFINE_bool("deterministic", False, "Deterministic TensorFlow ops (slower).")
     flags.DEFINE_integer("shuffle_buffer", 1000,
-                         "Training examples shuffle buffer (0: the files' order).")
+                         "Training examples shuffle buffer (0: the files' order).", lower_bound=0)
 
 
 def trim_padding() -> bool:
@@ -123,9 +124,6 @@ def setup_runtime() -> None:
     encoder_checkpoint()  # --hub_module_url / --init_checkpoint checked before anything runs
     if FLAGS.loss_scale and FLAGS.dtype != "fp16":
         raise ValueError(f"--loss_scale applies to --dtype=fp16 only (got --dtype={FLAGS.dtype})")
-    if FLAGS.num_accumulation_steps < 1:
-        raise ValueError(f"--num_accumulation_steps must be >= 1, got "
-                         f"{FLAGS.num_accumulation_steps}")
     keras.utils.set_random_seed(FLAGS.seed)
     if FLAGS.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -154,8 +152,6 @@ def make_optimizer_fn(num_train_steps: int, warmup_steps: int):
 
 def steps_per_loop(steps_per_epoch: int) -> int:
     n = FLAGS.steps_per_loop or 50
-    if n < 1:
-        raise ValueError(f"--steps_per_loop must be >= 1, got {n}")
     return min(n, steps_per_epoch)
 
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 
 from absl import app, flags
+
+from pybert.cli._runner import run_tool
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("source_format", None, ["tf1", "huggingface", "model_garden"], "Checkpoint kind.")
@@ -52,6 +53,10 @@ def convert(
     from pybert.configs import BertConfig
 
     base = input_path if os.path.isdir(input_path) else os.path.dirname(input_path)
+    # huggingface: a directory or a .safetensors file; tf1 / model_garden: a checkpoint prefix
+    must_exist = input_path if source_format == "huggingface" else (base or ".")
+    if not os.path.exists(must_exist):
+        raise FileNotFoundError(f"--input={input_path}: {must_exist} not found")
     if source_format == "huggingface":
         config = BertConfig.from_hf_json_file(bert_config_file or os.path.join(base, "config.json"))
     elif source_format in ("tf1", "model_garden"):  # the seed's bert_config.json
@@ -85,29 +90,20 @@ def convert(
 
 
 def main(argv=None):
-    def _main(_):
+    def run():
         for name in ("source_format", "input", "output_dir"):
             if not getattr(FLAGS, name):
                 raise app.UsageError(f"--{name} is required")
-        try:
-            path = convert(
-                FLAGS.source_format,
-                FLAGS.input,
-                FLAGS.output_dir,
-                FLAGS.bert_config_file,
-                FLAGS.vocab_file,
-                FLAGS.gelu,
-                FLAGS.saved_model_dir,
-                FLAGS.do_lower_case,
-            )
-        except (FileNotFoundError, ValueError) as e:
-            print(f"convert_checkpoint: error: {e}", file=sys.stderr)
-            sys.exit(1)
+        return convert(FLAGS.source_format, FLAGS.input, FLAGS.output_dir,
+                       FLAGS.bert_config_file, FLAGS.vocab_file, FLAGS.gelu,
+                       FLAGS.saved_model_dir, FLAGS.do_lower_case)
+
+    def report(path, _seconds):
         print(f"wrote {path}")
         if FLAGS.saved_model_dir:
             print(f"wrote {FLAGS.saved_model_dir}")
 
-    app.run(_main, argv=argv or sys.argv)
+    run_tool("convert_checkpoint", run, report, argv)
 
 
 if __name__ == "__main__":

@@ -41,8 +41,9 @@ flags.DEFINE_string("pawsx_language", "en", "PAWS-X training language, or 'all'.
 flags.DEFINE_enum("retrieval_task_name", "bucc", ["bucc", "tatoeba"], "Not supported here.")
 flags.DEFINE_enum("tagging_task_name", "panx", ["panx", "udpos"], "Not supported here.")
 flags.DEFINE_string("squad_data_file", None, "SQuAD training JSON.")
-flags.DEFINE_integer("doc_stride", 128, "Stride between passage windows (tokens).")
-flags.DEFINE_integer("max_query_length", 64, "Questions are truncated to this many tokens.")
+flags.DEFINE_integer("doc_stride", 128, "Stride between passage windows (tokens).", lower_bound=1)
+flags.DEFINE_integer("max_query_length", 64, "Questions are truncated to this many tokens.",
+                     lower_bound=1)
 flags.DEFINE_bool("version_2_with_negative", False, "SQuAD v2.0: questions may have no answer.")
 flags.DEFINE_string("vocab_file", None, "The WordPiece vocabulary of the model.")
 flags.DEFINE_string("train_data_output_path", None, "Output TFRecord for training data.")
@@ -51,7 +52,8 @@ flags.DEFINE_string("test_data_output_path", None,
                     "Output TFRecord for test data ('{}' = language for per-language tests).")
 flags.DEFINE_string("meta_data_file_path", None, "Output meta data JSON.")
 flags.DEFINE_bool("do_lower_case", True, "Lower-case the input (uncased models).")
-flags.DEFINE_integer("max_seq_length", 128, "Maximum sequence length after WordPiece.")
+flags.DEFINE_integer("max_seq_length", 128, "Maximum sequence length after WordPiece.",
+                     lower_bound=3)
 flags.DEFINE_string("sp_model_file", "", "Not supported here (SentencePiece).")
 flags.DEFINE_enum("tokenization", "WordPiece", ["WordPiece", "SentencePiece"],
                   "Only WordPiece is supported.")
@@ -60,7 +62,7 @@ flags.DEFINE_string("tfds_params", "", "Not supported here (TFDS input).")
 flags.DEFINE_string("squad_predict_file", None,
                     "SQuAD JSON to featurize for evaluation into --eval_data_output_path "
                     "(+ <path>.features.npz for run_squad's span decoding).")
-flags.DEFINE_integer("num_threads", 0, "Tokenizer threads (0 = all cores).")
+flags.DEFINE_integer("num_threads", 0, "Tokenizer threads (0 = all cores).", lower_bound=0)
 
 def run() -> dict:
     """Reads FLAGS, writes the outputs, returns the meta data."""

@@ -37,19 +37,25 @@ flags.DEFINE_string("vocab_file", None, "The vocabulary file that the BERT model
 flags.DEFINE_bool("do_lower_case", True, "Lower-case the input (uncased models).")
 flags.DEFINE_bool("do_whole_word_mask", False, "Mask whole words instead of word pieces.")
 flags.DEFINE_integer("max_ngram_size", None,
-                     "Mask n-grams of up to this many whole words (needs --do_whole_word_mask).")
+                     "Mask n-grams of up to this many whole words (needs --do_whole_word_mask).",
+                     lower_bound=1)
 flags.DEFINE_bool("gzip_compress", False, "Write GZIP-compressed TFRecords.")
 flags.DEFINE_bool("use_v2_feature_names", False,
                   "Feature names input_word_ids/input_type_ids instead of input_ids/segment_ids.")
-flags.DEFINE_integer("max_seq_length", 128, "Maximum sequence length.")
-flags.DEFINE_integer("max_predictions_per_seq", 20, "Maximum masked LM predictions per sequence.")
+flags.DEFINE_integer("max_seq_length", 128, "Maximum sequence length.",
+                     lower_bound=3)
+flags.DEFINE_integer("max_predictions_per_seq", 20, "Maximum masked LM predictions per sequence.",
+                     lower_bound=0)
 flags.DEFINE_integer("random_seed", 12345, "Random seed for data generation.")
-flags.DEFINE_integer("dupe_factor", 10, "Passes over the input, each with different masks.")
-flags.DEFINE_float("masked_lm_prob", 0.15, "Masked LM probability.")
+flags.DEFINE_integer("dupe_factor", 10, "Passes over the input, each with different masks.",
+                     lower_bound=1)
+flags.DEFINE_float("masked_lm_prob", 0.15, "Masked LM probability.",
+                   lower_bound=0.0, upper_bound=1.0)
 flags.DEFINE_float("short_seq_prob", 0.1,
-                   "Probability of sequences shorter than the maximum length.")
+                   "Probability of sequences shorter than the maximum length.",
+                   lower_bound=0.0, upper_bound=1.0)
 # pybert additions
-flags.DEFINE_integer("num_workers", 0, "Worker processes (0 = all cores).")
+flags.DEFINE_integer("num_workers", 0, "Worker processes (0 = all cores).", lower_bound=0)
 flags.DEFINE_float("chunk_mb", 8.0, "Documents are processed in chunks of about this many MB.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 

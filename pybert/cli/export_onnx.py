@@ -37,20 +37,23 @@ flags.DEFINE_enum("task", None, ["classifier", "regression", "span", "encoder"],
                   "Model head (default: from --input_meta_data_path).")
 flags.DEFINE_string("input_meta_data_path", None,
                     "Meta data JSON of create_finetuning_data (task, labels, max_seq_length).")
-flags.DEFINE_integer("num_labels", None, "Classifier outputs (default: from the meta data).")
+flags.DEFINE_integer("num_labels", None, "Classifier outputs (default: from the meta data).",
+                     lower_bound=1)
 flags.DEFINE_list("labels", None,
                   "Label names in output order (default: the task's labels, else 0..n-1).")
 flags.DEFINE_string("vocab_file", None, "The model's vocabulary (copied beside the model).")
 flags.DEFINE_bool("do_lower_case", True, "Lower-case the input (uncased models).")
 flags.DEFINE_integer("max_seq_length", None,
-                     "Longest input in word pieces (default: meta data, else 128).")
-flags.DEFINE_integer("doc_stride", None, "span: window stride (default: meta data, else 128).")
+                     "Longest input in word pieces (default: meta data, else 128).",
+                     lower_bound=3)
+flags.DEFINE_integer("doc_stride", None, "span: window stride (default: meta data, else 128).",
+                     lower_bound=1)
 flags.DEFINE_integer("max_query_length", None,
-                     "span: longest question (default: meta data, else 64).")
+                     "span: longest question (default: meta data, else 64).", lower_bound=1)
 flags.DEFINE_string("output_dir", None, "Where the ONNX model directory is written.")
 flags.DEFINE_bool("int8", False, "Also write a dynamically quantized int8 model (CPU).")
 flags.DEFINE_bool("fp16", False, "Also write a float16 model (GPU).")
-flags.DEFINE_integer("opset", 17, "ONNX opset (>= 17).")
+flags.DEFINE_integer("opset", 17, "ONNX opset (>= 17).", lower_bound=17)
 
 
 def _task_and_labels(meta: dict) -> tuple[str, list[str] | None, int | None]:

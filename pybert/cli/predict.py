@@ -50,13 +50,16 @@ flags.DEFINE_string("output_dir", None, "SQuAD: where the prediction files go.")
 flags.DEFINE_enum("precision", "fp32", ["fp32", "int8", "fp16"], "Which exported model to run.")
 flags.DEFINE_enum("device", "auto", ["auto", "cpu", "gpu"], "auto: GPU when onnxruntime-gpu "
                   "sees one.")
-flags.DEFINE_integer("batch_size", 32, "Examples per inference batch.")
+flags.DEFINE_integer("batch_size", 32, "Examples per inference batch.", lower_bound=1)
 flags.DEFINE_integer("chunk_size", 4096,
-                     "Examples read, tokenized and sorted by length together (bounds memory).")
-flags.DEFINE_integer("intra_op_threads", 0, "ONNX Runtime threads (0: all cores).")
+                     "Examples read, tokenized and sorted by length together (bounds memory).",
+                     lower_bound=1)
+flags.DEFINE_integer("intra_op_threads", 0, "ONNX Runtime threads (0: all cores).", lower_bound=0)
 flags.DEFINE_enum("on_error", "skip", ["skip", "fail"], "What a bad input row does.")
-flags.DEFINE_integer("n_best_size", 20, "SQuAD: n-best predictions per question.")
-flags.DEFINE_integer("max_answer_length", 30, "SQuAD: longest answer in word pieces.")
+flags.DEFINE_integer("n_best_size", 20, "SQuAD: n-best predictions per question.",
+                     lower_bound=1)
+flags.DEFINE_integer("max_answer_length", 30, "SQuAD: longest answer in word pieces.",
+                     lower_bound=1)
 flags.DEFINE_float("null_score_diff_threshold", 0.0, "SQuAD v2.0 null threshold.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 
@@ -110,7 +113,7 @@ def read_table(path: str, fmt: str, errors: _Errors) -> Iterator[tuple[int, str,
     specs = (FLAGS.text_a_column, FLAGS.text_b_column, FLAGS.label_column)
     by_name = any(s is not None and not s.lstrip("-").isdigit() for s in specs)
     has_header = FLAGS.header == "true" or (FLAGS.header == "auto" and by_name)
-    with open(path, encoding="utf-8-sig", newline="") as f:
+    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
         reader = (csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if fmt == "tsv"
                   else csv.reader(f))
         header = None
@@ -148,7 +151,7 @@ def read_table(path: str, fmt: str, errors: _Errors) -> Iterator[tuple[int, str,
 
 
 def read_jsonl(path: str, errors: _Errors) -> Iterator[tuple[int, str, str | None, str | None]]:
-    with open(path, encoding="utf-8-sig") as f:
+    with open(path, encoding="utf-8-sig", errors="surrogateescape") as f:
         for line, text in enumerate(f, 1):
             if not text.strip():
                 continue
@@ -177,6 +180,17 @@ def read_jsonl(path: str, errors: _Errors) -> Iterator[tuple[int, str, str | Non
             yield line, *values
 
 
+def _utf8(text: str | None) -> bool:
+    """False for text with bytes that are not UTF-8 (read as lone surrogates)."""
+    if text is None or text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _chunks(rows, errors: _Errors, chunk_size: int, pairs: bool):
     """Valid rows grouped into chunks of (items, texts_a, texts_b); bad rows reported."""
     items, a, b = [], [], []
@@ -184,6 +198,9 @@ def _chunks(rows, errors: _Errors, chunk_size: int, pairs: bool):
         bad = next((v for v in (text_a, text_b, label) if isinstance(v, KeyError)), None)
         if bad is not None:
             errors(bad.args[0])
+            continue
+        if not _utf8(text_a) or not _utf8(text_b) or not _utf8(label):
+            errors(f"{FLAGS.input_file}:{line}: not valid UTF-8")
             continue
         if not text_a or not text_a.strip():
             errors(f"{FLAGS.input_file}:{line}: empty text (--text_a_column)")
@@ -234,8 +251,6 @@ def _predictor():
 
     if not FLAGS.model_dir:
         raise ValueError("--model_dir is required")
-    if FLAGS.batch_size < 1 or FLAGS.chunk_size < 1:
-        raise ValueError("--batch_size and --chunk_size must be >= 1")
     return Predictor(FLAGS.model_dir, precision=FLAGS.precision, device=FLAGS.device,
                      batch_size=FLAGS.batch_size, intra_op_threads=FLAGS.intra_op_threads)
 
@@ -277,17 +292,26 @@ def run() -> dict:
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output_file)), exist_ok=True)
     from tqdm import tqdm
 
-    with open(tmp, "w", encoding="utf-8") as f, tqdm(
-            unit="ex", disable=not FLAGS.progress, file=sys.stderr, smoothing=0.1) as bar:
-        first = True
-        for items, preds in predictor.predict_stream(chunks):
-            _write_rows(f, out_fmt, predictor.task, predictor.labels, items, preds, first)
-            first = False
-            if predictor.task == "classifier" and FLAGS.label_column is not None:
-                for (_, gold), lab in zip(items, preds["label"], strict=True):
-                    labelled += 1
-                    correct += gold == lab
-            bar.update(len(items))
+    try:
+        with open(tmp, "w", encoding="utf-8") as f, tqdm(
+                unit="ex", disable=not FLAGS.progress, file=sys.stderr, smoothing=0.1) as bar:
+            first = True
+            for items, preds in predictor.predict_stream(chunks):
+                _write_rows(f, out_fmt, predictor.task, predictor.labels, items, preds, first)
+                first = False
+                if predictor.task == "classifier" and FLAGS.label_column is not None:
+                    for (_, gold), lab in zip(items, preds["label"], strict=True):
+                        labelled += 1
+                        correct += gold == lab
+                bar.update(len(items))
+        if errors.count and not predictor.stats.examples:
+            raise ValueError(f"--input_file {FLAGS.input_file}: none of its {errors.count} rows "
+                             f"could be predicted (see the skipped rows above); "
+                             f"{FLAGS.output_file} not written")
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
     os.replace(tmp, FLAGS.output_file)
     extra = {"accuracy": correct / labelled, "labelled": labelled} if labelled else {}
     return _summary(predictor, start, errors=errors.count, output=FLAGS.output_file, **extra)

@@ -34,39 +34,28 @@ flags.DEFINE_enum("mode", "train_and_eval", ["train_and_eval", "export_only", "p
 flags.DEFINE_string("train_data_path", None, "Training TFRecord (create_finetuning_data).")
 flags.DEFINE_string("eval_data_path", None, "Evaluation (or, for predict, test) TFRecord.")
 flags.DEFINE_string("input_meta_data_path", None, "Meta data JSON of create_finetuning_data.")
-flags.DEFINE_integer("train_data_size", None, "Use at most this many training examples.")
+flags.DEFINE_integer("train_data_size", None, "Use at most this many training examples.",
+                     lower_bound=1)
 flags.DEFINE_string("predict_checkpoint_path", None, "Checkpoint for predict (default: latest).")
-flags.DEFINE_integer("num_eval_per_epoch", 1, "Evaluations (and checkpoints) per epoch.")
-flags.DEFINE_integer("train_batch_size", 32, "Global training batch size.")
-flags.DEFINE_integer("eval_batch_size", 32, "Evaluation / prediction batch size.")
+flags.DEFINE_integer("num_eval_per_epoch", 1, "Evaluations (and checkpoints) per epoch.",
+                     lower_bound=1)
+flags.DEFINE_integer("train_batch_size", 32, "Global training batch size.", lower_bound=1)
+flags.DEFINE_integer("eval_batch_size", 32, "Evaluation / prediction batch size.", lower_bound=1)
 common_flags.define_common_bert_flags()
 
 logger = logging.getLogger("pybert.training")
 
 
 def _first_record(path: str, seq_length: int, float_label: bool):
-    """Parses the first record with a loose spec and checks it against the meta data."""
+    """Checks the first record of each file against the meta data (errors before training)."""
     import tensorflow as tf
 
-    from pybert.data.pipelines import expand_patterns
+    from pybert.data.pipelines import check_first_records, classifier_spec
 
-    files = expand_patterns(path)
-    raw = next(iter(tf.data.TFRecordDataset(files[:1]).take(1)), None)
-    if raw is None:
-        raise ValueError(f"{files[0]}: the TFRecord is empty")
-    ex = tf.train.Example.FromString(raw.numpy()).features.feature
-    for name in ("input_ids", "input_mask", "segment_ids", "label_ids"):
-        if name not in ex:
-            raise ValueError(f"{files[0]}: feature {name!r} missing (not a classification "
-                             f"TFRecord?)")
-    got = len(ex["input_ids"].int64_list.value)
-    if got != seq_length:
-        raise ValueError(f"{files[0]}: sequences have length {got} but the meta data says "
-                         f"max_seq_length={seq_length}")
-    kind = ex["label_ids"].WhichOneof("kind")
-    if (kind == "float_list") != float_label:
-        raise ValueError(f"{files[0]}: label_ids are {kind} but the meta data says "
-                         f"{'float (regression)' if float_label else 'int (classification)'}")
+    spec = classifier_spec(seq_length, tf.float32 if float_label else tf.int64)
+    task = "regression (float labels)" if float_label else "classification (int labels)"
+    check_first_records(path, spec, f"the meta data {FLAGS.input_meta_data_path} says "
+                                    f"max_seq_length={seq_length}, {task}")
 
 
 def _check_labels(path: str, seq_length: int, num_labels: int) -> None:

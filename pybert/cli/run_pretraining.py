@@ -27,11 +27,12 @@ from pybert.cli._runner import run_tool
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string("input_files", None, "Pre-training TFRecords (comma-separated globs).")
-flags.DEFINE_integer("max_seq_length", 128, "Sequence length of the TFRecords.")
-flags.DEFINE_integer("max_predictions_per_seq", 20, "Masked LM predictions per sequence.")
-flags.DEFINE_integer("train_batch_size", 32, "Global training batch size.")
-flags.DEFINE_integer("num_steps_per_epoch", 1000, "Training steps per epoch.")
-flags.DEFINE_float("warmup_steps", 10000, "Linear warm-up steps.")
+flags.DEFINE_integer("max_seq_length", 128, "Sequence length of the TFRecords.", lower_bound=3)
+flags.DEFINE_integer("max_predictions_per_seq", 20, "Masked LM predictions per sequence.",
+                     lower_bound=1)
+flags.DEFINE_integer("train_batch_size", 32, "Global training batch size.", lower_bound=1)
+flags.DEFINE_integer("num_steps_per_epoch", 1000, "Training steps per epoch.", lower_bound=1)
+flags.DEFINE_float("warmup_steps", 10000, "Linear warm-up steps.", lower_bound=0)
 flags.DEFINE_bool("use_next_sentence_label", True, "Train the next-sentence head too.")
 flags.DEFINE_bool("use_v2_feature_names", False,
                   "The TFRecords use input_word_ids/input_type_ids feature names.")
@@ -61,14 +62,19 @@ def pretrain_loss(use_nsp: bool):
 
 def run() -> dict:
     from pybert.configs import BertConfig
-    from pybert.data.pipelines import create_pretrain_dataset, expand_patterns
+    from pybert.data.pipelines import check_first_records, create_pretrain_dataset, pretrain_spec
     from pybert.modeling import BertPretrainer
     from pybert.training.distribute import get_distribution_strategy
     from pybert.training.loop import Trainer, TrainerConfig
 
     if not FLAGS.input_files:
         raise ValueError("--input_files is required")
-    expand_patterns(FLAGS.input_files)  # an error names a pattern without files
+    # an error names a pattern without files, or a file of records other flags wrote
+    check_first_records(FLAGS.input_files,
+                        pretrain_spec(FLAGS.max_seq_length, FLAGS.max_predictions_per_seq,
+                                      FLAGS.use_next_sentence_label, FLAGS.use_v2_feature_names),
+                        "--max_seq_length, --max_predictions_per_seq and --use_v2_feature_names "
+                        "must be those create_pretraining_data ran with")
     config_path = common_flags.require_file("bert_config_file", FLAGS.bert_config_file)
     config = BertConfig.from_json_file(config_path)
     if FLAGS.max_seq_length > config.max_position_embeddings:

@@ -33,16 +33,16 @@ flags.DEFINE_enum("mode", "train_and_eval",
                    "export_only"], "What to run.")
 flags.DEFINE_string("train_data_path", "", "Training TFRecord (create_finetuning_data).")
 flags.DEFINE_string("input_meta_data_path", None, "Meta data JSON of create_finetuning_data.")
-flags.DEFINE_integer("train_batch_size", 32, "Global training batch size.")
+flags.DEFINE_integer("train_batch_size", 32, "Global training batch size.", lower_bound=1)
 flags.DEFINE_string("predict_file", None, "SQuAD JSON to predict (and evaluate against).")
 flags.DEFINE_string("vocab_file", None, "The model's vocabulary.")
 flags.DEFINE_bool("do_lower_case", True, "Lower-case the input (uncased models).")
 flags.DEFINE_float("null_score_diff_threshold", 0.0,
                    "v2.0: predict no answer when null score - best non-null > this.")
 flags.DEFINE_bool("verbose_logging", False, "Log get_final_text's alignment warnings.")
-flags.DEFINE_integer("predict_batch_size", 8, "Prediction batch size.")
-flags.DEFINE_integer("n_best_size", 20, "n-best predictions per question.")
-flags.DEFINE_integer("max_answer_length", 30, "Longest answer, in word pieces.")
+flags.DEFINE_integer("predict_batch_size", 8, "Prediction batch size.", lower_bound=1)
+flags.DEFINE_integer("n_best_size", 20, "n-best predictions per question.", lower_bound=1)
+flags.DEFINE_integer("max_answer_length", 30, "Longest answer, in word pieces.", lower_bound=1)
 common_flags.define_common_bert_flags()
 
 logger = logging.getLogger("pybert.training")
@@ -117,7 +117,7 @@ def run():
     import tensorflow as tf
 
     from pybert.configs import BertConfig
-    from pybert.data.pipelines import create_squad_dataset
+    from pybert.data.pipelines import check_first_records, create_squad_dataset, squad_spec
     from pybert.modeling import BertSpanLabeler
     from pybert.training.distribute import get_distribution_strategy
     from pybert.training.loop import Trainer, TrainerConfig
@@ -147,6 +147,9 @@ def run():
     model = None
     if "train" in mode:
         common_flags.require_file("train_data_path", FLAGS.train_data_path)
+        check_first_records(FLAGS.train_data_path, squad_spec(seq, True),
+                            f"the meta data {FLAGS.input_meta_data_path} says SQuAD training "
+                            f"records of max_seq_length={seq}")
         n = int(meta.get("train_data_size", 0))
         steps_per_epoch = int(n / FLAGS.train_batch_size)
         if steps_per_epoch < 1:

@@ -28,6 +28,13 @@ def _load_json(path: str, what: str):
         ) from None
 
 
+def _check_values(mapping: dict, kind, path: str, what: str) -> None:
+    for key, value in mapping.items():
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise SystemExit(f"pybert-squad-evaluate: error: {path}: the value for {key!r} is "
+                             f"{json.dumps(value)[:50]}, not {what}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data_file", help="SQuAD JSON (e.g. dev-v1.1.json)")
@@ -50,6 +57,7 @@ def main(argv=None):
         raise SystemExit(f"pybert-squad-evaluate: error: {args.data_file} has no 'data' list")
     if not isinstance(predictions, dict):
         raise SystemExit(f"pybert-squad-evaluate: error: {args.pred_file} must map ids to answers")
+    _check_values(predictions, str, args.pred_file, "a string")
     declared = str(dataset.get("version", "1.1")).lstrip("vV")
     version = args.version or ("2.0" if declared.startswith("2") else "1.1")
     try:
@@ -59,6 +67,10 @@ def main(argv=None):
             result = evaluate_v1(dataset, predictions)
         else:
             na_probs = _load_json(args.na_prob_file, "na_prob_file") if args.na_prob_file else None
+            if na_probs is not None:
+                if not isinstance(na_probs, dict):
+                    raise ValueError(f"{args.na_prob_file} must map ids to no-answer scores")
+                _check_values(na_probs, (int, float), args.na_prob_file, "a number")
             result = evaluate_v2(dataset, predictions, na_probs, args.na_prob_thresh)
     except ValueError as e:
         raise SystemExit(f"pybert-squad-evaluate: error: {e}") from None

@@ -11,12 +11,12 @@ the README's first command. With --output_file it writes the ids as a NumPy
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
+from pybert.cli._runner import run_tool
 from pybert.resources import resource_path
 from pybert.tokenization import Tokenizer
 
@@ -26,7 +26,7 @@ flags.DEFINE_string(
 )
 flags.DEFINE_string("vocab_file", None, "WordPiece vocab (default: bundled BERT uncased vocab).")
 flags.DEFINE_bool("do_lower_case", True, "Lower-case and strip accents (uncased models).")
-flags.DEFINE_integer("num_threads", 0, "Threads (0 = all cores).")
+flags.DEFINE_integer("num_threads", 0, "Threads (0 = all cores).", lower_bound=0)
 flags.DEFINE_float("min_mb", 8.0, "Repeat the input until it has at least this many MB.")
 flags.DEFINE_string("output_file", None, "Optional .npz output (flat_ids, row_splits).")
 
@@ -68,8 +68,8 @@ def run(
 
 
 def main(argv=None):
-    def _main(_):
-        stats = run(
+    def _run():
+        return run(
             FLAGS.input_file or resource_path("sample_text.txt"),
             FLAGS.vocab_file or resource_path("vocab_uncased.txt"),
             FLAGS.do_lower_case,
@@ -77,6 +77,8 @@ def main(argv=None):
             FLAGS.min_mb,
             FLAGS.output_file,
         )
+
+    def report(stats, _seconds):
         print(
             f"tokenized {stats['lines']} lines, {stats['mb']:.1f} MB -> {stats['tokens']} "
             f"word pieces in {stats['seconds']:.3f} s on {stats['threads']} thread(s): "
@@ -84,11 +86,7 @@ def main(argv=None):
             f"{stats['tokens'] / stats['seconds'] / 1e6:.2f} M tokens/s"
         )
 
-    try:
-        app.run(_main, argv=argv or sys.argv)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"pybert-tokenize: error: {e}", file=sys.stderr)
-        sys.exit(1)
+    run_tool("pybert-tokenize", _run, report, argv)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -78,6 +79,89 @@ def _records(files, is_training, input_pipeline_context, seed, num_samples=None)
     return ds.with_options(options)
 
 
+def _fixed(shape, dtype=tf.int64):
+    return tf.io.FixedLenFeature(shape, dtype)
+
+
+def pretrain_spec(seq_length: int, max_predictions_per_seq: int,
+                  use_next_sentence_label: bool = True, use_v2_feature_names: bool = False):
+    """The tf.io.parse_example spec of create_pretraining_data's records."""
+    ids, types = ("input_word_ids", "input_type_ids") if use_v2_feature_names else \
+        ("input_ids", "segment_ids")
+    spec = {
+        ids: _fixed([seq_length]),
+        "input_mask": _fixed([seq_length]),
+        types: _fixed([seq_length]),
+        "masked_lm_positions": _fixed([max_predictions_per_seq]),
+        "masked_lm_ids": _fixed([max_predictions_per_seq]),
+        "masked_lm_weights": _fixed([max_predictions_per_seq], tf.float32),
+    }
+    if use_next_sentence_label:
+        spec["next_sentence_labels"] = _fixed([1])
+    return spec
+
+
+def classifier_spec(seq_length: int, label_type=tf.int64, include_sample_weights: bool = False):
+    """The spec of create_finetuning_data's classification/regression records."""
+    spec = {name: _fixed([seq_length]) for name in ("input_ids", "input_mask", "segment_ids")}
+    spec["label_ids"] = _fixed([], label_type)
+    if include_sample_weights:
+        spec["weight"] = _fixed([], tf.float32)
+    return spec
+
+
+def squad_spec(seq_length: int, is_training: bool):
+    """The spec of create_finetuning_data's SQuAD training or evaluation records."""
+    spec = {name: _fixed([seq_length]) for name in ("input_ids", "input_mask", "segment_ids")}
+    names = ("start_positions", "end_positions") if is_training else ("unique_ids",)
+    spec.update({name: _fixed([]) for name in names})
+    return spec
+
+
+_KINDS = {tf.int64: "int64_list", tf.float32: "float_list", tf.string: "bytes_list"}
+
+
+def check_first_records(input_patterns, spec: dict, hint: str = "") -> list[str]:
+    """The files of input_patterns, after checking the first record of each against spec.
+
+    A record that the training pipeline would fail to parse mid-run (a missing
+    feature, another length, int where float is expected: records written
+    with other flags or for another task) raises ValueError naming the file,
+    the feature and what the flags expect, followed by `hint`. Reads one
+    record per file.
+    """
+    files = expand_patterns(input_patterns)
+    for path in files:
+        ds = tf.data.TFRecordDataset(path, compression_type=_compression(path)).take(1)
+        try:
+            raw = next(iter(ds), None)
+        except tf.errors.DataLossError as e:
+            raise ValueError(f"{path}: not a TFRecord file or corrupt ({e.message.strip()})") \
+                from None
+        if raw is None:
+            raise ValueError(f"{path}: the TFRecord file has no records")
+        try:
+            got = tf.train.Example.FromString(raw.numpy()).features.feature
+        except Exception as e:  # a protobuf DecodeError
+            raise ValueError(f"{path}: the first record is not a tf.train.Example ({e})") from None
+        for name, feature in spec.items():
+            want_kind = _KINDS[feature.dtype]
+            want_len = int(np.prod(feature.shape)) if feature.shape else 1
+            problem = None
+            if name not in got:
+                problem = f"feature {name!r} is missing (has {', '.join(sorted(got))})"
+            else:
+                kind = got[name].WhichOneof("kind")
+                n = len(getattr(got[name], kind).value) if kind else 0
+                if kind != want_kind:
+                    problem = f"feature {name!r} is {kind}, expected {want_kind}"
+                elif n != want_len:
+                    problem = f"feature {name!r} has {n} values, expected {want_len}"
+            if problem:
+                raise ValueError(f"{path}: {problem}" + (f"; {hint}" if hint else ""))
+    return files
+
+
 def _parse(spec: dict, select):
     def parse(serialized):
         parsed = tf.io.parse_example(serialized, spec)
@@ -116,16 +200,8 @@ def create_pretrain_dataset(
     """
     ids, types = ("input_word_ids", "input_type_ids") if use_v2_feature_names else \
         ("input_ids", "segment_ids")
-    spec = {
-        ids: tf.io.FixedLenFeature([seq_length], tf.int64),
-        "input_mask": tf.io.FixedLenFeature([seq_length], tf.int64),
-        types: tf.io.FixedLenFeature([seq_length], tf.int64),
-        "masked_lm_positions": tf.io.FixedLenFeature([max_predictions_per_seq], tf.int64),
-        "masked_lm_ids": tf.io.FixedLenFeature([max_predictions_per_seq], tf.int64),
-        "masked_lm_weights": tf.io.FixedLenFeature([max_predictions_per_seq], tf.float32),
-    }
-    if use_next_sentence_label:
-        spec["next_sentence_labels"] = tf.io.FixedLenFeature([1], tf.int64)
+    spec = pretrain_spec(seq_length, max_predictions_per_seq, use_next_sentence_label,
+                         use_v2_feature_names)
 
     def select(r):
         x = {
@@ -161,14 +237,7 @@ def create_classifier_dataset(
 
     labels: [B] int32 (label_type tf.int64) or float32 (tf.float32).
     """
-    spec = {
-        "input_ids": tf.io.FixedLenFeature([seq_length], tf.int64),
-        "input_mask": tf.io.FixedLenFeature([seq_length], tf.int64),
-        "segment_ids": tf.io.FixedLenFeature([seq_length], tf.int64),
-        "label_ids": tf.io.FixedLenFeature([], label_type),
-    }
-    if include_sample_weights:
-        spec["weight"] = tf.io.FixedLenFeature([], tf.float32)
+    spec = classifier_spec(seq_length, label_type, include_sample_weights)
 
     def select(r):
         x = {"input_word_ids": r["input_ids"], "input_mask": r["input_mask"],
@@ -193,16 +262,7 @@ def create_squad_dataset(
 ):
     """SQuAD batches: training (x, {start_positions, end_positions}); evaluation (x, {}) with
     x["unique_ids"]. Evaluation keeps a partial last batch (the seed pads with dummy features)."""
-    spec = {
-        "input_ids": tf.io.FixedLenFeature([seq_length], tf.int64),
-        "input_mask": tf.io.FixedLenFeature([seq_length], tf.int64),
-        "segment_ids": tf.io.FixedLenFeature([seq_length], tf.int64),
-    }
-    if is_training:
-        spec["start_positions"] = tf.io.FixedLenFeature([], tf.int64)
-        spec["end_positions"] = tf.io.FixedLenFeature([], tf.int64)
-    else:
-        spec["unique_ids"] = tf.io.FixedLenFeature([], tf.int64)
+    spec = squad_spec(seq_length, is_training)
 
     def select(r):
         x = {"input_word_ids": r["input_ids"], "input_mask": r["input_mask"],
