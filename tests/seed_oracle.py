@@ -2,7 +2,8 @@
 oracle folder that tools/run_tests.sh unpacks, for tests and benchmarks.
 
 Modules are loaded from their files with light stubs: tensorflow (only
-tf.io.gfile.GFile is used by the loaded code paths), sentencepiece and six.
+tf.io.gfile.GFile is used by the loaded code paths: it is the real one), sentencepiece
+and six.
 """
 
 import functools
@@ -15,14 +16,20 @@ from pathlib import Path
 ORACLE_DIR = Path(os.environ.get("PYBERT_ORACLE_DIR", Path(__file__).resolve().parent / "_oracle"))
 
 
+def _gfile(path, mode="r"):
+    """The real tf.io.gfile.GFile: its line reader ends lines at "\\n" only and drops every
+    "\\r", which the seed's TSV and text readers inherit."""
+    import tensorflow as tf
+
+    return tf.io.gfile.GFile(path, mode)
+
+
 def _stubs(extra=None):
     six = types.SimpleNamespace(PY2=False, PY3=True, iteritems=lambda d: iter(d.items()))
     stubs = {
         "tensorflow": types.SimpleNamespace(
             io=types.SimpleNamespace(
-                gfile=types.SimpleNamespace(
-                    GFile=lambda p, mode="r": open(p, mode, encoding="utf-8")
-                )
+                gfile=types.SimpleNamespace(GFile=_gfile)
             )
         ),
         "sentencepiece": types.ModuleType("sentencepiece"),
@@ -125,7 +132,7 @@ def load_seed_pretraining():
     absl.logging = types.SimpleNamespace(info=lambda *args, **kwargs: None)
     tf = types.SimpleNamespace(
         io=types.SimpleNamespace(
-            gfile=types.SimpleNamespace(GFile=lambda p, mode="r": open(p, mode))
+            gfile=types.SimpleNamespace(GFile=_gfile)
         )
     )
     return _load(

@@ -96,6 +96,25 @@ def test_glue_features_equal_seed(task, split, seq, data_dir, uncased, seed_unca
         assert (got["input_mask"].sum(axis=1) == seq).any()
 
 
+def test_glue_line_breaks_read_as_the_seed(tmp_path, data_dir, seed_cls):
+    """The seed reads TSVs through tf.io.gfile.GFile: rows end at "\\n" only and every
+    "\\r" is dropped (CRLF files, a stray CR mid-text); form feed, U+0085 and U+2028 stay
+    inside the text."""
+    src = (data_dir / "glue" / GLUE_DIRS["MRPC"] / "dev.tsv").read_text(encoding="utf-8")
+    lines = src.split("\n")[:9]
+    rows = [line.split("\t") for line in lines[1:]]
+    for row, odd in zip(rows, ["\r", "\x0c", "\x85", "\u2028", "\r\r", "\x0b", "\x1c"],
+                        strict=False):
+        row[3] = row[3][:10] + odd + row[3][10:]
+    text = "\r\n".join([lines[0]] + ["\t".join(r) for r in rows]) + "\r\n"
+    (tmp_path / "dev.tsv").write_bytes(text.encode("utf-8"))
+    seed_examples = seed_cls.MrpcProcessor().get_dev_examples(str(tmp_path))
+    ours = classification.read_examples(classification.get_task("MRPC"), str(tmp_path), "dev")
+    assert [(a.text_a, a.text_b, a.label) for a in ours] == \
+        [(b.text_a, b.text_b, b.label) for b in seed_examples]
+    assert len(ours) == 8 and "\r" not in ours[0].text_a and "\x85" in ours[2].text_a
+
+
 def test_glue_tfrecords_and_meta_data(tmp_path, data_dir, uncased):
     spec = classification.get_task("STS-B")
     out = tmp_path / "out"

@@ -52,8 +52,8 @@ def _digest(paths):
     return h.hexdigest()
 
 
-@pytest.mark.parametrize("whole_word", [False, True])
-def test_single_chunk_equals_seed_script(whole_word, tmp_path, data_dir, vocab_path):
+@pytest.mark.parametrize("whole_word,odd_breaks", [(False, False), (True, False), (False, True)])
+def test_single_chunk_equals_seed_script(whole_word, odd_breaks, tmp_path, data_dir, vocab_path):
     seed = load_seed_pretraining()
     if seed is None:
         pytest.skip("seed oracle not unpacked (see tools/run_tests.sh)")
@@ -61,6 +61,15 @@ def test_single_chunk_equals_seed_script(whole_word, tmp_path, data_dir, vocab_p
     seed.FLAGS(["create_pretraining_data"])
     vocab = str(vocab_path("uncased"))
     text = str(data_dir / "bert_sample_text/sample_text.txt")
+    if odd_breaks:  # CRLF line ends, a stray CR mid-word (the seed's reader drops every CR),
+        # U+2028 and U+0085 mid-line (not line ends for either)
+        lines = (data_dir / "bert_sample_text/sample_text.txt").read_text("utf-8").split("\n")
+        odd = ["\r", "\u2028", "\x85", "\x0c"]
+        lines = [f"{x[:7]}{odd[i % 4]}{x[7:]}" if i % 3 == 0 and len(x) > 7 else x
+                 for i, x in enumerate(lines)]
+        text = str(tmp_path / "odd.txt")
+        with open(text, "w", encoding="utf-8", newline="") as f:
+            f.write("\r\n".join(lines))
     tok = seed.tokenization.FullTokenizer(vocab, do_lower_case=True)
     instances = seed.create_training_instances([text], tok, 64, 3, 0.1, 0.15, 10,
                                                random.Random(7), whole_word)

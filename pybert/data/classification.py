@@ -195,7 +195,12 @@ def _languages(value: str, supported: tuple, flag: str) -> tuple:
 
 
 def _read_tsv(path: str) -> list[list[str]]:
-    """Rows of a tab-separated file, read like the seed (csv, tab, no quoting)."""
+    """Rows of a tab-separated file, read like the seed (csv, tab, no quoting).
+
+    The seed iterates a tf.io.gfile.GFile, whose lines end at "\\n" only and
+    lose every "\\r" (TensorFlow's line reader drops them); other line
+    breaks (form feed, U+0085, U+2028) stay inside the field.
+    """
     if not os.path.isfile(path):
         raise DataError(f"{path}: file not found")
     with open(path, "rb") as f:
@@ -206,7 +211,10 @@ def _read_tsv(path: str) -> list[list[str]]:
         line = data.count(b"\n", 0, e.start) + 1
         raise DataError(f"{path}:{line}: invalid UTF-8 at byte {e.start}: {e.reason}") from None
     csv.field_size_limit(sys.maxsize)
-    return list(csv.reader(text.splitlines(), delimiter="\t", quotechar=None))
+    lines = text.replace("\r", "").split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return list(csv.reader(lines, delimiter="\t", quotechar=None))
 
 
 def _field(row, index, path, line, what):

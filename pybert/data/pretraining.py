@@ -162,6 +162,8 @@ def read_chunks(files: Sequence[str], chunk_bytes: int) -> Iterator[_Chunk]:
     for path in files:
         with open(path, "rb") as f:
             for line_no, raw in enumerate(f, 1):
+                if b"\r" in raw:  # the seed's GFile.readline drops every "\r"
+                    raw = raw.replace(b"\r", b"")
                 try:
                     line = raw.decode("utf-8").strip()
                 except UnicodeDecodeError as e:
