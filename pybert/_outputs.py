@@ -31,6 +31,19 @@ def check_replaceable(output_dir, own: tuple[str, ...], what: str) -> None:
             "replaced as a whole: give a new or empty directory")
 
 
+def fresh_tmp_dir(output_dir, own: tuple[str, ...], what: str, create: bool = True) -> Path:
+    """Checks that output_dir may be replaced, then returns <output_dir>.tmp emptied of an
+    interrupted earlier attempt (created when `create`), to be passed to replace_dir."""
+    check_replaceable(output_dir, own, what)
+    output_dir = Path(output_dir)
+    tmp = output_dir.with_name(output_dir.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    if create:
+        tmp.mkdir(parents=True)
+    return tmp
+
+
 def replace_dir(tmp, output_dir, own: tuple[str, ...], what: str) -> None:
     """Renames the complete tmp directory to output_dir, replacing an earlier output."""
     check_replaceable(output_dir, own, what)

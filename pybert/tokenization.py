@@ -36,6 +36,7 @@ VocabError = _C.VocabError
 EncodeError = _C.EncodeError
 
 _TRUNCATIONS = ("longest_first", "only_first", "only_second")
+_MAX_THREADS = 4096  # the C++ side takes an int; more threads than this is a mistake
 
 
 def _read_vocab_bytes(vocab_file: str | os.PathLike) -> bytes:
@@ -270,15 +271,18 @@ class Tokenizer:
         if truncation not in _TRUNCATIONS:
             raise ValueError(f"truncation must be one of {_TRUNCATIONS}, got {truncation!r}")
         if max_seq_length is not None and (
-            not isinstance(max_seq_length, (int, np.integer)) or max_seq_length <= 0
+            not isinstance(max_seq_length, (int, np.integer))
+            or not 0 < max_seq_length < 2**31
         ):
             raise ValueError(
-                f"max_seq_length must be a positive int or None, got {max_seq_length!r}"
+                f"max_seq_length must be a positive int below 2**31 or None, got "
+                f"{max_seq_length!r}"
             )
         if not num_threads:
             num_threads = os.cpu_count() or 1
-        if num_threads < 0:
-            raise ValueError(f"num_threads must be >= 0 or None, got {num_threads}")
+        if not 0 <= num_threads <= _MAX_THREADS:
+            raise ValueError(f"num_threads must be in [0, {_MAX_THREADS}] or None, got "
+                             f"{num_threads}")
         args = (
             -1 if max_seq_length is None else int(max_seq_length),
             truncation,

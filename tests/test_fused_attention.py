@@ -210,6 +210,14 @@ def test_lse_and_its_gradient_match_reference():
                                        return_lse=True)
         d_loss = tf.reduce_sum(lse_d * w_lse)
     assert _rel(tape.gradient(d_loss, q), want[0]) < 1e-5
+    # tf.Variable inputs: the same values and gradients
+    qv, kv, vv = tf.Variable(q), tf.Variable(k), tf.Variable(v)
+    with tf.GradientTape() as tape:
+        out_v, lse_v = ops.fused_attention(qv, kv, vv, mask, scale, return_lse=True)
+        loss_v = tf.reduce_sum(out_v * w_out) + tf.cast(tf.reduce_sum(lse_v * w_lse),
+                                                        tf.float64)
+    for got, want_g in zip(tape.gradient(loss_v, [qv, kv, vv]), grads[1], strict=True):
+        assert _rel(got, want_g) < 1e-5
 
 
 def test_mask_dtypes():

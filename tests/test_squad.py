@@ -224,9 +224,11 @@ def test_bad_inputs(squad_v1):
     examples, features = squad_v1
     results = make_results(features, "random", seed=2)
     args = (examples, features)
+    # A result without a feature (the seed's padding features have some) is ignored, as the
+    # seed does.
     extra = RawResult(123, results[0].start_logits, results[0].end_logits)
-    with pytest.raises(ValueError, match="result unique_id 123 has no feature"):
-        squad.postprocess_output(*args, results + [extra], 20, 30, True)
+    assert squad.postprocess_output(*args, [extra] + results, 20, 30, True) == \
+        squad.postprocess_output(*args, results, 20, 30, True)
     with pytest.raises(
         ValueError, match=f"no result for feature unique_id {features[0].unique_id}"
     ):
@@ -246,6 +248,14 @@ def test_bad_inputs(squad_v1):
     with pytest.raises(ValueError, match="seq_len >= 1"):  # before: read past the logits
         squad.postprocess_output(*args, (ids, empty, empty), 20, 30, True,
                                  version_2_with_negative=True)
+    # Sizes beyond the C++ int mean "all candidates" (as in the seed), not a TypeError;
+    # n_best_size 384 = the sequence length already keeps every start and end.
+    few = sum(1 for f in features if f.example_index < 5)
+    small = (examples[:5], features[:few], results[:few])
+    assert squad.postprocess_output(*small, 2**40, 2**40, True)[0] == \
+        squad.postprocess_output(*small, SEQ, SEQ, True)[0]
+    with pytest.raises(ValueError, match=r"num_threads must be in \[0, 4096\]"):
+        squad.postprocess_output(*small, 20, 30, True, num_threads=2**40)
 
 
 # -- evaluation ---------------------------------------------------------------
@@ -327,6 +337,17 @@ def test_evaluate_matches_seed_scripts(seed_squad, squad_v1, squad_v2, data_dir)
         assert ours[key] == pytest.approx(theirs[key], abs=1e-12), key
     assert ours["best_exact"] == pytest.approx(theirs["final_exact"])
     assert ours["best_f1"] == pytest.approx(theirs["final_f1"])
+    # run_squad's eval_metrics.json: the seed's keys, order and scales, value for value.
+    some = {k: v for i, (k, v) in enumerate(preds.items()) if i % 4}  # the rest unanswered
+    for data, p, o, v2 in ((dataset, mixed, None, False), (dataset2, preds, odds, True),
+                           (dataset2, some, {k: odds[k] for k in some}, True)):
+        mine = squad.run_squad_metrics(data, p, o, v2)
+        seed = (seed_v2.evaluate(data["data"], p, o) if v2 else
+                seed_v1.evaluate(data["data"], p))
+        assert list(mine) == list(seed)
+        for key, value in seed.items():
+            assert mine[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key
+    assert "pr_oracle_ap" in mine and 0 < mine["pr_f1_ap"] < 100
 
 
 def test_squad_evaluate_tool(tmp_path, data_dir):

@@ -356,6 +356,11 @@ def test_argument_errors(vocab_path):
         tok.encode("a", "b", max_seq_length=4)
     with pytest.raises(ValueError, match="num_threads"):
         tok.encode_batch(["a"], num_threads=-2)
+    # beyond the C++ int: the argument named (not pybind11's "incompatible function arguments")
+    with pytest.raises(ValueError, match="max_seq_length must be a positive int below 2\\*\\*31"):
+        tok.encode_batch(["a"], max_seq_length=2**31)
+    with pytest.raises(ValueError, match=r"num_threads must be in \[0, 4096\]"):
+        tok.encode_batch(["a"], num_threads=2**40)
     with pytest.raises(ValueError, match="text_pairs has 1 items but texts has 2"):
         tok.encode_batch(["a", "b"], ["c"])
     with pytest.raises(ValueError, match="max_input_chars_per_word"):

@@ -175,6 +175,13 @@ def test_errors_before_the_first_step(mrpc64, tmp_path):
     assert proc.returncode == 1 and "does not fit the model built from bert_config" in proc.stderr
     proc = _run(*[a.replace("train.tfr", "missing.tfr") for a in args], check=False)
     assert proc.returncode == 1 and "missing.tfr: file not found" in proc.stderr
+    # A sequence longer than the config's position embeddings.
+    short = tmp_path / "short_config.json"
+    short.write_text(json.dumps({**TINY, "max_position_embeddings": 32}))
+    proc = _run(*[a if not a.startswith("--bert_config_file") else f"--bert_config_file={short}"
+                  for a in args], check=False)
+    assert proc.returncode == 1
+    assert f"max_seq_length=64 exceeds max_position_embeddings=32 of {short}" in proc.stderr
     # Out-of-range flags: absl's one-line error, before anything runs.
     proc = _run(*args, "--train_batch_size=0", check=False)
     assert proc.returncode == 1 and "flag --train_batch_size=0" in proc.stderr
@@ -245,6 +252,53 @@ def test_hub_module_url_initializes_the_encoder(mrpc64, tmp_path):
     assert "--hub_module_url" in proc.stderr and "does not fit the model" in proc.stderr
 
 
+def test_seed_flags_freeze_export_and_refuse(mrpc64, tmp_path):
+    """The seed's other flags: --hub_module_trainable=false keeps a --hub_module_url encoder
+    as loaded while the head trains; --sub_model_export_name writes the trained encoder;
+    the no-op flags are accepted; gin and graph_rewrite are refused before training."""
+    from pybert.export.savedmodel import export_encoder_savedmodel
+    from pybert.modeling import BertEncoder
+    from pybert.training.loop import restore_encoder
+
+    config = BertConfig.from_dict(TINY)
+    encoder = BertEncoder(config)
+    encoder.build()
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("[PAD]\n[UNK]\n")
+    hub = export_encoder_savedmodel(encoder, vocab, True, tmp_path / "hub")
+    base = [a for a in _args(mrpc64, tmp_path / "x") if not a.startswith(("--train_data_size",
+                                                                           "--model_dir"))]
+    base += [f"--hub_module_url={hub}", "--train_data_size=32", "--num_train_epochs=1",
+             "--sub_model_export_name=encoder"]
+    for trainable in (False, True):
+        model_dir = tmp_path / f"m_{trainable}"
+        _run(*base, f"--model_dir={model_dir}", f"--hub_module_trainable={trainable}",
+             "--scale_loss", "--use_keras_compile_fit=false", "--explicit_allreduce=false",
+             "--allreduce_bytes_per_pack=0", "--fp16_implementation=keras",
+             "--datasets_num_private_threads=2", "--tf_gpu_thread_mode=gpu_private")
+        exported = BertEncoder(config)
+        exported.build()
+        restore_encoder(exported, str(model_dir / "encoder" / "bert_model.ckpt"))
+        same = [np.array_equal(a.numpy(), b.numpy())
+                for a, b in zip(encoder.weights, exported.weights, strict=True)]
+        ckpt = tf.train.latest_checkpoint(str(model_dir))
+        slots = [shape for n, shape in tf.train.list_variables(ckpt)
+                 if n.startswith("optimizer/_variables/")]
+        if trainable:
+            assert not any(same)  # every encoder weight moved
+        else:
+            assert all(same)
+            # AdamW keeps two slots per trainable variable: the head's kernel and bias only
+            assert sorted(slots) == [[2], [2], [32, 2], [32, 2]], slots
+    for flag, message in (("--gin_file=bert.gin", "no gin configuration"),
+                          ("--fp16_implementation=graph_rewrite", "no mixed precision graph"),
+                          ("--all_reduce_alg=ring", "does not apply to --distribution_strategy"),
+                          ("--worker_hosts=a:1,b:2", "--task_index=-1 is not the index")):
+        proc = _run(*base, f"--model_dir={tmp_path / 'bad'}", flag, check=False)
+        assert proc.returncode == 1 and message in proc.stderr, (flag, proc.stderr[-2000:])
+        assert "Traceback" not in proc.stderr
+
+
 def test_xla_fp16_and_gradient_accumulation_runs(mrpc64, tmp_path):
     """--enable_xla (the step is jit-compiled; "auto" attention uses TF ops inside it),
     --dtype=fp16 (dynamic loss scaling) and --num_accumulation_steps=2 (Keras' gradient
@@ -313,8 +367,22 @@ def test_run_squad_train_and_eval_tiny(tmp_path, data_dir, vocab_path):
     nbest = json.loads((model_dir / "nbest_predictions.json").read_text())
     assert all(1 <= len(v) <= 20 for v in nbest.values())
     metrics = json.loads((model_dir / "summaries" / "eval" / "eval_metrics.json").read_text())
-    assert set(metrics) == {"exact_match", "f1"} and 0 <= metrics["f1"] <= 100
-    assert "SQuAD eval" in proc.stderr
+    assert set(metrics) == {"exact_match", "final_f1"} and 0 <= metrics["final_f1"] <= 1
+    assert "SQuAD eval F1-score" in proc.stderr
+    # predict takes several files (comma list and globs): <name>-predictions.json each
+    for name in ("first", "second"):
+        (tmp_path / f"{name}.json").write_text(path.read_text())
+    common = [f"--input_meta_data_path={tmp_path / 'meta'}", f"--vocab_file={vocab}",
+              f"--bert_config_file={tmp_path / 'bert_config.json'}", f"--model_dir={model_dir}",
+              "--predict_batch_size=16", "--distribution_strategy=one_device"]
+    run_tool("run_squad", "--mode=predict", *common,
+             f"--predict_file={tmp_path / 'fir*.json'},{tmp_path / 'second.json'}")
+    for name in ("first", "second"):
+        assert json.loads((model_dir / f"{name}-predictions.json").read_text()) == preds
+    bad = run_tool("run_squad", "--mode=eval", *common,
+                   f"--predict_file={tmp_path / 'first.json'},{tmp_path / 'second.json'}",
+                   check=False)
+    assert bad.returncode == 1 and "evaluates one --predict_file, got 2" in bad.stderr
 
 
 def test_run_pretraining_tiny_then_finetune_init(tmp_path, data_dir, vocab_path):

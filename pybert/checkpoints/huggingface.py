@@ -192,15 +192,11 @@ def save_encoder_checkpoint(encoder, config: BertConfig, output_dir, vocab_file=
 
     import tensorflow as tf
 
-    from pybert._outputs import check_replaceable, replace_dir
+    from pybert._outputs import fresh_tmp_dir, replace_dir
 
     own = ("bert_config.json", "vocab.txt", "bert_model.ckpt*", "checkpoint")
     output_dir = Path(output_dir)
-    check_replaceable(output_dir, own, "converted checkpoint")
-    tmp = output_dir.with_name(output_dir.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    tmp = fresh_tmp_dir(output_dir, own, "converted checkpoint")
     config.to_json_file(tmp / "bert_config.json")
     if vocab_file is not None:
         shutil.copyfile(vocab_file, tmp / "vocab.txt")

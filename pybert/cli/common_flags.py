@@ -60,6 +60,45 @@ def define_common_bert_flags() -> None:
     flags.DEFINE_bool("deterministic", False, "Deterministic TensorFlow ops (slower).")
     flags.DEFINE_integer("shuffle_buffer", 1000,
                          "Training examples shuffle buffer (0: the files' order).", lower_bound=0)
+    # The seed's other flags, so that its commands run unchanged.
+    flags.DEFINE_bool("hub_module_trainable", True,
+                      "With --hub_module_url: fine-tune the encoder too (false: train the head "
+                      "only).")
+    flags.DEFINE_string("sub_model_export_name", None,
+                        "After training, also write the encoder as a pybert encoder checkpoint "
+                        "in model_dir/<name>/ (usable as --init_checkpoint).")
+    flags.DEFINE_bool("run_eagerly", False, "Run the training step eagerly (debugging; slow).")
+    flags.DEFINE_list("worker_hosts", None,
+                      "multi_worker_mirrored: comma-separated host:port of every worker (sets "
+                      "TF_CONFIG; or set TF_CONFIG yourself).")
+    flags.DEFINE_integer("task_index", -1, "multi_worker_mirrored: this worker's index in "
+                         "--worker_hosts.")
+    flags.DEFINE_enum("all_reduce_alg", None, ["nccl", "hierarchical_copy", "ring"],
+                      "Gradient all-reduce: mirrored takes nccl or hierarchical_copy, "
+                      "multi_worker_mirrored ring or nccl (default: TensorFlow's choice).")
+    flags.DEFINE_enum("tf_gpu_thread_mode", None, ["global", "gpu_private", "gpu_shared"],
+                      "TF_GPU_THREAD_MODE: threads that launch GPU kernels.")
+    flags.DEFINE_integer("per_gpu_thread_count", 0,
+                         "TF_GPU_THREAD_COUNT with --tf_gpu_thread_mode (0: 2 per GPU).",
+                         lower_bound=0)
+    flags.DEFINE_integer("datasets_num_private_threads", None,
+                         "A private thread pool of this size for the training input pipeline.",
+                         lower_bound=1)
+    flags.DEFINE_enum("fp16_implementation", "keras", ["keras", "graph_rewrite"],
+                      "fp16: Keras mixed precision (graph_rewrite is gone from TensorFlow 2).")
+    flags.DEFINE_bool("scale_loss", False,
+                      "Accepted for the seed's commands. pybert always averages the loss over "
+                      "the global batch, so replicas never scale the gradient.")
+    flags.DEFINE_bool("use_keras_compile_fit", False,
+                      "Accepted for the seed's commands; pybert always trains with its own "
+                      "loop (the seed's default).")
+    flags.DEFINE_bool("explicit_allreduce", False,
+                      "Accepted for the seed's commands; tf.distribute all-reduces the "
+                      "gradients inside the optimizer step.")
+    flags.DEFINE_integer("allreduce_bytes_per_pack", 0,
+                         "Accepted for the seed's commands (with --explicit_allreduce).")
+    flags.DEFINE_multi_string("gin_file", None, "Refused: pybert has no gin configuration.")
+    flags.DEFINE_multi_string("gin_param", None, "Refused: pybert has no gin configuration.")
 
 
 def trim_padding() -> bool:
@@ -77,6 +116,14 @@ def read_meta_data(path: str) -> dict:
     except json.JSONDecodeError as e:
         raise ValueError(f"--input_meta_data_path {path}:{e.lineno}: invalid JSON: {e.msg}") \
             from None
+
+
+def check_sequence_length(seq_length: int, config) -> None:
+    """The meta data's max_seq_length must fit the config's position embeddings."""
+    if seq_length > config.max_position_embeddings:
+        raise ValueError(f"{FLAGS.input_meta_data_path}: max_seq_length={seq_length} exceeds "
+                         f"max_position_embeddings={config.max_position_embeddings} of "
+                         f"{FLAGS.bert_config_file}")
 
 
 def require_file(flag: str, path: str | None) -> str:
@@ -122,6 +169,7 @@ def setup_runtime() -> None:
     import tensorflow as tf
 
     encoder_checkpoint()  # --hub_module_url / --init_checkpoint checked before anything runs
+    _seed_runtime_flags()
     if FLAGS.loss_scale and FLAGS.dtype != "fp16":
         raise ValueError(f"--loss_scale applies to --dtype=fp16 only (got --dtype={FLAGS.dtype})")
     keras.utils.set_random_seed(FLAGS.seed)
@@ -129,6 +177,79 @@ def setup_runtime() -> None:
         tf.config.experimental.enable_op_determinism()
     policy = {"fp32": "float32", "fp16": "mixed_float16", "bf16": "mixed_bfloat16"}[FLAGS.dtype]
     keras.mixed_precision.set_dtype_policy(policy)
+
+
+def _seed_runtime_flags() -> None:
+    """The seed's runtime flags: checked, then applied (environment, eager mode)."""
+    import logging
+
+    import tensorflow as tf
+
+    if FLAGS.gin_file or FLAGS.gin_param:
+        raise ValueError("--gin_file / --gin_param: pybert has no gin configuration; give the "
+                         "hyperparameters as flags")
+    if FLAGS.fp16_implementation == "graph_rewrite":
+        raise ValueError("--fp16_implementation=graph_rewrite: TensorFlow 2 has no mixed "
+                         "precision graph rewrite any more; use the default (keras)")
+    if not FLAGS.hub_module_trainable and not FLAGS.hub_module_url:
+        logging.getLogger("pybert.training").warning(
+            "--hub_module_trainable=false applies with --hub_module_url only (as in the seed): "
+            "the encoder is fine-tuned")
+    if FLAGS.tf_gpu_thread_mode:  # read when TensorFlow creates its GPU devices
+        os.environ["TF_GPU_THREAD_MODE"] = FLAGS.tf_gpu_thread_mode
+        os.environ["TF_GPU_THREAD_COUNT"] = str(FLAGS.per_gpu_thread_count or 2)
+    if FLAGS.worker_hosts:
+        hosts = FLAGS.worker_hosts
+        if not 0 <= FLAGS.task_index < len(hosts):
+            raise ValueError(f"--task_index={FLAGS.task_index} is not the index of one of the "
+                             f"{len(hosts)} --worker_hosts")
+        if FLAGS.distribution_strategy != "multi_worker_mirrored":
+            raise ValueError("--worker_hosts needs --distribution_strategy="
+                             "multi_worker_mirrored")
+        os.environ["TF_CONFIG"] = json.dumps({
+            "cluster": {"worker": hosts}, "task": {"type": "worker", "index": FLAGS.task_index}})
+    if FLAGS.run_eagerly:
+        tf.config.run_functions_eagerly(True)
+
+
+def distribution_strategy():
+    """The tf.distribute strategy of --distribution_strategy, --num_gpus, --tpu and
+    --all_reduce_alg."""
+    from pybert.training.distribute import get_distribution_strategy
+
+    return get_distribution_strategy(FLAGS.distribution_strategy, FLAGS.num_gpus, FLAGS.tpu,
+                                     all_reduce_alg=FLAGS.all_reduce_alg)
+
+
+def fine_tuning_model(model):
+    """--hub_module_url with --hub_module_trainable=false: the encoder's weights stay as
+    loaded (only the head trains), as the seed's non-trainable hub.KerasLayer."""
+    if FLAGS.hub_module_url and not FLAGS.hub_module_trainable:
+        model.build()
+        model.encoder.trainable = False
+    return model
+
+
+def input_options(dataset):
+    """The training dataset with --datasets_num_private_threads applied."""
+    import tensorflow as tf
+
+    if not FLAGS.datasets_num_private_threads:
+        return dataset
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = FLAGS.datasets_num_private_threads
+    return dataset.with_options(options)
+
+
+def export_sub_model(encoder, config) -> str | None:
+    """--sub_model_export_name: the trained encoder as a pybert encoder checkpoint in
+    model_dir/<name>/; returns its path."""
+    if not FLAGS.sub_model_export_name:
+        return None
+    from pybert.checkpoints.huggingface import save_encoder_checkpoint
+
+    return save_encoder_checkpoint(encoder, config,
+                                   os.path.join(FLAGS.model_dir, FLAGS.sub_model_export_name))
 
 
 def make_optimizer_fn(num_train_steps: int, warmup_steps: int):

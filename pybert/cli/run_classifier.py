@@ -117,7 +117,6 @@ def run() -> dict | str:
     from pybert.configs import BertConfig
     from pybert.data.pipelines import create_classifier_dataset
     from pybert.modeling import BertClassifier
-    from pybert.training.distribute import get_distribution_strategy
     from pybert.training.loop import Trainer, TrainerConfig
 
     meta = common_flags.read_meta_data(FLAGS.input_meta_data_path)
@@ -131,14 +130,16 @@ def run() -> dict | str:
         raise ValueError(f"{FLAGS.input_meta_data_path}: num_labels missing or < 1")
     config = BertConfig.from_json_file(common_flags.require_file("bert_config_file",
                                                                  FLAGS.bert_config_file))
+    common_flags.check_sequence_length(seq, config)
     if not FLAGS.model_dir:
         raise ValueError("--model_dir is required")
     common_flags.setup_runtime()
     label_type = tf.float32 if is_regression else tf.int64
 
     def model_fn():
-        return BertClassifier(config, num_labels, trim_padding=common_flags.trim_padding(),
-                              name="bert_classifier")
+        return common_flags.fine_tuning_model(
+            BertClassifier(config, num_labels, trim_padding=common_flags.trim_padding(),
+                           name="bert_classifier"))
 
     if FLAGS.mode == "export_only":
         return common_flags.export_only(model_fn)
@@ -162,7 +163,7 @@ def run() -> dict | str:
 
     # train_and_eval. The strategy first: multi-worker collectives must be configured before
     # TensorFlow runs any op (the checks below read the TFRecords).
-    strategy = get_distribution_strategy(FLAGS.distribution_strategy, FLAGS.num_gpus, FLAGS.tpu)
+    strategy = common_flags.distribution_strategy()
     common_flags.require_file("train_data_path", FLAGS.train_data_path)
     _first_record(FLAGS.train_data_path, seq, is_regression)
     if not is_regression:
@@ -194,10 +195,10 @@ def run() -> dict | str:
     seed = FLAGS.seed
 
     def train_ds(batch_size, ctx):
-        return create_classifier_dataset(
+        return common_flags.input_options(create_classifier_dataset(
             FLAGS.train_data_path, seq, batch_size, is_training=True, input_pipeline_context=ctx,
             label_type=label_type, num_samples=FLAGS.train_data_size,
-            shuffle_buffer=FLAGS.shuffle_buffer, seed=seed)
+            shuffle_buffer=FLAGS.shuffle_buffer, seed=seed))
 
     eval_fn = None
     if eval_path:
@@ -215,6 +216,9 @@ def run() -> dict | str:
     summary.update(steps_per_epoch=steps_per_epoch, warmup_steps=warmup_steps,
                    train_batch_size=FLAGS.train_batch_size, epochs=epochs,
                    eval_steps=int(math.ceil(meta.get("eval_data_size", 0) / FLAGS.eval_batch_size)))
+    sub_model = common_flags.export_sub_model(trainer.model.encoder, config)
+    if sub_model:
+        summary["sub_model"] = sub_model
     if FLAGS.model_export_path:
         from pybert.export.savedmodel import export_model_savedmodel
 

@@ -34,6 +34,9 @@ flags.DEFINE_integer("train_batch_size", 32, "Global training batch size.", lowe
 flags.DEFINE_integer("num_steps_per_epoch", 1000, "Training steps per epoch.", lower_bound=1)
 flags.DEFINE_float("warmup_steps", 10000, "Linear warm-up steps.", lower_bound=0)
 flags.DEFINE_bool("use_next_sentence_label", True, "Train the next-sentence head too.")
+flags.DEFINE_integer("train_summary_interval", 0,
+                     "Write the training summaries (and log) every this many steps when "
+                     "--log_steps is not given; negative: no training summaries.")
 flags.DEFINE_bool("use_v2_feature_names", False,
                   "The TFRecords use input_word_ids/input_type_ids feature names.")
 common_flags.define_common_bert_flags()
@@ -64,7 +67,6 @@ def run() -> dict:
     from pybert.configs import BertConfig
     from pybert.data.pipelines import check_first_records, create_pretrain_dataset, pretrain_spec
     from pybert.modeling import BertPretrainer
-    from pybert.training.distribute import get_distribution_strategy
     from pybert.training.loop import Trainer, TrainerConfig
 
     if not FLAGS.input_files:
@@ -85,13 +87,16 @@ def run() -> dict:
     common_flags.setup_runtime()
     use_nsp = FLAGS.use_next_sentence_label
     seq, preds = FLAGS.max_seq_length, FLAGS.max_predictions_per_seq
-    strategy = get_distribution_strategy(FLAGS.distribution_strategy, FLAGS.num_gpus, FLAGS.tpu)
+    strategy = common_flags.distribution_strategy()
     cfg = TrainerConfig(
         model_dir=FLAGS.model_dir, steps_per_epoch=FLAGS.num_steps_per_epoch,
         epochs=FLAGS.num_train_epochs,
         steps_per_loop=common_flags.steps_per_loop(FLAGS.num_steps_per_epoch),
         global_batch_size=FLAGS.train_batch_size,
-        save_checkpoint_steps=FLAGS.save_checkpoint_steps, log_steps=FLAGS.log_steps,
+        save_checkpoint_steps=FLAGS.save_checkpoint_steps,
+        log_steps=FLAGS.log_steps or (FLAGS.train_summary_interval
+                                      if FLAGS.train_summary_interval > 0 else None),
+        train_summaries=FLAGS.train_summary_interval >= 0,
         jit_compile=FLAGS.enable_xla, overwrite=FLAGS.overwrite)
     trim = common_flags.trim_padding()
     trainer = Trainer(strategy,
@@ -110,12 +115,12 @@ def run() -> dict:
                                      shuffle_buffer=FLAGS.shuffle_buffer, seed=seed)
         keys = ("masked_lm_ids", "masked_lm_weights") + (("next_sentence_labels",)
                                                           if use_nsp else ())
-        return ds.map(lambda x: (x, {k: x[k] for k in keys}))
+        return common_flags.input_options(ds.map(lambda x: (x, {k: x[k] for k in keys})))
 
     result = trainer.train(train_ds)
     from pybert.checkpoints.huggingface import save_encoder_checkpoint
 
-    out = os.path.join(FLAGS.model_dir, "pretrained")
+    out = os.path.join(FLAGS.model_dir, FLAGS.sub_model_export_name or "pretrained")
     path = save_encoder_checkpoint(trainer.model.encoder, config, out)
     shutil.copyfile(config_path, os.path.join(out, "bert_config.json"))
     result["pretrained_encoder"] = path

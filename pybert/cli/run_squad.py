@@ -12,11 +12,14 @@ training meta data's max_seq_length / doc_stride / max_query_length (pybert's
 featurizer takes under a second for the v1.1 dev set), runs the model, and
 decodes spans in C++: model_dir/predictions.json, nbest_predictions.json and,
 for v2.0, null_odds.json. eval writes model_dir/summaries/eval/eval_metrics.json
-(exact_match / f1 for v1.1; the official v2.0 keys) and a TensorBoard scalar.
+with the seed's keys and scales (v1.1: exact_match / final_f1 as fractions;
+v2.0: the official keys in percent plus final_* and pr_*_ap) and TensorBoard
+scalars (the seed's F1-score, then every metric).
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
@@ -34,7 +37,9 @@ flags.DEFINE_enum("mode", "train_and_eval",
 flags.DEFINE_string("train_data_path", "", "Training TFRecord (create_finetuning_data).")
 flags.DEFINE_string("input_meta_data_path", None, "Meta data JSON of create_finetuning_data.")
 flags.DEFINE_integer("train_batch_size", 32, "Global training batch size.", lower_bound=1)
-flags.DEFINE_string("predict_file", None, "SQuAD JSON to predict (and evaluate against).")
+flags.DEFINE_string("predict_file", None,
+                    "SQuAD JSON to predict (and evaluate against); predict mode takes several "
+                    "(comma-separated paths or glob patterns: <name>-predictions.json each).")
 flags.DEFINE_string("vocab_file", None, "The model's vocabulary.")
 flags.DEFINE_bool("do_lower_case", True, "Lower-case the input (uncased models).")
 flags.DEFINE_float("null_score_diff_threshold", 0.0,
@@ -61,8 +66,24 @@ def squad_loss(labels, outputs):
             + ce(labels["end_positions"], outputs["end_logits"])) / 2.0
 
 
-def predict(model, meta: dict, out_dir: str) -> tuple[dict, dict]:
-    """Featurizes --predict_file, runs the model, writes the prediction files."""
+def predict_files() -> list[str]:
+    """The files of --predict_file: comma-separated paths or glob patterns, as the seed."""
+    files = []
+    for pattern in (p.strip() for p in FLAGS.predict_file.split(",")):
+        if pattern:
+            matched = glob.glob(pattern)
+            if not matched:
+                raise FileNotFoundError(f"--predict_file: {pattern} does not match any files")
+            files.extend(matched)
+    if not files:
+        raise ValueError("--predict_file names no file")
+    return sorted(files)
+
+
+def predict(model, meta: dict, out_dir: str, predict_file: str,
+            prefix: str = "") -> tuple[dict, dict]:
+    """Featurizes predict_file, runs the model, writes out_dir/<prefix>predictions.json,
+    <prefix>nbest_predictions.json and (v2.0) <prefix>null_odds.json."""
     import numpy as np
     import tensorflow as tf
 
@@ -70,11 +91,10 @@ def predict(model, meta: dict, out_dir: str) -> tuple[dict, dict]:
     from pybert.data import squad
     from pybert.tokenization import FullTokenizer
 
-    common_flags.require_file("predict_file", FLAGS.predict_file)
     common_flags.require_file("vocab_file", FLAGS.vocab_file)
     v2 = bool(meta.get("version_2_with_negative", False))
     tok = FullTokenizer(FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case)
-    data = squad.read_squad(FLAGS.predict_file, False, v2)
+    data = squad.read_squad(predict_file, False, v2)
     feats = squad.featurize(data, tok, int(meta["max_seq_length"]), int(meta["doc_stride"]),
                             int(meta["max_query_length"]), False)
     a = feats.arrays
@@ -97,20 +117,20 @@ def predict(model, meta: dict, out_dir: str) -> tuple[dict, dict]:
     preds, nbest, null_odds = squad_post.write_predictions(
         feats.post, None, (a["unique_ids"], start, end), FLAGS.n_best_size,
         FLAGS.max_answer_length, FLAGS.do_lower_case,
-        os.path.join(out_dir, "predictions.json"), os.path.join(out_dir, "nbest_predictions.json"),
-        os.path.join(out_dir, "null_odds.json"), v2, FLAGS.null_score_diff_threshold,
+        os.path.join(out_dir, f"{prefix}predictions.json"),
+        os.path.join(out_dir, f"{prefix}nbest_predictions.json"),
+        os.path.join(out_dir, f"{prefix}null_odds.json"), v2, FLAGS.null_score_diff_threshold,
         FLAGS.verbose_logging, num_threads=0)
     return preds, null_odds
 
 
-def evaluate(preds: dict, null_odds: dict, v2: bool) -> dict:
-    from pybert.squad import evaluate_v1, evaluate_v2
+def evaluate(predict_file: str, preds: dict, null_odds: dict, v2: bool) -> dict:
+    """The seed's eval metrics (its keys and scales: v1.1 fractions, v2.0 final_*)."""
+    from pybert.squad import run_squad_metrics
 
-    with open(FLAGS.predict_file, encoding="utf-8") as f:
+    with open(predict_file, encoding="utf-8") as f:
         dataset = json.load(f)
-    if v2:
-        return dict(evaluate_v2(dataset, preds, null_odds))
-    return evaluate_v1(dataset, preds)
+    return dict(run_squad_metrics(dataset, preds, null_odds, v2))
 
 
 def run():
@@ -119,7 +139,6 @@ def run():
     from pybert.configs import BertConfig
     from pybert.data.pipelines import check_first_records, create_squad_dataset, squad_spec
     from pybert.modeling import BertSpanLabeler
-    from pybert.training.distribute import get_distribution_strategy
     from pybert.training.loop import Trainer, TrainerConfig
 
     meta = common_flags.read_meta_data(FLAGS.input_meta_data_path)
@@ -130,15 +149,22 @@ def run():
     seq = int(meta["max_seq_length"])
     config = BertConfig.from_json_file(common_flags.require_file("bert_config_file",
                                                                  FLAGS.bert_config_file))
+    common_flags.check_sequence_length(seq, config)
     if not FLAGS.model_dir:
         raise ValueError("--model_dir is required")
     mode = FLAGS.mode
-    if ("predict" in mode or "eval" in mode) and not FLAGS.predict_file:
-        raise ValueError(f"--mode={mode} needs --predict_file")
+    files = []
+    if "predict" in mode or "eval" in mode:
+        if not FLAGS.predict_file:
+            raise ValueError(f"--mode={mode} needs --predict_file")
+        files = predict_files()
+        if "eval" in mode and len(files) != 1:
+            raise ValueError(f"--mode={mode} evaluates one --predict_file, got {len(files)}: "
+                             f"{files} (--mode=predict takes several)")
     common_flags.setup_runtime()
 
     def model_fn():
-        return BertSpanLabeler(config, name="bert_span_labeler")
+        return common_flags.fine_tuning_model(BertSpanLabeler(config, name="bert_span_labeler"))
 
     if mode == "export_only":
         return common_flags.export_only(model_fn)
@@ -156,8 +182,7 @@ def run():
             raise ValueError(f"train_data_size {n} < train_batch_size {FLAGS.train_batch_size}")
         epochs = FLAGS.num_train_epochs
         warmup = int(epochs * n * 0.1 / FLAGS.train_batch_size)
-        strategy = get_distribution_strategy(FLAGS.distribution_strategy, FLAGS.num_gpus,
-                                             FLAGS.tpu)
+        strategy = common_flags.distribution_strategy()
         cfg = TrainerConfig(
             model_dir=FLAGS.model_dir, steps_per_epoch=steps_per_epoch, epochs=epochs,
             steps_per_loop=common_flags.steps_per_loop(steps_per_epoch),
@@ -171,30 +196,43 @@ def run():
         seed = FLAGS.seed
 
         def train_ds(batch_size, ctx):
-            return create_squad_dataset(FLAGS.train_data_path, seq, batch_size, True, ctx,
-                                        shuffle_buffer=FLAGS.shuffle_buffer, seed=seed)
+            return common_flags.input_options(create_squad_dataset(
+                FLAGS.train_data_path, seq, batch_size, True, ctx,
+                shuffle_buffer=FLAGS.shuffle_buffer, seed=seed))
 
         result = trainer.train(train_ds)
         result.update(warmup_steps=warmup, steps_per_epoch=steps_per_epoch)
+        sub_model = common_flags.export_sub_model(trainer.model.encoder, config)
+        if sub_model:
+            result["sub_model"] = sub_model
         trainer.write_summary(result)
         model = trainer.model
     if "predict" in mode or "eval" in mode:
         if model is None:
             model = model_fn()
             common_flags.restore_model(model)
-        preds, null_odds = predict(model, meta, FLAGS.model_dir)
-        result["predictions"] = os.path.join(FLAGS.model_dir, "predictions.json")
+        result["predictions"] = []
+        for path in files:
+            # several files: out/<name>-predictions.json for each (the seed's prefix)
+            prefix = f"{os.path.splitext(os.path.basename(path))[0]}-" if len(files) > 1 else ""
+            preds, null_odds = predict(model, meta, FLAGS.model_dir, path, prefix)
+            result["predictions"].append(
+                os.path.join(FLAGS.model_dir, f"{prefix}predictions.json"))
         if "eval" in mode:
-            metrics = evaluate(preds, null_odds, bool(meta.get("version_2_with_negative")))
+            metrics = evaluate(files[0], preds, null_odds,
+                               bool(meta.get("version_2_with_negative")))
             summary_dir = os.path.join(FLAGS.model_dir, "summaries", "eval")
             os.makedirs(summary_dir, exist_ok=True)
-            with open(os.path.join(summary_dir, "eval_metrics.json"), "w") as f:
-                json.dump(metrics, f, indent=2)
+            from pybert.data.records import write_json_atomic
+
+            write_json_atomic(os.path.join(summary_dir, "eval_metrics.json"), metrics)
             writer = tf.summary.create_file_writer(summary_dir)
             with writer.as_default(step=0):
+                tf.summary.scalar("F1-score", metrics["final_f1"])  # the seed's one scalar
                 for k, v in metrics.items():
                     tf.summary.scalar(k, float(v))
             writer.flush()
+            logger.info("SQuAD eval F1-score: %f", metrics["final_f1"])
             logger.info("SQuAD eval: %s", metrics)
             result["eval_metrics"] = metrics
     return result

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pybert._outputs import check_replaceable, replace_dir
+from pybert._outputs import fresh_tmp_dir, replace_dir
 
 logger = logging.getLogger(__name__)
 
@@ -515,11 +515,7 @@ def export_onnx(
         raise ValueError(f"task 'regression' needs num_labels 1, got {model.num_labels}")
 
     output_dir = Path(output_dir)
-    check_replaceable(output_dir, ONNX_EXPORT_FILES, "pybert ONNX export")
-    tmp = output_dir.with_name(output_dir.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    tmp = fresh_tmp_dir(output_dir, ONNX_EXPORT_FILES, "pybert ONNX export")
 
     inputs = validation_inputs(tokenizer, max_seq_length)
     reference = reference_outputs(model, task, inputs)

@@ -11,10 +11,9 @@ checkpoint whose root holds the encoder, like pybert's encoder checkpoints).
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-from pybert._outputs import check_replaceable, replace_dir
+from pybert._outputs import fresh_tmp_dir, replace_dir
 
 # what tf.saved_model.save writes (an earlier SavedModel may be replaced, nothing else)
 SAVED_MODEL_FILES = ("saved_model.pb", "variables", "assets", "fingerprint.pb", "keras_metadata.pb")
@@ -95,10 +94,7 @@ def _save_atomically(module, export_dir) -> str:
     from pybert.modeling.encoder import portable_attention
 
     export_dir = Path(export_dir)
-    check_replaceable(export_dir, SAVED_MODEL_FILES, "SavedModel")
-    tmp = export_dir.with_name(export_dir.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    tmp = fresh_tmp_dir(export_dir, SAVED_MODEL_FILES, "SavedModel", create=False)
     with portable_attention():
         tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.__call__})
     replace_dir(tmp, export_dir, SAVED_MODEL_FILES, "SavedModel")

@@ -137,7 +137,9 @@ def _attention_with_lse(tf, lib, q, k, v, mask, seed, scale, rate):
 
         return (out, lse), grad
 
-    return attend(q, k, v)
+    # tensors, not tf.Variables: custom_gradient would take a variable argument for one the
+    # function captures (and want a `variables` argument in grad); the read is differentiable
+    return attend(*(tf.convert_to_tensor(x) for x in (q, k, v)))
 
 
 def fused_attention(query, key, value, input_mask, scale: float | None = None,

@@ -67,6 +67,11 @@ def _questions(dataset):
 
 def evaluate_v1(dataset, predictions: dict) -> dict:
     """Official v1.1 metrics: {"exact_match": ..., "f1": ...} in percent."""
+    exact, f1, total = _v1_sums(dataset, predictions)
+    return {"exact_match": 100.0 * exact / total, "f1": 100.0 * f1 / total}
+
+
+def _v1_sums(dataset, predictions: dict) -> tuple[float, float, int]:
     exact = f1 = 0.0
     total = 0
     for qa in _questions(dataset):
@@ -84,7 +89,7 @@ def evaluate_v1(dataset, predictions: dict) -> dict:
         f1 += max(_f1_v1(pred, t) for t in truths)
     if total == 0:
         raise ValueError("the dataset has no questions")
-    return {"exact_match": 100.0 * exact / total, "f1": 100.0 * f1 / total}
+    return exact, f1, total
 
 
 def _eval_dict(exact: dict, f1: dict, qids=None) -> collections.OrderedDict:
@@ -121,6 +126,12 @@ def evaluate_v2(
 ) -> collections.OrderedDict:
     """Official v2.0 metrics: exact, f1, total, HasAns_*, NoAns_* and, with
     na_probs (e.g. null_odds.json), best_exact/best_f1 and their thresholds."""
+    result, _ = _evaluate_v2(dataset, predictions, na_probs, na_prob_thresh)
+    return result
+
+
+def _evaluate_v2(dataset, predictions, na_probs, na_prob_thresh):
+    """(the official result, (has_ans, exact_raw, f1_raw, probs)) for the seed's extras."""
     questions = list(_questions(dataset))
     has_ans = {qa["id"]: bool(qa["answers"]) for qa in questions}
     probs = na_probs if na_probs is not None else {k: 0.0 for k in predictions}
@@ -162,4 +173,50 @@ def evaluate_v2(
         result["best_f1"], result["best_f1_thresh"] = _best_threshold(
             predictions, f1_raw, probs, has_ans
         )
+    return result, (has_ans, exact_raw, f1_raw, probs)
+
+
+def _average_precision(scores: dict, probs: dict, has_ans: dict, n_answerable: int) -> float:
+    """Area under the precision/recall curve (percent) of answering the questions in the
+    order of their no-answer probability, tied probabilities making one point; a question
+    counts its score when it has an answer."""
+    order = sorted((k for k in probs if k in has_ans), key=lambda k: probs[k])
+    true_pos = area = last_recall = 0.0
+    for i, qid in enumerate(order):
+        if has_ans[qid]:
+            true_pos += scores[qid]
+        if i + 1 == len(order) or probs[qid] != probs[order[i + 1]]:
+            recall = true_pos / n_answerable
+            area += true_pos / (i + 1) * (recall - last_recall)
+            last_recall = recall
+    return 100.0 * area
+
+
+def run_squad_metrics(dataset, predictions: dict, null_odds: dict | None, v2: bool) -> dict:
+    """The metrics run_squad --mode=eval writes to eval_metrics.json, with the seed's keys
+    and scales (its copies of the evaluation scripts).
+
+    v1.1: {"exact_match", "final_f1"} as fractions (0..1). v2.0: the official
+    exact, f1, total and HasAns_/NoAns_ splits (percent), the best thresholds
+    as final_exact(_thresh) / final_f1(_thresh), and the average precisions
+    pr_exact_ap, pr_f1_ap, pr_oracle_ap. Only questions with a prediction count
+    for v2.0.
+    """
+    if not v2:
+        exact, f1, total = _v1_sums(dataset, predictions)
+        return {"exact_match": exact / total, "final_f1": f1 / total}
+    probs = null_odds if null_odds is not None else {k: 0.0 for k in predictions}
+    predicted = {"data": [{"paragraphs": [{"qas": [qa]}]} for qa in _questions(dataset)
+                          if qa["id"] in predictions]}
+    official, (has_ans, exact_raw, f1_raw, probs) = _evaluate_v2(predicted, predictions, probs,
+                                                                 1.0)
+    result = collections.OrderedDict(
+        (k, v) for k, v in official.items() if not k.startswith("best_"))
+    for key in ("exact", "exact_thresh", "f1", "f1_thresh"):
+        result[f"final_{key}"] = official[f"best_{key}"]
+    n_answerable = sum(has_ans.values())
+    if n_answerable:
+        oracle = {k: float(v) for k, v in has_ans.items()}
+        for name, scores in (("exact", exact_raw), ("f1", f1_raw), ("oracle", oracle)):
+            result[f"pr_{name}_ap"] = _average_precision(scores, probs, has_ans, n_answerable)
     return result

@@ -27,6 +27,7 @@ import numpy as np
 from pybert import _C
 
 logger = logging.getLogger("pybert.squad")
+_INT32_MAX = 2**31 - 1
 
 
 def _flatten(strings) -> tuple[bytes, np.ndarray]:
@@ -181,9 +182,9 @@ def _results_to_arrays(all_results, unique_ids: np.ndarray):
                 f"no result for feature unique_id {int(missing[0])} ({len(missing)} missing)"
             )
         index = order[pos]
-        if len(ids) > len(unique_ids):
-            extra = np.setdiff1d(ids, unique_ids)
-            raise ValueError(f"result unique_id {int(extra[0])} has no feature")
+        if len(ids) > len(unique_ids):  # as the seed: e.g. the results of its padding features
+            logger.info("ignoring %d results whose unique_id has no feature (first: %d)",
+                        len(ids) - len(unique_ids), int(np.setdiff1d(ids, unique_ids)[0]))
     if index is not None:
         start, end = start[index], end[index]
     # NaN / inf are found by the C++ side (one pass), reported by _non_finite_error
@@ -227,6 +228,8 @@ def postprocess_output(
         raise ValueError(f"n_best_size must be an int >= 1, got {n_best_size!r}")
     if not isinstance(max_answer_length, (int, np.integer)) or max_answer_length < 1:
         raise ValueError(f"max_answer_length must be an int >= 1, got {max_answer_length!r}")
+    if num_threads is not None and not 0 <= num_threads <= 4096:
+        raise ValueError(f"num_threads must be in [0, 4096] or None, got {num_threads!r}")
     start, end = _results_to_arrays(all_results, np.asarray(arrays.unique_ids, dtype=np.int64))
     gc_was_enabled = gc.isenabled()
     # The result is ~20 dicts per question and a list per question, nothing
@@ -246,8 +249,8 @@ def postprocess_output(
                 arrays.max_context,
                 start,
                 end,
-                int(n_best_size),
-                int(max_answer_length),
+                min(int(n_best_size), _INT32_MAX),  # more than every candidate: all of them
+                min(int(max_answer_length), _INT32_MAX),
                 bool(do_lower_case),
                 bool(version_2_with_negative),
                 float(null_score_diff_threshold),

@@ -19,11 +19,19 @@ STRATEGIES = ("off", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
 
 
 def get_distribution_strategy(distribution_strategy: str = "mirrored", num_gpus: int = 0,
-                              tpu_address: str = ""):
+                              tpu_address: str = "", all_reduce_alg: str | None = None):
+    """all_reduce_alg: mirrored takes "nccl" or "hierarchical_copy", multi_worker_mirrored
+    "ring" or "nccl"; None: TensorFlow's default."""
     name = (distribution_strategy or "off").lower()
     if name not in STRATEGIES:
         raise ValueError(f"--distribution_strategy={distribution_strategy!r}: use one of "
                          f"{', '.join(STRATEGIES)}")
+    allowed = {"mirrored": ("nccl", "hierarchical_copy"),
+               "multi_worker_mirrored": ("ring", "nccl")}.get(name, ())
+    if all_reduce_alg and all_reduce_alg not in allowed:
+        raise ValueError(f"--all_reduce_alg={all_reduce_alg} does not apply to "
+                         f"--distribution_strategy={name}"
+                         + (f" (use {' or '.join(allowed)})" if allowed else ""))
     if num_gpus < 0:
         raise ValueError(f"--num_gpus must be >= 0, got {num_gpus}")
     available = len(tf.config.list_physical_devices("GPU"))
@@ -40,9 +48,16 @@ def get_distribution_strategy(distribution_strategy: str = "mirrored", num_gpus:
     if name == "one_device":
         return tf.distribute.OneDeviceStrategy("/gpu:0")
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy([f"/gpu:{i}" for i in range(num_gpus)])
+        ops = {"nccl": tf.distribute.NcclAllReduce,
+               "hierarchical_copy": tf.distribute.HierarchicalCopyAllReduce}
+        return tf.distribute.MirroredStrategy(
+            [f"/gpu:{i}" for i in range(num_gpus)],
+            cross_device_ops=ops[all_reduce_alg]() if all_reduce_alg else None)
     if name == "multi_worker_mirrored":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        impl = tf.distribute.experimental.CommunicationImplementation
+        options = tf.distribute.experimental.CommunicationOptions(
+            implementation={"ring": impl.RING, "nccl": impl.NCCL}.get(all_reduce_alg, impl.AUTO))
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address)
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)

@@ -49,6 +49,7 @@ class TrainerConfig:
     save_checkpoint_steps: int | None = None  # default: every epoch
     max_checkpoints: int = 3
     log_steps: int | None = None  # default: every loop
+    train_summaries: bool = True  # TensorBoard loss / learning rate / speed at each log
     jit_compile: bool = False
     overwrite: bool = False
 
@@ -211,10 +212,11 @@ class Trainer:
                 logger.info("step %d/%d loss %.4f lr %.3g %.2f steps/s %.1f examples/s ETA %s",
                             step, cfg.total_steps, loss, lr, rate, rate * cfg.global_batch_size,
                             _hms(eta))
-                with self._train_writer.as_default(step=step):
-                    tf.summary.scalar("loss", loss)
-                    tf.summary.scalar("learning_rate", lr)
-                    tf.summary.scalar("examples_per_second", rate * cfg.global_batch_size)
+                if cfg.train_summaries:
+                    with self._train_writer.as_default(step=step):
+                        tf.summary.scalar("loss", loss)
+                        tf.summary.scalar("learning_rate", lr)
+                        tf.summary.scalar("examples_per_second", rate * cfg.global_batch_size)
                 last_log_t, last_log_step = now, step
             if step % save_every == 0 or step == cfg.total_steps:
                 self.manager.save(checkpoint_number=step)
