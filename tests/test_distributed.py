@@ -81,3 +81,33 @@ def test_two_workers_match_one(tmp_path, data_dir, vocab_path):
     assert one.keys() == two.keys() and len(one) > 10
     for name in one:
         np.testing.assert_allclose(two[name], one[name], rtol=2e-4, atol=2e-5, err_msg=name)
+
+
+@pytest.mark.slow
+def test_run_pretraining_two_workers_from_worker_hosts(tmp_path, data_dir, vocab_path):
+    """run_pretraining under multi_worker_mirrored, the cluster given by the seed's
+    --worker_hosts / --task_index: it checks its input records only after creating the
+    strategy (collectives must be configured before TensorFlow runs an op)."""
+    from pybert.data.pretraining import PretrainingOptions, create_pretraining_data
+
+    opts = PretrainingOptions(max_seq_length=32, max_predictions_per_seq=5, dupe_factor=1)
+    create_pretraining_data([str(data_dir / "bert_sample_text/sample_text.txt")],
+                            [str(tmp_path / "pt.tfrecord")], str(vocab_path("uncased")), opts,
+                            num_workers=1, progress=False)
+    (tmp_path / "bert_config.json").write_text(json.dumps(TINY))
+    hosts = ",".join(f"127.0.0.1:{p}" for p in _free_ports(2))
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "pybert.cli.run_pretraining",
+         f"--input_files={tmp_path / 'pt.tfrecord'}", "--max_seq_length=32",
+         "--max_predictions_per_seq=5", f"--bert_config_file={tmp_path / 'bert_config.json'}",
+         f"--model_dir={tmp_path / 'multi'}", "--train_batch_size=8", "--num_steps_per_epoch=2",
+         "--num_train_epochs=1", "--warmup_steps=1", "--distribution_strategy="
+         "multi_worker_mirrored", f"--worker_hosts={hosts}", f"--task_index={i}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tempfile.gettempdir(),
+        env=env) for i in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-3000:]
+    summary = json.loads((tmp_path / "multi" / "training_summary.json").read_text())
+    assert summary["total_training_steps"] == 2 and np.isfinite(summary["last_train_loss"])

@@ -290,13 +290,42 @@ def test_seed_flags_freeze_export_and_refuse(mrpc64, tmp_path):
             assert all(same)
             # AdamW keeps two slots per trainable variable: the head's kernel and bias only
             assert sorted(slots) == [[2], [2], [32, 2], [32, 2]], slots
-    for flag, message in (("--gin_file=bert.gin", "no gin configuration"),
-                          ("--fp16_implementation=graph_rewrite", "no mixed precision graph"),
-                          ("--all_reduce_alg=ring", "does not apply to --distribution_strategy"),
-                          ("--worker_hosts=a:1,b:2", "--task_index=-1 is not the index")):
-        proc = _run(*base, f"--model_dir={tmp_path / 'bad'}", flag, check=False)
-        assert proc.returncode == 1 and message in proc.stderr, (flag, proc.stderr[-2000:])
+            # the other modes build and restore the frozen model too
+            _run(*base, f"--model_dir={model_dir}", "--hub_module_trainable=false",
+                 "--mode=predict")
+            assert len((model_dir / "test_results.tsv").read_text().splitlines()) > 10
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "encoder").mkdir()
+    (tmp_path / "taken" / "encoder" / "notes.txt").write_text("mine")
+    for flags, message in (
+            (["--gin_file=bert.gin"], "no gin configuration"),
+            (["--fp16_implementation=graph_rewrite"], "no mixed precision graph"),
+            (["--distribution_strategy=mirrored", "--all_reduce_alg=ring"],
+             "--all_reduce_alg=ring does not apply to --distribution_strategy=mirrored"),
+            (["--worker_hosts=a:1,b:2"], "--task_index=-1 is not the index"),
+            ([f"--model_dir={tmp_path / 'taken'}"], "holds files that are not a pybert encoder")):
+        proc = _run(*base, f"--model_dir={tmp_path / 'bad'}", *flags, check=False)
+        assert proc.returncode == 1 and message in proc.stderr, (flags, proc.stderr[-2000:])
         assert "Traceback" not in proc.stderr
+    assert (tmp_path / "taken" / "encoder" / "notes.txt").read_text() == "mine"
+
+
+def test_frozen_encoder_runs_without_dropout():
+    """A frozen encoder (--hub_module_trainable=false) runs in inference mode, as the seed's
+    non-trainable hub.KerasLayer: with training=True the span logits are deterministic; a
+    trainable one applies dropout."""
+    from pybert.modeling import BertSpanLabeler
+
+    model = BertSpanLabeler(BertConfig.from_dict(TINY))
+    model.build()
+    x = {"input_word_ids": tf.constant([[101, 2000, 2001, 102]]),
+         "input_mask": tf.ones((1, 4), tf.int32), "input_type_ids": tf.zeros((1, 4), tf.int32)}
+    a, b = (model(x, training=True)["start_logits"].numpy() for _ in range(2))
+    assert not np.array_equal(a, b)
+    model.encoder.trainable = False
+    a, b = (model(x, training=True)["start_logits"].numpy() for _ in range(2))
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(a, model(x, training=False)["start_logits"].numpy(), atol=1e-6)
 
 
 def test_xla_fp16_and_gradient_accumulation_runs(mrpc64, tmp_path):
@@ -393,19 +422,24 @@ def test_run_pretraining_tiny_then_finetune_init(tmp_path, data_dir, vocab_path)
           "--max_seq_length=64", "--max_predictions_per_seq=10", "--dupe_factor=2",
           "--num_workers=1", "--noprogress")
     (tmp_path / "bert_config.json").write_text(json.dumps(TINY))
+    (tmp_path / "pt_empty.tfrecord").write_bytes(b"")  # an empty shard is skipped
     model_dir = tmp_path / "pt_model"
     args = [f"--input_files={tmp_path / 'pt*.tfrecord'}",
             f"--bert_config_file={tmp_path / 'bert_config.json'}", f"--model_dir={model_dir}",
             "--max_seq_length=64", "--max_predictions_per_seq=10", "--train_batch_size=8",
             "--num_steps_per_epoch=6", "--num_train_epochs=2", "--warmup_steps=2",
             "--learning_rate=1e-3", "--distribution_strategy=one_device"]
-    run_tool("run_pretraining", *args)
+    run_tool("run_pretraining", *args, "--sub_model_export_name=encoder",
+             "--train_summary_interval=-1")
     summary = json.loads((model_dir / "training_summary.json").read_text())
+    tags = {v.tag for f in (model_dir / "summaries" / "train").glob("events*")
+            for e in tf.compat.v1.train.summary_iterator(str(f)) for v in e.summary.value}
+    assert not tags  # --train_summary_interval < 0: no training summaries
     assert summary["total_training_steps"] == 12 and np.isfinite(summary["last_train_loss"])
     # The loss starts near ln(vocab) + ln(2) for random weights.
     assert summary["last_train_loss"] < np.log(30522) + np.log(2) + 1
-    ckpt = model_dir / "pretrained" / "bert_model.ckpt"
-    assert (model_dir / "pretrained" / "bert_config.json").exists()
+    ckpt = model_dir / "encoder" / "bert_model.ckpt"  # not pretrained/: the name given
+    assert (model_dir / "encoder" / "bert_config.json").exists()
     from pybert.modeling import BertEncoder
     from pybert.training.loop import restore_encoder
 

@@ -185,6 +185,10 @@ def _path_of(variable) -> str:
     return variable.path.split("/", 1)[1]
 
 
+# What save_encoder_checkpoint writes in its directory (which it replaces as a whole).
+ENCODER_CHECKPOINT_FILES = ("bert_config.json", "vocab.txt", "bert_model.ckpt*", "checkpoint")
+
+
 def save_encoder_checkpoint(encoder, config: BertConfig, output_dir, vocab_file=None) -> str:
     """Writes a pybert checkpoint directory: bert_config.json, a tf.train.Checkpoint
     (encoder=...) and vocab.txt. Written under a temporary name, renamed when complete."""
@@ -194,7 +198,7 @@ def save_encoder_checkpoint(encoder, config: BertConfig, output_dir, vocab_file=
 
     from pybert._outputs import fresh_tmp_dir, replace_dir
 
-    own = ("bert_config.json", "vocab.txt", "bert_model.ckpt*", "checkpoint")
+    own = ENCODER_CHECKPOINT_FILES
     output_dir = Path(output_dir)
     tmp = fresh_tmp_dir(output_dir, own, "converted checkpoint")
     config.to_json_file(tmp / "bert_config.json")

@@ -50,7 +50,7 @@ def user_error(e: BaseException) -> str | None:
             return f"corrupt or truncated input data{_inputs()}: {_tf_message(e)}"
         if isinstance(e, tf.errors.ResourceExhaustedError):
             return (f"out of memory: {_tf_message(e)}; try a smaller batch size or "
-                    f"--max_seq_length")
+                    f"shorter sequences")
         if isinstance(e, (tf.errors.NotFoundError, tf.errors.PermissionDeniedError,
                           tf.errors.AlreadyExistsError)):
             return _tf_message(e)

@@ -198,16 +198,15 @@ def _seed_runtime_flags() -> None:
     if FLAGS.tf_gpu_thread_mode:  # read when TensorFlow creates its GPU devices
         os.environ["TF_GPU_THREAD_MODE"] = FLAGS.tf_gpu_thread_mode
         os.environ["TF_GPU_THREAD_COUNT"] = str(FLAGS.per_gpu_thread_count or 2)
-    if FLAGS.worker_hosts:
+    if FLAGS.worker_hosts and not os.environ.get("TF_CONFIG"):  # as the seed: TF_CONFIG wins
         hosts = FLAGS.worker_hosts
-        if not 0 <= FLAGS.task_index < len(hosts):
+        index = 0 if len(hosts) == 1 else FLAGS.task_index
+        if not 0 <= index < len(hosts):
             raise ValueError(f"--task_index={FLAGS.task_index} is not the index of one of the "
                              f"{len(hosts)} --worker_hosts")
-        if FLAGS.distribution_strategy != "multi_worker_mirrored":
-            raise ValueError("--worker_hosts needs --distribution_strategy="
-                             "multi_worker_mirrored")
         os.environ["TF_CONFIG"] = json.dumps({
-            "cluster": {"worker": hosts}, "task": {"type": "worker", "index": FLAGS.task_index}})
+            "cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}})
+    check_sub_model_dir()
     if FLAGS.run_eagerly:
         tf.config.run_functions_eagerly(True)
 
@@ -226,7 +225,7 @@ def fine_tuning_model(model):
     loaded (only the head trains), as the seed's non-trainable hub.KerasLayer."""
     if FLAGS.hub_module_url and not FLAGS.hub_module_trainable:
         model.build()
-        model.encoder.trainable = False
+        model.encoder.trainable = False  # the models then run it without dropout too
     return model
 
 
@@ -239,6 +238,16 @@ def input_options(dataset):
     options = tf.data.Options()
     options.threading.private_threadpool_size = FLAGS.datasets_num_private_threads
     return dataset.with_options(options)
+
+
+def check_sub_model_dir() -> None:
+    """Refuses, before training, a --sub_model_export_name directory that holds other files."""
+    if FLAGS.sub_model_export_name:
+        from pybert._outputs import check_replaceable
+        from pybert.checkpoints.huggingface import ENCODER_CHECKPOINT_FILES
+
+        check_replaceable(os.path.join(FLAGS.model_dir, FLAGS.sub_model_export_name),
+                          ENCODER_CHECKPOINT_FILES, "pybert encoder checkpoint")
 
 
 def export_sub_model(encoder, config) -> str | None:
@@ -280,7 +289,8 @@ def restore_model(model, checkpoint: str | None = None) -> str:
     """Builds `model` and restores it from `checkpoint` or the latest one in --model_dir."""
     import tensorflow as tf
 
-    model.build()
+    if not model.built:
+        model.build()
     ckpt = checkpoint or tf.train.latest_checkpoint(FLAGS.model_dir)
     if not ckpt:
         raise FileNotFoundError(f"--model_dir {FLAGS.model_dir}: no checkpoint")

@@ -71,12 +71,6 @@ def run() -> dict:
 
     if not FLAGS.input_files:
         raise ValueError("--input_files is required")
-    # an error names a pattern without files, or a file of records other flags wrote
-    check_first_records(FLAGS.input_files,
-                        pretrain_spec(FLAGS.max_seq_length, FLAGS.max_predictions_per_seq,
-                                      FLAGS.use_next_sentence_label, FLAGS.use_v2_feature_names),
-                        "--max_seq_length, --max_predictions_per_seq and --use_v2_feature_names "
-                        "must be those create_pretraining_data ran with")
     config_path = common_flags.require_file("bert_config_file", FLAGS.bert_config_file)
     config = BertConfig.from_json_file(config_path)
     if FLAGS.max_seq_length > config.max_position_embeddings:
@@ -87,7 +81,15 @@ def run() -> dict:
     common_flags.setup_runtime()
     use_nsp = FLAGS.use_next_sentence_label
     seq, preds = FLAGS.max_seq_length, FLAGS.max_predictions_per_seq
+    # The strategy first: multi-worker collectives must be configured before TensorFlow runs
+    # any op (reading the records below does).
     strategy = common_flags.distribution_strategy()
+    # an error names a pattern without files, or a file of records other flags wrote
+    check_first_records(FLAGS.input_files,
+                        pretrain_spec(FLAGS.max_seq_length, FLAGS.max_predictions_per_seq,
+                                      FLAGS.use_next_sentence_label, FLAGS.use_v2_feature_names),
+                        "--max_seq_length, --max_predictions_per_seq and --use_v2_feature_names "
+                        "must be those create_pretraining_data ran with")
     cfg = TrainerConfig(
         model_dir=FLAGS.model_dir, steps_per_epoch=FLAGS.num_steps_per_epoch,
         epochs=FLAGS.num_train_epochs,

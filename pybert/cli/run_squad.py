@@ -71,7 +71,7 @@ def predict_files() -> list[str]:
     files = []
     for pattern in (p.strip() for p in FLAGS.predict_file.split(",")):
         if pattern:
-            matched = glob.glob(pattern)
+            matched = [pattern] if os.path.isfile(pattern) else glob.glob(pattern)
             if not matched:
                 raise FileNotFoundError(f"--predict_file: {pattern} does not match any files")
             files.extend(matched)
@@ -173,16 +173,18 @@ def run():
     model = None
     if "train" in mode:
         common_flags.require_file("train_data_path", FLAGS.train_data_path)
-        check_first_records(FLAGS.train_data_path, squad_spec(seq, True),
-                            f"the meta data {FLAGS.input_meta_data_path} says SQuAD training "
-                            f"records of max_seq_length={seq}")
         n = int(meta.get("train_data_size", 0))
         steps_per_epoch = int(n / FLAGS.train_batch_size)
         if steps_per_epoch < 1:
             raise ValueError(f"train_data_size {n} < train_batch_size {FLAGS.train_batch_size}")
         epochs = FLAGS.num_train_epochs
         warmup = int(epochs * n * 0.1 / FLAGS.train_batch_size)
+        # The strategy before reading records: multi-worker collectives must be configured
+        # before TensorFlow runs any op.
         strategy = common_flags.distribution_strategy()
+        check_first_records(FLAGS.train_data_path, squad_spec(seq, True),
+                            f"the meta data {FLAGS.input_meta_data_path} says SQuAD training "
+                            f"records of max_seq_length={seq}")
         cfg = TrainerConfig(
             model_dir=FLAGS.model_dir, steps_per_epoch=steps_per_epoch, epochs=epochs,
             steps_per_loop=common_flags.steps_per_loop(steps_per_epoch),

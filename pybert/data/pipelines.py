@@ -128,9 +128,10 @@ def check_first_records(input_patterns, spec: dict, hint: str = "") -> list[str]
     feature, another length, int where float is expected: records written
     with other flags or for another task) raises ValueError naming the file,
     the feature and what the flags expect, followed by `hint`. Reads one
-    record per file.
+    record per file; empty files are skipped unless all are.
     """
     files = expand_patterns(input_patterns)
+    empty = 0
     for path in files:
         ds = tf.data.TFRecordDataset(path, compression_type=_compression(path)).take(1)
         try:
@@ -138,8 +139,9 @@ def check_first_records(input_patterns, spec: dict, hint: str = "") -> list[str]
         except tf.errors.DataLossError as e:
             raise ValueError(f"{path}: not a TFRecord file or corrupt ({e.message.strip()})") \
                 from None
-        if raw is None:
-            raise ValueError(f"{path}: the TFRecord file has no records")
+        if raw is None:  # an empty shard (more output files than instances) adds nothing
+            empty += 1
+            continue
         try:
             got = tf.train.Example.FromString(raw.numpy()).features.feature
         except Exception as e:  # a protobuf DecodeError
@@ -159,6 +161,8 @@ def check_first_records(input_patterns, spec: dict, hint: str = "") -> list[str]
                     problem = f"feature {name!r} has {n} values, expected {want_len}"
             if problem:
                 raise ValueError(f"{path}: {problem}" + (f"; {hint}" if hint else ""))
+    if empty == len(files):
+        raise ValueError(f"{input_patterns}: no records (every file is empty)")
     return files
 
 

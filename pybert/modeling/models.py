@@ -127,9 +127,9 @@ class BertClassifier(keras.Model):
     def call(self, inputs, training=False):
         if self.trim_padding:
             inputs = trim_to_longest(inputs)
-        pooled = self.encoder(inputs, training=training, pack_tokens=self.trim_padding)[
-            "pooled_output"
-        ]
+        # a frozen encoder runs in inference mode (no dropout), as a frozen hub.KerasLayer
+        pooled = self.encoder(inputs, training=training and self.encoder.trainable,
+                              pack_tokens=self.trim_padding)["pooled_output"]
         return ops.cast(self.classifier(self.dropout(pooled, training=training)), "float32")
 
 
@@ -149,6 +149,7 @@ class BertSpanLabeler(keras.Model):
         self.built = True
 
     def call(self, inputs, training=False):
-        seq = self.encoder(inputs, training=training)["sequence_output"]
+        seq = self.encoder(inputs, training=training and self.encoder.trainable)[
+            "sequence_output"]
         logits = ops.cast(self.span(seq), "float32")  # [B, S, 2]
         return {"start_logits": logits[..., 0], "end_logits": logits[..., 1]}

@@ -29,9 +29,12 @@ def get_distribution_strategy(distribution_strategy: str = "mirrored", num_gpus:
     allowed = {"mirrored": ("nccl", "hierarchical_copy"),
                "multi_worker_mirrored": ("ring", "nccl")}.get(name, ())
     if all_reduce_alg and all_reduce_alg not in allowed:
-        raise ValueError(f"--all_reduce_alg={all_reduce_alg} does not apply to "
-                         f"--distribution_strategy={name}"
-                         + (f" (use {' or '.join(allowed)})" if allowed else ""))
+        if allowed:
+            raise ValueError(f"--all_reduce_alg={all_reduce_alg} does not apply to "
+                             f"--distribution_strategy={name} (use {' or '.join(allowed)})")
+        logger.warning("--all_reduce_alg=%s: ignored by --distribution_strategy=%s (as in the "
+                       "seed)", all_reduce_alg, name)
+        all_reduce_alg = None
     if num_gpus < 0:
         raise ValueError(f"--num_gpus must be >= 0, got {num_gpus}")
     available = len(tf.config.list_physical_devices("GPU"))
