@@ -209,10 +209,8 @@ def test_corrupt_training_records_fail_without_traceback(mrpc64, tmp_path):
     assert f"{bad}: not a TFRecord file or corrupt" in proc.stderr
 
 
-def test_hub_module_url_initializes_the_encoder(mrpc64, tmp_path):
-    """--hub_module_url: a local encoder SavedModel (pybert's TF-Hub-style export) gives the
-    encoder's initial weights (learning rate 0: they come out of training unchanged);
-    contradictory or missing inputs stop before the first step."""
+def _tiny_hub(tmp_path):
+    """(config, random TINY encoder, its TF-Hub-style SavedModel in tmp_path/hub)."""
     from pybert.export.savedmodel import export_encoder_savedmodel
     from pybert.modeling import BertEncoder
 
@@ -221,7 +219,18 @@ def test_hub_module_url_initializes_the_encoder(mrpc64, tmp_path):
     encoder.build()
     vocab = tmp_path / "vocab.txt"
     vocab.write_text("[PAD]\n[UNK]\n")
-    hub = export_encoder_savedmodel(encoder, vocab, True, tmp_path / "hub")
+    return config, encoder, export_encoder_savedmodel(encoder, vocab, True, tmp_path / "hub")
+
+
+def test_hub_module_url_initializes_the_encoder(mrpc64, tmp_path):
+    """--hub_module_url: a local encoder SavedModel (pybert's TF-Hub-style export) gives the
+    encoder's initial weights (learning rate 0: they come out of training unchanged);
+    contradictory or missing inputs stop before the first step."""
+    from pybert.export.savedmodel import export_encoder_savedmodel
+    from pybert.modeling import BertEncoder
+
+    config, encoder, hub = _tiny_hub(tmp_path)
+    vocab = tmp_path / "vocab.txt"
     model_dir = tmp_path / "m"
     args = [a for a in _args(mrpc64, model_dir) if not a.startswith(("--train_data_size",
                                                                       "--learning_rate"))]
@@ -256,16 +265,10 @@ def test_seed_flags_freeze_export_and_refuse(mrpc64, tmp_path):
     """The seed's other flags: --hub_module_trainable=false keeps a --hub_module_url encoder
     as loaded while the head trains; --sub_model_export_name writes the trained encoder;
     the no-op flags are accepted; gin and graph_rewrite are refused before training."""
-    from pybert.export.savedmodel import export_encoder_savedmodel
     from pybert.modeling import BertEncoder
     from pybert.training.loop import restore_encoder
 
-    config = BertConfig.from_dict(TINY)
-    encoder = BertEncoder(config)
-    encoder.build()
-    vocab = tmp_path / "vocab.txt"
-    vocab.write_text("[PAD]\n[UNK]\n")
-    hub = export_encoder_savedmodel(encoder, vocab, True, tmp_path / "hub")
+    config, encoder, hub = _tiny_hub(tmp_path)
     base = [a for a in _args(mrpc64, tmp_path / "x") if not a.startswith(("--train_data_size",
                                                                            "--model_dir"))]
     base += [f"--hub_module_url={hub}", "--train_data_size=32", "--num_train_epochs=1",
