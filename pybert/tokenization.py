@@ -36,7 +36,7 @@ VocabError = _C.VocabError
 EncodeError = _C.EncodeError
 
 _TRUNCATIONS = ("longest_first", "only_first", "only_second")
-_MAX_THREADS = 4096  # the C++ side takes an int; more threads than this is a mistake
+MAX_THREADS = 4096  # the C++ side takes an int; more threads than this is a mistake
 
 
 def _read_vocab_bytes(vocab_file: str | os.PathLike) -> bytes:
@@ -280,8 +280,8 @@ class Tokenizer:
             )
         if not num_threads:
             num_threads = os.cpu_count() or 1
-        if not 0 <= num_threads <= _MAX_THREADS:
-            raise ValueError(f"num_threads must be in [0, {_MAX_THREADS}] or None, got "
+        if not 0 <= num_threads <= MAX_THREADS:
+            raise ValueError(f"num_threads must be in [0, {MAX_THREADS}] or None, got "
                              f"{num_threads}")
         args = (
             -1 if max_seq_length is None else int(max_seq_length),

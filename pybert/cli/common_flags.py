@@ -118,12 +118,13 @@ def read_meta_data(path: str) -> dict:
             from None
 
 
-def check_sequence_length(seq_length: int, config) -> None:
-    """The meta data's max_seq_length must fit the config's position embeddings."""
+def check_sequence_length(seq_length: int, config, source: str | None = None) -> None:
+    """max_seq_length (from `source`, default the meta data file) must fit the config's
+    position embeddings."""
     if seq_length > config.max_position_embeddings:
-        raise ValueError(f"{FLAGS.input_meta_data_path}: max_seq_length={seq_length} exceeds "
-                         f"max_position_embeddings={config.max_position_embeddings} of "
-                         f"{FLAGS.bert_config_file}")
+        where = source or f"{FLAGS.input_meta_data_path}: max_seq_length"
+        raise ValueError(f"{where}={seq_length} exceeds max_position_embeddings="
+                         f"{config.max_position_embeddings} of {FLAGS.bert_config_file}")
 
 
 def require_file(flag: str, path: str | None) -> str:

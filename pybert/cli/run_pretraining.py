@@ -73,9 +73,7 @@ def run() -> dict:
         raise ValueError("--input_files is required")
     config_path = common_flags.require_file("bert_config_file", FLAGS.bert_config_file)
     config = BertConfig.from_json_file(config_path)
-    if FLAGS.max_seq_length > config.max_position_embeddings:
-        raise ValueError(f"--max_seq_length={FLAGS.max_seq_length} exceeds the config's "
-                         f"max_position_embeddings={config.max_position_embeddings}")
+    common_flags.check_sequence_length(FLAGS.max_seq_length, config, "--max_seq_length")
     if not FLAGS.model_dir:
         raise ValueError("--model_dir is required")
     common_flags.setup_runtime()

@@ -19,7 +19,6 @@ scalars (the seed's F1-score, then every metric).
 
 from __future__ import annotations
 
-import glob
 import json
 import logging
 import os
@@ -67,17 +66,14 @@ def squad_loss(labels, outputs):
 
 
 def predict_files() -> list[str]:
-    """The files of --predict_file: comma-separated paths or glob patterns, as the seed."""
-    files = []
-    for pattern in (p.strip() for p in FLAGS.predict_file.split(",")):
-        if pattern:
-            matched = [pattern] if os.path.isfile(pattern) else glob.glob(pattern)
-            if not matched:
-                raise FileNotFoundError(f"--predict_file: {pattern} does not match any files")
-            files.extend(matched)
+    """The files of --predict_file: comma-separated paths or glob patterns, sorted (the seed's
+    order)."""
+    from pybert.data.pipelines import expand_patterns
+
+    files = sorted(expand_patterns(FLAGS.predict_file))
     if not files:
-        raise ValueError("--predict_file names no file")
-    return sorted(files)
+        raise ValueError(f"--predict_file={FLAGS.predict_file!r} names no file")
+    return files
 
 
 def predict(model, meta: dict, out_dir: str, predict_file: str,

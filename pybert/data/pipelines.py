@@ -26,12 +26,14 @@ AUTOTUNE = tf.data.AUTOTUNE
 
 
 def expand_patterns(input_patterns) -> list[str]:
-    """Files matching comma-separated or listed glob patterns; an error names the empty ones."""
+    """Files matching comma-separated or listed glob patterns (an existing file is taken as
+    is, even with glob characters in its name); an error names the empty ones."""
     if isinstance(input_patterns, str):
-        input_patterns = [p for p in input_patterns.split(",") if p]
+        input_patterns = [p.strip() for p in input_patterns.split(",") if p.strip()]
     files = []
     for pattern in input_patterns:
-        matched = sorted(tf.io.gfile.glob(pattern))
+        literal = not tf.io.gfile.isdir(pattern) and tf.io.gfile.exists(pattern)
+        matched = [pattern] if literal else sorted(tf.io.gfile.glob(pattern))
         if not matched:
             raise ValueError(f"{pattern} does not match any files")
         files.extend(matched)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pybert import _C
+from pybert.tokenization import MAX_THREADS
 
 logger = logging.getLogger("pybert.squad")
 _INT32_MAX = 2**31 - 1
@@ -228,8 +229,9 @@ def postprocess_output(
         raise ValueError(f"n_best_size must be an int >= 1, got {n_best_size!r}")
     if not isinstance(max_answer_length, (int, np.integer)) or max_answer_length < 1:
         raise ValueError(f"max_answer_length must be an int >= 1, got {max_answer_length!r}")
-    if num_threads is not None and not 0 <= num_threads <= 4096:
-        raise ValueError(f"num_threads must be in [0, 4096] or None, got {num_threads!r}")
+    if num_threads is not None and not 0 <= num_threads <= MAX_THREADS:
+        raise ValueError(f"num_threads must be in [0, {MAX_THREADS}] or None, got "
+                         f"{num_threads!r}")
     start, end = _results_to_arrays(all_results, np.asarray(arrays.unique_ids, dtype=np.int64))
     gc_was_enabled = gc.isenabled()
     # The result is ~20 dicts per question and a list per question, nothing
