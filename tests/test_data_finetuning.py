@@ -178,6 +178,37 @@ def test_glue_bad_input_names_file_and_line(tmp_path, uncased):
         classification.read_examples(stsb, str(tmp_path / "f"), "train")
 
 
+def test_staged_outputs_replace_all_or_none(tmp_path, data_dir, uncased):
+    from pybert.data import records
+
+    path = _subset(data_dir, tmp_path, "dev-v1.1.json", 1)
+    src = Path(path).name
+    feats = squad.featurize(squad.read_squad(path, False), uncased, 128, 64, 64, False)
+    out, meta = tmp_path / "eval.tf_record", tmp_path / "meta"
+    with records.staged_outputs():
+        squad.write_features(str(out), feats, is_training=False)
+        # Nothing under the final names until the block ends.
+        assert not out.exists() and not Path(squad.features_path(str(out))).exists()
+        records.write_json_atomic(str(meta), {"n": 1})
+        assert not meta.exists()
+    first = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name != src}
+    assert sorted(first) == ["eval.tf_record", "eval.tf_record.features.npz", "meta"]
+    smaller = squad.featurize(squad.read_squad(path, False), uncased, 64, 32, 16, False)
+    with pytest.raises(RuntimeError, match="late failure"), records.staged_outputs():
+        squad.write_features(str(out), smaller, is_training=False)
+        records.write_json_atomic(str(meta), {"n": 2})
+        raise RuntimeError("late failure")
+    # The earlier set is intact and no temporary file is left.
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()
+            if p.name != src} == first
+    with pytest.raises(ValueError, match="meta: written twice in one run"), \
+            records.staged_outputs():
+        records.write_json_atomic(str(meta), {"n": 3})
+        records.write_json_atomic(str(meta), {"n": 4})
+    assert json.loads(meta.read_text()) == {"n": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*first, src])
+
+
 def test_glue_task_names_and_languages():
     assert len(classification.TASK_NAMES) == 14
     for name in classification.TASK_NAMES:

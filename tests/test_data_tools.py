@@ -140,3 +140,37 @@ def test_finetuning_cli_errors(tmp_path, data_dir, vocab_path):
                  f"--vocab_file={vocab_path('uncased')}", f"--meta_data_file_path={tmp_path}/m",
                  check=False)
     assert proc.returncode == 1 and "tagging is not supported" in proc.stderr
+
+
+def test_finetuning_cli_replaces_all_outputs_or_none(tmp_path, data_dir, vocab_path):
+    def glue(name, train_rows, dev_text):
+        d = tmp_path / name
+        d.mkdir()
+        lines = (data_dir / "glue" / "MRPC" / "train.tsv").read_text(encoding="utf-8")
+        (d / "train.tsv").write_text("\n".join(lines.split("\n")[:train_rows + 1]) + "\n",
+                                     encoding="utf-8")
+        (d / "dev.tsv").write_text(dev_text, encoding="utf-8")
+        return d
+
+    dev = (data_dir / "glue" / "MRPC" / "dev.tsv").read_text(encoding="utf-8")
+    good = glue("good", 20, "\n".join(dev.split("\n")[:6]) + "\n")
+    # A later run whose training split is fine but whose dev split breaks on line 3.
+    bad = glue("bad", 30, "\n".join(dev.split("\n")[:2]) + "\n1\t1\t2\tonly four\n")
+    out = tmp_path / "out"
+    args = [f"--vocab_file={vocab_path('uncased')}", "--classification_task_name=MRPC",
+            f"--train_data_output_path={out}/train.tfr", f"--eval_data_output_path={out}/eval.tfr",
+            f"--meta_data_file_path={out}/meta", "--max_seq_length=32"]
+    _tool("create_finetuning_data", f"--input_data_dir={good}", *args)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(before) == ["eval.tfr", "meta", "train.tfr"]
+    assert json.loads(before["meta"])["train_data_size"] == 20
+    proc = _tool("create_finetuning_data", f"--input_data_dir={bad}", *args, check=False)
+    assert proc.returncode == 1 and "dev.tsv:3: missing column 4" in proc.stderr
+    # The training file of the failed run did not replace the earlier one: the set is intact.
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    proc = _tool("create_finetuning_data", f"--input_data_dir={good}", *args[:3],
+                 f"--meta_data_file_path={out}/train.tfr", check=False)
+    assert proc.returncode == 1
+    assert ("--train_data_output_path and --meta_data_file_path are the same file"
+            in proc.stderr)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

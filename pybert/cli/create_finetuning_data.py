@@ -16,10 +16,13 @@ SQuAD evaluation file once (TFRecord + <path>.features.npz for span
 decoding), and --num_threads. Classification regression tasks (STS-B) work
 with either task type. Not supported: SentencePiece, TFDS input, retrieval
 and tagging task types (a clear error says so). Errors in the input name the
-file and line and exit with status 1; outputs appear only when complete.
+file and line and exit with status 1; the outputs appear only when all of them
+are complete (an error or interruption replaces none of an earlier run's).
 """
 
 from __future__ import annotations
+
+import os
 
 from absl import flags
 
@@ -66,8 +69,7 @@ flags.DEFINE_integer("num_threads", 0, "Tokenizer threads (0 = all cores).", low
 
 def run() -> dict:
     """Reads FLAGS, writes the outputs, returns the meta data."""
-    from pybert.data import classification, squad
-    from pybert.data.records import write_json_atomic
+    from pybert.data.records import staged_outputs, write_json_atomic
     from pybert.tokenization import FullTokenizer
 
     if FLAGS.tokenization != "WordPiece" or FLAGS.sp_model_file:
@@ -81,8 +83,42 @@ def run() -> dict:
         raise ValueError("--vocab_file is required")
     if not FLAGS.meta_data_file_path:
         raise ValueError("--meta_data_file_path is required")
+    _check_distinct_outputs(task_type)
     tokenizer = FullTokenizer(FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case)
-    threads = FLAGS.num_threads or None
+    # All outputs are replaced together when the last (the meta data) is complete, or none.
+    with staged_outputs():
+        meta = _write(task_type, tokenizer, FLAGS.num_threads or None)
+        write_json_atomic(FLAGS.meta_data_file_path, meta)
+    return meta
+
+
+def _check_distinct_outputs(task_type: str) -> None:
+    """Two outputs on one path would overwrite each other: an error naming both flags."""
+    from pybert.data.squad import features_path
+
+    outputs = [("--train_data_output_path", FLAGS.train_data_output_path),
+               ("--eval_data_output_path", FLAGS.eval_data_output_path),
+               ("--meta_data_file_path", FLAGS.meta_data_file_path)]
+    if task_type != "squad":
+        outputs.append(("--test_data_output_path", FLAGS.test_data_output_path))
+    elif FLAGS.squad_predict_file and FLAGS.eval_data_output_path:
+        outputs.append(("the .features.npz of --eval_data_output_path",
+                        features_path(FLAGS.eval_data_output_path)))
+    seen: dict[str, str] = {}
+    for name, path in outputs:
+        if not path:
+            continue
+        key = os.path.abspath(path)
+        if key in seen:
+            raise ValueError(f"{seen[key]} and {name} are the same file ({path}); "
+                             "give each output its own path")
+        seen[key] = name
+
+
+def _write(task_type: str, tokenizer, threads) -> dict:
+    """Writes the TFRecords (and SQuAD's .features.npz); returns the meta data."""
+    from pybert.data import classification, squad
+
     if task_type == "squad":
         if not FLAGS.squad_data_file and not FLAGS.squad_predict_file:
             raise ValueError("--squad_data_file (training) or --squad_predict_file is required")
@@ -125,7 +161,6 @@ def run() -> dict:
             spec, FLAGS.input_data_dir, tokenizer, FLAGS.train_data_output_path,
             FLAGS.eval_data_output_path, FLAGS.test_data_output_path, FLAGS.max_seq_length,
             threads)
-    write_json_atomic(FLAGS.meta_data_file_path, meta)
     return meta
 
 

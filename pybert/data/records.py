@@ -3,8 +3,10 @@
 Features are written with tf.train.Example (the seed's format, feature for
 feature). Writers produce `<path>.incomplete` and rename it to `<path>` only
 after the last record is flushed, so an interrupted run never leaves a
-truncated TFRecord under the final name. TensorFlow is imported lazily: the
-rest of pybert works without it.
+truncated TFRecord under the final name. Inside a staged_outputs() block
+the renames wait until the block ends, so that a tool writing several files
+replaces all of them or none. TensorFlow is imported lazily: the rest of
+pybert works without it.
 
     with AtomicRecordWriters(["a.tfrecord", "b.tfrecord"]) as w:
         w.write(example_bytes)          # round-robin over the files, like the seed
@@ -12,6 +14,8 @@ rest of pybert works without it.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -19,6 +23,51 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 INCOMPLETE_SUFFIX = ".incomplete"
+
+# (temporary name, final name) of the files written inside the current staged_outputs() block.
+_STAGED: contextvars.ContextVar[list[tuple[str, str]] | None] = contextvars.ContextVar(
+    "pybert_staged_outputs", default=None)
+
+
+def commit_file(tmp: str, path: str) -> None:
+    """Renames the complete file tmp to path: now, or when the enclosing staged_outputs()
+    block ends without an exception."""
+    stage = _STAGED.get()
+    if stage is None:
+        os.replace(tmp, path)
+        return
+    final = os.path.abspath(path)
+    if any(os.path.abspath(p) == final for _, p in stage):
+        raise ValueError(f"{path}: written twice in one run; give each output its own path")
+    stage.append((tmp, path))
+
+
+@contextlib.contextmanager
+def staged_outputs():
+    """Commits the files written inside the block as a set.
+
+    The atomic writers of this module (and SquadFeatureArrays.save) leave their
+    complete files under temporary names; when the block ends they are renamed
+    into place in the order they were written (write the meta data last), and
+    when it raises they are removed, so no earlier output is replaced by part
+    of a new set. A nested block joins the outer one.
+    """
+    if _STAGED.get() is not None:
+        yield
+        return
+    stage: list[tuple[str, str]] = []
+    token = _STAGED.set(stage)
+    try:
+        yield
+    except BaseException:
+        for tmp, _ in stage:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
+        raise
+    finally:
+        _STAGED.reset(token)
+    for tmp, path in stage:
+        os.replace(tmp, path)
 
 
 def _tf():
@@ -88,7 +137,7 @@ class AtomicRecordWriters:
             w.close()
         for p in self.paths:
             if exc_type is None:
-                os.replace(p + INCOMPLETE_SUFFIX, p)
+                commit_file(p + INCOMPLETE_SUFFIX, p)
             else:
                 try:
                     os.remove(p + INCOMPLETE_SUFFIX)
@@ -110,7 +159,7 @@ def write_json_atomic(path: str, obj) -> None:
     tmp = path + INCOMPLETE_SUFFIX
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(json.dumps(obj, indent=4) + "\n")
-    os.replace(tmp, path)
+    commit_file(tmp, path)
 
 
 def read_examples(path: str, compression: str | None = None) -> list[dict[str, np.ndarray]]:

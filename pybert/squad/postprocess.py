@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pybert import _C
+from pybert.data.records import commit_file
 from pybert.tokenization import MAX_THREADS
 
 logger = logging.getLogger("pybert.squad")
@@ -110,7 +111,7 @@ class SquadFeatureArrays:
             token_data=np.frombuffer(self.token_data, dtype=np.uint8),
             **{k: getattr(self, k) for k in _ARRAY_FIELDS},
         )
-        os.replace(tmp, path)
+        commit_file(tmp, path)
 
     @classmethod
     def load(cls, path: str) -> SquadFeatureArrays:
