@@ -127,6 +127,22 @@ def test_reference_matches_seed(seed_tokenization, data_dir, vocab_path):
             assert ref.tokenize(text, vocab, lower)[0] == seed.tokenize(text), repr(text)
 
 
+def test_seed_facades_equal_seed(seed_tokenization, vocab_path):
+    """BasicTokenizer and FullTokenizer return the seed's words and pieces as str, lone
+    surrogates included (the adversarial strings hold some)."""
+    for lower in (True, False):
+        ours_basic = pybert.BasicTokenizer(do_lower_case=lower)
+        seed_basic = seed_tokenization.BasicTokenizer(do_lower_case=lower)
+        ours = pybert.FullTokenizer(vocab_path("uncased"), do_lower_case=lower)
+        seed = seed_tokenization.FullTokenizer(str(vocab_path("uncased")), do_lower_case=lower)
+        texts = adversarial_strings(600, seed=11)
+        texts += ["\ud800abc", "a\ud83d\ude00b", "x \udc00\u0301 y", "AB\ud800CD",
+                  "\ud800\u4e00\udc00", "caf\u00e9\ud800"]
+        for text in texts:
+            assert ours_basic.tokenize(text) == seed_basic.tokenize(text), repr(text)
+            assert ours.tokenize(text) == seed.tokenize(text), repr(text)
+
+
 @pytest.mark.parametrize("rel", CORPORA)
 def test_matches_reference_on_corpora(tok_and_vocab, data_dir, rel):
     tok, vocab, lower = tok_and_vocab

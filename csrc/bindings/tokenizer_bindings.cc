@@ -127,11 +127,24 @@ class PyTokenizer {
     return py::make_tuple(ids_arr, off_arr);
   }
 
-  std::vector<std::string> BasicTokenize(py::handle text) const {
+  // The words as str; a lone surrogate of the input comes back as itself ("surrogatepass").
+  py::list BasicTokenize(py::handle text) const {
     std::vector<py::object> keep;
     std::string_view s = Utf8Of(text.ptr(), "text", -1, &keep);
-    py::gil_scoped_release release;
-    return tokenizer_->BasicTokenize(s);
+    std::vector<std::string> words;
+    {
+      py::gil_scoped_release release;
+      words = tokenizer_->BasicTokenize(s);
+    }
+    py::list out(words.size());
+    for (size_t i = 0; i < words.size(); ++i) {
+      PyObject* word = PyUnicode_DecodeUTF8(words[i].data(),
+                                            static_cast<Py_ssize_t>(words[i].size()),
+                                            "surrogatepass");
+      if (word == nullptr) throw py::error_already_set();
+      PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(i), word);
+    }
+    return out;
   }
 
   std::vector<int32_t> Wordpiece(py::handle word) const {
