@@ -9,6 +9,7 @@ logits, probabilities (1e-6) and null odds.
 import collections
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -192,6 +193,16 @@ def test_write_predictions_files(tmp_path, seed_squad, squad_v2):
     with open(paths[1]) as f:
         text = f.read()
     assert text == json.dumps(json.loads(text), indent=4) + "\n"  # the seed's layout
+    assert not list(tmp_path.glob("*.tmp"))
+    # The three files are replaced as a set: when the last cannot be written, the
+    # earlier ones keep the previous run's contents.
+    before = {p: Path(p).read_bytes() for p in paths}
+    other = make_results(features, "random", seed=9)
+    with pytest.raises(OSError):
+        squad.write_predictions(examples, features, other, 20, 30, True, *paths[:2],
+                                str(tmp_path / "missing" / "null_odds.json"),
+                                version_2_with_negative=True)
+    assert {p: Path(p).read_bytes() for p in paths} == before
     assert not list(tmp_path.glob("*.tmp"))
 
 

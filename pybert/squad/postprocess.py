@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pybert import _C
-from pybert.data.records import commit_file
+from pybert.data.records import commit_file, staged_outputs
 from pybert.tokenization import MAX_THREADS
 
 logger = logging.getLogger("pybert.squad")
@@ -291,7 +291,7 @@ def _write_json(records, path):
     tmp = f"{path}.tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(json.dumps(records, indent=4) + "\n")
-    os.replace(tmp, path)
+    commit_file(tmp, path)
 
 
 def write_predictions(
@@ -324,8 +324,9 @@ def write_predictions(
         verbose,
         num_threads,
     )
-    _write_json(predictions, output_prediction_file)
-    _write_json(nbest, output_nbest_file)
-    if version_2_with_negative:
-        _write_json(null_odds, output_null_log_odds_file)
+    with staged_outputs():  # the files replace an earlier run's together, or not at all
+        _write_json(predictions, output_prediction_file)
+        _write_json(nbest, output_nbest_file)
+        if version_2_with_negative:
+            _write_json(null_odds, output_null_log_odds_file)
     return predictions, nbest, null_odds
