@@ -4,7 +4,13 @@ is fused by ONNX Runtime and equals the Keras model, predictions come back in
 input order whatever the length bucketing, bad rows are reported by line."""
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
 
 import numpy as np
 import pytest
@@ -131,6 +137,60 @@ def test_predict_tool_equals_keras_per_example(classifier, data_dir, minilm_dir,
     proc = run_tool("predict", *args, "--on_error=fail", check=False)
     assert proc.returncode == 1
     assert f"{src}:7: 4 columns, --text_b_column needs column 4" in proc.stderr
+
+
+def test_predict_killed_run_continues(classifier, data_dir, tmp_path):
+    """A predict run killed with SIGKILL leaves its partial output; the same command run
+    again continues after the last chunk written and ends with the rows of a run that
+    was never interrupted. Other flags start over."""
+    _, out = classifier
+    header, rows = _mrpc_rows(data_dir, 408)
+    src = tmp_path / "dev.tsv"
+    src.write_text("\n".join([header] + ["\t".join(r) for r in rows * 2]) + "\n",
+                   encoding="utf-8")
+    dst = tmp_path / "pred.tsv"
+    part, progress = tmp_path / "pred.tsv.incomplete", tmp_path / "pred.tsv.incomplete.progress"
+    args = [f"--model_dir={out}", f"--input_file={src}", "--text_a_column=#1 String",
+            "--text_b_column=#2 String", "--label_column=Quality", f"--output_file={dst}",
+            "--batch_size=16", "--chunk_size=32", "--intra_op_threads=1", "--progress=false"]
+    proc = subprocess.Popen([sys.executable, "-m", "pybert.cli.predict", *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            cwd=tempfile.gettempdir())
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            if progress.exists() and json.loads(progress.read_text())["chunks"] >= 3:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "predict ended before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not dst.exists() and part.exists()
+    done = json.loads(progress.read_text())["examples"]
+    assert 96 <= done < 816
+    saved = {p: p.read_bytes() for p in (part, progress)}
+    # Other flags (--chunk_size): the partial output is not theirs; a full run.
+    ref = run_tool("predict", *args[:-3], "--chunk_size=48", "--progress=false")
+    assert "starting over" in ref.stderr and "continuing" not in ref.stderr
+    assert json.loads(ref.stdout.strip().splitlines()[-1])["examples"] == 816
+    want = dst.read_text(encoding="utf-8").splitlines()
+    for p, data in saved.items():
+        p.write_bytes(data)
+    proc = run_tool("predict", *args)
+    assert f"continuing {part} after {done} examples" in proc.stderr
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["examples"] == 816 and summary["continued_after"] == done
+    assert summary["labelled"] == 816
+    assert summary["accuracy"] == json.loads(ref.stdout.strip().splitlines()[-1])["accuracy"]
+    got = dst.read_text(encoding="utf-8").splitlines()
+    assert len(got) == len(want) == 817 and got[0] == want[0]
+    assert [r.split("\t")[:2] for r in got] == [r.split("\t")[:2] for r in want]
+    np.testing.assert_allclose([[float(x) for x in r.split("\t")[2:]] for r in got[1:]],
+                               [[float(x) for x in r.split("\t")[2:]] for r in want[1:]],
+                               atol=1e-5)
+    assert not part.exists() and not progress.exists()
 
 
 def test_predict_jsonl_and_api(classifier, data_dir, tmp_path):

@@ -16,11 +16,16 @@ probability per label (classifier), the value (regression) or pooled_output
 null_odds.json for v2.0) in --output_dir. A row that does not parse, lacks a
 column or has an empty text is reported with its line number and skipped
 (--on_error=skip, counted in the summary) or ends the run (--on_error=fail).
-Outputs are written under a temporary name and renamed when complete.
+Outputs are written under a temporary name and renamed when complete. A run
+that is killed or fails part way through leaves <output_file>.incomplete (and
+.incomplete.progress); the same command run again continues after the last
+chunk written, as long as the input file, the model and the flags that decide
+the rows are unchanged (otherwise it starts over).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
@@ -287,40 +292,122 @@ def run() -> dict:
     rows = (read_jsonl(FLAGS.input_file, errors) if fmt == "jsonl"
             else read_table(FLAGS.input_file, fmt, errors))
     chunks = _chunks(rows, errors, FLAGS.chunk_size, FLAGS.text_b_column is not None)
-    correct = labelled = 0
     tmp = FLAGS.output_file + ".incomplete"
+    progress = _Progress(tmp, _settings(predictor, fmt, out_fmt))
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output_file)), exist_ok=True)
+    resumed = progress.resume()  # an interrupted run with the same settings: continue it
+    if resumed:
+        print(f"predict: continuing {tmp} after {progress.examples} examples", file=sys.stderr)
+        for _ in range(progress.chunks):  # rows already predicted: read again, not run
+            next(chunks, None)
+    else:
+        progress.discard()  # a partial output of other settings (or none)
     from tqdm import tqdm
 
     try:
-        with open(tmp, "w", encoding="utf-8") as f, tqdm(
-                unit="ex", disable=not FLAGS.progress, file=sys.stderr, smoothing=0.1) as bar:
-            first = True
+        with open(tmp, "a" if resumed else "w", encoding="utf-8") as f, tqdm(
+                unit="ex", disable=not FLAGS.progress, file=sys.stderr, smoothing=0.1,
+                initial=progress.examples) as bar:
             for items, preds in predictor.predict_stream(chunks):
-                _write_rows(f, out_fmt, predictor.task, predictor.labels, items, preds, first)
-                first = False
+                _write_rows(f, out_fmt, predictor.task, predictor.labels, items, preds,
+                            progress.chunks == 0)
+                correct = labelled = 0
                 if predictor.task == "classifier" and FLAGS.label_column is not None:
                     for (_, gold), lab in zip(items, preds["label"], strict=True):
                         labelled += 1
                         correct += gold == lab
+                progress.commit(f, len(items), correct, labelled)
                 bar.update(len(items))
-        if errors.count and not predictor.stats.examples:
+        if errors.count and not progress.examples:
             raise ValueError(f"--input_file {FLAGS.input_file}: none of its {errors.count} rows "
                              f"could be predicted (see the skipped rows above); "
                              f"{FLAGS.output_file} not written")
     except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        # What was predicted stays for a rerun with the same flags to continue (Ctrl-C, a
+        # crash); an output with nothing in it is removed.
+        if not progress.chunks:
+            progress.discard()
         raise
     os.replace(tmp, FLAGS.output_file)
+    progress.discard()
+    correct, labelled = progress.correct, progress.labelled
     extra = {"accuracy": correct / labelled, "labelled": labelled} if labelled else {}
-    return _summary(predictor, start, errors=errors.count, output=FLAGS.output_file, **extra)
+    if resumed:
+        extra["continued_after"] = progress.resumed_examples
+    return _summary(predictor, start, errors=errors.count, output=FLAGS.output_file,
+                    examples=progress.examples, **extra)
 
 
-def _summary(predictor, start: float, **extra) -> dict:
+def _settings(predictor, input_format: str, output_format: str) -> dict:
+    """What decides the rows of the output: a rerun continues a partial output only when
+    all of it is the same (the input and model files unchanged on disk)."""
+    def identity(path) -> list:
+        st = os.stat(path)
+        return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
+
+    return {"input": identity(FLAGS.input_file), "model": identity(predictor.model_path),
+            "input_format": input_format, "output_format": output_format,
+            **{name: getattr(FLAGS, name) for name in (
+                "text_a_column", "text_b_column", "label_column", "header", "chunk_size",
+                "on_error")}}
+
+
+class _Progress:
+    """<output>.incomplete.progress: how many chunks of the input the partial output holds.
+
+    After each chunk the output is flushed to disk first, then this file is replaced, so
+    a run killed at any point leaves a progress record that the output holds at least.
+    """
+
+    def __init__(self, tmp: str, settings: dict):
+        self.tmp, self.path, self.settings = tmp, tmp + ".progress", settings
+        self.chunks = self.examples = self.correct = self.labelled = self.bytes = 0
+        self.resumed_examples = 0
+
+    def resume(self) -> bool:
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                state = json.load(f)
+            size = os.path.getsize(self.tmp)
+        except (OSError, ValueError):
+            return False
+        if (not isinstance(state, dict) or state.get("settings") != self.settings
+                or not isinstance(state.get("bytes"), int) or size < state["bytes"]):
+            print(f"predict: {self.tmp} is from other input, model or flags; starting over",
+                  file=sys.stderr)
+            return False
+        for key in ("chunks", "examples", "correct", "labelled", "bytes"):
+            setattr(self, key, int(state[key]))
+        os.truncate(self.tmp, self.bytes)  # rows written after the last record: again
+        self.resumed_examples = self.examples
+        return True
+
+    def commit(self, f, examples: int, correct: int, labelled: int) -> None:
+        f.flush()
+        os.fsync(f.fileno())
+        self.chunks += 1
+        self.examples += examples
+        self.correct += correct
+        self.labelled += labelled
+        self.bytes = os.fstat(f.fileno()).st_size
+        state = {"settings": self.settings, "chunks": self.chunks, "examples": self.examples,
+                 "correct": self.correct, "labelled": self.labelled, "bytes": self.bytes}
+        with open(self.path + ".tmp", "w", encoding="utf-8") as out:
+            json.dump(state, out)
+        os.replace(self.path + ".tmp", self.path)
+
+    def discard(self) -> None:
+        for path in (self.tmp, self.path, self.path + ".tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+
+
+def _summary(predictor, start: float, examples: int | None = None, **extra) -> dict:
+    """examples: all in the output (a continued run's too); the rate counts this run's."""
     s = predictor.stats
     wall = time.perf_counter() - start
-    return {"examples": s.examples, "wall_seconds": round(wall, 3),
+    return {"examples": s.examples if examples is None else examples,
+            "wall_seconds": round(wall, 3),
             "examples_per_second": round(s.examples / wall, 1) if wall > 0 else None,
             "inference_seconds": round(s.seconds_inference, 3),
             "padding_share": round(s.padding_share, 4), "batches": s.batches,
@@ -333,6 +420,8 @@ def _report(summary: dict, seconds: float) -> None:
              f"padding {100 * summary['padding_share']:.1f}%"]
     if "accuracy" in summary:
         parts.append(f"accuracy {100 * summary['accuracy']:.2f}% of {summary['labelled']}")
+    if "continued_after" in summary:
+        parts.append(f"continued after {summary['continued_after']}")
     print("predict: " + ", ".join(parts) + f" -> {summary['output']}")
     print(json.dumps(summary))
 
