@@ -206,6 +206,14 @@ def test_staged_outputs_replace_all_or_none(tmp_path, data_dir, uncased):
         records.write_json_atomic(str(meta), {"n": 3})
         records.write_json_atomic(str(meta), {"n": 4})
     assert json.loads(meta.read_text()) == {"n": 1}
+    # A final name that is a directory fails the whole set before the first rename.
+    (tmp_path / "meta2").mkdir()
+    with pytest.raises(IsADirectoryError, match="meta2: is a directory"), \
+            records.staged_outputs():
+        squad.write_features(str(out), smaller, is_training=False)
+        records.write_json_atomic(str(tmp_path / "meta2"), {"n": 5})
+    (tmp_path / "meta2").rmdir()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name != src} == first
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*first, src])
 
 

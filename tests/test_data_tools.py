@@ -173,4 +173,8 @@ def test_finetuning_cli_replaces_all_outputs_or_none(tmp_path, data_dir, vocab_p
     assert proc.returncode == 1
     assert ("--train_data_output_path and --meta_data_file_path are the same file"
             in proc.stderr)
+    proc = _tool("create_finetuning_data", f"--input_data_dir={good}", *args[:4],
+                 f"--meta_data_file_path={tmp_path}", check=False)
+    assert proc.returncode == 1
+    assert f"--meta_data_file_path {tmp_path}: is a directory" in proc.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before

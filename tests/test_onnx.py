@@ -206,7 +206,12 @@ def test_predict_jsonl_and_api(classifier, data_dir, tmp_path):
     dst = tmp_path / "out.jsonl"
     args = [f"--model_dir={out}", "--text_a_column=a", "--text_b_column=b",
             f"--output_file={dst}", "--progress=false"]
+    # A partial output of another run (its progress record does not match): started over.
+    (tmp_path / "out.jsonl.incomplete").write_text('{"line": 99}\n', encoding="utf-8")
+    (tmp_path / "out.jsonl.incomplete.progress").write_text('{"settings": {}, "bytes": 0}')
     proc = run_tool("predict", f"--input_file={src}", *args)
+    assert "out.jsonl.incomplete is from other input, model or flags; starting over" in proc.stderr
+    assert not (tmp_path / "out.jsonl.incomplete.progress").exists()
     assert f"{src}:13: not valid JSON" in proc.stderr
     assert f"{src}:14: not valid UTF-8" in proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1])["errors"] == 2

@@ -365,19 +365,29 @@ class _Progress:
         self.resumed_examples = 0
 
     def resume(self) -> bool:
+        if not os.path.exists(self.tmp):
+            return False
         try:
             with open(self.path, encoding="utf-8") as f:
                 state = json.load(f)
             size = os.path.getsize(self.tmp)
         except (OSError, ValueError):
+            print(f"predict: {self.tmp} has no readable progress record ({self.path}); "
+                  "starting over", file=sys.stderr)
             return False
         if (not isinstance(state, dict) or state.get("settings") != self.settings
                 or not isinstance(state.get("bytes"), int) or size < state["bytes"]):
             print(f"predict: {self.tmp} is from other input, model or flags; starting over",
                   file=sys.stderr)
             return False
-        for key in ("chunks", "examples", "correct", "labelled", "bytes"):
-            setattr(self, key, int(state[key]))
+        try:
+            values = {key: int(state[key])
+                      for key in ("chunks", "examples", "correct", "labelled", "bytes")}
+        except (KeyError, TypeError, ValueError):
+            print(f"predict: {self.path} is not readable; starting over", file=sys.stderr)
+            return False
+        for key, value in values.items():
+            setattr(self, key, value)
         os.truncate(self.tmp, self.bytes)  # rows written after the last record: again
         self.resumed_examples = self.examples
         return True

@@ -50,24 +50,31 @@ def staged_outputs():
     complete files under temporary names; when the block ends they are renamed
     into place in the order they were written (write the meta data last), and
     when it raises they are removed, so no earlier output is replaced by part
-    of a new set. A nested block joins the outer one.
+    of a new set. A final name that is a directory fails the set before the
+    first rename. A nested block joins the outer one.
     """
     if _STAGED.get() is not None:
         yield
         return
     stage: list[tuple[str, str]] = []
     token = _STAGED.set(stage)
+    renamed = 0
     try:
         yield
+        # A final name that a file cannot replace fails the set before any rename.
+        for _, path in stage:
+            if os.path.isdir(path):
+                raise IsADirectoryError(f"{path}: is a directory; cannot write the output there")
+        for tmp, path in stage:
+            os.replace(tmp, path)
+            renamed += 1
     except BaseException:
-        for tmp, _ in stage:
+        for tmp, _ in stage[renamed:]:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(tmp)
         raise
     finally:
         _STAGED.reset(token)
-    for tmp, path in stage:
-        os.replace(tmp, path)
 
 
 def _tf():
@@ -157,8 +164,22 @@ def write_json_atomic(path: str, obj) -> None:
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     tmp = path + INCOMPLETE_SUFFIX
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(json.dumps(obj, indent=4) + "\n")
+    write_then_commit(tmp, path, lambda: write_text(tmp, json.dumps(obj, indent=4) + "\n"))
+
+
+def write_text(path: str, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def write_then_commit(tmp: str, path: str, write) -> None:
+    """write() creates tmp; it is committed to path, or removed when write() fails."""
+    try:
+        write()
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
     commit_file(tmp, path)
 
 

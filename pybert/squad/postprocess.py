@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pybert import _C
-from pybert.data.records import commit_file, staged_outputs
+from pybert.data.records import staged_outputs, write_text, write_then_commit
 from pybert.tokenization import MAX_THREADS
 
 logger = logging.getLogger("pybert.squad")
@@ -104,14 +104,13 @@ class SquadFeatureArrays:
     def save(self, path: str) -> None:
         """Writes an .npz (to a temporary name, renamed when complete)."""
         tmp = f"{path}.tmp.npz"
-        np.savez(
+        write_then_commit(tmp, path, lambda: np.savez(
             tmp,
             qas_ids=np.asarray(json.dumps(self.qas_ids)),
             doc_data=np.frombuffer(self.doc_data, dtype=np.uint8),
             token_data=np.frombuffer(self.token_data, dtype=np.uint8),
             **{k: getattr(self, k) for k in _ARRAY_FIELDS},
-        )
-        commit_file(tmp, path)
+        ))
 
     @classmethod
     def load(cls, path: str) -> SquadFeatureArrays:
@@ -289,9 +288,7 @@ def get_final_text(pred_text, orig_text, do_lower_case, verbose=False):
 
 def _write_json(records, path):
     tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(json.dumps(records, indent=4) + "\n")
-    commit_file(tmp, path)
+    write_then_commit(tmp, path, lambda: write_text(tmp, json.dumps(records, indent=4) + "\n"))
 
 
 def write_predictions(
