@@ -9,10 +9,15 @@ half random next sentences).
 """
 
 import hashlib
+import json
+import logging
+import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 import numpy as np
 import pytest
@@ -206,6 +211,71 @@ def test_cli_and_bad_input(tmp_path, data_dir, vocab_path):
     with pytest.raises(ValueError, match="max_ngram_size needs do_whole_word_mask"):
         create_pretraining_data([str(empty)], [str(tmp_path / "e.tfrecord")], vocab,
                                 PretrainingOptions(max_ngram_size=3), progress=False)
+
+
+def _kill_when(progress, at_least, args):
+    """Starts the tool, SIGKILLs it once its progress record holds `at_least` chunks;
+    returns the chunks recorded."""
+    proc = subprocess.Popen([sys.executable, "-m", "pybert.cli.create_pretraining_data", *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            cwd=tempfile.gettempdir())
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            if progress.exists() and json.loads(progress.read_text())["chunks"] >= at_least:
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    return json.loads(progress.read_text())["chunks"]
+
+
+def test_killed_run_continues_to_the_uninterrupted_output(tmp_path, data_dir, vocab_path):
+    """SIGKILL twice (once with two worker processes), then a run to the end: the files
+    equal those of a run that was never interrupted, byte for byte."""
+    corpus = data_dir / "english_prose/gutenberg_27books_bert_format.txt"  # 13.6 MB, 27 books
+    flags = [f"--input_file={corpus}", f"--vocab_file={vocab_path('uncased')}",
+             "--dupe_factor=1", "--chunk_mb=0.5", "--noprogress"]
+    ref = [tmp_path / "ref_a.tfrecord", tmp_path / "ref_b.tfrecord"]
+    proc = _cli(*flags, f"--output_file={ref[0]},{ref[1]}", "--num_workers=1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ref_stdout = proc.stdout
+    outs = [tmp_path / "a.tfrecord", tmp_path / "b.tfrecord"]
+    progress = tmp_path / "a.tfrecord.incomplete.progress"
+    args = [*flags, f"--output_file={outs[0]},{outs[1]}"]
+    first = _kill_when(progress, 2, [*args, "--num_workers=2"])
+    second = _kill_when(progress, first + 3, [*args, "--num_workers=1"])
+    assert first >= 2 and second >= first + 3
+    assert not any(p.exists() for p in outs)
+    assert (tmp_path / "a.tfrecord.incomplete.1").exists()  # the second run's segment
+    proc = _cli(*args, "--num_workers=1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "continued an interrupted run after" in proc.stdout
+    assert [p.read_bytes() for p in outs] == [p.read_bytes() for p in ref]
+    # The per-file counts (restored from the progress record) are the uninterrupted run's.
+    assert proc.stdout.splitlines()[-2:] == [
+        line.replace("ref_", "") for line in ref_stdout.splitlines()[-2:]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in outs + ref)
+
+
+def test_partial_outputs_of_other_settings_start_over(prose, tmp_path, vocab_path, caplog):
+    vocab = str(vocab_path("uncased"))
+    out, ref = tmp_path / "p.tfrecord", tmp_path / "ref" / "p.tfrecord"
+    for name, data in (("p.tfrecord.incomplete", b"junk"), ("p.tfrecord.incomplete.1", b"junk"),
+                       ("p.tfrecord.incomplete.progress", b'{"settings": {}, "chunks": 9}')):
+        (tmp_path / name).write_bytes(data)
+    opts = PretrainingOptions(dupe_factor=1)
+    with caplog.at_level(logging.WARNING, logger="pybert.data.pretraining"):
+        create_pretraining_data([str(prose)], [str(out)], vocab, opts, num_workers=1,
+                                chunk_mb=0.05, progress=False)
+    assert "other input files, vocabulary, flags or outputs; starting over" in caplog.text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.tfrecord"]
+    create_pretraining_data([str(prose)], [str(ref)], vocab, opts, num_workers=1,
+                            chunk_mb=0.05, progress=False)
+    assert out.read_bytes() == ref.read_bytes()
 
 
 def test_cli_smoke_run_on_embedded_defaults():

@@ -13,8 +13,12 @@ within one chunk gives exactly the seed's output), a progress bar and a
 closing summary. With no flags at all it runs on the bundled sample text and
 vocab into a temporary directory (a smoke run).
 
-Outputs are written under temporary names and renamed when complete; a
-killed run leaves no partial TFRecord behind and is restarted from the start.
+Outputs are written under temporary names and renamed when complete. A run
+that is killed (or fails) part way leaves <output>.incomplete files and
+<first output>.incomplete.progress: the same command run again continues
+after the last chunk written and ends with the files of an uninterrupted run
+(with --gzip_compress, or with other input files, vocabulary or flags, it
+starts over).
 Bad input (missing file, invalid UTF-8, no text) exits with status 1 and a
 message naming the file and line.
 """
@@ -100,6 +104,8 @@ def run():
 def main(argv=None):
     def report(stats, seconds):
         print(stats.summary())
+        if stats.continued_after:
+            print(f"  (continued an interrupted run after {stats.continued_after} instances)")
         for path, count in stats.per_file:
             print(f"  {path}: {count} instances")
 

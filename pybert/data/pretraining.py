@@ -36,8 +36,12 @@ Example:
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
+import dataclasses
 import glob
 import hashlib
+import json
+import logging
 import multiprocessing
 import os
 import time
@@ -48,7 +52,9 @@ import numpy as np
 
 from pybert import _C
 from pybert.data.classification import DataError
-from pybert.data.records import AtomicRecordWriters
+from pybert.data.records import INCOMPLETE_SUFFIX, AtomicRecordWriters, ResumableRecordWriters
+
+logger = logging.getLogger("pybert.data.pretraining")
 
 
 @dataclass(frozen=True)
@@ -102,10 +108,13 @@ class PretrainingStats:
     random_next: int = 0  # next_sentence_labels == 1
     seconds: float = 0.0
     per_file: list = field(default_factory=list)
+    continued_after: int = 0  # instances an earlier, killed run had written
+
+    COUNTS = ("documents", "sentences", "input_bytes", "instances", "tokens", "masked",
+              "masked_as_mask", "masked_kept", "random_next")
 
     def add(self, other: PretrainingStats) -> None:
-        for k in ("documents", "sentences", "input_bytes", "instances", "tokens", "masked",
-                  "masked_as_mask", "masked_kept", "random_next"):
+        for k in self.COUNTS:
             setattr(self, k, getattr(self, k) + getattr(other, k))
 
     def summary(self) -> str:
@@ -271,6 +280,67 @@ def _process_chunk(chunk: _Chunk, opts: PretrainingOptions, threads: int = 1):
     return chunk.index, serialize_instances(arrays, opts.use_v2_feature_names), stats
 
 
+def _identity(path: str) -> list:
+    try:
+        st = os.stat(path)
+    except OSError:  # reported where the file is read
+        return [os.path.abspath(path)]
+    return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
+
+
+class _Progress:
+    """<first output>.incomplete.progress: the chunks the partial outputs hold.
+
+    Saved after each chunk, once its records are flushed; a run with other settings
+    (input or vocab files changed on disk, other flags or outputs) starts over.
+    """
+
+    def __init__(self, output_files: Sequence[str], settings: dict):
+        self.outputs = list(output_files)
+        self.path = str(output_files[0]) + INCOMPLETE_SUFFIX + ".progress"
+        self.settings = settings
+        self.saved = False
+
+    def load(self) -> dict | None:
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                state = json.load(f)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            logger.warning("%s is not readable; starting over", self.path)
+            return None
+        if not isinstance(state, dict) or state.get("settings") != self.settings:
+            logger.warning("%s: the partial outputs are from other input files, vocabulary, "
+                           "flags or outputs; starting over", self.path)
+            return None
+        try:
+            int(state["chunks"])
+            [int(state["stats"][k]) for k in PretrainingStats.COUNTS]
+            complete = ResumableRecordWriters(self.outputs, state["writers"]).resumable()
+        except (KeyError, TypeError, ValueError):
+            complete = False
+        if not complete:
+            logger.warning("%s: the partial outputs do not match it; starting over", self.path)
+            return None
+        self.saved = True
+        return state
+
+    def save(self, state: dict) -> None:
+        with open(self.path + ".tmp", "w", encoding="utf-8") as f:
+            json.dump({"settings": self.settings, **state}, f)
+        os.replace(self.path + ".tmp", self.path)
+        self.saved = True
+
+    def discard(self, writers: ResumableRecordWriters | None = None) -> None:
+        """Removes the record (and, given writers, their partial outputs)."""
+        for p in (self.path, self.path + ".tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(p)
+        if writers is not None:
+            writers.discard()
+
+
 def create_pretraining_data(
     input_files: Sequence[str],
     output_files: Sequence[str],
@@ -282,7 +352,10 @@ def create_pretraining_data(
 ) -> PretrainingStats:
     """Writes the pre-training TFRecords; returns the statistics of what was written.
 
-    Outputs appear under their names only when complete (see records.AtomicRecordWriters).
+    Outputs appear under their names only when complete. Uncompressed outputs can be
+    continued: a run that is killed (or fails) after some chunks leaves its partial files
+    and <first output>.incomplete.progress, and the same call again continues after the
+    last chunk written, giving the files an uninterrupted run writes.
     """
     opts.validate()
     if chunk_mb <= 0:
@@ -292,31 +365,57 @@ def create_pretraining_data(
         raise ValueError(f"num_workers must be >= 1, got {num_workers}")
     files = expand_input_files(input_files)
     total_bytes = sum(os.path.getsize(f) for f in files)
-    chunks = read_chunks(files, int(chunk_mb * 1e6))
+    chunk_bytes = int(chunk_mb * 1e6)
+    chunks = read_chunks(files, chunk_bytes)
     stats = PretrainingStats()
+    # Uncompressed outputs record their progress after each chunk; the same command run
+    # again after a kill continues there (GZIP streams cannot be cut and continued).
+    resumable = not opts.gzip_compress
+    tracker = _Progress(
+        output_files, {"inputs": [_identity(f) for f in files], "vocab": _identity(vocab_file),
+                       "outputs": [os.path.abspath(p) for p in output_files],
+                       "options": dataclasses.asdict(opts), "chunk_bytes": chunk_bytes})
+    state = tracker.load() if resumable else None
+    if state:
+        writers = ResumableRecordWriters(output_files, state["writers"])
+        for k in PretrainingStats.COUNTS:
+            setattr(stats, k, int(state["stats"][k]))
+        done = int(state["chunks"])
+        stats.continued_after = stats.instances
+        logger.warning("continuing the outputs of an interrupted run after %d instances (%s)",
+                       stats.instances, tracker.path)
+    else:
+        writers = (AtomicRecordWriters(output_files, opts.gzip_compress) if opts.gzip_compress
+                   else ResumableRecordWriters(output_files))
+        done = 0
+        tracker.discard(writers if resumable else None)  # an earlier run's, of other settings
     start = time.perf_counter()
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc="create_pretraining_data",
-                   dynamic_ncols=True)
+                   dynamic_ncols=True, initial=stats.input_bytes)
 
     def record(result, writers):
-        _, serialized, s = result
+        index, serialized, s = result
         writers.write_all(serialized)
         stats.add(s)
+        if resumable:
+            tracker.save({"chunks": index + 1, "writers": writers.checkpoint(),
+                           "stats": {k: getattr(stats, k) for k in PretrainingStats.COUNTS}})
         if bar is not None:
             bar.update(s.input_bytes)
             elapsed = max(time.perf_counter() - start, 1e-9)
             bar.set_postfix(docs=stats.documents, docs_per_s=f"{stats.documents / elapsed:.1f}",
                             instances=stats.instances, refresh=False)
 
+    todo = (c for c in chunks if c.index >= done)  # earlier chunks: read again, not made
     try:
-        with AtomicRecordWriters(output_files, opts.gzip_compress) as writers:
+        with writers:
             if workers == 1:
                 _init_worker(vocab_file, opts.do_lower_case)
-                for chunk in chunks:
+                for chunk in todo:
                     record(_process_chunk(chunk, opts), writers)
             else:
                 # Workers are spawned (never forked from a process that may hold TensorFlow
@@ -325,7 +424,7 @@ def create_pretraining_data(
                 with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
                                             initargs=(vocab_file, opts.do_lower_case)) as pool:
                     pending: list[cf.Future] = []
-                    for chunk in chunks:
+                    for chunk in todo:
                         pending.append(pool.submit(_process_chunk, chunk, opts))
                         while len(pending) > workers:
                             record(pending.pop(0).result(), writers)
@@ -333,9 +432,16 @@ def create_pretraining_data(
                         record(fut.result(), writers)
             if stats.documents == 0:
                 raise DataError(f"no documents with tokens in {', '.join(files)}")
+    except BaseException:
+        # What was written stays for a rerun to continue (a kill, Ctrl-C, an error in a
+        # later file); outputs without a document in them are removed.
+        if resumable and (not tracker.saved or stats.documents == 0):
+            tracker.discard(writers)
+        raise
     finally:
         if bar is not None:
             bar.close()
+    tracker.discard()
     stats.seconds = time.perf_counter() - start
     stats.per_file = list(zip(output_files, writers.counts, strict=True))
     return stats

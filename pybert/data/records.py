@@ -18,6 +18,7 @@ import contextlib
 import contextvars
 import json
 import os
+import shutil
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -151,6 +152,87 @@ class AtomicRecordWriters:
                 except FileNotFoundError:
                     pass
         return False
+
+
+class ResumableRecordWriters(AtomicRecordWriters):
+    """Round-robin TFRecord writers (uncompressed) that a killed run can continue.
+
+    checkpoint() flushes every file and returns where the outputs stand (a JSON-able
+    dict). ResumableRecordWriters(paths, state) continues from such a state: each
+    output's files are cut back to the recorded sizes, and the new records go to a new
+    segment (<path>.incomplete.1, .2, ...; TensorFlow's writer cannot append). When the
+    block ends without an exception the segments are joined (TFRecord files concatenate)
+    and renamed to <path>. On an exception the files are left for the next run to
+    continue; discard() removes them.
+    """
+
+    def __init__(self, paths: Sequence[str], state: dict | None = None):
+        super().__init__(paths)
+        n = len(self.paths)
+        self.sizes: list[list[int]] = ([list(map(int, s)) for s in state["segments"]]
+                                       if state else [[] for _ in range(n)])
+        if state:
+            self.counts = [int(c) for c in state["counts"]]
+            self._next = int(state["next"])
+            if len(self.sizes) != n or len(self.counts) != n or not 0 <= self._next < n:
+                raise ValueError("the progress record does not match the output files")
+
+    def segment(self, i: int, k: int) -> str:
+        return self.paths[i] + INCOMPLETE_SUFFIX + (f".{k}" if k else "")
+
+    def resumable(self) -> bool:
+        """Whether every recorded segment is on disk and holds at least its recorded size."""
+        for i, sizes in enumerate(self.sizes):
+            for k, size in enumerate(sizes):
+                try:
+                    if os.path.getsize(self.segment(i, k)) < size:
+                        return False
+                except OSError:
+                    return False
+        return True
+
+    def __enter__(self):
+        tf = _tf()
+        for i, p in enumerate(self.paths):
+            os.makedirs(os.path.dirname(os.path.abspath(p)), exist_ok=True)
+            for k, size in enumerate(self.sizes[i]):
+                os.truncate(self.segment(i, k), size)  # records after the checkpoint: again
+            k = len(self.sizes[i]) + 1
+            while os.path.exists(self.segment(i, k)):  # segments of a run after the record
+                os.remove(self.segment(i, k))
+                k += 1
+            self._writers.append(tf.io.TFRecordWriter(self.segment(i, len(self.sizes[i]))))
+        return self
+
+    def checkpoint(self) -> dict:
+        for w in self._writers:
+            w.flush()
+        segments = [sizes + [os.path.getsize(self.segment(i, len(sizes)))]
+                    for i, sizes in enumerate(self.sizes)]
+        return {"segments": segments, "counts": list(self.counts), "next": self._next}
+
+    def __exit__(self, exc_type, exc, tb):
+        for w in self._writers:
+            w.close()
+        if exc_type is None:
+            for i, p in enumerate(self.paths):
+                first = self.segment(i, 0)
+                with open(first, "ab") as out:
+                    for k in range(1, len(self.sizes[i]) + 1):
+                        with open(self.segment(i, k), "rb") as part:
+                            shutil.copyfileobj(part, out, 1 << 20)
+                for k in range(1, len(self.sizes[i]) + 1):
+                    os.remove(self.segment(i, k))
+                commit_file(first, p)
+        return False
+
+    def discard(self) -> None:
+        for i in range(len(self.paths)):
+            k = 0
+            while k <= len(self.sizes[i]) or os.path.exists(self.segment(i, k)):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(self.segment(i, k))
+                k += 1
 
 
 def write_records(path: str, records: Iterable[bytes], gzip_compress: bool = False) -> int:
