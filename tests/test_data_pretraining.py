@@ -27,7 +27,11 @@ tf = pytest.importorskip("tensorflow")
 
 from pybert.data import pipelines  # noqa: E402
 from pybert.data.classification import DataError  # noqa: E402
-from pybert.data.pretraining import PretrainingOptions, create_pretraining_data  # noqa: E402
+from pybert.data.pretraining import (  # noqa: E402
+    PretrainingOptions,
+    PretrainingStats,
+    create_pretraining_data,
+)
 from pybert.data.records import read_examples  # noqa: E402
 
 
@@ -276,6 +280,50 @@ def test_partial_outputs_of_other_settings_start_over(prose, tmp_path, vocab_pat
     create_pretraining_data([str(prose)], [str(ref)], vocab, opts, num_workers=1,
                             chunk_mb=0.05, progress=False)
     assert out.read_bytes() == ref.read_bytes()
+
+
+def test_continued_runs_check_the_files_they_continue(prose, tmp_path, vocab_path,
+                                                      monkeypatch):
+    """Runs stopped (Ctrl-C) in a chunk: a rerun continues only its own files, with the
+    statistics of an uninterrupted run; other output orders and GZIP start over cleanly."""
+    from pybert.data import pretraining
+
+    vocab, opts = str(vocab_path("uncased")), PretrainingOptions(dupe_factor=1)
+    real = pretraining._process_chunk
+
+    def run(outs, stop_at=None, options=opts):
+        def stopping(chunk, o, threads=1):
+            if chunk.index == stop_at:
+                raise KeyboardInterrupt
+            return real(chunk, o, threads)
+
+        monkeypatch.setattr(pretraining, "_process_chunk", stopping)
+        return create_pretraining_data([str(prose)], [str(tmp_path / o) for o in outs], vocab,
+                                       options, num_workers=1, chunk_mb=0.05, progress=False)
+
+    ref = run(["ref_a", "ref_b"])
+    for outs, stop_at in ((["a", "b"], 2), (["b", "a"], 5)):
+        with pytest.raises(KeyboardInterrupt):
+            run(outs, stop_at)
+    # The [b, a] run rewrote a's and b's files: the [a, b] run must not take them for its own.
+    stats = run(["a", "b"])
+    assert stats.continued_after == 0
+    assert [(tmp_path / o).read_bytes() for o in "ab"] == [
+        (tmp_path / o).read_bytes() for o in ("ref_a", "ref_b")]
+    with pytest.raises(KeyboardInterrupt):
+        run(["c", "d"], 3)
+    stats = run(["c", "d"])
+    assert stats.continued_after > 0
+    assert [(tmp_path / o).read_bytes() for o in "cd"] == [
+        (tmp_path / o).read_bytes() for o in ("ref_a", "ref_b")]
+    for k in PretrainingStats.COUNTS:
+        assert getattr(stats, k) == getattr(ref, k), k
+    assert [c for _, c in stats.per_file] == [c for _, c in ref.per_file]
+    with pytest.raises(KeyboardInterrupt):  # a partial run, then GZIP: no stray files
+        run(["g"], 2)
+    run(["g"], options=PretrainingOptions(dupe_factor=1, gzip_compress=True))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "a", "b", "c", "d", "g", "ref_a", "ref_b"]
 
 
 def test_cli_smoke_run_on_embedded_defaults():

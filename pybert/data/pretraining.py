@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pybert import _C
+from pybert import _C, __version__
 from pybert.data.classification import DataError
 from pybert.data.records import INCOMPLETE_SUFFIX, AtomicRecordWriters, ResumableRecordWriters
 
@@ -333,10 +333,13 @@ class _Progress:
         self.saved = True
 
     def discard(self, writers: ResumableRecordWriters | None = None) -> None:
-        """Removes the record (and, given writers, their partial outputs)."""
-        for p in (self.path, self.path + ".tmp"):
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(p)
+        """Removes the record, and any other run's that names one of these outputs first
+        (and, given writers, their partial outputs)."""
+        for out in self.outputs:
+            for p in (str(out) + INCOMPLETE_SUFFIX + ".progress",
+                      str(out) + INCOMPLETE_SUFFIX + ".progress.tmp"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(p)
         if writers is not None:
             writers.discard()
 
@@ -363,6 +366,8 @@ def create_pretraining_data(
     workers = num_workers or os.cpu_count() or 1
     if workers < 1:
         raise ValueError(f"num_workers must be >= 1, got {num_workers}")
+    if not output_files:
+        raise ValueError("at least one output file is needed")
     files = expand_input_files(input_files)
     total_bytes = sum(os.path.getsize(f) for f in files)
     chunk_bytes = int(chunk_mb * 1e6)
@@ -374,7 +379,8 @@ def create_pretraining_data(
     tracker = _Progress(
         output_files, {"inputs": [_identity(f) for f in files], "vocab": _identity(vocab_file),
                        "outputs": [os.path.abspath(p) for p in output_files],
-                       "options": dataclasses.asdict(opts), "chunk_bytes": chunk_bytes})
+                       "options": dataclasses.asdict(opts), "chunk_bytes": chunk_bytes,
+                       "pybert": __version__})
     state = tracker.load() if resumable else None
     if state:
         writers = ResumableRecordWriters(output_files, state["writers"])
@@ -388,8 +394,9 @@ def create_pretraining_data(
         writers = (AtomicRecordWriters(output_files, opts.gzip_compress) if opts.gzip_compress
                    else ResumableRecordWriters(output_files))
         done = 0
-        tracker.discard(writers if resumable else None)  # an earlier run's, of other settings
-    start = time.perf_counter()
+        # An earlier run's partial outputs and records (of other settings), gzip or not.
+        tracker.discard(ResumableRecordWriters(output_files))
+    start, documents_before = time.perf_counter(), stats.documents
     bar = None
     if progress:
         from tqdm import tqdm
@@ -407,7 +414,8 @@ def create_pretraining_data(
         if bar is not None:
             bar.update(s.input_bytes)
             elapsed = max(time.perf_counter() - start, 1e-9)
-            bar.set_postfix(docs=stats.documents, docs_per_s=f"{stats.documents / elapsed:.1f}",
+            rate = (stats.documents - documents_before) / elapsed  # this run's
+            bar.set_postfix(docs=stats.documents, docs_per_s=f"{rate:.1f}",
                             instances=stats.instances, refresh=False)
 
     todo = (c for c in chunks if c.index >= done)  # earlier chunks: read again, not made

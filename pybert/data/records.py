@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import hashlib
 import json
 import os
 import shutil
@@ -166,12 +167,18 @@ class ResumableRecordWriters(AtomicRecordWriters):
     continue; discard() removes them.
     """
 
+    TAIL = 1 << 16  # each segment's last bytes are fingerprinted: a file that another
+    #                 run rewrote since is not taken for this run's
+
     def __init__(self, paths: Sequence[str], state: dict | None = None):
         super().__init__(paths)
         n = len(self.paths)
-        self.sizes: list[list[int]] = ([list(map(int, s)) for s in state["segments"]]
-                                       if state else [[] for _ in range(n)])
-        if state:
+        self.sizes: list[list[int]] = [[] for _ in range(n)]
+        self.tails: list[list[str]] = [[] for _ in range(n)]
+        if state is not None:
+            segments = state["segments"]
+            self.sizes = [[int(size) for size, _ in segs] for segs in segments]
+            self.tails = [[str(tail) for _, tail in segs] for segs in segments]
             self.counts = [int(c) for c in state["counts"]]
             self._next = int(state["next"])
             if len(self.sizes) != n or len(self.counts) != n or not 0 <= self._next < n:
@@ -180,12 +187,21 @@ class ResumableRecordWriters(AtomicRecordWriters):
     def segment(self, i: int, k: int) -> str:
         return self.paths[i] + INCOMPLETE_SUFFIX + (f".{k}" if k else "")
 
+    @classmethod
+    def _tail(cls, path: str, size: int) -> str:
+        """sha256 of the last TAIL bytes before `size`."""
+        with open(path, "rb") as f:
+            f.seek(max(size - cls.TAIL, 0))
+            return hashlib.sha256(f.read(min(size, cls.TAIL))).hexdigest()
+
     def resumable(self) -> bool:
-        """Whether every recorded segment is on disk and holds at least its recorded size."""
+        """Whether every recorded segment is on disk with at least its recorded size and
+        the recorded bytes before that point."""
         for i, sizes in enumerate(self.sizes):
             for k, size in enumerate(sizes):
                 try:
-                    if os.path.getsize(self.segment(i, k)) < size:
+                    if (os.path.getsize(self.segment(i, k)) < size
+                            or self._tail(self.segment(i, k), size) != self.tails[i][k]):
                         return False
                 except OSError:
                     return False
@@ -207,8 +223,12 @@ class ResumableRecordWriters(AtomicRecordWriters):
     def checkpoint(self) -> dict:
         for w in self._writers:
             w.flush()
-        segments = [sizes + [os.path.getsize(self.segment(i, len(sizes)))]
-                    for i, sizes in enumerate(self.sizes)]
+        segments = []
+        for i, sizes in enumerate(self.sizes):
+            current = self.segment(i, len(sizes))
+            size = os.path.getsize(current)
+            segments.append([*zip(sizes, self.tails[i], strict=True),
+                             (size, self._tail(current, size))])
         return {"segments": segments, "counts": list(self.counts), "next": self._next}
 
     def __exit__(self, exc_type, exc, tb):
