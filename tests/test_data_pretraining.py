@@ -9,19 +9,16 @@ half random next sentences).
 """
 
 import hashlib
-import json
 import logging
-import os
 import random
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 import pytest
 from seed_oracle import load_seed_pretraining
+from tool_runner import kill_tool_when
 
 tf = pytest.importorskip("tensorflow")
 
@@ -217,26 +214,6 @@ def test_cli_and_bad_input(tmp_path, data_dir, vocab_path):
                                 PretrainingOptions(max_ngram_size=3), progress=False)
 
 
-def _kill_when(progress, at_least, args):
-    """Starts the tool, SIGKILLs it once its progress record holds `at_least` chunks;
-    returns the chunks recorded."""
-    proc = subprocess.Popen([sys.executable, "-m", "pybert.cli.create_pretraining_data", *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            cwd=tempfile.gettempdir())
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and proc.poll() is None:
-            if progress.exists() and json.loads(progress.read_text())["chunks"] >= at_least:
-                break
-            time.sleep(0.01)
-        assert proc.poll() is None, "the run ended before it could be killed"
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
-    return json.loads(progress.read_text())["chunks"]
-
-
 def test_killed_run_continues_to_the_uninterrupted_output(tmp_path, data_dir, vocab_path):
     """SIGKILL twice (once with two worker processes), then a run to the end: the files
     equal those of a run that was never interrupted, byte for byte."""
@@ -250,8 +227,9 @@ def test_killed_run_continues_to_the_uninterrupted_output(tmp_path, data_dir, vo
     outs = [tmp_path / "a.tfrecord", tmp_path / "b.tfrecord"]
     progress = tmp_path / "a.tfrecord.incomplete.progress"
     args = [*flags, f"--output_file={outs[0]},{outs[1]}"]
-    first = _kill_when(progress, 2, [*args, "--num_workers=2"])
-    second = _kill_when(progress, first + 3, [*args, "--num_workers=1"])
+    tool = "create_pretraining_data"
+    first = kill_tool_when(tool, [*args, "--num_workers=2"], progress, 2)["chunks"]
+    second = kill_tool_when(tool, [*args, "--num_workers=1"], progress, first + 3)["chunks"]
     assert first >= 2 and second >= first + 3
     assert not any(p.exists() for p in outs)
     assert (tmp_path / "a.tfrecord.incomplete.1").exists()  # the second run's segment

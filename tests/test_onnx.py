@@ -4,13 +4,7 @@ is fused by ONNX Runtime and equals the Keras model, predictions come back in
 input order whatever the length bucketing, bad rows are reported by line."""
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import tempfile
-import time
 
 import numpy as np
 import pytest
@@ -19,7 +13,7 @@ tf = pytest.importorskip("tensorflow")
 pytest.importorskip("tf2onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from tool_runner import run_tool  # noqa: E402
+from tool_runner import kill_tool_when, run_tool  # noqa: E402
 
 import pybert  # noqa: E402
 from pybert.checkpoints import load_huggingface_encoder  # noqa: E402
@@ -153,20 +147,7 @@ def test_predict_killed_run_continues(classifier, data_dir, tmp_path):
     args = [f"--model_dir={out}", f"--input_file={src}", "--text_a_column=#1 String",
             "--text_b_column=#2 String", "--label_column=Quality", f"--output_file={dst}",
             "--batch_size=16", "--chunk_size=32", "--intra_op_threads=1", "--progress=false"]
-    proc = subprocess.Popen([sys.executable, "-m", "pybert.cli.predict", *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            cwd=tempfile.gettempdir())
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and proc.poll() is None:
-            if progress.exists() and json.loads(progress.read_text())["chunks"] >= 3:
-                break
-            time.sleep(0.02)
-        assert proc.poll() is None, "predict ended before it could be killed"
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
+    kill_tool_when("predict", args, progress, 3)
     assert not dst.exists() and part.exists()
     done = json.loads(progress.read_text())["examples"]
     assert 96 <= done < 816

@@ -1,8 +1,12 @@
 """Runs a pybert command line tool (python -m pybert.cli.NAME) as a user would."""
 
+import json
+import os
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 
 def run_tool(name, *args, check=True):
@@ -14,3 +18,23 @@ def run_tool(name, *args, check=True):
     if check and proc.returncode != 0:
         raise AssertionError(proc.stderr[-4000:])
     return proc
+
+
+def kill_tool_when(name, args, progress, at_least):
+    """Starts the tool and SIGKILLs it once its JSON progress file `progress` records at
+    least `at_least` chunks ("chunks"); fails if the tool ends first. Returns the record."""
+    proc = subprocess.Popen([sys.executable, "-m", f"pybert.cli.{name}", *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            cwd=tempfile.gettempdir())
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            if progress.exists() and json.loads(progress.read_text())["chunks"] >= at_least:
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, f"{name} ended before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    return json.loads(progress.read_text())
