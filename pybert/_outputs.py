@@ -9,6 +9,7 @@ naming it, checked before the work starts and again before the rename.
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import shutil
 from pathlib import Path
@@ -51,3 +52,21 @@ def replace_dir(tmp, output_dir, own: tuple[str, ...], what: str) -> None:
     if output_dir.exists():
         shutil.rmtree(output_dir)
     os.replace(tmp, output_dir)
+
+
+def file_identity(path) -> list:
+    """[absolute path, size, mtime_ns] of a file, to tell whether it changed since a
+    progress record named it ([absolute path] when it cannot be read: reported where the
+    file is opened)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return [os.path.abspath(path)]
+    return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
+
+
+def replace_json(path: str, obj) -> None:
+    """Writes obj as JSON to path + ".tmp" and renames it over path (progress records)."""
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(obj, f)
+    os.replace(path + ".tmp", path)

@@ -341,11 +341,10 @@ def run() -> dict:
 def _settings(predictor, input_format: str, output_format: str) -> dict:
     """What decides the rows of the output: a rerun continues a partial output only when
     all of it is the same (the input and model files unchanged on disk)."""
-    def identity(path) -> list:
-        st = os.stat(path)
-        return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
+    from pybert._outputs import file_identity
 
-    return {"input": identity(FLAGS.input_file), "model": identity(predictor.model_path),
+    return {"input": file_identity(FLAGS.input_file),
+            "model": file_identity(predictor.model_path),
             "input_format": input_format, "output_format": output_format,
             **{name: getattr(FLAGS, name) for name in (
                 "text_a_column", "text_b_column", "label_column", "header", "chunk_size",
@@ -400,11 +399,11 @@ class _Progress:
         self.correct += correct
         self.labelled += labelled
         self.bytes = os.fstat(f.fileno()).st_size
-        state = {"settings": self.settings, "chunks": self.chunks, "examples": self.examples,
-                 "correct": self.correct, "labelled": self.labelled, "bytes": self.bytes}
-        with open(self.path + ".tmp", "w", encoding="utf-8") as out:
-            json.dump(state, out)
-        os.replace(self.path + ".tmp", self.path)
+        from pybert._outputs import replace_json
+
+        replace_json(self.path, {
+            "settings": self.settings, "chunks": self.chunks, "examples": self.examples,
+            "correct": self.correct, "labelled": self.labelled, "bytes": self.bytes})
 
     def discard(self) -> None:
         for path in (self.tmp, self.path, self.path + ".tmp"):

@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pybert import _C, __version__
+from pybert._outputs import file_identity, replace_json
 from pybert.data.classification import DataError
 from pybert.data.records import INCOMPLETE_SUFFIX, AtomicRecordWriters, ResumableRecordWriters
 
@@ -280,14 +281,6 @@ def _process_chunk(chunk: _Chunk, opts: PretrainingOptions, threads: int = 1):
     return chunk.index, serialize_instances(arrays, opts.use_v2_feature_names), stats
 
 
-def _identity(path: str) -> list:
-    try:
-        st = os.stat(path)
-    except OSError:  # reported where the file is read
-        return [os.path.abspath(path)]
-    return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
-
-
 class _Progress:
     """<first output>.incomplete.progress: the chunks the partial outputs hold.
 
@@ -327,21 +320,19 @@ class _Progress:
         return state
 
     def save(self, state: dict) -> None:
-        with open(self.path + ".tmp", "w", encoding="utf-8") as f:
-            json.dump({"settings": self.settings, **state}, f)
-        os.replace(self.path + ".tmp", self.path)
+        replace_json(self.path, {"settings": self.settings, **state})
         self.saved = True
 
-    def discard(self, writers: ResumableRecordWriters | None = None) -> None:
-        """Removes the record, and any other run's that names one of these outputs first
-        (and, given writers, their partial outputs)."""
+    def discard(self, partial_outputs: bool = False) -> None:
+        """Removes the record and any other run's that names one of these outputs first
+        (and, with partial_outputs, their partial files)."""
         for out in self.outputs:
             for p in (str(out) + INCOMPLETE_SUFFIX + ".progress",
                       str(out) + INCOMPLETE_SUFFIX + ".progress.tmp"):
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(p)
-        if writers is not None:
-            writers.discard()
+        if partial_outputs:
+            ResumableRecordWriters.discard(self.outputs)
 
 
 def create_pretraining_data(
@@ -377,7 +368,8 @@ def create_pretraining_data(
     # again after a kill continues there (GZIP streams cannot be cut and continued).
     resumable = not opts.gzip_compress
     tracker = _Progress(
-        output_files, {"inputs": [_identity(f) for f in files], "vocab": _identity(vocab_file),
+        output_files, {"inputs": [file_identity(f) for f in files],
+                       "vocab": file_identity(vocab_file),
                        "outputs": [os.path.abspath(p) for p in output_files],
                        "options": dataclasses.asdict(opts), "chunk_bytes": chunk_bytes,
                        "pybert": __version__})
@@ -395,7 +387,7 @@ def create_pretraining_data(
                    else ResumableRecordWriters(output_files))
         done = 0
         # An earlier run's partial outputs and records (of other settings), gzip or not.
-        tracker.discard(ResumableRecordWriters(output_files))
+        tracker.discard(partial_outputs=True)
     start, documents_before = time.perf_counter(), stats.documents
     bar = None
     if progress:
@@ -444,7 +436,7 @@ def create_pretraining_data(
         # What was written stays for a rerun to continue (a kill, Ctrl-C, an error in a
         # later file); outputs without a document in them are removed.
         if resumable and (not tracker.saved or stats.documents == 0):
-            tracker.discard(writers)
+            tracker.discard(partial_outputs=True)
         raise
     finally:
         if bar is not None:

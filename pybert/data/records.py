@@ -164,7 +164,7 @@ class ResumableRecordWriters(AtomicRecordWriters):
     segment (<path>.incomplete.1, .2, ...; TensorFlow's writer cannot append). When the
     block ends without an exception the segments are joined (TFRecord files concatenate)
     and renamed to <path>. On an exception the files are left for the next run to
-    continue; discard() removes them.
+    continue; discard(paths) removes them.
     """
 
     TAIL = 1 << 16  # each segment's last bytes are fingerprinted: a file that another
@@ -246,12 +246,15 @@ class ResumableRecordWriters(AtomicRecordWriters):
                 commit_file(first, p)
         return False
 
-    def discard(self) -> None:
-        for i in range(len(self.paths)):
-            k = 0
-            while k <= len(self.sizes[i]) or os.path.exists(self.segment(i, k)):
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(self.segment(i, k))
+    @staticmethod
+    def discard(paths: Sequence[str]) -> None:
+        """Removes the partial files of these outputs (<path>.incomplete and its segments)."""
+        for p in paths:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(str(p) + INCOMPLETE_SUFFIX)
+            k = 1
+            while os.path.exists(f"{p}{INCOMPLETE_SUFFIX}.{k}"):
+                os.remove(f"{p}{INCOMPLETE_SUFFIX}.{k}")
                 k += 1
 
 
