@@ -12,6 +12,7 @@ import fnmatch
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 
@@ -70,3 +71,112 @@ def replace_json(path: str, obj) -> None:
     with open(path + ".tmp", "w", encoding="utf-8") as f:
         json.dump(obj, f)
     os.replace(path + ".tmp", path)
+
+
+class PartialResults:
+    """Per-example result arrays of a prediction run, kept as they are computed so that a
+    rerun of a killed run continues after them.
+
+    `directory` (for example <output>.incomplete) holds settings.json (what decides the
+    results: input and checkpoint identities, flags) and part-00000.npz, part-00001.npz, ...
+    with the rows computed since the previous part. A part is written under a temporary name
+    and renamed when complete, every `every_s` seconds (0: after every batch) and when the
+    run fails, so a killed run loses at most that much work. A rerun with the same settings
+    continues after the parts that are complete; other settings start over. directory None
+    keeps the rows in memory only.
+    """
+
+    def __init__(self, directory, settings: dict, every_s: float, what: str):
+        import time
+
+        self.dir = None if directory is None else Path(directory)  # None: in memory only
+        self.settings, self.every_s, self.what = settings, every_s, what
+        self.done: dict[str, list] = {}
+        self.pending: dict[str, list] = {}
+        self.rows = self.parts = 0
+        self._clock = time.monotonic
+        self._last = self._clock()
+
+    def resume(self) -> int:
+        """Loads the complete parts of an earlier run with the same settings and returns
+        their row count; otherwise removes what is there and returns 0."""
+        import numpy as np
+
+        if self._load_settings() != self.settings:
+            if self.dir.exists():
+                print(f"{self.what}: {self.dir} is from other input, checkpoint or flags; "
+                      "starting over", file=sys.stderr)
+            self.discard()
+            self._start()
+            return 0
+        while (part := self.dir / f"part-{self.parts:05d}.npz").exists():
+            try:
+                with np.load(part, allow_pickle=False) as z:
+                    arrays = {k: z[k] for k in z.files}
+            except (OSError, ValueError) as e:
+                print(f"{self.what}: {part} is not readable ({e}); starting over",
+                      file=sys.stderr)
+                self.discard()
+                self._start()
+                return 0
+            n = {len(a) for a in arrays.values()}
+            if len(n) != 1 or (self.done and set(arrays) != set(self.done)):
+                print(f"{self.what}: {part} does not fit the parts before it; starting over",
+                      file=sys.stderr)
+                self.discard()
+                self._start()
+                return 0
+            for k, a in arrays.items():
+                self.done.setdefault(k, []).append(a)
+            self.rows += n.pop()
+            self.parts += 1
+        return self.rows
+
+    def add(self, **batch) -> None:
+        """Appends one batch of rows (equal lengths); saves a part when it is time."""
+        for k, a in batch.items():
+            self.pending.setdefault(k, []).append(a)
+        if self._clock() - self._last >= self.every_s:
+            self.save()
+
+    def save(self) -> None:
+        """Writes the rows added since the last part as the next part."""
+        import numpy as np
+
+        self._last = self._clock()
+        if self.dir is None or not self.pending:
+            return
+        arrays = {k: np.concatenate(v) for k, v in self.pending.items()}
+        part = self.dir / f"part-{self.parts:05d}.npz"
+        with open(str(part) + ".tmp", "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(str(part) + ".tmp", part)
+        for k, a in arrays.items():
+            self.done.setdefault(k, []).append(a)
+        self.rows += len(next(iter(arrays.values())))
+        self.parts += 1
+        self.pending = {}
+
+    def arrays(self) -> dict:
+        """All rows: the earlier run's, then this run's."""
+        import numpy as np
+
+        names = set(self.done) | set(self.pending)
+        return {k: np.concatenate(self.done.get(k, []) + self.pending.get(k, []))
+                for k in names}
+
+    def discard(self) -> None:
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _load_settings(self):
+        try:
+            return json.loads((self.dir / "settings.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def _start(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        replace_json(str(self.dir / "settings.json"), self.settings)

@@ -14,7 +14,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from tool_runner import run_tool  # noqa: E402
+from tool_runner import kill_tool_once, run_tool  # noqa: E402
 
 from pybert.configs import BertConfig  # noqa: E402
 from pybert.data import classification  # noqa: E402
@@ -140,6 +140,20 @@ def test_sigkill_and_restart_equals_uninterrupted_run(mrpc64, tmp_path):
     rows = (straight / "test_results.tsv").read_text().splitlines()
     probs = np.array([[float(v) for v in r.split("\t")] for r in rows])
     assert probs.shape == (408, 2) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+    # A killed predict run continues after the batches it saved (one part per batch here).
+    partial = straight / "test_results.partial"
+    pargs = _args(mrpc64, straight, "--mode=predict", "--eval_batch_size=3",
+                  "--predict_progress_seconds=0")
+    (straight / "test_results.tsv").unlink()
+    kill_tool_once("run_classifier", pargs, lambda: len(list(partial.glob("part-*.npz"))) >= 3)
+    parts = len(list(partial.glob("part-*.npz")))
+    assert not (straight / "test_results.tsv").exists() and 3 <= parts < 136
+    continued = _run(*pargs)
+    assert f"after {3 * parts} examples" in continued.stderr
+    again = np.array([[float(v) for v in r.split("\t")] for r in
+                      (straight / "test_results.tsv").read_text().splitlines()])
+    np.testing.assert_allclose(again, probs, atol=1e-6)
+    assert not partial.exists()
     export = tmp_path / "export"
     _run(*_args(mrpc64, straight, "--mode=export_only", f"--model_export_path={export}"))
     loaded = tf.saved_model.load(str(export))
@@ -415,6 +429,38 @@ def test_run_squad_train_and_eval_tiny(tmp_path, data_dir, vocab_path):
                    f"--predict_file={tmp_path / 'first.json'},{tmp_path / 'second.json'}",
                    check=False)
     assert bad.returncode == 1 and "evaluates one --predict_file, got 2" in bad.stderr
+
+    # The logits of a prediction whose outputs cannot be written are kept (predict.partial,
+    # one part per batch here); a rerun continues after the complete parts: here the first
+    # two, as if the run had been killed while writing the third.
+    one = [*common, f"--predict_file={path}", "--predict_batch_size=4",
+           "--predict_progress_seconds=0"]
+    (model_dir / "predictions.json").unlink()
+    (model_dir / "predictions.json").mkdir()
+    failed = run_tool("run_squad", "--mode=predict", *one, check=False)
+    assert failed.returncode == 1 and "is a directory" in failed.stderr
+    partial = model_dir / "predict.partial"
+    parts = sorted(partial.glob("part-*.npz"))
+    assert len(parts) >= 3 and (partial / "settings.json").exists()
+    for p in parts[2:]:
+        p.unlink()
+    (partial / "part-00002.npz.tmp").write_bytes(b"cut short")
+    (model_dir / "predictions.json").rmdir()
+    saved = {p: p.read_bytes() for p in partial.iterdir()}
+    proc = run_tool("run_squad", "--mode=predict", *one)
+    assert f"continuing the prediction of {path} after 8 of" in proc.stderr
+    assert json.loads((model_dir / "predictions.json").read_text()) == preds
+    assert not partial.exists()
+    # Another checkpoint (or input, vocabulary, sequence flags) starts over.
+    partial.mkdir()
+    for p, data in saved.items():
+        p.write_bytes(data)
+    (model_dir / "predictions.json").unlink()
+    os.utime(tf.train.latest_checkpoint(str(model_dir)) + ".index")
+    proc = run_tool("run_squad", "--mode=predict", *one)
+    assert "starting over" in proc.stderr and "continuing" not in proc.stderr
+    assert json.loads((model_dir / "predictions.json").read_text()) == preds
+    assert not partial.exists()
 
 
 def test_run_pretraining_tiny_then_finetune_init(tmp_path, data_dir, vocab_path):

@@ -20,21 +20,26 @@ def run_tool(name, *args, check=True):
     return proc
 
 
-def kill_tool_when(name, args, progress, at_least):
-    """Starts the tool and SIGKILLs it once its JSON progress file `progress` records at
-    least `at_least` chunks ("chunks"); fails if the tool ends first. Returns the record."""
+def kill_tool_once(name, args, ready):
+    """Starts the tool and SIGKILLs it as soon as ready() is true (polled every 10 ms);
+    fails if the tool ends first."""
     proc = subprocess.Popen([sys.executable, "-m", f"pybert.cli.{name}", *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             cwd=tempfile.gettempdir())
     try:
         deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and proc.poll() is None:
-            if progress.exists() and json.loads(progress.read_text())["chunks"] >= at_least:
-                break
+        while time.monotonic() < deadline and proc.poll() is None and not ready():
             time.sleep(0.01)
         assert proc.poll() is None, f"{name} ended before it could be killed"
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.kill()
         proc.wait()
+
+
+def kill_tool_when(name, args, progress, at_least):
+    """Starts the tool and SIGKILLs it once its JSON progress file `progress` records at
+    least `at_least` chunks ("chunks"); fails if the tool ends first. Returns the record."""
+    kill_tool_once(name, args, lambda: progress.exists()
+                   and json.loads(progress.read_text())["chunks"] >= at_least)
     return json.loads(progress.read_text())

@@ -101,6 +101,23 @@ def define_common_bert_flags() -> None:
     flags.DEFINE_multi_string("gin_param", None, "Refused: pybert has no gin configuration.")
 
 
+def define_prediction_flags() -> None:
+    """run_classifier and run_squad: prediction runs that continue after a kill."""
+    flags.DEFINE_float(
+        "predict_progress_seconds", 60.0,
+        "While predicting, save the results computed so far every this many seconds (0: "
+        "after every batch) in model_dir (test_results.partial, <prefix>predict.partial): "
+        "a rerun of a killed run with the same input, checkpoint and flags continues after "
+        "them.", lower_bound=0.0)
+
+
+def checkpoint_identity(checkpoint: str) -> list:
+    """Identity of a checkpoint prefix (its .index file) for a progress record."""
+    from pybert._outputs import file_identity
+
+    return file_identity(checkpoint + ".index")
+
+
 def trim_padding() -> bool:
     return FLAGS.trim_padding and not FLAGS.enable_xla
 

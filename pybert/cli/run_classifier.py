@@ -42,6 +42,7 @@ flags.DEFINE_integer("num_eval_per_epoch", 1, "Evaluations (and checkpoints) per
 flags.DEFINE_integer("train_batch_size", 32, "Global training batch size.", lower_bound=1)
 flags.DEFINE_integer("eval_batch_size", 32, "Evaluation / prediction batch size.", lower_bound=1)
 common_flags.define_common_bert_flags()
+common_flags.define_prediction_flags()
 
 logger = logging.getLogger("pybert.training")
 
@@ -85,23 +86,32 @@ def _loss_fn(is_regression: bool):
     return loss
 
 
-def _predict(model, dataset, is_regression: bool):
-    """(predictions [N, C] or [N], labels [N]) over a finite dataset, in order."""
+def _predict(model, dataset, is_regression: bool, partial=None):
+    """(predictions [N, C] or [N], labels [N]) over a finite dataset, in order. With a
+    pybert._outputs.PartialResults, the dataset holds the rows after those it has already,
+    and what is computed is kept there as it goes."""
     import numpy as np
     import tensorflow as tf
+
+    from pybert._outputs import PartialResults
 
     @tf.function
     def step(x):
         logits = model(x, training=False)
         return logits[:, 0] if is_regression else tf.nn.softmax(logits, axis=-1)
 
-    preds, labels = [], []
-    for x, y in dataset:
-        preds.append(step(x).numpy())
-        labels.append(y.numpy())
-    if not preds:
+    rows = partial or PartialResults(None, {}, float("inf"), "run_classifier")
+    try:
+        for x, y in dataset:
+            rows.add(predictions=step(x).numpy(), labels=y.numpy())
+    except BaseException:
+        if partial is not None:
+            partial.save()  # what was computed is kept for a rerun (Ctrl-C, an error)
+        raise
+    out = rows.arrays()
+    if not out:
         return np.zeros((0,)), np.zeros((0,))
-    return np.concatenate(preds), np.concatenate(labels)
+    return out["predictions"], out["labels"]
 
 
 def run() -> dict | str:
@@ -149,15 +159,31 @@ def run() -> dict | str:
         common_flags.require_file("eval_data_path", eval_path)
         _first_record(eval_path, seq, is_regression)
         model = model_fn()
-        common_flags.restore_model(model, FLAGS.predict_checkpoint_path)
+        checkpoint = common_flags.restore_model(model, FLAGS.predict_checkpoint_path)
+        from pybert._outputs import PartialResults, file_identity
+        from pybert.data.pipelines import expand_patterns
+
+        # A killed run continues after the batches it saved (--predict_progress_seconds).
+        partial = PartialResults(
+            os.path.join(FLAGS.model_dir, "test_results.partial"),
+            {"eval_data": [file_identity(p) for p in expand_patterns(eval_path)],
+             "checkpoint": common_flags.checkpoint_identity(checkpoint),
+             "max_seq_length": seq, "regression": is_regression,
+             "eval_batch_size": FLAGS.eval_batch_size},
+            FLAGS.predict_progress_seconds, "run_classifier")
+        done = partial.resume()
         ds = create_classifier_dataset(eval_path, seq, FLAGS.eval_batch_size, is_training=False,
                                        label_type=label_type)
-        preds, _ = _predict(model, ds, is_regression)
+        if done:
+            logger.info("continuing the prediction of %s after %d examples", eval_path, done)
+            ds = ds.skip(-(-done // FLAGS.eval_batch_size))  # parts end at batch boundaries
+        preds, _ = _predict(model, ds, is_regression, partial)
         out = os.path.join(FLAGS.model_dir, "test_results.tsv")
         with open(out + ".incomplete", "w", encoding="utf-8") as f:
             for row in preds[:, None] if preds.ndim == 1 else preds:
                 f.write("\t".join(str(float(p)) for p in row) + "\n")
         os.replace(out + ".incomplete", out)
+        partial.discard()
         logger.info("wrote %d predictions to %s", len(preds), out)
         return out
 

@@ -48,6 +48,7 @@ flags.DEFINE_integer("predict_batch_size", 8, "Prediction batch size.", lower_bo
 flags.DEFINE_integer("n_best_size", 20, "n-best predictions per question.", lower_bound=1)
 flags.DEFINE_integer("max_answer_length", 30, "Longest answer, in word pieces.", lower_bound=1)
 common_flags.define_common_bert_flags()
+common_flags.define_prediction_flags()
 
 logger = logging.getLogger("pybert.training")
 
@@ -76,14 +77,19 @@ def predict_files() -> list[str]:
     return files
 
 
-def predict(model, meta: dict, out_dir: str, predict_file: str,
+def predict(model, meta: dict, out_dir: str, predict_file: str, checkpoint: str,
             prefix: str = "") -> tuple[dict, dict]:
     """Featurizes predict_file, runs the model, writes out_dir/<prefix>predictions.json,
-    <prefix>nbest_predictions.json and (v2.0) <prefix>null_odds.json."""
+    <prefix>nbest_predictions.json and (v2.0) <prefix>null_odds.json.
+
+    The logits computed so far are kept in out_dir/<prefix>predict.partial (see
+    --predict_progress_seconds): a rerun of a killed run with the same file, checkpoint and
+    flags continues after them."""
     import numpy as np
     import tensorflow as tf
 
     from pybert import squad as squad_post
+    from pybert._outputs import PartialResults, file_identity
     from pybert.data import squad
     from pybert.tokenization import FullTokenizer
 
@@ -94,21 +100,40 @@ def predict(model, meta: dict, out_dir: str, predict_file: str,
     feats = squad.featurize(data, tok, int(meta["max_seq_length"]), int(meta["doc_stride"]),
                             int(meta["max_query_length"]), False)
     a = feats.arrays
+    n = len(a["input_ids"])
+    partial = PartialResults(
+        os.path.join(out_dir, f"{prefix}predict.partial"),
+        {"predict_file": file_identity(predict_file),
+         "checkpoint": common_flags.checkpoint_identity(checkpoint),
+         "vocab_file": file_identity(FLAGS.vocab_file), "do_lower_case": FLAGS.do_lower_case,
+         "features": n,
+         **{k: int(meta[k]) for k in ("max_seq_length", "doc_stride", "max_query_length")}},
+        FLAGS.predict_progress_seconds, "run_squad")
+    done = partial.resume()
+    if done:
+        logger.info("continuing the prediction of %s after %d of %d features", predict_file,
+                    done, n)
     ds = tf.data.Dataset.from_tensor_slices({
-        "input_word_ids": a["input_ids"], "input_mask": a["input_mask"],
-        "input_type_ids": a["segment_ids"]}).batch(FLAGS.predict_batch_size)
+        "input_word_ids": a["input_ids"][done:], "input_mask": a["input_mask"][done:],
+        "input_type_ids": a["segment_ids"][done:]}).batch(FLAGS.predict_batch_size)
 
     @tf.function
     def step(x):
         out = model(x, training=False)
         return out["start_logits"], out["end_logits"]
 
-    starts, ends = [], []
-    for x in ds:
-        s, e = step(x)
-        starts.append(s.numpy())
-        ends.append(e.numpy())
-    start, end = np.concatenate(starts), np.concatenate(ends)
+    try:
+        for x in ds:
+            s, e = step(x)
+            partial.add(start=s.numpy(), end=e.numpy())
+    except BaseException:
+        partial.save()  # what was computed is kept for a rerun (Ctrl-C, an error)
+        raise
+    logits = partial.arrays()
+    if not logits:  # no features
+        logits = {k: np.zeros((0, int(meta["max_seq_length"])), np.float32)
+                  for k in ("start", "end")}
+    start, end = logits["start"], logits["end"]
     logger.info("predicted %d features of %d questions", len(start), len(data))
     preds, nbest, null_odds = squad_post.write_predictions(
         feats.post, None, (a["unique_ids"], start, end), FLAGS.n_best_size,
@@ -117,6 +142,7 @@ def predict(model, meta: dict, out_dir: str, predict_file: str,
         os.path.join(out_dir, f"{prefix}nbest_predictions.json"),
         os.path.join(out_dir, f"{prefix}null_odds.json"), v2, FLAGS.null_score_diff_threshold,
         FLAGS.verbose_logging, num_threads=0)
+    partial.discard()
     return preds, null_odds
 
 
@@ -208,12 +234,15 @@ def run():
     if "predict" in mode or "eval" in mode:
         if model is None:
             model = model_fn()
-            common_flags.restore_model(model)
+            checkpoint = common_flags.restore_model(model)
+        else:
+            checkpoint = tf.train.latest_checkpoint(FLAGS.model_dir) or ""
         result["predictions"] = []
         for path in files:
             # several files: out/<name>-predictions.json for each (the seed's prefix)
             prefix = f"{os.path.splitext(os.path.basename(path))[0]}-" if len(files) > 1 else ""
-            preds, null_odds = predict(model, meta, FLAGS.model_dir, path, prefix)
+            preds, null_odds = predict(model, meta, FLAGS.model_dir, path, checkpoint,
+                                       prefix)
             result["predictions"].append(
                 os.path.join(FLAGS.model_dir, f"{prefix}predictions.json"))
         if "eval" in mode:
