@@ -77,7 +77,7 @@ class PartialResults:
     """Per-example result arrays of a prediction run, kept as they are computed so that a
     rerun of a killed run continues after them.
 
-    `directory` (for example <output>.incomplete) holds settings.json (what decides the
+    `directory` (for example model_dir/test_results.partial) holds settings.json (what decides the
     results: input and checkpoint identities, flags) and part-00000.npz, part-00001.npz, ...
     with the rows computed since the previous part. A part is written under a temporary name
     and renamed when complete, every `every_s` seconds (0: after every batch) and when the
@@ -97,40 +97,41 @@ class PartialResults:
         self._clock = time.monotonic
         self._last = self._clock()
 
-    def resume(self) -> int:
+    def resume(self, max_rows: int | None = None) -> int:
         """Loads the complete parts of an earlier run with the same settings and returns
-        their row count; otherwise removes what is there and returns 0."""
+        their row count; otherwise (or when they hold more than max_rows rows) removes what
+        is there and returns 0."""
         import numpy as np
 
         if self._load_settings() != self.settings:
-            if self.dir.exists():
-                print(f"{self.what}: {self.dir} is from other input, checkpoint or flags; "
-                      "starting over", file=sys.stderr)
-            self.discard()
-            self._start()
-            return 0
+            return self._start_over("is from other input, checkpoint or flags"
+                                    if self.dir.exists() else None)
         while (part := self.dir / f"part-{self.parts:05d}.npz").exists():
             try:
                 with np.load(part, allow_pickle=False) as z:
                     arrays = {k: z[k] for k in z.files}
             except (OSError, ValueError) as e:
-                print(f"{self.what}: {part} is not readable ({e}); starting over",
-                      file=sys.stderr)
-                self.discard()
-                self._start()
-                return 0
+                return self._start_over(f"has an unreadable part ({part.name}: {e})")
             n = {len(a) for a in arrays.values()}
             if len(n) != 1 or (self.done and set(arrays) != set(self.done)):
-                print(f"{self.what}: {part} does not fit the parts before it; starting over",
-                      file=sys.stderr)
-                self.discard()
-                self._start()
-                return 0
+                return self._start_over(f"has a part that does not fit ({part.name})")
             for k, a in arrays.items():
                 self.done.setdefault(k, []).append(a)
             self.rows += n.pop()
             self.parts += 1
+        if max_rows is not None and self.rows > max_rows:
+            return self._start_over(f"holds {self.rows} rows, more than the {max_rows} of "
+                                    "this run")
         return self.rows
+
+    def _start_over(self, reason: str | None) -> int:
+        if reason:
+            print(f"{self.what}: {self.dir} {reason}; starting over", file=sys.stderr)
+        self.done, self.rows, self.parts = {}, 0, 0
+        self.discard()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        replace_json(str(self.dir / "settings.json"), self.settings)
+        return 0
 
     def add(self, **batch) -> None:
         """Appends one batch of rows (equal lengths); saves a part when it is time."""
@@ -176,7 +177,3 @@ class PartialResults:
             return json.loads((self.dir / "settings.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
-
-    def _start(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        replace_json(str(self.dir / "settings.json"), self.settings)

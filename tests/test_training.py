@@ -55,6 +55,44 @@ def test_optimizer_excludes_layer_norm_and_bias_from_weight_decay():
     assert type(lamb).__name__ == "Lamb"
 
 
+def test_partial_results_continue_after_complete_parts(tmp_path, capsys):
+    from pybert._outputs import PartialResults
+
+    d = tmp_path / "x.partial"
+    rows = np.arange(40, dtype=np.float32).reshape(20, 2)
+    first = PartialResults(d, {"input": "a"}, 0, "t")
+    assert first.resume() == 0 and (d / "settings.json").exists()
+    for i in range(0, 12, 3):  # four parts of 3 rows
+        first.add(logits=rows[i:i + 3], ids=np.arange(i, i + 3))
+    assert sorted(p.name for p in d.iterdir()) == [
+        "part-00000.npz", "part-00001.npz", "part-00002.npz", "part-00003.npz", "settings.json"]
+
+    def run(settings, every_s=0, max_rows=None):
+        r = PartialResults(d, settings, every_s, "t")
+        done = r.resume(max_rows)
+        for i in range(done, 20, 3):
+            r.add(logits=rows[i:i + 3], ids=np.arange(i, min(i + 3, 20)))
+        out = r.arrays()
+        np.testing.assert_array_equal(out["logits"], rows)
+        np.testing.assert_array_equal(out["ids"], np.arange(20))
+        return done
+
+    (d / "part-00003.npz").unlink()  # killed while writing the fourth part
+    (d / "part-00003.npz.tmp").write_bytes(b"cut")
+    assert run({"input": "a"}, every_s=float("inf")) == 9  # kept in memory: no new parts
+    assert len(list(d.glob("part-*.npz"))) == 3
+    assert run({"input": "a"}, max_rows=8) == 0  # more rows than this run has
+    assert "holds 9 rows, more than the 8" in capsys.readouterr().err
+    assert run({"input": "b"}) == 0  # other settings
+    assert "is from other input, checkpoint or flags; starting over" in capsys.readouterr().err
+    assert run({"input": "b"}) == 20  # the previous run saved all its rows (7 parts)
+    (d / "part-00002.npz").write_bytes(b"not an npz")
+    assert run({"input": "b"}) == 0
+    assert "unreadable part (part-00002.npz" in capsys.readouterr().err
+    PartialResults(d, {}, 0, "t").discard()
+    assert not d.exists()
+
+
 @pytest.fixture(scope="module")
 def mrpc64(tmp_path_factory, data_dir, vocab_path):
     out = tmp_path_factory.mktemp("mrpc64")

@@ -109,7 +109,7 @@ def predict(model, meta: dict, out_dir: str, predict_file: str, checkpoint: str,
          "features": n,
          **{k: int(meta[k]) for k in ("max_seq_length", "doc_stride", "max_query_length")}},
         FLAGS.predict_progress_seconds, "run_squad")
-    done = partial.resume()
+    done = partial.resume(max_rows=n)
     if done:
         logger.info("continuing the prediction of %s after %d of %d features", predict_file,
                     done, n)
