@@ -53,8 +53,9 @@ def test_matches_huggingface(model_dir, batch):
     mask = batch["input_mask"][..., None].astype(bool)
     seq = np.asarray(out["sequence_output"])
     ref_seq = ref.last_hidden_state.numpy()
-    # padded positions are compared too: both models compute them the same way
-    np.testing.assert_allclose(seq, ref_seq, atol=1e-4, rtol=0)
+    # padded positions are compared too: both models compute them the same way (there
+    # float32 rounding reaches 1.8e-4 on values of ~3.4 with AVX-512 kernels: rtol too)
+    np.testing.assert_allclose(seq, ref_seq, atol=1e-4, rtol=1e-4)
     assert np.abs(np.where(mask, seq - ref_seq, 0)).max() <= 1e-4
     np.testing.assert_allclose(
         np.asarray(out["pooled_output"]), ref.pooler_output.numpy(), atol=1e-4, rtol=0
@@ -512,6 +513,33 @@ def test_seed_tf2_checkpoint_converts_to_the_seed_outputs(tmp_path, batch):
     np.testing.assert_allclose(
         np.asarray(out["pooled_output"]), want["pooled_output"], atol=1e-4, rtol=0
     )
+    # The training tools read the seed's checkpoint as is (--init_checkpoint, as the seed's
+    # README passes it), with the seed's bert_config.json ("gelu": the tanh form).
+    from pybert.checkpoints import checkpoint_format
+    from pybert.training.loop import restore_encoder
+
+    seed_prefix = prefix if Path(prefix + ".index").exists() else prefix + "-1"
+    assert checkpoint_format(seed_prefix) == "model_garden"
+    assert checkpoint_format(str(tmp_path / "converted" / "bert_model.ckpt")) == "pybert"
+    direct = BertEncoder(BertConfig.from_json_file(config_path))
+    direct.build()
+    restore_encoder(direct, seed_prefix)
+    out = direct(batch)
+    np.testing.assert_allclose(
+        np.asarray(out["sequence_output"]), want["sequence_output"], atol=1e-4, rtol=0
+    )
+    from pybert.modeling import BertClassifier
+
+    inside = BertClassifier(BertConfig.from_json_file(config_path), 2)  # as the tools build it
+    inside.build()
+    restore_encoder(inside.encoder, seed_prefix)
+    for a, b in zip(inside.encoder.weights, direct.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
+    small = BertEncoder(BertConfig.from_dict({**seed_config, "num_hidden_layers": 1}))
+    small.build()
+    with pytest.raises(ValueError, match=r"--init_checkpoint .* \(model_garden checkpoint\) "
+                                         r"does not fit[\s\S]*missing[\s\S]*unexpected"):
+        restore_encoder(small, seed_prefix)
 
 
 def test_pretraining_heads_match_huggingface_for_pretraining(tmp_path, batch):
@@ -573,6 +601,16 @@ def test_pretraining_heads_match_huggingface_for_pretraining(tmp_path, batch):
     np.testing.assert_array_equal(
         np.asarray(from_tf1(inputs)["masked_lm_logits"]), np.asarray(out["masked_lm_logits"])
     )
+    # --init_checkpoint takes a TF1 checkpoint as is too (its heads are not the encoder's)
+    from pybert.checkpoints import checkpoint_format
+    from pybert.training.loop import restore_encoder
+
+    assert checkpoint_format(prefix) == "tf1"
+    direct = BertEncoder(config)
+    direct.build()
+    restore_encoder(direct, prefix)
+    for a, b in zip(direct.weights, pretrainer.encoder.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
 
 
 @pytest.mark.parametrize("impl", ["reference", "fused"])

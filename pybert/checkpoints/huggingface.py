@@ -165,7 +165,7 @@ def load_huggingface_encoder(model_dir, config: BertConfig | None = None, **enco
 
 def assign_encoder_weights(encoder, weights: dict[str, np.ndarray]) -> None:
     """Assigns {pybert weight path: array}; every encoder variable must be given."""
-    variables = {_path_of(v): v for v in encoder.weights}
+    variables = {_path_of(v, encoder.name): v for v in encoder.weights}
     missing = sorted(set(variables) - set(weights))
     unexpected = sorted(set(weights) - set(variables))
     if missing or unexpected:
@@ -180,9 +180,13 @@ def assign_encoder_weights(encoder, weights: dict[str, np.ndarray]) -> None:
         var.assign(weights[name])
 
 
-def _path_of(variable) -> str:
+def _path_of(variable, encoder_name: str) -> str:
     # Keras 3 variable paths look like "bert_encoder/transformer_layer_0/attention/query/kernel"
-    return variable.path.split("/", 1)[1]
+    # ("bert_classifier/bert_encoder/..." inside a model): the part after the encoder's name
+    path = variable.path
+    head = encoder_name + "/"
+    return path[path.index(head) + len(head):] if path.startswith(head) or (
+        "/" + head) in path else path.split("/", 1)[1]
 
 
 # What save_encoder_checkpoint writes in its directory (which it replaces as a whole).

@@ -21,7 +21,7 @@ _SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 def _names(config: BertConfig, root: str):
     """(checkpoint key, pybert weight path, target shape) for every encoder weight."""
     d, inter, L = config.hidden_size, config.intermediate_size, config.num_hidden_layers
-    w = lambda k, rest: f"{root}/layer_with_weights-{k}/{rest}{_SUFFIX}"  # noqa: E731
+    w = lambda k, rest: f"{root}layer_with_weights-{k}/{rest}{_SUFFIX}"  # noqa: E731
     names = [
         (w(0, "embeddings"), "embeddings/word_embeddings", (config.vocab_size, d)),
         (w(1, "embeddings"), "embeddings/position_embeddings", (config.max_position_embeddings, d)),
@@ -65,6 +65,14 @@ def _names(config: BertConfig, root: str):
     return names
 
 
+def encoder_roots(keys) -> list[str]:
+    """The prefixes ("encoder/", "model/", "" for a SavedModel of the encoder, ...) under
+    which checkpoint `keys` hold a Model Garden encoder (its word embeddings)."""
+    marker = "layer_with_weights-0/embeddings/"
+    return sorted({k[: k.index(marker)] for k in keys if marker in k
+                   and (k.index(marker) == 0 or k[k.index(marker) - 1] == "/")})
+
+
 def encoder_weights_from_model_garden(checkpoint: str, config: BertConfig) -> dict[str, np.ndarray]:
     """Reads a seed TF2 encoder checkpoint (prefix, e.g. .../bert_model.ckpt)."""
     import tensorflow as tf
@@ -74,25 +82,21 @@ def encoder_weights_from_model_garden(checkpoint: str, config: BertConfig) -> di
     except (tf.errors.NotFoundError, ValueError) as e:
         raise FileNotFoundError(f"cannot read TF2 checkpoint {checkpoint}: {e}") from None
     shapes = reader.get_variable_to_shape_map()
-    roots = sorted(
-        {
-            k.split("/layer_with_weights-0/")[0]
-            for k in shapes
-            if "/layer_with_weights-0/embeddings" in k
-        }
-    )
+    roots = encoder_roots(shapes)
     if len(roots) != 1:
         raise CheckpointMismatchError(
             f"{checkpoint}: expected one Model Garden encoder (a key like "
             f"'encoder/layer_with_weights-0/embeddings'), found roots {roots}"
         )
-    expected = _names(config, roots[0])
+    root = roots[0]
+    expected = _names(config, root)
     missing = [key for key, _, _ in expected if key not in shapes]
     used = {key for key, _, _ in expected}
     unexpected = sorted(
         k
         for k in shapes
-        if k.startswith(roots[0] + "/") and k not in used and "OPTIMIZER_SLOT" not in k
+        if k.startswith(root) and k[len(root):].startswith("layer_with_weights-")
+        and k not in used and "OPTIMIZER_SLOT" not in k
     )
     out, wrong = {}, []
     for key, ours, shape in expected:

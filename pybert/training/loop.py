@@ -279,7 +279,9 @@ def seed_generators(model) -> list:
 
 
 def restore_encoder(encoder, init_checkpoint: str, source: str = "--init_checkpoint") -> None:
-    """Loads a pybert encoder checkpoint (tf.train.Checkpoint(encoder=...)) into `encoder`.
+    """Loads an encoder checkpoint into `encoder`: pybert's (tf.train.Checkpoint(encoder=...)),
+    the seed's TF2 checkpoints (Model Garden BertEncoder under any root: what the seed's
+    --init_checkpoint takes) and google-research TF1 checkpoints, told apart by their keys.
 
     A checkpoint whose variables do not fit the config (shapes, layer count) is an
     error naming the checkpoint and `source` (the flag that gave it).
@@ -293,12 +295,31 @@ def restore_encoder(encoder, init_checkpoint: str, source: str = "--init_checkpo
         if not found:
             raise FileNotFoundError(f"{source} {init_checkpoint}: no checkpoint inside")
         init_checkpoint = found
+    from pybert.checkpoints import checkpoint_format
+
+    fmt = checkpoint_format(init_checkpoint)
+    if fmt != "pybert":  # the seed's TF2 or a google-research TF1 checkpoint, read as is
+        from pybert.checkpoints.huggingface import assign_encoder_weights
+
+        if fmt == "tf1":
+            from pybert.checkpoints import encoder_weights_from_tf1 as read
+        else:
+            from pybert.checkpoints import encoder_weights_from_model_garden as read
+        try:
+            assign_encoder_weights(encoder, read(init_checkpoint, encoder.config))
+        except ValueError as e:
+            raise ValueError(f"{source} {init_checkpoint} ({fmt} checkpoint) does not fit the "
+                             f"model built from bert_config: {e}") from None
+        logger.info("%s %s: read as a %s checkpoint", source, init_checkpoint, fmt)
+        return
     try:
         status = tf.train.Checkpoint(encoder=encoder).read(init_checkpoint)
         status.assert_existing_objects_matched()
     except (AssertionError, ValueError) as e:
         raise ValueError(f"{source} {init_checkpoint} does not fit the model built from "
-                         f"bert_config: {str(e)[:500]}") from None
+                         f"bert_config: {str(e)[:500]} (pybert reads its own encoder "
+                         "checkpoints, the seed's TF2 ones and TF1 ones; for other kinds see "
+                         "pybert-convert-checkpoint)") from None
     status.expect_partial()
 
 
