@@ -384,6 +384,27 @@ def test_squad_tfrecords_and_bad_input(data_dir, tmp_path, uncased, caplog):
     bad_path.write_text('{"data": [', encoding="utf-8")
     with pytest.raises(DataError, match=r"mismatch\.json:1: invalid JSON"):
         squad.read_squad(str(bad_path), False)
+    bad_path.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    with pytest.raises(DataError, match=r"mismatch\.json: JSON nested too deeply"):
+        squad.read_squad(str(bad_path), False)
+    # Wrong types name where they are; so does a question id seen twice when predicting
+    # (predictions are keyed by id: one of the two would be lost).
+    good = {"context": "a b c", "qas": [{"id": "q1", "question": "x?", "answers": [
+        {"text": "b", "answer_start": 2}]}]}
+    for paragraphs, is_training, message in [
+            (None, False, r"data\[0\]: 'paragraphs' must be a list, got NoneType"),
+            ([{**good, "qas": {"id": "q"}}], False, r"paragraphs\[0\]: 'qas' must be a list"),
+            ([{**good, "qas": [{**good["qas"][0], "answers": 5}]}], True,
+             r"qas\[0\] \(id q1\): 'answers' must be a list, got int"),
+            ([{**good, "qas": [{**good["qas"][0], "id": [1]}]}], False,
+             r"qas\[0\]: 'id' must be a string, got \[1\]"),
+            ([good, good], False, r"paragraphs\[1\]\.qas\[0\]: question id 'q1' again \(first "
+                                  r"at .*paragraphs\[0\]\.qas\[0\]\)")]:
+        bad_path.write_text(json.dumps({"data": [{"paragraphs": paragraphs}]}), encoding="utf-8")
+        with pytest.raises(DataError, match=message):
+            squad.read_squad(str(bad_path), is_training)
+    bad_path.write_text(json.dumps({"data": [{"paragraphs": [good, good]}]}), encoding="utf-8")
+    assert len(squad.read_squad(str(bad_path), True).qas_ids) == 2  # training: no matter
     # max_query_length is a cap, not a reservation (as in the seed): 64-token features
     # with the default cap of 64 are fine while every question leaves room for the passage...
     data = squad.read_squad(path, False)

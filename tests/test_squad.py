@@ -7,6 +7,7 @@ logits, probabilities (1e-6) and null odds.
 """
 
 import collections
+import copy
 import json
 import logging
 from pathlib import Path
@@ -204,6 +205,48 @@ def test_write_predictions_files(tmp_path, seed_squad, squad_v2):
                                 version_2_with_negative=True)
     assert {p: Path(p).read_bytes() for p in paths} == before
     assert not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("v2", [False, True])
+def test_context_without_words_matches_seed(tmp_path, seed_squad, vocab_path, v2):
+    """A paragraph whose context is empty or blank has no features; its questions get the
+    seed's v1.1 fallback prediction ("empty"). In v2.0 the seed raises IndexError there;
+    pybert predicts "" (no answer) with null odds 1e6, and the other questions as the seed."""
+    from pybert.data import squad as squad_data
+
+    path = tmp_path / "blank.json"
+    path.write_text(json.dumps({"data": [{"paragraphs": [
+        {"context": " \t ", "qas": [{"id": "blank", "question": "what is it?", "answers": []}]},
+        {"context": "Paris is the capital of France.",
+         "qas": [{"id": "paris", "question": "where is paris?", "answers": []}]},
+        {"context": "", "qas": [{"id": "empty", "question": "who?", "answers": []}]}]}]}))
+    vocab = vocab_path("uncased")
+    examples, features = featurize(seed_squad, path, vocab, v2, 10, max_seq_length=64)
+    assert len(examples) == 3 and len(features) == 1
+    ours = squad_data.featurize(squad_data.read_squad(str(path), False, v2),
+                                pybert.FullTokenizer(vocab), 64, 128, 64, False)
+    assert len(ours) == 1
+    np.testing.assert_array_equal(ours.arrays["input_ids"][0], features[0].input_ids)
+    rng = np.random.default_rng(4)
+    s, e = rng.normal(0, 3, (1, 64)).astype(np.float32), rng.normal(0, 3, (1, 64)).astype(
+        np.float32)
+    results = [RawResult(features[0].unique_id, s[0].tolist(), e[0].tolist())]
+    mine = squad.postprocess_output(ours.post, None, (ours.arrays["unique_ids"], s, e), 20, 30,
+                                    True, v2)
+    if not v2:
+        theirs = seed_squad.postprocess_output(examples, features, results, 20, 30, True)
+        assert_same(mine, theirs)
+        assert theirs[0]["blank"] == theirs[0]["empty"] == "empty"
+        return
+    with pytest.raises(IndexError):
+        seed_squad.postprocess_output(examples, features, results, 20, 30, True, True)
+    alone = copy.copy(features[0])
+    alone.example_index = 0  # the "paris" question on its own
+    theirs = seed_squad.postprocess_output(examples[1:2], [alone], results, 20, 30, True, True)
+    assert mine[0] == {"blank": "", "paris": theirs[0]["paris"], "empty": ""}
+    assert mine[2]["blank"] == mine[2]["empty"] == 1e6
+    assert mine[2]["paris"] == pytest.approx(theirs[2]["paris"], rel=1e-12)
+    assert mine[1]["paris"] == [dict(x) for x in theirs[1]["paris"]]
 
 
 def test_verbose_logging(caplog, seed_squad):

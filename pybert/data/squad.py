@@ -84,6 +84,13 @@ def _get(obj, key, where):
     return obj[key]
 
 
+def _list(obj, key, where) -> list:
+    value = _get(obj, key, where)
+    if not isinstance(value, list):
+        raise DataError(f"{where}: {key!r} must be a list, got {type(value).__name__}")
+    return value
+
+
 def read_squad(path: str, is_training: bool, version_2_with_negative: bool = False) -> SquadData:
     with _no_gc():
         return _read_squad(path, is_training, version_2_with_negative)
@@ -108,13 +115,16 @@ def _read_squad(path: str, is_training: bool, version_2_with_negative: bool) -> 
         raise DataError(f"{path}:{line}: invalid UTF-8 at byte {e.start}: {e.reason}") from None
     except json.JSONDecodeError as e:
         raise DataError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from None
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deeply to be SQuAD data") from None
     articles = _get(data, "data", path)
     if not isinstance(articles, list):
         raise DataError(f"{path}: 'data' must be a list of articles")
     out = SquadData(path, [], [], [], [], np.zeros(0, np.int64))
     ex_par, starts_w, ends_w, impossible = [], [], [], []
+    seen: dict = {}  # question id -> where (predictions are keyed by id)
     for a, article in enumerate(articles):
-        for p, paragraph in enumerate(_get(article, "paragraphs", f"{path}: data[{a}]")):
+        for p, paragraph in enumerate(_list(article, "paragraphs", f"{path}: data[{a}]")):
             where_p = f"{path}: data[{a}].paragraphs[{p}]"
             context = _get(paragraph, "context", where_p)
             if not isinstance(context, str):
@@ -124,9 +134,16 @@ def _read_squad(path: str, is_training: bool, version_2_with_negative: bool) -> 
             par_index = len(out.paragraph_words)
             out.paragraph_words.append(words)
             out.context_bytes.append(context.encode("utf-8", "surrogatepass"))
-            for q, qa in enumerate(_get(paragraph, "qas", where_p)):
+            for q, qa in enumerate(_list(paragraph, "qas", where_p)):
                 where_q = f"{where_p}.qas[{q}]"
                 qas_id = _get(qa, "id", where_q)
+                if not isinstance(qas_id, (str, int)) or isinstance(qas_id, bool):
+                    raise DataError(f"{where_q}: 'id' must be a string, got {qas_id!r}")
+                if not is_training:
+                    if qas_id in seen:
+                        raise DataError(f"{where_q}: question id {qas_id!r} again (first at "
+                                        f"{seen[qas_id]}); predictions are keyed by id")
+                    seen[qas_id] = where_q
                 question = _get(qa, "question", f"{where_q} (id {qas_id})")
                 if not isinstance(question, str):
                     raise DataError(f"{where_q} (id {qas_id}): 'question' must be a string")
@@ -135,7 +152,7 @@ def _read_squad(path: str, is_training: bool, version_2_with_negative: bool) -> 
                         else False
                     if version_2_with_negative and "is_impossible" not in qa:
                         raise DataError(f"{where_q} (id {qas_id}): missing field 'is_impossible'")
-                    answers = _get(qa, "answers", f"{where_q} (id {qas_id})")
+                    answers = _list(qa, "answers", f"{where_q} (id {qas_id})")
                     if len(answers) != 1 and not is_imp:
                         raise DataError(
                             f"{where_q} (id {qas_id}): for training each question needs exactly "
@@ -216,6 +233,8 @@ def _max_context(spans: list[tuple[int, int]], n_tokens: int) -> list[np.ndarray
     The score of a token in a span is min(left context, right context) + 0.01 * span length;
     the first span with the highest score wins (argmax returns the first maximum).
     """
+    if not spans:  # a context without words: no features (as the seed)
+        return []
     pos = np.arange(n_tokens, dtype=np.float64)
     scores = np.full((len(spans), n_tokens), -np.inf)
     for k, (s, length) in enumerate(spans):
