@@ -452,6 +452,24 @@ def test_squad_evaluate_tool(tmp_path, data_dir):
                          capture_output=True, text=True)
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
     assert f"the value for '{qas[2]['id']}' is null, not a number" in bad.stderr
+    # Data that is not SQuAD, a directory, an --out_file that cannot be written: one line.
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"data": [{"paragraphs": [{"qas": [{"question": "q"}]}]}]}))
+    out_file = tmp_path / "metrics.json"
+    for args, message in [
+            ([str(broken), str(pred_file)], f"{broken} is not SQuAD data"),
+            ([str(tmp_path), str(pred_file)], f"data file {tmp_path}: cannot read it"),
+            ([data_arg, str(pred_file), "-o", str(tmp_path)],
+             f"--out_file {tmp_path}: cannot write it")]:
+        bad = subprocess.run(tool + args, capture_output=True, text=True)
+        assert bad.returncode == 1 and "Traceback" not in bad.stderr, bad.stderr
+        assert message in bad.stderr and not bad.stdout
+    odds.write_text(json.dumps({k: 0.0 for k in preds}))
+    ok = subprocess.run(tool + [data_arg, str(pred_file), "-n", str(odds),
+                                "-t", "0.5", "-o", str(out_file)],
+                        capture_output=True, text=True, check=True)
+    assert json.loads(out_file.read_text()) == json.loads(ok.stdout)
+    assert not list(tmp_path.glob("*.tmp"))
 
 
 def test_get_final_text_random_spans_match_seed(seed_squad, squad_v1, data_dir):

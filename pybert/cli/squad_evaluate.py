@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from pybert.squad.evaluate import evaluate_v1, evaluate_v2
@@ -22,6 +23,12 @@ def _load_json(path: str, what: str):
             return json.load(f)
     except FileNotFoundError:
         raise SystemExit(f"pybert-squad-evaluate: error: {what} not found: {path}") from None
+    except OSError as e:  # a directory, no permission
+        raise SystemExit(f"pybert-squad-evaluate: error: {what} {path}: cannot read it "
+                         f"({e.strerror or e})") from None
+    except RecursionError:
+        raise SystemExit(f"pybert-squad-evaluate: error: {what} {path}: JSON nested too "
+                         "deeply") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise SystemExit(
             f"pybert-squad-evaluate: error: {what} {path} is not valid JSON: {e}"
@@ -43,12 +50,13 @@ def main(argv=None):
     parser.add_argument(
         "--na_prob_file",
         "--na-prob-file",
+        "-n",
         default=None,
         help="v2.0: {question id: no-answer score} (null_odds.json)",
     )
-    parser.add_argument("--na_prob_thresh", "--na-prob-thresh", type=float, default=1.0)
+    parser.add_argument("--na_prob_thresh", "--na-prob-thresh", "-t", type=float, default=1.0)
     parser.add_argument(
-        "--out_file", "--out-file", default=None, help="also write the metrics here"
+        "--out_file", "--out-file", "-o", default=None, help="also write the metrics here"
     )
     args = parser.parse_args(argv)
     dataset = _load_json(args.data_file, "data file")
@@ -74,11 +82,23 @@ def main(argv=None):
             result = evaluate_v2(dataset, predictions, na_probs, args.na_prob_thresh)
     except ValueError as e:
         raise SystemExit(f"pybert-squad-evaluate: error: {e}") from None
+    except (KeyError, TypeError, AttributeError, IndexError) as e:  # the data's structure
+        raise SystemExit(f"pybert-squad-evaluate: error: {args.data_file} is not SQuAD data "
+                         f"(data / paragraphs / qas / id / answers / text): "
+                         f"{type(e).__name__}: {e}") from None
     text = json.dumps(result, indent=2)
+    if args.out_file:  # complete under a temporary name, then renamed
+        tmp = args.out_file + ".tmp"
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text + "\n")
+            os.replace(tmp, args.out_file)
+        except OSError as e:
+            if os.path.isfile(tmp):
+                os.remove(tmp)
+            raise SystemExit(f"pybert-squad-evaluate: error: --out_file {args.out_file}: "
+                             f"cannot write it ({e.strerror or e})") from None
     print(text)
-    if args.out_file:
-        with open(args.out_file, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
     return 0
 
 
