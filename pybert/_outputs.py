@@ -55,6 +55,20 @@ def replace_dir(tmp, output_dir, own: tuple[str, ...], what: str) -> None:
     os.replace(tmp, output_dir)
 
 
+def check_output_file(path, flag: str, inputs: dict | None = None) -> None:
+    """Raises ValueError when the output file `path` (given by `flag`) is a directory or is
+    one of the input files ({input flag: [paths]}): checked before any work is done."""
+    if os.path.isdir(path):
+        raise ValueError(f"{flag} {path}: is a directory; give a file path")
+    for in_flag, paths in (inputs or {}).items():
+        for p in paths:
+            same = (os.path.samefile(p, path) if os.path.exists(p) and os.path.exists(path)
+                    else os.path.abspath(p) == os.path.abspath(path))
+            if same:
+                raise ValueError(f"{flag} {path} is also {in_flag}: the output would replace "
+                                 "its input; give another path")
+
+
 def file_identity(path) -> list:
     """[absolute path, size, mtime_ns] of a file, to tell whether it changed since a
     progress record named it ([absolute path] when it cannot be read: reported where the

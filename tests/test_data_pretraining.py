@@ -203,6 +203,18 @@ def test_cli_and_bad_input(tmp_path, data_dir, vocab_path):
     proc = _cli(f"--input_file={tmp_path / 'missing*.txt'}", f"--output_file={tmp_path / 'x'}",
                 f"--vocab_file={vocab}")
     assert proc.returncode == 1 and "matches no files" in proc.stderr
+    # Outputs that are directories or inputs, and non-finite float flags: refused at start.
+    before = bad.read_bytes()
+    for args, message in [
+            ([f"--output_file={tmp_path}"], f"--output_file {tmp_path}: is a directory"),
+            ([f"--output_file={tmp_path / 'o.tfrecord'},{bad}"],
+             f"--output_file {bad} is also --input_file"),
+            ([f"--output_file={tmp_path / 'o.tfrecord'}", "--masked_lm_prob=nan"],
+             "flag --masked_lm_prob=nan: not a finite number")]:
+        proc = _cli(f"--input_file={bad}", f"--vocab_file={vocab}", *args)
+        assert proc.returncode == 1 and message in proc.stderr, proc.stderr[-2000:]
+        assert "Traceback" not in proc.stderr
+    assert bad.read_bytes() == before and not list(tmp_path.glob("o.tfrecord*"))
     empty = tmp_path / "empty.txt"
     empty.write_text("\n  \n\n", encoding="utf-8")
     with pytest.raises(DataError, match="no documents with tokens"):

@@ -210,6 +210,14 @@ def test_predict_jsonl_and_api(classifier, data_dir, tmp_path):
     assert "none of its 2 rows could be predicted" in proc.stderr
     assert len(dst.read_text().splitlines()) == 12
     assert not (tmp_path / "out.jsonl.incomplete").exists()
+    # An output that would replace the input, or a directory: refused before any work.
+    before = src.read_bytes()
+    for target, message in [(src, f"--output_file {src} is also --input_file"),
+                            (tmp_path, f"--output_file {tmp_path}: is a directory")]:
+        proc = run_tool("predict", f"--input_file={src}", *args[:-2], f"--output_file={target}",
+                        "--output_format=jsonl", check=False)
+        assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert src.read_bytes() == before
 
 
 def test_bad_model_dir_errors(classifier, tmp_path):

@@ -415,3 +415,41 @@ def test_documented_differences_from_hf_tokenizers(vocab_path):
     assert ours != ["[UNK]"] and theirs == ["[UNK]"]
     ours, theirs = both("a\ue000b")  # private use (Co) characters: kept by the original
     assert ours != theirs
+
+
+def test_tokenize_tool_writes_one_row_per_line(tmp_path, vocab_path):
+    """pybert-tokenize --output_file: one row per input line (blank lines empty), ids as the
+    API gives them; bad input and an output on the input are one-line errors."""
+    import tempfile
+
+    src = tmp_path / "in.txt"
+    src.write_text("Hello world!\n\nunaffable jumps\n", encoding="utf-8")
+    out = tmp_path / "ids.npz"
+    vocab = str(vocab_path("uncased"))
+    tool = [sys.executable, "-m", "pybert.cli.tokenize", f"--vocab_file={vocab}"]
+
+    def run(*args):
+        return subprocess.run([*tool, *args], capture_output=True, text=True,
+                              cwd=tempfile.gettempdir())
+
+    proc = run(f"--input_file={src}", f"--output_file={out}", "--num_threads=1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "tokenized 3 lines" in proc.stdout
+    with np.load(out) as z:
+        splits, flat = z["row_splits"], z["flat_ids"]
+    tok = pybert.Tokenizer(vocab)
+    rows = [tok.convert_tokens_to_ids(tok.tokenize(t))
+            for t in ("Hello world!", "", "unaffable jumps")]
+    assert splits.tolist() == [0, *np.cumsum([len(r) for r in rows]).tolist()]
+    assert flat.tolist() == [i for r in rows for i in r]
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"fine\nnot \xff fine\n")
+    before = src.read_bytes()
+    for args, message in [([f"--input_file={bad}"], f"{bad}:2: not valid UTF-8"),
+                          ([f"--input_file={src}", f"--output_file={src}"],
+                           f"--output_file {src} is also --input_file"),
+                          ([f"--input_file={src}", "--min_mb=nan"], "--min_mb=nan")]:
+        proc = run(*args)
+        assert proc.returncode == 1 and message in proc.stderr, proc.stderr[-2000:]
+        assert "Traceback" not in proc.stderr
+    assert src.read_bytes() == before and not list(tmp_path.glob("*.tmp*"))

@@ -11,6 +11,7 @@ traceback.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import sys
 import time
@@ -57,12 +58,26 @@ def user_error(e: BaseException) -> str | None:
     return None
 
 
+# Float flags for which infinity means something ("never", "always"); NaN never does.
+_INFINITE_OK = ("null_score_diff_threshold", "predict_progress_seconds")
+
+
+def _check_float_flags() -> None:
+    """absl's bounds let NaN through (and infinity without an upper bound)."""
+    for name in flags.FLAGS:
+        flag = flags.FLAGS[name]
+        if flag.present and isinstance(flag.value, float) and not math.isfinite(flag.value):
+            if math.isnan(flag.value) or name not in _INFINITE_OK:
+                raise ValueError(f"flag --{name}={flag.value}: not a finite number")
+
+
 def run_tool(name: str, run: Callable, report: Callable = lambda result, seconds: print(result),
              argv=None) -> None:
     def _main(_):
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
         start = time.perf_counter()
         try:
+            _check_float_flags()
             result = run()
         except Exception as e:
             message = user_error(e)

@@ -285,6 +285,9 @@ def run() -> dict:
 
     if not FLAGS.output_file:
         raise ValueError("--output_file is required")
+    from pybert._outputs import check_output_file
+
+    check_output_file(FLAGS.output_file, "--output_file", {"--input_file": [FLAGS.input_file]})
     out_fmt = FLAGS.output_format
     if out_fmt == "auto":
         out_fmt = _format(FLAGS.output_file, "output_file", {".tsv": "tsv", ".jsonl": "jsonl"})

@@ -3,7 +3,8 @@
 With no flags it runs on embedded defaults (the bundled BERT uncased vocab and
 BERT's sample pre-training text, repeated to --min_mb megabytes), which is
 the README's first command. With --output_file it writes the ids as a NumPy
-.npz (flat_ids, row_splits), one row per input line.
+.npz (flat_ids, row_splits), one row per input line (blank lines give empty
+rows; the input is not repeated).
 
   pybert-tokenize --input_file=corpus.txt --vocab_file=vocab.txt --num_threads=2
 """
@@ -27,8 +28,10 @@ flags.DEFINE_string(
 flags.DEFINE_string("vocab_file", None, "WordPiece vocab (default: bundled BERT uncased vocab).")
 flags.DEFINE_bool("do_lower_case", True, "Lower-case and strip accents (uncased models).")
 flags.DEFINE_integer("num_threads", 0, "Threads (0 = all cores).", lower_bound=0)
-flags.DEFINE_float("min_mb", 8.0, "Repeat the input until it has at least this many MB.")
-flags.DEFINE_string("output_file", None, "Optional .npz output (flat_ids, row_splits).")
+flags.DEFINE_float("min_mb", 8.0, "Without --output_file: repeat the input until it has at "
+                   "least this many MB (a throughput run).", lower_bound=0.0, upper_bound=1e5)
+flags.DEFINE_string("output_file", None, "Optional .npz output (flat_ids, row_splits), one row "
+                    "per input line.")
 
 
 def run(
@@ -39,13 +42,23 @@ def run(
     min_mb: float,
     output_file: str | None,
 ) -> dict:
-    with open(input_file, encoding="utf-8") as f:
-        lines = f.read().splitlines()
-    lines = [line for line in lines if line.strip()]
-    if not lines:
+    from pybert._outputs import check_output_file
+
+    if output_file:
+        check_output_file(output_file, "--output_file", {"--input_file": [input_file]})
+    with open(input_file, "rb") as f:
+        raw = f.read()
+    try:
+        lines = raw.decode("utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise ValueError(f"{input_file}:{line}: not valid UTF-8 (byte {e.start})") from None
+    if not output_file:  # a throughput run: the non-empty lines, repeated to --min_mb
+        lines = [line for line in lines if line.strip()]
+    if not any(line.strip() for line in lines):
         raise ValueError(f"{input_file}: no non-empty lines to tokenize")
     size = sum(len(line.encode("utf-8")) for line in lines)
-    repeat = max(1, int(np.ceil(min_mb * 1e6 / size)))
+    repeat = 1 if output_file else max(1, int(np.ceil(min_mb * 1e6 / size)))
     texts = lines * repeat
     tokenizer = Tokenizer(vocab_file, do_lower_case=do_lower_case)
     threads = num_threads or os.cpu_count() or 1
@@ -56,8 +69,12 @@ def run(
     seconds = time.perf_counter() - start
     if output_file:
         tmp = output_file + ".tmp.npz"
-        np.savez(tmp, flat_ids=batch.flat_ids, row_splits=batch.row_splits)
-        os.replace(tmp, output_file)
+        try:
+            np.savez(tmp, flat_ids=batch.flat_ids, row_splits=batch.row_splits)
+            os.replace(tmp, output_file)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
     return {
         "lines": len(texts),
         "mb": size * repeat / 1e6,
