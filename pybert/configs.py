@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass
 
@@ -124,8 +125,9 @@ class BertConfig:
                 fail(name, f"must be in [0, 1), got {value}")
         for name in ("initializer_range", "layer_norm_eps"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                fail(name, f"must be a positive number, got {value!r}")
+            if (isinstance(value, bool) or not isinstance(value, (int, float))
+                    or not 0 < value < math.inf):
+                fail(name, f"must be a positive finite number, got {value!r}")
         if self.hidden_act not in ACTIVATIONS:
             fail("hidden_act", f"unknown activation {self.hidden_act!r}; one of {ACTIVATIONS}")
 

@@ -174,8 +174,12 @@ def test_glue_bad_input_names_file_and_line(tmp_path, uncased):
     stsb = classification.get_task("STS-B")
     row = "\t".join(["x"] * 7 + ["a", "b", "high"])
     _write(tmp_path / "f" / "train.tsv", "h\n" + row + "\n")
-    with pytest.raises(DataError, match=r"f/train\.tsv:2: label 'high' is not a number"):
+    with pytest.raises(DataError, match=r"f/train\.tsv:2: label 'high' is not a finite number"):
         classification.read_examples(stsb, str(tmp_path / "f"), "train")
+    for label in ("nan", "-inf"):  # float() reads them; a TFRecord of them trains nothing
+        _write(tmp_path / "f" / "train.tsv", "h\n" + row.replace("high", label) + "\n")
+        with pytest.raises(DataError, match=rf"train\.tsv:2: label '{label}' is not a finite"):
+            classification.read_examples(stsb, str(tmp_path / "f"), "train")
 
 
 def test_staged_outputs_replace_all_or_none(tmp_path, data_dir, uncased):

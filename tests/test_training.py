@@ -234,6 +234,21 @@ def test_errors_before_the_first_step(mrpc64, tmp_path):
                   for a in args], check=False)
     assert proc.returncode == 1
     assert f"max_seq_length=64 exceeds max_position_embeddings=32 of {short}" in proc.stderr
+    # Ids beyond the config's vocabulary (data made with another vocab): one line naming it.
+    small = tmp_path / "small_vocab_config.json"
+    small.write_text(json.dumps({**TINY, "vocab_size": 100}))
+    proc = _run(*[a if not a.startswith("--bert_config_file") else f"--bert_config_file={small}"
+                  for a in args], check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "is outside an embedding table of 100 rows" in proc.stderr
+    # Meta data that is not an object, or with a count that is not an integer.
+    for bad in ("5", json.dumps({**meta, "max_seq_length": "abc"})):
+        bad_meta.write_text(bad)
+        proc = _run(*[a if not a.startswith("--input_meta_data_path") else
+                      f"--input_meta_data_path={bad_meta}" for a in args], check=False)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr
+        assert (f"{bad_meta}: not meta data" if bad == "5" else
+                f"{bad_meta}: 'max_seq_length' is 'abc', not a positive integer") in proc.stderr
     # Out-of-range flags: absl's one-line error, before anything runs.
     proc = _run(*args, "--train_batch_size=0", check=False)
     assert proc.returncode == 1 and "flag --train_batch_size=0" in proc.stderr

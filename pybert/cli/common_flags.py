@@ -129,10 +129,22 @@ def read_meta_data(path: str) -> dict:
         raise FileNotFoundError(f"--input_meta_data_path {path}: file not found")
     try:
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
+            meta = json.load(f)
     except json.JSONDecodeError as e:
         raise ValueError(f"--input_meta_data_path {path}:{e.lineno}: invalid JSON: {e.msg}") \
             from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"--input_meta_data_path {path}: not meta data (a JSON object), got "
+                         f"{type(meta).__name__}")
+    for key in ("max_seq_length", "num_labels", "train_data_size", "eval_data_size",
+                "doc_stride", "max_query_length", "max_predictions_per_seq"):
+        value = meta.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < (0 if key.endswith("_size") else 1)):
+            raise ValueError(f"--input_meta_data_path {path}: {key!r} is {value!r}, not a "
+                             f"{'non-negative' if key.endswith('_size') else 'positive'} "
+                             "integer")
+    return meta
 
 
 def check_sequence_length(seq_length: int, config, source: str | None = None) -> None:

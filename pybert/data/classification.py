@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -255,10 +256,12 @@ def _read_source(spec: TaskSpec, data_dir: str, src: Source, set_type: str, stat
                 try:
                     label = float(label)
                 except ValueError:
+                    label = math.nan
+                if not math.isfinite(label):
                     raise DataError(
-                        f"{path}:{line}: label {raw!r} is not a number ({spec.name} is a "
+                        f"{path}:{line}: label {raw!r} is not a finite number ({spec.name} is a "
                         f"regression task)"
-                    ) from None
+                    )
             elif label not in label_set:
                 raise DataError(
                     f"{path}:{line}: label {raw!r} is not one of {list(spec.labels)} "
