@@ -35,6 +35,10 @@ from pybert import _C
 VocabError = _C.VocabError
 EncodeError = _C.EncodeError
 
+# Padded rows are allocated at max_seq_length: a typo like 10**9 must be an error, not an
+# out-of-memory kill. BERT-family models stop far below this.
+MAX_SEQ_LENGTH = 1 << 16
+
 _TRUNCATIONS = ("longest_first", "only_first", "only_second")
 MAX_THREADS = 4096  # the C++ side takes an int; more threads than this is a mistake
 
@@ -153,10 +157,15 @@ class Tokenizer:
         split_on_punc: bool = True,
     ):
         data = _read_vocab_bytes(vocab_file)
-        if not isinstance(max_input_chars_per_word, int) or max_input_chars_per_word <= 0:
+        if (isinstance(max_input_chars_per_word, bool)
+                or not isinstance(max_input_chars_per_word, int)
+                or not 0 < max_input_chars_per_word < 2**31):
             raise ValueError(
-                f"max_input_chars_per_word must be a positive int, got {max_input_chars_per_word!r}"
+                f"max_input_chars_per_word must be a positive int below 2**31, got "
+                f"{max_input_chars_per_word!r}"
             )
+        if not isinstance(unk_token, str) or not unk_token:
+            raise ValueError(f"unk_token must be a non-empty str, got {unk_token!r}")
         self.vocab_file = str(vocab_file)
         self.do_lower_case = bool(do_lower_case)
         self.max_input_chars_per_word = max_input_chars_per_word
@@ -272,10 +281,10 @@ class Tokenizer:
             raise ValueError(f"truncation must be one of {_TRUNCATIONS}, got {truncation!r}")
         if max_seq_length is not None and (
             not isinstance(max_seq_length, (int, np.integer))
-            or not 0 < max_seq_length < 2**31
+            or not 0 < max_seq_length <= MAX_SEQ_LENGTH
         ):
             raise ValueError(
-                f"max_seq_length must be a positive int below 2**31 or None, got "
+                f"max_seq_length must be an int in [1, {MAX_SEQ_LENGTH}] or None, got "
                 f"{max_seq_length!r}"
             )
         if not num_threads:

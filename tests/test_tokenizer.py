@@ -366,15 +366,22 @@ def test_argument_errors(vocab_path):
             tok.convert_ids_to_tokens([bad])
     with pytest.raises(ValueError, match="truncation must be one of"):
         tok.encode("a", truncation="nope")
-    with pytest.raises(ValueError, match="max_seq_length must be a positive int"):
+    with pytest.raises(ValueError, match=r"max_seq_length must be an int in \[1, 65536\]"):
         tok.encode("a", max_seq_length=0)
     with pytest.raises(ValueError, match="leaves no room"):
         tok.encode("a", "b", max_seq_length=4)
     with pytest.raises(ValueError, match="num_threads"):
         tok.encode_batch(["a"], num_threads=-2)
     # beyond the C++ int: the argument named (not pybind11's "incompatible function arguments")
-    with pytest.raises(ValueError, match="max_seq_length must be a positive int below 2\\*\\*31"):
+    with pytest.raises(ValueError, match=r"max_seq_length must be an int in \[1, 65536\]"):
         tok.encode_batch(["a"], max_seq_length=2**31)
+    # padded rows are allocated at max_seq_length: a typo is an error, not an OOM kill
+    with pytest.raises(ValueError, match=r"max_seq_length must be an int in \[1, 65536\]"):
+        tok.encode("a", max_seq_length=2**31 - 1)
+    for kwargs, message in [({"unk_token": None}, "unk_token must be a non-empty str, got None"),
+                            ({"max_input_chars_per_word": 2**40}, "below 2\\*\\*31")]:
+        with pytest.raises(ValueError, match=message):
+            pybert.Tokenizer(vocab_path("uncased"), **kwargs)
     with pytest.raises(ValueError, match=r"num_threads must be in \[0, 4096\]"):
         tok.encode_batch(["a"], num_threads=2**40)
     with pytest.raises(ValueError, match="text_pairs has 1 items but texts has 2"):

@@ -27,6 +27,7 @@ import os
 from absl import flags
 
 from pybert.cli._runner import run_tool
+from pybert.tokenization import MAX_SEQ_LENGTH
 
 FLAGS = flags.FLAGS
 
@@ -56,7 +57,7 @@ flags.DEFINE_string("test_data_output_path", None,
 flags.DEFINE_string("meta_data_file_path", None, "Output meta data JSON.")
 flags.DEFINE_bool("do_lower_case", True, "Lower-case the input (uncased models).")
 flags.DEFINE_integer("max_seq_length", 128, "Maximum sequence length after WordPiece.",
-                     lower_bound=3)
+                     lower_bound=3, upper_bound=MAX_SEQ_LENGTH)
 flags.DEFINE_string("sp_model_file", "", "Not supported here (SentencePiece).")
 flags.DEFINE_enum("tokenization", "WordPiece", ["WordPiece", "SentencePiece"],
                   "Only WordPiece is supported.")

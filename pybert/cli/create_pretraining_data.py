@@ -32,6 +32,7 @@ from absl import flags
 
 from pybert.cli._runner import run_tool
 from pybert.resources import resource_path
+from pybert.tokenization import MAX_SEQ_LENGTH
 
 FLAGS = flags.FLAGS
 
@@ -47,7 +48,7 @@ flags.DEFINE_bool("gzip_compress", False, "Write GZIP-compressed TFRecords.")
 flags.DEFINE_bool("use_v2_feature_names", False,
                   "Feature names input_word_ids/input_type_ids instead of input_ids/segment_ids.")
 flags.DEFINE_integer("max_seq_length", 128, "Maximum sequence length.",
-                     lower_bound=3)
+                     lower_bound=3, upper_bound=MAX_SEQ_LENGTH)
 flags.DEFINE_integer("max_predictions_per_seq", 20, "Maximum masked LM predictions per sequence.",
                      lower_bound=0)
 flags.DEFINE_integer("random_seed", 12345, "Random seed for data generation.")
