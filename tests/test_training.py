@@ -178,6 +178,8 @@ def test_sigkill_and_restart_equals_uninterrupted_run(mrpc64, tmp_path):
     rows = (straight / "test_results.tsv").read_text().splitlines()
     probs = np.array([[float(v) for v in r.split("\t")] for r in rows])
     assert probs.shape == (408, 2) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+    # the seed's text: str() of float32 values ("0.49122414", not "0.49122413992881775")
+    assert all(v == str(np.float32(v)) for r in rows for v in r.split("\t"))
     # A killed predict run continues after the batches it saved (one part per batch here).
     partial = straight / "test_results.partial"
     pargs = _args(mrpc64, straight, "--mode=predict", "--eval_batch_size=3",
@@ -326,6 +328,19 @@ def test_hub_module_url_initializes_the_encoder(mrpc64, tmp_path):
                 check=False)
     assert proc.returncode == 1
     assert "--hub_module_url" in proc.stderr and "does not fit the model" in proc.stderr
+
+
+def test_help_and_the_seed_short_flag_names():
+    """--help lists the tool's flags and the shared ones; the seed's short names (-md, -ds,
+    ...) work, and --distribution_strategy ignores case as the seed's does."""
+    proc = run_tool("run_classifier", "--help", check=False)
+    for flag in ("--mode", "--model_dir", "--distribution_strategy", "--init_checkpoint",
+                 "--predict_progress_seconds"):
+        assert flag in proc.stdout, flag
+    proc = run_tool("run_classifier", "-ds=One_Device", "-md=/nonexistent/m", "-dt=bf16",
+                    "-ng=0", check=False)
+    assert proc.returncode == 1 and "Flags parsing error" not in proc.stderr
+    assert "--input_meta_data_path is required" in proc.stderr
 
 
 def test_seed_flags_freeze_export_and_refuse(mrpc64, tmp_path):

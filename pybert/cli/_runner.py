@@ -76,6 +76,16 @@ def _check_float_flags() -> None:
                 raise ValueError(f"flag --{name}={flag.value}: not a finite number")
 
 
+def _flags_for_help() -> None:
+    """--help lists the key flags of the main module (sys.argv[0]: a console script): make
+    the flags that pybert's tool modules define (common_flags too) its key flags."""
+    values = flags.FLAGS
+    for module, defined in values.flags_by_module_dict().items():
+        if module.startswith("pybert.cli.") and module != sys.argv[0]:
+            for flag in defined:
+                values.register_key_flag_for_module(sys.argv[0], flag)
+
+
 def run_tool(name: str, run: Callable, report: Callable = lambda result, seconds: print(result),
              argv=None) -> None:
     def _main(_):
@@ -92,4 +102,5 @@ def run_tool(name: str, run: Callable, report: Callable = lambda result, seconds
             sys.exit(1)
         report(result, time.perf_counter() - start)
 
+    _flags_for_help()
     app.run(_main, argv=argv or sys.argv)

@@ -35,14 +35,17 @@ def define_common_bert_flags() -> None:
                         "pybert-convert-checkpoint --saved_model_dir, or "
                         "pybert.export.export_encoder_savedmodel) whose weights initialize the "
                         "encoder, instead of --init_checkpoint. Nothing is downloaded.")
-    flags.DEFINE_string("model_dir", None, "Checkpoints, summaries and results go here.")
+    flags.DEFINE_string("model_dir", None, "Checkpoints, summaries and results go here.",
+                        short_name="md")
     flags.DEFINE_enum("distribution_strategy", "mirrored",
                       ["off", "one_device", "mirrored", "multi_worker_mirrored", "tpu"],
-                      "tf.distribute strategy.")
-    flags.DEFINE_integer("num_gpus", 0, "GPUs to use (one_device, mirrored).", lower_bound=0)
-    flags.DEFINE_enum("dtype", "fp32", ["fp32", "fp16", "bf16"], "Compute dtype.")
+                      "tf.distribute strategy.", short_name="ds", case_sensitive=False)
+    flags.DEFINE_integer("num_gpus", 0, "GPUs to use (one_device, mirrored).", lower_bound=0,
+                         short_name="ng")
+    flags.DEFINE_enum("dtype", "fp32", ["fp32", "fp16", "bf16"], "Compute dtype.", short_name="dt")
     flags.DEFINE_string("loss_scale", None,
-                        "fp16 loss scaling: 'dynamic' (default) or an initial scale.")
+                        "fp16 loss scaling: 'dynamic' (default) or an initial scale.",
+                        short_name="ls")
     flags.DEFINE_bool("enable_xla", False, "XLA-compile the training step (jit_compile).")
     flags.DEFINE_bool("trim_padding", True,
                       "run_classifier / run_pretraining: run each batch at its longest real "
@@ -75,12 +78,13 @@ def define_common_bert_flags() -> None:
                          "--worker_hosts.")
     flags.DEFINE_enum("all_reduce_alg", None, ["nccl", "hierarchical_copy", "ring"],
                       "Gradient all-reduce: mirrored takes nccl or hierarchical_copy, "
-                      "multi_worker_mirrored ring or nccl (default: TensorFlow's choice).")
+                      "multi_worker_mirrored ring or nccl (default: TensorFlow's choice).",
+                      short_name="ara")
     flags.DEFINE_enum("tf_gpu_thread_mode", None, ["global", "gpu_private", "gpu_shared"],
-                      "TF_GPU_THREAD_MODE: threads that launch GPU kernels.")
+                      "TF_GPU_THREAD_MODE: threads that launch GPU kernels.", short_name="gt_mode")
     flags.DEFINE_integer("per_gpu_thread_count", 0,
                          "TF_GPU_THREAD_COUNT with --tf_gpu_thread_mode (0: 2 per GPU).",
-                         lower_bound=0)
+                         lower_bound=0, short_name="pgtc")
     flags.DEFINE_integer("datasets_num_private_threads", None,
                          "A private thread pool of this size for the training input pipeline.",
                          lower_bound=1)

@@ -181,7 +181,7 @@ def run() -> dict | str:
         out = os.path.join(FLAGS.model_dir, "test_results.tsv")
         with open(out + ".incomplete", "w", encoding="utf-8") as f:
             for row in preds[:, None] if preds.ndim == 1 else preds:
-                f.write("\t".join(str(float(p)) for p in row) + "\n")
+                f.write("\t".join(str(np.float32(p)) for p in row) + "\n")  # as the seed
         os.replace(out + ".incomplete", out)
         partial.discard()
         logger.info("wrote %d predictions to %s", len(preds), out)
