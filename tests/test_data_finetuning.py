@@ -182,6 +182,16 @@ def test_glue_bad_input_names_file_and_line(tmp_path, uncased):
             classification.read_examples(stsb, str(tmp_path / "f"), "train")
 
 
+def test_per_language_test_path_is_checked_first(tmp_path, uncased):
+    spec = classification.get_task("XTREME-PAWS-X")
+    for bad in ("test_{}_{x}.tfr", "test_{}_{}.tfr", "test.tfr"):
+        with pytest.raises(ValueError, match=r"test_data_output_path .*'\{\}'"):
+            classification.generate_tf_record_from_data_file(
+                spec, str(tmp_path / "no_data"), uncased, str(tmp_path / "train.tfr"),
+                test_data_output_path=str(tmp_path / bad))
+    assert not list(tmp_path.iterdir())
+
+
 def test_staged_outputs_replace_all_or_none(tmp_path, data_dir, uncased):
     from pybert.data import records
 

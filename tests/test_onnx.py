@@ -56,6 +56,32 @@ def classifier(minilm_dir, tmp_path_factory):
     return model, root / "onnx"
 
 
+def test_unfused_export_is_a_one_line_error_or_asked_for(minilm_dir, tmp_path):
+    """A one-layer model that ONNX Runtime's optimizer does not fuse as a BERT graph: the
+    tool refuses it in one line and leaves nothing behind; --norequire_fusions exports it
+    (validated against Keras all the same)."""
+    from pybert.configs import BertConfig
+
+    config = BertConfig.from_dict({"vocab_size": 30522, "hidden_size": 16,
+                                   "num_hidden_layers": 1, "num_attention_heads": 2,
+                                   "intermediate_size": 32, "max_position_embeddings": 64})
+    model = BertClassifier(config, 2, name="bert_classifier")
+    model.build()
+    ckpt = tf.train.Checkpoint(model=model).write(str(tmp_path / "ckpt" / "ctl_step-1"))
+    config.to_json_file(tmp_path / "bert_config.json")
+    args = [f"--bert_config_file={tmp_path / 'bert_config.json'}", f"--checkpoint={ckpt}",
+            "--task=classifier", "--num_labels=2", "--max_seq_length=32",
+            f"--vocab_file={minilm_dir / 'vocab.txt'}", f"--output_dir={tmp_path / 'onnx'}"]
+    proc = run_tool("export_onnx", *args, check=False)
+    if proc.returncode == 0:
+        pytest.skip("ONNX Runtime's optimizer fused this small graph too")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "did not fuse" in proc.stderr and "--norequire_fusions" in proc.stderr
+    assert not (tmp_path / "onnx").exists() and not (tmp_path / "onnx.tmp").exists()
+    run_tool("export_onnx", *args, "--norequire_fusions")
+    assert read_metadata(tmp_path / "onnx")["validation"]["fp32"]["max_abs_diff"] <= 1e-4
+
+
 def test_export_is_fused_and_equals_keras(classifier, data_dir, minilm_dir):
     model, out = classifier
     meta = read_metadata(out)

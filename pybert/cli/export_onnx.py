@@ -54,6 +54,9 @@ flags.DEFINE_string("output_dir", None, "Where the ONNX model directory is writt
 flags.DEFINE_bool("int8", False, "Also write a dynamically quantized int8 model (CPU).")
 flags.DEFINE_bool("fp16", False, "Also write a float16 model (GPU).")
 flags.DEFINE_integer("opset", 17, "ONNX opset (>= 17).", lower_bound=17)
+flags.DEFINE_bool("require_fusions", True,
+                  "Refuse a graph that ONNX Runtime's optimizer did not fuse as a BERT graph "
+                  "(attention, LayerNorms, GELU); false exports it unfused, slower.")
 
 
 def _task_and_labels(meta: dict) -> tuple[str, list[str] | None, int | None]:
@@ -148,7 +151,8 @@ def run() -> dict:
         }
     result = export_onnx(model, task, FLAGS.output_dir, FLAGS.vocab_file, FLAGS.do_lower_case,
                          seq, labels=labels, int8=FLAGS.int8, fp16=FLAGS.fp16,
-                         opset=FLAGS.opset, source=source, extra_metadata=extra)
+                         opset=FLAGS.opset, require_fusions=FLAGS.require_fusions,
+                         source=source, extra_metadata=extra)
     return result.metadata
 
 

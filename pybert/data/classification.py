@@ -405,6 +405,13 @@ def generate_tf_record_from_data_file(
             f"test_data_output_path must contain '{{}}' for {spec.name} (one file per language), "
             f"got {test_data_output_path!r}"
         )
+    if spec.test_by_language and test_data_output_path:
+        try:  # checked before any file is written
+            test_data_output_path.format("en")
+        except (KeyError, IndexError, ValueError) as e:
+            raise ValueError(
+                f"test_data_output_path {test_data_output_path!r}: one '{{}}' for the language "
+                f"and no other braces ({type(e).__name__}: {e})") from None
 
     def convert(examples, path, split):
         if not examples:

@@ -54,7 +54,7 @@ FP32_TOLERANCE = 1e-4
 CLS_TASKS = ("classifier", "regression")
 
 
-class OnnxExportError(RuntimeError):
+class OnnxExportError(ValueError):
     """The exported model failed its checks (numerics or fusions)."""
 
 
@@ -516,69 +516,75 @@ def export_onnx(
 
     output_dir = Path(output_dir)
     tmp = fresh_tmp_dir(output_dir, ONNX_EXPORT_FILES, "pybert ONNX export")
+    try:  # a failed export leaves nothing behind
 
-    inputs = validation_inputs(tokenizer, max_seq_length)
-    reference = reference_outputs(model, task, inputs)
-    with tempfile.TemporaryDirectory() as work:
-        raw = Path(work) / "raw.onnx"
-        convert(export_function(model, task, cls_only), raw, opset)
-        stats = optimize(raw, tmp / "model.onnx", config)
-    logger.info("fused operators: %s", stats)
-    targets = fusion_targets(config, cls_only)
-    missing = _fusions_missing(stats, targets)
-    if missing and require_fusions:
-        raise OnnxExportError("ONNX Runtime's optimizer did not fuse what a BERT graph should "
-                              f"have: {', '.join(missing)} (fused: {stats})")
+        inputs = validation_inputs(tokenizer, max_seq_length)
+        reference = reference_outputs(model, task, inputs)
+        with tempfile.TemporaryDirectory() as work:
+            raw = Path(work) / "raw.onnx"
+            convert(export_function(model, task, cls_only), raw, opset)
+            stats = optimize(raw, tmp / "model.onnx", config)
+        logger.info("fused operators: %s", stats)
+        targets = fusion_targets(config, cls_only)
+        missing = _fusions_missing(stats, targets)
+        if missing and require_fusions:
+            raise OnnxExportError("ONNX Runtime's optimizer did not fuse what a BERT graph should "
+                                  f"have: {', '.join(missing)} (fused: {stats}); "
+                                  "--norequire_fusions exports the unfused (slower) graph")
 
-    mask = inputs["input_mask"]
-    validation = {"inputs": {"rows": int(mask.shape[0]), "seq": int(mask.shape[1]),
-                             "padding_share": float(1.0 - mask.mean())}}
-    validation["fp32"] = compare(reference, run_onnx(session(tmp / "model.onnx"), inputs), mask,
-                                 task)
-    if validation["fp32"]["max_abs_diff"] > FP32_TOLERANCE:
-        raise OnnxExportError(
-            f"fp32 ONNX model differs from TensorFlow by {validation['fp32']['max_abs_diff']:.3g} "
-            f"(> {FP32_TOLERANCE}) on the validation inputs")
-    models = {"fp32": "model.onnx"}
-    if int8:
-        quantize_int8(tmp / "model.onnx", tmp / "model_int8.onnx")
-        models["int8"] = "model_int8.onnx"
-        validation["int8"] = compare(
-            reference, run_onnx(session(tmp / "model_int8.onnx"), inputs), mask, task)
-    if fp16:
-        convert_fp16(tmp / "model.onnx", tmp / "model_fp16.onnx")
-        models["fp16"] = "model_fp16.onnx"
-        try:
-            validation["fp16"] = compare(
-                reference, run_onnx(session(tmp / "model_fp16.onnx"), inputs), mask, task)
-        except Exception as e:  # noqa: BLE001 - ORT's CPU provider lacks some fp16 kernels
-            validation["fp16"] = {"not_validated": f"CPU provider cannot run it: {e}"[:300]}
-    shutil.copyfile(vocab_file, tmp / "vocab.txt")
-    metadata = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "task": task,
-        "labels": labels if task == "classifier" else None,
-        "do_lower_case": bool(do_lower_case),
-        "max_seq_length": int(max_seq_length),
-        "vocab_file": "vocab.txt",
-        "vocab_size": int(tokenizer.vocab_size),
-        "inputs": list(INPUT_NAMES),
-        "outputs": list(_output_names(task)),
-        "models": models,
-        "opset": opset,
-        "bert_config": config.to_dict(),
-        "fusions": stats,
-        "fusion_targets": targets,
-        "cls_only_last_layer": bool(cls_only),
-        "validation": validation,
-        "source": source,
-        **(extra_metadata or {}),
-    }
-    with open(tmp / METADATA_FILE, "w", encoding="utf-8") as f:
-        json.dump(metadata, f, indent=2)
-        f.write("\n")
-    replace_dir(tmp, output_dir, ONNX_EXPORT_FILES, "pybert ONNX export")
+        mask = inputs["input_mask"]
+        validation = {"inputs": {"rows": int(mask.shape[0]), "seq": int(mask.shape[1]),
+                                 "padding_share": float(1.0 - mask.mean())}}
+        validation["fp32"] = compare(reference, run_onnx(session(tmp / "model.onnx"), inputs), mask,
+                                     task)
+        if validation["fp32"]["max_abs_diff"] > FP32_TOLERANCE:
+            raise OnnxExportError(
+                f"fp32 ONNX model differs from TensorFlow by "
+                f"{validation['fp32']['max_abs_diff']:.3g} (> {FP32_TOLERANCE}) on the "
+                "validation inputs")
+        models = {"fp32": "model.onnx"}
+        if int8:
+            quantize_int8(tmp / "model.onnx", tmp / "model_int8.onnx")
+            models["int8"] = "model_int8.onnx"
+            validation["int8"] = compare(
+                reference, run_onnx(session(tmp / "model_int8.onnx"), inputs), mask, task)
+        if fp16:
+            convert_fp16(tmp / "model.onnx", tmp / "model_fp16.onnx")
+            models["fp16"] = "model_fp16.onnx"
+            try:
+                validation["fp16"] = compare(
+                    reference, run_onnx(session(tmp / "model_fp16.onnx"), inputs), mask, task)
+            except Exception as e:  # noqa: BLE001 - ORT's CPU provider lacks some fp16 kernels
+                validation["fp16"] = {"not_validated": f"CPU provider cannot run it: {e}"[:300]}
+        shutil.copyfile(vocab_file, tmp / "vocab.txt")
+        metadata = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "task": task,
+            "labels": labels if task == "classifier" else None,
+            "do_lower_case": bool(do_lower_case),
+            "max_seq_length": int(max_seq_length),
+            "vocab_file": "vocab.txt",
+            "vocab_size": int(tokenizer.vocab_size),
+            "inputs": list(INPUT_NAMES),
+            "outputs": list(_output_names(task)),
+            "models": models,
+            "opset": opset,
+            "bert_config": config.to_dict(),
+            "fusions": stats,
+            "fusion_targets": targets,
+            "cls_only_last_layer": bool(cls_only),
+            "validation": validation,
+            "source": source,
+            **(extra_metadata or {}),
+        }
+        with open(tmp / METADATA_FILE, "w", encoding="utf-8") as f:
+            json.dump(metadata, f, indent=2)
+            f.write("\n")
+        replace_dir(tmp, output_dir, ONNX_EXPORT_FILES, "pybert ONNX export")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return ExportResult(str(output_dir), metadata)
 
 
