@@ -122,10 +122,11 @@ class PartialResults:
                                     if self.dir.exists() else None)
         while (part := self.dir / f"part-{self.parts:05d}.npz").exists():
             try:
-                with np.load(part, allow_pickle=False) as z:
+                with open(part, "rb") as f, np.load(f, allow_pickle=False) as z:
                     arrays = {k: z[k] for k in z.files}
-            except (OSError, ValueError) as e:
-                return self._start_over(f"has an unreadable part ({part.name}: {e})")
+            except Exception as e:  # noqa: BLE001 - cut or corrupt zip, empty file, ...
+                return self._start_over(f"has an unreadable part ({part.name}: "
+                                        f"{type(e).__name__}: {e})")
             n = {len(a) for a in arrays.values()}
             if len(n) != 1 or (self.done and set(arrays) != set(self.done)):
                 return self._start_over(f"has a part that does not fit ({part.name})")

@@ -411,7 +411,10 @@ def test_squad_tfrecords_and_bad_input(data_dir, tmp_path, uncased, caplog):
             ([{**good, "qas": [{**good["qas"][0], "answers": 5}]}], True,
              r"qas\[0\] \(id q1\): 'answers' must be a list, got int"),
             ([{**good, "qas": [{**good["qas"][0], "id": [1]}]}], False,
-             r"qas\[0\]: 'id' must be a string, got \[1\]"),
+             r"qas\[0\]: 'id' must be a string \(or integer\), got \[1\]"),
+            ([good, {**good, "qas": [{**good["qas"][0], "id": 1}]},
+              {**good, "qas": [{**good["qas"][0], "id": "1"}]}], False,
+             r"paragraphs\[2\]\.qas\[0\]: question id '1' again"),
             ([good, good], False, r"paragraphs\[1\]\.qas\[0\]: question id 'q1' again \(first "
                                   r"at .*paragraphs\[0\]\.qas\[0\]\)")]:
         bad_path.write_text(json.dumps({"data": [{"paragraphs": paragraphs}]}), encoding="utf-8")

@@ -430,7 +430,8 @@ def test_tokenize_tool_writes_one_row_per_line(tmp_path, vocab_path):
     import tempfile
 
     src = tmp_path / "in.txt"
-    src.write_text("Hello world!\n\nunaffable jumps\n", encoding="utf-8")
+    # lines end at \n only (a form feed or U+2028 inside a line does not split it)
+    src.write_bytes("Hello world!\r\n\nunaffable\x0c jumps\u2028\n".encode())
     out = tmp_path / "ids.npz"
     vocab = str(vocab_path("uncased"))
     tool = [sys.executable, "-m", "pybert.cli.tokenize", f"--vocab_file={vocab}"]
@@ -446,7 +447,7 @@ def test_tokenize_tool_writes_one_row_per_line(tmp_path, vocab_path):
         splits, flat = z["row_splits"], z["flat_ids"]
     tok = pybert.Tokenizer(vocab)
     rows = [tok.convert_tokens_to_ids(tok.tokenize(t))
-            for t in ("Hello world!", "", "unaffable jumps")]
+            for t in ("Hello world!", "", "unaffable\x0c jumps\u2028")]
     assert splits.tolist() == [0, *np.cumsum([len(r) for r in rows]).tolist()]
     assert flat.tolist() == [i for r in rows for i in r]
     bad = tmp_path / "bad.txt"

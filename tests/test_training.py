@@ -89,6 +89,10 @@ def test_partial_results_continue_after_complete_parts(tmp_path, capsys):
     (d / "part-00002.npz").write_bytes(b"not an npz")
     assert run({"input": "b"}) == 0
     assert "unreadable part (part-00002.npz" in capsys.readouterr().err
+    for cut in (b"", (d / "part-00001.npz").read_bytes()[:-30]):  # empty, a zip cut short
+        (d / "part-00001.npz").write_bytes(cut)
+        assert run({"input": "b"}) == 0
+        assert "unreadable part (part-00001.npz" in capsys.readouterr().err
     PartialResults(d, {}, 0, "t").discard()
     assert not d.exists()
 

@@ -185,8 +185,11 @@ def _path_of(variable, encoder_name: str) -> str:
     # ("bert_classifier/bert_encoder/..." inside a model): the part after the encoder's name
     path = variable.path
     head = encoder_name + "/"
-    return path[path.index(head) + len(head):] if path.startswith(head) or (
-        "/" + head) in path else path.split("/", 1)[1]
+    if path.startswith(head):
+        return path[len(head):]
+    if "/" + head in path:
+        return path[path.index("/" + head) + 1 + len(head):]
+    return path.split("/", 1)[1]
 
 
 # What save_encoder_checkpoint writes in its directory (which it replaces as a whole).

@@ -56,7 +56,8 @@ def user_error(e: BaseException) -> str | None:
                           tf.errors.AlreadyExistsError)):
             return _tf_message(e)
         found = re.search(r"indices\[[^\]]*\] = (-?\d+) is not in \[0, (\d+)\)", e.message)
-        if isinstance(e, tf.errors.InvalidArgumentError) and found:
+        if (isinstance(e, tf.errors.InvalidArgumentError) and found
+                and "embedding" in e.message.lower()):
             return (f"an input id {found[1]} is outside an embedding table of {found[2]} rows: "
                     "the input data does not fit the model (vocab_size or type_vocab_size of "
                     f"--bert_config_file, or another vocabulary){_inputs()}")

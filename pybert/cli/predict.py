@@ -269,6 +269,11 @@ def run() -> dict:
     if fmt == "auto":
         fmt = _format(FLAGS.input_file, "input_file",
                       {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "squad"})
+    if FLAGS.output_file and fmt != "squad":  # before the model is loaded
+        from pybert._outputs import check_output_file
+
+        check_output_file(FLAGS.output_file, "--output_file",
+                          {"--input_file": [FLAGS.input_file]})
     predictor = _predictor()
     start = time.perf_counter()
     if fmt == "squad" or predictor.task == "span":
@@ -285,9 +290,6 @@ def run() -> dict:
 
     if not FLAGS.output_file:
         raise ValueError("--output_file is required")
-    from pybert._outputs import check_output_file
-
-    check_output_file(FLAGS.output_file, "--output_file", {"--input_file": [FLAGS.input_file]})
     out_fmt = FLAGS.output_format
     if out_fmt == "auto":
         out_fmt = _format(FLAGS.output_file, "output_file", {".tsv": "tsv", ".jsonl": "jsonl"})

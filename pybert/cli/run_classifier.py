@@ -168,6 +168,7 @@ def run() -> dict | str:
             os.path.join(FLAGS.model_dir, "test_results.partial"),
             {"eval_data": [file_identity(p) for p in expand_patterns(eval_path)],
              "checkpoint": common_flags.checkpoint_identity(checkpoint),
+             "bert_config_file": file_identity(FLAGS.bert_config_file), "dtype": FLAGS.dtype,
              "max_seq_length": seq, "regression": is_regression,
              "eval_batch_size": FLAGS.eval_batch_size},
             FLAGS.predict_progress_seconds, "run_classifier")
@@ -178,6 +179,7 @@ def run() -> dict | str:
             logger.info("continuing the prediction of %s after %d examples", eval_path, done)
             ds = ds.skip(-(-done // FLAGS.eval_batch_size))  # parts end at batch boundaries
         preds, _ = _predict(model, ds, is_regression, partial)
+        partial.save()  # the rows of this run too, should writing the output fail
         out = os.path.join(FLAGS.model_dir, "test_results.tsv")
         with open(out + ".incomplete", "w", encoding="utf-8") as f:
             for row in preds[:, None] if preds.ndim == 1 else preds:

@@ -106,6 +106,7 @@ def predict(model, meta: dict, out_dir: str, predict_file: str, checkpoint: str,
         {"predict_file": file_identity(predict_file),
          "checkpoint": common_flags.checkpoint_identity(checkpoint),
          "vocab_file": file_identity(FLAGS.vocab_file), "do_lower_case": FLAGS.do_lower_case,
+         "bert_config_file": file_identity(FLAGS.bert_config_file), "dtype": FLAGS.dtype,
          "features": n,
          **{k: int(meta[k]) for k in ("max_seq_length", "doc_stride", "max_query_length")}},
         FLAGS.predict_progress_seconds, "run_squad")
@@ -135,6 +136,7 @@ def predict(model, meta: dict, out_dir: str, predict_file: str, checkpoint: str,
                   for k in ("start", "end")}
     start, end = logits["start"], logits["end"]
     logger.info("predicted %d features of %d questions", len(start), len(data))
+    partial.save()  # the rows of this run too, should writing the outputs fail
     preds, nbest, null_odds = squad_post.write_predictions(
         feats.post, None, (a["unique_ids"], start, end), FLAGS.n_best_size,
         FLAGS.max_answer_length, FLAGS.do_lower_case,

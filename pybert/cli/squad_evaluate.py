@@ -59,6 +59,8 @@ def main(argv=None):
         "--out_file", "--out-file", "-o", default=None, help="also write the metrics here"
     )
     args = parser.parse_args(argv)
+    if args.na_prob_thresh != args.na_prob_thresh:  # NaN: every comparison would be false
+        raise SystemExit("pybert-squad-evaluate: error: --na_prob_thresh=nan: not a number")
     dataset = _load_json(args.data_file, "data file")
     predictions = _load_json(args.pred_file, "prediction file")
     if not isinstance(dataset, dict) or "data" not in dataset:

@@ -49,7 +49,11 @@ def run(
     with open(input_file, "rb") as f:
         raw = f.read()
     try:
-        lines = raw.decode("utf-8").splitlines()
+        # lines end at "\n" only (str.splitlines also splits at form feeds, U+2028, ...)
+        lines = raw.decode("utf-8").split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        lines = [line[:-1] if line.endswith("\r") else line for line in lines]
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
         raise ValueError(f"{input_file}:{line}: not valid UTF-8 (byte {e.start})") from None

@@ -138,12 +138,13 @@ def _read_squad(path: str, is_training: bool, version_2_with_negative: bool) -> 
                 where_q = f"{where_p}.qas[{q}]"
                 qas_id = _get(qa, "id", where_q)
                 if not isinstance(qas_id, (str, int)) or isinstance(qas_id, bool):
-                    raise DataError(f"{where_q}: 'id' must be a string, got {qas_id!r}")
-                if not is_training:
-                    if qas_id in seen:
+                    raise DataError(f"{where_q}: 'id' must be a string (or integer), got "
+                                    f"{qas_id!r}")
+                if not is_training:  # keys of predictions.json: 1 and "1" are one key
+                    if str(qas_id) in seen:
                         raise DataError(f"{where_q}: question id {qas_id!r} again (first at "
-                                        f"{seen[qas_id]}); predictions are keyed by id")
-                    seen[qas_id] = where_q
+                                        f"{seen[str(qas_id)]}); predictions are keyed by id")
+                    seen[str(qas_id)] = where_q
                 question = _get(qa, "question", f"{where_q} (id {qas_id})")
                 if not isinstance(question, str):
                     raise DataError(f"{where_q} (id {qas_id}): 'question' must be a string")
