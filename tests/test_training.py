@@ -247,6 +247,13 @@ def test_errors_before_the_first_step(mrpc64, tmp_path):
                   for a in args], check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert "is outside an embedding table of 100 rows" in proc.stderr
+    # Meta data that claims more training records than the file holds (stale meta data).
+    bad_meta.write_text(json.dumps({**meta, "train_data_size": 10**6}))
+    proc = _run(*[a if not a.startswith("--input_meta_data_path") else
+                  f"--input_meta_data_path={bad_meta}" for a in args], check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert (f"train_data_size 1000000, but --train_data_path {mrpc64 / 'train.tfr'} holds "
+            f"{meta['train_data_size']} records") in proc.stderr
     # Meta data that is not an object, or with a count that is not an integer.
     for bad in ("5", json.dumps({**meta, "max_seq_length": "abc"})):
         bad_meta.write_text(bad)

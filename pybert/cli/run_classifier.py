@@ -59,18 +59,27 @@ def _first_record(path: str, seq_length: int, float_label: bool):
                                     f"max_seq_length={seq_length}, {task}")
 
 
-def _check_labels(path: str, seq_length: int, num_labels: int) -> None:
+def _scan_train(path: str, seq_length: int, num_labels: int, is_regression: bool) -> int:
+    """Reads the training records once: classification labels must be in [0, num_labels).
+    Returns how many records there are."""
     import numpy as np
+    import tensorflow as tf
 
     from pybert.data.pipelines import create_classifier_dataset
 
-    ds = create_classifier_dataset(path, seq_length, 1024, is_training=False)
+    ds = create_classifier_dataset(path, seq_length, 1024, is_training=False,
+                                   label_type=tf.float32 if is_regression else tf.int64)
+    count = 0
     for _, y in ds:
         y = y.numpy()
+        count += len(y)
+        if is_regression:
+            continue
         bad = (y < 0) | (y >= num_labels)
         if bad.any():
             raise ValueError(f"{path}: label {int(y[np.argmax(bad)])} outside [0, {num_labels}) "
                              f"(num_labels in the meta data)")
+    return count
 
 
 def _loss_fn(is_regression: bool):
@@ -194,13 +203,21 @@ def run() -> dict | str:
     strategy = common_flags.distribution_strategy()
     common_flags.require_file("train_data_path", FLAGS.train_data_path)
     _first_record(FLAGS.train_data_path, seq, is_regression)
-    if not is_regression:
-        _check_labels(FLAGS.train_data_path, seq, num_labels)
+    records = _scan_train(FLAGS.train_data_path, seq, num_labels, is_regression)
     if eval_path:
         common_flags.require_file("eval_data_path", eval_path)
         _first_record(eval_path, seq, is_regression)
     if "train_data_size" not in meta:
         raise ValueError(f"{FLAGS.input_meta_data_path}: missing 'train_data_size'")
+    if int(meta["train_data_size"]) > records:  # steps would repeat examples within an epoch
+        raise ValueError(f"{FLAGS.input_meta_data_path}: train_data_size "
+                         f"{meta['train_data_size']}, but --train_data_path "
+                         f"{FLAGS.train_data_path} holds {records} records (meta data of "
+                         "other records?)")
+    if int(meta["train_data_size"]) < records:
+        logger.warning("%s: train_data_size %s, but %s holds %d records: an epoch is "
+                       "train_data_size examples", FLAGS.input_meta_data_path,
+                       meta["train_data_size"], FLAGS.train_data_path, records)
     epochs = FLAGS.num_train_epochs * FLAGS.num_eval_per_epoch
     train_size = int(meta["train_data_size"]) // FLAGS.num_eval_per_epoch
     if FLAGS.train_data_size:
