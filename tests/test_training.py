@@ -479,6 +479,18 @@ def test_run_squad_train_and_eval_tiny(tmp_path, data_dir, vocab_path):
           "--doc_stride=64", "--max_query_length=32")
     (tmp_path / "bert_config.json").write_text(json.dumps(TINY))
     model_dir = tmp_path / "squad_model"
+    # Meta data that claims more training features than the records hold: refused.
+    meta = json.loads((tmp_path / "meta").read_text())
+    (tmp_path / "stale_meta").write_text(json.dumps({**meta, "train_data_size": 10**6}))
+    stale = run_tool("run_squad", "--mode=train",
+                     f"--input_meta_data_path={tmp_path / 'stale_meta'}",
+                     f"--train_data_path={tmp_path / 'train.tfr'}",
+                     f"--bert_config_file={tmp_path / 'bert_config.json'}",
+                     f"--model_dir={tmp_path / 'stale'}", "--train_batch_size=8",
+                     "--distribution_strategy=one_device", check=False)
+    assert stale.returncode == 1 and "Traceback" not in stale.stderr, stale.stderr[-3000:]
+    assert (f"train_data_size 1000000, but --train_data_path {tmp_path / 'train.tfr'} holds "
+            f"{meta['train_data_size']} records") in stale.stderr
     proc = run_tool("run_squad", "--mode=train_and_eval",
                  f"--input_meta_data_path={tmp_path / 'meta'}",
                  f"--train_data_path={tmp_path / 'train.tfr'}", f"--predict_file={path}",

@@ -161,7 +161,12 @@ def run():
     import tensorflow as tf
 
     from pybert.configs import BertConfig
-    from pybert.data.pipelines import check_first_records, create_squad_dataset, squad_spec
+    from pybert.data.pipelines import (
+        check_first_records,
+        count_records,
+        create_squad_dataset,
+        squad_spec,
+    )
     from pybert.modeling import BertSpanLabeler
     from pybert.training.loop import Trainer, TrainerConfig
 
@@ -209,6 +214,11 @@ def run():
         check_first_records(FLAGS.train_data_path, squad_spec(seq, True),
                             f"the meta data {FLAGS.input_meta_data_path} says SQuAD training "
                             f"records of max_seq_length={seq}")
+        records = count_records(FLAGS.train_data_path)
+        if n > records:  # steps would repeat features within an epoch
+            raise ValueError(f"{FLAGS.input_meta_data_path}: train_data_size {n}, but "
+                             f"--train_data_path {FLAGS.train_data_path} holds {records} "
+                             "records (meta data of other records?)")
         cfg = TrainerConfig(
             model_dir=FLAGS.model_dir, steps_per_epoch=steps_per_epoch, epochs=epochs,
             steps_per_loop=common_flags.steps_per_loop(steps_per_epoch),

@@ -123,6 +123,15 @@ def squad_spec(seq_length: int, is_training: bool):
 _KINDS = {tf.int64: "int64_list", tf.float32: "float_list", tf.string: "bytes_list"}
 
 
+def count_records(input_patterns) -> int:
+    """Records in the files of input_patterns (read, not parsed)."""
+    total = 0
+    for path in expand_patterns(input_patterns):
+        ds = tf.data.TFRecordDataset(path, compression_type=_compression(path))
+        total += int(ds.reduce(np.int64(0), lambda n, _: n + 1))
+    return total
+
+
 def check_first_records(input_patterns, spec: dict, hint: str = "") -> list[str]:
     """The files of input_patterns, after checking the first record of each against spec.
 
