@@ -96,6 +96,7 @@ def run() -> dict:
 def _check_distinct_outputs(task_type: str) -> None:
     """Two outputs on one path would overwrite each other: an error naming both flags (and
     one naming the flag of an output path that is a directory)."""
+    from pybert._outputs import check_output_file
     from pybert.data.squad import features_path
 
     outputs = [("--train_data_output_path", FLAGS.train_data_output_path),
@@ -110,8 +111,7 @@ def _check_distinct_outputs(task_type: str) -> None:
     for name, path in outputs:
         if not path:
             continue
-        if os.path.isdir(path):
-            raise ValueError(f"{name} {path}: is a directory; give a file path")
+        check_output_file(path, name)
         key = os.path.abspath(path)
         if key in seen:
             raise ValueError(f"{seen[key]} and {name} are the same file ({path}); "

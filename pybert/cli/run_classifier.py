@@ -189,11 +189,12 @@ def run() -> dict | str:
             ds = ds.skip(-(-done // FLAGS.eval_batch_size))  # parts end at batch boundaries
         preds, _ = _predict(model, ds, is_regression, partial)
         partial.save()  # the rows of this run too, should writing the output fail
+        from pybert.data.records import write_text, write_then_commit
+
         out = os.path.join(FLAGS.model_dir, "test_results.tsv")
-        with open(out + ".incomplete", "w", encoding="utf-8") as f:
-            for row in preds[:, None] if preds.ndim == 1 else preds:
-                f.write("\t".join(str(np.float32(p)) for p in row) + "\n")  # as the seed
-        os.replace(out + ".incomplete", out)
+        text = "".join("\t".join(str(np.float32(p)) for p in row) + "\n"  # as the seed
+                       for row in (preds[:, None] if preds.ndim == 1 else preds))
+        write_then_commit(out + ".incomplete", out, lambda: write_text(out + ".incomplete", text))
         partial.discard()
         logger.info("wrote %d predictions to %s", len(preds), out)
         return out

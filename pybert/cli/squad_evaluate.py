@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 from pybert.squad.evaluate import evaluate_v1, evaluate_v2
@@ -90,14 +89,12 @@ def main(argv=None):
                          f"{type(e).__name__}: {e}") from None
     text = json.dumps(result, indent=2)
     if args.out_file:  # complete under a temporary name, then renamed
+        from pybert.data.records import write_text, write_then_commit
+
         tmp = args.out_file + ".tmp"
         try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(text + "\n")
-            os.replace(tmp, args.out_file)
+            write_then_commit(tmp, args.out_file, lambda: write_text(tmp, text + "\n"))
         except OSError as e:
-            if os.path.isfile(tmp):
-                os.remove(tmp)
             raise SystemExit(f"pybert-squad-evaluate: error: --out_file {args.out_file}: "
                              f"cannot write it ({e.strerror or e})") from None
     print(text)

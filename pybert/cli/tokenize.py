@@ -72,13 +72,11 @@ def run(
     )
     seconds = time.perf_counter() - start
     if output_file:
+        from pybert.data.records import write_then_commit
+
         tmp = output_file + ".tmp.npz"
-        try:
-            np.savez(tmp, flat_ids=batch.flat_ids, row_splits=batch.row_splits)
-            os.replace(tmp, output_file)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        write_then_commit(tmp, output_file, lambda: np.savez(
+            tmp, flat_ids=batch.flat_ids, row_splits=batch.row_splits))
     return {
         "lines": len(texts),
         "mb": size * repeat / 1e6,
