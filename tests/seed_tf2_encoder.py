@@ -6,6 +6,10 @@ writes tf.train.Checkpoint(encoder=...) and the outputs on given inputs.
 
   python tests/seed_tf2_encoder.py ORACLE_DIR BERT_CONFIG INPUTS.npz OUT_PREFIX
 -> OUT_PREFIX (checkpoint) and OUT_PREFIX.outputs.npz
+
+  python tests/seed_tf2_encoder.py ORACLE_DIR BERT_CONFIG INPUTS.npz OUT_PREFIX EXPORT_DIR VOCAB
+also exports the encoder as a TF-Hub SavedModel to EXPORT_DIR with the seed's own
+export_tfhub.export_bert_tfhub (from the checkpoint, as its command line does).
 """
 
 import json
@@ -16,7 +20,7 @@ import types
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
 
-def main(oracle_dir, config_path, inputs_path, out_prefix):
+def main(oracle_dir, config_path, inputs_path, out_prefix, export_dir=None, vocab=None):
     sys.path.insert(0, oracle_dir)
     # Imports of the seed's package that this code path does not use.
     gin = types.ModuleType("gin")
@@ -51,6 +55,22 @@ def main(oracle_dir, config_path, inputs_path, out_prefix):
         [inputs["input_word_ids"], inputs["input_mask"], inputs["input_type_ids"]], training=False
     )
     tf.train.Checkpoint(encoder=encoder).write(out_prefix)
+    if export_dir:
+        # export_tfhub imports bert_models, which imports packages the oracle does not
+        # unpack (albert, the seq2seq models); the export path uses neither.
+        albert = types.ModuleType("official.nlp.albert")
+        albert.configs = types.ModuleType("official.nlp.albert.configs")
+        albert.configs.AlbertConfig = type("AlbertConfig", (), {})
+        sys.modules["official.nlp.albert"] = albert
+        sys.modules["official.nlp.albert.configs"] = albert.configs
+        sys.modules["official.nlp.modeling.models"] = types.ModuleType("models")
+        from official.nlp.bert import configs, export_tfhub
+
+        # its restore asserts every object matched, save_counter included: a save(), not
+        # the write() above
+        saved = tf.train.Checkpoint(encoder=encoder).save(out_prefix + "-for-export")
+        export_tfhub.export_bert_tfhub(configs.BertConfig.from_json_file(config_path), saved,
+                                       export_dir, vocab)
     np.savez(
         out_prefix + ".outputs.npz", sequence_output=sequence.numpy(), pooled_output=pooled.numpy()
     )

@@ -537,7 +537,7 @@ def test_seed_tf2_checkpoint_converts_to_the_seed_outputs(tmp_path, batch):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
     small = BertEncoder(BertConfig.from_dict({**seed_config, "num_hidden_layers": 1}))
     small.build()
-    with pytest.raises(ValueError, match=r"--init_checkpoint .* \(model_garden checkpoint\) "
+    with pytest.raises(ValueError, match=r"--init_checkpoint .* \(Model Garden TF2 checkpoint\) "
                                          r"does not fit[\s\S]*missing[\s\S]*unexpected"):
         restore_encoder(small, seed_prefix)
 

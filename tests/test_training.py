@@ -341,6 +341,84 @@ def test_hub_module_url_initializes_the_encoder(mrpc64, tmp_path):
     assert "--hub_module_url" in proc.stderr and "does not fit the model" in proc.stderr
 
 
+def test_seed_tfhub_savedmodel_as_hub_module_url(mrpc64, tmp_path, vocab_path):
+    """A TF-Hub SavedModel written by the seed's own export_tfhub.py (its variables are keyed
+    by position, "variables/N") initializes the encoder through --hub_module_url as the
+    seed's run_classifier takes it: the seed encoder's outputs within 1e-4, the same weights
+    in the trained model (learning rate 0), and pybert-convert-checkpoint reads it too."""
+    from seed_oracle import ORACLE_DIR
+
+    from pybert.checkpoints import checkpoint_format
+    from pybert.cli.convert_checkpoint import convert
+    from pybert.modeling import BertEncoder
+    from pybert.training.loop import restore_encoder
+
+    pytest.importorskip("tf_keras")
+    if not (ORACLE_DIR / "official" / "nlp" / "modeling").exists():
+        pytest.skip("seed oracle not unpacked (tools/run_tests.sh)")
+    rng = np.random.default_rng(3)
+    mask = np.ones((3, 24), np.int32)
+    mask[1, 9:] = 0
+    mask[2, 17:] = 0
+    batch = {"input_word_ids": rng.integers(0, 30522, (3, 24)).astype(np.int32),
+             "input_mask": mask, "input_type_ids": (rng.random((3, 24)) < 0.5).astype(np.int32)}
+    np.savez(tmp_path / "inputs.npz", **batch)
+    hub, prefix = tmp_path / "seed_hub", str(tmp_path / "seed" / "bert_model.ckpt")
+    seed = subprocess.run(
+        [sys.executable, os.path.join(os.path.dirname(__file__), "seed_tf2_encoder.py"),
+         str(ORACLE_DIR), str(mrpc64 / "bert_config.json"), str(tmp_path / "inputs.npz"),
+         prefix, str(hub), str(vocab_path("uncased"))], capture_output=True, text=True)
+    assert seed.returncode == 0, seed.stderr[-3000:]
+    want = np.load(prefix + ".outputs.npz")
+    keys = [k for k, _ in tf.train.list_variables(str(hub / "variables" / "variables"))]
+    assert "variables/0/.ATTRIBUTES/VARIABLE_VALUE" in keys  # positional keys, as the seed's
+    assert checkpoint_format(str(hub / "variables" / "variables")) == "model_garden_hub"
+
+    config = BertConfig.from_json_file(mrpc64 / "bert_config.json")
+    direct = BertEncoder(config)
+    direct.build()
+    restore_encoder(direct, str(hub), "--hub_module_url")
+    out = direct(batch)
+    for name in ("sequence_output", "pooled_output"):
+        np.testing.assert_allclose(np.asarray(out[name]), want[name], atol=1e-4, rtol=0)
+
+    # The seed's run_classifier command with the seed's SavedModel as --hub_module_url.
+    model_dir = tmp_path / "m"
+    args = [a for a in _args(mrpc64, model_dir) if not a.startswith(("--train_data_size",
+                                                                      "--learning_rate"))]
+    proc = _run(*args, f"--hub_module_url={hub}", "--train_data_size=32",
+                "--learning_rate=0", "--num_train_epochs=1")
+    assert "TF-Hub SavedModel of the seed" in proc.stderr
+    model = BertClassifier(config, 2)
+    model.build()
+    tf.train.Checkpoint(model=model).read(tf.train.latest_checkpoint(str(model_dir))
+                                          ).expect_partial()
+    for a, b in zip(direct.weights, model.encoder.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+
+    # pybert-convert-checkpoint: the directory as --input; the vocab comes from its assets.
+    convert("model_garden", str(hub), str(tmp_path / "converted"),
+            bert_config_file=str(mrpc64 / "bert_config.json"))
+    assert ((tmp_path / "converted" / "vocab.txt").read_bytes()
+            == vocab_path("uncased").read_bytes())
+    converted = BertEncoder(BertConfig.from_json_file(tmp_path / "converted" / "bert_config.json"))
+    converted.build()
+    restore_encoder(converted, str(tmp_path / "converted" / "bert_model.ckpt"))
+    for a, b in zip(direct.weights, converted.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+
+    # A config the SavedModel does not fit: an error naming the flag, the directory and
+    # the variables, before the first step.
+    small = tmp_path / "one_layer.json"
+    small.write_text(json.dumps(dict(TINY, num_hidden_layers=1)))
+    proc = _run(*[a if not a.startswith("--bert_config_file") else f"--bert_config_file={small}"
+                  for a in args], f"--hub_module_url={hub}", f"--model_dir={tmp_path / 'm2'}",
+                check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"--hub_module_url {hub} (TF-Hub SavedModel of the seed) does not fit" in proc.stderr
+    assert "unexpected (16): transformer/layer_1/" in proc.stderr
+
+
 def test_help_and_the_seed_short_flag_names():
     """--help lists the tool's flags and the shared ones; the seed's short names (-md, -ds,
     ...) work, and --distribution_strategy ignores case as the seed's does."""

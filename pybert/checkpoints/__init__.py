@@ -2,7 +2,7 @@
 
 Encoders from HuggingFace BertModel / BertForPreTraining safetensors,
 google-research TF1 checkpoints and the seed's TF2 (Model Garden BertEncoder)
-checkpoints; pre-trainers (masked-LM + next-sentence heads) from HuggingFace
+checkpoints and TF-Hub SavedModels; pre-trainers (masked-LM + next-sentence heads) from HuggingFace
 BertForPreTraining and TF1 pre-training checkpoints.
 """
 
@@ -14,6 +14,7 @@ from pybert.checkpoints.huggingface import (
     save_encoder_checkpoint,
 )
 from pybert.checkpoints.model_garden import (
+    encoder_weights_from_hub_savedmodel,
     encoder_weights_from_model_garden,
     load_model_garden_encoder,
 )
@@ -22,8 +23,9 @@ from pybert.checkpoints.tf1 import encoder_weights_from_tf1, load_tf1_encoder, l
 
 def checkpoint_format(checkpoint: str) -> str:
     """"pybert" (tf.train.Checkpoint(encoder=BertEncoder)), "model_garden" (the seed's TF2
-    encoder checkpoints, under any root) or "tf1" (google-research BERT), from the keys of
-    the checkpoint at prefix `checkpoint`."""
+    encoder checkpoints, under any root), "model_garden_hub" (the variables of a TF-Hub
+    SavedModel written by the seed's export_tfhub.py: <dir>/variables/variables) or "tf1"
+    (google-research BERT), from the keys of the checkpoint at prefix `checkpoint`."""
     import tensorflow as tf
 
     keys = tf.train.load_checkpoint(str(checkpoint)).get_variable_to_shape_map()
@@ -31,14 +33,34 @@ def checkpoint_format(checkpoint: str) -> str:
         return "tf1"
     if any(k.startswith("encoder/embeddings/word_embeddings/") for k in keys):
         return "pybert"
-    from pybert.checkpoints.model_garden import encoder_roots
+    from pybert.checkpoints.model_garden import encoder_roots, is_hub_savedmodel
 
-    return "model_garden" if encoder_roots(keys) else "pybert"
+    if encoder_roots(keys):
+        return "model_garden"
+    export_dir = hub_savedmodel_dir(checkpoint)
+    if export_dir and is_hub_savedmodel(export_dir):
+        return "model_garden_hub"
+    return "pybert"
+
+
+def hub_savedmodel_dir(checkpoint: str) -> str | None:
+    """The SavedModel directory whose variables checkpoint `checkpoint` is
+    (<dir>/variables/variables), or None."""
+    import os
+
+    head, base = os.path.split(os.path.normpath(str(checkpoint)))
+    export_dir, sub = os.path.split(head)
+    if base == "variables" and sub == "variables" and os.path.isfile(
+            os.path.join(export_dir or ".", "saved_model.pb")):
+        return export_dir or "."
+    return None
 
 
 __all__ = [
     "CheckpointMismatchError",
     "checkpoint_format",
+    "hub_savedmodel_dir",
+    "encoder_weights_from_hub_savedmodel",
     "encoder_weights_from_huggingface",
     "encoder_weights_from_model_garden",
     "encoder_weights_from_tf1",

@@ -113,12 +113,161 @@ def encoder_weights_from_model_garden(checkpoint: str, config: BertConfig) -> di
 
 
 def load_model_garden_encoder(checkpoint: str, config: BertConfig, **encoder_kwargs):
-    """BertEncoder with the weights of a seed TF2 encoder checkpoint."""
+    """BertEncoder with the weights of a seed TF2 encoder checkpoint (a prefix), or of a
+    TF-Hub SavedModel written by the seed's export_tfhub.py (its directory)."""
+    import os
+
     from pybert.checkpoints.huggingface import assign_encoder_weights
     from pybert.modeling import BertEncoder
 
-    weights = encoder_weights_from_model_garden(checkpoint, config)
+    if os.path.isfile(os.path.join(str(checkpoint), "saved_model.pb")):
+        weights = encoder_weights_from_hub_savedmodel(checkpoint, config)
+    else:
+        weights = encoder_weights_from_model_garden(checkpoint, config)
     encoder = BertEncoder(config, **encoder_kwargs)
     encoder.build()
     assign_encoder_weights(encoder, weights)
     return encoder
+
+
+# The seed's TF-Hub exports (official/nlp/bert/export_tfhub.py: a Keras model saved in the
+# SavedModel format) key their variables by position ("variables/17/..."), so they are read
+# by the variables' own names, which the SavedModel's object graph records.
+def _keras_names(config: BertConfig, prefix: str):
+    """(variable name, pybert weight path, target shape) for every encoder weight of a
+    Model Garden BertEncoder whose variable names start with `prefix`."""
+    d, inter, L = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    names = [
+        (f"{prefix}word_embeddings/embeddings", "embeddings/word_embeddings",
+         (config.vocab_size, d)),
+        (f"{prefix}position_embedding/embeddings", "embeddings/position_embeddings",
+         (config.max_position_embeddings, d)),
+        (f"{prefix}type_embeddings/embeddings", "embeddings/type_embeddings",
+         (config.type_vocab_size, d)),
+        (f"{prefix}embeddings/layer_norm/gamma", "embeddings/layer_norm/gamma", (d,)),
+        (f"{prefix}embeddings/layer_norm/beta", "embeddings/layer_norm/beta", (d,)),
+    ]
+    for i in range(L):
+        theirs, ours = f"{prefix}transformer/layer_{i}/", f"transformer_layer_{i}/"
+        for part in ("query", "key", "value"):
+            names += [
+                (f"{theirs}self_attention/{part}/kernel", f"{ours}attention/{part}/kernel", (d, d)),
+                (f"{theirs}self_attention/{part}/bias", f"{ours}attention/{part}/bias", (d,)),
+            ]
+        names += [
+            (f"{theirs}self_attention/attention_output/kernel", f"{ours}attention/output/kernel",
+             (d, d)),
+            (f"{theirs}self_attention/attention_output/bias", f"{ours}attention/output/bias",
+             (d,)),
+        ]
+        for part, ours_part, shape in (
+            ("self_attention_layer_norm/gamma", "attention/layer_norm/gamma", (d,)),
+            ("self_attention_layer_norm/beta", "attention/layer_norm/beta", (d,)),
+            ("intermediate/kernel", "intermediate/kernel", (d, inter)),
+            ("intermediate/bias", "intermediate/bias", (inter,)),
+            ("output/kernel", "output/kernel", (inter, d)),
+            ("output/bias", "output/bias", (d,)),
+            ("output_layer_norm/gamma", "layer_norm/gamma", (d,)),
+            ("output_layer_norm/beta", "layer_norm/beta", (d,)),
+        ):
+            names.append((theirs + part, ours + ours_part, shape))
+    names += [
+        (f"{prefix}pooler_transform/kernel", "pooler/kernel", (d, d)),
+        (f"{prefix}pooler_transform/bias", "pooler/bias", (d,)),
+    ]
+    return names
+
+
+def savedmodel_variables(export_dir) -> dict[str, str]:
+    """{variable name: checkpoint key} of the SavedModel at `export_dir`, from its object
+    graph (whose node ids are those of its variables' checkpoint)."""
+    import os
+
+    import tensorflow as tf
+    from google.protobuf.message import DecodeError
+    from tensorflow.core.protobuf import saved_model_pb2, trackable_object_graph_pb2
+
+    pb = os.path.join(str(export_dir), "saved_model.pb")
+    prefix = os.path.join(str(export_dir), "variables", "variables")
+    saved = saved_model_pb2.SavedModel()
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    try:
+        with open(pb, "rb") as f:
+            saved.ParseFromString(f.read())
+        reader = tf.train.load_checkpoint(prefix)
+        graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    except (OSError, DecodeError, tf.errors.OpError, ValueError) as e:
+        raise FileNotFoundError(f"{export_dir}: cannot read the SavedModel's variables: "
+                                f"{str(e).splitlines()[0] if str(e) else type(e).__name__}"
+                                ) from None
+    if len(saved.meta_graphs) != 1:
+        raise CheckpointMismatchError(f"{export_dir}: {len(saved.meta_graphs)} meta graphs in "
+                                      "saved_model.pb (a TF2 SavedModel has one)")
+    nodes = saved.meta_graphs[0].object_graph_def.nodes
+    out = {}
+    for i, node in enumerate(nodes):
+        if node.WhichOneof("kind") != "variable" or i >= len(graph.nodes):
+            continue
+        keys = [a.checkpoint_key for a in graph.nodes[i].attributes
+                if a.name == "VARIABLE_VALUE"]
+        name = node.variable.name
+        if keys and name:
+            out[name[:-2] if name.endswith(":0") else name] = keys[0]
+    return out
+
+
+def is_hub_savedmodel(export_dir) -> bool:
+    """Whether `export_dir` is a SavedModel holding one Model Garden encoder by variable name
+    (what the seed's export_tfhub.py writes)."""
+    import os
+
+    if not os.path.isfile(os.path.join(str(export_dir), "saved_model.pb")):
+        return False
+    try:
+        names = savedmodel_variables(export_dir)
+    except (FileNotFoundError, CheckpointMismatchError):
+        return False
+    return len(_word_embedding_prefixes(names)) == 1
+
+
+def _word_embedding_prefixes(names) -> list[str]:
+    marker = "word_embeddings/embeddings"
+    return sorted({n[: -len(marker)] for n in names
+                   if n.endswith(marker) and (n == marker or n[-len(marker) - 1] == "/")})
+
+
+def encoder_weights_from_hub_savedmodel(export_dir, config: BertConfig) -> dict[str, np.ndarray]:
+    """Reads the encoder of a TF-Hub SavedModel written by the seed's export_tfhub.py (the
+    directory; its variables are matched by name under any common prefix)."""
+    import os
+
+    import tensorflow as tf
+
+    names = savedmodel_variables(export_dir)
+    prefixes = _word_embedding_prefixes(names)
+    if len(prefixes) != 1:
+        raise CheckpointMismatchError(
+            f"{export_dir}: expected one Model Garden encoder in the SavedModel (a variable "
+            f"named like 'word_embeddings/embeddings'), found {len(prefixes)}")
+    prefix = prefixes[0]
+    reader = tf.train.load_checkpoint(os.path.join(str(export_dir), "variables", "variables"))
+    shapes = reader.get_variable_to_shape_map()
+    expected = _keras_names(config, prefix)
+    used = {name for name, _, _ in expected}
+    missing = [name for name, _, _ in expected if name not in names]
+    # encoder variables the config has no place for (more layers, an embedding projection)
+    parts = ("transformer/", "embedding", "word_embeddings/", "position_embedding/",
+             "type_embeddings/", "pooler_transform/")
+    unexpected = sorted(n for n in names if n not in used and names[n] in shapes
+                        and n.startswith(prefix) and n[len(prefix):].startswith(parts))
+    out, wrong = {}, []
+    for name, ours, shape in expected:
+        if name in missing:
+            continue
+        value = reader.get_tensor(names[name]).astype(np.float32)
+        if value.size != int(np.prod(shape)):
+            wrong.append(f"{name}: SavedModel {value.shape}, model {shape}")
+            continue
+        out[ours] = value.reshape(shape)  # EinsumDense kernels -> dense, row-major
+    check_fit(export_dir, config, missing, unexpected, wrong)
+    return out

@@ -31,10 +31,10 @@ def define_common_bert_flags() -> None:
     flags.DEFINE_float("end_lr", 0.0, "The end learning rate of the decay.", lower_bound=0.0)
     flags.DEFINE_enum("optimizer_type", "adamw", ["adamw", "lamb"], "Optimizer.")
     flags.DEFINE_string("hub_module_url", None,
-                        "A local TF-Hub-style BERT encoder SavedModel directory (pybert's: "
-                        "pybert-convert-checkpoint --saved_model_dir, or "
-                        "pybert.export.export_encoder_savedmodel) whose weights initialize the "
-                        "encoder, instead of --init_checkpoint. Nothing is downloaded.")
+                        "A local TF-Hub BERT encoder SavedModel directory (the seed's "
+                        "export_tfhub.py, or pybert's: pybert-convert-checkpoint "
+                        "--saved_model_dir) whose weights initialize the encoder, instead of "
+                        "--init_checkpoint. Nothing is downloaded.")
     flags.DEFINE_string("model_dir", None, "Checkpoints, summaries and results go here.",
                         short_name="md")
     flags.DEFINE_enum("distribution_strategy", "mirrored",

@@ -8,6 +8,9 @@
   python tools/convert_checkpoint.py --source_format=model_garden \\
       --input=tf2_bert/bert_model.ckpt \\
       --bert_config_file=tf2_bert/bert_config.json --output_dir=OUT
+  python tools/convert_checkpoint.py --source_format=model_garden \\
+      --input=bert_en_uncased_L-12_H-768_A-12_hub_dir \\
+      --bert_config_file=bert_config.json --output_dir=OUT
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from pybert.cli._runner import run_tool
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("source_format", None, ["tf1", "huggingface", "model_garden"], "Checkpoint kind.")
-flags.DEFINE_string("input", None, "HF model directory, or TF1 checkpoint prefix.")
+flags.DEFINE_string("input", None,
+                    "HF model directory, TF1 or TF2 checkpoint prefix, or (model_garden) a "
+                    "TF-Hub SavedModel directory written by the seed's export_tfhub.py.")
 flags.DEFINE_string("output_dir", None, "Where the pybert checkpoint directory is written.")
 flags.DEFINE_string("bert_config_file", None, "bert_config.json (tf1; default: beside --input).")
 flags.DEFINE_string("vocab_file", None, "vocab.txt to copy (default: beside --input).")
@@ -75,7 +80,7 @@ def convert(
         encoder = load_tf1_encoder(input_path, config)
     else:
         encoder = load_model_garden_encoder(input_path, config)
-    vocab = vocab_file or os.path.join(base, "vocab.txt")
+    vocab = vocab_file or _default_vocab(source_format, input_path, base)
     if saved_model_dir and not os.path.exists(vocab):
         raise FileNotFoundError(f"--saved_model_dir needs a vocab file: {vocab} not found "
                                 "(pass --vocab_file)")
@@ -87,6 +92,18 @@ def convert(
 
         export_encoder_savedmodel(encoder, vocab, do_lower_case, saved_model_dir)
     return path
+
+
+def _default_vocab(source_format, input_path, base) -> str:
+    """vocab.txt beside --input; for a TF-Hub SavedModel, the one .txt among its assets
+    (the seed's export_tfhub.py keeps the vocab file's own name there)."""
+    assets = os.path.join(input_path, "assets")
+    if source_format == "model_garden" and os.path.isfile(
+            os.path.join(input_path, "saved_model.pb")) and os.path.isdir(assets):
+        found = sorted(n for n in os.listdir(assets) if n.endswith(".txt"))
+        if len(found) == 1:
+            return os.path.join(assets, found[0])
+    return os.path.join(base, "vocab.txt")
 
 
 def main(argv=None):

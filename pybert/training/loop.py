@@ -281,7 +281,8 @@ def seed_generators(model) -> list:
 def restore_encoder(encoder, init_checkpoint: str, source: str = "--init_checkpoint") -> None:
     """Loads an encoder checkpoint into `encoder`: pybert's (tf.train.Checkpoint(encoder=...)),
     the seed's TF2 checkpoints (Model Garden BertEncoder under any root: what the seed's
-    --init_checkpoint takes) and google-research TF1 checkpoints, told apart by their keys.
+    --init_checkpoint takes), the variables of the seed's TF-Hub SavedModels (what its
+    --hub_module_url takes) and google-research TF1 checkpoints, told apart by their keys.
 
     A checkpoint whose variables do not fit the config (shapes, layer count) is an
     error naming the checkpoint and `source` (the flag that gave it).
@@ -290,7 +291,9 @@ def restore_encoder(encoder, init_checkpoint: str, source: str = "--init_checkpo
             init_checkpoint):
         raise FileNotFoundError(f"{source} {init_checkpoint}: no such checkpoint "
                                 f"({init_checkpoint}.index not found)")
-    if tf.io.gfile.isdir(init_checkpoint):
+    if tf.io.gfile.exists(os.path.join(init_checkpoint, "saved_model.pb")):
+        init_checkpoint = os.path.join(init_checkpoint, "variables", "variables")  # a SavedModel
+    elif tf.io.gfile.isdir(init_checkpoint):
         found = tf.train.latest_checkpoint(init_checkpoint)
         if not found:
             raise FileNotFoundError(f"{source} {init_checkpoint}: no checkpoint inside")
@@ -298,19 +301,26 @@ def restore_encoder(encoder, init_checkpoint: str, source: str = "--init_checkpo
     from pybert.checkpoints import checkpoint_format
 
     fmt = checkpoint_format(init_checkpoint)
-    if fmt != "pybert":  # the seed's TF2 or a google-research TF1 checkpoint, read as is
+    if fmt != "pybert":  # the seed's TF2 / TF-Hub or a google-research TF1 checkpoint, as is
+        from pybert.checkpoints import hub_savedmodel_dir
         from pybert.checkpoints.huggingface import assign_encoder_weights
 
+        kind = {"tf1": "TF1 checkpoint", "model_garden": "Model Garden TF2 checkpoint",
+                "model_garden_hub": "TF-Hub SavedModel of the seed"}[fmt]
         if fmt == "tf1":
             from pybert.checkpoints import encoder_weights_from_tf1 as read
+        elif fmt == "model_garden_hub":
+            from pybert.checkpoints import encoder_weights_from_hub_savedmodel as read
+
+            init_checkpoint = hub_savedmodel_dir(init_checkpoint)  # the directory
         else:
             from pybert.checkpoints import encoder_weights_from_model_garden as read
         try:
             assign_encoder_weights(encoder, read(init_checkpoint, encoder.config))
         except ValueError as e:
-            raise ValueError(f"{source} {init_checkpoint} ({fmt} checkpoint) does not fit the "
+            raise ValueError(f"{source} {init_checkpoint} ({kind}) does not fit the "
                              f"model built from bert_config: {e}") from None
-        logger.info("%s %s: read as a %s checkpoint", source, init_checkpoint, fmt)
+        logger.info("%s %s: read as a %s", source, init_checkpoint, kind)
         return
     try:
         status = tf.train.Checkpoint(encoder=encoder).read(init_checkpoint)
@@ -318,8 +328,8 @@ def restore_encoder(encoder, init_checkpoint: str, source: str = "--init_checkpo
     except (AssertionError, ValueError) as e:
         raise ValueError(f"{source} {init_checkpoint} does not fit the model built from "
                          f"bert_config: {str(e)[:500]} (pybert reads its own encoder "
-                         "checkpoints, the seed's TF2 ones and TF1 ones; for other kinds see "
-                         "pybert-convert-checkpoint)") from None
+                         "checkpoints, the seed's TF2 checkpoints and TF-Hub SavedModels, and "
+                         "TF1 ones; for other kinds see pybert-convert-checkpoint)") from None
     status.expect_partial()
 
 
