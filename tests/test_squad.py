@@ -472,6 +472,56 @@ def test_squad_evaluate_tool(tmp_path, data_dir):
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_squad_evaluate_precision_recall_plots(tmp_path, data_dir):
+    """-p/--out_image_dir (the official v2.0 script's): pr_exact_ap, pr_f1_ap, pr_oracle_ap
+    equal the seed's copy of that script on the same files (tied scores included), and the
+    five plots are PNG files; without -n nothing is plotted, v1.1 refuses -p."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("matplotlib")
+    from conftest import REPO
+
+    data_arg = str(data_dir / "squad/haystack_small-v2.0.json")
+    with open(data_arg) as f:
+        dataset = json.load(f)
+    qas = [qa for a in dataset["data"] for p in a["paragraphs"] for qa in p["qas"]]
+    rng = np.random.default_rng(5)
+    preds = {qa["id"]: (qa["answers"][0]["text"] if qa["answers"] and rng.random() < 0.6
+                        else ["", "the", qa["question"].split()[0]][rng.integers(3)])
+             for qa in qas}
+    tool = [sys.executable, str(REPO / "tools" / "squad_evaluate.py")]
+    pred_file = tmp_path / "predictions.json"
+    pred_file.write_text(json.dumps(preds))
+    seed = load_seed_squad_evaluate("2.0")
+    for odds, images in (({k: float(rng.integers(0, 10)) / 10 for k in preds}, "probs"),
+                         ({k: float(rng.normal(0, 4)) for k in preds}, "null_odds")):
+        odds_file = tmp_path / f"{images}.json"
+        odds_file.write_text(json.dumps(odds))
+        out = subprocess.run(tool + [data_arg, str(pred_file), "-n", str(odds_file),
+                                     "-p", str(tmp_path / images), "-v"],
+                             capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-3000:]
+        metrics = json.loads(out.stdout)
+        want = seed.evaluate(dataset["data"], preds, odds)
+        for key in ("pr_exact_ap", "pr_f1_ap", "pr_oracle_ap"):
+            assert metrics[key] == pytest.approx(want[key], rel=1e-12), key
+        assert 0 < metrics["pr_f1_ap"] < metrics["pr_oracle_ap"] <= 100
+        names = sorted(p.name for p in (tmp_path / images).iterdir())
+        assert names == ["na_prob_hist_hasAns.png", "na_prob_hist_noAns.png", "pr_exact.png",
+                         "pr_f1.png", "pr_oracle.png"]
+        for name in names:
+            data = (tmp_path / images / name).read_bytes()
+            assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name
+    out = subprocess.run(tool + [data_arg, str(pred_file), "-p", str(tmp_path / "none")],
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and "without --na_prob_file: no plots" in out.stderr
+    assert "pr_f1_ap" not in json.loads(out.stdout) and not (tmp_path / "none").exists()
+    out = subprocess.run(tool + [data_arg, str(pred_file), "--version", "1.1", "-p",
+                                 str(tmp_path / "v1")], capture_output=True, text=True)
+    assert out.returncode == 1 and "--out_image_dir needs --version 2.0" in out.stderr
+
+
 def test_get_final_text_random_spans_match_seed(seed_squad, squad_v1, data_dir):
     """Random original spans of real passages (ASCII and not) and random predictions."""
     rng = np.random.default_rng(12)

@@ -176,20 +176,36 @@ def _evaluate_v2(dataset, predictions, na_probs, na_prob_thresh):
     return result, (has_ans, exact_raw, f1_raw, probs)
 
 
-def _average_precision(scores: dict, probs: dict, has_ans: dict, n_answerable: int) -> float:
-    """Area under the precision/recall curve (percent) of answering the questions in the
-    order of their no-answer probability, tied probabilities making one point; a question
-    counts its score when it has an answer."""
-    order = sorted((k for k in probs if k in has_ans), key=lambda k: probs[k])
-    true_pos = area = last_recall = 0.0
+def precision_recall_curve(scores: dict, probs: dict, has_ans: dict, n_answerable: int):
+    """(average precision in percent, precisions, recalls) of answering the questions in the
+    order of their no-answer probability, as the official v2.0 script computes it: tied
+    probabilities make one point, a question counts its score when it has an answer. Only
+    questions with a score (a prediction) are ranked; recall is over `n_answerable`."""
+    order = sorted((k for k in probs if k in has_ans and k in scores), key=lambda k: probs[k])
+    true_pos = area = 0.0
+    precisions, recalls = [1.0], [0.0]
     for i, qid in enumerate(order):
         if has_ans[qid]:
             true_pos += scores[qid]
         if i + 1 == len(order) or probs[qid] != probs[order[i + 1]]:
-            recall = true_pos / n_answerable
-            area += true_pos / (i + 1) * (recall - last_recall)
-            last_recall = recall
-    return 100.0 * area
+            precision, recall = true_pos / (i + 1), true_pos / n_answerable
+            area += precision * (recall - recalls[-1])
+            precisions.append(precision)
+            recalls.append(recall)
+    return 100.0 * area, precisions, recalls
+
+
+def precision_recall_curves(dataset, predictions: dict, na_probs: dict) -> dict:
+    """{"exact" | "f1" | "oracle": (average precision, precisions, recalls)}: the official
+    v2.0 script's precision/recall analysis (its --out-image-dir); {} when no question of
+    `dataset` has an answer."""
+    _, (has_ans, exact_raw, f1_raw, probs) = _evaluate_v2(dataset, predictions, na_probs, 1.0)
+    n_answerable = sum(has_ans.values())
+    if not n_answerable:
+        return {}
+    oracle = {k: float(v) for k, v in has_ans.items()}
+    return {name: precision_recall_curve(scores, probs, has_ans, n_answerable)
+            for name, scores in (("exact", exact_raw), ("f1", f1_raw), ("oracle", oracle))}
 
 
 def run_squad_metrics(dataset, predictions: dict, null_odds: dict | None, v2: bool) -> dict:
@@ -218,5 +234,6 @@ def run_squad_metrics(dataset, predictions: dict, null_odds: dict | None, v2: bo
     if n_answerable:
         oracle = {k: float(v) for k, v in has_ans.items()}
         for name, scores in (("exact", exact_raw), ("f1", f1_raw), ("oracle", oracle)):
-            result[f"pr_{name}_ap"] = _average_precision(scores, probs, has_ans, n_answerable)
+            result[f"pr_{name}_ap"] = precision_recall_curve(scores, probs, has_ans,
+                                                             n_answerable)[0]
     return result
