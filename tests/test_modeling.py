@@ -277,6 +277,74 @@ def test_tf1_checkpoint_converts_to_the_same_outputs(tmp_path, model_dir, batch)
     assert not (tmp_path / "bad").exists()
 
 
+def test_the_seed_converter_and_export_tfhub_commands(tmp_path, model_dir, batch):
+    """The seed's tf2_encoder_checkpoint_converter.py and export_tfhub.py command lines, flag
+    names as the seed's: a TF1 release checkpoint -> <path>-1 (as the seed's save) -> a
+    TF-Hub SavedModel, the same outputs as the TF1 weights read directly; bad flags give
+    one-line errors."""
+    import json
+
+    from tool_runner import run_tool
+
+    from pybert.checkpoints.tf1 import _names
+    from pybert.export.savedmodel import load_encoder_savedmodel
+    from pybert.training.loop import restore_encoder
+
+    config = BertConfig.from_hf_json_file(model_dir / "config.json")
+    ours = encoder_weights_from_huggingface(model_dir, config)
+    prefix = _write_tf1_checkpoint(tmp_path / "tf1" / "bert_model.ckpt",
+                                   {tf1_name: ours[name] for tf1_name, name in _names(config)})
+    seed_config = tmp_path / "tf1" / "bert_config.json"
+    seed_config.write_text(json.dumps({**{k: v for k, v in config.to_dict().items()
+                                          if k != "layer_norm_eps"}, "hidden_act": "gelu"}))
+    converted = tmp_path / "tf2" / "bert_model.ckpt"
+    proc = run_tool("tf2_encoder_checkpoint_converter", f"--bert_config_file={seed_config}",
+                    f"--checkpoint_to_convert={prefix}",
+                    f"--converted_checkpoint_path={converted}")
+    assert f"wrote {converted}-1" in proc.stdout
+    assert tf.train.latest_checkpoint(str(converted.parent)) == f"{converted}-1"
+    direct = BertEncoder(BertConfig.from_json_file(seed_config))
+    direct.build()
+    restore_encoder(direct, prefix)
+    again = BertEncoder(BertConfig.from_json_file(seed_config))
+    again.build()
+    restore_encoder(again, f"{converted}-1")
+    for a, b in zip(direct.weights, again.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
+
+    vocab = tmp_path / "uncased_vocab.txt"
+    vocab.write_bytes((model_dir / "vocab.txt").read_bytes())
+    for args, lower in (([], True), (["--nodo_lower_case"], False)):
+        hub = tmp_path / f"hub_{lower}"
+        run_tool("export_tfhub", f"--bert_config_file={seed_config}",
+                 f"--model_checkpoint_path={converted}-1", f"--vocab_file={vocab}",
+                 f"--export_path={hub}", *args)
+        model, hub_vocab, hub_lower = load_encoder_savedmodel(hub)
+        assert hub_lower is lower  # the seed's rule: "uncased" in the vocab file's name
+        assert Path(hub_vocab).read_bytes() == vocab.read_bytes()
+    got = model({k: tf.constant(v, tf.int32) for k, v in batch.items()})["sequence_output"]
+    # the SavedModel's graph runs TensorFlow's own attention ops: float rounding apart
+    np.testing.assert_allclose(got.numpy(), np.asarray(direct(batch)["sequence_output"]),
+                               rtol=0, atol=1e-4)
+    for tool, args, message in (
+            ("tf2_encoder_checkpoint_converter", [f"--checkpoint_to_convert={prefix}",
+                                                  f"--converted_checkpoint_path={converted}"],
+             "--bert_config_file is required"),
+            ("tf2_encoder_checkpoint_converter", [f"--bert_config_file={seed_config}",
+                                                  f"--checkpoint_to_convert={prefix}",
+                                                  f"--converted_checkpoint_path={converted}",
+                                                  "--checkpoint_model_name=model"],
+             "--checkpoint_model_name=model: pybert's tools read"),
+            ("export_tfhub", [f"--bert_config_file={seed_config}",
+                              f"--model_checkpoint_path={tmp_path / 'nothing'}",
+                              f"--vocab_file={vocab}", f"--export_path={tmp_path / 'h'}"],
+             f"--model_checkpoint_path {tmp_path / 'nothing'}: no such checkpoint")):
+        proc = run_tool(tool, *args, check=False)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert f"{tool}: error: {message}" in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "h").exists()
+
+
 def _masked_batch(batch, rng, num_predictions=8, mask_id=103):
     """Masks num_predictions random real (non-special) tokens per row, as pre-training does."""
     ids = batch["input_word_ids"].copy()
