@@ -345,6 +345,69 @@ def test_the_seed_converter_and_export_tfhub_commands(tmp_path, model_dir, batch
     assert not (tmp_path / "h").exists()
 
 
+def test_tfhub_bert_model_layout_is_read(tmp_path, model_dir):
+    """TF-Hub's first BERT SavedModels hold the earlier Model Garden BertModel, whose variables
+    are named bert_model/word_embeddings, bert_model/embedding_postprocessor/...,
+    bert_model/encoder/layer_N/self_attention{,_output,_layer_norm}/..., its attention kernels
+    [D, N, H] and [N, H, D] (or [D, D] in its backward-compatible form). A SavedModel with
+    those names (real MiniLM weights; not a downloaded one) reads as the same encoder."""
+    from pybert.checkpoints import checkpoint_format
+    from pybert.training.loop import restore_encoder
+
+    config = BertConfig.from_hf_json_file(model_dir / "config.json")
+    w = encoder_weights_from_huggingface(model_dir, config)
+    d, n = config.hidden_size, config.num_attention_heads
+    heads = (d, n, d // n)
+    named = {
+        "bert_model/word_embeddings/embeddings": w["embeddings/word_embeddings"],
+        "bert_model/embedding_postprocessor/type_embeddings": w["embeddings/type_embeddings"],
+        "bert_model/embedding_postprocessor/position_embeddings":
+            w["embeddings/position_embeddings"],
+        "bert_model/embedding_postprocessor/layer_norm/gamma": w["embeddings/layer_norm/gamma"],
+        "bert_model/embedding_postprocessor/layer_norm/beta": w["embeddings/layer_norm/beta"],
+        "bert_model/pooler_transform/kernel": w["pooler/kernel"],
+        "bert_model/pooler_transform/bias": w["pooler/bias"],
+    }
+    for i in range(config.num_hidden_layers):
+        theirs, ours = f"bert_model/encoder/layer_{i}/", f"transformer_layer_{i}/"
+        for part in ("query", "key", "value"):
+            kernel = w[f"{ours}attention/{part}/kernel"]
+            bias = w[f"{ours}attention/{part}/bias"]
+            if part != "key":  # the einsum form; key stays dense, as backward_compatible
+                kernel, bias = kernel.reshape(heads), bias.reshape(heads[1:])
+            named[f"{theirs}self_attention/{part}/kernel"] = kernel
+            named[f"{theirs}self_attention/{part}/bias"] = bias
+        named[f"{theirs}self_attention_output/kernel"] = w[
+            f"{ours}attention/output/kernel"].reshape(heads[1:] + (d,))
+        named[f"{theirs}self_attention_output/bias"] = w[f"{ours}attention/output/bias"]
+        for theirs_part, ours_part in (
+                ("self_attention_layer_norm/gamma", "attention/layer_norm/gamma"),
+                ("self_attention_layer_norm/beta", "attention/layer_norm/beta"),
+                ("intermediate/kernel", "intermediate/kernel"),
+                ("intermediate/bias", "intermediate/bias"),
+                ("output/kernel", "output/kernel"), ("output/bias", "output/bias"),
+                ("output_layer_norm/gamma", "layer_norm/gamma"),
+                ("output_layer_norm/beta", "layer_norm/beta")):
+            named[theirs + theirs_part] = w[ours + ours_part]
+    module = tf.Module()
+    module.weights = [tf.Variable(value, name=name) for name, value in named.items()]
+    module.do_lower_case = tf.Variable(True, trainable=False)
+    tf.saved_model.save(module, str(tmp_path / "hub_v1"))
+    assert checkpoint_format(str(tmp_path / "hub_v1" / "variables" / "variables")) == (
+        "model_garden_hub")
+    encoder = BertEncoder(config)
+    encoder.build()
+    restore_encoder(encoder, str(tmp_path / "hub_v1"), "--hub_module_url")
+    reference, _ = load_huggingface_encoder(model_dir)
+    for a, b in zip(encoder.weights, reference.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
+    # one layer missing: the error lists its variables by their names
+    module.weights = module.weights[:-16]  # the last layer's 16
+    tf.saved_model.save(module, str(tmp_path / "hub_short"))
+    with pytest.raises(ValueError, match=r"missing \(16\): bert_model/encoder/layer_5/"):
+        restore_encoder(encoder, str(tmp_path / "hub_short"), "--hub_module_url")
+
+
 def _masked_batch(batch, rng, num_predictions=8, mask_id=103):
     """Masks num_predictions random real (non-special) tokens per row, as pre-training does."""
     ids = batch["input_word_ids"].copy()

@@ -330,6 +330,11 @@ def test_hub_module_url_initializes_the_encoder(mrpc64, tmp_path):
     assert "--hub_module_url and --init_checkpoint both given" in proc.stderr
     proc = _run(*args, f"--hub_module_url={tmp_path}", check=False)
     assert proc.returncode == 1 and "no SavedModel there" in proc.stderr
+    url = "https://tfhub.dev/tensorflow/bert_en_uncased_L-12_H-768_A-12/3"
+    proc = _run(*args, f"--hub_module_url={url}", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"--hub_module_url {url}: nothing is downloaded; a URL is read from the TF-Hub " \
+           "cache only" in proc.stderr
     # an encoder of another shape: the error names the flag it came from
     other = BertEncoder(BertConfig.from_dict(
         dict(TINY, intermediate_size=2 * TINY["intermediate_size"])))
@@ -382,13 +387,24 @@ def test_seed_tfhub_savedmodel_as_hub_module_url(mrpc64, tmp_path, vocab_path):
     for name in ("sequence_output", "pooled_output"):
         np.testing.assert_allclose(np.asarray(out[name]), want[name], atol=1e-4, rtol=0)
 
-    # The seed's run_classifier command with the seed's SavedModel as --hub_module_url.
+    # The seed's run_classifier command with the seed's SavedModel as --hub_module_url: a
+    # URL, found where tensorflow_hub caches its downloads (sha1 of the URL).
+    import hashlib
+    import shutil
+
+    url = "https://tfhub.dev/tensorflow/bert_en_uncased_L-2_H-32_A-2/1"
+    shutil.copytree(hub, tmp_path / "cache" / hashlib.sha1(url.encode()).hexdigest())
     model_dir = tmp_path / "m"
     args = [a for a in _args(mrpc64, model_dir) if not a.startswith(("--train_data_size",
                                                                       "--learning_rate"))]
-    proc = _run(*args, f"--hub_module_url={hub}", "--train_data_size=32",
-                "--learning_rate=0", "--num_train_epochs=1")
+    os.environ["TFHUB_CACHE_DIR"] = str(tmp_path / "cache")
+    try:
+        proc = _run(*args, f"--hub_module_url={url}", "--train_data_size=32",
+                    "--learning_rate=0", "--num_train_epochs=1")
+    finally:
+        del os.environ["TFHUB_CACHE_DIR"]
     assert "TF-Hub SavedModel of the seed" in proc.stderr
+    assert "the TF-Hub cache's copy" in proc.stderr
     model = BertClassifier(config, 2)
     model.build()
     tf.train.Checkpoint(model=model).read(tf.train.latest_checkpoint(str(model_dir))

@@ -132,33 +132,52 @@ def load_model_garden_encoder(checkpoint: str, config: BertConfig, **encoder_kwa
 
 # The seed's TF-Hub exports (official/nlp/bert/export_tfhub.py: a Keras model saved in the
 # SavedModel format) key their variables by position ("variables/17/..."), so they are read
-# by the variables' own names, which the SavedModel's object graph records.
-def _keras_names(config: BertConfig, prefix: str):
+# by the variables' own names, which the SavedModel's object graph records. Two layouts:
+# "encoder", the networks.BertEncoder of tf-models-official 2.x (its TF-Hub BERTs from /2 on:
+# transformer/layer_N/...), and "bert_model", the earlier official/nlp/bert_modeling.BertModel
+# (TF-Hub BERT /1: bert_model/encoder/layer_N/..., embedding_postprocessor/...).
+_LAYOUTS = {
+    "encoder": {"position": "position_embedding/embeddings",
+                "type": "type_embeddings/embeddings",
+                "embedding_norm": "embeddings/layer_norm/",
+                "layer": "transformer/layer_{}/",
+                "attention_output": "self_attention/attention_output/"},
+    "bert_model": {"position": "embedding_postprocessor/position_embeddings",
+                   "type": "embedding_postprocessor/type_embeddings",
+                   "embedding_norm": "embedding_postprocessor/layer_norm/",
+                   "layer": "encoder/layer_{}/",
+                   "attention_output": "self_attention_output/"},
+}
+
+
+def _keras_names(config: BertConfig, prefix: str, layout: str = "encoder"):
     """(variable name, pybert weight path, target shape) for every encoder weight of a
-    Model Garden BertEncoder whose variable names start with `prefix`."""
+    Model Garden encoder whose variable names start with `prefix`. The attention kernels
+    may be [D, N, H] / [N, H, D] or dense [D, D] (the earlier model's backward_compatible
+    form): both reshape to [D, D] row-major."""
+    names_of = _LAYOUTS[layout]
     d, inter, L = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    norm = prefix + names_of["embedding_norm"]
     names = [
         (f"{prefix}word_embeddings/embeddings", "embeddings/word_embeddings",
          (config.vocab_size, d)),
-        (f"{prefix}position_embedding/embeddings", "embeddings/position_embeddings",
+        (prefix + names_of["position"], "embeddings/position_embeddings",
          (config.max_position_embeddings, d)),
-        (f"{prefix}type_embeddings/embeddings", "embeddings/type_embeddings",
-         (config.type_vocab_size, d)),
-        (f"{prefix}embeddings/layer_norm/gamma", "embeddings/layer_norm/gamma", (d,)),
-        (f"{prefix}embeddings/layer_norm/beta", "embeddings/layer_norm/beta", (d,)),
+        (prefix + names_of["type"], "embeddings/type_embeddings", (config.type_vocab_size, d)),
+        (norm + "gamma", "embeddings/layer_norm/gamma", (d,)),
+        (norm + "beta", "embeddings/layer_norm/beta", (d,)),
     ]
     for i in range(L):
-        theirs, ours = f"{prefix}transformer/layer_{i}/", f"transformer_layer_{i}/"
+        theirs, ours = prefix + names_of["layer"].format(i), f"transformer_layer_{i}/"
         for part in ("query", "key", "value"):
             names += [
                 (f"{theirs}self_attention/{part}/kernel", f"{ours}attention/{part}/kernel", (d, d)),
                 (f"{theirs}self_attention/{part}/bias", f"{ours}attention/{part}/bias", (d,)),
             ]
+        out = theirs + names_of["attention_output"]
         names += [
-            (f"{theirs}self_attention/attention_output/kernel", f"{ours}attention/output/kernel",
-             (d, d)),
-            (f"{theirs}self_attention/attention_output/bias", f"{ours}attention/output/bias",
-             (d,)),
+            (out + "kernel", f"{ours}attention/output/kernel", (d, d)),
+            (out + "bias", f"{ours}attention/output/bias", (d,)),
         ]
         for part, ours_part, shape in (
             ("self_attention_layer_norm/gamma", "attention/layer_norm/gamma", (d,)),
@@ -238,7 +257,8 @@ def _word_embedding_prefixes(names) -> list[str]:
 
 def encoder_weights_from_hub_savedmodel(export_dir, config: BertConfig) -> dict[str, np.ndarray]:
     """Reads the encoder of a TF-Hub SavedModel written by the seed's export_tfhub.py (the
-    directory; its variables are matched by name under any common prefix)."""
+    directory; its variables are matched by name under any common prefix, in either layout
+    of _LAYOUTS)."""
     import os
 
     import tensorflow as tf
@@ -252,11 +272,12 @@ def encoder_weights_from_hub_savedmodel(export_dir, config: BertConfig) -> dict[
     prefix = prefixes[0]
     reader = tf.train.load_checkpoint(os.path.join(str(export_dir), "variables", "variables"))
     shapes = reader.get_variable_to_shape_map()
-    expected = _keras_names(config, prefix)
+    layout = ("bert_model" if prefix + _LAYOUTS["bert_model"]["type"] in names else "encoder")
+    expected = _keras_names(config, prefix, layout)
     used = {name for name, _, _ in expected}
     missing = [name for name, _, _ in expected if name not in names]
     # encoder variables the config has no place for (more layers, an embedding projection)
-    parts = ("transformer/", "embedding", "word_embeddings/", "position_embedding/",
+    parts = ("transformer/", "encoder/", "embedding", "word_embeddings/", "position_embedding/",
              "type_embeddings/", "pooler_transform/")
     unexpected = sorted(n for n in names if n not in used and names[n] in shapes
                         and n.startswith(prefix) and n[len(prefix):].startswith(parts))

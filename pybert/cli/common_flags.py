@@ -9,6 +9,7 @@ deterministic ops) and checks contradictions before any work starts.
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 from absl import flags
@@ -31,10 +32,11 @@ def define_common_bert_flags() -> None:
     flags.DEFINE_float("end_lr", 0.0, "The end learning rate of the decay.", lower_bound=0.0)
     flags.DEFINE_enum("optimizer_type", "adamw", ["adamw", "lamb"], "Optimizer.")
     flags.DEFINE_string("hub_module_url", None,
-                        "A local TF-Hub BERT encoder SavedModel directory (the seed's "
-                        "export_tfhub.py, or pybert's: pybert-convert-checkpoint "
-                        "--saved_model_dir) whose weights initialize the encoder, instead of "
-                        "--init_checkpoint. Nothing is downloaded.")
+                        "A TF-Hub BERT encoder SavedModel whose weights initialize the "
+                        "encoder, instead of --init_checkpoint: a local directory (the seed's "
+                        "export_tfhub.py, TF-Hub's BERTs, or pybert-convert-checkpoint "
+                        "--saved_model_dir), or a URL whose module the TF-Hub cache holds "
+                        "($TFHUB_CACHE_DIR or <temp>/tfhub_modules). Nothing is downloaded.")
     flags.DEFINE_string("model_dir", None, "Checkpoints, summaries and results go here.",
                         short_name="md")
     flags.DEFINE_enum("distribution_strategy", "mirrored",
@@ -168,6 +170,17 @@ def require_file(flag: str, path: str | None) -> str:
     return path
 
 
+def tfhub_cache_path(url: str) -> str:
+    """Where tensorflow_hub keeps the module it downloaded from `url`: sha1(url) under
+    $TFHUB_CACHE_DIR, or under <temp dir>/tfhub_modules when that is not set."""
+    import hashlib
+    import tempfile
+
+    cache = os.environ.get("TFHUB_CACHE_DIR") or os.path.join(tempfile.gettempdir(),
+                                                              "tfhub_modules")
+    return os.path.join(cache, hashlib.sha1(url.encode("utf8")).hexdigest())
+
+
 def encoder_checkpoint() -> str | None:
     """Where the encoder's initial weights come from: --init_checkpoint, or the variables
     of the encoder SavedModel at --hub_module_url (a SavedModel's variables are a
@@ -179,8 +192,14 @@ def encoder_checkpoint() -> str | None:
         raise ValueError("--hub_module_url and --init_checkpoint both given: the encoder's "
                          "weights come from one of them")
     if "://" in hub:
-        raise ValueError(f"--hub_module_url {hub}: only a local SavedModel directory is "
-                         "supported (nothing is downloaded)")
+        cached = tfhub_cache_path(hub)
+        if not os.path.isfile(os.path.join(cached, "saved_model.pb")):
+            raise ValueError(f"--hub_module_url {hub}: nothing is downloaded; a URL is read "
+                             f"from the TF-Hub cache only, where it is not ({cached}): give "
+                             "the local SavedModel directory instead")
+        logging.getLogger(__name__).info("--hub_module_url %s: the TF-Hub cache's copy, %s",
+                                         hub, cached)
+        hub = cached
     if not os.path.isfile(os.path.join(hub, "saved_model.pb")):
         raise FileNotFoundError(f"--hub_module_url {hub}: no SavedModel there (saved_model.pb "
                                 "not found); write one with pybert-convert-checkpoint "
