@@ -451,7 +451,11 @@ def test_squad_evaluate_tool(tmp_path, data_dir):
     bad = subprocess.run(tool + [data_arg, str(pred_file), "--na_prob_file", str(odds)],
                          capture_output=True, text=True)
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
-    assert f"the value for '{qas[2]['id']}' is null, not a number" in bad.stderr
+    assert f"the value for '{qas[2]['id']}' is null, not a finite number" in bad.stderr
+    odds.write_text(json.dumps({k: 0.0 for k in preds}).replace("0.0", "NaN", 1))
+    bad = subprocess.run(tool + [data_arg, str(pred_file), "--na_prob_file", str(odds)],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and "is NaN, not a finite number" in bad.stderr
     # Data that is not SQuAD, a directory, an --out_file that cannot be written: one line.
     broken = tmp_path / "broken.json"
     broken.write_text(json.dumps({"data": [{"paragraphs": [{"qas": [{"question": "q"}]}]}]}))
@@ -513,6 +517,24 @@ def test_squad_evaluate_precision_recall_plots(tmp_path, data_dir):
         for name in names:
             data = (tmp_path / images / name).read_bytes()
             assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name
+    # Questions without a prediction are left out here too, as the seed's copy of the script
+    # (it evaluates the predicted questions only) and every other number: with a third of the
+    # questions unanswered, the same values as the seed on the predicted ones.
+    some = {k: v for i, (k, v) in enumerate(preds.items()) if i % 3}
+    pred_file.write_text(json.dumps(some))
+    odds_file.write_text(json.dumps({k: odds[k] for k in some}))
+    out = subprocess.run(tool + [data_arg, str(pred_file), "-n", str(odds_file),
+                                 "-p", str(tmp_path / "some")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    metrics = json.loads(out.stdout)
+    predicted = [{"paragraphs": [{"qas": [qa]}]} for qa in qas if qa["id"] in some]
+    want = seed.evaluate(predicted, some, {k: odds[k] for k in some})
+    for ours, theirs in (("pr_exact_ap", "pr_exact_ap"), ("pr_f1_ap", "pr_f1_ap"),
+                         ("pr_oracle_ap", "pr_oracle_ap"), ("best_exact", "final_exact"),
+                         ("best_f1", "final_f1"), ("exact", "exact")):
+        assert metrics[ours] == pytest.approx(want[theirs], rel=1e-12), ours
+    assert metrics["total"] == len(some) < len(qas)
+    pred_file.write_text(json.dumps(preds))
     out = subprocess.run(tool + [data_arg, str(pred_file), "-p", str(tmp_path / "none")],
                          capture_output=True, text=True)
     assert out.returncode == 0 and "without --na_prob_file: no plots" in out.stderr

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from pybert.squad.evaluate import evaluate_v1, evaluate_v2, precision_recall_curves
@@ -41,7 +42,9 @@ def _load_json(path: str, what: str):
 
 def _check_values(mapping: dict, kind, path: str, what: str) -> None:
     for key, value in mapping.items():
-        if not isinstance(value, kind) or isinstance(value, bool):
+        # json reads NaN and Infinity: numbers no ranking or histogram can use
+        if (not isinstance(value, kind) or isinstance(value, bool)
+                or (isinstance(value, float) and not math.isfinite(value))):
             raise SystemExit(f"pybert-squad-evaluate: error: {path}: the value for {key!r} is "
                              f"{json.dumps(value)[:50]}, not {what}")
 
@@ -51,7 +54,7 @@ _TITLES = {"exact": "Precision-Recall curve for Exact Match score",
            "oracle": "Oracle Precision-Recall curve (binary task of HasAns vs. NoAns)"}
 
 
-def _plot(image_dir: str, curves: dict, dataset, na_probs: dict) -> None:
+def _plot(image_dir: str, curves: dict, dataset, predictions: dict, na_probs: dict) -> None:
     """The official v2.0 script's plots: a precision/recall step curve per score and the
     no-answer score histograms of the answerable and unanswerable questions. Each file is
     complete under a temporary name, then renamed."""
@@ -91,7 +94,7 @@ def _plot(image_dir: str, curves: dict, dataset, na_probs: dict) -> None:
         ax.set(xlabel="Recall", ylabel="Precision", xlim=(0.0, 1.05), ylim=(0.0, 1.05),
                title=_TITLES[name])
         save(fig, f"pr_{name}.png")
-    questions = [qa for qa in _questions(dataset) if qa["id"] in na_probs]
+    questions = [qa for qa in _questions(dataset) if qa["id"] in predictions]
     values = [float(na_probs[qa["id"]]) for qa in questions]
     # probabilities on [0, 1] as the official plots; other scores (BERT's null odds) on
     # their own range
@@ -153,7 +156,7 @@ def main(argv=None):
             if na_probs is not None:
                 if not isinstance(na_probs, dict):
                     raise ValueError(f"{args.na_prob_file} must map ids to no-answer scores")
-                _check_values(na_probs, (int, float), args.na_prob_file, "a number")
+                _check_values(na_probs, (int, float), args.na_prob_file, "a finite number")
             result = evaluate_v2(dataset, predictions, na_probs, args.na_prob_thresh)
             if args.out_image_dir and na_probs is None:
                 print("pybert-squad-evaluate: --out_image_dir without --na_prob_file: no "
@@ -162,7 +165,7 @@ def main(argv=None):
                 curves = precision_recall_curves(dataset, predictions, na_probs)
                 for name, (ap, _, _) in curves.items():
                     result[f"pr_{name}_ap"] = ap
-                _plot(args.out_image_dir, curves, dataset, na_probs)
+                _plot(args.out_image_dir, curves, dataset, predictions, na_probs)
     except ValueError as e:
         raise SystemExit(f"pybert-squad-evaluate: error: {e}") from None
     except (KeyError, TypeError, AttributeError, IndexError) as e:  # the data's structure

@@ -105,7 +105,8 @@ def _eval_dict(exact: dict, f1: dict, qids=None) -> collections.OrderedDict:
 
 
 def _best_threshold(predictions, scores, na_probs, has_ans):
-    score = best = sum(1 for k in has_ans if not has_ans[k])
+    # questions without a prediction are left out, as from every other number
+    score = best = sum(1 for k in scores if not has_ans[k])
     best_thresh = 0.0
     for qid in sorted(na_probs, key=lambda k: na_probs[k]):
         if qid not in scores:
@@ -197,9 +198,11 @@ def precision_recall_curve(scores: dict, probs: dict, has_ans: dict, n_answerabl
 
 def precision_recall_curves(dataset, predictions: dict, na_probs: dict) -> dict:
     """{"exact" | "f1" | "oracle": (average precision, precisions, recalls)}: the official
-    v2.0 script's precision/recall analysis (its --out-image-dir); {} when no question of
-    `dataset` has an answer."""
+    v2.0 script's precision/recall analysis (its --out-image-dir), over the questions with a
+    prediction (as every other number here and the seed's copy of the script); {} when none
+    of them has an answer."""
     _, (has_ans, exact_raw, f1_raw, probs) = _evaluate_v2(dataset, predictions, na_probs, 1.0)
+    has_ans = {k: has_ans[k] for k in exact_raw}
     n_answerable = sum(has_ans.values())
     if not n_answerable:
         return {}
