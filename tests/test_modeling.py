@@ -335,6 +335,10 @@ def test_the_seed_converter_and_export_tfhub_commands(tmp_path, model_dir, batch
                                                   f"--converted_checkpoint_path={converted}",
                                                   "--checkpoint_model_name=model"],
              "--checkpoint_model_name=model: pybert's tools read"),
+            ("tf2_encoder_checkpoint_converter", [f"--bert_config_file={seed_config}",
+                                                  f"--checkpoint_to_convert={prefix}",
+                                                  f"--converted_checkpoint_path={vocab}/x"],
+             f"--converted_checkpoint_path {vocab}/x: {vocab} is not a directory"),
             ("export_tfhub", [f"--bert_config_file={seed_config}",
                               f"--model_checkpoint_path={tmp_path / 'nothing'}",
                               f"--vocab_file={vocab}", f"--export_path={tmp_path / 'h'}"],
@@ -406,6 +410,25 @@ def test_tfhub_bert_model_layout_is_read(tmp_path, model_dir):
     tf.saved_model.save(module, str(tmp_path / "hub_short"))
     with pytest.raises(ValueError, match=r"missing \(16\): bert_model/encoder/layer_5/"):
         restore_encoder(encoder, str(tmp_path / "hub_short"), "--hub_module_url")
+    # tf-models-official 2.1-2.2's BertEncoder: the 2.x names, with the attention output
+    # still named self_attention_output
+    renames = (("bert_model/encoder/", "transformer/"), ("bert_model/", ""),
+               ("embedding_postprocessor/position_embeddings", "position_embedding/embeddings"),
+               ("embedding_postprocessor/type_embeddings", "type_embeddings/embeddings"),
+               ("embedding_postprocessor/layer_norm/", "embeddings/layer_norm/"))
+    renamed = {}
+    for name, value in named.items():
+        for old, new in renames:
+            name = name.replace(old, new)
+        renamed[name] = value
+    assert "transformer/layer_0/self_attention_output/kernel" in renamed
+    module.weights = [tf.Variable(value, name=name) for name, value in renamed.items()]
+    tf.saved_model.save(module, str(tmp_path / "hub_2_2"))
+    again = BertEncoder(config)
+    again.build()
+    restore_encoder(again, str(tmp_path / "hub_2_2"), "--hub_module_url")
+    for a, b in zip(again.weights, reference.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
 
 
 def _masked_batch(batch, rng, num_predictions=8, mask_id=103):

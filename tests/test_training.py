@@ -302,7 +302,7 @@ def _tiny_hub(tmp_path):
     return config, encoder, export_encoder_savedmodel(encoder, vocab, True, tmp_path / "hub")
 
 
-def test_hub_module_url_initializes_the_encoder(mrpc64, tmp_path):
+def test_hub_module_url_initializes_the_encoder(mrpc64, tmp_path, monkeypatch):
     """--hub_module_url: a local encoder SavedModel (pybert's TF-Hub-style export) gives the
     encoder's initial weights (learning rate 0: they come out of training unchanged);
     contradictory or missing inputs stop before the first step."""
@@ -331,10 +331,13 @@ def test_hub_module_url_initializes_the_encoder(mrpc64, tmp_path):
     proc = _run(*args, f"--hub_module_url={tmp_path}", check=False)
     assert proc.returncode == 1 and "no SavedModel there" in proc.stderr
     url = "https://tfhub.dev/tensorflow/bert_en_uncased_L-12_H-768_A-12/3"
+    monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "empty_cache"))
     proc = _run(*args, f"--hub_module_url={url}", check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert f"--hub_module_url {url}: nothing is downloaded; a URL is read from the TF-Hub " \
            "cache only" in proc.stderr
+    proc = _run(*args, "--hub_module_url=gs://bucket/bert", check=False)
+    assert proc.returncode == 1 and "only local directories and http(s) URLs" in proc.stderr
     # an encoder of another shape: the error names the flag it came from
     other = BertEncoder(BertConfig.from_dict(
         dict(TINY, intermediate_size=2 * TINY["intermediate_size"])))
@@ -346,7 +349,7 @@ def test_hub_module_url_initializes_the_encoder(mrpc64, tmp_path):
     assert "--hub_module_url" in proc.stderr and "does not fit the model" in proc.stderr
 
 
-def test_seed_tfhub_savedmodel_as_hub_module_url(mrpc64, tmp_path, vocab_path):
+def test_seed_tfhub_savedmodel_as_hub_module_url(mrpc64, tmp_path, vocab_path, monkeypatch):
     """A TF-Hub SavedModel written by the seed's own export_tfhub.py (its variables are keyed
     by position, "variables/N") initializes the encoder through --hub_module_url as the
     seed's run_classifier takes it: the seed encoder's outputs within 1e-4, the same weights
@@ -369,10 +372,12 @@ def test_seed_tfhub_savedmodel_as_hub_module_url(mrpc64, tmp_path, vocab_path):
              "input_mask": mask, "input_type_ids": (rng.random((3, 24)) < 0.5).astype(np.int32)}
     np.savez(tmp_path / "inputs.npz", **batch)
     hub, prefix = tmp_path / "seed_hub", str(tmp_path / "seed" / "bert_model.ckpt")
+    vocab = tmp_path / "vocab.txt"  # no "uncased" in the name: the seed stores lower case False
+    vocab.write_bytes(vocab_path("uncased").read_bytes())
     seed = subprocess.run(
         [sys.executable, os.path.join(os.path.dirname(__file__), "seed_tf2_encoder.py"),
          str(ORACLE_DIR), str(mrpc64 / "bert_config.json"), str(tmp_path / "inputs.npz"),
-         prefix, str(hub), str(vocab_path("uncased"))], capture_output=True, text=True)
+         prefix, str(hub), str(vocab)], capture_output=True, text=True)
     assert seed.returncode == 0, seed.stderr[-3000:]
     want = np.load(prefix + ".outputs.npz")
     keys = [k for k, _ in tf.train.list_variables(str(hub / "variables" / "variables"))]
@@ -397,13 +402,10 @@ def test_seed_tfhub_savedmodel_as_hub_module_url(mrpc64, tmp_path, vocab_path):
     model_dir = tmp_path / "m"
     args = [a for a in _args(mrpc64, model_dir) if not a.startswith(("--train_data_size",
                                                                       "--learning_rate"))]
-    os.environ["TFHUB_CACHE_DIR"] = str(tmp_path / "cache")
-    try:
-        proc = _run(*args, f"--hub_module_url={url}", "--train_data_size=32",
-                    "--learning_rate=0", "--num_train_epochs=1")
-    finally:
-        del os.environ["TFHUB_CACHE_DIR"]
-    assert "TF-Hub SavedModel of the seed" in proc.stderr
+    monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "cache"))
+    proc = _run(*args, f"--hub_module_url={url}", "--train_data_size=32",
+                "--learning_rate=0", "--num_train_epochs=1")
+    assert "TF-Hub SavedModel of a Model Garden encoder" in proc.stderr
     assert "the TF-Hub cache's copy" in proc.stderr
     model = BertClassifier(config, 2)
     model.build()
@@ -412,11 +414,18 @@ def test_seed_tfhub_savedmodel_as_hub_module_url(mrpc64, tmp_path, vocab_path):
     for a, b in zip(direct.weights, model.encoder.weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
 
-    # pybert-convert-checkpoint: the directory as --input; the vocab comes from its assets.
+    # pybert-convert-checkpoint: the directory as --input; the vocab and do_lower_case come
+    # from the SavedModel; its bert_config.json must be given.
+    from pybert.export.savedmodel import load_encoder_savedmodel
+
     convert("model_garden", str(hub), str(tmp_path / "converted"),
-            bert_config_file=str(mrpc64 / "bert_config.json"))
-    assert ((tmp_path / "converted" / "vocab.txt").read_bytes()
-            == vocab_path("uncased").read_bytes())
+            bert_config_file=str(mrpc64 / "bert_config.json"),
+            saved_model_dir=str(tmp_path / "again"))
+    assert (tmp_path / "converted" / "vocab.txt").read_bytes() == vocab.read_bytes()
+    assert load_encoder_savedmodel(tmp_path / "again")[2] is False
+    with pytest.raises(ValueError, match="a SavedModel, which holds no bert_config.json: "
+                                         "--bert_config_file is required"):
+        convert("model_garden", str(hub), str(tmp_path / "c2"))
     converted = BertEncoder(BertConfig.from_json_file(tmp_path / "converted" / "bert_config.json"))
     converted.build()
     restore_encoder(converted, str(tmp_path / "converted" / "bert_model.ckpt"))
@@ -431,7 +440,8 @@ def test_seed_tfhub_savedmodel_as_hub_module_url(mrpc64, tmp_path, vocab_path):
                   for a in args], f"--hub_module_url={hub}", f"--model_dir={tmp_path / 'm2'}",
                 check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert f"--hub_module_url {hub} (TF-Hub SavedModel of the seed) does not fit" in proc.stderr
+    assert (f"--hub_module_url {hub} (TF-Hub SavedModel of a Model Garden encoder) does not "
+            "fit") in proc.stderr
     assert "unexpected (16): transformer/layer_1/" in proc.stderr
 
 

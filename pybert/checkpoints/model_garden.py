@@ -133,9 +133,9 @@ def load_model_garden_encoder(checkpoint: str, config: BertConfig, **encoder_kwa
 # The seed's TF-Hub exports (official/nlp/bert/export_tfhub.py: a Keras model saved in the
 # SavedModel format) key their variables by position ("variables/17/..."), so they are read
 # by the variables' own names, which the SavedModel's object graph records. Two layouts:
-# "encoder", the networks.BertEncoder of tf-models-official 2.x (its TF-Hub BERTs from /2 on:
-# transformer/layer_N/...), and "bert_model", the earlier official/nlp/bert_modeling.BertModel
-# (TF-Hub BERT /1: bert_model/encoder/layer_N/..., embedding_postprocessor/...).
+# "encoder", the networks.BertEncoder of tf-models-official 2.x (transformer/layer_N/...; what
+# the seed 2.4 exports), and "bert_model", the earlier official/nlp/bert_modeling.BertModel
+# (bert_model/encoder/layer_N/..., embedding_postprocessor/...; TF-Hub's first BERTs).
 _LAYOUTS = {
     "encoder": {"position": "position_embedding/embeddings",
                 "type": "type_embeddings/embeddings",
@@ -216,9 +216,9 @@ def savedmodel_variables(export_dir) -> dict[str, str]:
         reader = tf.train.load_checkpoint(prefix)
         graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
     except (OSError, DecodeError, tf.errors.OpError, ValueError) as e:
-        raise FileNotFoundError(f"{export_dir}: cannot read the SavedModel's variables: "
-                                f"{str(e).splitlines()[0] if str(e) else type(e).__name__}"
-                                ) from None
+        raise CheckpointMismatchError(
+            f"{export_dir}: cannot read the SavedModel's variables: "
+            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     if len(saved.meta_graphs) != 1:
         raise CheckpointMismatchError(f"{export_dir}: {len(saved.meta_graphs)} meta graphs in "
                                       "saved_model.pb (a TF2 SavedModel has one)")
@@ -230,8 +230,12 @@ def savedmodel_variables(export_dir) -> dict[str, str]:
         keys = [a.checkpoint_key for a in graph.nodes[i].attributes
                 if a.name == "VARIABLE_VALUE"]
         name = node.variable.name
+        name = name[:-2] if name.endswith(":0") else name
         if keys and name:
-            out[name[:-2] if name.endswith(":0") else name] = keys[0]
+            if name in out and out[name] != keys[0]:
+                raise CheckpointMismatchError(f"{export_dir}: two variables are named {name!r}; "
+                                              "the SavedModel cannot be read by name")
+            out[name] = keys[0]
     return out
 
 
@@ -242,11 +246,7 @@ def is_hub_savedmodel(export_dir) -> bool:
 
     if not os.path.isfile(os.path.join(str(export_dir), "saved_model.pb")):
         return False
-    try:
-        names = savedmodel_variables(export_dir)
-    except (FileNotFoundError, CheckpointMismatchError):
-        return False
-    return len(_word_embedding_prefixes(names)) == 1
+    return len(_word_embedding_prefixes(savedmodel_variables(export_dir))) == 1
 
 
 def _word_embedding_prefixes(names) -> list[str]:
@@ -274,6 +274,13 @@ def encoder_weights_from_hub_savedmodel(export_dir, config: BertConfig) -> dict[
     shapes = reader.get_variable_to_shape_map()
     layout = ("bert_model" if prefix + _LAYOUTS["bert_model"]["type"] in names else "encoder")
     expected = _keras_names(config, prefix, layout)
+    # tf-models-official 2.1-2.2 named the attention output self_attention_output, as the
+    # earlier model did; 2.3 on, self_attention/attention_output
+    older = "/self_attention_output/"
+    expected = [(name.replace("/self_attention/attention_output/", older)
+                 if name not in names and name.replace("/self_attention/attention_output/",
+                                                       older) in names else name, ours, shape)
+                for name, ours, shape in expected]
     used = {name for name, _, _ in expected}
     missing = [name for name, _, _ in expected if name not in names]
     # encoder variables the config has no place for (more layers, an embedding projection)

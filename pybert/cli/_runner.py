@@ -21,7 +21,8 @@ from absl import app, flags
 
 # Flags that name input files, listed in a corrupt-data message (whichever the tool has and set).
 _INPUT_FLAGS = ("input_files", "input_file", "train_data_path", "eval_data_path", "predict_file",
-                "init_checkpoint", "hub_module_url")
+                "init_checkpoint", "hub_module_url", "checkpoint_to_convert",
+                "model_checkpoint_path")
 
 
 def _tf_message(e) -> str:

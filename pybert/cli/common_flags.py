@@ -191,6 +191,9 @@ def encoder_checkpoint() -> str | None:
     if FLAGS.init_checkpoint:
         raise ValueError("--hub_module_url and --init_checkpoint both given: the encoder's "
                          "weights come from one of them")
+    if "://" in hub and not hub.lower().startswith(("http://", "https://")):
+        raise ValueError(f"--hub_module_url {hub}: only local directories and http(s) URLs "
+                         "that the TF-Hub cache holds are read; copy the SavedModel here")
     if "://" in hub:
         cached = tfhub_cache_path(hub)
         if not os.path.isfile(os.path.join(cached, "saved_model.pb")):

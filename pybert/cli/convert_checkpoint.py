@@ -28,7 +28,9 @@ flags.DEFINE_string("input", None,
                     "HF model directory, TF1 or TF2 checkpoint prefix, or (model_garden) a "
                     "TF-Hub SavedModel directory written by the seed's export_tfhub.py.")
 flags.DEFINE_string("output_dir", None, "Where the pybert checkpoint directory is written.")
-flags.DEFINE_string("bert_config_file", None, "bert_config.json (tf1; default: beside --input).")
+flags.DEFINE_string("bert_config_file", None,
+                    "bert_config.json (tf1, model_garden; default: beside --input; required "
+                    "for a SavedModel --input).")
 flags.DEFINE_string("vocab_file", None, "vocab.txt to copy (default: beside --input).")
 flags.DEFINE_enum(
     "gelu",
@@ -42,13 +44,17 @@ flags.DEFINE_string("saved_model_dir", None,
                     "Also write the encoder as a TF-Hub-style SavedModel there (vocab.txt as an "
                     "asset, do_lower_case as a variable): what the training tools take as "
                     "--hub_module_url.")
-flags.DEFINE_bool("do_lower_case", True, "Stored in the SavedModel (--saved_model_dir).")
+flags.DEFINE_bool("do_lower_case", None,
+                  "Stored in the SavedModel (--saved_model_dir); default: the input "
+                  "SavedModel's own, else true.")
 
 
 def convert(
     source_format, input_path, output_dir, bert_config_file=None, vocab_file=None, gelu=None,
-    saved_model_dir=None, do_lower_case=True,
+    saved_model_dir=None, do_lower_case=None,
 ) -> str:
+    """do_lower_case (for --saved_model_dir): None takes the input SavedModel's own, else
+    True."""
     from pybert.checkpoints import (
         load_huggingface_encoder,
         load_model_garden_encoder,
@@ -58,6 +64,7 @@ def convert(
     from pybert.configs import BertConfig
 
     base = input_path if os.path.isdir(input_path) else os.path.dirname(input_path)
+    is_savedmodel = os.path.isfile(os.path.join(input_path, "saved_model.pb"))
     # huggingface: a directory or a .safetensors file; tf1 / model_garden: a checkpoint prefix
     must_exist = input_path if source_format == "huggingface" else (base or ".")
     if not os.path.exists(must_exist):
@@ -65,6 +72,10 @@ def convert(
     if source_format == "huggingface":
         config = BertConfig.from_hf_json_file(bert_config_file or os.path.join(base, "config.json"))
     elif source_format in ("tf1", "model_garden"):  # the seed's bert_config.json
+        if (not bert_config_file and is_savedmodel
+                and not os.path.exists(os.path.join(base, "bert_config.json"))):
+            raise ValueError(f"--input={input_path} is a SavedModel, which holds no "
+                             "bert_config.json: --bert_config_file is required")
         config = BertConfig.from_json_file(
             bert_config_file or os.path.join(base, "bert_config.json")
         )
@@ -90,8 +101,20 @@ def convert(
     if saved_model_dir:
         from pybert.export.savedmodel import export_encoder_savedmodel
 
-        export_encoder_savedmodel(encoder, vocab, do_lower_case, saved_model_dir)
+        if do_lower_case is None:
+            do_lower_case = _savedmodel_lower_case(input_path) if is_savedmodel else None
+        export_encoder_savedmodel(encoder, vocab, True if do_lower_case is None else
+                                  do_lower_case, saved_model_dir)
     return path
+
+
+def _savedmodel_lower_case(export_dir) -> bool | None:
+    """The do_lower_case variable a TF-Hub BERT SavedModel keeps (None: it has none)."""
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(os.path.join(export_dir, "variables", "variables"))
+    key = "do_lower_case/.ATTRIBUTES/VARIABLE_VALUE"
+    return bool(reader.get_tensor(key)) if reader.has_tensor(key) else None
 
 
 def _default_vocab(source_format, input_path, base) -> str:

@@ -8,6 +8,12 @@ do_lower_case as a variable; see pybert.export.savedmodel), under a temporary
 name and renamed when complete: what --hub_module_url takes. The checkpoint
 may be pybert's, the seed's TF2 one (`model` or `encoder` root) or a TF1
 release checkpoint.
+
+Unlike the seed's export (a Keras model called on the list [input_word_ids,
+input_mask, input_type_ids], returning [pooled_output, sequence_output]), the
+SavedModel is called on the input dict and returns a dict with the same two
+outputs, so the seed's own tools (hub.KerasLayer on a list) cannot use it;
+pybert's tools read both.
 """
 
 from __future__ import annotations

@@ -56,13 +56,13 @@ def convert(bert_config_file: str, checkpoint_to_convert: str, converted_checkpo
         if not value:
             raise ValueError(f"--{flag} is required")
     config = BertConfig.from_json_file(require_file("bert_config_file", bert_config_file))
-    encoder = BertEncoder(config)
-    encoder.build()
-    restore_encoder(encoder, checkpoint_to_convert, "--checkpoint_to_convert")
     output_dir = os.path.dirname(converted_checkpoint_path) or "."
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise ValueError(f"--converted_checkpoint_path {converted_checkpoint_path}: "
                          f"{output_dir} is not a directory")
+    encoder = BertEncoder(config)
+    encoder.build()
+    restore_encoder(encoder, checkpoint_to_convert, "--checkpoint_to_convert")
     os.makedirs(output_dir, exist_ok=True)
     # TensorFlow writes the shards under temporary names and merges them into place
     return tf.train.Checkpoint(encoder=encoder).save(converted_checkpoint_path)

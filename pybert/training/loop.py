@@ -306,7 +306,7 @@ def restore_encoder(encoder, init_checkpoint: str, source: str = "--init_checkpo
         from pybert.checkpoints.huggingface import assign_encoder_weights
 
         kind = {"tf1": "TF1 checkpoint", "model_garden": "Model Garden TF2 checkpoint",
-                "model_garden_hub": "TF-Hub SavedModel of the seed"}[fmt]
+                "model_garden_hub": "TF-Hub SavedModel of a Model Garden encoder"}[fmt]
         if fmt == "tf1":
             from pybert.checkpoints import encoder_weights_from_tf1 as read
         elif fmt == "model_garden_hub":
