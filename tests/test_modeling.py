@@ -429,6 +429,12 @@ def test_tfhub_bert_model_layout_is_read(tmp_path, model_dir):
     restore_encoder(again, str(tmp_path / "hub_2_2"), "--hub_module_url")
     for a, b in zip(again.weights, reference.weights, strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
+    # a name two variables share cannot be read by name
+    module.weights.append(tf.Variable(renamed["pooler_transform/bias"],
+                                      name="pooler_transform/bias"))
+    tf.saved_model.save(module, str(tmp_path / "hub_twice"))
+    with pytest.raises(ValueError, match="two variables are named 'pooler_transform/bias'"):
+        restore_encoder(again, str(tmp_path / "hub_twice"), "--hub_module_url")
 
 
 def _masked_batch(batch, rng, num_predictions=8, mask_id=103):

@@ -199,7 +199,8 @@ def _keras_names(config: BertConfig, prefix: str, layout: str = "encoder"):
 
 def savedmodel_variables(export_dir) -> dict[str, str]:
     """{variable name: checkpoint key} of the SavedModel at `export_dir`, from its object
-    graph (whose node ids are those of its variables' checkpoint)."""
+    graph (whose node ids are those of its variables' checkpoint); None for a name that
+    several variables share."""
     import os
 
     import tensorflow as tf
@@ -232,10 +233,8 @@ def savedmodel_variables(export_dir) -> dict[str, str]:
         name = node.variable.name
         name = name[:-2] if name.endswith(":0") else name
         if keys and name:
-            if name in out and out[name] != keys[0]:
-                raise CheckpointMismatchError(f"{export_dir}: two variables are named {name!r}; "
-                                              "the SavedModel cannot be read by name")
-            out[name] = keys[0]
+            # a name two variables share is ambiguous (None); an error only if it is needed
+            out[name] = None if name in out and out[name] != keys[0] else keys[0]
     return out
 
 
@@ -281,6 +280,10 @@ def encoder_weights_from_hub_savedmodel(export_dir, config: BertConfig) -> dict[
                  if name not in names and name.replace("/self_attention/attention_output/",
                                                        older) in names else name, ours, shape)
                 for name, ours, shape in expected]
+    ambiguous = [name for name, _, _ in expected if name in names and names[name] is None]
+    if ambiguous:
+        raise CheckpointMismatchError(f"{export_dir}: two variables are named "
+                                      f"{ambiguous[0]!r}; the SavedModel cannot be read by name")
     used = {name for name, _, _ in expected}
     missing = [name for name, _, _ in expected if name not in names]
     # encoder variables the config has no place for (more layers, an embedding projection)
