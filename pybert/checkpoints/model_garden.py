@@ -10,6 +10,8 @@ pooler. Attention kernels are EinsumDense: query/key/value [D, N, H] (bias
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from pybert.checkpoints.huggingface import CheckpointMismatchError, check_fit
@@ -198,6 +200,17 @@ def _keras_names(config: BertConfig, prefix: str, layout: str = "encoder"):
 
 
 def savedmodel_variables(export_dir) -> dict[str, str]:
+    """See _savedmodel_variables; parsed once per version of the SavedModel's files
+    (checkpoint_format and the reader both ask)."""
+    import os
+
+    stamp = tuple(os.stat(os.path.join(str(export_dir), *parts)).st_mtime_ns
+                  for parts in (("saved_model.pb",), ("variables", "variables.index")))
+    return dict(_savedmodel_variables(os.path.abspath(str(export_dir)), stamp))
+
+
+@functools.lru_cache(maxsize=4)
+def _savedmodel_variables(export_dir, _stamp) -> dict[str, str]:
     """{variable name: checkpoint key} of the SavedModel at `export_dir`, from its object
     graph (whose node ids are those of its variables' checkpoint); None for a name that
     several variables share."""
@@ -273,13 +286,14 @@ def encoder_weights_from_hub_savedmodel(export_dir, config: BertConfig) -> dict[
     shapes = reader.get_variable_to_shape_map()
     layout = ("bert_model" if prefix + _LAYOUTS["bert_model"]["type"] in names else "encoder")
     expected = _keras_names(config, prefix, layout)
-    # tf-models-official 2.1-2.2 named the attention output self_attention_output, as the
-    # earlier model did; 2.3 on, self_attention/attention_output
-    older = "/self_attention_output/"
-    expected = [(name.replace("/self_attention/attention_output/", older)
-                 if name not in names and name.replace("/self_attention/attention_output/",
-                                                       older) in names else name, ours, shape)
-                for name, ours, shape in expected]
+
+    def present(name):
+        # tf-models-official 2.1-2.2 named the attention output self_attention_output, as
+        # the earlier model did; 2.3 on, self_attention/attention_output
+        older = name.replace("/self_attention/attention_output/", "/self_attention_output/")
+        return older if name not in names and older in names else name
+
+    expected = [(present(name), ours, shape) for name, ours, shape in expected]
     ambiguous = [name for name, _, _ in expected if name in names and names[name] is None]
     if ambiguous:
         raise CheckpointMismatchError(f"{export_dir}: two variables are named "

@@ -39,8 +39,7 @@ def export(bert_config_file: str, model_checkpoint_path: str, export_path: str,
     from pybert.cli.common_flags import require_file
     from pybert.configs import BertConfig
     from pybert.export.savedmodel import export_encoder_savedmodel
-    from pybert.modeling import BertEncoder
-    from pybert.training.loop import restore_encoder
+    from pybert.training.loop import load_encoder
 
     for flag, value in (("model_checkpoint_path", model_checkpoint_path),
                         ("export_path", export_path)):
@@ -52,9 +51,7 @@ def export(bert_config_file: str, model_checkpoint_path: str, export_path: str,
         do_lower_case = "uncased" in vocab_file
         logging.info("do_lower_case=%s from the name of --vocab_file=%s", do_lower_case,
                      vocab_file)
-    encoder = BertEncoder(config)
-    encoder.build()
-    restore_encoder(encoder, model_checkpoint_path, "--model_checkpoint_path")
+    encoder = load_encoder(config, model_checkpoint_path, "--model_checkpoint_path")
     return export_encoder_savedmodel(encoder, vocab_file, do_lower_case, export_path)
 
 

@@ -42,8 +42,7 @@ def convert(bert_config_file: str, checkpoint_to_convert: str, converted_checkpo
 
     from pybert.cli.common_flags import require_file
     from pybert.configs import BertConfig
-    from pybert.modeling import BertEncoder
-    from pybert.training.loop import restore_encoder
+    from pybert.training.loop import load_encoder
 
     if checkpoint_model_name != "encoder":
         raise ValueError(f"--checkpoint_model_name={checkpoint_model_name}: pybert's tools read "
@@ -60,9 +59,7 @@ def convert(bert_config_file: str, checkpoint_to_convert: str, converted_checkpo
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise ValueError(f"--converted_checkpoint_path {converted_checkpoint_path}: "
                          f"{output_dir} is not a directory")
-    encoder = BertEncoder(config)
-    encoder.build()
-    restore_encoder(encoder, checkpoint_to_convert, "--checkpoint_to_convert")
+    encoder = load_encoder(config, checkpoint_to_convert, "--checkpoint_to_convert")
     os.makedirs(output_dir, exist_ok=True)
     # TensorFlow writes the shards under temporary names and merges them into place
     return tf.train.Checkpoint(encoder=encoder).save(converted_checkpoint_path)

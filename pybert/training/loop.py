@@ -333,6 +333,17 @@ def restore_encoder(encoder, init_checkpoint: str, source: str = "--init_checkpo
     status.expect_partial()
 
 
+def load_encoder(config, checkpoint: str, source: str):
+    """A built BertEncoder of `config` with the weights of `checkpoint`, in any format
+    restore_encoder reads (`source`: the flag it came from, for error messages)."""
+    from pybert.modeling import BertEncoder
+
+    encoder = BertEncoder(config)
+    encoder.build()
+    restore_encoder(encoder, checkpoint, source)
+    return encoder
+
+
 def _hms(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
