@@ -20,18 +20,32 @@ import types
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
 
-def main(oracle_dir, config_path, inputs_path, out_prefix, export_dir=None, vocab=None):
+def stub_unused_imports(oracle_dir, real=()):
+    """Puts the oracle on sys.path and stands in for what the seed's modules import but
+    the code paths run here do not use (packages not installed, and the parts of
+    tf-models-official the oracle does not unpack: albert, the seq2seq models); the
+    packages named in `real` are imported for real."""
     sys.path.insert(0, oracle_dir)
-    # Imports of the seed's package that this code path does not use.
     gin = types.ModuleType("gin")
     gin.configurable = lambda *a, **k: a[0] if a and callable(a[0]) else (lambda f: f)
     sys.modules["gin"] = gin
     for name in ("tensorflow_hub", "tensorflow_datasets", "sentencepiece", "tensorflow_addons"):
-        sys.modules.setdefault(name, types.ModuleType(name))
-    import numpy as np
+        if name not in real:
+            sys.modules.setdefault(name, types.ModuleType(name))
     import tensorflow as tf
 
     tf.keras.mixed_precision.experimental = tf.keras.mixed_precision
+    albert = types.ModuleType("official.nlp.albert")
+    albert.configs = types.ModuleType("official.nlp.albert.configs")
+    albert.configs.AlbertConfig = type("AlbertConfig", (), {})
+    sys.modules["official.nlp.albert"] = albert
+    sys.modules["official.nlp.albert.configs"] = albert.configs
+
+
+def main(oracle_dir, config_path, inputs_path, out_prefix, export_dir=None, vocab=None):
+    stub_unused_imports(oracle_dir)
+    import numpy as np
+    import tensorflow as tf
     from official.modeling import activations
     from official.nlp.modeling import networks
 
@@ -56,13 +70,8 @@ def main(oracle_dir, config_path, inputs_path, out_prefix, export_dir=None, voca
     )
     tf.train.Checkpoint(encoder=encoder).write(out_prefix)
     if export_dir:
-        # export_tfhub imports bert_models, which imports packages the oracle does not
-        # unpack (albert, the seq2seq models); the export path uses neither.
-        albert = types.ModuleType("official.nlp.albert")
-        albert.configs = types.ModuleType("official.nlp.albert.configs")
-        albert.configs.AlbertConfig = type("AlbertConfig", (), {})
-        sys.modules["official.nlp.albert"] = albert
-        sys.modules["official.nlp.albert.configs"] = albert.configs
+        # export_tfhub imports bert_models, which imports the seq2seq models the oracle
+        # does not unpack; the export path does not use them
         sys.modules["official.nlp.modeling.models"] = types.ModuleType("models")
         from official.nlp.bert import configs, export_tfhub
 

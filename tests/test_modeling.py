@@ -2,6 +2,7 @@
 BERT in HuggingFace safetensors) against HuggingFace transformers' BertModel
 (PyTorch, CPU) on real sentences with padding."""
 
+import json
 import os
 from pathlib import Path
 
@@ -598,6 +599,41 @@ def test_hub_style_savedmodel_export(tmp_path, model_dir, batch):
     np.testing.assert_allclose(
         np.asarray(got["sequence_output"]), np.asarray(want["sequence_output"]), atol=1e-4, rtol=0
     )
+    # TF-Hub's encoder API: default = pooled_output; every layer's output, the last one
+    # sequence_output; the list call of the seed's export gives [pooled, sequence]
+    np.testing.assert_array_equal(got["default"].numpy(), got["pooled_output"].numpy())
+    assert len(got["encoder_outputs"]) == encoder.config.num_hidden_layers
+    np.testing.assert_array_equal(got["encoder_outputs"][-1].numpy(),
+                                  got["sequence_output"].numpy())
+    assert not np.allclose(got["encoder_outputs"][0].numpy(), got["sequence_output"].numpy())
+    as_list = [tensors[k] for k in ("input_word_ids", "input_mask", "input_type_ids")]
+    pooled, sequence = loaded(as_list)
+    np.testing.assert_array_equal(pooled.numpy(), got["pooled_output"].numpy())
+    np.testing.assert_array_equal(sequence.numpy(), got["sequence_output"].numpy())
+    served = loaded.signatures["serving_default"](**tensors)
+    assert sorted(served) == ["default", "pooled_output", "sequence_output"]
+    np.testing.assert_array_equal(served["pooled_output"].numpy(), pooled.numpy())
+    # Reusable SavedModel: the variables to fine-tune, and training=True is dropout
+    assert len(loaded.trainable_variables) == len(encoder.trainable_weights) > 0
+    assert {v.name for v in loaded.trainable_variables} == {
+        v.value.name for v in encoder.trainable_weights}
+    assert len(loaded.variables) == len(encoder.variables) + 1  # and do_lower_case
+    assert list(loaded.regularization_losses) == []
+    with tf.GradientTape() as tape:
+        trained = loaded(as_list, training=True)[0]
+        loss = tf.reduce_sum(trained**2)
+    grads = tape.gradient(loss, loaded.trainable_variables)
+    assert all(g is not None for g in grads)
+    assert not np.allclose(trained.numpy(), pooled.numpy(), atol=1e-3)
+    assert not encoder.output_all_layers  # the export leaves the encoder as it was
+    # its variables (keyed by their place in `variables`) restore a pybert encoder
+    from pybert.checkpoints import checkpoint_format
+    from pybert.training.loop import load_encoder
+
+    assert checkpoint_format(os.path.join(path, "variables", "variables")) == "pybert"
+    restored = load_encoder(encoder.config, path, "--hub_module_url")
+    for a, b in zip(encoder.weights, restored.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
     # a tokenizer from the model alone gives the same ids
     assert pybert.Tokenizer(vocab, do_lower_case=lower).tokenize("Hello world") == [
         "hello",
@@ -605,6 +641,55 @@ def test_hub_style_savedmodel_export(tmp_path, model_dir, batch):
     ]
     with pytest.raises(FileNotFoundError, match="no SavedModel"):
         load_encoder_savedmodel(tmp_path)
+
+
+def test_seed_classifier_fine_tunes_the_hub_export(tmp_path, model_dir, batch):
+    """The seed's own classifier_model with hub_module_url = pybert's TF-Hub-style export
+    (what the seed's run_classifier --hub_module_url builds; hub.KerasLayer on a list, run
+    under tf_keras in a subprocess): the same outputs as pybert's encoder, the encoder's
+    weights trainable and changed by a training step. hub.KerasLayer on the input dict
+    (TF-Hub's later BERT API) gives the same outputs too."""
+    import subprocess
+    import sys
+
+    from seed_oracle import ORACLE_DIR
+
+    from pybert.export import export_encoder_savedmodel
+
+    pytest.importorskip("tf_keras")
+    pytest.importorskip("tensorflow_hub")
+    if not (ORACLE_DIR / "official" / "nlp" / "bert" / "bert_models.py").exists():
+        pytest.skip("seed oracle not unpacked (tools/run_tests.sh)")
+    encoder, config = load_huggingface_encoder(model_dir)
+    hub_dir = export_encoder_savedmodel(encoder, model_dir / "vocab.txt", True, tmp_path / "hub")
+    seed_config = {k: v for k, v in config.to_dict().items() if k in (
+        "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+        "intermediate_size", "hidden_dropout_prob", "attention_probs_dropout_prob",
+        "max_position_embeddings", "type_vocab_size", "initializer_range")}
+    (tmp_path / "bert_config.json").write_text(json.dumps(seed_config))
+    rows = {k: v[:8] for k, v in batch.items()}
+    np.savez(tmp_path / "inputs.npz", **rows)
+    run = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("seed_hub_classifier.py")),
+         str(ORACLE_DIR), str(tmp_path / "bert_config.json"), hub_dir,
+         str(tmp_path / "inputs.npz"), str(tmp_path / "out.npz")],
+        capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    got = np.load(tmp_path / "out.npz")
+    want = encoder(rows)
+    for key, ours in (("pooled", "pooled_output"), ("sequence", "sequence_output"),
+                      ("dict_pooled", "pooled_output"), ("dict_default", "pooled_output"),
+                      ("dict_sequence", "sequence_output")):
+        # the export's portable attention against pybert's fused op: float rounding
+        np.testing.assert_allclose(got[key], np.asarray(want[ours]), atol=1e-4, rtol=0,
+                                   err_msg=key)
+    assert got["dict_encoder_outputs"].shape[0] == config.num_hidden_layers
+    assert not np.allclose(got["pooled_training"], got["pooled"], atol=1e-3)  # dropout
+    count = int(got["trainable_count"])
+    assert count == len(encoder.trainable_weights)
+    unchanged = [i for i in range(count)
+                 if np.array_equal(got[f"before_{i}"], got[f"after_{i}"])]
+    assert unchanged == []  # one SGD step moved every encoder weight
 
 
 def test_seed_tf2_checkpoint_converts_to_the_seed_outputs(tmp_path, batch):

@@ -22,16 +22,22 @@ from pybert.checkpoints.tf1 import encoder_weights_from_tf1, load_tf1_encoder, l
 
 
 def checkpoint_format(checkpoint: str) -> str:
-    """"pybert" (tf.train.Checkpoint(encoder=BertEncoder)), "model_garden" (the seed's TF2
+    """"pybert" (tf.train.Checkpoint(encoder=BertEncoder), also the variables of pybert's
+    TF-Hub-style SavedModels), "model_garden" (the seed's TF2
     encoder checkpoints, under any root), "model_garden_hub" (the variables of a TF-Hub
     SavedModel written by the seed's export_tfhub.py: <dir>/variables/variables) or "tf1"
     (google-research BERT), from the keys of the checkpoint at prefix `checkpoint`."""
     import tensorflow as tf
 
-    keys = tf.train.load_checkpoint(str(checkpoint)).get_variable_to_shape_map()
+    reader = tf.train.load_checkpoint(str(checkpoint))
+    keys = reader.get_variable_to_shape_map()
     if "bert/embeddings/word_embeddings" in keys:
         return "tf1"
     if any(k.startswith("encoder/embeddings/word_embeddings/") for k in keys):
+        return "pybert"
+    # pybert's TF-Hub-style SavedModel: its variables are keyed by their place in the
+    # `variables` list TF-Hub asks for, and the encoder is found in the object graph
+    if _object_path_exists(reader, ("encoder", "embeddings", "word_embeddings", "embeddings")):
         return "pybert"
     from pybert.checkpoints.model_garden import encoder_roots, is_hub_savedmodel
 
@@ -41,6 +47,24 @@ def checkpoint_format(checkpoint: str) -> str:
     if export_dir and is_hub_savedmodel(export_dir):
         return "model_garden_hub"
     return "pybert"
+
+
+def _object_path_exists(reader, path) -> bool:
+    """Whether the checkpoint's object graph has the object at `path` (child names from
+    the root)."""
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+    if not reader.has_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"):
+        return False
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    node = 0
+    for name in path:
+        children = {c.local_name: c.node_id for c in graph.nodes[node].children}
+        if name not in children:
+            return False
+        node = children[name]
+    return True
 
 
 def hub_savedmodel_dir(checkpoint: str) -> str | None:

@@ -9,10 +9,11 @@ name and renamed when complete: what --hub_module_url takes. The checkpoint
 may be pybert's, the seed's TF2 one (`model` or `encoder` root) or a TF1
 release checkpoint.
 
-Unlike the seed's export (a Keras model called on the list [input_word_ids,
-input_mask, input_type_ids], returning [pooled_output, sequence_output]), the
-SavedModel is called on the input dict and returns a dict with the same two
-outputs, so the seed's own tools (hub.KerasLayer on a list) cannot use it;
+As the seed's export, it is called on the list [input_word_ids, input_mask,
+input_type_ids] and returns [pooled_output, sequence_output], with a `training`
+argument and the variables hub.KerasLayer(..., trainable=True) fine-tunes; it
+is also called on the input dict (TF-Hub's later BERT API). The variables
+inside are pybert's encoder's, named otherwise than the seed's Keras model's;
 pybert's tools read both.
 """
 

@@ -1,10 +1,23 @@
 """TF-Hub-style SavedModel of a BERT encoder (what the training tools take as
 --hub_module_url, a local path: nothing is downloaded).
 
-The SavedModel is callable on the seed's input dict and returns
-sequence_output and pooled_output; vocab.txt is an asset (`vocab_file`) and
-`do_lower_case` a variable, as in the seed's TF-Hub BERT exports, so a
-tokenizer can be built from the model alone. The training tools take its
+It is a Reusable SavedModel as TF-Hub defines it (what `hub.KerasLayer(path,
+trainable=True)` fine-tunes): `obj(inputs, training=False)`, `obj.variables`,
+`obj.trainable_variables` and `obj.regularization_losses` (none). It is called
+either way TF-Hub's BERTs are:
+
+- on the input dict (input_word_ids, input_mask, input_type_ids; the encoder API of
+  TF-Hub's BERTs from version 3 on), returning a dict with `pooled_output`,
+  `sequence_output`, `encoder_outputs` (every layer's output; the last is
+  sequence_output) and `default` (= pooled_output);
+- on the list [input_word_ids, input_mask, input_type_ids] (the seed's
+  export_tfhub.py and TF-Hub's first BERTs), returning [pooled_output,
+  sequence_output]: what the seed's classifier_model and squad_model unpack.
+
+`training=True` applies dropout. vocab.txt is an asset (`vocab_file`) and
+`do_lower_case` a variable, as in the seed's exports, so a tokenizer can be built
+from the model alone. The serving signature takes the three inputs by name and
+returns default, pooled_output and sequence_output. The training tools take the
 directory as --hub_module_url: its variables initialize the encoder (they are a
 checkpoint whose root holds the encoder, like pybert's encoder checkpoints).
 """
@@ -21,11 +34,23 @@ SAVED_MODEL_FILES = ("saved_model.pb", "variables", "assets", "fingerprint.pb", 
 _INPUT_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
 
 
+def _input_specs():
+    import tensorflow as tf
+
+    return {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in _INPUT_NAMES}
+
+
 def export_encoder_savedmodel(encoder, vocab_file, do_lower_case: bool, export_dir) -> str:
     """Writes the SavedModel (to a temporary directory, renamed when complete)."""
     import tensorflow as tf
 
     class _Encoder(tf.Module):
+        # TF-Hub's Reusable SavedModel attributes, plain lists here (tf.Module's own
+        # `variables` and `trainable_variables` are properties a SavedModel does not keep)
+        variables = None
+        trainable_variables = None
+        regularization_losses = None
+
         def __init__(self):
             super().__init__(name="bert_encoder")
             self.encoder = encoder
@@ -33,22 +58,43 @@ def export_encoder_savedmodel(encoder, vocab_file, do_lower_case: bool, export_d
             self.do_lower_case = tf.Variable(
                 bool(do_lower_case), trainable=False, name="do_lower_case"
             )
+            self.variables = list(encoder.variables) + [self.do_lower_case]
+            self.trainable_variables = list(encoder.trainable_variables)
+            self.regularization_losses = []
 
-        @tf.function(
-            input_signature=[
-                {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in _INPUT_NAMES}
-            ]
-        )
-        def __call__(self, inputs):
-            out = self.encoder(inputs, training=False)
-            return {
-                "sequence_output": out["sequence_output"],
-                "pooled_output": out["pooled_output"],
-            }
+        @tf.function
+        def __call__(self, inputs, training=False):
+            if isinstance(inputs, dict):
+                out = self.encoder({name: inputs[name] for name in _INPUT_NAMES},
+                                   training=training)
+                return {"default": out["pooled_output"], "pooled_output": out["pooled_output"],
+                        "sequence_output": out["sequence_output"],
+                        "encoder_outputs": list(out["encoder_outputs"])}
+            out = self.encoder(dict(zip(_INPUT_NAMES, inputs, strict=True)), training=training)
+            return [out["pooled_output"], out["sequence_output"]]
+
+        @tf.function(input_signature=[_input_specs()])
+        def serve(self, inputs):
+            out = self(inputs)
+            return {key: out[key] for key in ("default", "pooled_output", "sequence_output")}
 
     if not Path(vocab_file).is_file():
         raise FileNotFoundError(f"vocab file not found: {vocab_file}")
-    return _save_atomically(_Encoder(), export_dir)
+    module = _Encoder()
+
+    def trace():
+        specs = _input_specs()
+        for inputs in (specs, [specs[name] for name in _INPUT_NAMES]):
+            for training in (False, True):  # the SavedModel keeps all four
+                module.__call__.get_concrete_function(inputs, training=training)
+        return module.serve.get_concrete_function()
+
+    had_all_layers = encoder.output_all_layers
+    encoder.output_all_layers = True  # for encoder_outputs, while traced and saved
+    try:
+        return _save_atomically(module, export_dir, trace)
+    finally:
+        encoder.output_all_layers = had_all_layers
 
 
 def load_encoder_savedmodel(path):
@@ -71,20 +117,18 @@ def export_model_savedmodel(model, export_dir) -> str:
             super().__init__(name="bert_model")
             self.model = model
 
-        @tf.function(
-            input_signature=[
-                {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in _INPUT_NAMES}
-            ]
-        )
+        @tf.function(input_signature=[_input_specs()])
         def __call__(self, inputs):
             out = self.model(inputs, training=False)
             return out if isinstance(out, dict) else {"logits": out}
 
-    return _save_atomically(_Model(), export_dir)
+    module = _Model()
+    return _save_atomically(module, export_dir, lambda: module.__call__)
 
 
-def _save_atomically(module, export_dir) -> str:
-    """tf.saved_model.save into <export_dir>.tmp, then renamed over export_dir.
+def _save_atomically(module, export_dir, trace) -> str:
+    """tf.saved_model.save into <export_dir>.tmp, then renamed over export_dir; `trace()`
+    traces the module's functions and returns the serving signature's.
 
     Traced with portable_attention(): the saved graph has only TensorFlow's own ops
     (no PybertFusedAttention), so it loads where pybert's op library is absent.
@@ -96,6 +140,6 @@ def _save_atomically(module, export_dir) -> str:
     export_dir = Path(export_dir)
     tmp = fresh_tmp_dir(export_dir, SAVED_MODEL_FILES, "SavedModel", create=False)
     with portable_attention():
-        tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.__call__})
+        tf.saved_model.save(module, str(tmp), signatures={"serving_default": trace()})
     replace_dir(tmp, export_dir, SAVED_MODEL_FILES, "SavedModel")
     return str(export_dir)
