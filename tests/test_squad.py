@@ -534,6 +534,10 @@ def test_squad_evaluate_precision_recall_plots(tmp_path, data_dir):
                          ("best_f1", "final_f1"), ("exact", "exact")):
         assert metrics[ours] == pytest.approx(want[theirs], rel=1e-12), ours
     assert metrics["total"] == len(some) < len(qas)
+    # each unanswered question is reported once (the metrics and the curves share a scoring)
+    reported = [line for line in out.stderr.splitlines() if "Missing prediction for" in line]
+    assert sorted(line.split()[-1] for line in reported) == sorted(
+        qa["id"] for qa in qas if qa["id"] not in some)
     pred_file.write_text(json.dumps(preds))
     out = subprocess.run(tool + [data_arg, str(pred_file), "-p", str(tmp_path / "none")],
                          capture_output=True, text=True)

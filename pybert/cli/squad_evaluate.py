@@ -19,7 +19,7 @@ import json
 import math
 import sys
 
-from pybert.squad.evaluate import evaluate_v1, evaluate_v2, precision_recall_curves
+from pybert.squad.evaluate import evaluate_v1, evaluate_v2, evaluate_v2_with_curves
 
 
 def _load_json(path: str, what: str):
@@ -157,12 +157,14 @@ def main(argv=None):
                 if not isinstance(na_probs, dict):
                     raise ValueError(f"{args.na_prob_file} must map ids to no-answer scores")
                 _check_values(na_probs, (int, float), args.na_prob_file, "a finite number")
-            result = evaluate_v2(dataset, predictions, na_probs, args.na_prob_thresh)
             if args.out_image_dir and na_probs is None:
                 print("pybert-squad-evaluate: --out_image_dir without --na_prob_file: no "
                       "plots (as in the official script)", file=sys.stderr)
-            elif args.out_image_dir:
-                curves = precision_recall_curves(dataset, predictions, na_probs)
+            if not (args.out_image_dir and na_probs is not None):
+                result = evaluate_v2(dataset, predictions, na_probs, args.na_prob_thresh)
+            else:
+                result, curves = evaluate_v2_with_curves(dataset, predictions, na_probs,
+                                                         args.na_prob_thresh)
                 for name, (ap, _, _) in curves.items():
                     result[f"pr_{name}_ap"] = ap
                 _plot(args.out_image_dir, curves, dataset, predictions, na_probs)

@@ -201,7 +201,18 @@ def precision_recall_curves(dataset, predictions: dict, na_probs: dict) -> dict:
     v2.0 script's precision/recall analysis (its --out-image-dir), over the questions with a
     prediction (as every other number here and the seed's copy of the script); {} when none
     of them has an answer."""
-    _, (has_ans, exact_raw, f1_raw, probs) = _evaluate_v2(dataset, predictions, na_probs, 1.0)
+    return _curves(_evaluate_v2(dataset, predictions, na_probs, 1.0)[1])
+
+
+def evaluate_v2_with_curves(dataset, predictions: dict, na_probs: dict,
+                            na_prob_thresh: float = 1.0) -> tuple[collections.OrderedDict, dict]:
+    """(evaluate_v2's result, precision_recall_curves'), the questions scored once."""
+    result, details = _evaluate_v2(dataset, predictions, na_probs, na_prob_thresh)
+    return result, _curves(details)
+
+
+def _curves(details) -> dict:
+    has_ans, exact_raw, f1_raw, probs = details
     has_ans = {k: has_ans[k] for k in exact_raw}
     n_answerable = sum(has_ans.values())
     if not n_answerable:
