@@ -266,6 +266,10 @@ def test_errors_before_the_first_step(mrpc64, tmp_path):
     proc = _run(*args, "--train_batch_size=0", check=False)
     assert proc.returncode == 1 and "flag --train_batch_size=0" in proc.stderr
     assert "Traceback" not in proc.stderr
+    for scale in ("abc", "-1", "nan"):  # whatever the dtype (fp32 ignores a good one)
+        proc = _run(*args, f"--loss_scale={scale}", check=False)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr
+        assert f"--loss_scale={scale}: expected 'dynamic' or a positive number" in proc.stderr
     assert not (tmp_path / "m" / "training_summary.json").exists()
 
 
@@ -315,8 +319,10 @@ def test_hub_module_url_initializes_the_encoder(mrpc64, tmp_path, monkeypatch):
     args = [a for a in _args(mrpc64, model_dir) if not a.startswith(("--train_data_size",
                                                                       "--learning_rate"))]
     proc = _run(*args, f"--hub_module_url={hub}", "--train_data_size=32",
-                "--learning_rate=0", "--num_train_epochs=1")
+                "--learning_rate=0", "--num_train_epochs=1", "--loss_scale=128")
     assert "encoder initialized from" in proc.stderr
+    # the seed ignores --loss_scale outside fp16; so does pybert, saying so
+    assert "--loss_scale=128 ignored: loss scaling applies to --dtype=fp16 only" in proc.stderr
     model = BertClassifier(config, 2)
     model.build()
     tf.train.Checkpoint(model=model).read(tf.train.latest_checkpoint(str(model_dir))

@@ -46,7 +46,9 @@ def define_common_bert_flags() -> None:
                          short_name="ng")
     flags.DEFINE_enum("dtype", "fp32", ["fp32", "fp16", "bf16"], "Compute dtype.", short_name="dt")
     flags.DEFINE_string("loss_scale", None,
-                        "fp16 loss scaling: 'dynamic' (default) or an initial scale.",
+                        "fp16 loss scaling: 'dynamic' (default) or a positive initial scale "
+                        "(Keras 3 loss scaling is dynamic); ignored with a warning for other "
+                        "dtypes.",
                         short_name="ls")
     flags.DEFINE_bool("enable_xla", False, "XLA-compile the training step (jit_compile).")
     flags.DEFINE_bool("trim_padding", True,
@@ -226,8 +228,12 @@ def setup_runtime() -> None:
 
     encoder_checkpoint()  # --hub_module_url / --init_checkpoint checked before anything runs
     _seed_runtime_flags()
-    if FLAGS.loss_scale and FLAGS.dtype != "fp16":
-        raise ValueError(f"--loss_scale applies to --dtype=fp16 only (got --dtype={FLAGS.dtype})")
+    if FLAGS.loss_scale is not None:
+        _initial_loss_scale()  # a bad value is an error whatever the dtype, as in the seed
+        if FLAGS.dtype != "fp16":  # the seed ignores it too
+            logging.getLogger(__name__).warning(
+                "--loss_scale=%s ignored: loss scaling applies to --dtype=fp16 only (got "
+                "--dtype=%s)", FLAGS.loss_scale, FLAGS.dtype)
     keras.utils.set_random_seed(FLAGS.seed)
     if FLAGS.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -328,12 +334,27 @@ def make_optimizer_fn(num_train_steps: int, warmup_steps: int):
         if FLAGS.dtype == "fp16":
             import keras
 
-            scale = FLAGS.loss_scale or "dynamic"
-            initial = 32768.0 if scale == "dynamic" else float(scale)
-            opt = keras.optimizers.LossScaleOptimizer(opt, initial_scale=initial)
+            opt = keras.optimizers.LossScaleOptimizer(opt, initial_scale=_initial_loss_scale())
         return opt
 
     return fn
+
+
+def _initial_loss_scale() -> float:
+    """--loss_scale: 'dynamic' (the default; starts at 2^15) or a positive number, the
+    initial scale (Keras 3 loss scaling is always dynamic)."""
+    import math
+
+    scale = FLAGS.loss_scale or "dynamic"
+    if scale == "dynamic":
+        return 32768.0
+    try:
+        value = float(scale)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"--loss_scale={scale}: expected 'dynamic' or a positive number")
+    return value
 
 
 def steps_per_loop(steps_per_epoch: int) -> int:
