@@ -631,6 +631,10 @@ def test_hub_style_savedmodel_export(tmp_path, model_dir, batch):
     from pybert.training.loop import load_encoder
 
     assert checkpoint_format(os.path.join(path, "variables", "variables")) == "pybert"
+    not_bert = tf.Module()
+    not_bert.embeddings = tf.Variable(tf.zeros([4, 2]))
+    other = tf.train.Checkpoint(encoder=not_bert).write(str(tmp_path / "other" / "ckpt"))
+    assert checkpoint_format(other) == "unknown"
     restored = load_encoder(encoder.config, path, "--hub_module_url")
     for a, b in zip(encoder.weights, restored.weights, strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
@@ -641,6 +645,34 @@ def test_hub_style_savedmodel_export(tmp_path, model_dir, batch):
     ]
     with pytest.raises(FileNotFoundError, match="no SavedModel"):
         load_encoder_savedmodel(tmp_path)
+
+
+def test_hub_export_of_a_mixed_precision_encoder_returns_float32(tmp_path, model_dir):
+    """TF-Hub's BERTs return float32: so does the export of an encoder built under a
+    mixed-precision policy, on both calls."""
+    import keras
+
+    from pybert.export import export_encoder_savedmodel
+
+    config = BertConfig.from_dict({"vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 2,
+                                   "num_attention_heads": 2, "intermediate_size": 32,
+                                   "max_position_embeddings": 16, "type_vocab_size": 2})
+    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+    try:
+        encoder = BertEncoder(config)
+        encoder.build()
+        ids = tf.constant([[2, 7, 9, 0]], tf.int32)
+        inputs = {"input_word_ids": ids, "input_mask": tf.cast(ids > 0, tf.int32),
+                  "input_type_ids": tf.zeros_like(ids)}
+        assert encoder(inputs)["pooled_output"].dtype == "bfloat16"
+        path = export_encoder_savedmodel(encoder, model_dir / "vocab.txt", True, tmp_path / "h")
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    loaded = tf.saved_model.load(path)
+    by_dict = loaded(inputs)
+    assert {t.dtype for t in [by_dict["pooled_output"], by_dict["sequence_output"],
+                              *by_dict["encoder_outputs"]]} == {tf.float32}
+    assert {t.dtype for t in loaded(list(inputs.values()))} == {tf.float32}
 
 
 def test_seed_classifier_fine_tunes_the_hub_export(tmp_path, model_dir, batch):

@@ -25,8 +25,9 @@ def checkpoint_format(checkpoint: str) -> str:
     """"pybert" (tf.train.Checkpoint(encoder=BertEncoder), also the variables of pybert's
     TF-Hub-style SavedModels), "model_garden" (the seed's TF2
     encoder checkpoints, under any root), "model_garden_hub" (the variables of a TF-Hub
-    SavedModel written by the seed's export_tfhub.py: <dir>/variables/variables) or "tf1"
-    (google-research BERT), from the keys of the checkpoint at prefix `checkpoint`."""
+    SavedModel written by the seed's export_tfhub.py: <dir>/variables/variables), "tf1"
+    (google-research BERT) or "unknown", from the keys and the object graph of the
+    checkpoint at prefix `checkpoint`."""
     import tensorflow as tf
 
     reader = tf.train.load_checkpoint(str(checkpoint))
@@ -37,7 +38,7 @@ def checkpoint_format(checkpoint: str) -> str:
         return "pybert"
     # pybert's TF-Hub-style SavedModel: its variables are keyed by their place in the
     # `variables` list TF-Hub asks for, and the encoder is found in the object graph
-    if _object_path_exists(reader, ("encoder", "embeddings", "word_embeddings", "embeddings")):
+    if _object_path_exists(reader, ("encoder", "embeddings", "word_embeddings")):
         return "pybert"
     from pybert.checkpoints.model_garden import encoder_roots, is_hub_savedmodel
 
@@ -46,7 +47,7 @@ def checkpoint_format(checkpoint: str) -> str:
     export_dir = hub_savedmodel_dir(checkpoint)
     if export_dir and is_hub_savedmodel(export_dir):
         return "model_garden_hub"
-    return "pybert"
+    return "unknown"
 
 
 def _object_path_exists(reader, path) -> bool:

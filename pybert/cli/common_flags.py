@@ -229,7 +229,8 @@ def setup_runtime() -> None:
     encoder_checkpoint()  # --hub_module_url / --init_checkpoint checked before anything runs
     _seed_runtime_flags()
     if FLAGS.loss_scale is not None:
-        _initial_loss_scale()  # a bad value is an error whatever the dtype, as in the seed
+        _initial_loss_scale()  # a bad value is an error whatever the dtype (the seed's
+        # check too; this one also refuses inf and nan)
         if FLAGS.dtype != "fp16":  # the seed ignores it too
             logging.getLogger(__name__).warning(
                 "--loss_scale=%s ignored: loss scaling applies to --dtype=fp16 only (got "
@@ -345,7 +346,7 @@ def _initial_loss_scale() -> float:
     initial scale (Keras 3 loss scaling is always dynamic)."""
     import math
 
-    scale = FLAGS.loss_scale or "dynamic"
+    scale = "dynamic" if FLAGS.loss_scale is None else FLAGS.loss_scale
     if scale == "dynamic":
         return 32768.0
     try:

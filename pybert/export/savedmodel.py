@@ -14,12 +14,16 @@ either way TF-Hub's BERTs are:
   export_tfhub.py and TF-Hub's first BERTs), returning [pooled_output,
   sequence_output]: what the seed's classifier_model and squad_model unpack.
 
-`training=True` applies dropout. vocab.txt is an asset (`vocab_file`) and
-`do_lower_case` a variable, as in the seed's exports, so a tokenizer can be built
-from the model alone. The serving signature takes the three inputs by name and
-returns default, pooled_output and sequence_output. The training tools take the
-directory as --hub_module_url: its variables initialize the encoder (they are a
-checkpoint whose root holds the encoder, like pybert's encoder checkpoints).
+`training=True` applies dropout; outputs are float32 (also from an encoder built
+under a mixed-precision policy). The four calls are traced when exported, so
+saved_model.pb holds four graphs of the encoder (3.3 MB for a 6-layer MiniLM).
+vocab.txt is an asset (`vocab_file`) and `do_lower_case` a variable, as in the
+seed's exports, so a tokenizer can be built from the model alone. The serving
+signature takes the three inputs by name and returns default, pooled_output and
+sequence_output. The training tools take the directory as --hub_module_url: its
+variables initialize the encoder (they are a checkpoint whose object graph holds
+the encoder at `encoder`, like pybert's encoder checkpoints; their keys are
+positional, `variables/N`, as in any Keras or TF-Hub SavedModel).
 """
 
 from __future__ import annotations
@@ -64,14 +68,17 @@ def export_encoder_savedmodel(encoder, vocab_file, do_lower_case: bool, export_d
 
         @tf.function
         def __call__(self, inputs, training=False):
-            if isinstance(inputs, dict):
-                out = self.encoder({name: inputs[name] for name in _INPUT_NAMES},
-                                   training=training)
-                return {"default": out["pooled_output"], "pooled_output": out["pooled_output"],
-                        "sequence_output": out["sequence_output"],
-                        "encoder_outputs": list(out["encoder_outputs"])}
-            out = self.encoder(dict(zip(_INPUT_NAMES, inputs, strict=True)), training=training)
-            return [out["pooled_output"], out["sequence_output"]]
+            by_name = inputs if isinstance(inputs, dict) else dict(
+                zip(_INPUT_NAMES, inputs, strict=True))
+            out = self.encoder({name: by_name[name] for name in _INPUT_NAMES},
+                               training=training)
+            # float32, as TF-Hub's BERTs return, also from an encoder under mixed precision
+            pooled, sequence = (tf.cast(out[key], tf.float32)
+                                for key in ("pooled_output", "sequence_output"))
+            if not isinstance(inputs, dict):
+                return [pooled, sequence]
+            return {"default": pooled, "pooled_output": pooled, "sequence_output": sequence,
+                    "encoder_outputs": [tf.cast(t, tf.float32) for t in out["encoder_outputs"]]}
 
         @tf.function(input_signature=[_input_specs()])
         def serve(self, inputs):

@@ -244,10 +244,6 @@ def run_squad_metrics(dataset, predictions: dict, null_odds: dict | None, v2: bo
         (k, v) for k, v in official.items() if not k.startswith("best_"))
     for key in ("exact", "exact_thresh", "f1", "f1_thresh"):
         result[f"final_{key}"] = official[f"best_{key}"]
-    n_answerable = sum(has_ans.values())
-    if n_answerable:
-        oracle = {k: float(v) for k, v in has_ans.items()}
-        for name, scores in (("exact", exact_raw), ("f1", f1_raw), ("oracle", oracle)):
-            result[f"pr_{name}_ap"] = precision_recall_curve(scores, probs, has_ans,
-                                                             n_answerable)[0]
+    for name, (ap, _, _) in _curves((has_ans, exact_raw, f1_raw, probs)).items():
+        result[f"pr_{name}_ap"] = ap
     return result

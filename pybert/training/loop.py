@@ -301,7 +301,7 @@ def restore_encoder(encoder, init_checkpoint: str, source: str = "--init_checkpo
     from pybert.checkpoints import checkpoint_format
 
     fmt = checkpoint_format(init_checkpoint)
-    if fmt != "pybert":  # the seed's TF2 / TF-Hub or a google-research TF1 checkpoint, as is
+    if fmt not in ("pybert", "unknown"):  # the seed's TF2 / TF-Hub or a TF1 checkpoint, as is
         from pybert.checkpoints import hub_savedmodel_dir
         from pybert.checkpoints.huggingface import assign_encoder_weights
 
