@@ -350,6 +350,84 @@ def test_the_seed_converter_and_export_tfhub_commands(tmp_path, model_dir, batch
     assert not (tmp_path / "h").exists()
 
 
+def test_the_seed_serving_command(tmp_path, batch):
+    """The seed's serving.py command, flag names as the seed's, on a checkpoint of the seed's
+    own encoder (root `model`, as serving.py restores it; run under tf_keras in a
+    subprocess, with the seed's serving.py exporting it too): the same signatures and
+    inputs, the seed's outputs (its `outputs[-1]` is the last row) within float rounding,
+    and the whole batch as pybert's encoder computes it."""
+    import subprocess
+    import sys
+
+    from seed_oracle import ORACLE_DIR
+    from tool_runner import run_tool
+
+    from pybert.training.loop import restore_encoder
+
+    pytest.importorskip("tf_keras")
+    if not (ORACLE_DIR / "official" / "nlp" / "bert" / "serving.py").exists():
+        pytest.skip("seed oracle not unpacked (tools/run_tests.sh)")
+    config_path = tmp_path / "bert_config.json"
+    config_path.write_text(json.dumps({
+        "vocab_size": 30522, "hidden_size": 64, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "intermediate_size": 128, "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
+        "max_position_embeddings": 128, "type_vocab_size": 2, "initializer_range": 0.02}))
+    rows = {k: v[:6] for k, v in batch.items()}
+    assert (rows["input_word_ids"] == 0).any() and (rows["input_type_ids"] == 1).any()
+    np.savez(tmp_path / "inputs.npz", **rows)
+    run = subprocess.run([sys.executable, str(Path(__file__).with_name("seed_serving.py")),
+                          str(ORACLE_DIR), str(config_path), str(tmp_path / "inputs.npz"),
+                          str(tmp_path)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    seed_out = np.load(tmp_path / "outputs.npz")
+    seq = rows["input_word_ids"].shape[1]
+    proc = run_tool("serving", f"--bert_config_file={config_path}",
+                    f"--model_checkpoint_path={tmp_path / 'ckpt-1'}",
+                    f"--export_path={tmp_path / 'ours'}", f"--sequence_length={seq}")
+    assert f"wrote {tmp_path / 'ours'}" in proc.stdout
+    seed_model = tf.saved_model.load(str(tmp_path / "export"))
+    ours = tf.saved_model.load(str(tmp_path / "ours"))
+    for name in ("serving_default", "serving_examples"):
+        theirs, mine = seed_model.signatures[name], ours.signatures[name]
+        assert mine.structured_input_signature == theirs.structured_input_signature, name
+        assert list(mine.structured_outputs) == list(theirs.structured_outputs) == ["outputs"]
+    ids = tf.constant(rows["input_word_ids"])
+    by_ids = ours.signatures["serving_default"](inputs=ids)["outputs"].numpy()
+    examples = tf.constant(list(tf.data.TFRecordDataset(
+        str(tmp_path / "examples.tfrecord")).as_numpy_iterator()))
+    by_examples = ours.signatures["serving_examples"](examples=examples)["outputs"].numpy()
+    # the SavedModel runs TensorFlow's own attention ops: float rounding apart
+    np.testing.assert_allclose(by_ids[-1], seed_out["default"], rtol=0, atol=1e-4)
+    np.testing.assert_allclose(by_examples[-1], seed_out["examples"], rtol=0, atol=1e-4)
+    encoder = BertEncoder(BertConfig.from_json_file(config_path))
+    encoder.build()
+    restore_encoder(encoder, str(tmp_path / "ckpt-1"))
+    derived = {"input_word_ids": rows["input_word_ids"],
+               "input_mask": (rows["input_word_ids"] != 0).astype(np.int32),
+               "input_type_ids": np.zeros_like(rows["input_word_ids"])}
+    np.testing.assert_allclose(by_ids, np.asarray(encoder(derived)["sequence_output"]),
+                               rtol=0, atol=1e-4)
+    np.testing.assert_allclose(by_examples, np.asarray(encoder(rows)["sequence_output"]),
+                               rtol=0, atol=1e-4)
+    assert not np.allclose(by_ids, by_examples, atol=1e-3)  # the segment ids count
+    for args, message in (
+            ([f"--bert_config_file={config_path}", f"--export_path={tmp_path / 'x'}"],
+             "--model_checkpoint_path is required"),
+            ([f"--bert_config_file={config_path}",
+              f"--model_checkpoint_path={tmp_path / 'ckpt-1'}",
+              f"--export_path={tmp_path / 'x'}", "--sequence_length=512"],
+             f"--sequence_length=512 exceeds max_position_embeddings=128 of {config_path}"),
+            ([f"--bert_config_file={config_path}",
+              f"--model_checkpoint_path={tmp_path / 'nothing'}",
+              f"--export_path={tmp_path / 'x'}"],
+             f"--model_checkpoint_path {tmp_path / 'nothing'}: no such checkpoint")):
+        proc = run_tool("serving", *args, check=False)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert f"serving: error: {message}" in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "x").exists()
+
+
 def test_tfhub_bert_model_layout_is_read(tmp_path, model_dir):
     """TF-Hub's first BERT SavedModels hold the earlier Model Garden BertModel, whose variables
     are named bert_model/word_embeddings, bert_model/embedding_postprocessor/...,

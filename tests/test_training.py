@@ -266,7 +266,7 @@ def test_errors_before_the_first_step(mrpc64, tmp_path):
     proc = _run(*args, "--train_batch_size=0", check=False)
     assert proc.returncode == 1 and "flag --train_batch_size=0" in proc.stderr
     assert "Traceback" not in proc.stderr
-    for scale in ("abc", "-1", "nan"):  # whatever the dtype (fp32 ignores a good one)
+    for scale in ("abc", "-1", "nan", ""):  # whatever the dtype (fp32 ignores a good one)
         proc = _run(*args, f"--loss_scale={scale}", check=False)
         assert proc.returncode == 1 and "Traceback" not in proc.stderr
         assert f"--loss_scale={scale}: expected 'dynamic' or a positive number" in proc.stderr

@@ -94,7 +94,7 @@ def export_encoder_savedmodel(encoder, vocab_file, do_lower_case: bool, export_d
         for inputs in (specs, [specs[name] for name in _INPUT_NAMES]):
             for training in (False, True):  # the SavedModel keeps all four
                 module.__call__.get_concrete_function(inputs, training=training)
-        return module.serve.get_concrete_function()
+        return {"serving_default": module.serve.get_concrete_function()}
 
     had_all_layers = encoder.output_all_layers
     encoder.output_all_layers = True  # for encoder_outputs, while traced and saved
@@ -130,12 +130,61 @@ def export_model_savedmodel(model, export_dir) -> str:
             return out if isinstance(out, dict) else {"logits": out}
 
     module = _Model()
-    return _save_atomically(module, export_dir, lambda: module.__call__)
+    return _save_atomically(module, export_dir, lambda: {"serving_default": module.__call__})
+
+
+def export_serving_savedmodel(encoder, export_dir, sequence_length: int | None = None) -> str:
+    """The seed's serving.py export of an encoder for TensorFlow Serving: signature
+    `serving_default` takes the int32 token ids [batch, seq] (input `inputs`; the mask is
+    ids != 0 and the segment ids are 0, as the seed derives them) and returns `outputs`,
+    the sequence output [batch, seq, hidden] (float32). With sequence_length > 0,
+    `serving_examples` also takes serialized tf.Examples (int64 features input_ids and
+    optionally input_mask, segment_ids, of that length). Written to a temporary directory
+    first."""
+    import tensorflow as tf
+
+    features = {name: tf.io.FixedLenFeature([sequence_length], tf.int64)
+                for name in ("input_ids", "input_mask", "segment_ids")
+                } if sequence_length and sequence_length > 0 else None
+
+    class _Serving(tf.Module):
+        def __init__(self):
+            super().__init__(name="serving_model")
+            self.encoder = encoder
+
+        @tf.function
+        def serve(self, input_ids, input_mask=None, segment_ids=None):
+            if segment_ids is None:
+                segment_ids = tf.zeros_like(input_ids)
+            if input_mask is None:
+                input_mask = tf.cast(tf.not_equal(input_ids, 0), input_ids.dtype)
+            out = self.encoder({"input_word_ids": input_ids, "input_mask": input_mask,
+                                "input_type_ids": segment_ids}, training=False)
+            return {"outputs": tf.cast(out["sequence_output"], tf.float32)}
+
+        @tf.function
+        def serve_examples(self, inputs):
+            parsed = {k: tf.cast(v, tf.int32)
+                      for k, v in tf.io.parse_example(inputs, features).items()}
+            return self.serve(parsed["input_ids"], parsed["input_mask"],
+                              parsed["segment_ids"])
+
+    module = _Serving()
+
+    def trace():
+        signatures = {"serving_default": module.serve.get_concrete_function(
+            input_ids=tf.TensorSpec([None, None], tf.int32, name="inputs"))}
+        if features:
+            signatures["serving_examples"] = module.serve_examples.get_concrete_function(
+                tf.TensorSpec([None], tf.string, name="examples"))
+        return signatures
+
+    return _save_atomically(module, export_dir, trace)
 
 
 def _save_atomically(module, export_dir, trace) -> str:
     """tf.saved_model.save into <export_dir>.tmp, then renamed over export_dir; `trace()`
-    traces the module's functions and returns the serving signature's.
+    traces the module's functions and returns its signatures ({name: function}).
 
     Traced with portable_attention(): the saved graph has only TensorFlow's own ops
     (no PybertFusedAttention), so it loads where pybert's op library is absent.
@@ -147,6 +196,6 @@ def _save_atomically(module, export_dir, trace) -> str:
     export_dir = Path(export_dir)
     tmp = fresh_tmp_dir(export_dir, SAVED_MODEL_FILES, "SavedModel", create=False)
     with portable_attention():
-        tf.saved_model.save(module, str(tmp), signatures={"serving_default": trace()})
+        tf.saved_model.save(module, str(tmp), signatures=trace())
     replace_dir(tmp, export_dir, SAVED_MODEL_FILES, "SavedModel")
     return str(export_dir)
