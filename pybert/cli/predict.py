@@ -19,7 +19,8 @@ column or has an empty text is reported with its line number and skipped
 Outputs are written under a temporary name and renamed when complete. A run
 that is killed or fails part way through leaves <output_file>.incomplete (and
 .incomplete.progress); the same command run again continues after the last
-chunk written, as long as the input file, the model and the flags that decide
+chunk written, reading the input from where that chunk ended (its rows before are
+not read again), as long as the input file, the model and the flags that decide
 the rows are unchanged (otherwise it starts over).
 """
 
@@ -112,34 +113,80 @@ def _column(spec: str | None, header: list[str] | None, flag: str, path: str):
                      f"(columns: {header})")
 
 
-def read_table(path: str, fmt: str, errors: _Errors) -> Iterator[tuple[int, str, str | None,
-                                                                          str | None]]:
-    """(line, text_a, text_b, label) from a TSV/CSV file."""
+class _Counted:
+    """Lines of a text file opened with newline="" (line ends kept), counting the bytes
+    read: with errors="surrogateescape" each line encodes back to exactly its bytes."""
+
+    def __init__(self, f, offset: int):
+        self.f, self.offset = f, offset
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        line = next(self.f)
+        self.offset += len(line.encode("utf-8", "surrogateescape"))
+        return line
+
+
+@contextlib.contextmanager
+def _open_at(path: str, start: int):
+    """The file as text from byte `start` (0: the beginning, a UTF-8 BOM skipped and
+    counted), as a _Counted."""
+    import io
+
+    raw = open(path, "rb")
+    try:
+        if start:
+            raw.seek(start)
+            offset = start
+        else:
+            offset = 3 if raw.read(3) == b"\xef\xbb\xbf" else 0
+            raw.seek(offset)
+        with io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape",
+                              newline="") as f:
+            yield _Counted(f, offset)
+    finally:
+        raw.close()
+
+
+def read_table(path: str, fmt: str, errors: _Errors, start: tuple[int, int] | None = None
+               ) -> Iterator[tuple[int, str, str | None, str | None, tuple[int, int]]]:
+    """(line, text_a, text_b, label, (byte offset, line) after the row) from a TSV/CSV
+    file; from `start` (such a position) when given, the header still read from the top."""
     specs = (FLAGS.text_a_column, FLAGS.text_b_column, FLAGS.label_column)
     by_name = any(s is not None and not s.lstrip("-").isdigit() for s in specs)
     has_header = FLAGS.header == "true" or (FLAGS.header == "auto" and by_name)
-    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
-        reader = (csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if fmt == "tsv"
-                  else csv.reader(f))
-        header = None
-        if has_header:
+
+    def reader_of(f):
+        return (csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if fmt == "tsv"
+                else csv.reader(f))
+
+    header, offset, base = None, 0, 0
+    if has_header:
+        with _open_at(path, 0) as f:
             try:
-                header = next(reader)
+                header = next(reader_of(f))
             except StopIteration:
                 return
             except csv.Error as e:
                 raise ValueError(f"{path}:1: {e}") from None
-        cols = [_column(s, header, flag, path) for s, flag in
-                zip(specs, ("text_a_column", "text_b_column", "label_column"), strict=True)]
+            offset, base = f.offset, 1
+    cols = [_column(s, header, flag, path) for s, flag in
+            zip(specs, ("text_a_column", "text_b_column", "label_column"), strict=True)]
+    if start is not None:
+        offset, base = start
+    with _open_at(path, offset) as f:
+        reader = reader_of(f)
         while True:
             try:
                 row = next(reader)
             except StopIteration:
                 return
             except csv.Error as e:
-                errors(f"{path}:{reader.line_num}: {e}")
+                errors(f"{path}:{base + reader.line_num}: {e}")
                 continue
-            line = reader.line_num
+            line = base + reader.line_num
             if not row or row == [""]:
                 continue
             values = []
@@ -152,12 +199,15 @@ def read_table(path: str, fmt: str, errors: _Errors) -> Iterator[tuple[int, str,
                                            f"needs column {col}"))
                 else:
                     values.append(row[col])
-            yield line, *values
+            yield line, *values, (f.offset, line)
 
 
-def read_jsonl(path: str, errors: _Errors) -> Iterator[tuple[int, str, str | None, str | None]]:
-    with open(path, encoding="utf-8-sig", errors="surrogateescape") as f:
-        for line, text in enumerate(f, 1):
+def read_jsonl(path: str, errors: _Errors, start: tuple[int, int] | None = None
+               ) -> Iterator[tuple[int, str, str | None, str | None, tuple[int, int]]]:
+    """As read_table, for JSON lines."""
+    offset, base = start if start is not None else (0, 0)
+    with _open_at(path, offset) as f:
+        for line, text in enumerate(f, base + 1):
             if not text.strip():
                 continue
             try:
@@ -182,7 +232,7 @@ def read_jsonl(path: str, errors: _Errors) -> Iterator[tuple[int, str, str | Non
                 else:
                     v = obj[name]
                     values.append(v if isinstance(v, str) else json.dumps(v))
-            yield line, *values
+            yield line, *values, (f.offset, line)
 
 
 def _utf8(text: str | None) -> bool:
@@ -196,10 +246,25 @@ def _utf8(text: str | None) -> bool:
     return True
 
 
+class _Chunk(list):
+    """A chunk's (line, label) items, with where the input is after its last row
+    (`position`: byte offset, line) and how many rows were skipped up to there."""
+
+    position: tuple[int, int]
+    errors: int
+
+
 def _chunks(rows, errors: _Errors, chunk_size: int, pairs: bool):
     """Valid rows grouped into chunks of (items, texts_a, texts_b); bad rows reported."""
-    items, a, b = [], [], []
-    for line, text_a, text_b, label in rows:
+    items, a, b = _Chunk(), [], []
+
+    def done(position):
+        items.position, items.errors = position, errors.count
+        return items, a, b if pairs else None
+
+    position = None
+
+    for line, text_a, text_b, label, position in rows:
         bad = next((v for v in (text_a, text_b, label) if isinstance(v, KeyError)), None)
         if bad is not None:
             errors(bad.args[0])
@@ -217,10 +282,10 @@ def _chunks(rows, errors: _Errors, chunk_size: int, pairs: bool):
         a.append(text_a)
         b.append(text_b)
         if len(items) == chunk_size:
-            yield items, a, b if pairs else None
-            items, a, b = [], [], []
+            yield done(position)
+            items, a, b = _Chunk(), [], []
     if items:
-        yield items, a, b if pairs else None
+        yield done(position)
 
 
 def _write_rows(f, fmt: str, task: str, labels, items, preds, first: bool) -> None:
@@ -294,19 +359,20 @@ def run() -> dict:
     if out_fmt == "auto":
         out_fmt = _format(FLAGS.output_file, "output_file", {".tsv": "tsv", ".jsonl": "jsonl"})
     errors = _Errors(FLAGS.on_error)
-    rows = (read_jsonl(FLAGS.input_file, errors) if fmt == "jsonl"
-            else read_table(FLAGS.input_file, fmt, errors))
-    chunks = _chunks(rows, errors, FLAGS.chunk_size, FLAGS.text_b_column is not None)
     tmp = FLAGS.output_file + ".incomplete"
     progress = _Progress(tmp, _settings(predictor, fmt, out_fmt))
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output_file)), exist_ok=True)
     resumed = progress.resume()  # an interrupted run with the same settings: continue it
     if resumed:
-        print(f"predict: continuing {tmp} after {progress.examples} examples", file=sys.stderr)
-        for _ in range(progress.chunks):  # rows already predicted: read again, not run
-            next(chunks, None)
+        print(f"predict: continuing {tmp} after {progress.examples} examples (input line "
+              f"{progress.position[1]})", file=sys.stderr)
+        errors.count = progress.errors  # the rows before are not read again
     else:
         progress.discard()  # a partial output of other settings (or none)
+    at = progress.position if resumed else None
+    rows = (read_jsonl(FLAGS.input_file, errors, at) if fmt == "jsonl"
+            else read_table(FLAGS.input_file, fmt, errors, at))
+    chunks = _chunks(rows, errors, FLAGS.chunk_size, FLAGS.text_b_column is not None)
     from tqdm import tqdm
 
     try:
@@ -321,7 +387,7 @@ def run() -> dict:
                     for (_, gold), lab in zip(items, preds["label"], strict=True):
                         labelled += 1
                         correct += gold == lab
-                progress.commit(f, len(items), correct, labelled)
+                progress.commit(f, items, correct, labelled)
                 bar.update(len(items))
         if errors.count and not progress.examples:
             raise ValueError(f"--input_file {FLAGS.input_file}: none of its {errors.count} rows "
@@ -366,7 +432,8 @@ class _Progress:
     def __init__(self, tmp: str, settings: dict):
         self.tmp, self.path, self.settings = tmp, tmp + ".progress", settings
         self.chunks = self.examples = self.correct = self.labelled = self.bytes = 0
-        self.resumed_examples = 0
+        self.errors = self.resumed_examples = 0
+        self.position = (0, 0)  # (byte offset, line) of the input after the last chunk
 
     def resume(self) -> bool:
         if not os.path.exists(self.tmp):
@@ -385,30 +452,36 @@ class _Progress:
                   file=sys.stderr)
             return False
         try:
-            values = {key: int(state[key])
-                      for key in ("chunks", "examples", "correct", "labelled", "bytes")}
+            values = {key: int(state[key]) for key in (
+                "chunks", "examples", "correct", "labelled", "bytes", "errors")}
+            position = tuple(int(v) for v in state["position"])
+            if len(position) != 2 or min(position) < 0 or min(values.values()) < 0:
+                raise ValueError
         except (KeyError, TypeError, ValueError):
             print(f"predict: {self.path} is not readable; starting over", file=sys.stderr)
             return False
         for key, value in values.items():
             setattr(self, key, value)
+        self.position = position
         os.truncate(self.tmp, self.bytes)  # rows written after the last record: again
         self.resumed_examples = self.examples
         return True
 
-    def commit(self, f, examples: int, correct: int, labelled: int) -> None:
+    def commit(self, f, chunk: _Chunk, correct: int, labelled: int) -> None:
         f.flush()
         os.fsync(f.fileno())
         self.chunks += 1
-        self.examples += examples
+        self.examples += len(chunk)
         self.correct += correct
         self.labelled += labelled
+        self.errors, self.position = chunk.errors, chunk.position
         self.bytes = os.fstat(f.fileno()).st_size
         from pybert._outputs import replace_json
 
         replace_json(self.path, {
             "settings": self.settings, "chunks": self.chunks, "examples": self.examples,
-            "correct": self.correct, "labelled": self.labelled, "bytes": self.bytes})
+            "correct": self.correct, "labelled": self.labelled, "bytes": self.bytes,
+            "errors": self.errors, "position": list(self.position)})
 
     def discard(self) -> None:
         for path in (self.tmp, self.path, self.path + ".tmp"):
