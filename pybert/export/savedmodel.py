@@ -138,9 +138,9 @@ def export_serving_savedmodel(encoder, export_dir, sequence_length: int | None =
     `serving_default` takes the int32 token ids [batch, seq] (input `inputs`; the mask is
     ids != 0 and the segment ids are 0, as the seed derives them) and returns `outputs`,
     the sequence output [batch, seq, hidden] (float32). With sequence_length > 0,
-    `serving_examples` also takes serialized tf.Examples (int64 features input_ids and
-    optionally input_mask, segment_ids, of that length). Written to a temporary directory
-    first."""
+    `serving_examples` also takes serialized tf.Examples (int64 features input_ids,
+    input_mask and segment_ids, all three required, of that length, as the seed parses
+    them). Written to a temporary directory first."""
     import tensorflow as tf
 
     features = {name: tf.io.FixedLenFeature([sequence_length], tf.int64)
