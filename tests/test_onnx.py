@@ -238,6 +238,18 @@ def test_predict_killed_jsonl_run_continues_at_its_byte_offset(classifier, data_
     offset, line = record["position"]
     assert record["examples"] < 300 and record["errors"] == 1
     assert line == record["examples"] + 1 and src.read_bytes()[:offset].endswith(b"\r\n")
+    # The same record from a pybert whose rows were numbered otherwise: not continued.
+    saved = {p: p.read_bytes() for p in (part, progress)}
+    old = dict(record, settings={k: v for k, v in record["settings"].items()
+                                 if k != "progress_format"})
+    progress.write_text(json.dumps(old), encoding="utf-8")
+    proc = run_tool("predict", *args, "--chunk_size=32")
+    assert f"{part} was written by another version of pybert; starting over" in proc.stderr
+    assert [json.loads(x)["line"] for x in dst.read_text(encoding="utf-8").splitlines()] == \
+        [w["line"] for w in want]
+    dst.unlink()
+    for p, data in saved.items():
+        p.write_bytes(data)
     proc = run_tool("predict", *args, "--chunk_size=32")
     assert f"(input line {line})" in proc.stderr and f"{src}:4:" not in proc.stderr
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -251,28 +263,30 @@ def test_predict_killed_jsonl_run_continues_at_its_byte_offset(classifier, data_
 
 
 def test_predict_counts_lines_after_a_multiline_csv_header(classifier, data_dir, tmp_path):
-    """A CSV header with a quoted field spanning two lines: rows are numbered by the file's
-    lines, in the output and in the messages for bad rows."""
+    """A CSV header and a row with a quoted field spanning two lines: rows are numbered by
+    the file line they start on, in the output and in the messages for bad rows."""
     _, out = classifier
     _, rows = _mrpc_rows(data_dir, 6)
     src = tmp_path / "in.csv"
     with open(src, "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(["first\nsentence", "second", "gold"])  # lines 1-2
-        w.writerows([r[3], r[4], r[0]] for r in rows[:3])
-        w.writerow(["only one column"])  # line 6
-        w.writerows([r[3], r[4], r[0]] for r in rows[3:])
-    assert len(src.read_text(encoding="utf-8").splitlines()) == 9
+        w.writerow([rows[0][3], rows[0][4], rows[0][0]])  # line 3
+        w.writerow([rows[1][3] + "\n(continued)", rows[1][4], rows[1][0]])  # lines 4-5
+        w.writerow([rows[2][3], rows[2][4], rows[2][0]])  # line 6
+        w.writerow(["only one column"])  # line 7
+        w.writerows([r[3], r[4], r[0]] for r in rows[3:])  # lines 8-10
+    assert len(src.read_text(encoding="utf-8").splitlines()) == 10
     dst = tmp_path / "out.tsv"
     proc = run_tool("predict", f"--model_dir={out}", f"--input_file={src}",
                     "--text_a_column=first\nsentence", "--text_b_column=second",
                     "--label_column=gold", f"--output_file={dst}", "--progress=false")
-    assert f"{src}:6: 1 columns, --text_b_column needs column 1" in proc.stderr
+    assert f"{src}:7: 1 columns, --text_b_column needs column 1" in proc.stderr
     got = [x.split("\t") for x in dst.read_text().splitlines()[1:]]
-    assert [int(g[0]) for g in got] == [3, 4, 5, 7, 8, 9]
+    assert [int(g[0]) for g in got] == [3, 4, 6, 8, 9, 10]  # a row by its first line
 
 
-def test_predict_chunk_records_errors_up_to_its_last_row():
+def test_predict_chunk_records_errors_up_to_its_last_row(tmp_path):
     """A chunk's recorded error count covers the rows up to its recorded position: a row
     the reader skipped itself after the last row it gave (bad JSON, a CSV error) is past
     that position, read again by a rerun that continues there, and so not counted yet."""
@@ -291,8 +305,9 @@ def test_predict_chunk_records_errors_up_to_its_last_row():
                   for c in _chunks(rows(), errors, 2, False)]
         print(json.dumps([chunks, errors.count]))
     """
+    # cwd: not the source tree, whose pybert (no compiled _C) would shadow the installed one
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True)
+                          check=True, cwd=tmp_path)
     # chunk 1: rows 1 and 3 (bad line 2 before); chunk 2: row 4 and bad line 5 after it,
     # not line 6; 3 in all
     assert json.loads(proc.stdout) == [[[2, [30, 3], 1], [1, [50, 5], 2]], 3]
@@ -314,7 +329,8 @@ def test_predict_jsonl_and_api(classifier, data_dir, tmp_path):
             f"--output_file={dst}", "--progress=false"]
     # A partial output of another run (its progress record does not match): started over.
     (tmp_path / "out.jsonl.incomplete").write_text('{"line": 99}\n', encoding="utf-8")
-    (tmp_path / "out.jsonl.incomplete.progress").write_text('{"settings": {}, "bytes": 0}')
+    (tmp_path / "out.jsonl.incomplete.progress").write_text(
+        '{"settings": {"progress_format": 2}, "bytes": 0}')
     proc = run_tool("predict", f"--input_file={src}", *args)
     assert "out.jsonl.incomplete is from other input, model or flags; starting over" in proc.stderr
     assert not (tmp_path / "out.jsonl.incomplete.progress").exists()

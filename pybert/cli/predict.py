@@ -153,7 +153,8 @@ def _open_at(path: str, start: int):
 def read_table(path: str, fmt: str, errors: _Errors, start: tuple[int, int] | None = None
                ) -> Iterator[tuple[int, str, str | None, str | None, tuple[int, int]]]:
     """(line, text_a, text_b, label, (byte offset, line) after the row) from a TSV/CSV
-    file; from `start` (such a position) when given, the header still read from the top."""
+    file, a row named by the line it starts on (a quoted field may span lines);
+    from `start` (such a position) when given, the header still read from the top."""
     specs = (FLAGS.text_a_column, FLAGS.text_b_column, FLAGS.label_column)
     by_name = any(s is not None and not s.lstrip("-").isdigit() for s in specs)
     has_header = FLAGS.header == "true" or (FLAGS.header == "auto" and by_name)
@@ -180,6 +181,7 @@ def read_table(path: str, fmt: str, errors: _Errors, start: tuple[int, int] | No
     with _open_at(path, offset) as f:
         reader = reader_of(f)
         while True:
+            line = base + reader.line_num + 1  # a row is named by the line it starts on
             try:
                 row = next(reader)
             except StopIteration:
@@ -187,7 +189,6 @@ def read_table(path: str, fmt: str, errors: _Errors, start: tuple[int, int] | No
             except csv.Error as e:
                 errors(f"{path}:{base + reader.line_num}: {e}")
                 continue
-            line = base + reader.line_num
             if not row or row == [""]:
                 continue
             values = []
@@ -200,7 +201,7 @@ def read_table(path: str, fmt: str, errors: _Errors, start: tuple[int, int] | No
                                            f"needs column {col}"))
                 else:
                     values.append(row[col])
-            yield line, *values, (f.offset, line)
+            yield line, *values, (f.offset, base + reader.line_num)
 
 
 def read_jsonl(path: str, errors: _Errors, start: tuple[int, int] | None = None
@@ -415,7 +416,8 @@ def _settings(predictor, input_format: str, output_format: str) -> dict:
     all of it is the same (the input and model files unchanged on disk)."""
     from pybert._outputs import file_identity
 
-    return {"input": file_identity(FLAGS.input_file),
+    return {"progress_format": 2,  # 2: rows of a CSV numbered by the line they start on
+            "input": file_identity(FLAGS.input_file),
             "model": file_identity(predictor.model_path),
             "input_format": input_format, "output_format": output_format,
             **{name: getattr(FLAGS, name) for name in (
@@ -447,6 +449,11 @@ class _Progress:
             print(f"predict: {self.tmp} has no readable progress record ({self.path}); "
                   "starting over", file=sys.stderr)
             return False
+        if (isinstance(state, dict) and isinstance(state.get("settings"), dict)
+                and state["settings"].get("progress_format") != self.settings["progress_format"]):
+            print(f"predict: {self.tmp} was written by another version of pybert; "
+                  "starting over", file=sys.stderr)
+            return False
         if (not isinstance(state, dict) or state.get("settings") != self.settings
                 or not isinstance(state.get("bytes"), int) or size < state["bytes"]):
             print(f"predict: {self.tmp} is from other input, model or flags; starting over",
@@ -461,8 +468,7 @@ class _Progress:
             if len(position) != 2 or min(position) < 0 or min(values.values()) < 0:
                 raise ValueError
         except (KeyError, TypeError, ValueError):
-            print(f"predict: {self.path} is not readable (a damaged record or one from an "
-                  "older pybert); starting over", file=sys.stderr)
+            print(f"predict: {self.path} is not readable; starting over", file=sys.stderr)
             return False
         for key, value in values.items():
             setattr(self, key, value)
