@@ -155,13 +155,15 @@ def read_meta_data(path: str) -> dict:
     return meta
 
 
-def check_sequence_length(seq_length: int, config, source: str | None = None) -> None:
+def check_sequence_length(seq_length: int, config, source: str | None = None,
+                          config_file: str | None = None) -> None:
     """max_seq_length (from `source`, default the meta data file) must fit the config's
-    position embeddings."""
+    position embeddings (of `config_file`, default --bert_config_file)."""
     if seq_length > config.max_position_embeddings:
         where = source or f"{FLAGS.input_meta_data_path}: max_seq_length"
         raise ValueError(f"{where}={seq_length} exceeds max_position_embeddings="
-                         f"{config.max_position_embeddings} of {FLAGS.bert_config_file}")
+                         f"{config.max_position_embeddings} of "
+                         f"{config_file or FLAGS.bert_config_file}")
 
 
 def require_file(flag: str, path: str | None) -> str:

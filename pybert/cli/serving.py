@@ -35,7 +35,7 @@ flags.DEFINE_string("export_path", None, "The SavedModel directory to write.")
 
 def export(bert_config_file: str, model_checkpoint_path: str, export_path: str,
            sequence_length: int | None = None) -> str:
-    from pybert.cli.common_flags import require_file
+    from pybert.cli.common_flags import check_sequence_length, require_file
     from pybert.configs import BertConfig
     from pybert.export.savedmodel import export_serving_savedmodel
     from pybert.training.loop import load_encoder
@@ -45,10 +45,8 @@ def export(bert_config_file: str, model_checkpoint_path: str, export_path: str,
         if not value:
             raise ValueError(f"--{flag} is required")
     config = BertConfig.from_json_file(require_file("bert_config_file", bert_config_file))
-    if sequence_length is not None and sequence_length > config.max_position_embeddings:
-        raise ValueError(f"--sequence_length={sequence_length} exceeds "
-                         f"max_position_embeddings={config.max_position_embeddings} of "
-                         f"{bert_config_file}")
+    if sequence_length is not None:
+        check_sequence_length(sequence_length, config, "--sequence_length", bert_config_file)
     encoder = load_encoder(config, model_checkpoint_path, "--model_checkpoint_path")
     return export_serving_savedmodel(encoder, export_path, sequence_length)
 
