@@ -49,16 +49,16 @@ Encoder::Encoder(const BertTokenizer& tokenizer, EncodeOptions options, bool pai
   }
 }
 
-void Encoder::EncodeRow(std::string_view a, std::string_view b, size_t index,
-                        EncodedRows* out) const {
-  thread_local std::vector<int32_t> ids_a, off_a, ids_b, off_b;
+void Encoder::EncodeRow(std::string_view a, std::string_view b, size_t index, EncodedRows* out,
+                        Workspace& ws) const {
+  std::vector<int32_t>&ids_a = ws.ids_a, &off_a = ws.off_a, &ids_b = ws.ids_b, &off_b = ws.off_b;
   ids_a.clear();
   off_a.clear();
   ids_b.clear();
   off_b.clear();
   const bool want_offsets = options_.offsets;
-  tokenizer_.Encode(a, PieceSink{&ids_a, want_offsets ? &off_a : nullptr});
-  if (pairs_) tokenizer_.Encode(b, PieceSink{&ids_b, want_offsets ? &off_b : nullptr});
+  tokenizer_.Encode(a, PieceSink{&ids_a, want_offsets ? &off_a : nullptr}, &ws.tokenizer);
+  if (pairs_) tokenizer_.Encode(b, PieceSink{&ids_b, want_offsets ? &off_b : nullptr}, &ws.tokenizer);
   size_t len_a = ids_a.size(), len_b = ids_b.size();
   if (options_.max_seq_length >= 0) {
     const size_t specials = options_.add_special_tokens ? (pairs_ ? 3 : 2) : 0;
@@ -139,6 +139,9 @@ std::vector<EncodedRows> EncodeBatch(const BertTokenizer& tokenizer,
   size_t error_row = n;
   std::exception_ptr error;
   auto work = [&]() {
+    // Per thread, kept across calls (the calling thread's lookup memo stays warm).
+    thread_local Encoder::Workspace workspace;
+    Encoder::Workspace& ws = workspace;
     while (true) {
       const size_t c = next.fetch_add(1);
       if (c >= num_chunks) return;
@@ -150,7 +153,7 @@ std::vector<EncodedRows> EncodeBatch(const BertTokenizer& tokenizer,
       rows.row_splits.reserve(bounds[c + 1] - bounds[c] + 1);
       for (size_t i = bounds[c]; i < bounds[c + 1]; ++i) {
         try {
-          encoder.EncodeRow(texts[i], pairs ? (*pairs)[i] : std::string_view(), i, &rows);
+          encoder.EncodeRow(texts[i], pairs ? (*pairs)[i] : std::string_view(), i, &rows, ws);
         } catch (...) {
           std::lock_guard<std::mutex> lock(error_mu);
           if (i < error_row) {

@@ -51,9 +51,16 @@ class Encoder {
   // lacks them; std::invalid_argument for a max_seq_length that leaves no room.
   Encoder(const BertTokenizer& tokenizer, EncodeOptions options, bool pairs);
 
+  // Working memory for one thread, reusable across rows and calls.
+  struct Workspace {
+    BertTokenizer::Workspace tokenizer;
+    std::vector<int32_t> ids_a, off_a, ids_b, off_b;
+  };
+
   // Appends one row. `b` is ignored unless the encoder was made for pairs.
   // Throws EncodeError (message names `index`) when truncation cannot fit.
-  void EncodeRow(std::string_view a, std::string_view b, size_t index, EncodedRows* out) const;
+  void EncodeRow(std::string_view a, std::string_view b, size_t index, EncodedRows* out,
+                 Workspace& workspace) const;
 
  private:
   const BertTokenizer& tokenizer_;

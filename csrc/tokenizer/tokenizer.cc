@@ -144,14 +144,24 @@ void BertTokenizer::WordPiece(const char* word, size_t nbytes, size_t nchars,
   // Offsets of bytes [b, e) of the word in input characters. With a char map
   // (general path) a piece spans the min..max input character it came from:
   // canonical reordering can move marks of different input characters.
+  size_t counted_bytes = 0;   // characters in bytes [0, counted_bytes) of the word:
+  int32_t counted_chars = 0;  // pieces come in order, so each byte is counted once
+  auto chars_before = [&](size_t b) {
+    if (b < counted_bytes) counted_bytes = 0, counted_chars = 0;
+    for (; counted_bytes < b; ++counted_bytes) counted_chars += !IsContinuationByte(u[counted_bytes]);
+    return counted_chars;
+  };
   auto span_of = [&](size_t b, size_t e, int32_t* begin, int32_t* end) {
     if (char_map == nullptr) {
-      // A contiguous piece of the input: count characters (UTF-8 lead bytes).
-      int32_t chars_before = 0, chars_in = 0;
-      for (size_t k = 0; k < b; ++k) chars_before += !IsContinuationByte(u[k]);
-      for (size_t k = b; k < e; ++k) chars_in += !IsContinuationByte(u[k]);
-      *begin = char_base + chars_before;
-      *end = *begin + chars_in;
+      // A contiguous piece of the input: count characters (UTF-8 lead bytes),
+      // unless every byte is one.
+      if (nchars == nbytes) {
+        *begin = char_base + static_cast<int32_t>(b);
+        *end = char_base + static_cast<int32_t>(e);
+        return;
+      }
+      *begin = char_base + chars_before(b);
+      *end = char_base + chars_before(e);
       return;
     }
     int32_t lo = char_map[b], hi = char_map[b];
@@ -518,9 +528,9 @@ void BertTokenizer::Run(std::string_view text, Scratch& scratch, Fn&& on_word) c
   flush(n);
 }
 
-void BertTokenizer::Encode(std::string_view text, PieceSink sink) const {
-  thread_local Scratch scratch;
-  Scratch& s = scratch;
+void BertTokenizer::Encode(std::string_view text, PieceSink sink, Workspace* workspace) const {
+  thread_local Scratch local;
+  Scratch& s = workspace ? *workspace->scratch_ : local;
   s.arena.clear();
   s.arena_map.clear();
   s.words.clear();

@@ -57,8 +57,6 @@ class BertTokenizer {
   // std::invalid_argument for a non-positive max_input_chars_per_word.
   BertTokenizer(Vocab vocab, TokenizerOptions options);
 
-  // Appends the word-piece ids (and offsets) of `text`. Thread-safe.
-  void Encode(std::string_view text, PieceSink sink) const;
 
   // Steps 1-5 only: the BasicTokenizer's output tokens, UTF-8.
   std::vector<std::string> BasicTokenize(std::string_view text) const;
@@ -77,7 +75,11 @@ class BertTokenizer {
     std::unique_ptr<Scratch> scratch_;
   };
 
-  // The same, appended to `joined` separated by single spaces.
+  // Appends the word-piece ids (and offsets) of `text`. Thread-safe; with
+  // a workspace (one per thread), it skips finding the thread's own.
+  void Encode(std::string_view text, PieceSink sink, Workspace* workspace = nullptr) const;
+
+  // BasicTokenize, appended to `joined` separated by single spaces.
   void BasicTokenizeJoined(std::string_view text, std::string* joined,
                            Workspace* workspace = nullptr) const;
 

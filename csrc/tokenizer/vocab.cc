@@ -9,49 +9,6 @@
 namespace pybert {
 namespace {
 
-inline uint64_t Mix(uint64_t x) {
-  x ^= x >> 32;
-  x *= 0xD6E8FEB86659FD93ULL;
-  x ^= x >> 32;
-  return x;
-}
-
-}  // namespace
-
-uint64_t LoadPrefix(const char* p, size_t n) {
-  // Overlapping fixed-size loads instead of a variable-length copy.
-  if (n >= 8) {
-    uint64_t v;
-    std::memcpy(&v, p, 8);
-    return v;
-  }
-  if (n >= 4) {
-    uint32_t a, b;
-    std::memcpy(&a, p, 4);
-    std::memcpy(&b, p + n - 4, 4);
-    return static_cast<uint64_t>(a) | (static_cast<uint64_t>(b) << (8 * (n - 4)));
-  }
-  if (n == 0) return 0;
-  const auto* u = reinterpret_cast<const uint8_t*>(p);
-  return static_cast<uint64_t>(u[0]) | (static_cast<uint64_t>(u[n / 2]) << (8 * (n / 2))) |
-         (static_cast<uint64_t>(u[n - 1]) << (8 * (n - 1)));
-}
-
-namespace {
-
-// Hash for short byte strings: 8-byte words folded through a multiply-xorshift.
-inline uint64_t HashBytes(const char* p, size_t n) {
-  uint64_t h = 0x9E3779B97F4A7C15ULL * (n + 1);
-  while (n > 8) {
-    uint64_t v;
-    std::memcpy(&v, p, 8);
-    h = Mix(h ^ v) + 0x632BE59BD9B4E019ULL;
-    p += 8;
-    n -= 8;
-  }
-  return Mix(h ^ LoadPrefix(p, n) ^ 0xA0761D6478BD642FULL);
-}
-
 // Python's str.strip(): removes str.isspace() characters from both ends.
 std::string_view StripPySpace(std::string_view line) {
   const auto* s = reinterpret_cast<const uint8_t*>(line.data());
@@ -97,32 +54,21 @@ void StringTable::Build(const std::vector<std::pair<std::string_view, int32_t>>&
   slots_.assign(cap, Slot{0, -1, 0});
   offsets_.assign(cap, 0);
   mask_ = cap - 1;
+  size_t filter_words = 1;
+  while (filter_words * 64 < entries.size() * 16) filter_words <<= 1;
+  filter_.assign(filter_words, 0);
+  filter_mask_ = filter_words - 1;
   pool_.clear();
   max_len_ = 0;
   for (const auto& [key, id] : entries) {
-    uint64_t pos = HashBytes(key.data(), key.size()) & mask_;
+    const uint64_t hash = Hash(key.data(), key.size());
+    filter_[FilterWord(hash)] |= FilterBits(hash);
+    uint64_t pos = hash & mask_;
     while (slots_[pos].id >= 0) pos = (pos + 1) & mask_;
     slots_[pos] = Slot{LoadPrefix(key.data(), key.size()), id, static_cast<uint32_t>(key.size())};
     offsets_[pos] = static_cast<uint32_t>(pool_.size());
     pool_.append(key.data(), key.size());
     if (key.size() > max_len_) max_len_ = key.size();
-  }
-}
-
-uint64_t StringTable::Hash(const char* key, size_t len) { return HashBytes(key, len); }
-
-int32_t StringTable::Find(const char* key, size_t len, uint64_t hash) const {
-  if (slots_.empty()) return -1;
-  const uint64_t prefix = LoadPrefix(key, len);
-  uint64_t pos = hash & mask_;
-  while (true) {
-    const Slot& slot = slots_[pos];
-    if (slot.id < 0) return -1;
-    if (slot.prefix == prefix && slot.len == len &&
-        (len <= 8 || std::memcmp(pool_.data() + offsets_[pos] + 8, key + 8, len - 8) == 0)) {
-      return slot.id;
-    }
-    pos = (pos + 1) & mask_;
   }
 }
 
