@@ -12,6 +12,10 @@
 #include <type_traits>
 #include <vector>
 
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#include <immintrin.h>
+#endif
+
 #include "attention/philox.h"
 #include "common/parallel.h"
 
@@ -195,29 +199,36 @@ PYBERT_KERNEL void gemm_ab_acc(const T* P, int ldp, const T* B, int ldb, int n, 
   }
 }
 
-// C[j][d] += sum_{r < rows} A[r][j] * B[r][d] for j < n (even), d < dp.
+// C[j][d] += sum_{r < rows} A[r][j] * B[r][d] for j < n (a multiple of 4), d < dp:
+// four columns of A at a time, so that eight independent sums are in flight.
 template <typename T>
 PYBERT_KERNEL void gemm_atb_acc(const T* A, int lda, const T* B, int ldb, int rows, int n, int dp,
                                 T* C, int ldc) {
   constexpr int W = kW<T>;
-  for (int j = 0; j < n; j += 2) {
-    T* c0 = C + static_cast<size_t>(j) * ldc;
-    T* c1 = c0 + ldc;
+  for (int j = 0; j < n; j += 4) {
+    T* c[4];
+    for (int x = 0; x < 4; ++x) c[x] = C + static_cast<size_t>(j + x) * ldc;
     for (int d0 = 0; d0 < dp; d0 += 2 * W) {
-      Vec<T> c00 = vload(c0 + d0), c01 = vload(c0 + d0 + W);
-      Vec<T> c10 = vload(c1 + d0), c11 = vload(c1 + d0 + W);
+      Vec<T> acc[4][2];
+#pragma GCC unroll 4
+      for (int x = 0; x < 4; ++x) {
+        acc[x][0] = vload(c[x] + d0);
+        acc[x][1] = vload(c[x] + d0 + W);
+      }
       for (int r = 0; r < rows; ++r) {
         const Vec<T> b0 = vload(B + r * ldb + d0), b1 = vload(B + r * ldb + d0 + W);
-        const T a0 = A[r * lda + j], a1 = A[r * lda + j + 1];
-        c00 += b0 * a0;
-        c01 += b1 * a0;
-        c10 += b0 * a1;
-        c11 += b1 * a1;
+#pragma GCC unroll 4
+        for (int x = 0; x < 4; ++x) {
+          const T a = A[r * lda + j + x];
+          acc[x][0] += b0 * a;
+          acc[x][1] += b1 * a;
+        }
       }
-      vstore(c0 + d0, c00);
-      vstore(c0 + d0 + W, c01);
-      vstore(c1 + d0, c10);
-      vstore(c1 + d0 + W, c11);
+#pragma GCC unroll 4
+      for (int x = 0; x < 4; ++x) {
+        vstore(c[x] + d0, acc[x][0]);
+        vstore(c[x] + d0 + W, acc[x][1]);
+      }
     }
   }
 }
@@ -321,14 +332,71 @@ struct Scratch {
 };
 
 // The dropout keep mask Z of row (bh, i) for keys [0, n): one Philox call per
-// four keys (dropout_keep's words, philox.h).
-inline void dropout_row(const ForwardParams& p, uint32_t threshold, uint32_t bh, uint32_t i, int n,
-                        std::vector<uint8_t>& z) {
-  z.resize(static_cast<size_t>(n) + 4);
+// four keys (dropout_words, philox.h).
+inline void dropout_row_scalar(const ForwardParams& p, uint32_t threshold, uint32_t bh, uint32_t i,
+                               int n, uint8_t* z) {
   for (int j = 0; j < n; j += 4) {
     const Philox4 w = dropout_words(p.seed, p.offset, bh, i, static_cast<uint32_t>(j));
     for (int e = 0; e < 4; ++e) z[j + e] = w.x[e] >= threshold;
   }
+}
+
+#if PYBERT_HAVE_AVX2_CLONES
+bool cpu_has_avx2();
+
+// The same words, eight Philox calls at a time: each 64-bit lane of two AVX2
+// registers holds one 32-bit word, so each product is one vpmuludq (32 x 32 ->
+// 64 bits). Used on AVX2 CPUs; the tests compare it with the scalar one
+// (PYBERT_ATTENTION_BASELINE=1 runs that).
+PYBERT_AVX2 void dropout_row_avx2(const ForwardParams& p, uint32_t threshold, uint32_t bh,
+                                  uint32_t i, int n, uint8_t* z) {
+  const __m256i m0 = _mm256_set1_epi64x(0xD2511F53u), m1 = _mm256_set1_epi64x(0xCD9E8D57u);
+  const __m256i low = _mm256_set1_epi64x(0xFFFFFFFFu);
+  const uint32_t s0 = static_cast<uint32_t>(p.seed), s1 = static_cast<uint32_t>(p.seed >> 32);
+  for (int j0 = 0; j0 < n; j0 += 32) {
+    const int64_t block = static_cast<uint32_t>(j0) >> 2;
+    __m256i c0[2] = {_mm256_setr_epi64x(block, block + 1, block + 2, block + 3),
+                     _mm256_setr_epi64x(block + 4, block + 5, block + 6, block + 7)};
+    __m256i c1[2], c2[2], c3[2];
+    for (int h = 0; h < 2; ++h) {
+      c1[h] = _mm256_set1_epi64x(i);
+      c2[h] = _mm256_set1_epi64x(bh);
+      c3[h] = _mm256_set1_epi64x(static_cast<uint32_t>(p.offset));
+    }
+    uint32_t k0 = s0, k1 = s1;
+    for (int round = 0; round < 10; ++round) {
+      const __m256i key0 = _mm256_set1_epi64x(k0), key1 = _mm256_set1_epi64x(k1);
+      for (int h = 0; h < 2; ++h) {
+        const __m256i p0 = _mm256_mul_epu32(c0[h], m0), p1 = _mm256_mul_epu32(c2[h], m1);
+        c0[h] = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(p1, 32), c1[h]), key0);
+        c2[h] = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(p0, 32), c3[h]), key1);
+        c1[h] = _mm256_and_si256(p1, low);
+        c3[h] = _mm256_and_si256(p0, low);
+      }
+      k0 += 0x9E3779B9u;
+      k1 += 0xBB67AE85u;
+    }
+    uint64_t w[4][8];
+    for (int h = 0; h < 2; ++h) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(&w[0][4 * h]), c0[h]);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(&w[1][4 * h]), c1[h]);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(&w[2][4 * h]), c2[h]);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(&w[3][4 * h]), c3[h]);
+    }
+    uint8_t* out = z + j0;
+    for (int l = 0; l < 8; ++l)
+      for (int e = 0; e < 4; ++e) out[4 * l + e] = w[e][l] >= threshold;
+  }
+}
+#endif
+
+inline void dropout_row(const ForwardParams& p, uint32_t threshold, uint32_t bh, uint32_t i, int n,
+                        std::vector<uint8_t>& z) {
+  z.resize(static_cast<size_t>(n) + 32);
+#if PYBERT_HAVE_AVX2_CLONES
+  if (cpu_has_avx2()) return dropout_row_avx2(p, threshold, bh, i, n, z.data());
+#endif
+  dropout_row_scalar(p, threshold, bh, i, n, z.data());
 }
 
 
@@ -399,8 +467,7 @@ PYBERT_KERNEL void forward_item(const ForwardParams& p, int64_t item, Scratch<T>
       for (int x = 0; x < kW<T>; ++x) l += sum[x];
       if (dropout) {
         dropout_row(p, threshold, static_cast<uint32_t>(bh), static_cast<uint32_t>(r0 + r), kv, w.z);
-        for (int j = 0; j < kv; ++j)
-          if (!w.z[j]) s[j] = T(0);
+        for (int j = 0; j < kv; ++j) s[j] = w.z[j] ? s[j] : T(0);  // branch-free
       }
       inv[r] = rscale / l;
       lse[r] = m + std::log(l);
