@@ -156,7 +156,7 @@ def hf_pipeline(setup):
     cfg = transformers.BertConfig.from_json_file(str(setup["minilm"] / "config.json"))
     cfg.num_labels = 2
     hf = transformers.BertForSequenceClassification(cfg).eval()
-    ours = {_path_of(v): v.numpy() for v in model.encoder.weights}
+    ours = {_path_of(v, model.encoder.name): v.numpy() for v in model.encoder.weights}
     state = {}
     for hf_name, path, transpose in _encoder_names(setup["config"]):
         state["bert." + hf_name] = torch.from_numpy(
