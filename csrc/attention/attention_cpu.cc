@@ -25,9 +25,10 @@ namespace {
 
 // The per-item kernels are forced inline so that they can be compiled a second time
 // inside AVX2+FMA entry points (float32 only), chosen at run time when the CPU has
-// them; everything reached out of line stays baseline x86-64 code. Built with
-// -ffp-contract=off (no FMA), both give the same bits (tested with
-// PYBERT_ATTENTION_BASELINE=1, which switches the AVX2 entry points off).
+// them; everything else reached out of line is baseline x86-64 code, except the
+// dropout mask's Philox (dropout_row_avx2, integer only), which any kernel calls
+// on AVX2 CPUs. Built with -ffp-contract=off (no FMA), both give the same bits
+// (tested with PYBERT_ATTENTION_BASELINE=1, which switches the AVX2 code off).
 #if defined(__GNUC__)
 #define PYBERT_KERNEL __attribute__((always_inline)) inline
 #else
@@ -199,33 +200,35 @@ PYBERT_KERNEL void gemm_ab_acc(const T* P, int ldp, const T* B, int ldb, int n, 
   }
 }
 
-// C[j][d] += sum_{r < rows} A[r][j] * B[r][d] for j < n (a multiple of 4), d < dp:
-// four columns of A at a time, so that eight independent sums are in flight.
-template <typename T>
+// C[j][d] += sum_{r < rows} A[r][j] * B[r][d] for j < n (a multiple of Cols), d < dp:
+// Cols columns of A at a time. The AVX2 entry points take 4 (eight independent
+// sums in flight: with 2 the backward waited on the add latency); the baseline
+// code 2 (its pairs of SSE registers would not hold eight). Same bits either way.
+template <typename T, int Cols>
 PYBERT_KERNEL void gemm_atb_acc(const T* A, int lda, const T* B, int ldb, int rows, int n, int dp,
                                 T* C, int ldc) {
   constexpr int W = kW<T>;
-  for (int j = 0; j < n; j += 4) {
-    T* c[4];
-    for (int x = 0; x < 4; ++x) c[x] = C + static_cast<size_t>(j + x) * ldc;
+  for (int j = 0; j < n; j += Cols) {
+    T* c[Cols];
+    for (int x = 0; x < Cols; ++x) c[x] = C + static_cast<size_t>(j + x) * ldc;
     for (int d0 = 0; d0 < dp; d0 += 2 * W) {
-      Vec<T> acc[4][2];
+      Vec<T> acc[Cols][2];
 #pragma GCC unroll 4
-      for (int x = 0; x < 4; ++x) {
+      for (int x = 0; x < Cols; ++x) {
         acc[x][0] = vload(c[x] + d0);
         acc[x][1] = vload(c[x] + d0 + W);
       }
       for (int r = 0; r < rows; ++r) {
         const Vec<T> b0 = vload(B + r * ldb + d0), b1 = vload(B + r * ldb + d0 + W);
 #pragma GCC unroll 4
-        for (int x = 0; x < 4; ++x) {
+        for (int x = 0; x < Cols; ++x) {
           const T a = A[r * lda + j + x];
           acc[x][0] += b0 * a;
           acc[x][1] += b1 * a;
         }
       }
 #pragma GCC unroll 4
-      for (int x = 0; x < 4; ++x) {
+      for (int x = 0; x < Cols; ++x) {
         vstore(c[x] + d0, acc[x][0]);
         vstore(c[x] + d0 + W, acc[x][1]);
       }
@@ -499,7 +502,7 @@ PYBERT_KERNEL T dot(const T* a, const T* b, int n) {
 // P = exp(scale Q K^T - lse) and dP = dO V^T four rows at a time, then
 //   dS = P o (dP o Z / (1 - rate) - Dvec) * scale,  dQ rows = dS K (complete),
 // and accumulate dV += (P o Z / (1 - rate))^T dO and dK += dS^T Q over the steps.
-template <typename T>
+template <typename T, int AtbCols = 2>
 PYBERT_KERNEL void backward_item(const BackwardParams& p, int64_t bh, Scratch<T>& w) {
   constexpr int W2 = 2 * kW<T>;
   const int D = p.head_dim, dp = round_up(D, W2);
@@ -605,8 +608,8 @@ PYBERT_KERNEL void backward_item(const BackwardParams& p, int64_t bh, Scratch<T>
       const T* a = dqb + static_cast<size_t>(r) * dp;
       for (int d = 0; d < D; ++d) o[d] = a[d];
     }
-    gemm_atb_acc(pz, np, dob, dp, kStepRows, np, dp, w.e.data(), dp);
-    gemm_atb_acc(ds, np, qb, dp, kStepRows, np, dp, w.d.data(), dp);
+    gemm_atb_acc<T, AtbCols>(pz, np, dob, dp, kStepRows, np, dp, w.e.data(), dp);
+    gemm_atb_acc<T, AtbCols>(ds, np, qb, dp, kStepRows, np, dp, w.d.data(), dp);
   }
   for (int j = 0; j < kv; ++j) {
     const T* a = w.d.data() + static_cast<size_t>(j) * dp;
@@ -625,7 +628,7 @@ PYBERT_AVX2 void forward_item_avx2(const ForwardParams& p, int64_t item, Scratch
   forward_item<float>(p, item, w);
 }
 PYBERT_AVX2 void backward_item_avx2(const BackwardParams& p, int64_t bh, Scratch<float>& w) {
-  backward_item<float>(p, bh, w);
+  backward_item<float, 4>(p, bh, w);
 }
 bool cpu_has_avx2() {
   static const bool ok = [] {

@@ -57,7 +57,6 @@ class BertTokenizer {
   // std::invalid_argument for a non-positive max_input_chars_per_word.
   BertTokenizer(Vocab vocab, TokenizerOptions options);
 
-
   // Steps 1-5 only: the BasicTokenizer's output tokens, UTF-8.
   std::vector<std::string> BasicTokenize(std::string_view text) const;
 
