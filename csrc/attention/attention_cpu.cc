@@ -353,7 +353,7 @@ bool cpu_has_avx2();
 // (PYBERT_ATTENTION_BASELINE=1 runs that).
 PYBERT_AVX2 void dropout_row_avx2(const ForwardParams& p, uint32_t threshold, uint32_t bh,
                                   uint32_t i, int n, uint8_t* z) {
-  const __m256i m0 = _mm256_set1_epi64x(0xD2511F53u), m1 = _mm256_set1_epi64x(0xCD9E8D57u);
+  const __m256i m0 = _mm256_set1_epi64x(kPhiloxM0), m1 = _mm256_set1_epi64x(kPhiloxM1);
   const __m256i low = _mm256_set1_epi64x(0xFFFFFFFFu);
   const uint32_t s0 = static_cast<uint32_t>(p.seed), s1 = static_cast<uint32_t>(p.seed >> 32);
   for (int j0 = 0; j0 < n; j0 += 32) {
@@ -376,8 +376,8 @@ PYBERT_AVX2 void dropout_row_avx2(const ForwardParams& p, uint32_t threshold, ui
         c1[h] = _mm256_and_si256(p1, low);
         c3[h] = _mm256_and_si256(p0, low);
       }
-      k0 += 0x9E3779B9u;
-      k1 += 0xBB67AE85u;
+      k0 += kPhiloxW0;
+      k1 += kPhiloxW1;
     }
     uint64_t w[4][8];
     for (int h = 0; h < 2; ++h) {

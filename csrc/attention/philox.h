@@ -20,6 +20,11 @@
 namespace pybert {
 namespace attention {
 
+// Philox4x32-10's multipliers and key increments (also used by the CPU kernels'
+// AVX2 version, attention_cpu.cc).
+constexpr uint32_t kPhiloxM0 = 0xD2511F53u, kPhiloxM1 = 0xCD9E8D57u;
+constexpr uint32_t kPhiloxW0 = 0x9E3779B9u, kPhiloxW1 = 0xBB67AE85u;
+
 struct Philox4 {
   uint32_t x[4];
 };
@@ -37,23 +42,21 @@ PYBERT_HD void philox_mulhilo(uint32_t a, uint32_t b, uint32_t* hi, uint32_t* lo
 
 PYBERT_HD Philox4 philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0,
                                 uint32_t k1) {
-  constexpr uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u;
-  constexpr uint32_t kW0 = 0x9E3779B9u, kW1 = 0xBB67AE85u;
 #if defined(__CUDA_ARCH__)
 #pragma unroll
 #endif
   for (int round = 0; round < 10; ++round) {
     uint32_t hi0, lo0, hi1, lo1;
-    philox_mulhilo(kM0, c0, &hi0, &lo0);
-    philox_mulhilo(kM1, c2, &hi1, &lo1);
+    philox_mulhilo(kPhiloxM0, c0, &hi0, &lo0);
+    philox_mulhilo(kPhiloxM1, c2, &hi1, &lo1);
     const uint32_t n0 = hi1 ^ c1 ^ k0;
     const uint32_t n2 = hi0 ^ c3 ^ k1;
     c0 = n0;
     c1 = lo1;
     c2 = n2;
     c3 = lo0;
-    k0 += kW0;
-    k1 += kW1;
+    k0 += kPhiloxW0;
+    k1 += kPhiloxW1;
   }
   Philox4 r;
   r.x[0] = c0;
