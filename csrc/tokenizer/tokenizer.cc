@@ -528,9 +528,15 @@ void BertTokenizer::Run(std::string_view text, Scratch& scratch, Fn&& on_word) c
   flush(n);
 }
 
+// The calling thread's own working memory (for calls without a workspace; only
+// those pay for finding it).
+BertTokenizer::Scratch& BertTokenizer::ThreadScratch() {
+  thread_local Scratch scratch;
+  return scratch;
+}
+
 void BertTokenizer::Encode(std::string_view text, PieceSink sink, Workspace* workspace) const {
-  thread_local Scratch local;
-  Scratch& s = workspace ? *workspace->scratch_ : local;
+  Scratch& s = workspace ? *workspace->scratch_ : ThreadScratch();
   s.arena.clear();
   s.arena_map.clear();
   s.words.clear();
@@ -561,9 +567,8 @@ void BertTokenizer::Encode(std::string_view text, PieceSink sink, Workspace* wor
 }
 
 std::vector<std::string> BertTokenizer::BasicTokenize(std::string_view text) const {
-  thread_local Scratch scratch;
   std::vector<std::string> out;
-  Run(text, scratch, [&](const char* w, size_t nbytes, size_t, const int32_t*, int32_t) {
+  Run(text, ThreadScratch(), [&](const char* w, size_t nbytes, size_t, const int32_t*, int32_t) {
     out.emplace_back(w, nbytes);
   });
   return out;
@@ -574,8 +579,7 @@ BertTokenizer::Workspace::~Workspace() = default;
 
 void BertTokenizer::BasicTokenizeJoined(std::string_view text, std::string* joined,
                                         Workspace* workspace) const {
-  thread_local Scratch local;
-  Scratch& scratch = workspace ? *workspace->scratch_ : local;
+  Scratch& scratch = workspace ? *workspace->scratch_ : ThreadScratch();
   Run(text, scratch, [&](const char* w, size_t nbytes, size_t, const int32_t*, int32_t) {
     if (!joined->empty()) joined->push_back(' ');
     joined->append(w, nbytes);

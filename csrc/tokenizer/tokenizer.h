@@ -90,6 +90,7 @@ class BertTokenizer {
   int32_t unk_id() const { return unk_id_; }
 
  private:
+  static Scratch& ThreadScratch();
   template <typename Fn>
   void Run(std::string_view text, Scratch& scratch, Fn&& on_word) const;
   template <typename Fn>
