@@ -102,6 +102,29 @@ def load_seed_classifier_data_lib():
     return _load("official/nlp/data/classifier_data_lib.py", "seed_classifier_data_lib", stubs)
 
 
+def load_seed_xtreme_libs():
+    """The seed's sentence_retrieval_lib and tagging_data_lib (XTREME retrieval and tagging
+    data), with the real TensorFlow so that their TFRecord writers run; (None, None) when
+    the oracle is absent."""
+    import tensorflow as tf
+
+    stubs = _official_stubs()
+    if stubs is None:
+        return None, None
+    stubs["tensorflow"] = tf
+    classifier = _load("official/nlp/data/classifier_data_lib.py",
+                       "seed_classifier_data_lib_tf", stubs)
+    data = types.ModuleType("official.nlp.data")
+    data.classifier_data_lib = classifier
+    stubs["official"].nlp.data = data
+    stubs.update({"official.nlp.data": data,
+                  "official.nlp.data.classifier_data_lib": classifier})
+    retrieval = _load("official/nlp/data/sentence_retrieval_lib.py",
+                      "seed_sentence_retrieval_lib", stubs)
+    tagging = _load("official/nlp/data/tagging_data_lib.py", "seed_tagging_data_lib", stubs)
+    return retrieval, tagging
+
+
 def load_seed_squad_evaluate(version):
     """The seed's official/nlp/bert/squad_evaluate_v1_1.py or _v2_0.py."""
     name = "squad_evaluate_v1_1" if version == "1.1" else "squad_evaluate_v2_0"

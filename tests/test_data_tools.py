@@ -139,7 +139,7 @@ def test_finetuning_cli_errors(tmp_path, data_dir, vocab_path):
     proc = _tool("create_finetuning_data", "--fine_tuning_task_type=tagging",
                  f"--vocab_file={vocab_path('uncased')}", f"--meta_data_file_path={tmp_path}/m",
                  check=False)
-    assert proc.returncode == 1 and "tagging is not supported" in proc.stderr
+    assert proc.returncode == 1 and "--input_data_dir is required for tagging" in proc.stderr
 
 
 def test_finetuning_cli_replaces_all_outputs_or_none(tmp_path, data_dir, vocab_path):

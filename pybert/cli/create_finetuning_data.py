@@ -1,4 +1,4 @@
-"""create_finetuning_data: GLUE / SQuAD fine-tuning TFRecords and meta data, seed-compatible.
+"""create_finetuning_data: GLUE, SQuAD, retrieval and tagging TFRecords and meta data, as the seed.
 
 The seed's flags and outputs (official/nlp/data/create_finetuning_data.py):
 
@@ -11,13 +11,28 @@ The seed's flags and outputs (official/nlp/data/create_finetuning_data.py):
     --vocab_file=vocab.txt --train_data_output_path=squad_train.tf_record \\
     --meta_data_file_path=squad_meta_data
 
+  create_finetuning_data --fine_tuning_task_type=retrieval --retrieval_task_name=tatoeba \\
+    --input_data_dir=xtreme/tatoeba --vocab_file=vocab.txt \\
+    --test_data_output_path=tatoeba_out --meta_data_file_path=tatoeba_meta_data
+
+  create_finetuning_data --fine_tuning_task_type=tagging --tagging_task_name=panx \\
+    --input_data_dir=xtreme/panx --vocab_file=vocab.txt \\
+    --train_data_output_path=panx_train.tf_record --eval_data_output_path=panx_eval.tf_record \\
+    --test_data_output_path=panx_test_{}.tf_record --meta_data_file_path=panx_meta_data
+
+Retrieval (XTREME BUCC, Tatoeba) writes one TFRecord per language and side
+into the --eval_data_output_path / --test_data_output_path directories;
+tagging (XTREME PAN-X, UDPOS) writes one test file per language ('{}' in
+--test_data_output_path). Languages whose files are absent from
+--input_data_dir are skipped with a warning.
+
 Additions: --squad_predict_file with --eval_data_output_path featurizes a
 SQuAD evaluation file once (TFRecord + <path>.features.npz for span
 decoding), and --num_threads. Classification regression tasks (STS-B) work
-with either task type. Not supported: SentencePiece, TFDS input, retrieval
-and tagging task types (a clear error says so). Errors in the input name the
-file and line and exit with status 1; the outputs appear only when all of them
-are complete (an error or interruption replaces none of an earlier run's).
+with either task type. Not supported: SentencePiece and TFDS input (a clear
+error says so). Errors in the input name the file and line and exit with
+status 1; the outputs appear only when all of them are complete (an error or
+interruption replaces none of an earlier run's).
 """
 
 from __future__ import annotations
@@ -34,7 +49,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_enum("fine_tuning_task_type", "classification",
                   ["classification", "regression", "squad", "retrieval", "tagging"],
                   "The fine-tuning task type to generate data for.")
-flags.DEFINE_string("input_data_dir", None, "Directory with the task's .tsv files.")
+flags.DEFINE_string("input_data_dir", None, "Directory with the task's input files.")
 flags.DEFINE_enum("classification_task_name", "MNLI",
                   ["AX", "COLA", "MNLI", "MRPC", "PAWS-X", "QNLI", "QQP", "RTE", "SST-2", "STS-B",
                    "WNLI", "XNLI", "XTREME-XNLI", "XTREME-PAWS-X"],
@@ -42,8 +57,10 @@ flags.DEFINE_enum("classification_task_name", "MNLI",
 flags.DEFINE_enum("mnli_type", "matched", ["matched", "mismatched"], "MNLI dev/test set.")
 flags.DEFINE_string("xnli_language", "en", "XNLI training language, or 'all'.")
 flags.DEFINE_string("pawsx_language", "en", "PAWS-X training language, or 'all'.")
-flags.DEFINE_enum("retrieval_task_name", "bucc", ["bucc", "tatoeba"], "Not supported here.")
-flags.DEFINE_enum("tagging_task_name", "panx", ["panx", "udpos"], "Not supported here.")
+flags.DEFINE_enum("retrieval_task_name", "bucc", ["bucc", "tatoeba"],
+                  "The sentence retrieval task (XTREME) for --fine_tuning_task_type=retrieval.")
+flags.DEFINE_enum("tagging_task_name", "panx", ["panx", "udpos"],
+                  "The tagging (token classification) task for --fine_tuning_task_type=tagging.")
 flags.DEFINE_string("squad_data_file", None, "SQuAD training JSON.")
 flags.DEFINE_integer("doc_stride", 128, "Stride between passage windows (tokens).", lower_bound=1)
 flags.DEFINE_integer("max_query_length", 64, "Questions are truncated to this many tokens.",
@@ -51,9 +68,11 @@ flags.DEFINE_integer("max_query_length", 64, "Questions are truncated to this ma
 flags.DEFINE_bool("version_2_with_negative", False, "SQuAD v2.0: questions may have no answer.")
 flags.DEFINE_string("vocab_file", None, "The WordPiece vocabulary of the model.")
 flags.DEFINE_string("train_data_output_path", None, "Output TFRecord for training data.")
-flags.DEFINE_string("eval_data_output_path", None, "Output TFRecord for evaluation data.")
+flags.DEFINE_string("eval_data_output_path", None,
+                    "Output TFRecord for evaluation data (retrieval: a directory).")
 flags.DEFINE_string("test_data_output_path", None,
-                    "Output TFRecord for test data ('{}' = language for per-language tests).")
+                    "Output TFRecord for test data ('{}' = language for per-language tests; "
+                    "retrieval: a directory).")
 flags.DEFINE_string("meta_data_file_path", None, "Output meta data JSON.")
 flags.DEFINE_bool("do_lower_case", True, "Lower-case the input (uncased models).")
 flags.DEFINE_integer("max_seq_length", 128, "Maximum sequence length after WordPiece.",
@@ -78,8 +97,6 @@ def run() -> dict:
     if FLAGS.tfds_params:
         raise ValueError("--tfds_params (TFDS input) is not supported by pybert")
     task_type = FLAGS.fine_tuning_task_type
-    if task_type in ("retrieval", "tagging"):
-        raise ValueError(f"--fine_tuning_task_type={task_type} is not supported by pybert")
     if not FLAGS.vocab_file:
         raise ValueError("--vocab_file is required")
     if not FLAGS.meta_data_file_path:
@@ -102,7 +119,9 @@ def _check_distinct_outputs(task_type: str) -> None:
     outputs = [("--train_data_output_path", FLAGS.train_data_output_path),
                ("--eval_data_output_path", FLAGS.eval_data_output_path),
                ("--meta_data_file_path", FLAGS.meta_data_file_path)]
-    if task_type != "squad":
+    if task_type == "retrieval":  # eval/test are directories, checked by the writer
+        outputs = [("--meta_data_file_path", FLAGS.meta_data_file_path)]
+    elif task_type != "squad":
         outputs.append(("--test_data_output_path", FLAGS.test_data_output_path))
     elif FLAGS.squad_predict_file and FLAGS.eval_data_output_path:
         outputs.append(("the .features.npz of --eval_data_output_path",
@@ -121,9 +140,28 @@ def _check_distinct_outputs(task_type: str) -> None:
 
 def _write(task_type: str, tokenizer, threads) -> dict:
     """Writes the TFRecords (and SQuAD's .features.npz); returns the meta data."""
-    from pybert.data import classification, squad
+    from pybert.data import classification, retrieval, squad, tagging
 
-    if task_type == "squad":
+    if task_type in ("retrieval", "tagging"):
+        if not FLAGS.input_data_dir:
+            raise ValueError(f"--input_data_dir is required for {task_type}")
+        if not os.path.isdir(FLAGS.input_data_dir):
+            raise ValueError(f"--input_data_dir {FLAGS.input_data_dir}: not a directory")
+    if task_type == "retrieval":
+        for flag, path in (("--eval_data_output_path", FLAGS.eval_data_output_path),
+                           ("--test_data_output_path", FLAGS.test_data_output_path)):
+            if path and os.path.abspath(path) == os.path.abspath(FLAGS.meta_data_file_path):
+                raise ValueError(f"{flag} and --meta_data_file_path are the same path ({path})")
+        meta = retrieval.generate_retrieval_tf_record(
+            FLAGS.retrieval_task_name, FLAGS.input_data_dir, tokenizer,
+            FLAGS.eval_data_output_path, FLAGS.test_data_output_path, FLAGS.max_seq_length,
+            threads)
+    elif task_type == "tagging":
+        meta = tagging.generate_tagging_tf_record(
+            FLAGS.tagging_task_name, FLAGS.input_data_dir, tokenizer, FLAGS.max_seq_length,
+            FLAGS.train_data_output_path, FLAGS.eval_data_output_path,
+            FLAGS.test_data_output_path, threads)
+    elif task_type == "squad":
         if not FLAGS.squad_data_file and not FLAGS.squad_predict_file:
             raise ValueError("--squad_data_file (training) or --squad_predict_file is required")
         meta = {}

@@ -294,6 +294,50 @@ def create_squad_dataset(
     return _finish(ds, spec, select, batch_size, is_training, shuffle_buffer, seed)
 
 
+def create_retrieval_dataset(file_path, seq_length: int, batch_size: int,
+                             input_pipeline_context=None):
+    """(features, example_id [B, 1]) batches of create_finetuning_data's retrieval records
+    (the seed's create_retrieval_dataset): one pass in a fixed order, partial last batch
+    kept."""
+    spec = {name: _fixed([seq_length]) for name in ("input_ids", "input_mask", "segment_ids")}
+    spec["example_id"] = _fixed([1])
+
+    def select(r):
+        x = {"input_word_ids": r["input_ids"], "input_mask": r["input_mask"],
+             "input_type_ids": r["segment_ids"]}
+        return x, r["example_id"]
+
+    files = expand_patterns(file_path)
+    ds = _records(files, False, input_pipeline_context, None)
+    return _finish(ds, spec, select, batch_size, False, 0, None)
+
+
+def create_tagging_dataset(file_path, seq_length: int, batch_size: int,
+                           is_training: bool = True, include_sentence_id: bool = False,
+                           input_pipeline_context=None, shuffle_buffer: int = 1000,
+                           seed: int | None = None):
+    """(features, label_ids [B, seq_length]) batches of create_finetuning_data's tagging
+    records (the seed's TaggingDataLoader); label -1 marks pieces that carry no label.
+    include_sentence_id adds sentence_id and sub_sentence_id [B] to the features."""
+    spec = {name: _fixed([seq_length])
+            for name in ("input_ids", "input_mask", "segment_ids", "label_ids")}
+    if include_sentence_id:
+        spec["sentence_id"] = _fixed([])
+        spec["sub_sentence_id"] = _fixed([])
+
+    def select(r):
+        x = {"input_word_ids": r["input_ids"], "input_mask": r["input_mask"],
+             "input_type_ids": r["segment_ids"]}
+        if include_sentence_id:
+            x["sentence_id"] = r["sentence_id"]
+            x["sub_sentence_id"] = r["sub_sentence_id"]
+        return x, r["label_ids"]
+
+    files = expand_patterns(file_path)
+    ds = _records(files, is_training, input_pipeline_context, seed)
+    return _finish(ds, spec, select, batch_size, is_training, shuffle_buffer, seed)
+
+
 def distribute(strategy, dataset_fn, global_batch_size: int):
     """strategy.distribute_datasets_from_function with per-replica batches and sharding.
 
