@@ -264,7 +264,9 @@ def test_predict_killed_jsonl_run_continues_at_its_byte_offset(classifier, data_
 
 def test_predict_counts_lines_after_a_multiline_csv_header(classifier, data_dir, tmp_path):
     """A CSV header and a row with a quoted field spanning two lines: rows are numbered by
-    the file line they start on, in the output and in the messages for bad rows."""
+    the file line they start on, in the output and in the messages for bad rows. A lone
+    "\r" inside a quoted field (a new row for the csv module's own count) is no line end,
+    as for editors and grep -n."""
     _, out = classifier
     _, rows = _mrpc_rows(data_dir, 6)
     src = tmp_path / "in.csv"
@@ -273,10 +275,10 @@ def test_predict_counts_lines_after_a_multiline_csv_header(classifier, data_dir,
         w.writerow(["first\nsentence", "second", "gold"])  # lines 1-2
         w.writerow([rows[0][3], rows[0][4], rows[0][0]])  # line 3
         w.writerow([rows[1][3] + "\n(continued)", rows[1][4], rows[1][0]])  # lines 4-5
-        w.writerow([rows[2][3], rows[2][4], rows[2][0]])  # line 6
+        w.writerow([rows[2][3] + "\r(cr)", rows[2][4], rows[2][0]])  # line 6
         w.writerow(["only one column"])  # line 7
         w.writerows([r[3], r[4], r[0]] for r in rows[3:])  # lines 8-10
-    assert len(src.read_text(encoding="utf-8").splitlines()) == 10
+    assert src.read_bytes().count(b"\n") == 10 and src.read_bytes().count(b"\r") == 1
     dst = tmp_path / "out.tsv"
     proc = run_tool("predict", f"--model_dir={out}", f"--input_file={src}",
                     "--text_a_column=first\nsentence", "--text_b_column=second",

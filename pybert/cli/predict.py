@@ -115,10 +115,12 @@ def _column(spec: str | None, header: list[str] | None, flag: str, path: str):
 
 class _Counted:
     """Lines of a text file opened with newline="" (line ends kept), counting the bytes
-    read: with errors="surrogateescape" each line encodes back to exactly its bytes."""
+    read (with errors="surrogateescape" each line encodes back to exactly its bytes) and
+    the line feeds: a lone "\r" (in a quoted CSV field, say) ends a line for the csv
+    module but not for editors and grep -n, so file lines are counted by "\n"."""
 
     def __init__(self, f, offset: int):
-        self.f, self.offset = f, offset
+        self.f, self.offset, self.newlines, self.last_ended = f, offset, 0, True
 
     def __iter__(self):
         return self
@@ -126,6 +128,8 @@ class _Counted:
     def __next__(self) -> str:
         line = next(self.f)
         self.offset += len(line.encode("utf-8", "surrogateescape"))
+        self.last_ended = line.endswith("\n")
+        self.newlines += self.last_ended
         return line
 
 
@@ -172,8 +176,8 @@ def read_table(path: str, fmt: str, errors: _Errors, start: tuple[int, int] | No
             except StopIteration:
                 return
             except csv.Error as e:
-                raise ValueError(f"{path}:{top.line_num}: {e}") from None
-            offset, base = f.offset, top.line_num  # a quoted header field may span lines
+                raise ValueError(f"{path}:{f.newlines + 1}: {e}") from None
+            offset, base = f.offset, f.newlines  # a quoted header field may span lines
     cols = [_column(s, header, flag, path) for s, flag in
             zip(specs, ("text_a_column", "text_b_column", "label_column"), strict=True)]
     if start is not None:
@@ -181,13 +185,13 @@ def read_table(path: str, fmt: str, errors: _Errors, start: tuple[int, int] | No
     with _open_at(path, offset) as f:
         reader = reader_of(f)
         while True:
-            line = base + reader.line_num + 1  # a row is named by the line it starts on
+            line = base + f.newlines + 1  # a row is named by the line it starts on
             try:
                 row = next(reader)
             except StopIteration:
                 return
             except csv.Error as e:
-                errors(f"{path}:{base + reader.line_num}: {e}")
+                errors(f"{path}:{base + f.newlines + 1 - f.last_ended}: {e}")
                 continue
             if not row or row == [""]:
                 continue
@@ -201,7 +205,7 @@ def read_table(path: str, fmt: str, errors: _Errors, start: tuple[int, int] | No
                                            f"needs column {col}"))
                 else:
                     values.append(row[col])
-            yield line, *values, (f.offset, base + reader.line_num)
+            yield line, *values, (f.offset, base + f.newlines)
 
 
 def read_jsonl(path: str, errors: _Errors, start: tuple[int, int] | None = None
