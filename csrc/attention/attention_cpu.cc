@@ -141,11 +141,34 @@ PYBERT_KERNEL Vec<double> vexp(Vec<double> x) {
   return x;
 }
 
+// The scalar factor of a vector-times-scalar product in the kernels' inner loops.
+// Avx2 (the AVX2 entry points): the scalar itself, which GCC multiplies in with a
+// broadcast load (vbroadcastss). Baseline: the scalar splatted in registers first;
+// left to GCC, a 32-byte vector times a scalar in an SSE2 build stores the scalar
+// and reloads it as a vector, a store-forwarding stall per product that made the
+// baseline kernels ~20x slower than the AVX2 ones. Same bits either way.
+template <typename T>
+PYBERT_KERNEL Vec<T> vsplat(T x) {
+  if constexpr (kW<T> == 8) {
+    return Vec<T>{x, x, x, x, x, x, x, x};
+  } else {
+    return Vec<T>{x, x, x, x};
+  }
+}
+template <bool Avx2, typename T>
+PYBERT_KERNEL auto factor(T x) {
+  if constexpr (Avx2) {
+    return x;
+  } else {
+    return vsplat(x);
+  }
+}
+
 // ---- Register-blocked products on packed, zero-padded tiles. Column counts
 // (n, dp) are multiples of 2 * kW<T>; every sum runs in a fixed order.
 
 // S[r][j] = sum_d A[r][d] * Bt[d][j] for r < R, j < n, d < dp.
-template <typename T, int R>
+template <typename T, int R, bool Avx2>
 PYBERT_KERNEL void gemm_abt(const T* A, int lda, const T* Bt, int ldb, int dp, int n, T* S, int lds) {
   constexpr int W = kW<T>;
   for (int j = 0; j < n; j += 2 * W) {
@@ -157,7 +180,7 @@ PYBERT_KERNEL void gemm_abt(const T* A, int lda, const T* Bt, int ldb, int dp, i
       const Vec<T> b1 = vload(Bt + static_cast<size_t>(d) * ldb + j + W);
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
-        const T a = A[r * lda + d];
+        const auto a = factor<Avx2>(A[r * lda + d]);
         acc[r][0] += b0 * a;
         acc[r][1] += b1 * a;
       }
@@ -171,7 +194,7 @@ PYBERT_KERNEL void gemm_abt(const T* A, int lda, const T* Bt, int ldb, int dp, i
 }
 
 // O[r][d] += sum_j P[r][j] * B[j][d] for r < R, d < dp, j < n.
-template <typename T, int R>
+template <typename T, int R, bool Avx2>
 PYBERT_KERNEL void gemm_ab_acc(const T* P, int ldp, const T* B, int ldb, int n, int dp, T* O,
                                int ldo) {
   constexpr int W = kW<T>;
@@ -187,7 +210,7 @@ PYBERT_KERNEL void gemm_ab_acc(const T* P, int ldp, const T* B, int ldb, int n, 
       const Vec<T> b1 = vload(B + static_cast<size_t>(j) * ldb + d0 + W);
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
-        const T a = P[r * ldp + j];
+        const auto a = factor<Avx2>(P[r * ldp + j]);
         acc[r][0] += b0 * a;
         acc[r][1] += b1 * a;
       }
@@ -204,7 +227,7 @@ PYBERT_KERNEL void gemm_ab_acc(const T* P, int ldp, const T* B, int ldb, int n, 
 // Cols columns of A at a time. The AVX2 entry points take 4 (eight independent
 // sums in flight: with 2 the backward waited on the add latency); the baseline
 // code 2 (its pairs of SSE registers would not hold eight). Same bits either way.
-template <typename T, int Cols>
+template <typename T, int Cols, bool Avx2>
 PYBERT_KERNEL void gemm_atb_acc(const T* A, int lda, const T* B, int ldb, int rows, int n, int dp,
                                 T* C, int ldc) {
   constexpr int W = kW<T>;
@@ -222,7 +245,7 @@ PYBERT_KERNEL void gemm_atb_acc(const T* A, int lda, const T* B, int ldb, int ro
         const Vec<T> b0 = vload(B + r * ldb + d0), b1 = vload(B + r * ldb + d0 + W);
 #pragma GCC unroll 4
         for (int x = 0; x < Cols; ++x) {
-          const T a = A[r * lda + j + x];
+          const auto a = factor<Avx2>(A[r * lda + j + x]);
           acc[x][0] += b0 * a;
           acc[x][1] += b1 * a;
         }
@@ -244,25 +267,25 @@ constexpr int kFwdChunk = 256;  // query rows per forward work item
 constexpr int kStepRows = 16;  // query rows per step (forward softmax; backward dK/dV rank update)
 
 // S[r][j] = A[r] . Bt[:, j] for r < rows (a multiple of kRows), j < n, key tiles outermost.
-template <typename T>
+template <typename T, bool Avx2>
 PYBERT_KERNEL void scores_tiled(const T* A, int lda, int rows, const T* Bt, int ldb, int dp, int n,
                                 T* S, int lds) {
   for (int j0 = 0; j0 < n; j0 += kKeyTile) {
     const int nt = std::min(kKeyTile, n - j0);
     for (int r0 = 0; r0 < rows; r0 += kRows)
-      gemm_abt<T, kRows>(A + r0 * lda, lda, Bt + j0, ldb, dp, nt, S + r0 * lds + j0, lds);
+      gemm_abt<T, kRows, Avx2>(A + r0 * lda, lda, Bt + j0, ldb, dp, nt, S + r0 * lds + j0, lds);
   }
 }
 
 // O[r] = sum_j P[r][j] B[j] for r < rows (a multiple of kRows), j < n, key tiles outermost.
-template <typename T>
+template <typename T, bool Avx2>
 PYBERT_KERNEL void products_tiled(const T* P, int ldp, int rows, const T* B, int ldb, int n, int dp,
                                   T* O, int ldo) {
   for (int r = 0; r < rows; ++r) std::fill(O + r * ldo, O + r * ldo + dp, T(0));
   for (int j0 = 0; j0 < n; j0 += kKeyTile) {
     const int nt = std::min(kKeyTile, n - j0);
     for (int r0 = 0; r0 < rows; r0 += kRows)
-      gemm_ab_acc<T, kRows>(P + r0 * ldp + j0, ldp, B + static_cast<size_t>(j0) * ldb, ldb, nt, dp,
+      gemm_ab_acc<T, kRows, Avx2>(P + r0 * ldp + j0, ldp, B + static_cast<size_t>(j0) * ldb, ldb, nt, dp,
                             O + r0 * ldo, ldo);
   }
 }
@@ -405,7 +428,7 @@ inline void dropout_row(const ForwardParams& p, uint32_t threshold, uint32_t bh,
 
 // Forward, one (batch, head, 256-row query chunk): the scores of 4 rows against
 // every kept key at a time (exact two-pass softmax over the row), then P V.
-template <typename T>
+template <typename T, bool Avx2>
 PYBERT_KERNEL void forward_item(const ForwardParams& p, int64_t item, Scratch<T>& w) {
   constexpr int W2 = 2 * kW<T>;
   const int D = p.head_dim, dp = round_up(D, W2);
@@ -446,7 +469,7 @@ PYBERT_KERNEL void forward_item(const ForwardParams& p, int64_t item, Scratch<T>
   for (int r0 = i0; r0 < i1; r0 += kStepRows) {
     const int rows = std::min(kStepRows, i1 - r0), rows_p = round_up(rows, kRows);
     pack_rows(q + r0 * p.q_strides.seq, p.q_strides.seq, rows, D, rows_p, dp, w.c.data());
-    scores_tiled(w.c.data(), dp, rows_p, w.a.data(), ldt, dp, np, w.d.data(), np);
+    scores_tiled<T, Avx2>(w.c.data(), dp, rows_p, w.a.data(), ldt, dp, np, w.d.data(), np);
     T inv[kStepRows], lse[kStepRows];
     for (int r = 0; r < rows; ++r) {
       T* s = w.d.data() + static_cast<size_t>(r) * np;
@@ -477,7 +500,7 @@ PYBERT_KERNEL void forward_item(const ForwardParams& p, int64_t item, Scratch<T>
     }
     for (int r = rows; r < rows_p; ++r)
       std::fill(w.d.begin() + static_cast<size_t>(r) * np, w.d.begin() + static_cast<size_t>(r + 1) * np, T(0));
-    products_tiled(w.d.data(), np, rows_p, w.b.data(), dp, np, dp, w.e.data(), dp);
+    products_tiled<T, Avx2>(w.d.data(), np, rows_p, w.b.data(), dp, np, dp, w.e.data(), dp);
     for (int r = 0; r < rows; ++r) {
       const int i = r0 + r;
       T* o = out + i * p.out_strides.seq;
@@ -502,7 +525,7 @@ PYBERT_KERNEL T dot(const T* a, const T* b, int n) {
 // P = exp(scale Q K^T - lse) and dP = dO V^T four rows at a time, then
 //   dS = P o (dP o Z / (1 - rate) - Dvec) * scale,  dQ rows = dS K (complete),
 // and accumulate dV += (P o Z / (1 - rate))^T dO and dK += dS^T Q over the steps.
-template <typename T, int AtbCols = 2>
+template <typename T, int AtbCols, bool Avx2>
 PYBERT_KERNEL void backward_item(const BackwardParams& p, int64_t bh, Scratch<T>& w) {
   constexpr int W2 = 2 * kW<T>;
   const int D = p.head_dim, dp = round_up(D, W2);
@@ -558,24 +581,27 @@ PYBERT_KERNEL void backward_item(const BackwardParams& p, int64_t bh, Scratch<T>
   T* lse_bh = dvec_bh + p.seq_q;
   for (int i = 0; i < p.seq_q; ++i) {
     dvec_bh[i] = dot(dout + i * p.dout_strides.seq, out + i * p.out_strides.seq, D);
-    if constexpr (std::is_same<T, float>::value) {
-      lse_bh[i] = p.lse[bh * p.seq_q + i];
-    } else {  // the float32 lse would cap float64 gradients at ~1e-7: recompute it
-      const T* qi = q + i * p.q_strides.seq;
-      T mx = -std::numeric_limits<T>::infinity(), sum = 0;
-      for (int j = 0; j < p.seq_k; ++j)
-        if (mask.keep(j)) mx = std::max(mx, dot(qi, k + j * p.k_strides.seq, D) * scale);
-      for (int j = 0; j < p.seq_k && std::isfinite(mx); ++j)
-        if (mask.keep(j)) sum += std::exp(dot(qi, k + j * p.k_strides.seq, D) * scale - mx);
-      lse_bh[i] = sum > 0 ? mx + std::log(sum) : std::numeric_limits<T>::infinity();
-    }
+    if constexpr (std::is_same<T, float>::value) lse_bh[i] = p.lse[bh * p.seq_q + i];
   }
   for (int i0 = 0; i0 < p.seq_q; i0 += kStepRows) {
     const int rows = std::min(kStepRows, p.seq_q - i0), rows_p = round_up(rows, kRows);
     pack_rows(q + i0 * p.q_strides.seq, p.q_strides.seq, rows, D, kStepRows, dp, qb);
     pack_rows(dout + i0 * p.dout_strides.seq, p.dout_strides.seq, rows, D, kStepRows, dp, dob);
-    scores_tiled(qb, dp, rows_p, w.a.data(), ldt, dp, np, ds, np);          // S
-    scores_tiled(dob, dp, rows_p, w.b.data(), ldt, dp, np, w.h.data(), np);  // dP
+    scores_tiled<T, Avx2>(qb, dp, rows_p, w.a.data(), ldt, dp, np, ds, np);          // S
+    scores_tiled<T, Avx2>(dob, dp, rows_p, w.b.data(), ldt, dp, np, w.h.data(), np);  // dP
+    if constexpr (!std::is_same<T, float>::value) {
+      // The float32 lse would cap float64 gradients at ~1e-7: recomputed from the
+      // step's scores (kept keys in index order, scalar exp).
+      for (int r = 0; r < rows; ++r) {
+        const T* sr = ds + static_cast<size_t>(r) * np;
+        T mx = -std::numeric_limits<T>::infinity(), sum = 0;
+        for (int j = 0; j < kv; ++j)
+          if (w.keep[j] != T(0)) mx = std::max(mx, sr[j] * scale);
+        for (int j = 0; j < kv && std::isfinite(mx); ++j)
+          if (w.keep[j] != T(0)) sum += std::exp(sr[j] * scale - mx);
+        lse_bh[i0 + r] = sum > 0 ? mx + std::log(sum) : std::numeric_limits<T>::infinity();
+      }
+    }
     for (int r = 0; r < kStepRows; ++r) {
       const int i = i0 + r;
       T* sr = ds + static_cast<size_t>(r) * np;
@@ -602,14 +628,14 @@ PYBERT_KERNEL void backward_item(const BackwardParams& p, int64_t bh, Scratch<T>
         for (int j = 0; j < np; j += kW<T>) vstore(pr + j, vload(pr + j) * rscale);
       }
     }
-    products_tiled(ds, np, rows_p, w.c.data(), dp, np, dp, dqb, dp);  // dQ = dS K
+    products_tiled<T, Avx2>(ds, np, rows_p, w.c.data(), dp, np, dp, dqb, dp);  // dQ = dS K
     for (int r = 0; r < rows; ++r) {
       T* o = dq + (i0 + r) * p.dq_strides.seq;
       const T* a = dqb + static_cast<size_t>(r) * dp;
       for (int d = 0; d < D; ++d) o[d] = a[d];
     }
-    gemm_atb_acc<T, AtbCols>(pz, np, dob, dp, kStepRows, np, dp, w.e.data(), dp);
-    gemm_atb_acc<T, AtbCols>(ds, np, qb, dp, kStepRows, np, dp, w.d.data(), dp);
+    gemm_atb_acc<T, AtbCols, Avx2>(pz, np, dob, dp, kStepRows, np, dp, w.e.data(), dp);
+    gemm_atb_acc<T, AtbCols, Avx2>(ds, np, qb, dp, kStepRows, np, dp, w.d.data(), dp);
   }
   for (int j = 0; j < kv; ++j) {
     const T* a = w.d.data() + static_cast<size_t>(j) * dp;
@@ -625,10 +651,10 @@ PYBERT_KERNEL void backward_item(const BackwardParams& p, int64_t bh, Scratch<T>
 
 #if PYBERT_HAVE_AVX2_CLONES
 PYBERT_AVX2 void forward_item_avx2(const ForwardParams& p, int64_t item, Scratch<float>& w) {
-  forward_item<float>(p, item, w);
+  forward_item<float, true>(p, item, w);
 }
 PYBERT_AVX2 void backward_item_avx2(const BackwardParams& p, int64_t bh, Scratch<float>& w) {
-  backward_item<float, 4>(p, bh, w);
+  backward_item<float, 4, true>(p, bh, w);
 }
 bool cpu_has_avx2() {
   static const bool ok = [] {
@@ -647,7 +673,7 @@ void run_forward_item(const ForwardParams& p, int64_t item, Scratch<T>& w) {
     if (cpu_has_avx2()) return forward_item_avx2(p, item, w);
   }
 #endif
-  forward_item<T>(p, item, w);
+  forward_item<T, false>(p, item, w);
 }
 
 template <typename T>
@@ -657,7 +683,7 @@ void run_backward_item(const BackwardParams& p, int64_t bh, Scratch<T>& w) {
     if (cpu_has_avx2()) return backward_item_avx2(p, bh, w);
   }
 #endif
-  backward_item<T>(p, bh, w);
+  backward_item<T, 2, false>(p, bh, w);
 }
 
 template <typename T>
