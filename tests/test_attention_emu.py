@@ -257,7 +257,7 @@ def test_bad_emulation_mode_is_refused(lib):
 def test_kernels_pass_the_gpu_checks(ca, lib):
     """The device script's --quick checks (262: fp16/bf16/fp32, head dims
     32/64/128, every forward and backward variant, dropout with the CPU
-    kernels' Philox mask, fully masked rows, strided views, bad input)."""
+    kernels' Philox mask, fully masked rows, no queries, strided views, bad input)."""
     checker = ca.run_checks(lib, torch.device("cpu"), quick=True)
     assert len(checker.rows) >= 200
     assert not checker.failures, checker.failures
@@ -266,6 +266,7 @@ def test_kernels_pass_the_gpu_checks(ca, lib):
         assert f"D64 bshd random v{v}/" in names, v
     for v in range(1, ca.BWD_VARIANTS + 1):
         assert f"S300 bwd v{v} fully masked" in names, v
+    assert names.count("seq_q 0, seq_k 50 -> dK = dV = 0") == 3
 
 
 @pytest.mark.slow

@@ -175,6 +175,26 @@ def test_bad_arguments_name_the_argument():
         ops.fused_attention(q, q, q, mask, 0.3, dropout_rate=1.0)
 
 
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64])
+def test_no_queries_give_zero_key_gradients(dtype):
+    """seq_q = 0 against seq_k keys: dK and dV are exactly 0 (before, the backward returned
+    early and left the uninitialized outputs: whatever the allocator last held there)."""
+    rng = np.random.default_rng(5)
+    b, sk, n, h = 2, 300, 2, 64
+    q = tf.zeros((b, 0, n, h), dtype)
+    k, v = (tf.constant(rng.normal(size=(b, sk, n, h)), dtype) for _ in range(2))
+    mask = tf.ones((b, sk), tf.int32)
+    for _ in range(3):
+        junk = tf.fill((b, sk, n, h), tf.constant(5.0, dtype)) + 1.0  # leaves 6.0 behind
+        del junk
+        with tf.GradientTape() as tape:
+            tape.watch([q, k, v])
+            loss = tf.reduce_sum(ops.fused_attention(q, k, v, mask, 0.125))
+        dq, dk, dv = tape.gradient(loss, [q, k, v])
+        assert dq.shape == q.shape
+        assert not np.any(dk.numpy()) and not np.any(dv.numpy())
+
+
 def test_lse_and_its_gradient_match_reference():
     """return_lse: the log-sum-exp of the scaled scores over the kept keys, differentiable
     (before: its gradient was silently dropped), with and without dropout."""

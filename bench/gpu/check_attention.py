@@ -523,6 +523,19 @@ class Checker:
             errors=errs,
         )
 
+    def check_no_queries(self, dtype_name, D, Sk=50):
+        """seq_q = 0: dK and dV are zeros (the outputs start as NaN)."""
+        dtype = DTYPES[dtype_name][1]
+        B, H = 2, 3
+        q, dout = (self.randn((B, 0, H, D), dtype) for _ in range(2))
+        k, v = (self.randn((B, Sk, H, D), dtype) for _ in range(2))
+        mask = random_mask(B, Sk, self.device, self.gen)
+        out, lse = self.lib.forward(q, k, v, mask, 0.125)
+        dq, dk, dv = self.lib.backward(q, k, v, mask, out, lse, dout, 0.125)
+        ok = out.shape == q.shape and dq.shape == q.shape and all(
+            bool((x == 0).all()) for x in (dk, dv))
+        self.record(f"{dtype_name} D{D} seq_q 0, seq_k {Sk} -> dK = dV = 0", ok)
+
     def padded_inputs(self, dtype_name, D, B=2, H=3, S=129):
         """q, k, v, dout [B, S, H, D] and a padding mask of lengths in [S/2, S]."""
         dtype = DTYPES[dtype_name][1]
@@ -666,6 +679,8 @@ def run_checks(lib, device, quick):
             c.check_case("fp32", B, H, S, S, D)
         c.check_fully_masked("fp32", D)
     c.check_case("fp32", 3, 2, 100, 100, 64, layout="fused_qkv")
+    for dt in ("fp16", "bf16", "fp32"):
+        c.check_no_queries(dt, 64)
     for dt in ("fp16", "bf16", "fp32"):
         c.check_dropout(dt, 64)
     for bv in bwd_variants(2):

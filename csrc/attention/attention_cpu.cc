@@ -701,7 +701,21 @@ std::string forward_impl(const ForwardParams& p, int num_threads) {
 template <typename T>
 std::string backward_impl(const BackwardParams& p, int num_threads) {
   std::string e = check(p, true);
-  if (!e.empty() || p.batch == 0 || p.seq_q == 0) return e;
+  if (!e.empty() || p.batch == 0) return e;
+  if (p.seq_q == 0) {  // no query attends to any key: dK = dV = 0
+    if (p.seq_k == 0) return "";
+    if (!p.dk || !p.dv) return "dk/dv: null pointer";
+    for (int b = 0; b < p.batch; ++b)
+      for (int h = 0; h < p.heads; ++h) {
+        T* dk = head_slice<T>(p.dk, p.dk_strides, b, h);
+        T* dv = head_slice<T>(p.dv, p.dv_strides, b, h);
+        for (int j = 0; j < p.seq_k; ++j) {
+          std::fill(dk + j * p.dk_strides.seq, dk + j * p.dk_strides.seq + p.head_dim, T(0));
+          std::fill(dv + j * p.dv_strides.seq, dv + j * p.dv_strides.seq + p.head_dim, T(0));
+        }
+      }
+    return "";
+  }
   parallel_for(static_cast<int64_t>(p.batch) * p.heads, num_threads, [&](int64_t bh) {
     thread_local Scratch<T> w;
     run_backward_item<T>(p, bh, w);

@@ -33,6 +33,27 @@ __global__ void dropout_mask_kernel(const ForwardParams p, uint8_t* keep) {
   keep[idx] = dropout_keep(p.seed, p.offset, dropout_threshold(p.dropout_rate), bh, i, j) ? 1 : 0;
 }
 
+// Zeroes a [batch, seq_k, heads, head_dim] tensor of elt-byte elements (dK and dV
+// when there are no queries): one thread per element.
+__global__ void zero_keys_kernel(void* base, const Strides s, int batch, int seq_k, int heads,
+                                 int head_dim, int elt) {
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t total = static_cast<int64_t>(batch) * seq_k * heads * head_dim;
+  if (idx >= total) return;
+  const int d = static_cast<int>(idx % head_dim);
+  const int64_t row = idx / head_dim;
+  const int h = static_cast<int>(row % heads);
+  const int64_t bj = row / heads;
+  const int j = static_cast<int>(bj % seq_k);
+  const int b = static_cast<int>(bj / seq_k);
+  const int64_t at = b * s.batch + j * s.seq + h * s.head + d;
+  if (elt == 4) {
+    static_cast<uint32_t*>(base)[at] = 0u;
+  } else {
+    static_cast<uint16_t*>(base)[at] = 0u;
+  }
+}
+
 }  // namespace cuda
 
 namespace {
@@ -109,7 +130,23 @@ std::string backward_cuda(const BackwardParams& p, void* stream, const CudaLaunc
     return "bwd_variant must be in [0, " + std::to_string(kBwdVariants) + "], got " +
            std::to_string(options.bwd_variant);
   std::string e = check_forward(p);
-  if (!e.empty() || p.batch == 0 || p.seq_q == 0) return e;
+  if (!e.empty() || p.batch == 0) return e;
+  if (p.seq_q == 0) {  // no query attends to any key: dK = dV = 0
+    if (p.seq_k == 0) return "";
+    if (!(e = check_tensor("dk", p.dk, p.dk_strides, p.dtype)).empty()) return e;
+    if (!(e = check_tensor("dv", p.dv, p.dv_strides, p.dtype)).empty()) return e;
+    const int elt = p.dtype == DType::kFloat32 ? 4 : 2;
+    const int64_t total = static_cast<int64_t>(p.batch) * p.seq_k * p.heads * p.head_dim;
+    const auto s = static_cast<cudaStream_t>(stream);
+    for (void* t : {p.dk, p.dv}) {
+      const Strides& st = t == p.dk ? p.dk_strides : p.dv_strides;
+      PYBERT_LAUNCH(static_cast<unsigned>((total + 255) / 256), 256, 0, s, cuda::zero_keys_kernel)(
+          t, st, p.batch, p.seq_k, p.heads, p.head_dim, elt);
+      const cudaError_t err = cudaGetLastError();
+      if (err != cudaSuccess) return std::string("zero_keys_kernel launch: ") + cudaGetErrorString(err);
+    }
+    return "";
+  }
   if (p.lse == nullptr) return "lse: null pointer (the backward pass needs the forward's lse)";
   if (p.workspace == nullptr) return "workspace: null pointer";
   if (reinterpret_cast<uintptr_t>(p.workspace) % 16 != 0) return "workspace: must be 16-byte aligned";
