@@ -12,6 +12,9 @@ argument checks.
 import collections
 import itertools
 import random
+import subprocess
+import sys
+import tempfile
 import types
 
 import numpy as np
@@ -373,6 +376,10 @@ BAD_ARGS = [
     ({"document_splits": np.array([0])}, "document_splits"),
     ({"is_subword": np.zeros(0, np.uint8)}, "is_subword"),
     ({"is_subword": np.zeros((4, 5), np.uint8)}, "is_subword"),
+    ({"is_subword": np.full(20, 256, np.int64)}, "is_subword has values outside"),  # no wrap to 0
+    ({"is_subword": np.full(20, -1, np.int64)}, "is_subword has values outside"),
+    ({"max_seq_length": 2**28}, "max_seq_length must be <= 65536"),
+    ({"max_predictions_per_seq": 2**20}, "max_predictions_per_seq must be in"),
 ]
 
 
@@ -398,3 +405,29 @@ def test_serialize_bad_arguments():
     text = {**arrays, "masked_lm_positions": arrays["masked_lm_positions"].astype(str)}
     with pytest.raises(ValueError, match="masked_lm_positions: dtype <U.* is not an integer"):
         serialize_instances(text)
+    with pytest.raises(TypeError, match="a feature name must be a str, got int"):
+        _C.serialize_examples([(1, arrays["input_ids"])])
+    with pytest.raises(UnicodeEncodeError):
+        _C.serialize_examples([("\ud800", arrays["input_ids"])])
+    with pytest.raises(ValueError, match=r"columns must be \(name, array\) pairs"):
+        _C.serialize_examples(["ab"])
+
+
+def test_serialize_survives_a_column_list_changed_while_read():
+    """An item's __array__ that empties the caller's list while C++ walks it: the call
+    works on a snapshot (it read freed memory and crashed before)."""
+    code = """if True:
+        import numpy as np
+        from pybert import _C
+        class Shrinks:
+            def __array__(self, dtype=None, copy=None):
+                del cols[1:]
+                return np.arange(3)
+        cols = [("a", Shrinks())] + [(f"b{i}", np.arange(3)) for i in range(50)]
+        out = _C.serialize_examples(cols)
+        print(len(out), len(cols))
+    """
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=tempfile.gettempdir(), timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["3", "1"]

@@ -312,6 +312,42 @@ def test_bad_inputs(squad_v1):
         squad.postprocess_output(*small, 20, 30, True, num_threads=2**40)
 
 
+def test_native_decoder_takes_integer_arrays_exactly():
+    """_C.squad_postprocess: an integer array whose values its C++ type cannot hold is an
+    error naming it (before: int64 2**32 wrapped to 0 in int32, 256 to 0 in uint8, and the
+    decoder answered from the wrong tokens); floats where integers belong and complex
+    logits are errors too. In-range values of any integer dtype are taken as before."""
+    from pybert import _C
+
+    def call(**change):
+        args = dict(
+            doc_data=b"Thecatsat", doc_offsets=np.array([0, 3, 6, 9]), doc_splits=np.array([0, 3]),
+            feature_example=np.array([0]), token_data=b"[CLS]q[SEP]thecatsat[SEP]",
+            token_offsets=np.array([0, 5, 6, 11, 14, 17, 20, 25]), token_splits=np.array([0, 7]),
+            token_to_orig=np.array([-1, -1, -1, 0, 1, 2, -1], np.int32),
+            max_context=np.array([0, 0, 0, 1, 1, 1, 0], np.uint8),
+            start_logits=np.array([[0, 0, 0, 1, 5, 2, 0]], np.float32),
+            end_logits=np.array([[0, 0, 0, 1, 2, 5, 0]], np.float32), n_best_size=20,
+            max_answer_length=30, do_lower_case=True, version_2_with_negative=False,
+            null_score_diff_threshold=0.0, verbose=False, num_threads=1)
+        args.update(change)
+        return _C.squad_postprocess(**args)
+
+    best = call()[0][1][0]["text"]
+    assert best == "cat sat"
+    wide = np.array([-1, -1, -1, 0, 1, 2, -1], np.int64)
+    assert call(token_to_orig=wide, max_context=np.array([0, 0, 0, 1, 1, 1, 0]))[0][1][0][
+        "text"] == best
+    with pytest.raises(ValueError, match="token_to_orig has values outside the range of int32"):
+        call(token_to_orig=wide + np.array([0, 0, 0, 2**32, 2**32, 2**32, 0]))
+    with pytest.raises(ValueError, match="max_context has values outside the range of uint8"):
+        call(max_context=np.array([0, 0, 0, 256, 256, 256, 0]))
+    with pytest.raises(ValueError, match="doc_offsets must be an integer array, got dtype float"):
+        call(doc_offsets=np.array([0, 3.7, 6.2, 9.0]))
+    with pytest.raises(ValueError, match="start_logits must be a real numeric array"):
+        call(start_logits=np.array([[0, 0, 0, 1, 5, 2, 0]]) + 1j)
+
+
 # -- evaluation ---------------------------------------------------------------
 
 

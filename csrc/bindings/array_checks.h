@@ -9,11 +9,61 @@
 
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
 namespace pybert {
 
 template <typename T>
 using Array = pybind11::array_t<T, pybind11::array::c_style | pybind11::array::forcecast>;
+
+// obj as a C-contiguous array of the integer type T: an integer (or bool) dtype is
+// required, and values that T cannot hold are an error (a plain forcecast would
+// wrap int64 2**32 to 0 in int32, or 256 to 0 in uint8, without a word).
+template <typename T>
+Array<T> ExactIntArray(const pybind11::handle& obj, const char* name) {
+  static_assert(std::is_integral<T>::value, "integer element types only");
+  namespace py = pybind11;
+  py::array a = py::array::ensure(obj);
+  if (!a) {
+    PyErr_Clear();
+    throw py::value_error(std::string(name) + " must be an integer array");
+  }
+  const char kind = a.dtype().kind();
+  if (kind != 'i' && kind != 'u' && kind != 'b') {
+    throw py::value_error(std::string(name) + " must be an integer array, got dtype " +
+                          py::str(a.dtype()).cast<std::string>());
+  }
+  Array<T> out = Array<T>::ensure(a);
+  if (!out) throw py::error_already_set();
+  py::module_ np = py::module_::import("numpy");
+  const bool safe = py::cast<bool>(np.attr("can_cast")(a.dtype(), py::dtype::of<T>(), "safe"));
+  if (!safe && !py::cast<bool>(np.attr("array_equal")(out, a))) {
+    throw py::value_error(std::string(name) + " has values outside the range of " +
+                          py::str(py::dtype::of<T>()).cast<std::string>());
+  }
+  return out;
+}
+
+// obj as a C-contiguous array of the floating type T, from a real (float, integer
+// or bool) dtype: complex, string and object arrays are an error.
+template <typename T>
+Array<T> RealArray(const pybind11::handle& obj, const char* name) {
+  static_assert(std::is_floating_point<T>::value, "floating element types only");
+  namespace py = pybind11;
+  py::array a = py::array::ensure(obj);
+  if (!a) {
+    PyErr_Clear();
+    throw py::value_error(std::string(name) + " must be a numeric array");
+  }
+  const char kind = a.dtype().kind();
+  if (kind != 'f' && kind != 'i' && kind != 'u' && kind != 'b') {
+    throw py::value_error(std::string(name) + " must be a real numeric array, got dtype " +
+                          py::str(a.dtype()).cast<std::string>());
+  }
+  Array<T> out = Array<T>::ensure(a);
+  if (!out) throw py::error_already_set();
+  return out;
+}
 
 inline void Check1D(const pybind11::array& a, const char* name, int64_t size) {
   if (a.ndim() != 1 || (size >= 0 && a.shape(0) != size)) {

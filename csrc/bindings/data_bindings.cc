@@ -25,12 +25,7 @@ namespace {
 // str) are refused rather than silently truncated by forcecast.
 template <typename T>
 Array<T> IntArray(const py::array& a, const char* name) {
-  const char kind = a.dtype().kind();
-  if (kind != 'i' && kind != 'u' && kind != 'b') {
-    throw py::value_error(std::string(name) + " must be an integer array, got dtype " +
-                          py::str(a.dtype()).cast<std::string>());
-  }
-  return Array<T>::ensure(a);
+  return ExactIntArray<T>(a, name);
 }
 
 // A vector handed to NumPy as the memory of an array (freed with it).
@@ -147,15 +142,29 @@ py::dict CreatePretrainingInstances(const py::array& sentence_ids, const py::arr
 
 // ---- tf.train.Example encoding (csrc/data/example_proto) -------------------
 
-py::list SerializeExamples(py::list columns) {
+py::list SerializeExamples(py::handle columns_in) {
+  // A tuple snapshot: converting an item (its __array__) may run Python code that
+  // changes the caller's list while the loop walks it.
+  PyObject* snapshot = PySequence_Tuple(columns_in.ptr());
+  if (snapshot == nullptr) throw py::error_already_set();
+  const py::tuple columns = py::reinterpret_steal<py::tuple>(snapshot);
   std::vector<data::FeatureColumn> cols;
   std::vector<py::array> keep;  // owns contiguous copies while encoding
   int64_t rows = -1;
   for (py::handle item : columns) {
+    if (!PyTuple_Check(item.ptr()) || PyTuple_GET_SIZE(item.ptr()) != 2) {
+      throw py::value_error("columns must be (name, array) pairs");
+    }
     auto pair = py::reinterpret_borrow<py::tuple>(item);
-    if (pair.size() != 2) throw py::value_error("columns must be (name, array) pairs");
+    if (!PyUnicode_Check(pair[0].ptr())) {
+      throw py::type_error(std::string("a feature name must be a str, got ") +
+                           Py_TYPE(pair[0].ptr())->tp_name);
+    }
     data::FeatureColumn c;
-    c.name = pair[0].cast<std::string>();
+    Py_ssize_t name_size = 0;
+    const char* name = PyUnicode_AsUTF8AndSize(pair[0].ptr(), &name_size);
+    if (name == nullptr) throw py::error_already_set();  // e.g. a lone surrogate
+    c.name.assign(name, static_cast<size_t>(name_size));
     py::array raw = py::array::ensure(pair[1]);
     if (!raw) throw py::value_error("feature " + c.name + ": not an array");
     py::array arr;

@@ -19,11 +19,11 @@ namespace py = pybind11;
 namespace pybert {
 namespace {
 
-py::list SquadPostprocess(py::bytes doc_data, Array<int64_t> doc_offsets, Array<int64_t> doc_splits,
-                          Array<int64_t> feature_example, py::bytes token_data,
-                          Array<int64_t> token_offsets, Array<int64_t> token_splits,
-                          Array<int32_t> token_to_orig, Array<uint8_t> max_context,
-                          py::array start_in, py::array end_in, int n_best_size,
+py::list SquadPostprocess(py::bytes doc_data, py::handle doc_offsets_in, py::handle doc_splits_in,
+                          py::handle feature_example_in, py::bytes token_data,
+                          py::handle token_offsets_in, py::handle token_splits_in,
+                          py::handle token_to_orig_in, py::handle max_context_in,
+                          py::handle start_in, py::handle end_in, int n_best_size,
                           int max_answer_length, bool do_lower_case, bool version_2_with_negative,
                           double null_score_diff_threshold, bool verbose, int num_threads) {
   if (n_best_size < 1) throw py::value_error("n_best_size must be >= 1, got " + std::to_string(n_best_size));
@@ -31,6 +31,14 @@ py::list SquadPostprocess(py::bytes doc_data, Array<int64_t> doc_offsets, Array<
     throw py::value_error("max_answer_length must be >= 1, got " + std::to_string(max_answer_length));
   }
   if (num_threads < 1) throw py::value_error("num_threads must be >= 1");
+  // Integer arrays must hold their values exactly in the kernel's types (no wrap).
+  const Array<int64_t> doc_offsets = ExactIntArray<int64_t>(doc_offsets_in, "doc_offsets");
+  const Array<int64_t> doc_splits = ExactIntArray<int64_t>(doc_splits_in, "doc_splits");
+  const Array<int64_t> feature_example = ExactIntArray<int64_t>(feature_example_in, "feature_example");
+  const Array<int64_t> token_offsets = ExactIntArray<int64_t>(token_offsets_in, "token_offsets");
+  const Array<int64_t> token_splits = ExactIntArray<int64_t>(token_splits_in, "token_splits");
+  const Array<int32_t> token_to_orig = ExactIntArray<int32_t>(token_to_orig_in, "token_to_orig");
+  const Array<uint8_t> max_context = ExactIntArray<uint8_t>(max_context_in, "max_context");
   squad::SquadInputs in;
   std::string_view docs = doc_data, toks = token_data;
   in.num_examples = doc_splits.ndim() == 1 ? doc_splits.shape(0) - 1 : -1;
@@ -75,19 +83,15 @@ py::list SquadPostprocess(py::bytes doc_data, Array<int64_t> doc_offsets, Array<
   Array<double> start64, end64;
   py::array start_logits, end_logits;
   if (f32) {
-    start32 = Array<float>::ensure(start_in);
-    end32 = Array<float>::ensure(end_in);
+    start32 = RealArray<float>(start_in, "start_logits");
+    end32 = RealArray<float>(end_in, "end_logits");
     start_logits = start32;
     end_logits = end32;
   } else {
-    start64 = Array<double>::ensure(start_in);
-    end64 = Array<double>::ensure(end_in);
+    start64 = RealArray<double>(start_in, "start_logits");
+    end64 = RealArray<double>(end_in, "end_logits");
     start_logits = start64;
     end_logits = end64;
-  }
-  if (!start_logits || !end_logits) {
-    PyErr_Clear();
-    throw py::value_error("start_logits and end_logits must be numeric arrays");
   }
   if (start_logits.ndim() != 2 || end_logits.ndim() != 2 || start_logits.shape(0) != in.num_features ||
       end_logits.shape(0) != in.num_features || start_logits.shape(1) != end_logits.shape(1)) {

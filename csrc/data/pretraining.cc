@@ -29,8 +29,16 @@ void CheckOptions(const PretrainingOptions& o, const uint8_t* is_subword) {
     // randint(2, max_seq_length - 3) must be a valid range, and [CLS] a [SEP] b [SEP] must fit.
     Invalid("max_seq_length must be >= 5, got " + std::to_string(o.max_seq_length));
   }
-  if (o.max_predictions_per_seq < 1) {
-    Invalid("max_predictions_per_seq must be >= 1, got " + std::to_string(o.max_predictions_per_seq));
+  // Upper bounds: the tokenizer's longest sequence (pybert.tokenization.MAX_SEQ_LENGTH); a
+  // larger value is a mistake whose padded [instances, max_seq_length] arrays would not fit.
+  constexpr int kMaxSeqLength = 1 << 16;
+  if (o.max_seq_length > kMaxSeqLength) {
+    Invalid("max_seq_length must be <= " + std::to_string(kMaxSeqLength) + ", got " +
+            std::to_string(o.max_seq_length));
+  }
+  if (o.max_predictions_per_seq < 1 || o.max_predictions_per_seq > kMaxSeqLength) {
+    Invalid("max_predictions_per_seq must be in [1, " + std::to_string(kMaxSeqLength) + "], got " +
+            std::to_string(o.max_predictions_per_seq));
   }
   // Written so that NaN fails too.
   if (!(o.masked_lm_prob >= 0.0 && o.masked_lm_prob <= 1.0)) {
