@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <stdexcept>
+#include <utility>
 
 #include "tokenizer/unicode_tables.h"
 #include "tokenizer/utf8.h"
@@ -388,6 +389,23 @@ void BertTokenizer::GeneralToken(const uint8_t* p, size_t n, int32_t char_base, 
       }
       size_t b = a;
       while (b < nn && unicode::Lookup(s.norm[b]).ccc != 0) ++b;
+      if (b - a > 32) {  // a long run (no real text has one): O(n log n), not quadratic
+        std::vector<std::pair<uint8_t, size_t>> order;
+        order.reserve(b - a);
+        for (size_t x = a; x < b; ++x) order.emplace_back(unicode::Lookup(s.norm[x]).ccc, x);
+        std::stable_sort(order.begin(), order.end(),
+                         [](const auto& l, const auto& r) { return l.first < r.first; });
+        std::vector<char32_t> chars(b - a);
+        std::vector<int32_t> from(b - a);
+        for (size_t x = 0; x < order.size(); ++x) {
+          chars[x] = s.norm[order[x].second];
+          from[x] = s.norm_char[order[x].second];
+        }
+        std::copy(chars.begin(), chars.end(), s.norm.begin() + a);
+        std::copy(from.begin(), from.end(), s.norm_char.begin() + a);
+        a = b;
+        continue;
+      }
       for (size_t x = a + 1; x < b; ++x) {  // insertion sort (runs are short)
         char32_t c = s.norm[x];
         int32_t at = s.norm_char[x];
