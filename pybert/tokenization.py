@@ -23,6 +23,7 @@ convert_to_unicode.
 from __future__ import annotations
 
 import collections
+import operator
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -214,7 +215,7 @@ class Tokenizer:
         table = self._id_to_token_list()
         out = []
         for i in ids:
-            i = int(i)
+            i = operator.index(i)  # an id, not a float to truncate
             if not 0 <= i < len(table):  # a negative id must not index from the end
                 raise KeyError(f"id {i} is not in the vocabulary (0 to {len(table) - 1})")
             out.append(table[i])
@@ -287,6 +288,10 @@ class Tokenizer:
                 f"max_seq_length must be an int in [1, {MAX_SEQ_LENGTH}] or None, got "
                 f"{max_seq_length!r}"
             )
+        if num_threads is not None and (isinstance(num_threads, (bool, np.bool_))
+                                        or not isinstance(num_threads, (int, np.integer))):
+            raise ValueError(f"num_threads must be an int in [0, {MAX_THREADS}] or None, got "
+                             f"{num_threads!r}")
         if not num_threads:
             num_threads = os.cpu_count() or 1
         if not 0 <= num_threads <= MAX_THREADS:

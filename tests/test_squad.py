@@ -310,6 +310,16 @@ def test_bad_inputs(squad_v1):
         squad.postprocess_output(*small, SEQ, SEQ, True)[0]
     with pytest.raises(ValueError, match=r"num_threads must be in \[0, 4096\]"):
         squad.postprocess_output(*small, 20, 30, True, num_threads=2**40)
+    # Not truncated or read as 1: a bool, a float
+    with pytest.raises(ValueError, match="n_best_size must be an int >= 1, got True"):
+        squad.postprocess_output(*small, True, 30, True)
+    with pytest.raises(ValueError, match="num_threads must be in"):
+        squad.postprocess_output(*small, 20, 30, True, num_threads=1.5)
+    ids = np.array([f.unique_id for f in features[:few]], dtype=np.float64)
+    starts = np.asarray([r.start_logits for r in results[:few]], np.float32)
+    with pytest.raises(ValueError, match="result unique_ids must be integers, got dtype float64"):
+        squad.postprocess_output(examples[:5], features[:few], (ids, starts, starts), 20, 30,
+                                 True)
 
 
 def test_native_decoder_takes_integer_arrays_exactly():

@@ -148,6 +148,8 @@ def _results_to_arrays(all_results, unique_ids: np.ndarray):
                 "results as arrays must be (unique_ids [N], start_logits [N, S], end_logits "
                 f"[N, S]); got shapes {ids.shape}, {start.shape}, {end.shape}"
             )
+        if ids.dtype.kind not in "iu":  # 3.7 would become feature 3
+            raise ValueError(f"result unique_ids must be integers, got dtype {ids.dtype}")
         ids = ids.astype(np.int64).tolist()
     else:
         all_results = list(all_results)
@@ -225,11 +227,15 @@ def postprocess_output(
         arrays = all_examples
     else:
         arrays = SquadFeatureArrays.from_seed(all_examples, all_features)
-    if not isinstance(n_best_size, (int, np.integer)) or n_best_size < 1:
+    def is_int(x):
+        return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+    if not is_int(n_best_size) or n_best_size < 1:
         raise ValueError(f"n_best_size must be an int >= 1, got {n_best_size!r}")
-    if not isinstance(max_answer_length, (int, np.integer)) or max_answer_length < 1:
+    if not is_int(max_answer_length) or max_answer_length < 1:
         raise ValueError(f"max_answer_length must be an int >= 1, got {max_answer_length!r}")
-    if num_threads is not None and not 0 <= num_threads <= MAX_THREADS:
+    if num_threads is not None and (not is_int(num_threads)
+                                    or not 0 <= num_threads <= MAX_THREADS):
         raise ValueError(f"num_threads must be in [0, {MAX_THREADS}] or None, got "
                          f"{num_threads!r}")
     start, end = _results_to_arrays(all_results, np.asarray(arrays.unique_ids, dtype=np.int64))
