@@ -73,6 +73,10 @@ def make_results(features, kind, seed):
             s, e = rng.normal(0, 3, SEQ), rng.normal(0, 3, SEQ)
         elif kind == "ties":  # few distinct values: many ties in top-k and in sums
             s, e = rng.integers(-2, 3, SEQ).astype(float), rng.integers(-2, 3, SEQ).astype(float)
+        elif kind == "flat":  # mostly one value: hundreds of candidates tie at the bound
+            s, e = np.zeros(SEQ), np.zeros(SEQ)
+            s[rng.choice(SEQ, 5)] = 1.0
+            e[rng.choice(SEQ, 5)] = 1.0
         elif kind == "extreme":  # huge but finite logits
             s, e = rng.choice([-1e30, 0.0, 1e30, 5e29], SEQ), rng.choice([-1e30, 1e30, 2.5], SEQ)
         elif kind == "null":  # the null answer dominates everywhere
@@ -104,7 +108,7 @@ def assert_same(ours, theirs):
     np.testing.assert_allclose(list(odds.values()), list(s_odds.values()), rtol=1e-12)
 
 
-@pytest.mark.parametrize("kind", ["random", "ties", "extreme"])
+@pytest.mark.parametrize("kind", ["random", "ties", "flat", "extreme"])
 @pytest.mark.parametrize("n_best,max_len", [(20, 30), (1, 30), (5, 3)])
 def test_v1_matches_seed(seed_squad, squad_v1, kind, n_best, max_len):
     examples, features = squad_v1
@@ -115,7 +119,7 @@ def test_v1_matches_seed(seed_squad, squad_v1, kind, n_best, max_len):
     )
 
 
-@pytest.mark.parametrize("kind", ["random", "ties", "null"])
+@pytest.mark.parametrize("kind", ["random", "ties", "flat", "null"])
 @pytest.mark.parametrize("threshold", [0.0, -2.0, 3.5])
 def test_v2_matches_seed(seed_squad, squad_v2, kind, threshold):
     examples, features = squad_v2

@@ -393,6 +393,16 @@ void BestIndexes(const T* logits, int64_t n, int k, std::vector<int32_t>* out, T
   out->resize(static_cast<size_t>(k));
   int32_t* best = out->data();
   const auto c = static_cast<int32_t>(count);
+  if (c > 256) {  // many ties at the bound (e.g. constant logits): O(c log c), not O(c^2)
+    std::vector<int32_t> pos(static_cast<size_t>(c));
+    for (int32_t i = 0; i < c; ++i) pos[static_cast<size_t>(i)] = i;
+    const int32_t top = static_cast<int32_t>(std::min<int64_t>(k, c));
+    std::partial_sort(pos.begin(), pos.begin() + top, pos.end(), [cv](int32_t a, int32_t b) {
+      return cv[a] > cv[b] || (cv[a] == cv[b] && a < b);  // the rank below, as an order
+    });
+    for (int32_t r = 0; r < top; ++r) best[r] = ci[pos[static_cast<size_t>(r)]];
+    return;
+  }
   for (int32_t i = 0; i < c; ++i) {
     const T v = cv[i];
     int32_t rank = 0;  // the same trip count for every i (a predictable loop)
