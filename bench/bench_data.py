@@ -10,6 +10,13 @@
    dupe_factor 10: the seed's create_training_instances +
    write_instance_to_example_files vs pybert.data.pretraining (one worker and
    one chunk: the seed's exact output; and all cores with 0.25 MB chunks).
+3. XTREME data: Tatoeba retrieval records from the real Chinese-English pairs
+   (1000 lines a side, multilingual vocab), the seed's
+   sentence_retrieval_lib vs pybert.data.retrieval; and tagging records in
+   the PAN-X layout built from the English prose (the first 20 kB of each
+   book, one word per line, a sentence per line of text, labels by word
+   length), the seed's tagging_data_lib vs pybert.data.tagging. Both seeds
+   run with the real TensorFlow writing their TFRecords.
 
   .venv/bin/pytest bench/bench_data.py --benchmark-json=bench/data.json
   .venv/bin/python bench/report.py bench/data.json
@@ -24,11 +31,15 @@ import pytest
 from conftest import SHARED_DATA
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from seed_oracle import load_seed_pretraining, load_seed_squad_lib  # noqa: E402
+from seed_oracle import (  # noqa: E402
+    load_seed_pretraining,
+    load_seed_squad_lib,
+    load_seed_xtreme_libs,
+)
 
 tf = pytest.importorskip("tensorflow")
 
-from pybert.data import pretraining, squad  # noqa: E402
+from pybert.data import pretraining, retrieval, squad, tagging  # noqa: E402
 from pybert.tokenization import FullTokenizer  # noqa: E402
 
 ALL = os.cpu_count() or 1
@@ -145,3 +156,119 @@ def test_pretraining_pybert(benchmark, prose_corpus, tmp_path, workers):
     stats = benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=1)
     benchmark.extra_info["instances"] = stats.instances
     assert stats.instances > 10000
+
+
+MULTI_VOCAB = str(SHARED_DATA / "vocab/bert-base-multilingual-cased-vocab.txt")
+
+
+@pytest.fixture(scope="module")
+def seed_xtreme():
+    libs = load_seed_xtreme_libs()
+    if libs[0] is None:
+        pytest.skip("seed oracle not unpacked (run tools/run_tests.sh once)")
+    return libs
+
+
+@pytest.fixture(scope="module")
+def tatoeba_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tatoeba")
+    for side, name in (("zh", "cmn"), ("en", "eng")):
+        src = SHARED_DATA / f"chinese/tatoeba.cmn-eng.{name}.txt"
+        (d / f"zh-en.{side}").write_bytes(src.read_bytes())
+    return d
+
+
+def _tatoeba_info(benchmark, name, anchor=False):
+    benchmark.group = "tatoeba-zh-en-retrieval-records"
+    benchmark.extra_info.update(items=2000, unit="sentences", name=name, anchor=anchor)
+
+
+def test_tatoeba_seed(benchmark, seed_xtreme, tatoeba_dir, tmp_path):
+    _tatoeba_info(benchmark, "seed sentence_retrieval_lib (Python, 1 thread)")
+    seed_lib = seed_xtreme[0]
+    tok = seed_lib.tokenization.FullTokenizer(MULTI_VOCAB, do_lower_case=False)
+    processor = seed_lib.TatoebaProcessor()
+    processor.languages = ["zh"]
+
+    def run():
+        return seed_lib.generate_sentence_retrevial_tf_record(
+            processor, str(tatoeba_dir), tok, test_data_output_path=str(tmp_path / "seed"))
+
+    meta = benchmark.pedantic(run, rounds=1, iterations=1)
+    assert meta["number_test_data"] == {"zh-en.zh": 1000, "zh-en.en": 1000}
+
+
+@pytest.mark.parametrize("threads", [1, ALL] if ALL > 1 else [1])
+def test_tatoeba_pybert(benchmark, tatoeba_dir, tmp_path, threads):
+    _tatoeba_info(benchmark, f"pybert {threads} thread(s)", anchor=threads == 1)
+    tok = FullTokenizer(MULTI_VOCAB, do_lower_case=False)
+
+    def run():
+        return retrieval.generate_retrieval_tf_record(
+            "tatoeba", str(tatoeba_dir), tok, test_data_output_path=str(tmp_path / "out"),
+            num_threads=threads)
+
+    meta = benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=1)
+    assert meta["number_test_data"] == {"zh-en.zh": 1000, "zh-en.en": 1000}
+
+
+@pytest.fixture(scope="module")
+def panx_dir(tmp_path_factory):
+    """train-en.tsv (and dev-en/test-en, small) in the PAN-X layout from the prose: the
+    first 20 kB of each book, a sentence per line of text, a word per line."""
+    labels = tagging.PANX_LABELS
+    sentences, size, book = [], 0, []
+    for line in PROSE.read_text(encoding="utf-8").split("\n"):
+        if not line.strip():
+            sentences += book
+            book, size = [], 0
+            continue
+        if size < 20_000:
+            book.append(line.split())
+            size += len(line.encode("utf-8"))
+    sentences += book
+    d = tmp_path_factory.mktemp("panx")
+    block = "\n".join("".join(f"{w}\t{labels[len(w) % len(labels)]}\n" for w in s)
+                      for s in sentences if s)
+    (d / "train-en.tsv").write_text(block, encoding="utf-8")
+    small = "\n".join(block.split("\n\n")[:50])
+    for name in ("dev-en.tsv", "test-en.tsv"):
+        (d / name).write_text(small, encoding="utf-8")
+    return d, sum(len(s) for s in sentences)
+
+
+def _panx_info(benchmark, name, words, anchor=False):
+    benchmark.group = "tagging-panx-layout-english-prose-records"
+    benchmark.extra_info.update(items=words, unit="words", name=name, anchor=anchor)
+
+
+def test_tagging_seed(benchmark, seed_xtreme, panx_dir, tmp_path):
+    d, words = panx_dir
+    _panx_info(benchmark, "seed tagging_data_lib (Python, 1 thread)", words)
+    seed_lib = seed_xtreme[1]
+    tok = seed_xtreme[0].tokenization.FullTokenizer(VOCAB, do_lower_case=True)
+    processor = seed_lib.PanxProcessor()
+    processor.supported_languages = ["en"]
+
+    def run():
+        return seed_lib.generate_tf_record_from_data_file(
+            processor, str(d), tok, 128, str(tmp_path / "train"), str(tmp_path / "eval"),
+            str(tmp_path / "test_{}"), lambda w: w)
+
+    meta = benchmark.pedantic(run, rounds=1, iterations=1)
+    benchmark.extra_info["examples"] = meta["train_data_size"]
+
+
+@pytest.mark.parametrize("threads", [1, ALL] if ALL > 1 else [1])
+def test_tagging_pybert(benchmark, panx_dir, tmp_path, threads):
+    d, words = panx_dir
+    _panx_info(benchmark, f"pybert {threads} thread(s)", words, anchor=threads == 1)
+    tok = FullTokenizer(VOCAB, do_lower_case=True)
+
+    def run():
+        return tagging.generate_tagging_tf_record(
+            "panx", str(d), tok, 128, str(tmp_path / "train"), str(tmp_path / "eval"),
+            str(tmp_path / "test_{}"), num_threads=threads)
+
+    meta = benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=1)
+    benchmark.extra_info["examples"] = meta["train_data_size"]
