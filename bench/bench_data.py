@@ -194,7 +194,7 @@ def test_tatoeba_seed(benchmark, seed_xtreme, tatoeba_dir, tmp_path):
         return seed_lib.generate_sentence_retrevial_tf_record(
             processor, str(tatoeba_dir), tok, test_data_output_path=str(tmp_path / "seed"))
 
-    meta = benchmark.pedantic(run, rounds=1, iterations=1)
+    meta = benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=1)
     assert meta["number_test_data"] == {"zh-en.zh": 1000, "zh-en.en": 1000}
 
 
@@ -255,7 +255,7 @@ def test_tagging_seed(benchmark, seed_xtreme, panx_dir, tmp_path):
             processor, str(d), tok, 128, str(tmp_path / "train"), str(tmp_path / "eval"),
             str(tmp_path / "test_{}"), lambda w: w)
 
-    meta = benchmark.pedantic(run, rounds=1, iterations=1)
+    meta = benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=1)
     benchmark.extra_info["examples"] = meta["train_data_size"]
 
 

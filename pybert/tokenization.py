@@ -23,7 +23,6 @@ convert_to_unicode.
 from __future__ import annotations
 
 import collections
-import operator
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +41,12 @@ MAX_SEQ_LENGTH = 1 << 16
 
 _TRUNCATIONS = ("longest_first", "only_first", "only_second")
 MAX_THREADS = 4096  # the C++ side takes an int; more threads than this is a mistake
+
+
+def is_integer(x) -> bool:
+    """An int or NumPy integer that is not a bool: how counts, sizes and ids given as
+    arguments are checked (2.7 is not truncated to 2, True is not read as 1)."""
+    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
 
 
 def _read_vocab_bytes(vocab_file: str | os.PathLike) -> bytes:
@@ -215,7 +220,9 @@ class Tokenizer:
         table = self._id_to_token_list()
         out = []
         for i in ids:
-            i = operator.index(i)  # an id, not a float to truncate
+            if not is_integer(i):  # an id, not a float to truncate or a bool
+                raise TypeError(f"token ids must be ints, got {i!r}")
+            i = int(i)
             if not 0 <= i < len(table):  # a negative id must not index from the end
                 raise KeyError(f"id {i} is not in the vocabulary (0 to {len(table) - 1})")
             out.append(table[i])
@@ -288,8 +295,7 @@ class Tokenizer:
                 f"max_seq_length must be an int in [1, {MAX_SEQ_LENGTH}] or None, got "
                 f"{max_seq_length!r}"
             )
-        if num_threads is not None and (isinstance(num_threads, (bool, np.bool_))
-                                        or not isinstance(num_threads, (int, np.integer))):
+        if num_threads is not None and not is_integer(num_threads):
             raise ValueError(f"num_threads must be an int in [0, {MAX_THREADS}] or None, got "
                              f"{num_threads!r}")
         if not num_threads:

@@ -3,7 +3,8 @@ oracle folder that tools/run_tests.sh unpacks, for tests and benchmarks.
 
 Modules are loaded from their files with light stubs: tensorflow (only
 tf.io.gfile.GFile is used by the loaded code paths: it is the real one), sentencepiece
-and six.
+and six. The input pipeline and the XTREME data libraries get the real TensorFlow (they
+build tf.data pipelines and write TFRecords).
 """
 
 import functools
@@ -123,6 +124,18 @@ def load_seed_xtreme_libs():
                       "seed_sentence_retrieval_lib", stubs)
     tagging = _load("official/nlp/data/tagging_data_lib.py", "seed_tagging_data_lib", stubs)
     return retrieval, tagging
+
+
+def load_seed_input_pipeline():
+    """The seed's official/nlp/bert/input_pipeline.py with the real TensorFlow (its tf.data
+    readers), or None when the oracle is absent."""
+    path = ORACLE_DIR / "official/nlp/bert/input_pipeline.py"
+    if not path.exists():
+        return None
+    spec = importlib.util.spec_from_file_location("seed_input_pipeline", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def load_seed_squad_evaluate(version):

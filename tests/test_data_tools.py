@@ -5,7 +5,6 @@ wrote, and the seed's own bert/input_pipeline.py (tests/_oracle, with real
 TensorFlow) reads the same files with its feature specs.
 """
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import tempfile
 
 import numpy as np
 import pytest
-from seed_oracle import ORACLE_DIR
+from seed_oracle import load_seed_input_pipeline
 
 tf = pytest.importorskip("tensorflow")
 
@@ -31,12 +30,9 @@ def _tool(name, *args, check=True):
 
 @pytest.fixture(scope="module")
 def seed_input_pipeline():
-    path = ORACLE_DIR / "official/nlp/bert/input_pipeline.py"
-    if not path.exists():
+    module = load_seed_input_pipeline()
+    if module is None:
         pytest.skip("seed oracle not unpacked (see tools/run_tests.sh)")
-    spec = importlib.util.spec_from_file_location("seed_input_pipeline", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     return module
 
 

@@ -20,7 +20,7 @@ import shutil
 
 import numpy as np
 import pytest
-from seed_oracle import load_seed_xtreme_libs
+from seed_oracle import load_seed_input_pipeline, load_seed_xtreme_libs
 
 tf = pytest.importorskip("tensorflow")
 
@@ -92,7 +92,7 @@ def test_tatoeba_equals_seed(tmp_path, tatoeba_dir, tokenizers, seed_libs):
     meta = retrieval.generate_retrieval_tf_record(
         "tatoeba", str(tatoeba_dir), ours_tok, test_data_output_path=str(tmp_path / "ours"),
         max_seq_length=32)
-    assert meta == seed_meta
+    assert meta == seed_meta and list(meta) == list(seed_meta)  # the JSON's key order too
     assert meta["number_test_data"] == {"zh-en.zh": 1000, "zh-en.en": 1000}
     for side in ("zh", "en"):
         name = f"zh-en-{side}.test.tfrecords"
@@ -121,7 +121,8 @@ def test_bucc_equals_seed(tmp_path, sentences, tokenizers, seed_libs):
         processor, str(data), seed_tok, str(tmp_path / "seed"), str(tmp_path / "seed"), 48)
     meta = retrieval.generate_retrieval_tf_record(
         "bucc", str(data), ours_tok, str(tmp_path / "ours"), str(tmp_path / "ours"), 48)
-    assert meta == seed_meta
+    assert meta == seed_meta and list(meta) == list(seed_meta)
+    assert list(meta["number_test_data"]) == list(seed_meta["number_test_data"])
     assert meta["number_eval_data"] == {"zh-en.zh": 400, "zh-en.en": 400}
     files = sorted(p.name for p in (tmp_path / "seed").iterdir())
     assert files == sorted(p.name for p in (tmp_path / "ours").iterdir()) and len(files) == 4
@@ -141,10 +142,23 @@ def test_retrieval_outputs_and_pipeline(tmp_path, tatoeba_dir, vocab_path, caplo
     ds = pipelines.create_retrieval_dataset(str(tmp_path / "o" / "zh-en-zh.test.tfrecords"),
                                             128, 300)
     batches = list(ds)
-    assert [int(y.shape[0]) for _, y in batches] == [300, 300, 300, 100]
+    # The seed's padding of the last batch: zero features, example_id -1.
+    assert [int(y.shape[0]) for _, y in batches] == [300] * 4
+    x, y = batches[3]
+    assert y[99, 0] == 999 and (y[100:, 0].numpy() == -1).all()
+    assert not x["input_word_ids"][100:].numpy().any() and x["input_mask"][99].numpy().any()
     x, y = batches[1]
     assert x["input_word_ids"].dtype == tf.int32 and x["input_word_ids"].shape == (300, 128)
     assert y.shape == (300, 1) and y[0, 0] == 300
+    seed_pipeline = load_seed_input_pipeline()
+    if seed_pipeline is not None:  # the seed's own create_retrieval_dataset, batch for batch
+        seed_batches = list(seed_pipeline.create_retrieval_dataset(
+            str(tmp_path / "o" / "zh-en-zh.test.tfrecords"), 128, 300))
+        assert len(seed_batches) == len(batches)
+        for (sx, sy), (ox, oy) in zip(seed_batches, batches, strict=True):
+            np.testing.assert_array_equal(sy.numpy(), oy.numpy())
+            for key in sx:
+                np.testing.assert_array_equal(sx[key].numpy(), ox[key].numpy(), err_msg=key)
     texts, ids = retrieval.read_sentences("tatoeba", str(tatoeba_dir / "zh-en.zh"))
     want = retrieval.featurize(texts[300:600], ids[300:600], tok, 128)
     np.testing.assert_array_equal(x["input_word_ids"].numpy(), want["input_ids"])
@@ -176,6 +190,9 @@ def test_retrieval_bad_input(tmp_path, tatoeba_dir, vocab_path):
     for side in ("de", "en"):
         (bucc / f"de-en.dev.{side}").write_text(f"{side}-000001\tgut\n{side}-x2\tschlecht\n")
     with pytest.raises(DataError, match=r"de-en\.dev\.de:2: id 'de-x2' is not <language>-"):
+        retrieval.generate_retrieval_tf_record("bucc", str(bucc), tok, str(tmp_path / "b"))
+    (bucc / "de-en.dev.de").write_text("de-000001\tgut\nde-99999999999999999999\tzu groß\n")
+    with pytest.raises(DataError, match=r"de-en\.dev\.de:2: id 'de-9+': the number does not fit"):
         retrieval.generate_retrieval_tf_record("bucc", str(bucc), tok, str(tmp_path / "b"))
     (bucc / "de-en.dev.de").write_text("de-000001\tgut\nde-000002\n")
     with pytest.raises(DataError, match=r"de-en\.dev\.de:2: missing column 1 \(sentence\)"):
@@ -229,7 +246,7 @@ def test_tagging_equals_seed(tmp_path, task, seq, sentences, data_dir, tokenizer
     meta = tagging.generate_tagging_tf_record(
         task, str(tmp_path / "in"), ours_tok, seq, str(ours_out / "train"),
         str(ours_out / "eval"), str(ours_out / "test_{}"))
-    assert meta == seed_meta
+    assert meta == seed_meta and list(meta) == list(seed_meta)
     assert meta["test_data_size"]["zh"] >= 300 and meta["task_type"] == "tagging"
     for name in ("train", "eval", "test_en", "test_zh"):
         got = _assert_same_records(ours_out / name, seed_out / name)
@@ -272,6 +289,11 @@ def test_tagging_pipeline_and_bad_input(tmp_path, sentences, vocab_path, caplog)
     for path in ("test.tfr", "test_{}_{x}.tfr"):
         with pytest.raises(ValueError, match=r"--test_data_output_path .*needs one '\{\}'"):
             tagging.generate_tagging_tf_record("panx", str(bad), tok, 64, "a", "b", path)
+    good = tmp_path / "in"
+    with pytest.raises(ValueError, match=r"--train_data_output_path and --test_data_output_"
+                                         r"path for en are the same file"):
+        tagging.generate_tagging_tf_record("panx", str(good), tok, 64, str(tmp_path / "t_en"),
+                                           str(tmp_path / "e"), str(tmp_path / "t_{}"))
     with pytest.raises(ValueError, match="--eval_data_output_path is required"):
         tagging.generate_tagging_tf_record("panx", str(bad), tok, 64, "a", None, "c_{}")
 

@@ -288,6 +288,33 @@ def test_predict_counts_lines_after_a_multiline_csv_header(classifier, data_dir,
     assert [int(g[0]) for g in got] == [3, 4, 6, 8, 9, 10]  # a row by its first line
 
 
+def test_predict_csv_errors_name_their_line(tmp_path):
+    """A CSV error (a field over the csv module's limit) names its file line, in the header
+    and in the body, after a lone "\\r" in a quoted field (not a line end)."""
+    code = """if True:
+        import json, sys
+        from absl import flags
+        from pybert.cli import predict as p
+        flags.FLAGS(["x", "--text_a_column=0", "--header=true"])
+        big = "w" * 140000
+        head, body = sys.argv[1] + "/head.csv", sys.argv[1] + "/body.csv"
+        open(head, "w", newline="").write("a," + big + "\\nx,y\\n")
+        open(body, "w", newline="").write('a,b\\n"x\\ry",z\\n' + big + ",q\\nok,fine\\n")
+        try:
+            list(p.read_table(head, "csv", p._Errors("skip")))
+        except ValueError as e:
+            print(json.dumps(str(e)))
+        errors = p._Errors("skip")
+        print(json.dumps([[r[0], r[1]] for r in p.read_table(body, "csv", errors)]))
+    """
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                          text=True, check=True, cwd=tmp_path)
+    head_error, rows = (json.loads(x) for x in proc.stdout.splitlines())
+    assert head_error.startswith(f"{tmp_path}/head.csv:1: field larger than field limit")
+    assert rows == [[2, "x\ry"], [4, "ok"]]
+    assert f"skipped {tmp_path}/body.csv:3: field larger than field limit" in proc.stderr
+
+
 def test_predict_chunk_records_errors_up_to_its_last_row(tmp_path):
     """A chunk's recorded error count covers the rows up to its recorded position: a row
     the reader skipped itself after the last row it gave (bad JSON, a CSV error) is past

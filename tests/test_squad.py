@@ -324,6 +324,9 @@ def test_bad_inputs(squad_v1):
     with pytest.raises(ValueError, match="result unique_ids must be integers, got dtype float64"):
         squad.postprocess_output(examples[:5], features[:few], (ids, starts, starts), 20, 30,
                                  True)
+    floats = [RawResult(float(r.unique_id), r.start_logits, r.end_logits) for r in results[:few]]
+    with pytest.raises(ValueError, match=r"result unique_ids must be integers, got \d+\.0"):
+        squad.postprocess_output(examples[:5], features[:few], floats, 20, 30, True)
 
 
 def test_native_decoder_takes_integer_arrays_exactly():

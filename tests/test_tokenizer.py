@@ -402,8 +402,10 @@ def test_argument_errors(vocab_path):
     for bad in (2.7, True, "2"):  # not truncated to an int
         with pytest.raises(ValueError, match=r"num_threads must be an int in \[0, 4096\]"):
             tok.encode_batch(["a b"], num_threads=bad)
-    with pytest.raises(TypeError):
-        tok.convert_ids_to_tokens([1.9])
+    for bad in (1.9, True):
+        with pytest.raises(TypeError, match="token ids must be ints"):
+            tok.convert_ids_to_tokens([bad])
+    assert tok.convert_ids_to_tokens([np.int32(101)]) == ["[CLS]"]
     with pytest.raises(ValueError, match="text_pairs has 1 items but texts has 2"):
         tok.encode_batch(["a", "b"], ["c"])
     with pytest.raises(ValueError, match="max_input_chars_per_word"):

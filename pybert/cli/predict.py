@@ -132,6 +132,11 @@ class _Counted:
         self.newlines += self.last_ended
         return line
 
+    @property
+    def last_line(self) -> int:
+        """The file line (1-based, from where reading started) of the last text read."""
+        return self.newlines + (0 if self.last_ended else 1)
+
 
 @contextlib.contextmanager
 def _open_at(path: str, start: int):
@@ -176,7 +181,7 @@ def read_table(path: str, fmt: str, errors: _Errors, start: tuple[int, int] | No
             except StopIteration:
                 return
             except csv.Error as e:
-                raise ValueError(f"{path}:{f.newlines + 1}: {e}") from None
+                raise ValueError(f"{path}:{f.last_line}: {e}") from None
             offset, base = f.offset, f.newlines  # a quoted header field may span lines
     cols = [_column(s, header, flag, path) for s, flag in
             zip(specs, ("text_a_column", "text_b_column", "label_column"), strict=True)]
@@ -191,7 +196,7 @@ def read_table(path: str, fmt: str, errors: _Errors, start: tuple[int, int] | No
             except StopIteration:
                 return
             except csv.Error as e:
-                errors(f"{path}:{base + f.newlines + 1 - f.last_ended}: {e}")
+                errors(f"{path}:{base + f.last_line}: {e}")
                 continue
             if not row or row == [""]:
                 continue

@@ -195,13 +195,11 @@ def _languages(value: str, supported: tuple, flag: str) -> tuple:
     return (value,)
 
 
-def _read_tsv(path: str) -> list[list[str]]:
-    """Rows of a tab-separated file, read like the seed (csv, tab, no quoting).
-
-    The seed iterates a tf.io.gfile.GFile, whose lines end at "\\n" only and
-    lose every "\\r" (TensorFlow's line reader drops them); other line
-    breaks (form feed, U+0085, U+2028) stay inside the field.
-    """
+def read_lines(path: str) -> list[str]:
+    """The lines of a UTF-8 text file as the seed's tf.io.gfile.GFile reads them: lines end
+    at "\\n" only and lose every "\\r" (TensorFlow's line reader drops them); other line
+    breaks (form feed, U+0085, U+2028) stay inside the line. Errors name the file (and the
+    line of invalid UTF-8)."""
     if not os.path.isfile(path):
         raise DataError(f"{path}: file not found")
     with open(path, "rb") as f:
@@ -211,11 +209,17 @@ def _read_tsv(path: str) -> list[list[str]]:
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         raise DataError(f"{path}:{line}: invalid UTF-8 at byte {e.start}: {e.reason}") from None
-    csv.field_size_limit(sys.maxsize)
     lines = text.replace("\r", "").split("\n")
     if lines[-1] == "":
         lines.pop()
-    return list(csv.reader(lines, delimiter="\t", quotechar=None))
+    return lines
+
+
+def _read_tsv(path: str) -> list[list[str]]:
+    """Rows of a tab-separated file, read like the seed (csv, tab, no quoting, over the
+    lines of read_lines)."""
+    csv.field_size_limit(sys.maxsize)
+    return list(csv.reader(read_lines(path), delimiter="\t", quotechar=None))
 
 
 def _field(row, index, path, line, what):
@@ -383,8 +387,7 @@ FEATURE_ORDER = ("input_ids", "input_mask", "segment_ids", "label_ids", "is_real
 
 def write_features(path: str, arrays: dict[str, np.ndarray]) -> int:
     """Writes featurize() output as the seed's TFRecord (atomically); returns the count."""
-    columns = [(k, arrays[k]) for k in FEATURE_ORDER]
-    return records.write_records(path, records.serialize_rows(columns))
+    return records.write_feature_arrays(path, arrays, FEATURE_ORDER)
 
 
 def generate_tf_record_from_data_file(

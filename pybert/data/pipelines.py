@@ -297,8 +297,9 @@ def create_squad_dataset(
 def create_retrieval_dataset(file_path, seq_length: int, batch_size: int,
                              input_pipeline_context=None):
     """(features, example_id [B, 1]) batches of create_finetuning_data's retrieval records
-    (the seed's create_retrieval_dataset): one pass in a fixed order, partial last batch
-    kept."""
+    (the seed's create_retrieval_dataset): one pass in a fixed order; the last batch is
+    padded to batch_size as the seed pads it, with all-zero features and example_id -1
+    (scorers drop those rows)."""
     spec = {name: _fixed([seq_length]) for name in ("input_ids", "input_mask", "segment_ids")}
     spec["example_id"] = _fixed([1])
 
@@ -307,9 +308,16 @@ def create_retrieval_dataset(file_path, seq_length: int, batch_size: int,
              "input_type_ids": r["segment_ids"]}
         return x, r["example_id"]
 
+    def pad_to_batch(x, y):
+        pad = batch_size - tf.shape(y)[0]
+        zeros = tf.zeros([pad, seq_length], tf.int32)
+        x = {key: tf.concat([value, zeros], axis=0) for key, value in x.items()}
+        return x, tf.concat([y, -tf.ones([pad, 1], tf.int32)], axis=0)
+
     files = expand_patterns(file_path)
     ds = _records(files, False, input_pipeline_context, None)
-    return _finish(ds, spec, select, batch_size, False, 0, None)
+    ds = _finish(ds, spec, select, batch_size, False, 0, None)
+    return ds.map(pad_to_batch, num_parallel_calls=AUTOTUNE)
 
 
 def create_tagging_dataset(file_path, seq_length: int, batch_size: int,

@@ -103,6 +103,12 @@ def serialize_rows(columns: Sequence[tuple[str, np.ndarray]]) -> list[bytes]:
     return _C.serialize_examples([(name, np.asarray(arr)) for name, arr in columns])
 
 
+def write_feature_arrays(path: str, arrays: dict, names: Sequence[str]) -> int:
+    """Writes the rows of arrays[name] for the given feature names as tf.train.Examples
+    (atomically); returns the count."""
+    return write_records(path, serialize_rows([(name, arrays[name]) for name in names]))
+
+
 class AtomicRecordWriters:
     """TFRecord writers over one or more files, round-robin, renamed into place on success.
 

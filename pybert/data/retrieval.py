@@ -23,7 +23,10 @@ with meta data {"processor_type", "max_seq_length", "number_eval_data",
 Differences from the seed: a language with no files in the directory is
 skipped with a warning (the seed stops at the first missing file; an error
 is raised when no language has files, or when a language has one side but
-not the other), and Tatoeba's missing dev split is an error naming the flag.
+not the other), Tatoeba's missing dev split is an error naming the flag, a
+bad row is an error naming the file and line (the seed raises IndexError or
+a protobuf error), and the command line refuses --max_seq_length below 3
+(the seed writes [CLS] [SEP] records at 2).
 
 Example:
     meta = generate_retrieval_tf_record("tatoeba", "xtreme/tatoeba", tokenizer,
@@ -74,6 +77,9 @@ def read_sentences(task: str, path: str) -> tuple[list[str], np.ndarray]:
             except (IndexError, ValueError):
                 raise DataError(f"{path}:{line}: id {key!r} is not <language>-<number> "
                                 "(BUCC's sentence ids, e.g. de-000001)") from None
+            if not -2**63 <= example_id < 2**63:
+                raise DataError(f"{path}:{line}: id {key!r}: the number does not fit the "
+                                "int64 example_id")
             texts.append(_field(row, 1, path, line, "sentence"))
             ids.append(example_id)
         else:
@@ -104,8 +110,7 @@ def featurize(texts: list[str], example_ids, tokenizer, max_seq_length: int,
 
 def write_features(path: str, arrays: dict[str, np.ndarray]) -> int:
     """Writes featurize() output as the seed's TFRecord (atomically); returns the count."""
-    return records.write_records(
-        path, records.serialize_rows([(k, arrays[k]) for k in FEATURE_ORDER]))
+    return records.write_feature_arrays(path, arrays, FEATURE_ORDER)
 
 
 def _languages(task: str, data_dir: str, splits: list[str]) -> list[str]:

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pybert.data import records
-from pybert.data.classification import DataError
+from pybert.data.classification import DataError, read_lines
 
 logger = logging.getLogger("pybert.data")
 
@@ -82,24 +82,12 @@ def read_file(path: str, labels) -> list[Sentence]:
     """The sentences of one file, read as the seed reads it: lines of tf.io.gfile (every
     "\\r" dropped), "word<TAB>label" or "word", words and labels stripped of whitespace,
     blank lines between sentences."""
-    if not os.path.isfile(path):
-        raise DataError(f"{path}: file not found")
-    with open(path, "rb") as f:
-        data = f.read()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise DataError(f"{path}:{line}: invalid UTF-8 at byte {e.start}: {e.reason}") from None
     label_map = {label: i for i, label in enumerate(labels)}
     sentences: list[Sentence] = []
     words: list[str] = []
     label_ids: list[int] = []
     start = 1
-    lines = text.replace("\r", "").split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    for number, line in enumerate(lines, 1):
+    for number, line in enumerate(read_lines(path), 1):
         if not line:
             if words:
                 sentences.append(Sentence(len(sentences), words, label_ids, f"{path}:{start}"))
@@ -185,8 +173,7 @@ def featurize(sentences: list[Sentence], tokenizer, max_seq_length: int,
 
 def write_features(path: str, arrays: dict[str, np.ndarray]) -> int:
     """Writes featurize() output as the seed's TFRecord (atomically); returns the count."""
-    return records.write_records(
-        path, records.serialize_rows([(k, arrays[k]) for k in FEATURE_ORDER]))
+    return records.write_feature_arrays(path, arrays, FEATURE_ORDER)
 
 
 def generate_tagging_tf_record(
@@ -221,6 +208,17 @@ def generate_tagging_tf_record(
     present = [lg for lg in languages if os.path.isfile(os.path.join(data_dir, f"test-{lg}.tsv"))]
     if not present:
         raise DataError(f"{data_dir}: no test-<lang>.tsv for any of {', '.join(languages)}")
+    outputs = {"--train_data_output_path": train_data_output_path,
+               "--eval_data_output_path": eval_data_output_path}
+    outputs.update({f"--test_data_output_path for {lg}": test_data_output_path.format(lg)
+                    for lg in present})
+    seen: dict[str, str] = {}
+    for flag, path in outputs.items():  # before any work: one path per output
+        key = os.path.abspath(path)
+        if key in seen:
+            raise ValueError(f"{seen[key]} and {flag} are the same file ({path}); give each "
+                             "output its own path")
+        seen[key] = flag
     absent = [lg for lg in languages if lg not in present]
     if absent:
         logger.warning("%s: no test-<lang>.tsv for %s; writing test data for %s only", data_dir,

@@ -26,7 +26,7 @@ import numpy as np
 
 from pybert import _C
 from pybert.data.records import staged_outputs, write_text, write_then_commit
-from pybert.tokenization import MAX_THREADS
+from pybert.tokenization import MAX_THREADS, is_integer
 
 logger = logging.getLogger("pybert.squad")
 _INT32_MAX = 2**31 - 1
@@ -154,6 +154,9 @@ def _results_to_arrays(all_results, unique_ids: np.ndarray):
     else:
         all_results = list(all_results)
         ids = [r.unique_id for r in all_results]
+        for i in ids:
+            if not is_integer(i):  # 3.7 would become feature 3
+                raise ValueError(f"result unique_ids must be integers, got {i!r}")
         lengths = {len(r.start_logits) for r in all_results} | {
             len(r.end_logits) for r in all_results
         }
@@ -227,14 +230,11 @@ def postprocess_output(
         arrays = all_examples
     else:
         arrays = SquadFeatureArrays.from_seed(all_examples, all_features)
-    def is_int(x):
-        return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
-
-    if not is_int(n_best_size) or n_best_size < 1:
+    if not is_integer(n_best_size) or n_best_size < 1:
         raise ValueError(f"n_best_size must be an int >= 1, got {n_best_size!r}")
-    if not is_int(max_answer_length) or max_answer_length < 1:
+    if not is_integer(max_answer_length) or max_answer_length < 1:
         raise ValueError(f"max_answer_length must be an int >= 1, got {max_answer_length!r}")
-    if num_threads is not None and (not is_int(num_threads)
+    if num_threads is not None and (not is_integer(num_threads)
                                     or not 0 <= num_threads <= MAX_THREADS):
         raise ValueError(f"num_threads must be in [0, {MAX_THREADS}] or None, got "
                          f"{num_threads!r}")
