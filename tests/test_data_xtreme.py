@@ -258,6 +258,30 @@ def test_tagging_equals_seed(tmp_path, task, seq, sentences, data_dir, tokenizer
     assert (got["label_ids"] >= -1).all() and (got["label_ids"] < len(labels)).all()
 
 
+@pytest.mark.parametrize("seq", [3, 5, 16])
+def test_tagging_splits_equal_seed_on_random_sentences(tmp_path, seq, sentences, tokenizers,
+                                                       seed_libs):
+    """Short sequences and odd words (empty, control characters only, 300 characters, CJK,
+    punctuation) in random sentences: the seed's sub-sentence splitting, [UNK] rule and
+    label placement, record for record."""
+    seed_lib = seed_libs[1]
+    ours_tok, seed_tok = tokenizers
+    zh, en = sentences
+    pool = ["", "\x00\x01", "x" * 300, "U.S.A.", "naïve", "co-op", "...", "[CLS]",
+            *en[5].split(), *zh[5]]
+    rng = np.random.default_rng(seq)
+    ours, theirs = [], []
+    for i in range(200):
+        words = [pool[j] for j in rng.integers(0, len(pool), rng.integers(1, 12))]
+        labels = rng.integers(0, 7, len(words)).tolist()
+        ours.append(tagging.Sentence(i, words, labels))
+        theirs.append(seed_lib.InputExample(i, words=list(words), label_ids=list(labels)))
+    n = seed_lib.write_example_to_file(theirs, seed_tok, seq, str(tmp_path / "seed"))
+    assert tagging.write_features(str(tmp_path / "ours"),
+                                  tagging.featurize(ours, ours_tok, seq)) == n > 200
+    _assert_same_records(tmp_path / "ours", tmp_path / "seed")
+
+
 def test_tagging_pipeline_and_bad_input(tmp_path, sentences, vocab_path, caplog):
     tok = FullTokenizer(str(vocab_path("uncased")))
     _tagging_files(tmp_path / "in", sentences, tagging.PANX_LABELS, "a " * 100)

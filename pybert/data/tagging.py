@@ -116,7 +116,9 @@ def read_file(path: str, labels) -> list[Sentence]:
 def featurize(sentences: list[Sentence], tokenizer, max_seq_length: int,
               num_threads: int | None = None) -> dict[str, np.ndarray]:
     """The seed's _tokenize_example + _convert_single_example for all sentences, as arrays
-    (one row per example; a long sentence gives several)."""
+    (one row per example; a long sentence gives several). Every word is tokenized in one
+    batch (C++, num_threads); the pieces, labels and example rows are then placed with
+    NumPy, and only the split of sentences into examples loops, once per example."""
     if max_seq_length < 3:
         raise ValueError(f"max_seq_length must be at least 3, got {max_seq_length}")
     budget = max_seq_length - 2
@@ -133,41 +135,61 @@ def featurize(sentences: list[Sentence], tokenizer, max_seq_length: int,
     if missing:
         raise ValueError(f"{tokenizer.vocab_file}: the vocabulary has no {', '.join(missing)}")
     unk, cls, sep = vocab["[UNK]"], vocab["[CLS]"], vocab["[SEP]"]
-    rows: list[tuple[list[int], list[int], int, int]] = []
-    k = 0
+    # Per word: its pieces, or [UNK] for a non-empty word with none or too many; an empty
+    # word has none (its label is dropped, as in the seed).
+    nonempty = np.fromiter((w != "" for w in words), dtype=bool, count=len(words))
+    count = np.diff(splits).astype(np.int64)
+    as_unk = nonempty & ((count == 0) | (count > budget))
+    pieces = np.where(as_unk, 1, count)
+    end = np.concatenate([[0], np.cumsum(pieces)])  # word w: pieces [end[w], end[w + 1])
+    total = int(end[-1])
+    src = np.arange(total, dtype=np.int64) + np.repeat(splits[:-1] - end[:-1], pieces)
+    own = np.repeat(~as_unk, pieces)  # the pieces that are the word's own
+    flat_ids = np.full(total, unk, dtype=np.int64)
+    flat_ids[own] = flat[src[own]]
+    labels = np.fromiter((lab for s in sentences for lab in s.label_ids), dtype=np.int64,
+                         count=len(words))
+    flat_labels = np.full(total, PADDING_LABEL_ID, dtype=np.int64)
+    first = pieces > 0
+    flat_labels[end[:-1][first]] = labels[first]
+    # The seed's greedy split of a sentence: a word that would take the example past the
+    # budget starts the next one. Examples as word ranges [w0, w1), found by bisection.
+    ex_w0, ex_w1, ex_sentence, ex_sub = [], [], [], []
+    w = 0
     for s in sentences:
-        ids: list[int] = []
-        labs: list[int] = []
+        w_end = w + len(s.words)
         sub = 0
-        for word, label in zip(s.words, s.label_ids, strict=True):
-            pieces = flat[splits[k]:splits[k + 1]].tolist()
-            k += 1
-            if (not pieces or len(pieces) > budget) and word:
-                pieces = [unk]
-            if len(pieces) + len(ids) > budget:
-                rows.append((ids, labs, s.sentence_id, sub))
-                ids, labs, sub = [], [], sub + 1
-            if pieces:  # an empty word has none: its label is dropped, as in the seed
-                ids.extend(pieces)
-                labs.extend([label] + [PADDING_LABEL_ID] * (len(pieces) - 1))
-        if ids:
-            rows.append((ids, labs, s.sentence_id, sub))
-    n = len(rows)
+        while w < w_end and end[w_end] > end[w]:
+            # (every word has at most `budget` pieces, so an example takes at least one)
+            stop = min(int(np.searchsorted(end, end[w] + budget, side="right")) - 1, w_end)
+            stop = max(stop, w + 1)
+            ex_w0.append(w)
+            ex_w1.append(stop)
+            ex_sentence.append(s.sentence_id)
+            ex_sub.append(sub)
+            sub += 1
+            w = stop
+        w = w_end
+    n = len(ex_w0)
+    p0, p1 = end[np.asarray(ex_w0, np.int64)], end[np.asarray(ex_w1, np.int64)]
+    lengths = p1 - p0
+    rows = np.repeat(np.arange(n), lengths)
+    cols = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths) + 1
+    taken = np.repeat(p0, lengths) + cols - 1
     input_ids = np.zeros((n, max_seq_length), dtype=np.int64)
-    mask = np.zeros_like(input_ids)
     label_ids = np.full((n, max_seq_length), PADDING_LABEL_ID, dtype=np.int64)
-    for r, (ids, labs, _, _) in enumerate(rows):
-        length = len(ids) + 2
-        input_ids[r, :length] = [cls, *ids, sep]
-        mask[r, :length] = 1
-        label_ids[r, 1:length - 1] = labs
+    input_ids[rows, cols] = flat_ids[taken]
+    label_ids[rows, cols] = flat_labels[taken]
+    input_ids[:, 0] = cls
+    input_ids[np.arange(n), lengths + 1] = sep
+    mask = (np.arange(max_seq_length)[None, :] < (lengths + 2)[:, None]).astype(np.int64)
     return {
         "input_ids": input_ids,
         "input_mask": mask,
         "segment_ids": np.zeros_like(input_ids),
         "label_ids": label_ids,
-        "sentence_id": np.asarray([row[2] for row in rows], dtype=np.int64),
-        "sub_sentence_id": np.asarray([row[3] for row in rows], dtype=np.int64),
+        "sentence_id": np.asarray(ex_sentence, dtype=np.int64),
+        "sub_sentence_id": np.asarray(ex_sub, dtype=np.int64),
     }
 
 
