@@ -313,6 +313,8 @@ def test_tagging_pipeline_and_bad_input(tmp_path, sentences, vocab_path, caplog)
     for path in ("test.tfr", "test_{}_{x}.tfr"):
         with pytest.raises(ValueError, match=r"--test_data_output_path .*needs one '\{\}'"):
             tagging.generate_tagging_tf_record("panx", str(bad), tok, 64, "a", "b", path)
+    with pytest.raises(ValueError, match="sentence 4 .*: 2 words but 1 labels"):
+        tagging.featurize([tagging.Sentence(4, ["a", "b"], [0])], tok, 16)
     good = tmp_path / "in"
     with pytest.raises(ValueError, match=r"--train_data_output_path and --test_data_output_"
                                          r"path for en are the same file"):

@@ -122,6 +122,10 @@ def featurize(sentences: list[Sentence], tokenizer, max_seq_length: int,
     if max_seq_length < 3:
         raise ValueError(f"max_seq_length must be at least 3, got {max_seq_length}")
     budget = max_seq_length - 2
+    for s in sentences:
+        if len(s.words) != len(s.label_ids):
+            raise ValueError(f"sentence {s.sentence_id} ({s.source or 'no source'}): "
+                             f"{len(s.words)} words but {len(s.label_ids)} labels")
     words = [w for s in sentences for w in s.words]
     if words:
         enc = tokenizer.encode_batch(words, None, max_seq_length=None,
