@@ -315,6 +315,13 @@ def test_tagging_pipeline_and_bad_input(tmp_path, sentences, vocab_path, caplog)
             tagging.generate_tagging_tf_record("panx", str(bad), tok, 64, "a", "b", path)
     with pytest.raises(ValueError, match="sentence 4 .*: 2 words but 1 labels"):
         tagging.featurize([tagging.Sentence(4, ["a", "b"], [0])], tok, 16)
+    with pytest.raises(ValueError, match="sentence 5 .*: negative label id -1"):  # as the seed
+        tagging.featurize([tagging.Sentence(5, ["a", "b"], [1, -1])], tok, 16)
+    # An empty word drops its label whether it is str or bytes (the seed tests `word`).
+    got = tagging.featurize([tagging.Sentence(0, [b"", b"ab", "c"], [1, 2, 3])], tok, 8)
+    want = tagging.featurize([tagging.Sentence(0, ["ab", "c"], [2, 3])], tok, 8)
+    np.testing.assert_array_equal(got["label_ids"], want["label_ids"])
+    np.testing.assert_array_equal(got["input_ids"], want["input_ids"])
     good = tmp_path / "in"
     with pytest.raises(ValueError, match=r"--train_data_output_path and --test_data_output_"
                                          r"path for en are the same file"):

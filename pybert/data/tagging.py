@@ -24,9 +24,11 @@ and the seed's meta data (task_type "tagging", label_list, num_labels,
 test_data_size per language, ...).
 
 Differences from the seed: a bad row (three fields, an unknown label) is an
-error naming the file and line instead of an assertion or KeyError, and a
+error naming the file and line instead of an assertion or KeyError, a
 test language with no test-L.tsv is skipped with a warning (the seed stops
-at the first missing file; an error is raised when none is there).
+at the first missing file; an error is raised when none is there), and
+featurize() refuses a Sentence whose words and label ids differ in number
+(the seed zips them, dropping the extra ones).
 
 Example:
     examples = read_file("panx/train-en.tsv", PANX_LABELS)
@@ -123,9 +125,11 @@ def featurize(sentences: list[Sentence], tokenizer, max_seq_length: int,
         raise ValueError(f"max_seq_length must be at least 3, got {max_seq_length}")
     budget = max_seq_length - 2
     for s in sentences:
+        where = f"sentence {s.sentence_id} ({s.source or 'no source'})"
         if len(s.words) != len(s.label_ids):
-            raise ValueError(f"sentence {s.sentence_id} ({s.source or 'no source'}): "
-                             f"{len(s.words)} words but {len(s.label_ids)} labels")
+            raise ValueError(f"{where}: {len(s.words)} words but {len(s.label_ids)} labels")
+        if s.words and min(s.label_ids) < 0:  # the seed's check: -1 means "no label"
+            raise ValueError(f"{where}: negative label id {min(s.label_ids)}")
     words = [w for s in sentences for w in s.words]
     if words:
         enc = tokenizer.encode_batch(words, None, max_seq_length=None,
@@ -141,7 +145,7 @@ def featurize(sentences: list[Sentence], tokenizer, max_seq_length: int,
     unk, cls, sep = vocab["[UNK]"], vocab["[CLS]"], vocab["[SEP]"]
     # Per word: its pieces, or [UNK] for a non-empty word with none or too many; an empty
     # word has none (its label is dropped, as in the seed).
-    nonempty = np.fromiter((w != "" for w in words), dtype=bool, count=len(words))
+    nonempty = np.fromiter((bool(w) for w in words), dtype=bool, count=len(words))
     count = np.diff(splits).astype(np.int64)
     as_unk = nonempty & ((count == 0) | (count > budget))
     pieces = np.where(as_unk, 1, count)
