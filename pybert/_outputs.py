@@ -69,6 +69,20 @@ def check_output_file(path, flag: str, inputs: dict | None = None) -> None:
                                  "its input; give another path")
 
 
+def check_distinct_outputs(outputs) -> None:
+    """Raises ValueError naming both flags when two of the (flag, path) outputs are one file
+    (the second write would replace the first); empty paths are skipped."""
+    seen: dict[str, str] = {}
+    for flag, path in outputs:
+        if not path:
+            continue
+        key = os.path.abspath(path)
+        if key in seen:
+            raise ValueError(f"{seen[key]} and {flag} are the same file ({path}); give each "
+                             "output its own path")
+        seen[key] = flag
+
+
 def file_identity(path) -> list:
     """[absolute path, size, mtime_ns] of a file, to tell whether it changed since a
     progress record named it ([absolute path] when it cannot be read: reported where the

@@ -337,6 +337,17 @@ inline T* head_slice(V* base, const Strides& s, int b, int h) {
   return static_cast<T*>(base) + b * s.batch + h * s.head;
 }
 
+// dK and dV of keys [j0, seq_k) of (batch b, head h) are zero: no query attends to them.
+template <typename T>
+inline void zero_key_grads(const BackwardParams& p, int b, int h, int j0) {
+  T* dk = head_slice<T>(p.dk, p.dk_strides, b, h);
+  T* dv = head_slice<T>(p.dv, p.dv_strides, b, h);
+  for (int j = j0; j < p.seq_k; ++j) {
+    std::fill(dk + j * p.dk_strides.seq, dk + j * p.dk_strides.seq + p.head_dim, T(0));
+    std::fill(dv + j * p.dv_strides.seq, dv + j * p.dv_strides.seq + p.head_dim, T(0));
+  }
+}
+
 struct MaskView {
   const int32_t* row;
   bool keep(int j) const { return row == nullptr || row[j] != 0; }
@@ -540,10 +551,7 @@ PYBERT_KERNEL void backward_item(const BackwardParams& p, int64_t bh, Scratch<T>
   T* dv = head_slice<T>(p.dv, p.dv_strides, b, h);
   const MaskView mask{p.mask ? p.mask + b * p.mask_batch_stride : nullptr};
   const int kv = p.seq_k > 0 ? mask.kv_len(p.seq_k) : 0;
-  for (int j = kv; j < p.seq_k; ++j) {  // keys past the last kept one: zero gradients
-    std::fill(dk + j * p.dk_strides.seq, dk + j * p.dk_strides.seq + D, T(0));
-    std::fill(dv + j * p.dv_strides.seq, dv + j * p.dv_strides.seq + D, T(0));
-  }
+  zero_key_grads<T>(p, b, h, kv);  // keys past the last kept one
   if (kv == 0) {
     for (int i = 0; i < p.seq_q; ++i)
       std::fill(dq + i * p.dq_strides.seq, dq + i * p.dq_strides.seq + D, T(0));
@@ -706,14 +714,7 @@ std::string backward_impl(const BackwardParams& p, int num_threads) {
     if (p.seq_k == 0) return "";
     if (!p.dk || !p.dv) return "dk/dv: null pointer";
     for (int b = 0; b < p.batch; ++b)
-      for (int h = 0; h < p.heads; ++h) {
-        T* dk = head_slice<T>(p.dk, p.dk_strides, b, h);
-        T* dv = head_slice<T>(p.dv, p.dv_strides, b, h);
-        for (int j = 0; j < p.seq_k; ++j) {
-          std::fill(dk + j * p.dk_strides.seq, dk + j * p.dk_strides.seq + p.head_dim, T(0));
-          std::fill(dv + j * p.dv_strides.seq, dv + j * p.dv_strides.seq + p.head_dim, T(0));
-        }
-      }
+      for (int h = 0; h < p.heads; ++h) zero_key_grads<T>(p, b, h, 0);
     return "";
   }
   parallel_for(static_cast<int64_t>(p.batch) * p.heads, num_threads, [&](int64_t bh) {

@@ -8,6 +8,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <type_traits>
 
@@ -16,6 +17,23 @@ namespace pybert {
 template <typename T>
 using Array = pybind11::array_t<T, pybind11::array::c_style | pybind11::array::forcecast>;
 
+// obj as a NumPy array whose dtype kind is one of `kinds`; otherwise a ValueError
+// "<name> must be <what>" (naming the dtype when obj is an array).
+inline pybind11::array ArrayOfKinds(const pybind11::handle& obj, const char* name,
+                                    const char* kinds, const char* what) {
+  namespace py = pybind11;
+  py::array a = py::array::ensure(obj);
+  if (!a) {
+    PyErr_Clear();
+    throw py::value_error(std::string(name) + " must be " + what);
+  }
+  if (std::strchr(kinds, a.dtype().kind()) == nullptr) {
+    throw py::value_error(std::string(name) + " must be " + what + ", got dtype " +
+                          py::str(a.dtype()).cast<std::string>());
+  }
+  return a;
+}
+
 // obj as a C-contiguous array of the integer type T: an integer (or bool) dtype is
 // required, and values that T cannot hold are an error (a plain forcecast would
 // wrap int64 2**32 to 0 in int32, or 256 to 0 in uint8, without a word).
@@ -23,16 +41,7 @@ template <typename T>
 Array<T> ExactIntArray(const pybind11::handle& obj, const char* name) {
   static_assert(std::is_integral<T>::value, "integer element types only");
   namespace py = pybind11;
-  py::array a = py::array::ensure(obj);
-  if (!a) {
-    PyErr_Clear();
-    throw py::value_error(std::string(name) + " must be an integer array");
-  }
-  const char kind = a.dtype().kind();
-  if (kind != 'i' && kind != 'u' && kind != 'b') {
-    throw py::value_error(std::string(name) + " must be an integer array, got dtype " +
-                          py::str(a.dtype()).cast<std::string>());
-  }
+  const py::array a = ArrayOfKinds(obj, name, "iub", "an integer array");
   Array<T> out = Array<T>::ensure(a);
   if (!out) throw py::error_already_set();
   py::module_ np = py::module_::import("numpy");
@@ -49,19 +58,9 @@ Array<T> ExactIntArray(const pybind11::handle& obj, const char* name) {
 template <typename T>
 Array<T> RealArray(const pybind11::handle& obj, const char* name) {
   static_assert(std::is_floating_point<T>::value, "floating element types only");
-  namespace py = pybind11;
-  py::array a = py::array::ensure(obj);
-  if (!a) {
-    PyErr_Clear();
-    throw py::value_error(std::string(name) + " must be a numeric array");
-  }
-  const char kind = a.dtype().kind();
-  if (kind != 'f' && kind != 'i' && kind != 'u' && kind != 'b') {
-    throw py::value_error(std::string(name) + " must be a real numeric array, got dtype " +
-                          py::str(a.dtype()).cast<std::string>());
-  }
+  const pybind11::array a = ArrayOfKinds(obj, name, "fiub", "a real numeric array");
   Array<T> out = Array<T>::ensure(a);
-  if (!out) throw py::error_already_set();
+  if (!out) throw pybind11::error_already_set();
   return out;
 }
 

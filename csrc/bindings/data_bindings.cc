@@ -21,12 +21,6 @@ namespace py = pybind11;
 namespace pybert {
 namespace {
 
-// An integer (or bool) array of any width as T; other dtypes (float, object,
-// str) are refused rather than silently truncated by forcecast.
-template <typename T>
-Array<T> IntArray(const py::array& a, const char* name) {
-  return ExactIntArray<T>(a, name);
-}
 
 // A vector handed to NumPy as the memory of an array (freed with it).
 template <typename T>
@@ -68,9 +62,9 @@ py::dict CreatePretrainingInstances(const py::array& sentence_ids, const py::arr
   {
     Check1D(sentence_ids, "sentence_ids", -1);
     if (sentence_ids.dtype().kind() == 'i' && sentence_ids.itemsize() <= 4) {
-      ids32 = IntArray<int32_t>(sentence_ids, "sentence_ids");
+      ids32 = ExactIntArray<int32_t>(sentence_ids, "sentence_ids");
     } else {
-      Array<int64_t> wide = IntArray<int64_t>(sentence_ids, "sentence_ids");
+      Array<int64_t> wide = ExactIntArray<int64_t>(sentence_ids, "sentence_ids");
       const int64_t* w = wide.data();
       for (py::ssize_t t = 0; t < wide.shape(0); ++t) {
         if (w[t] < 0 || w[t] > INT32_MAX) {
@@ -78,7 +72,7 @@ py::dict CreatePretrainingInstances(const py::array& sentence_ids, const py::arr
                                 " is not a valid token id");
         }
       }
-      ids32 = IntArray<int32_t>(wide, "sentence_ids");
+      ids32 = ExactIntArray<int32_t>(wide, "sentence_ids");
     }
   }
   Check1D(sentence_splits, "sentence_splits", -1);
@@ -90,9 +84,9 @@ py::dict CreatePretrainingInstances(const py::array& sentence_ids, const py::arr
   if (document_splits.shape(0) < 2) {
     throw py::value_error("document_splits must have num_documents + 1 entries with at least one document");
   }
-  Array<int64_t> sent = IntArray<int64_t>(sentence_splits, "sentence_splits");
-  Array<int64_t> docs = IntArray<int64_t>(document_splits, "document_splits");
-  Array<uint8_t> subword = IntArray<uint8_t>(is_subword, "is_subword");
+  Array<int64_t> sent = ExactIntArray<int64_t>(sentence_splits, "sentence_splits");
+  Array<int64_t> docs = ExactIntArray<int64_t>(document_splits, "document_splits");
+  Array<uint8_t> subword = ExactIntArray<uint8_t>(is_subword, "is_subword");
   if (is_subword.shape(0) < 1 || is_subword.shape(0) > INT32_MAX) {
     throw py::value_error("is_subword must have one entry per vocabulary token (1 to 2**31 - 1), got " +
                           std::to_string(is_subword.shape(0)));

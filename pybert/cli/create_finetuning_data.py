@@ -113,7 +113,7 @@ def run() -> dict:
 def _check_distinct_outputs(task_type: str) -> None:
     """Two outputs on one path would overwrite each other: an error naming both flags (and
     one naming the flag of an output path that is a directory)."""
-    from pybert._outputs import check_output_file
+    from pybert._outputs import check_distinct_outputs, check_output_file
     from pybert.data.squad import features_path
 
     outputs = [("--train_data_output_path", FLAGS.train_data_output_path),
@@ -126,16 +126,10 @@ def _check_distinct_outputs(task_type: str) -> None:
     elif FLAGS.squad_predict_file and FLAGS.eval_data_output_path:
         outputs.append(("the .features.npz of --eval_data_output_path",
                         features_path(FLAGS.eval_data_output_path)))
-    seen: dict[str, str] = {}
     for name, path in outputs:
-        if not path:
-            continue
-        check_output_file(path, name)
-        key = os.path.abspath(path)
-        if key in seen:
-            raise ValueError(f"{seen[key]} and {name} are the same file ({path}); "
-                             "give each output its own path")
-        seen[key] = name
+        if path:
+            check_output_file(path, name)
+    check_distinct_outputs(outputs)
 
 
 def _write(task_type: str, tokenizer, threads) -> dict:

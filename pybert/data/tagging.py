@@ -44,6 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pybert._outputs import check_distinct_outputs
 from pybert.data import records
 from pybert.data.classification import DataError, read_lines
 
@@ -238,17 +239,11 @@ def generate_tagging_tf_record(
     present = [lg for lg in languages if os.path.isfile(os.path.join(data_dir, f"test-{lg}.tsv"))]
     if not present:
         raise DataError(f"{data_dir}: no test-<lang>.tsv for any of {', '.join(languages)}")
-    outputs = {"--train_data_output_path": train_data_output_path,
-               "--eval_data_output_path": eval_data_output_path}
-    outputs.update({f"--test_data_output_path for {lg}": test_data_output_path.format(lg)
-                    for lg in present})
-    seen: dict[str, str] = {}
-    for flag, path in outputs.items():  # before any work: one path per output
-        key = os.path.abspath(path)
-        if key in seen:
-            raise ValueError(f"{seen[key]} and {flag} are the same file ({path}); give each "
-                             "output its own path")
-        seen[key] = flag
+    check_distinct_outputs(  # before any work: one path per output
+        [("--train_data_output_path", train_data_output_path),
+         ("--eval_data_output_path", eval_data_output_path)]
+        + [(f"--test_data_output_path for {lg}", test_data_output_path.format(lg))
+           for lg in present])
     absent = [lg for lg in languages if lg not in present]
     if absent:
         logger.warning("%s: no test-<lang>.tsv for %s; writing test data for %s only", data_dir,
