@@ -6,7 +6,8 @@
 //
 //   g++ -O3 -std=c++17 -ffp-contract=off -Wno-psabi -Icsrc csrc/attention/attention_cpu.cc \
 //       bench/attention_cpu_kernel.cc -o /tmp/attention_cpu_kernel -lpthread
-//   /tmp/attention_cpu_kernel [batch seq heads head_dim reps threads]   (8 128 12 64 5 1)
+//   /tmp/attention_cpu_kernel [batch seq heads head_dim reps threads dropout]   (8 128 12 64 5 1 0.1)
+//   (PYBERT_BENCH_F32_ONLY=1: float32 only; PYBERT_BENCH_FULL_ROWS=1: no masked keys)
 //   PYBERT_ATTENTION_BASELINE=1 /tmp/attention_cpu_kernel
 #include <algorithm>
 #include <chrono>
@@ -24,7 +25,7 @@ using namespace pybert::attention;
 namespace {
 
 template <typename T>
-void run(DType dtype, int B, int S, int H, int D, int reps, int threads) {
+void run(DType dtype, int B, int S, int H, int D, int reps, int threads, float rate) {
   const size_t n = static_cast<size_t>(B) * S * H * D;
   std::vector<T> q(n), k(n), v(n), out(n), dout(n), dq(n), dk(n), dv(n);
   std::mt19937 gen(1);
@@ -36,8 +37,9 @@ void run(DType dtype, int B, int S, int H, int D, int reps, int threads) {
     dout[i] = static_cast<T>(normal(gen));
   }
   std::vector<int32_t> mask(static_cast<size_t>(B) * S);
+  const bool full_rows = std::getenv("PYBERT_BENCH_FULL_ROWS") != nullptr;
   for (int b = 0; b < B; ++b) {
-    const int len = S / 2 + (b * 37) % (S / 2 + 1);
+    const int len = full_rows ? S : S / 2 + (b * 37) % (S / 2 + 1);
     for (int j = 0; j < S; ++j) mask[static_cast<size_t>(b) * S + j] = j < len;
   }
   std::vector<float> lse(static_cast<size_t>(B) * H * S);
@@ -58,7 +60,7 @@ void run(DType dtype, int B, int S, int H, int D, int reps, int threads) {
   p.mask_batch_stride = S;
   p.lse = lse.data();
   p.scale = 1.0f / 8;
-  p.dropout_rate = 0.1f;
+  p.dropout_rate = rate;
   p.seed = 3;
   p.dout = dout.data();
   p.dq = dq.data();
@@ -85,8 +87,8 @@ void run(DType dtype, int B, int S, int H, int D, int reps, int threads) {
   };
   for (const auto* x : {&out, &dq, &dk, &dv}) mix(x->data(), n * sizeof(T));
   mix(lse.data(), lse.size() * sizeof(float));
-  std::printf("%s [%d, %d, %d, %d] threads %d: forward %.2f ms, backward %.2f ms, "
-              "outputs %016llx\n", dtype_name(dtype), B, S, H, D, threads, fwd, bwd,
+  std::printf("%s [%d, %d, %d, %d] threads %d dropout %g: forward %.2f ms, backward %.2f ms, "
+              "outputs %016llx\n", dtype_name(dtype), B, S, H, D, threads, rate, fwd, bwd,
               static_cast<unsigned long long>(h));
 }
 
@@ -95,14 +97,15 @@ void run(DType dtype, int B, int S, int H, int D, int reps, int threads) {
 int main(int argc, char** argv) {
   int a[6] = {8, 128, 12, 64, 5, 1};
   for (int i = 1; i < argc && i <= 6; ++i) a[i - 1] = std::atoi(argv[i]);
-  if (a[0] < 1 || a[1] < 2 || a[2] < 1 || a[3] < 1 || a[4] < 1 || a[5] < 1) {
-    std::fprintf(stderr, "usage: %s [batch seq heads head_dim reps threads]\n", argv[0]);
+  const float rate = argc > 7 ? static_cast<float>(std::atof(argv[7])) : 0.1f;
+  if (a[0] < 1 || a[1] < 2 || a[2] < 1 || a[3] < 1 || a[4] < 1 || a[5] < 1 || !(rate >= 0.f && rate < 1.f)) {
+    std::fprintf(stderr, "usage: %s [batch seq heads head_dim reps threads dropout]\n", argv[0]);
     return 2;
   }
   std::printf("AVX2 entry points: %s\n",
               std::getenv("PYBERT_ATTENTION_BASELINE") ? "off (PYBERT_ATTENTION_BASELINE)"
                                                        : "on where the CPU has them");
-  run<float>(DType::kFloat32, a[0], a[1], a[2], a[3], a[4], a[5]);
-  run<double>(DType::kFloat64, a[0], a[1], a[2], a[3], a[4], a[5]);
+  run<float>(DType::kFloat32, a[0], a[1], a[2], a[3], a[4], a[5], rate);
+  if (!std::getenv("PYBERT_BENCH_F32_ONLY")) run<double>(DType::kFloat64, a[0], a[1], a[2], a[3], a[4], a[5], rate);
   return 0;
 }

@@ -41,19 +41,62 @@ namespace {
 #define PYBERT_HAVE_AVX2_CLONES 0
 #endif
 
+// fn(i, next) for i < n: `next` is the item the same thread runs after i (-1 if
+// none), claimed from the shared counter before i runs, so that i can prefetch it.
 template <typename F>
 void parallel_for(int64_t n, int num_threads, F&& fn) {
   const int t = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(num_threads, n)));
   if (t <= 1) {
-    for (int64_t i = 0; i < n; ++i) fn(i);
+    for (int64_t i = 0; i < n; ++i) fn(i, i + 1 < n ? i + 1 : -1);
     return;
   }
   std::atomic<int64_t> next{0};
   auto worker = [&] {
-    for (int64_t i = next.fetch_add(1); i < n; i = next.fetch_add(1)) fn(i);
+    int64_t i = next.fetch_add(1);
+    while (i < n) {
+      const int64_t j = next.fetch_add(1);
+      fn(i, j < n ? j : -1);
+      i = j;
+    }
   };
   run_workers(t, worker);
 }
+
+// Software prefetch (into L2) of the source rows the next work item will pack
+// first thing, a share after each step of the current item: its rows lie a
+// head's stride apart (3 KB for 12 heads of 64), a pattern the hardware
+// prefetchers do not start on before the packing loads miss.
+class RowPrefetch {
+ public:
+  template <typename T>
+  void add(const T* base, int64_t stride, int rows, int cols) {
+    if (n_ == kMaxSpans || rows <= 0 || base == nullptr) return;
+    spans_[n_++] = Span{reinterpret_cast<const char*>(base), stride * static_cast<int64_t>(sizeof(T)),
+                        rows, cols * static_cast<int>(sizeof(T))};
+    total_ += rows;
+  }
+  int total() const { return total_; }
+  // Rows [done, upto) of the spans, in order.
+  void issue(int upto) {
+    for (; done_ < upto && done_ < total_; ++done_) {
+      while (done_ - first_ >= spans_[span_].rows) first_ += spans_[span_++].rows;
+      const Span& s = spans_[span_];
+      const char* row = s.base + (done_ - first_) * s.stride;
+      for (int off = 0; off < s.bytes; off += 64) __builtin_prefetch(row + off, 0, 2);
+      __builtin_prefetch(row + s.bytes - 1, 0, 2);
+    }
+  }
+
+ private:
+  struct Span {
+    const char* base;
+    int64_t stride;  // bytes
+    int rows, bytes;
+  };
+  static constexpr int kMaxSpans = 5;
+  Span spans_[kMaxSpans];
+  int n_ = 0, total_ = 0, done_ = 0, span_ = 0, first_ = 0;
+};
 
 std::string check(const ForwardParams& p, bool backward) {
   if (p.head_dim < 1 || p.head_dim > 1024)
@@ -305,15 +348,55 @@ PYBERT_KERNEL void pack_rows(const T* src, int64_t ld, int rows, int D, int rows
     }
   }
 }
+// Lanes of a and b picked by the indices (0-7: a's, 8-15: b's).
+template <int... I>
+PYBERT_KERNEL Vec<float> shuffle(Vec<float> a, Vec<float> b) {
+#if defined(__has_builtin) && __has_builtin(__builtin_shufflevector)
+  return __builtin_shufflevector(a, b, I...);
+#else
+  return __builtin_shuffle(a, b, VecOf<float>::itype{I...});
+#endif
+}
+
+// x[i][j] <- x[j][i]: an 8 x 8 transpose in registers (with AVX: unpacks, then
+// shufps, then vperm2f128; 24 shuffles for 64 floats).
+PYBERT_KERNEL void transpose8(Vec<float> x[8]) {
+  Vec<float> t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = shuffle<0, 8, 1, 9, 4, 12, 5, 13>(x[i], x[i + 1]);
+    t[i + 1] = shuffle<2, 10, 3, 11, 6, 14, 7, 15>(x[i], x[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = shuffle<0, 1, 8, 9, 4, 5, 12, 13>(t[i], t[i + 2]);
+    u[i + 1] = shuffle<2, 3, 10, 11, 6, 7, 14, 15>(t[i], t[i + 2]);
+    u[i + 2] = shuffle<0, 1, 8, 9, 4, 5, 12, 13>(t[i + 1], t[i + 3]);
+    u[i + 3] = shuffle<2, 3, 10, 11, 6, 7, 14, 15>(t[i + 1], t[i + 3]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    x[i] = shuffle<0, 1, 2, 3, 8, 9, 10, 11>(u[i], u[i + 4]);
+    x[i + 4] = shuffle<4, 5, 6, 7, 12, 13, 14, 15>(u[i], u[i + 4]);
+  }
+}
+
 // (cols_p is a multiple of 8: eight source rows become one contiguous store;
-// ldt >= cols_p is the row stride of dst.)
+// ldt >= cols_p is the row stride of dst. float: 8 x 8 blocks transposed in
+// registers, absent rows read as zeros.)
 template <typename T>
 PYBERT_KERNEL void pack_cols(const T* src, int64_t ld, int rows, int D, int cols_p, int dp, T* dst,
                              int ldt) {
   for (int r0 = 0; r0 < cols_p; r0 += 8) {
     const T* s[8];
     for (int x = 0; x < 8; ++x) s[x] = r0 + x < rows ? src + (r0 + x) * ld : nullptr;
-    for (int d = 0; d < D; ++d) {
+    int d0 = 0;
+    if constexpr (kW<T> == 8) {
+      for (; d0 + 8 <= D; d0 += 8) {
+        Vec<T> x[8];
+        for (int i = 0; i < 8; ++i) x[i] = s[i] ? vload(s[i] + d0) : Vec<T>{};
+        transpose8(x);
+        for (int i = 0; i < 8; ++i) vstore(dst + static_cast<size_t>(d0 + i) * ldt + r0, x[i]);
+      }
+    }
+    for (int d = d0; d < D; ++d) {
       T tmp[8];
       for (int x = 0; x < 8; ++x) tmp[x] = s[x] ? s[x][d] : T(0);
       std::memcpy(dst + static_cast<size_t>(d) * ldt + r0, tmp, sizeof(tmp));
@@ -440,10 +523,23 @@ inline void dropout_row(const ForwardParams& p, uint32_t threshold, uint32_t bh,
 // Forward, one (batch, head, 256-row query chunk): the scores of 4 rows against
 // every kept key at a time (exact two-pass softmax over the row), then P V.
 template <typename T, bool Avx2>
-PYBERT_KERNEL void forward_item(const ForwardParams& p, int64_t item, Scratch<T>& w) {
+PYBERT_KERNEL void forward_item(const ForwardParams& p, int64_t item, int64_t next, Scratch<T>& w) {
   constexpr int W2 = 2 * kW<T>;
   const int D = p.head_dim, dp = round_up(D, W2);
   const int chunks = (p.seq_q + kFwdChunk - 1) / kFwdChunk;
+  RowPrefetch pf;
+  if (next >= 0) {  // the next item's K, V and Q rows
+    const int64_t nbh = next / chunks;
+    const int nb = static_cast<int>(nbh / p.heads), nh = static_cast<int>(nbh % p.heads);
+    const int n0 = static_cast<int>(next % chunks) * kFwdChunk;
+    const int nkv = p.seq_k > 0 ? MaskView{p.mask ? p.mask + nb * p.mask_batch_stride : nullptr}.kv_len(p.seq_k) : 0;
+    if (nkv > 0) {
+      pf.add(head_slice<const T>(p.k, p.k_strides, nb, nh), p.k_strides.seq, nkv, D);
+      pf.add(head_slice<const T>(p.v, p.v_strides, nb, nh), p.v_strides.seq, nkv, D);
+    }
+    pf.add(head_slice<const T>(p.q, p.q_strides, nb, nh) + n0 * p.q_strides.seq, p.q_strides.seq,
+           std::min(kFwdChunk, p.seq_q - n0), D);
+  }
   const int64_t bh = item / chunks;
   const int i0 = static_cast<int>(item % chunks) * kFwdChunk;
   const int i1 = std::min(p.seq_q, i0 + kFwdChunk);
@@ -457,6 +553,7 @@ PYBERT_KERNEL void forward_item(const ForwardParams& p, int64_t item, Scratch<T>
       std::fill(out + i * p.out_strides.seq, out + i * p.out_strides.seq + D, T(0));
       if (p.lse) p.lse[bh * p.seq_q + i] = std::numeric_limits<float>::infinity();
     }
+    pf.issue(pf.total());
     return;
   }
   const T* k = head_slice<const T>(p.k, p.k_strides, b, h);
@@ -477,12 +574,16 @@ PYBERT_KERNEL void forward_item(const ForwardParams& p, int64_t item, Scratch<T>
   pack_rows(v, p.v_strides.seq, kv, D, np, dp, w.b.data());
   for (int j = 0; j < np; ++j) w.keep[j] = j < kv && mask.keep(j) ? T(1) : T(0);
   const T ninf = -std::numeric_limits<T>::infinity();
+  const int steps = (i1 - i0 + kStepRows - 1) / kStepRows;
   for (int r0 = i0; r0 < i1; r0 += kStepRows) {
     const int rows = std::min(kStepRows, i1 - r0), rows_p = round_up(rows, kRows);
+    const int pf_from = static_cast<int>(static_cast<int64_t>(pf.total()) * ((r0 - i0) / kStepRows) / steps);
+    const int pf_to = static_cast<int>(static_cast<int64_t>(pf.total()) * ((r0 - i0) / kStepRows + 1) / steps);
     pack_rows(q + r0 * p.q_strides.seq, p.q_strides.seq, rows, D, rows_p, dp, w.c.data());
     scores_tiled<T, Avx2>(w.c.data(), dp, rows_p, w.a.data(), ldt, dp, np, w.d.data(), np);
     T inv[kStepRows], lse[kStepRows];
     for (int r = 0; r < rows; ++r) {
+      pf.issue(pf_from + (pf_to - pf_from) * (r + 1) / rows);
       T* s = w.d.data() + static_cast<size_t>(r) * np;
       Vec<T> mx = vset1(ninf);
       for (int j = 0; j < np; j += kW<T>) {
@@ -525,11 +626,24 @@ PYBERT_KERNEL void forward_item(const ForwardParams& p, int64_t item, Scratch<T>
 // One running sum in index order: the order of every element of gemm_abt, so
 // that Dvec = dO . O and dP = dO . V (and the recomputed float64 lse and the
 // scores) round the same way; e.g. with a single key, dS = P (dP - Dvec) is 0.
+// dots(a, lda, b, ldb, rows, n, out): out[r] = dot(a + r lda, b + r ldb, n) for r < rows,
+// eight rows interleaved (eight independent sums in flight; the same order per row).
 template <typename T>
 PYBERT_KERNEL T dot(const T* a, const T* b, int n) {
   T s = 0;
   for (int i = 0; i < n; ++i) s += a[i] * b[i];
   return s;
+}
+template <typename T>
+PYBERT_KERNEL void dots(const T* a, int64_t lda, const T* b, int64_t ldb, int rows, int n, T* out) {
+  int r0 = 0;
+  for (; r0 + 8 <= rows; r0 += 8) {
+    T s[8] = {};
+    for (int i = 0; i < n; ++i)
+      for (int x = 0; x < 8; ++x) s[x] += a[(r0 + x) * lda + i] * b[(r0 + x) * ldb + i];
+    for (int x = 0; x < 8; ++x) out[r0 + x] = s[x];
+  }
+  for (; r0 < rows; ++r0) out[r0] = dot(a + r0 * lda, b + r0 * ldb, n);
 }
 
 // Backward, one (batch, head): for each step of 16 query rows, recompute
@@ -537,9 +651,21 @@ PYBERT_KERNEL T dot(const T* a, const T* b, int n) {
 //   dS = P o (dP o Z / (1 - rate) - Dvec) * scale,  dQ rows = dS K (complete),
 // and accumulate dV += (P o Z / (1 - rate))^T dO and dK += dS^T Q over the steps.
 template <typename T, int AtbCols, bool Avx2>
-PYBERT_KERNEL void backward_item(const BackwardParams& p, int64_t bh, Scratch<T>& w) {
+PYBERT_KERNEL void backward_item(const BackwardParams& p, int64_t bh, int64_t next, Scratch<T>& w) {
   constexpr int W2 = 2 * kW<T>;
   const int D = p.head_dim, dp = round_up(D, W2);
+  RowPrefetch pf;
+  if (next >= 0) {  // the next item's rows, in the order it reads them
+    const int nb = static_cast<int>(next / p.heads), nh = static_cast<int>(next % p.heads);
+    const int nkv = p.seq_k > 0 ? MaskView{p.mask ? p.mask + nb * p.mask_batch_stride : nullptr}.kv_len(p.seq_k) : 0;
+    if (nkv > 0) {
+      pf.add(head_slice<const T>(p.k, p.k_strides, nb, nh), p.k_strides.seq, nkv, D);
+      pf.add(head_slice<const T>(p.v, p.v_strides, nb, nh), p.v_strides.seq, nkv, D);
+      pf.add(head_slice<const T>(p.dout, p.dout_strides, nb, nh), p.dout_strides.seq, p.seq_q, D);
+      pf.add(head_slice<const T>(p.out, p.out_strides, nb, nh), p.out_strides.seq, p.seq_q, D);
+      pf.add(head_slice<const T>(p.q, p.q_strides, nb, nh), p.q_strides.seq, p.seq_q, D);
+    }
+  }
   const int b = static_cast<int>(bh / p.heads), h = static_cast<int>(bh % p.heads);
   const T* q = head_slice<const T>(p.q, p.q_strides, b, h);
   const T* k = head_slice<const T>(p.k, p.k_strides, b, h);
@@ -555,6 +681,7 @@ PYBERT_KERNEL void backward_item(const BackwardParams& p, int64_t bh, Scratch<T>
   if (kv == 0) {
     for (int i = 0; i < p.seq_q; ++i)
       std::fill(dq + i * p.dq_strides.seq, dq + i * p.dq_strides.seq + D, T(0));
+    pf.issue(pf.total());
     return;
   }
   const int np = round_up(kv, W2);
@@ -587,12 +714,14 @@ PYBERT_KERNEL void backward_item(const BackwardParams& p, int64_t bh, Scratch<T>
   w.rows.resize(2 * static_cast<size_t>(p.seq_q));
   T* dvec_bh = w.rows.data();
   T* lse_bh = dvec_bh + p.seq_q;
-  for (int i = 0; i < p.seq_q; ++i) {
-    dvec_bh[i] = dot(dout + i * p.dout_strides.seq, out + i * p.out_strides.seq, D);
-    if constexpr (std::is_same<T, float>::value) lse_bh[i] = p.lse[bh * p.seq_q + i];
-  }
+  dots(dout, p.dout_strides.seq, out, p.out_strides.seq, p.seq_q, D, dvec_bh);
+  if constexpr (std::is_same<T, float>::value)
+    std::copy(p.lse + bh * p.seq_q, p.lse + (bh + 1) * p.seq_q, lse_bh);
+  const int steps = (p.seq_q + kStepRows - 1) / kStepRows;
   for (int i0 = 0; i0 < p.seq_q; i0 += kStepRows) {
     const int rows = std::min(kStepRows, p.seq_q - i0), rows_p = round_up(rows, kRows);
+    const int pf_from = static_cast<int>(static_cast<int64_t>(pf.total()) * (i0 / kStepRows) / steps);
+    const int pf_to = static_cast<int>(static_cast<int64_t>(pf.total()) * (i0 / kStepRows + 1) / steps);
     pack_rows(q + i0 * p.q_strides.seq, p.q_strides.seq, rows, D, kStepRows, dp, qb);
     pack_rows(dout + i0 * p.dout_strides.seq, p.dout_strides.seq, rows, D, kStepRows, dp, dob);
     scores_tiled<T, Avx2>(qb, dp, rows_p, w.a.data(), ldt, dp, np, ds, np);          // S
@@ -611,6 +740,7 @@ PYBERT_KERNEL void backward_item(const BackwardParams& p, int64_t bh, Scratch<T>
       }
     }
     for (int r = 0; r < kStepRows; ++r) {
+      pf.issue(pf_from + (pf_to - pf_from) * (r + 1) / kStepRows);
       const int i = i0 + r;
       T* sr = ds + static_cast<size_t>(r) * np;
       T* pr = pz + static_cast<size_t>(r) * np;
@@ -658,11 +788,13 @@ PYBERT_KERNEL void backward_item(const BackwardParams& p, int64_t bh, Scratch<T>
 }
 
 #if PYBERT_HAVE_AVX2_CLONES
-PYBERT_AVX2 void forward_item_avx2(const ForwardParams& p, int64_t item, Scratch<float>& w) {
-  forward_item<float, true>(p, item, w);
+PYBERT_AVX2 void forward_item_avx2(const ForwardParams& p, int64_t item, int64_t next,
+                                   Scratch<float>& w) {
+  forward_item<float, true>(p, item, next, w);
 }
-PYBERT_AVX2 void backward_item_avx2(const BackwardParams& p, int64_t bh, Scratch<float>& w) {
-  backward_item<float, 4, true>(p, bh, w);
+PYBERT_AVX2 void backward_item_avx2(const BackwardParams& p, int64_t bh, int64_t next,
+                                    Scratch<float>& w) {
+  backward_item<float, 4, true>(p, bh, next, w);
 }
 bool cpu_has_avx2() {
   static const bool ok = [] {
@@ -675,23 +807,23 @@ bool cpu_has_avx2() {
 #endif
 
 template <typename T>
-void run_forward_item(const ForwardParams& p, int64_t item, Scratch<T>& w) {
+void run_forward_item(const ForwardParams& p, int64_t item, int64_t next, Scratch<T>& w) {
 #if PYBERT_HAVE_AVX2_CLONES
   if constexpr (std::is_same<T, float>::value) {
-    if (cpu_has_avx2()) return forward_item_avx2(p, item, w);
+    if (cpu_has_avx2()) return forward_item_avx2(p, item, next, w);
   }
 #endif
-  forward_item<T, false>(p, item, w);
+  forward_item<T, false>(p, item, next, w);
 }
 
 template <typename T>
-void run_backward_item(const BackwardParams& p, int64_t bh, Scratch<T>& w) {
+void run_backward_item(const BackwardParams& p, int64_t bh, int64_t next, Scratch<T>& w) {
 #if PYBERT_HAVE_AVX2_CLONES
   if constexpr (std::is_same<T, float>::value) {
-    if (cpu_has_avx2()) return backward_item_avx2(p, bh, w);
+    if (cpu_has_avx2()) return backward_item_avx2(p, bh, next, w);
   }
 #endif
-  backward_item<T, 2, false>(p, bh, w);
+  backward_item<T, 2, false>(p, bh, next, w);
 }
 
 template <typename T>
@@ -699,9 +831,9 @@ std::string forward_impl(const ForwardParams& p, int num_threads) {
   std::string e = check(p, false);
   if (!e.empty() || p.batch == 0 || p.seq_q == 0) return e;
   const int chunks = (p.seq_q + kFwdChunk - 1) / kFwdChunk;
-  parallel_for(static_cast<int64_t>(p.batch) * p.heads * chunks, num_threads, [&](int64_t item) {
+  parallel_for(static_cast<int64_t>(p.batch) * p.heads * chunks, num_threads, [&](int64_t item, int64_t next) {
     thread_local Scratch<T> w;
-    run_forward_item<T>(p, item, w);
+    run_forward_item<T>(p, item, next, w);
   });
   return "";
 }
@@ -717,9 +849,9 @@ std::string backward_impl(const BackwardParams& p, int num_threads) {
       for (int h = 0; h < p.heads; ++h) zero_key_grads<T>(p, b, h, 0);
     return "";
   }
-  parallel_for(static_cast<int64_t>(p.batch) * p.heads, num_threads, [&](int64_t bh) {
+  parallel_for(static_cast<int64_t>(p.batch) * p.heads, num_threads, [&](int64_t bh, int64_t next) {
     thread_local Scratch<T> w;
-    run_backward_item<T>(p, bh, w);
+    run_backward_item<T>(p, bh, next, w);
   });
   return "";
 }
