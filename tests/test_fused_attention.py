@@ -288,6 +288,39 @@ def test_out_of_memory_is_an_error_not_a_crash():
     assert "ResourceExhausted:" in proc.stdout and "out of memory" in proc.stdout, proc.stdout
 
 
+_FIRST_USE_TRACED = """
+import numpy as np, tensorflow as tf
+from pybert import ops
+q = tf.constant(np.random.default_rng(0).normal(size=(2, 8, 2, 16)).astype(np.float32))
+m = tf.constant([[1] * 8, [1] * 5 + [0] * 3], tf.int32)
+for name in ("first", "second"):
+    @tf.function  # autograph converts ops' loader here: the op is first loaded in a trace
+    def step(q):
+        with tf.GradientTape() as tape:
+            tape.watch(q)
+            loss = tf.reduce_sum(ops.fused_attention(q, q, q, m) ** 2)
+        return loss, tape.gradient(loss, q)
+    loss, grad = step(q)
+    print(name, float(loss), float(tf.reduce_sum(tf.abs(grad))))
+"""
+
+
+def test_op_first_loaded_inside_tf_function(tmp_path):
+    """The op library loaded for the first time inside a tf.function, then used again:
+    before, autograph's conversion of the loader lost the loaded library (the gradient
+    failed on None, a second trace raised "the fused attention op is not available: None").
+    A fresh process, so that the library is not loaded yet, and a script file: autograph
+    converts only functions whose source it can read (not those of `python -c`)."""
+    script = tmp_path / "first_use.py"
+    script.write_text(_FIRST_USE_TRACED)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True,
+                          text=True, timeout=300, cwd=tempfile.gettempdir())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [ln.split() for ln in proc.stdout.splitlines() if ln.startswith(("first", "second"))]
+    assert [ln[0] for ln in lines] == ["first", "second"]
+    assert lines[0][1:] == lines[1][1:] and float(lines[0][2]) > 0
+
+
 def test_encoder_with_fused_attention_equals_reference(minilm_dir, data_dir):
     import pybert
     from pybert.checkpoints import load_huggingface_encoder

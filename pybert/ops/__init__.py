@@ -24,31 +24,36 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-_LIB = None
-_ERROR: str | None = None
-_TRIED = False
+# {"lib": the loaded library or None, "error": why not} once a load was tried. A dict
+# written in place, not module globals: under tf.function, autograph converts
+# _load, and the global assignments of its converted branches did not reach the
+# module (a second traced function then saw a library "not available: None").
+_STATE: dict = {}
 LIBRARY = Path(__file__).with_name("_pybert_ops.so")
 
 
 def _load():
-    global _LIB, _ERROR, _TRIED
-    if _TRIED:
-        return _LIB
-    _TRIED = True
+    if "lib" not in _STATE:
+        _STATE.update(_try_load())
+    return _STATE["lib"]
+
+
+def _try_load() -> dict:
     path = _library_path()
     if path is None:
-        _ERROR = (f"{LIBRARY} was not built (TensorFlow was not importable when pybert was "
-                  "built; reinstall with --no-build-isolation after installing TensorFlow)")
-        return None
+        return {"lib": None,
+                "error": (f"{LIBRARY} was not built (TensorFlow was not importable when pybert "
+                          "was built; reinstall with --no-build-isolation after installing "
+                          "TensorFlow)")}
     try:
         import tensorflow as tf
 
-        _LIB = tf.load_op_library(str(path))
+        lib = tf.load_op_library(str(path))
     except Exception as e:  # noqa: BLE001 - an ABI mismatch raises NotFoundError and others
-        _ERROR = f"{path} does not load in this TensorFlow: {type(e).__name__}: {e}"
-        return None
-    _register_gradient(tf)
-    return _LIB
+        return {"lib": None,
+                "error": f"{path} does not load in this TensorFlow: {type(e).__name__}: {e}"}
+    _register_gradient(tf, lib)
+    return {"lib": lib, "error": None}
 
 
 def _library_path() -> Path | None:
@@ -73,17 +78,17 @@ def available() -> bool:
 def load_error() -> str | None:
     """Why the op library is not available (None when it is)."""
     _load()
-    return _ERROR
+    return _STATE["error"]
 
 
-def _register_gradient(tf):
+def _register_gradient(tf, lib):
     @tf.RegisterGradient("PybertFusedAttention")
     def _grad(op, grad_output, grad_lse):  # noqa: ARG001 - see below
         # lse's gradient is left out here: fused_attention exposes lse only through
         # _attention_with_lse, whose own gradient adds it.
         q, k, v, mask, seed = op.inputs
         out, lse = op.outputs
-        dq, dk, dv = _LIB.pybert_fused_attention_grad(
+        dq, dk, dv = lib.pybert_fused_attention_grad(
             q, k, v, mask, seed, out, lse, grad_output, scale=op.get_attr("scale"),
             dropout_rate=op.get_attr("dropout_rate"))
         return dq, dk, dv, None, None
@@ -156,7 +161,7 @@ def fused_attention(query, key, value, input_mask, scale: float | None = None,
 
     lib = _load()
     if lib is None:
-        raise RuntimeError(f"the fused attention op is not available: {_ERROR}")
+        raise RuntimeError(f"the fused attention op is not available: {load_error()}")
     if scale is None:
         head_dim = query.shape[-1]
         if head_dim is None:
