@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -451,6 +452,48 @@ struct Scratch {
   std::vector<uint8_t> z;  // one row of the dropout keep mask
 };
 
+// A thread's Scratch, taken from a process-wide free list on first use and given
+// back when the thread ends. The worker threads that run_workers starts live for
+// one call: with thread_local buffers of their own, every call allocated them
+// anew (and faulted their pages in), ~20% of a forward pass at [32, 128, 12, 64]
+// through TensorFlow. The list holds at most as many as ever ran at once.
+template <typename T>
+class ScratchLease {
+ public:
+  ScratchLease() = default;
+  ScratchLease(const ScratchLease&) = delete;
+  ScratchLease& operator=(const ScratchLease&) = delete;
+  ~ScratchLease() {
+    if (s_ == nullptr) return;
+    std::lock_guard<std::mutex> lock(pool().mu);
+    pool().free.push_back(s_);
+  }
+  Scratch<T>& get() {
+    if (s_ == nullptr) {
+      {
+        std::lock_guard<std::mutex> lock(pool().mu);
+        if (!pool().free.empty()) {
+          s_ = pool().free.back();
+          pool().free.pop_back();
+        }
+      }
+      if (s_ == nullptr) s_ = new Scratch<T>();
+    }
+    return *s_;
+  }
+
+ private:
+  struct Pool {
+    std::mutex mu;
+    std::vector<Scratch<T>*> free;
+  };
+  static Pool& pool() {
+    static Pool* p = new Pool();  // never destroyed: leases may outlive static destructors
+    return *p;
+  }
+  Scratch<T>* s_ = nullptr;
+};
+
 // The dropout keep mask Z of row (bh, i) for keys [0, n): one Philox call per
 // four keys (dropout_words, philox.h).
 inline void dropout_row_scalar(const ForwardParams& p, uint32_t threshold, uint32_t bh, uint32_t i,
@@ -832,8 +875,8 @@ std::string forward_impl(const ForwardParams& p, int num_threads) {
   if (!e.empty() || p.batch == 0 || p.seq_q == 0) return e;
   const int chunks = (p.seq_q + kFwdChunk - 1) / kFwdChunk;
   parallel_for(static_cast<int64_t>(p.batch) * p.heads * chunks, num_threads, [&](int64_t item, int64_t next) {
-    thread_local Scratch<T> w;
-    run_forward_item<T>(p, item, next, w);
+    thread_local ScratchLease<T> w;
+    run_forward_item<T>(p, item, next, w.get());
   });
   return "";
 }
@@ -850,8 +893,8 @@ std::string backward_impl(const BackwardParams& p, int num_threads) {
     return "";
   }
   parallel_for(static_cast<int64_t>(p.batch) * p.heads, num_threads, [&](int64_t bh, int64_t next) {
-    thread_local Scratch<T> w;
-    run_backward_item<T>(p, bh, next, w);
+    thread_local ScratchLease<T> w;
+    run_backward_item<T>(p, bh, next, w.get());
   });
   return "";
 }
