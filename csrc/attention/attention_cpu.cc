@@ -515,6 +515,10 @@ PYBERT_AVX2 void dropout_row_avx2(const ForwardParams& p, uint32_t threshold, ui
                                   uint32_t i, int n, uint8_t* z) {
   const __m256i m0 = _mm256_set1_epi64x(kPhiloxM0), m1 = _mm256_set1_epi64x(kPhiloxM1);
   const __m256i low = _mm256_set1_epi64x(0xFFFFFFFFu);
+  const __m256i thr = _mm256_set1_epi64x(static_cast<int64_t>(threshold) - 1);
+  const __m256i one = _mm256_set1_epi8(1);
+  const __m256i order = _mm256_setr_epi8(0, 2, 8, 10, 4, 6, 12, 14, -1, -1, -1, -1, -1, -1, -1, -1,
+                                         0, 2, 8, 10, 4, 6, 12, 14, -1, -1, -1, -1, -1, -1, -1, -1);
   const uint32_t s0 = static_cast<uint32_t>(p.seed), s1 = static_cast<uint32_t>(p.seed >> 32);
   for (int j0 = 0; j0 < n; j0 += 32) {
     const int64_t block = static_cast<uint32_t>(j0) >> 2;
@@ -539,16 +543,21 @@ PYBERT_AVX2 void dropout_row_avx2(const ForwardParams& p, uint32_t threshold, ui
       k0 += kPhiloxW0;
       k1 += kPhiloxW1;
     }
-    uint64_t w[4][8];
+    // z[j0 + 4 l + e] = word e of call l >= threshold, for the 8 calls l = 4 h + lane:
+    // 64-bit compares (the words are below 2^32, so signed is exact), then the
+    // masks interleaved into bytes in that order, 32 bytes in one store.
+    __m256i bytes[2];
     for (int h = 0; h < 2; ++h) {
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(&w[0][4 * h]), c0[h]);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(&w[1][4 * h]), c1[h]);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(&w[2][4 * h]), c2[h]);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(&w[3][4 * h]), c3[h]);
+      const __m256i m0 = _mm256_cmpgt_epi64(c0[h], thr), m1 = _mm256_cmpgt_epi64(c1[h], thr);
+      const __m256i m2 = _mm256_cmpgt_epi64(c2[h], thr), m3 = _mm256_cmpgt_epi64(c3[h], thr);
+      // per 128-bit half (calls 2 x, 2 x + 1), as 16-bit masks: e0 e1 e0' e1' e2 e3 e2' e3'
+      const __m256i w16 = _mm256_packs_epi32(_mm256_blend_epi32(m0, m1, 0xAA),
+                                             _mm256_blend_epi32(m2, m3, 0xAA));
+      // -> bytes e0 e1 e2 e3 e0' e1' e2' e3' in each half's low 8, then both halves' low 8
+      bytes[h] = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(w16, order), 0x08);
     }
-    uint8_t* out = z + j0;
-    for (int l = 0; l < 8; ++l)
-      for (int e = 0; e < 4; ++e) out[4 * l + e] = w[e][l] >= threshold;
+    const __m256i all = _mm256_and_si256(_mm256_permute2x128_si256(bytes[0], bytes[1], 0x20), one);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(z + j0), all);
   }
 }
 #endif
@@ -801,12 +810,15 @@ PYBERT_KERNEL void backward_item(const BackwardParams& p, int64_t bh, int64_t ne
       }
       if (dropout) {  // dropped entries: dS = P o (0 - Dvec) * scale, P o Z = 0
         dropout_row(p, threshold, static_cast<uint32_t>(bh), static_cast<uint32_t>(i), kv, w.z);
-        for (int j = 0; j < kv; ++j)
-          if (!w.z[j]) {
-            sr[j] = pr[j] * (T(0) - dvi) * scale;
-            pr[j] = T(0);
-          }
-        for (int j = 0; j < np; j += kW<T>) vstore(pr + j, vload(pr + j) * rscale);
+        std::fill(w.z.begin() + kv, w.z.begin() + np, uint8_t(1));  // (P is 0 past kv)
+        const Vec<T> zero{}, ndv = vsplat(T(0) - dvi), sc = vsplat(scale), rs = vsplat(rscale);
+        for (int j = 0; j < np; j += kW<T>) {
+          Vec<T> kept;
+          for (int x = 0; x < kW<T>; ++x) kept[x] = static_cast<T>(w.z[j + x]);
+          const Vec<T> pv = vload(pr + j);
+          vstore(sr + j, kept != zero ? vload(sr + j) : pv * ndv * sc);
+          vstore(pr + j, kept != zero ? pv * rs : zero);
+        }
       }
     }
     products_tiled<T, Avx2>(ds, np, rows_p, w.c.data(), dp, np, dp, dqb, dp);  // dQ = dS K
