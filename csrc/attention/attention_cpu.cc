@@ -25,11 +25,13 @@ namespace attention {
 namespace {
 
 // The per-item kernels are forced inline so that they can be compiled a second time
-// inside AVX2+FMA entry points (float32 only), chosen at run time when the CPU has
-// them; everything else reached out of line is baseline x86-64 code, except the
-// dropout mask's Philox (dropout_row_avx2, integer only), which any kernel calls
-// on AVX2 CPUs. Built with -ffp-contract=off (no FMA), both give the same bits
-// (tested with PYBERT_ATTENTION_BASELINE=1, which switches the AVX2 code off).
+// inside AVX2+FMA entry points, and a third time inside AVX-512 ones whose
+// products take 64-byte vectors (float32 only), chosen at run time when the CPU
+// has them; everything else reached out of line is baseline x86-64 code, except
+// the dropout mask's Philox (dropout_row_avx2, integer only), which any kernel
+// calls on AVX2 CPUs. Built with -ffp-contract=off (no FMA), all give the same
+// bits (tested with PYBERT_ATTENTION_BASELINE=1, which switches the AVX2 and
+// AVX-512 code off, and PYBERT_ATTENTION_NO_AVX512=1, which switches AVX-512 off).
 #if defined(__GNUC__)
 #define PYBERT_KERNEL __attribute__((always_inline)) inline
 #else
@@ -38,6 +40,7 @@ namespace {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define PYBERT_HAVE_AVX2_CLONES 1
 #define PYBERT_AVX2 __attribute__((target("avx2,fma")))
+#define PYBERT_AVX512 __attribute__((target("avx512f,avx512vl,avx2,fma")))
 #else
 #define PYBERT_HAVE_AVX2_CLONES 0
 #endif
@@ -154,21 +157,62 @@ PYBERT_KERNEL Vec<T> vset1(T x) {
   return Vec<T>{} + x;
 }
 
+// Vectors of Bytes bytes: VecN<T, 32>::type is Vec<T>; 64-byte ones serve the
+// AVX-512 entry points.
+template <typename T, int Bytes>
+struct VecN;
+template <>
+struct VecN<float, 32> {
+  typedef float type __attribute__((vector_size(32)));
+};
+template <>
+struct VecN<float, 64> {
+  typedef float type __attribute__((vector_size(64)));
+};
+template <>
+struct VecN<double, 32> {
+  typedef double type __attribute__((vector_size(32)));
+};
+typedef int32_t IVec64 __attribute__((vector_size(64)));
+template <typename V, typename T>
+PYBERT_KERNEL V vloadn(const T* p) {
+  V v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+template <typename V, typename T>
+PYBERT_KERNEL void vstoren(T* p, V v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+template <typename V, typename T>
+PYBERT_KERNEL V splat(T x) {
+  V v;
+  for (int l = 0; l < static_cast<int>(sizeof(V) / sizeof(T)); ++l) v[l] = x;
+  return v;
+}
+// sum += e, e's 32-byte parts in index order (the order of 32-byte passes, so
+// a row sum has the same bits at either width).
+template <typename T, typename V>
+PYBERT_KERNEL void add_in_order(Vec<T>& sum, V e) {
+  Vec<T> part[sizeof(V) / sizeof(Vec<T>)];
+  std::memcpy(part, &e, sizeof(e));
+  for (const Vec<T>& x : part) sum += x;
+}
 // e^x, lanewise. float: Cephes' expf (range reduction by ln 2, degree-5
 // polynomial; ~1 ulp), inputs clamped to [-88.38, 88.38] (so e^-inf is ~1e-38,
 // not 0: callers zero masked entries themselves). double: std::exp per lane.
-PYBERT_KERNEL Vec<float> vexp(Vec<float> x) {
-  using VI = VecOf<float>::itype;
-  const Vec<float> hi = vset1(88.3762626647949f), lo = vset1(-88.3762626647949f);
+template <typename V, typename VI>
+PYBERT_KERNEL V vexp_float(V x) {
+  const V hi = V{} + 88.3762626647949f, lo = V{} - 88.3762626647949f;
   x = x > hi ? hi : x;
   x = x < lo ? lo : x;
-  Vec<float> fx = x * 1.44269504088896341f + 0.5f;
-  Vec<float> tmp = __builtin_convertvector(__builtin_convertvector(fx, VI), Vec<float>);
+  V fx = x * 1.44269504088896341f + 0.5f;
+  V tmp = __builtin_convertvector(__builtin_convertvector(fx, VI), V);
   tmp = tmp > fx ? tmp - 1.f : tmp;  // floor
   x = x - tmp * 0.693359375f;
   x = x - tmp * -2.12194440e-4f;
-  const Vec<float> z = x * x;
-  Vec<float> y = vset1(1.9875691500E-4f);
+  const V z = x * x;
+  V y = V{} + 1.9875691500E-4f;
   y = y * x + 1.3981999507E-3f;
   y = y * x + 8.3334519073E-3f;
   y = y * x + 4.1665795894E-2f;
@@ -176,9 +220,13 @@ PYBERT_KERNEL Vec<float> vexp(Vec<float> x) {
   y = y * x + 5.0000001201E-1f;
   y = y * z + x + 1.f;
   const VI e = (__builtin_convertvector(tmp, VI) + 127) << 23;
-  Vec<float> pow2n;
+  V pow2n;
   std::memcpy(&pow2n, &e, sizeof(pow2n));
   return y * pow2n;
+}
+PYBERT_KERNEL Vec<float> vexp(Vec<float> x) { return vexp_float<Vec<float>, VecOf<float>::itype>(x); }
+PYBERT_KERNEL VecN<float, 64>::type vexp(VecN<float, 64>::type x) {
+  return vexp_float<VecN<float, 64>::type, IVec64>(x);
 }
 PYBERT_KERNEL Vec<double> vexp(Vec<double> x) {
   for (int i = 0; i < 4; ++i) x[i] = std::exp(x[i]);
@@ -209,19 +257,35 @@ PYBERT_KERNEL auto factor(T x) {
 }
 
 // ---- Register-blocked products on packed, zero-padded tiles. Column counts
-// (n, dp) are multiples of 2 * kW<T>; every sum runs in a fixed order.
+// (n, dp) are multiples of 2 * kW<T>; every sum runs in a fixed order. VB: the
+// blocks' vector bytes, 32 (Vec<T>), or 64 in the AVX-512 entry points, whose
+// blocks take 2 x 16 floats where the columns allow and 2 x 8 for the rest: the
+// same sums in the same order, so the same bits; Zen 5's 512-bit pipes run them
+// at about twice the rate (bench/attention_cpu_kernel.cc).
+// Runs block<Bytes>(c) for c = 0, 2W, 4W, ... < n (W = Bytes / sizeof(T) lanes):
+// blocks of VB bytes while they fit, then of 32.
+template <typename T, int VB, typename Block>
+PYBERT_KERNEL void column_blocks(int n, Block&& block) {
+  int c = 0;
+  if constexpr (VB == 64) {
+    constexpr int W2 = 2 * 64 / static_cast<int>(sizeof(T));
+    for (; c + W2 <= n; c += W2) block(std::integral_constant<int, 64>(), c);
+  }
+  for (; c < n; c += 2 * kW<T>) block(std::integral_constant<int, 32>(), c);
+}
 
 // S[r][j] = sum_d A[r][d] * Bt[d][j] for r < R, j < n, d < dp.
-template <typename T, int R, bool Avx2>
+template <typename T, int R, bool Avx2, int VB>
 PYBERT_KERNEL void gemm_abt(const T* A, int lda, const T* Bt, int ldb, int dp, int n, T* S, int lds) {
-  constexpr int W = kW<T>;
-  for (int j = 0; j < n; j += 2 * W) {
-    Vec<T> acc[R][2];
+  column_blocks<T, VB>(n, [&](auto bytes, int j) {
+    typedef typename VecN<T, decltype(bytes)::value>::type V;
+    constexpr int W = decltype(bytes)::value / static_cast<int>(sizeof(T));
+    V acc[R][2];
 #pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = Vec<T>{};
+    for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = V{};
     for (int d = 0; d < dp; ++d) {
-      const Vec<T> b0 = vload(Bt + static_cast<size_t>(d) * ldb + j);
-      const Vec<T> b1 = vload(Bt + static_cast<size_t>(d) * ldb + j + W);
+      const V b0 = vloadn<V>(Bt + static_cast<size_t>(d) * ldb + j);
+      const V b1 = vloadn<V>(Bt + static_cast<size_t>(d) * ldb + j + W);
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
         const auto a = factor<Avx2>(A[r * lda + d]);
@@ -231,27 +295,28 @@ PYBERT_KERNEL void gemm_abt(const T* A, int lda, const T* Bt, int ldb, int dp, i
     }
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      vstore(S + r * lds + j, acc[r][0]);
-      vstore(S + r * lds + j + W, acc[r][1]);
+      vstoren(S + r * lds + j, acc[r][0]);
+      vstoren(S + r * lds + j + W, acc[r][1]);
     }
-  }
+  });
 }
 
 // O[r][d] += sum_j P[r][j] * B[j][d] for r < R, d < dp, j < n.
-template <typename T, int R, bool Avx2>
+template <typename T, int R, bool Avx2, int VB>
 PYBERT_KERNEL void gemm_ab_acc(const T* P, int ldp, const T* B, int ldb, int n, int dp, T* O,
                                int ldo) {
-  constexpr int W = kW<T>;
-  for (int d0 = 0; d0 < dp; d0 += 2 * W) {
-    Vec<T> acc[R][2];
+  column_blocks<T, VB>(dp, [&](auto bytes, int d0) {
+    typedef typename VecN<T, decltype(bytes)::value>::type V;
+    constexpr int W = decltype(bytes)::value / static_cast<int>(sizeof(T));
+    V acc[R][2];
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      acc[r][0] = vload(O + r * ldo + d0);
-      acc[r][1] = vload(O + r * ldo + d0 + W);
+      acc[r][0] = vloadn<V>(O + r * ldo + d0);
+      acc[r][1] = vloadn<V>(O + r * ldo + d0 + W);
     }
     for (int j = 0; j < n; ++j) {
-      const Vec<T> b0 = vload(B + static_cast<size_t>(j) * ldb + d0);
-      const Vec<T> b1 = vload(B + static_cast<size_t>(j) * ldb + d0 + W);
+      const V b0 = vloadn<V>(B + static_cast<size_t>(j) * ldb + d0);
+      const V b1 = vloadn<V>(B + static_cast<size_t>(j) * ldb + d0 + W);
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
         const auto a = factor<Avx2>(P[r * ldp + j]);
@@ -261,32 +326,33 @@ PYBERT_KERNEL void gemm_ab_acc(const T* P, int ldp, const T* B, int ldb, int n, 
     }
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      vstore(O + r * ldo + d0, acc[r][0]);
-      vstore(O + r * ldo + d0 + W, acc[r][1]);
+      vstoren(O + r * ldo + d0, acc[r][0]);
+      vstoren(O + r * ldo + d0 + W, acc[r][1]);
     }
-  }
+  });
 }
 
 // C[j][d] += sum_{r < rows} A[r][j] * B[r][d] for j < n (a multiple of Cols), d < dp:
 // Cols columns of A at a time. The AVX2 entry points take 4 (eight independent
 // sums in flight: with 2 the backward waited on the add latency); the baseline
 // code 2 (its pairs of SSE registers would not hold eight). Same bits either way.
-template <typename T, int Cols, bool Avx2>
+template <typename T, int Cols, bool Avx2, int VB>
 PYBERT_KERNEL void gemm_atb_acc(const T* A, int lda, const T* B, int ldb, int rows, int n, int dp,
                                 T* C, int ldc) {
-  constexpr int W = kW<T>;
   for (int j = 0; j < n; j += Cols) {
     T* c[Cols];
     for (int x = 0; x < Cols; ++x) c[x] = C + static_cast<size_t>(j + x) * ldc;
-    for (int d0 = 0; d0 < dp; d0 += 2 * W) {
-      Vec<T> acc[Cols][2];
+    column_blocks<T, VB>(dp, [&](auto bytes, int d0) {
+      typedef typename VecN<T, decltype(bytes)::value>::type V;
+      constexpr int W = decltype(bytes)::value / static_cast<int>(sizeof(T));
+      V acc[Cols][2];
 #pragma GCC unroll 4
       for (int x = 0; x < Cols; ++x) {
-        acc[x][0] = vload(c[x] + d0);
-        acc[x][1] = vload(c[x] + d0 + W);
+        acc[x][0] = vloadn<V>(c[x] + d0);
+        acc[x][1] = vloadn<V>(c[x] + d0 + W);
       }
       for (int r = 0; r < rows; ++r) {
-        const Vec<T> b0 = vload(B + r * ldb + d0), b1 = vload(B + r * ldb + d0 + W);
+        const V b0 = vloadn<V>(B + r * ldb + d0), b1 = vloadn<V>(B + r * ldb + d0 + W);
 #pragma GCC unroll 4
         for (int x = 0; x < Cols; ++x) {
           const auto a = factor<Avx2>(A[r * lda + j + x]);
@@ -296,10 +362,10 @@ PYBERT_KERNEL void gemm_atb_acc(const T* A, int lda, const T* B, int ldb, int ro
       }
 #pragma GCC unroll 4
       for (int x = 0; x < Cols; ++x) {
-        vstore(c[x] + d0, acc[x][0]);
-        vstore(c[x] + d0 + W, acc[x][1]);
+        vstoren(c[x] + d0, acc[x][0]);
+        vstoren(c[x] + d0 + W, acc[x][1]);
       }
-    }
+    });
   }
 }
 
@@ -311,25 +377,25 @@ constexpr int kFwdChunk = 256;  // query rows per forward work item
 constexpr int kStepRows = 16;  // query rows per step (forward softmax; backward dK/dV rank update)
 
 // S[r][j] = A[r] . Bt[:, j] for r < rows (a multiple of kRows), j < n, key tiles outermost.
-template <typename T, bool Avx2>
+template <typename T, bool Avx2, int VB>
 PYBERT_KERNEL void scores_tiled(const T* A, int lda, int rows, const T* Bt, int ldb, int dp, int n,
                                 T* S, int lds) {
   for (int j0 = 0; j0 < n; j0 += kKeyTile) {
     const int nt = std::min(kKeyTile, n - j0);
     for (int r0 = 0; r0 < rows; r0 += kRows)
-      gemm_abt<T, kRows, Avx2>(A + r0 * lda, lda, Bt + j0, ldb, dp, nt, S + r0 * lds + j0, lds);
+      gemm_abt<T, kRows, Avx2, VB>(A + r0 * lda, lda, Bt + j0, ldb, dp, nt, S + r0 * lds + j0, lds);
   }
 }
 
 // O[r] = sum_j P[r][j] B[j] for r < rows (a multiple of kRows), j < n, key tiles outermost.
-template <typename T, bool Avx2>
+template <typename T, bool Avx2, int VB>
 PYBERT_KERNEL void products_tiled(const T* P, int ldp, int rows, const T* B, int ldb, int n, int dp,
                                   T* O, int ldo) {
   for (int r = 0; r < rows; ++r) std::fill(O + r * ldo, O + r * ldo + dp, T(0));
   for (int j0 = 0; j0 < n; j0 += kKeyTile) {
     const int nt = std::min(kKeyTile, n - j0);
     for (int r0 = 0; r0 < rows; r0 += kRows)
-      gemm_ab_acc<T, kRows, Avx2>(P + r0 * ldp + j0, ldp, B + static_cast<size_t>(j0) * ldb, ldb, nt, dp,
+      gemm_ab_acc<T, kRows, Avx2, VB>(P + r0 * ldp + j0, ldp, B + static_cast<size_t>(j0) * ldb, ldb, nt, dp,
                             O + r0 * ldo, ldo);
   }
 }
@@ -574,9 +640,11 @@ inline void dropout_row(const ForwardParams& p, uint32_t threshold, uint32_t bh,
 
 // Forward, one (batch, head, 256-row query chunk): the scores of 4 rows against
 // every kept key at a time (exact two-pass softmax over the row), then P V.
-template <typename T, bool Avx2>
+template <typename T, bool Avx2, int VB>
 PYBERT_KERNEL void forward_item(const ForwardParams& p, int64_t item, int64_t next, Scratch<T>& w) {
   constexpr int W2 = 2 * kW<T>;
+  typedef typename VecN<T, VB>::type VV;  // the elementwise passes' vectors
+  constexpr int kL = VB / static_cast<int>(sizeof(T));
   const int D = p.head_dim, dp = round_up(D, W2);
   const int chunks = (p.seq_q + kFwdChunk - 1) / kFwdChunk;
   RowPrefetch pf;
@@ -632,7 +700,7 @@ PYBERT_KERNEL void forward_item(const ForwardParams& p, int64_t item, int64_t ne
     const int pf_from = static_cast<int>(static_cast<int64_t>(pf.total()) * ((r0 - i0) / kStepRows) / steps);
     const int pf_to = static_cast<int>(static_cast<int64_t>(pf.total()) * ((r0 - i0) / kStepRows + 1) / steps);
     pack_rows(q + r0 * p.q_strides.seq, p.q_strides.seq, rows, D, rows_p, dp, w.c.data());
-    scores_tiled<T, Avx2>(w.c.data(), dp, rows_p, w.a.data(), ldt, dp, np, w.d.data(), np);
+    scores_tiled<T, Avx2, VB>(w.c.data(), dp, rows_p, w.a.data(), ldt, dp, np, w.d.data(), np);
     T inv[kStepRows], lse[kStepRows];
     for (int r = 0; r < rows; ++r) {
       pf.issue(pf_from + (pf_to - pf_from) * (r + 1) / rows);
@@ -648,10 +716,10 @@ PYBERT_KERNEL void forward_item(const ForwardParams& p, int64_t item, int64_t ne
       T m = ninf;
       for (int l = 0; l < kW<T>; ++l) m = std::max(m, mx[l]);
       Vec<T> sum = vset1(T(0));
-      for (int j = 0; j < np; j += kW<T>) {
-        const Vec<T> e = vexp(vload(s + j) - m) * vload(w.keep.data() + j);
-        vstore(s + j, e);
-        sum += e;
+      for (int j = 0; j < np; j += kL) {
+        const VV e = vexp(vloadn<VV>(s + j) - m) * vloadn<VV>(w.keep.data() + j);
+        vstoren(s + j, e);
+        add_in_order<T>(sum, e);
       }
       T l = 0;
       for (int x = 0; x < kW<T>; ++x) l += sum[x];
@@ -664,7 +732,7 @@ PYBERT_KERNEL void forward_item(const ForwardParams& p, int64_t item, int64_t ne
     }
     for (int r = rows; r < rows_p; ++r)
       std::fill(w.d.begin() + static_cast<size_t>(r) * np, w.d.begin() + static_cast<size_t>(r + 1) * np, T(0));
-    products_tiled<T, Avx2>(w.d.data(), np, rows_p, w.b.data(), dp, np, dp, w.e.data(), dp);
+    products_tiled<T, Avx2, VB>(w.d.data(), np, rows_p, w.b.data(), dp, np, dp, w.e.data(), dp);
     for (int r = 0; r < rows; ++r) {
       const int i = r0 + r;
       T* o = out + i * p.out_strides.seq;
@@ -702,9 +770,11 @@ PYBERT_KERNEL void dots(const T* a, int64_t lda, const T* b, int64_t ldb, int ro
 // P = exp(scale Q K^T - lse) and dP = dO V^T four rows at a time, then
 //   dS = P o (dP o Z / (1 - rate) - Dvec) * scale,  dQ rows = dS K (complete),
 // and accumulate dV += (P o Z / (1 - rate))^T dO and dK += dS^T Q over the steps.
-template <typename T, int AtbCols, bool Avx2>
+template <typename T, int AtbCols, bool Avx2, int VB>
 PYBERT_KERNEL void backward_item(const BackwardParams& p, int64_t bh, int64_t next, Scratch<T>& w) {
   constexpr int W2 = 2 * kW<T>;
+  typedef typename VecN<T, VB>::type VV;  // the elementwise passes' vectors
+  constexpr int kL = VB / static_cast<int>(sizeof(T));
   const int D = p.head_dim, dp = round_up(D, W2);
   RowPrefetch pf;
   if (next >= 0) {  // the next item's rows, in the order it reads them
@@ -776,8 +846,8 @@ PYBERT_KERNEL void backward_item(const BackwardParams& p, int64_t bh, int64_t ne
     const int pf_to = static_cast<int>(static_cast<int64_t>(pf.total()) * (i0 / kStepRows + 1) / steps);
     pack_rows(q + i0 * p.q_strides.seq, p.q_strides.seq, rows, D, kStepRows, dp, qb);
     pack_rows(dout + i0 * p.dout_strides.seq, p.dout_strides.seq, rows, D, kStepRows, dp, dob);
-    scores_tiled<T, Avx2>(qb, dp, rows_p, w.a.data(), ldt, dp, np, ds, np);          // S
-    scores_tiled<T, Avx2>(dob, dp, rows_p, w.b.data(), ldt, dp, np, w.h.data(), np);  // dP
+    scores_tiled<T, Avx2, VB>(qb, dp, rows_p, w.a.data(), ldt, dp, np, ds, np);          // S
+    scores_tiled<T, Avx2, VB>(dob, dp, rows_p, w.b.data(), ldt, dp, np, w.h.data(), np);  // dP
     if constexpr (!std::is_same<T, float>::value) {
       // The float32 lse would cap float64 gradients at ~1e-7: recomputed from the
       // step's scores (kept keys in index order, scalar exp).
@@ -803,32 +873,32 @@ PYBERT_KERNEL void backward_item(const BackwardParams& p, int64_t bh, int64_t ne
         continue;
       }
       const T l = lse_bh[i], dvi = dvec_bh[i];
-      for (int j = 0; j < np; j += kW<T>) {
-        const Vec<T> pe = vexp(vload(sr + j) * scale - l) * vload(w.keep.data() + j);
-        vstore(pr + j, pe);
-        vstore(sr + j, pe * (vload(dpr + j) * rscale - dvi) * scale);
+      for (int j = 0; j < np; j += kL) {
+        const VV pe = vexp(vloadn<VV>(sr + j) * scale - l) * vloadn<VV>(w.keep.data() + j);
+        vstoren(pr + j, pe);
+        vstoren(sr + j, pe * (vloadn<VV>(dpr + j) * rscale - dvi) * scale);
       }
       if (dropout) {  // dropped entries: dS = P o (0 - Dvec) * scale, P o Z = 0
         dropout_row(p, threshold, static_cast<uint32_t>(bh), static_cast<uint32_t>(i), kv, w.z);
         std::fill(w.z.begin() + kv, w.z.begin() + np, uint8_t(1));  // (P is 0 past kv)
-        const Vec<T> zero{}, ndv = vsplat(T(0) - dvi), sc = vsplat(scale), rs = vsplat(rscale);
-        for (int j = 0; j < np; j += kW<T>) {
-          Vec<T> kept;
-          for (int x = 0; x < kW<T>; ++x) kept[x] = static_cast<T>(w.z[j + x]);
-          const Vec<T> pv = vload(pr + j);
-          vstore(sr + j, kept != zero ? vload(sr + j) : pv * ndv * sc);
-          vstore(pr + j, kept != zero ? pv * rs : zero);
+        const VV zero{}, ndv = splat<VV>(T(0) - dvi), sc = splat<VV>(scale), rs = splat<VV>(rscale);
+        for (int j = 0; j < np; j += kL) {
+          VV kept;
+          for (int x = 0; x < kL; ++x) kept[x] = static_cast<T>(w.z[j + x]);
+          const VV pv = vloadn<VV>(pr + j);
+          vstoren(sr + j, kept != zero ? vloadn<VV>(sr + j) : pv * ndv * sc);
+          vstoren(pr + j, kept != zero ? pv * rs : zero);
         }
       }
     }
-    products_tiled<T, Avx2>(ds, np, rows_p, w.c.data(), dp, np, dp, dqb, dp);  // dQ = dS K
+    products_tiled<T, Avx2, VB>(ds, np, rows_p, w.c.data(), dp, np, dp, dqb, dp);  // dQ = dS K
     for (int r = 0; r < rows; ++r) {
       T* o = dq + (i0 + r) * p.dq_strides.seq;
       const T* a = dqb + static_cast<size_t>(r) * dp;
       for (int d = 0; d < D; ++d) o[d] = a[d];
     }
-    gemm_atb_acc<T, AtbCols, Avx2>(pz, np, dob, dp, kStepRows, np, dp, w.e.data(), dp);
-    gemm_atb_acc<T, AtbCols, Avx2>(ds, np, qb, dp, kStepRows, np, dp, w.d.data(), dp);
+    gemm_atb_acc<T, AtbCols, Avx2, VB>(pz, np, dob, dp, kStepRows, np, dp, w.e.data(), dp);
+    gemm_atb_acc<T, AtbCols, Avx2, VB>(ds, np, qb, dp, kStepRows, np, dp, w.d.data(), dp);
   }
   for (int j = 0; j < kv; ++j) {
     const T* a = w.d.data() + static_cast<size_t>(j) * dp;
@@ -845,11 +915,19 @@ PYBERT_KERNEL void backward_item(const BackwardParams& p, int64_t bh, int64_t ne
 #if PYBERT_HAVE_AVX2_CLONES
 PYBERT_AVX2 void forward_item_avx2(const ForwardParams& p, int64_t item, int64_t next,
                                    Scratch<float>& w) {
-  forward_item<float, true>(p, item, next, w);
+  forward_item<float, true, 32>(p, item, next, w);
 }
 PYBERT_AVX2 void backward_item_avx2(const BackwardParams& p, int64_t bh, int64_t next,
                                     Scratch<float>& w) {
-  backward_item<float, 4, true>(p, bh, next, w);
+  backward_item<float, 4, true, 32>(p, bh, next, w);
+}
+PYBERT_AVX512 void forward_item_avx512(const ForwardParams& p, int64_t item, int64_t next,
+                                       Scratch<float>& w) {
+  forward_item<float, true, 64>(p, item, next, w);
+}
+PYBERT_AVX512 void backward_item_avx512(const BackwardParams& p, int64_t bh, int64_t next,
+                                        Scratch<float>& w) {
+  backward_item<float, 4, true, 64>(p, bh, next, w);
 }
 bool cpu_has_avx2() {
   static const bool ok = [] {
@@ -859,26 +937,37 @@ bool cpu_has_avx2() {
   }();
   return ok;
 }
+bool cpu_has_avx512() {
+  static const bool ok = [] {
+    __builtin_cpu_init();
+    if (std::getenv("PYBERT_ATTENTION_NO_AVX512") != nullptr) return false;  // tests
+    return cpu_has_avx2() && __builtin_cpu_supports("avx512f") &&
+           __builtin_cpu_supports("avx512vl");
+  }();
+  return ok;
+}
 #endif
 
 template <typename T>
 void run_forward_item(const ForwardParams& p, int64_t item, int64_t next, Scratch<T>& w) {
 #if PYBERT_HAVE_AVX2_CLONES
   if constexpr (std::is_same<T, float>::value) {
+    if (cpu_has_avx512()) return forward_item_avx512(p, item, next, w);
     if (cpu_has_avx2()) return forward_item_avx2(p, item, next, w);
   }
 #endif
-  forward_item<T, false>(p, item, next, w);
+  forward_item<T, false, 32>(p, item, next, w);
 }
 
 template <typename T>
 void run_backward_item(const BackwardParams& p, int64_t bh, int64_t next, Scratch<T>& w) {
 #if PYBERT_HAVE_AVX2_CLONES
   if constexpr (std::is_same<T, float>::value) {
+    if (cpu_has_avx512()) return backward_item_avx512(p, bh, next, w);
     if (cpu_has_avx2()) return backward_item_avx2(p, bh, next, w);
   }
 #endif
-  backward_item<T, 2, false>(p, bh, next, w);
+  backward_item<T, 2, false, 32>(p, bh, next, w);
 }
 
 template <typename T>
