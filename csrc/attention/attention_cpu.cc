@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <limits>
 #include <mutex>
 #include <string>
@@ -47,8 +48,10 @@ namespace {
 
 // fn(i, next) for i < n: `next` is the item the same thread runs after i (-1 if
 // none), claimed from the shared counter before i runs, so that i can prefetch it.
+// With a runner (attention_cpu.h), the first exception a worker throws is
+// rethrown here after the runner returns, as run_workers does.
 template <typename F>
-void parallel_for(int64_t n, int num_threads, F&& fn) {
+void parallel_for(int64_t n, int num_threads, const Runner& runner, F&& fn) {
   const int t = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(num_threads, n)));
   if (t <= 1) {
     for (int64_t i = 0; i < n; ++i) fn(i, i + 1 < n ? i + 1 : -1);
@@ -63,7 +66,18 @@ void parallel_for(int64_t n, int num_threads, F&& fn) {
       i = j;
     }
   };
-  run_workers(t, worker);
+  if (!runner) return run_workers(t, worker);
+  std::mutex mu;
+  std::exception_ptr error;
+  runner(t, [&] {
+    try {
+      worker();
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mu);
+      if (!error) error = std::current_exception();
+    }
+  });
+  if (error) std::rethrow_exception(error);
 }
 
 // Software prefetch (into L2) of the source rows the next work item will pack
@@ -971,11 +985,12 @@ void run_backward_item(const BackwardParams& p, int64_t bh, int64_t next, Scratc
 }
 
 template <typename T>
-std::string forward_impl(const ForwardParams& p, int num_threads) {
+std::string forward_impl(const ForwardParams& p, int num_threads, const Runner& runner) {
   std::string e = check(p, false);
   if (!e.empty() || p.batch == 0 || p.seq_q == 0) return e;
   const int chunks = (p.seq_q + kFwdChunk - 1) / kFwdChunk;
-  parallel_for(static_cast<int64_t>(p.batch) * p.heads * chunks, num_threads, [&](int64_t item, int64_t next) {
+  parallel_for(static_cast<int64_t>(p.batch) * p.heads * chunks, num_threads, runner,
+               [&](int64_t item, int64_t next) {
     thread_local ScratchLease<T> w;
     run_forward_item<T>(p, item, next, w.get());
   });
@@ -983,7 +998,7 @@ std::string forward_impl(const ForwardParams& p, int num_threads) {
 }
 
 template <typename T>
-std::string backward_impl(const BackwardParams& p, int num_threads) {
+std::string backward_impl(const BackwardParams& p, int num_threads, const Runner& runner) {
   std::string e = check(p, true);
   if (!e.empty() || p.batch == 0) return e;
   if (p.seq_q == 0) {  // no query attends to any key: dK = dV = 0
@@ -993,7 +1008,8 @@ std::string backward_impl(const BackwardParams& p, int num_threads) {
       for (int h = 0; h < p.heads; ++h) zero_key_grads<T>(p, b, h, 0);
     return "";
   }
-  parallel_for(static_cast<int64_t>(p.batch) * p.heads, num_threads, [&](int64_t bh, int64_t next) {
+  parallel_for(static_cast<int64_t>(p.batch) * p.heads, num_threads, runner,
+               [&](int64_t bh, int64_t next) {
     thread_local ScratchLease<T> w;
     run_backward_item<T>(p, bh, next, w.get());
   });
@@ -1015,11 +1031,11 @@ std::string guarded(const char* what, Fn fn) {
   }
 }
 
-std::string forward_cpu(const ForwardParams& p, int num_threads) {
+std::string forward_cpu(const ForwardParams& p, int num_threads, const Runner& runner) {
   return guarded("forward", [&]() -> std::string {
     switch (p.dtype) {
-      case DType::kFloat32: return forward_impl<float>(p, num_threads);
-      case DType::kFloat64: return forward_impl<double>(p, num_threads);
+      case DType::kFloat32: return forward_impl<float>(p, num_threads, runner);
+      case DType::kFloat64: return forward_impl<double>(p, num_threads, runner);
       default:
         return std::string("dtype: the CPU kernels take float32 or float64, got ") +
                dtype_name(p.dtype);
@@ -1027,11 +1043,11 @@ std::string forward_cpu(const ForwardParams& p, int num_threads) {
   });
 }
 
-std::string backward_cpu(const BackwardParams& p, int num_threads) {
+std::string backward_cpu(const BackwardParams& p, int num_threads, const Runner& runner) {
   return guarded("backward", [&]() -> std::string {
     switch (p.dtype) {
-      case DType::kFloat32: return backward_impl<float>(p, num_threads);
-      case DType::kFloat64: return backward_impl<double>(p, num_threads);
+      case DType::kFloat32: return backward_impl<float>(p, num_threads, runner);
+      case DType::kFloat64: return backward_impl<double>(p, num_threads, runner);
       default:
         return std::string("dtype: the CPU kernels take float32 or float64, got ") +
                dtype_name(p.dtype);

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <string>
 
 #include "attention/params.h"
@@ -23,8 +24,14 @@ namespace attention {
 // Returns "" or a message naming the bad argument; nothing is thrown (scratch
 // that cannot be allocated: a message starting with kOutOfMemory).
 inline constexpr const char kOutOfMemory[] = "out of memory";
-std::string forward_cpu(const ForwardParams& p, int num_threads);
-std::string backward_cpu(const BackwardParams& p, int num_threads);
+// Where the work runs: runner(threads, work) must call work() on up to `threads`
+// threads at once, the calling thread among them, and return when every call
+// has returned (work() takes its items from a shared counter, so any number of
+// calls, even one, covers them all; it throws nothing). Empty: threads started
+// for the call (common/parallel.h). The TensorFlow op passes its intra-op pool.
+using Runner = std::function<void(int threads, const std::function<void()>& work)>;
+std::string forward_cpu(const ForwardParams& p, int num_threads, const Runner& runner = Runner());
+std::string backward_cpu(const BackwardParams& p, int num_threads, const Runner& runner = Runner());
 
 }  // namespace attention
 }  // namespace pybert

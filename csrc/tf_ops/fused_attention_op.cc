@@ -20,6 +20,7 @@
 // kernels' code path (GpuBackend, launchers, kernels) runs on the CPU device
 // through the CPU emulation of CUDA (attention/emu), registered for float16
 // and bfloat16, which the CPU kernels do not take.
+#include <functional>
 #include <string>
 
 #include "attention/attention_cpu.h"
@@ -165,13 +166,27 @@ struct DTypeOf<Eigen::bfloat16> {
   static constexpr attention::DType value = attention::DType::kBFloat16;
 };
 
+// The CPU kernels' workers on TensorFlow's intra-op pool (one shard per worker,
+// the calling thread running one), rather than on threads started per call,
+// which competed for the cores with the pool's threads while these spun.
+attention::Runner IntraOpRunner(OpKernelContext* ctx) {
+  const auto* workers = ctx->device()->tensorflow_cpu_worker_threads();
+  if (workers == nullptr || workers->workers == nullptr) return attention::Runner();
+  auto* pool = workers->workers;
+  return [pool](int threads, const std::function<void()>& work) {
+    pool->ParallelFor(threads, [&work](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) work();
+    });
+  };
+}
+
 // Where the kernels run: each backend returns "" or a message.
 struct CpuBackend {
   static std::string Forward(OpKernelContext* ctx, const attention::ForwardParams& p) {
-    return attention::forward_cpu(p, Threads(ctx));
+    return attention::forward_cpu(p, Threads(ctx), IntraOpRunner(ctx));
   }
   static std::string Backward(OpKernelContext* ctx, attention::BackwardParams* p) {
-    return attention::backward_cpu(*p, Threads(ctx));
+    return attention::backward_cpu(*p, Threads(ctx), IntraOpRunner(ctx));
   }
 };
 
