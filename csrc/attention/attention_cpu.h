@@ -7,7 +7,7 @@
 // Work is split over (batch, head, 256-row query chunk) for the forward and
 // (batch, head) for the backward, so every output element is computed by one
 // thread in a fixed order: results do not depend on the thread count (nor on
-// whether the AVX2 entry points run: no FMA contraction).
+// whether the AVX2 or AVX-512 entry points run: no FMA contraction).
 #pragma once
 
 #include <cstddef>
