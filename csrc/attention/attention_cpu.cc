@@ -47,7 +47,9 @@ namespace {
 #endif
 
 // fn(i, next) for i < n: `next` is the item the same thread runs after i (-1 if
-// none), claimed from the shared counter before i runs, so that i can prefetch it.
+// none), claimed from the shared counter before i runs, so that i can prefetch it;
+// only while at least `t` items are unclaimed, so that with few items (batch 1 on
+// many threads) no thread sits on one that an idle thread could run.
 // With a runner (attention_cpu.h), the first exception a worker throws is
 // rethrown here after the runner returns, as run_workers does.
 template <typename F>
@@ -61,9 +63,10 @@ void parallel_for(int64_t n, int num_threads, const Runner& runner, F&& fn) {
   auto worker = [&] {
     int64_t i = next.fetch_add(1);
     while (i < n) {
-      const int64_t j = next.fetch_add(1);
+      int64_t j = n;
+      if (next.load(std::memory_order_relaxed) <= n - t) j = next.fetch_add(1);
       fn(i, j < n ? j : -1);
-      i = j;
+      i = j < n ? j : next.fetch_add(1);
     }
   };
   if (!runner) return run_workers(t, worker);
@@ -432,9 +435,14 @@ PYBERT_KERNEL void pack_rows(const T* src, int64_t ld, int rows, int D, int rows
 // Lanes of a and b picked by the indices (0-7: a's, 8-15: b's).
 template <int... I>
 PYBERT_KERNEL Vec<float> shuffle(Vec<float> a, Vec<float> b) {
-#if defined(__has_builtin) && __has_builtin(__builtin_shufflevector)
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector)
+#define PYBERT_SHUFFLEVECTOR 1
+#endif
+#endif
+#if defined(PYBERT_SHUFFLEVECTOR)
   return __builtin_shufflevector(a, b, I...);
-#else
+#else  // GCC before 12 (and before 10 without __has_builtin)
   return __builtin_shuffle(a, b, VecOf<float>::itype{I...});
 #endif
 }
@@ -543,7 +551,7 @@ class ScratchLease {
   ScratchLease() = default;
   ScratchLease(const ScratchLease&) = delete;
   ScratchLease& operator=(const ScratchLease&) = delete;
-  ~ScratchLease() {
+  ~ScratchLease() {  // allocates nothing: the list has room for every Scratch made
     if (s_ == nullptr) return;
     std::lock_guard<std::mutex> lock(pool().mu);
     pool().free.push_back(s_);
@@ -555,6 +563,9 @@ class ScratchLease {
         if (!pool().free.empty()) {
           s_ = pool().free.back();
           pool().free.pop_back();
+        } else {
+          pool().free.reserve(pool().made + 1);  // may throw here, not in the destructor
+          ++pool().made;
         }
       }
       if (s_ == nullptr) s_ = new Scratch<T>();
@@ -566,6 +577,7 @@ class ScratchLease {
   struct Pool {
     std::mutex mu;
     std::vector<Scratch<T>*> free;
+    size_t made = 0;
   };
   static Pool& pool() {
     static Pool* p = new Pool();  // never destroyed: leases may outlive static destructors
