@@ -83,17 +83,18 @@ void parallel_for(int64_t n, int num_threads, const Runner& runner, F&& fn) {
   if (error) std::rethrow_exception(error);
 }
 
-// Software prefetch (into L2) of the source rows the next work item will pack
-// first thing, a share after each step of the current item: its rows lie a
-// head's stride apart (3 KB for 12 heads of 64), a pattern the hardware
+// Software prefetch (into L2) of the source rows the next work item will read,
+// spread over the current item's softmax rows: they lie a head's stride apart
+// (3 KB for 12 heads of 64, a 4 KB page each), a pattern the hardware
 // prefetchers do not start on before the packing loads miss.
 class RowPrefetch {
  public:
   template <typename T>
   void add(const T* base, int64_t stride, int rows, int cols) {
     if (n_ == kMaxSpans || rows <= 0 || base == nullptr) return;
-    spans_[n_++] = Span{reinterpret_cast<const char*>(base), stride * static_cast<int64_t>(sizeof(T)),
-                        rows, cols * static_cast<int>(sizeof(T))};
+    spans_[n_++] = Span{reinterpret_cast<const char*>(base),
+                        stride * static_cast<int64_t>(sizeof(T)), rows,
+                        cols * static_cast<int>(sizeof(T))};
     total_ += rows;
   }
   int total() const { return total_; }
@@ -241,7 +242,9 @@ PYBERT_KERNEL V vexp_float(V x) {
   std::memcpy(&pow2n, &e, sizeof(pow2n));
   return y * pow2n;
 }
-PYBERT_KERNEL Vec<float> vexp(Vec<float> x) { return vexp_float<Vec<float>, VecOf<float>::itype>(x); }
+PYBERT_KERNEL Vec<float> vexp(Vec<float> x) {
+  return vexp_float<Vec<float>, VecOf<float>::itype>(x);
+}
 PYBERT_KERNEL VecN<float, 64>::type vexp(VecN<float, 64>::type x) {
   return vexp_float<VecN<float, 64>::type, IVec64>(x);
 }
@@ -279,7 +282,8 @@ PYBERT_KERNEL auto factor(T x) {
 // blocks take 2 x 16 floats where the columns allow and 2 x 8 for the rest: the
 // same sums in the same order, so the same bits; Zen 5's 512-bit pipes run them
 // at about twice the rate (bench/attention_cpu_kernel.cc).
-// Runs block<Bytes>(c) for c = 0, 2W, 4W, ... < n (W = Bytes / sizeof(T) lanes):
+
+// Runs block(bytes, c) for c = 0, 2W, 4W, ... < n (W = bytes / sizeof(T) lanes):
 // blocks of VB bytes while they fit, then of 32.
 template <typename T, int VB, typename Block>
 PYBERT_KERNEL void column_blocks(int n, Block&& block) {
@@ -412,8 +416,8 @@ PYBERT_KERNEL void products_tiled(const T* P, int ldp, int rows, const T* B, int
   for (int j0 = 0; j0 < n; j0 += kKeyTile) {
     const int nt = std::min(kKeyTile, n - j0);
     for (int r0 = 0; r0 < rows; r0 += kRows)
-      gemm_ab_acc<T, kRows, Avx2, VB>(P + r0 * ldp + j0, ldp, B + static_cast<size_t>(j0) * ldb, ldb, nt, dp,
-                            O + r0 * ldo, ldo);
+      gemm_ab_acc<T, kRows, Avx2, VB>(P + r0 * ldp + j0, ldp, B + static_cast<size_t>(j0) * ldb,
+                                      ldb, nt, dp, O + r0 * ldo, ldo);
   }
 }
 
@@ -544,7 +548,9 @@ struct Scratch {
 // back when the thread ends. The worker threads that run_workers starts live for
 // one call: with thread_local buffers of their own, every call allocated them
 // anew (and faulted their pages in), ~20% of a forward pass at [32, 128, 12, 64]
-// through TensorFlow. The list holds at most as many as ever ran at once.
+// when the TensorFlow op still ran on such threads (it now runs on TensorFlow's
+// pool; the C entry points and the harness still start threads). The list holds
+// at most as many as ever ran at once.
 template <typename T>
 class ScratchLease {
  public:
@@ -678,7 +684,8 @@ PYBERT_KERNEL void forward_item(const ForwardParams& p, int64_t item, int64_t ne
     const int64_t nbh = next / chunks;
     const int nb = static_cast<int>(nbh / p.heads), nh = static_cast<int>(nbh % p.heads);
     const int n0 = static_cast<int>(next % chunks) * kFwdChunk;
-    const int nkv = p.seq_k > 0 ? MaskView{p.mask ? p.mask + nb * p.mask_batch_stride : nullptr}.kv_len(p.seq_k) : 0;
+    const MaskView nmask{p.mask ? p.mask + nb * p.mask_batch_stride : nullptr};
+    const int nkv = p.seq_k > 0 ? nmask.kv_len(p.seq_k) : 0;
     if (nkv > 0) {
       pf.add(head_slice<const T>(p.k, p.k_strides, nb, nh), p.k_strides.seq, nkv, D);
       pf.add(head_slice<const T>(p.v, p.v_strides, nb, nh), p.v_strides.seq, nkv, D);
@@ -723,8 +730,9 @@ PYBERT_KERNEL void forward_item(const ForwardParams& p, int64_t item, int64_t ne
   const int steps = (i1 - i0 + kStepRows - 1) / kStepRows;
   for (int r0 = i0; r0 < i1; r0 += kStepRows) {
     const int rows = std::min(kStepRows, i1 - r0), rows_p = round_up(rows, kRows);
-    const int pf_from = static_cast<int>(static_cast<int64_t>(pf.total()) * ((r0 - i0) / kStepRows) / steps);
-    const int pf_to = static_cast<int>(static_cast<int64_t>(pf.total()) * ((r0 - i0) / kStepRows + 1) / steps);
+    const int64_t step = (r0 - i0) / kStepRows;  // this step's share of the prefetch
+    const int pf_from = static_cast<int>(pf.total() * step / steps);
+    const int pf_to = static_cast<int>(pf.total() * (step + 1) / steps);
     pack_rows(q + r0 * p.q_strides.seq, p.q_strides.seq, rows, D, rows_p, dp, w.c.data());
     scores_tiled<T, Avx2, VB>(w.c.data(), dp, rows_p, w.a.data(), ldt, dp, np, w.d.data(), np);
     T inv[kStepRows], lse[kStepRows];
@@ -772,14 +780,14 @@ PYBERT_KERNEL void forward_item(const ForwardParams& p, int64_t item, int64_t ne
 // One running sum in index order: the order of every element of gemm_abt, so
 // that Dvec = dO . O and dP = dO . V (and the recomputed float64 lse and the
 // scores) round the same way; e.g. with a single key, dS = P (dP - Dvec) is 0.
-// dots(a, lda, b, ldb, rows, n, out): out[r] = dot(a + r lda, b + r ldb, n) for r < rows,
-// eight rows interleaved (eight independent sums in flight; the same order per row).
 template <typename T>
 PYBERT_KERNEL T dot(const T* a, const T* b, int n) {
   T s = 0;
   for (int i = 0; i < n; ++i) s += a[i] * b[i];
   return s;
 }
+// out[r] = dot(a + r lda, b + r ldb, n) for r < rows, eight rows interleaved
+// (eight independent sums in flight; the same order per row).
 template <typename T>
 PYBERT_KERNEL void dots(const T* a, int64_t lda, const T* b, int64_t ldb, int rows, int n, T* out) {
   int r0 = 0;
@@ -805,7 +813,8 @@ PYBERT_KERNEL void backward_item(const BackwardParams& p, int64_t bh, int64_t ne
   RowPrefetch pf;
   if (next >= 0) {  // the next item's rows, in the order it reads them
     const int nb = static_cast<int>(next / p.heads), nh = static_cast<int>(next % p.heads);
-    const int nkv = p.seq_k > 0 ? MaskView{p.mask ? p.mask + nb * p.mask_batch_stride : nullptr}.kv_len(p.seq_k) : 0;
+    const MaskView nmask{p.mask ? p.mask + nb * p.mask_batch_stride : nullptr};
+    const int nkv = p.seq_k > 0 ? nmask.kv_len(p.seq_k) : 0;
     if (nkv > 0) {
       pf.add(head_slice<const T>(p.k, p.k_strides, nb, nh), p.k_strides.seq, nkv, D);
       pf.add(head_slice<const T>(p.v, p.v_strides, nb, nh), p.v_strides.seq, nkv, D);
@@ -868,8 +877,9 @@ PYBERT_KERNEL void backward_item(const BackwardParams& p, int64_t bh, int64_t ne
   const int steps = (p.seq_q + kStepRows - 1) / kStepRows;
   for (int i0 = 0; i0 < p.seq_q; i0 += kStepRows) {
     const int rows = std::min(kStepRows, p.seq_q - i0), rows_p = round_up(rows, kRows);
-    const int pf_from = static_cast<int>(static_cast<int64_t>(pf.total()) * (i0 / kStepRows) / steps);
-    const int pf_to = static_cast<int>(static_cast<int64_t>(pf.total()) * (i0 / kStepRows + 1) / steps);
+    const int64_t step = i0 / kStepRows;  // this step's share of the prefetch
+    const int pf_from = static_cast<int>(pf.total() * step / steps);
+    const int pf_to = static_cast<int>(pf.total() * (step + 1) / steps);
     pack_rows(q + i0 * p.q_strides.seq, p.q_strides.seq, rows, D, kStepRows, dp, qb);
     pack_rows(dout + i0 * p.dout_strides.seq, p.dout_strides.seq, rows, D, kStepRows, dp, dob);
     scores_tiled<T, Avx2, VB>(qb, dp, rows_p, w.a.data(), ldt, dp, np, ds, np);          // S
@@ -907,7 +917,8 @@ PYBERT_KERNEL void backward_item(const BackwardParams& p, int64_t bh, int64_t ne
       if (dropout) {  // dropped entries: dS = P o (0 - Dvec) * scale, P o Z = 0
         dropout_row(p, threshold, static_cast<uint32_t>(bh), static_cast<uint32_t>(i), kv, w.z);
         std::fill(w.z.begin() + kv, w.z.begin() + np, uint8_t(1));  // (P is 0 past kv)
-        const VV zero{}, ndv = splat<VV>(T(0) - dvi), sc = splat<VV>(scale), rs = splat<VV>(rscale);
+        const VV zero{}, ndv = splat<VV>(T(0) - dvi), sc = splat<VV>(scale);
+        const VV rs = splat<VV>(rscale);
         for (int j = 0; j < np; j += kL) {
           VV kept;
           for (int x = 0; x < kL; ++x) kept[x] = static_cast<T>(w.z[j + x]);
@@ -966,7 +977,8 @@ bool cpu_has_avx2() {
 bool cpu_has_avx512() {
   static const bool ok = [] {
     __builtin_cpu_init();
-    if (std::getenv("PYBERT_ATTENTION_NO_AVX512") != nullptr) return false;  // tests
+    // tests, and CPUs that slow down under 512-bit code (README)
+    if (std::getenv("PYBERT_ATTENTION_NO_AVX512") != nullptr) return false;
     return cpu_has_avx2() && __builtin_cpu_supports("avx512f") &&
            __builtin_cpu_supports("avx512vl");
   }();
