@@ -1,14 +1,15 @@
 // The CPU attention kernels alone (csrc/attention/attention_cpu.cc): best-of-N
 // forward and backward times, float32 and float64, one thread by default, padding
 // masks 50-100% long, dropout 0.1; and a hash of every output, to check that a
-// change (or PYBERT_ATTENTION_BASELINE=1, which switches the AVX2 entry points
-// off) leaves the results bit-identical.
+// change (or PYBERT_ATTENTION_BASELINE=1, which switches the AVX2 and AVX-512
+// entry points off, or PYBERT_ATTENTION_NO_AVX512=1) leaves the results bit-identical.
 //
 //   g++ -O3 -std=c++17 -ffp-contract=off -Wno-psabi -Icsrc csrc/attention/attention_cpu.cc \
 //       bench/attention_cpu_kernel.cc -o /tmp/attention_cpu_kernel -lpthread
-//   /tmp/attention_cpu_kernel [batch seq heads head_dim reps threads dropout]   (8 128 12 64 5 1 0.1)
+//   /tmp/attention_cpu_kernel [batch seq heads head_dim reps threads dropout]
+//     (defaults 8 128 12 64 5 1 0.1)
 //   (PYBERT_BENCH_F32_ONLY=1: float32 only; PYBERT_BENCH_FULL_ROWS=1: no masked keys)
-//   PYBERT_ATTENTION_BASELINE=1 /tmp/attention_cpu_kernel
+//   PYBERT_ATTENTION_BASELINE=1 /tmp/attention_cpu_kernel   (also PYBERT_ATTENTION_NO_AVX512=1)
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -98,14 +99,17 @@ int main(int argc, char** argv) {
   int a[6] = {8, 128, 12, 64, 5, 1};
   for (int i = 1; i < argc && i <= 6; ++i) a[i - 1] = std::atoi(argv[i]);
   const float rate = argc > 7 ? static_cast<float>(std::atof(argv[7])) : 0.1f;
-  if (a[0] < 1 || a[1] < 2 || a[2] < 1 || a[3] < 1 || a[4] < 1 || a[5] < 1 || !(rate >= 0.f && rate < 1.f)) {
+  if (a[0] < 1 || a[1] < 2 || a[2] < 1 || a[3] < 1 || a[4] < 1 || a[5] < 1 ||
+      !(rate >= 0.f && rate < 1.f)) {
     std::fprintf(stderr, "usage: %s [batch seq heads head_dim reps threads dropout]\n", argv[0]);
     return 2;
   }
-  std::printf("AVX2 entry points: %s\n",
-              std::getenv("PYBERT_ATTENTION_BASELINE") ? "off (PYBERT_ATTENTION_BASELINE)"
-                                                       : "on where the CPU has them");
+  std::printf("AVX2 and AVX-512 entry points: %s\n",
+              std::getenv("PYBERT_ATTENTION_BASELINE")    ? "off (PYBERT_ATTENTION_BASELINE)"
+              : std::getenv("PYBERT_ATTENTION_NO_AVX512") ? "AVX2 only (PYBERT_ATTENTION_NO_AVX512)"
+                                                          : "on where the CPU has them");
   run<float>(DType::kFloat32, a[0], a[1], a[2], a[3], a[4], a[5], rate);
-  if (!std::getenv("PYBERT_BENCH_F32_ONLY")) run<double>(DType::kFloat64, a[0], a[1], a[2], a[3], a[4], a[5], rate);
+  if (!std::getenv("PYBERT_BENCH_F32_ONLY"))
+    run<double>(DType::kFloat64, a[0], a[1], a[2], a[3], a[4], a[5], rate);
   return 0;
 }
