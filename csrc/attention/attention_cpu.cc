@@ -6,7 +6,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <exception>
 #include <limits>
 #include <mutex>
 #include <string>
@@ -51,7 +50,7 @@ namespace {
 // only while at least `t` items are unclaimed, so that with few items (batch 1 on
 // many threads) no thread sits on one that an idle thread could run.
 // With a runner (attention_cpu.h), the first exception a worker throws is
-// rethrown here after the runner returns, as run_workers does.
+// rethrown here after the runner returns (run_guarded, common/parallel.h).
 template <typename F>
 void parallel_for(int64_t n, int num_threads, const Runner& runner, F&& fn) {
   const int t = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(num_threads, n)));
@@ -70,17 +69,7 @@ void parallel_for(int64_t n, int num_threads, const Runner& runner, F&& fn) {
     }
   };
   if (!runner) return run_workers(t, worker);
-  std::mutex mu;
-  std::exception_ptr error;
-  runner(t, [&] {
-    try {
-      worker();
-    } catch (...) {
-      std::lock_guard<std::mutex> lock(mu);
-      if (!error) error = std::current_exception();
-    }
-  });
-  if (error) std::rethrow_exception(error);
+  run_guarded(t, [&](int threads, const auto& guarded) { runner(threads, guarded); }, worker);
 }
 
 // Software prefetch (into L2) of the source rows the next work item will read,
@@ -920,7 +909,7 @@ PYBERT_KERNEL void backward_item(const BackwardParams& p, int64_t bh, int64_t ne
         const VV zero{}, ndv = splat<VV>(T(0) - dvi), sc = splat<VV>(scale);
         const VV rs = splat<VV>(rscale);
         for (int j = 0; j < np; j += kL) {
-          VV kept;
+          VV kept{};
           for (int x = 0; x < kL; ++x) kept[x] = static_cast<T>(w.z[j + x]);
           const VV pv = vloadn<VV>(pr + j);
           vstoren(sr + j, kept != zero ? vloadn<VV>(sr + j) : pv * ndv * sc);

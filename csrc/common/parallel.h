@@ -19,8 +19,12 @@
 
 namespace pybert {
 
-template <typename Work>
-void run_workers(int threads, Work&& work) {
+// launch(threads, guarded) runs guarded() on up to `threads` threads and returns
+// when all have returned; guarded() is work() with its first exception kept,
+// then rethrown here. run_workers starts the threads; other launchers (the
+// TensorFlow op's intra-op pool, attention_cpu.h's Runner) bring their own.
+template <typename Launch, typename Work>
+void run_guarded(int threads, Launch&& launch, Work&& work) {
   std::mutex mu;
   std::exception_ptr error;
   auto guarded = [&]() {
@@ -31,19 +35,26 @@ void run_workers(int threads, Work&& work) {
       if (!error) error = std::current_exception();
     }
   };
-  std::vector<std::thread> pool;
-  if (threads > 1) {
-    try {
-      pool.reserve(static_cast<size_t>(threads - 1));
-      for (int t = 1; t < threads; ++t) pool.emplace_back(guarded);
-    } catch (const std::system_error&) {
-      // fewer threads: the counter hands their items to the others
-    } catch (const std::bad_alloc&) {
-    }
-  }
-  guarded();
-  for (auto& th : pool) th.join();
+  launch(threads, guarded);
   if (error) std::rethrow_exception(error);
+}
+
+template <typename Work>
+void run_workers(int threads, Work&& work) {
+  run_guarded(threads, [](int n, const auto& guarded) {
+    std::vector<std::thread> pool;
+    if (n > 1) {
+      try {
+        pool.reserve(static_cast<size_t>(n - 1));
+        for (int t = 1; t < n; ++t) pool.emplace_back(guarded);
+      } catch (const std::system_error&) {
+        // fewer threads: the counter hands their items to the others
+      } catch (const std::bad_alloc&) {
+      }
+    }
+    guarded();
+    for (auto& th : pool) th.join();
+  }, work);
 }
 
 }  // namespace pybert
