@@ -187,6 +187,7 @@ int main() {
       {2, 3, 7, 7, 32, 0.f, false, false},    {3, 2, 129, 129, 64, 0.f, true, true},
       {1, 2, 65, 200, 16, 0.f, false, false}, {2, 1, 1, 1, 8, 0.f, false, false},
       {3, 2, 70, 70, 64, 0.2f, true, false},  {2, 2, 33, 150, 128, 0.1f, false, true},
+      {2, 2, 40, 48, 32, 0.3f, true, false},  // rows of 33-64 keys: the AVX-512 mask's G = 2
   };
   for (const Case& c : cases) {
     run_case<float>(c, 1, 1e-5);
