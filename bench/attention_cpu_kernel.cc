@@ -4,8 +4,8 @@
 // change (or PYBERT_ATTENTION_BASELINE=1, which switches the AVX2 and AVX-512
 // entry points off, or PYBERT_ATTENTION_NO_AVX512=1) leaves the results bit-identical.
 //
-//   g++ -O3 -std=c++17 -ffp-contract=off -Wno-psabi -Icsrc csrc/attention/attention_cpu.cc \
-//       bench/attention_cpu_kernel.cc -o /tmp/attention_cpu_kernel -lpthread
+//   g++ -O3 -std=c++17 -ffp-contract=off -Wno-psabi -Icsrc -o /tmp/attention_cpu_kernel
+//       csrc/attention/attention_cpu.cc bench/attention_cpu_kernel.cc -lpthread   (one line)
 //   /tmp/attention_cpu_kernel [batch seq heads head_dim reps threads dropout]
 //     (defaults 8 128 12 64 5 1 0.1)
 //   (PYBERT_BENCH_F32_ONLY=1: float32 only; PYBERT_BENCH_FULL_ROWS=1: no masked keys)
