@@ -1,7 +1,8 @@
 """Attention on CPU: the PybertFusedAttention op vs the reference attention in TF ops.
 
 Batch 32, 12 heads, head_dim 64, float32, seq 128 / 384 / 512, a padding mask
-(rows of 50-100% length), all cores; forward, and forward + backward. The
+(rows of 50-100% length), all cores; forward, forward + backward, and forward +
+backward with dropout 0.1 on the probabilities (as in training). The
 reference is the encoder's attention_impl="reference" math (transpose to
 [B, N, S, H], matmul, scale, additive mask, softmax, matmul, transpose back), in
 a tf.function like the fused op. Peak memory: the growth of the process's peak
@@ -44,22 +45,37 @@ def _inputs(seq, seed=0):
     return q, k, v, mask
 
 
-def _reference(q, k, v, mask):
+def _reference(q, k, v, mask, dropout=None):
     qt, kt, vt = (tf.transpose(t, (0, 2, 1, 3)) for t in (q, k, v))
     scores = tf.matmul(qt, kt, transpose_b=True) / math.sqrt(H)
     scores += (1.0 - tf.cast(mask[:, None, None, :], tf.float32)) * -10000.0
-    return tf.transpose(tf.matmul(tf.nn.softmax(scores, -1), vt), (0, 2, 1, 3))
+    probs = tf.nn.softmax(scores, -1)
+    if dropout is not None:  # the encoder's attention_impl="reference": a Keras Dropout layer
+        probs = dropout(probs, training=True)
+    return tf.transpose(tf.matmul(probs, vt), (0, 2, 1, 3))
 
 
-def _fused(q, k, v, mask):
-    return ops.fused_attention(q, k, v, mask, 1.0 / math.sqrt(H))
+def _fused(q, k, v, mask, dropout=None):
+    return ops.fused_attention(q, k, v, mask, 1.0 / math.sqrt(H),
+                               dropout_rate=DROPOUT if dropout is not None else 0.0, seed=7)
 
 
 IMPLS = {"reference TF ops": _reference, "pybert fused op": _fused}
+DROPOUT = 0.1
+# forward; forward + backward; forward + backward with dropout 0.1 on the
+# probabilities, as in training (the reference draws its mask with Keras's
+# Dropout, the fused op with its Philox stream)
+MODES = ["forward", "forward+backward", f"forward+backward+dropout{DROPOUT}"]
 
 
-def _functions(impl):
-    fn = IMPLS[impl]
+def _functions(impl, dropout=False):
+    import keras
+
+    layer = keras.layers.Dropout(DROPOUT, seed=7) if dropout else None
+
+    def fn(q, k, v, mask):
+        return IMPLS[impl](q, k, v, mask, layer)
+
     fwd = tf.function(fn)
 
     @tf.function
@@ -79,7 +95,7 @@ import bench_attention as b
 impl, seq, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 q, k, v, mask = b._inputs(seq)
 dout = b.tf.ones_like(q)
-fwd, fwd_bwd = b._functions(impl)
+fwd, fwd_bwd = b._functions(impl, dropout="dropout" in mode)
 run = (lambda: fwd(q, k, v, mask).numpy()) if mode == "forward" else \
     (lambda: [g.numpy() for g in fwd_bwd(q, k, v, mask, dout)])
 run()  # trace and warm up; then measure a second call
@@ -114,12 +130,12 @@ def _peak_mb(impl, seq, mode):
 
 
 @pytest.mark.parametrize("impl", list(IMPLS))
-@pytest.mark.parametrize("mode", ["forward", "forward+backward"])
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("seq", SEQS)
 def test_attention(benchmark, impl, mode, seq):
     q, k, v, mask = _inputs(seq)
     dout = tf.ones_like(q)
-    fwd, fwd_bwd = _functions(impl)
+    fwd, fwd_bwd = _functions(impl, dropout="dropout" in mode)
     call = (lambda: fwd(q, k, v, mask).numpy()) if mode == "forward" else \
         (lambda: [g.numpy() for g in fwd_bwd(q, k, v, mask, dout)])
     if impl == "pybert fused op" and mode == "forward":  # same numbers first

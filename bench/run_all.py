@@ -164,7 +164,8 @@ def plots(results: dict[str, dict], plot_dir: Path) -> list[Path]:
             for (name, mode), pts in sorted(cpu_rows.items()):
                 pts.sort()
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o",
-                        linestyle="-" if mode == "forward" else "--", label=f"{name}, {mode}")
+                        linestyle="-" if mode == "forward" else ":" if "dropout" in mode else "--",
+                        label=f"{name}, {mode}")
             ax.set_xlabel("sequence length")
             ax.set_ylabel("ms (best round)")
             ax.set_title("CPU attention (this machine)", fontsize=10)
