@@ -245,7 +245,7 @@ PYBERT_KERNEL V vexp_float(V x) {
 // The same with vminps/vmaxps (the same selects, NaN included: a NaN x stays x)
 // and vroundps/vrndscaleps toward -inf: 7 instructions fewer per vector, 1.4x
 // the exp pass's rate on Zen 5, and the same bits for every float input
-// (bench/attention_exp_check.cc compares all 2^32). Inline assembly because
+// (csrc/tests/attention_exp_test.cc compares all 2^32). Inline assembly because
 // these kernels are default-target inline code, compiled into the AVX2 and
 // AVX-512 entry points by inlining, and GCC will not inline a target-specific
 // intrinsic into them; only those entry points reach it (vexp<true>).

@@ -1,13 +1,10 @@
-// Checks that the CPU attention kernels' exp (csrc/attention/attention_cpu.cc) gives
-// the same bits in the AVX2 and AVX-512 entry points (vminps/vmaxps clamps and a
+// The CPU attention kernels' exp (csrc/attention/attention_cpu.cc) gives the same
+// bits in the AVX2 and AVX-512 entry points (vminps/vmaxps clamps and a
 // vroundps/vrndscaleps floor) as in the baseline code (compare-and-select clamps,
 // floor by conversions) for every float input: all 2^32 bit patterns, NaN and
-// infinities included (for NaN inputs: NaN out of both). About 10-20 s per ISA.
-//
-//   g++ -O3 -std=c++17 -ffp-contract=off -Wno-psabi -Icsrc -o /tmp/attention_exp_check
-//       bench/attention_exp_check.cc -lpthread   (one line)
-//   /tmp/attention_exp_check
-//   (exit status 1 if any input differs; an ISA the CPU lacks is skipped, and said so)
+// infinities included (for NaN inputs: NaN out of both). 10-25 s per ISA; an ISA
+// the CPU lacks is skipped, and said so. A ctest (it includes the kernels' source
+// for their internal functions, built with the same flags).
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
@@ -53,17 +50,18 @@ int main() {
   int status = 0;
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
     const int64_t d = compare_avx2();
-    std::printf("AVX2 exp: %" PRId64 " of 2^32 inputs differ from the baseline code\n", d);
+    std::printf("attention_exp_test: AVX2 exp: %" PRId64 " of 2^32 inputs differ from the baseline\n", d);
     status |= d != 0;
   } else {
-    std::printf("AVX2 exp: skipped (no AVX2 here)\n");
+    std::printf("attention_exp_test: AVX2 exp: skipped (no AVX2 here)\n");
   }
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) {
     const int64_t d = compare_avx512();
-    std::printf("AVX-512 exp: %" PRId64 " of 2^32 inputs differ from the baseline code\n", d);
+    std::printf("attention_exp_test: AVX-512 exp: %" PRId64 " of 2^32 inputs differ from the baseline\n",
+                d);
     status |= d != 0;
   } else {
-    std::printf("AVX-512 exp: skipped (no AVX-512 here)\n");
+    std::printf("attention_exp_test: AVX-512 exp: skipped (no AVX-512 here)\n");
   }
   return status;
 }
