@@ -241,14 +241,21 @@ PYBERT_KERNEL V vexp_float(V x) {
   tmp = tmp > fx ? tmp - 1.f : tmp;  // floor
   return exp_reduced<V, VI>(x, tmp);
 }
-#if PYBERT_HAVE_AVX2_CLONES
 // The same with vminps/vmaxps (the same selects, NaN included: a NaN x stays x)
 // and vroundps/vrndscaleps toward -inf: 7 instructions fewer per vector, 1.4x
 // the exp pass's rate on Zen 5, and the same bits for every float input
 // (csrc/tests/attention_exp_test.cc compares all 2^32). Inline assembly because
 // these kernels are default-target inline code, compiled into the AVX2 and
 // AVX-512 entry points by inlining, and GCC will not inline a target-specific
-// intrinsic into them; only those entry points reach it (vexp<true>).
+// intrinsic into them; only those entry points reach it (vexp<true>). GCC only:
+// clang checks the operands' sizes against the file's target, not the function's,
+// so a clang build keeps the portable form everywhere.
+#if PYBERT_HAVE_AVX2_CLONES && !defined(__clang__)
+#define PYBERT_EXP_ASM 1
+#else
+#define PYBERT_EXP_ASM 0
+#endif
+#if PYBERT_EXP_ASM
 template <typename V>
 PYBERT_KERNEL V vmin_asm(V a, V b) {  // a < b ? a : b (b if either is NaN)
   V r;
@@ -281,14 +288,14 @@ PYBERT_KERNEL V vexp_float_avx(V x) {
 // Avx2: called from the AVX2 or AVX-512 entry points.
 template <bool Avx2>
 PYBERT_KERNEL Vec<float> vexp(Vec<float> x) {
-#if PYBERT_HAVE_AVX2_CLONES
+#if PYBERT_EXP_ASM
   if constexpr (Avx2) return vexp_float_avx<Vec<float>, VecOf<float>::itype>(x);
 #endif
   return vexp_float<Vec<float>, VecOf<float>::itype>(x);
 }
 template <bool Avx2>
 PYBERT_KERNEL VecN<float, 64>::type vexp(VecN<float, 64>::type x) {
-#if PYBERT_HAVE_AVX2_CLONES
+#if PYBERT_EXP_ASM
   if constexpr (Avx2) return vexp_float_avx<VecN<float, 64>::type, IVec64>(x);
 #endif
   return vexp_float<VecN<float, 64>::type, IVec64>(x);
@@ -716,9 +723,11 @@ PYBERT_AVX2 void dropout_row_avx2(const ForwardParams& p, uint32_t threshold, ui
 // GCC 12's AVX-512 intrinsics pass _mm512_undefined_epi32() (a self-initialized
 // variable) as the unused source of their masked builtins, which -Wall reports as
 // uninitialized (GCC bug 105593, fixed in GCC 13).
+#if !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 template <int G>
 PYBERT_AVX512 void philox_keys_avx512(const ForwardParams& p, __m512i thr, uint32_t bh, uint32_t i,
                                       int j0, uint8_t* z) {
@@ -771,7 +780,9 @@ PYBERT_AVX512 void dropout_row_avx512(const ForwardParams& p, uint32_t threshold
     philox_keys_avx512<1>(p, thr, bh, i, j0, z);
   }
 }
+#if !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 #endif
 
 // Wide: called from the AVX-512 entry points, which take the AVX-512 version.
