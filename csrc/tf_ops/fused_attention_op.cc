@@ -157,6 +157,7 @@ template <>
 struct DTypeOf<double> {
   static constexpr attention::DType value = attention::DType::kFloat64;
 };
+#if GOOGLE_CUDA || PYBERT_CUDA_EMU  // the GPU kernels' types
 template <>
 struct DTypeOf<Eigen::half> {
   static constexpr attention::DType value = attention::DType::kFloat16;
@@ -165,6 +166,7 @@ template <>
 struct DTypeOf<Eigen::bfloat16> {
   static constexpr attention::DType value = attention::DType::kBFloat16;
 };
+#endif
 
 // The CPU kernels' workers on TensorFlow's intra-op pool (one shard per worker,
 // the calling thread running one), rather than on threads started per call,
