@@ -718,7 +718,7 @@ PYBERT_AVX2 void dropout_row_avx2(const ForwardParams& p, uint32_t threshold, ui
 // products are not masked and the three-way XORs are one vpternlogq (6
 // instructions per round for 8 calls; 20 in the AVX2 version). Lane 2m holds
 // call m and lane 2m + 1 call 4 + m, so that unpacking the words' pairs gives
-// keys 0-15 and 16-31 in order. Used by the AVX-512 entry points (3x the AVX2
+// keys 0-15 and 16-31 in order. Used by the AVX-512 entry points (3.5x the AVX2
 // version's rate on Zen 5).
 // GCC 12's AVX-512 intrinsics pass _mm512_undefined_epi32() (a self-initialized
 // variable) as the unused source of their masked builtins, which -Wall reports as
