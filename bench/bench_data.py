@@ -35,6 +35,7 @@ from seed_oracle import (  # noqa: E402
     load_seed_pretraining,
     load_seed_squad_lib,
     load_seed_xtreme_libs,
+    required,
 )
 
 tf = pytest.importorskip("tensorflow")
@@ -50,9 +51,7 @@ PROSE = SHARED_DATA / "english_prose/gutenberg_27books_bert_format.txt"
 
 @pytest.fixture(scope="module")
 def seed_squad():
-    lib = load_seed_squad_lib()
-    if lib is None:
-        pytest.skip("seed oracle not unpacked (run tools/run_tests.sh once)")
+    lib = required(load_seed_squad_lib())
     lib.tf = tf  # the real TensorFlow for the seed's FeatureWriter
     return lib
 
@@ -123,9 +122,7 @@ def _pre_info(benchmark, name, corpus, anchor=False):
 
 
 def test_pretraining_seed(benchmark, prose_corpus, tmp_path):
-    seed = load_seed_pretraining()
-    if seed is None:
-        pytest.skip("seed oracle not unpacked (run tools/run_tests.sh once)")
+    seed = required(load_seed_pretraining())
     seed.tf = tf
     seed.FLAGS(["create_pretraining_data"])  # parse defaults (use_v2_feature_names=False)
     _pre_info(benchmark, "seed create_pretraining_data (Python, 1 process)", prose_corpus)
@@ -163,10 +160,7 @@ MULTI_VOCAB = str(SHARED_DATA / "vocab/bert-base-multilingual-cased-vocab.txt")
 
 @pytest.fixture(scope="module")
 def seed_xtreme():
-    libs = load_seed_xtreme_libs()
-    if libs[0] is None:
-        pytest.skip("seed oracle not unpacked (run tools/run_tests.sh once)")
-    return libs
+    return required(load_seed_xtreme_libs())
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,16 @@ from pathlib import Path
 ORACLE_DIR = Path(os.environ.get("PYBERT_ORACLE_DIR", Path(__file__).resolve().parent / "_oracle"))
 
 
+def required(loaded):
+    """`loaded` (what a load_seed_* function returned), or skips the calling test or
+    benchmark when the oracle is absent (None, or a tuple of Nones)."""
+    if (loaded[0] if isinstance(loaded, tuple) else loaded) is None:
+        import pytest
+
+        pytest.skip("seed oracle not unpacked (see tools/run_tests.sh)")
+    return loaded
+
+
 def _gfile(path, mode="r"):
     """The real tf.io.gfile.GFile: its line reader ends lines at "\\n" only and drops every
     "\\r", which the seed's TSV and text readers inherit."""

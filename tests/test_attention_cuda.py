@@ -197,7 +197,8 @@ class _Api:
         (dict(rate=1.0), "dropout_rate must be in [0, 1)"),
         (dict(rate=-0.5), "dropout_rate must be in [0, 1)"),
         (dict(B=-1), "batch must be in [0, 65535], got -1"),
-        (dict(H=0), "heads must be in [1, 65535], got 0"),
+        (dict(H=-1), "heads must be in [0, 65535], got -1"),
+        (dict(H=65536), "heads must be in [0, 65535], got 65536"),
         (dict(variant=14), "fwd_variant must be in [0, 13], got 14"),
         (dict(scale=float("nan")), "scale must be finite"),
     ],
@@ -205,6 +206,13 @@ class _Api:
 def test_forward_rejects_bad_arguments(cuda_lib_path, kwargs, message):
     rc, err = _Api(cuda_lib_path).forward(**kwargs)
     assert rc == 1 and message in err, err
+
+
+@pytest.mark.parametrize("kwargs", [dict(B=0), dict(H=0), dict(S=0)])
+def test_forward_accepts_empty_shapes(cuda_lib_path, kwargs):
+    """Nothing to compute: success with no kernel launched (none could run here)."""
+    rc, err = _Api(cuda_lib_path).forward(**kwargs)
+    assert rc == 0 and err == "", err
 
 
 @pytest.mark.parametrize(

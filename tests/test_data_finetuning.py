@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from seed_oracle import load_seed_classifier_data_lib, load_seed_squad_lib
+from seed_oracle import load_seed_classifier_data_lib, load_seed_squad_lib, required
 
 from pybert.data import classification, squad
 from pybert.data.classification import DataError
@@ -22,18 +22,12 @@ from pybert.tokenization import FullTokenizer
 
 @pytest.fixture(scope="module")
 def seed_cls():
-    module = load_seed_classifier_data_lib()
-    if module is None:
-        pytest.skip("seed oracle not unpacked (see tools/run_tests.sh)")
-    return module
+    return required(load_seed_classifier_data_lib())
 
 
 @pytest.fixture(scope="module")
 def seed_squad():
-    module = load_seed_squad_lib()
-    if module is None:
-        pytest.skip("seed oracle not unpacked (see tools/run_tests.sh)")
-    return module
+    return required(load_seed_squad_lib())
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import tempfile
 
 import numpy as np
 import pytest
-from seed_oracle import load_seed_pretraining
+from seed_oracle import load_seed_pretraining, required
 from tool_runner import kill_tool_when
 
 tf = pytest.importorskip("tensorflow")
@@ -60,9 +60,7 @@ def _digest(paths):
 
 @pytest.mark.parametrize("whole_word,odd_breaks", [(False, False), (True, False), (False, True)])
 def test_single_chunk_equals_seed_script(whole_word, odd_breaks, tmp_path, data_dir, vocab_path):
-    seed = load_seed_pretraining()
-    if seed is None:
-        pytest.skip("seed oracle not unpacked (see tools/run_tests.sh)")
+    seed = required(load_seed_pretraining())
     seed.tf = tf
     seed.FLAGS(["create_pretraining_data"])
     vocab = str(vocab_path("uncased"))

@@ -12,7 +12,7 @@ import tempfile
 
 import numpy as np
 import pytest
-from seed_oracle import load_seed_input_pipeline
+from seed_oracle import load_seed_input_pipeline, required
 
 tf = pytest.importorskip("tensorflow")
 
@@ -30,10 +30,7 @@ def _tool(name, *args, check=True):
 
 @pytest.fixture(scope="module")
 def seed_input_pipeline():
-    module = load_seed_input_pipeline()
-    if module is None:
-        pytest.skip("seed oracle not unpacked (see tools/run_tests.sh)")
-    return module
+    return required(load_seed_input_pipeline())
 
 
 @pytest.fixture(scope="module")

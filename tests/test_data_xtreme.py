@@ -20,7 +20,7 @@ import shutil
 
 import numpy as np
 import pytest
-from seed_oracle import load_seed_input_pipeline, load_seed_xtreme_libs
+from seed_oracle import load_seed_input_pipeline, load_seed_xtreme_libs, required
 
 tf = pytest.importorskip("tensorflow")
 
@@ -32,10 +32,7 @@ from pybert.tokenization import FullTokenizer  # noqa: E402
 
 @pytest.fixture(scope="module")
 def seed_libs():
-    libs = load_seed_xtreme_libs()
-    if libs[0] is None:
-        pytest.skip("seed oracle not unpacked (see tools/run_tests.sh)")
-    return libs
+    return required(load_seed_xtreme_libs())
 
 
 @pytest.fixture(scope="module", params=["uncased", "multi_cased"])

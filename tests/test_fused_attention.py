@@ -201,6 +201,28 @@ def test_no_queries_give_zero_key_gradients(dtype):
         assert not np.any(dk.numpy()) and not np.any(dv.numpy())
 
 
+@pytest.mark.parametrize("b,sq,sk,n", [(0, 5, 5, 2), (2, 5, 5, 0), (2, 0, 0, 2), (2, 5, 0, 2)])
+def test_empty_dimensions(b, sq, sk, n):
+    """Any dimension 0 but head_dim gives empty (or, with no keys, zero) outputs and
+    gradients of the inputs' shapes, as the reference does; before, heads = 0 was an
+    error where batch = 0 was not."""
+    rng = np.random.default_rng(6)
+    q = tf.constant(rng.normal(size=(b, sq, n, 8)), tf.float32)
+    k, v = (tf.constant(rng.normal(size=(b, sk, n, 8)), tf.float32) for _ in range(2))
+    mask = tf.ones((b, sk), tf.int32)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([q, k, v])
+        out = ops.fused_attention(q, k, v, mask, 0.3)
+        ref = _reference(q, k, v, mask, 0.3)
+        loss, ref_loss = tf.reduce_sum(out * 2.0), tf.reduce_sum(ref * 2.0)
+    assert out.shape == q.shape
+    np.testing.assert_array_equal(out.numpy(), ref.numpy())
+    for g, r, x in zip(tape.gradient(loss, [q, k, v]), tape.gradient(ref_loss, [q, k, v]),
+                       [q, k, v], strict=True):
+        assert g.shape == x.shape
+        np.testing.assert_array_equal(g.numpy(), r.numpy())
+
+
 def test_lse_and_its_gradient_match_reference():
     """return_lse: the log-sum-exp of the scaled scores over the kept keys, differentiable
     (before: its gradient was silently dropped), with and without dropout."""

@@ -113,12 +113,12 @@ class RowPrefetch {
 std::string check(const ForwardParams& p, bool backward) {
   if (p.head_dim < 1 || p.head_dim > 1024)
     return "head_dim must be in [1, 1024], got " + std::to_string(p.head_dim);
-  if (p.batch < 0 || p.heads < 1 || p.seq_q < 0 || p.seq_k < 0)
-    return "bad shape: batch >= 0, heads >= 1, seq_q >= 0, seq_k >= 0 required";
+  if (p.batch < 0 || p.heads < 0 || p.seq_q < 0 || p.seq_k < 0)
+    return "bad shape: batch, heads, seq_q and seq_k must be >= 0";
   if (!(p.dropout_rate >= 0.f && p.dropout_rate < 1.f))
     return "dropout_rate must be in [0, 1), got " + std::to_string(p.dropout_rate);
   if (!std::isfinite(p.scale)) return "scale must be finite";
-  if (p.batch == 0 || p.seq_q == 0) return "";
+  if (p.batch == 0 || p.heads == 0 || p.seq_q == 0) return "";  // empty: nothing to read
   if (!p.q || !p.out) return "q/out: null pointer";
   if (p.seq_k > 0 && (!p.k || !p.v)) return "k/v: null pointer";
   if (backward) {
@@ -1144,7 +1144,7 @@ void run_backward_item(const BackwardParams& p, int64_t bh, int64_t next, Scratc
 template <typename T>
 std::string forward_impl(const ForwardParams& p, int num_threads, const Runner& runner) {
   std::string e = check(p, false);
-  if (!e.empty() || p.batch == 0 || p.seq_q == 0) return e;
+  if (!e.empty() || p.batch == 0 || p.heads == 0 || p.seq_q == 0) return e;
   const int chunks = (p.seq_q + kFwdChunk - 1) / kFwdChunk;
   parallel_for(static_cast<int64_t>(p.batch) * p.heads * chunks, num_threads, runner,
                [&](int64_t item, int64_t next) {
@@ -1157,7 +1157,7 @@ std::string forward_impl(const ForwardParams& p, int num_threads, const Runner& 
 template <typename T>
 std::string backward_impl(const BackwardParams& p, int num_threads, const Runner& runner) {
   std::string e = check(p, true);
-  if (!e.empty() || p.batch == 0) return e;
+  if (!e.empty() || p.batch == 0 || p.heads == 0) return e;
   if (p.seq_q == 0) {  // no query attends to any key: dK = dV = 0
     if (p.seq_k == 0) return "";
     if (!p.dk || !p.dv) return "dk/dv: null pointer";

@@ -79,13 +79,13 @@ std::string check_forward(const ForwardParams& p) {
   if (p.head_dim != 32 && p.head_dim != 64 && p.head_dim != 128)
     return "head_dim must be 32, 64 or 128, got " + std::to_string(p.head_dim);
   if (p.batch < 0 || p.batch > 65535) return "batch must be in [0, 65535], got " + std::to_string(p.batch);
-  if (p.heads < 1 || p.heads > 65535) return "heads must be in [1, 65535], got " + std::to_string(p.heads);
+  if (p.heads < 0 || p.heads > 65535) return "heads must be in [0, 65535], got " + std::to_string(p.heads);
   if (p.seq_q < 0) return "seq_q must be >= 0, got " + std::to_string(p.seq_q);
   if (p.seq_k < 0) return "seq_k must be >= 0, got " + std::to_string(p.seq_k);
   if (!(p.dropout_rate >= 0.f && p.dropout_rate < 1.f))
     return "dropout_rate must be in [0, 1), got " + std::to_string(p.dropout_rate);
   if (!std::isfinite(p.scale)) return "scale must be finite";
-  if (p.batch == 0 || p.seq_q == 0) return "";
+  if (p.batch == 0 || p.heads == 0 || p.seq_q == 0) return "";  // empty: nothing to read
   std::string e;
   if (!(e = check_tensor("q", p.q, p.q_strides, p.dtype)).empty()) return e;
   if (!(e = check_tensor("out", p.out, p.out_strides, p.dtype)).empty()) return e;
@@ -106,7 +106,7 @@ size_t dq_accum_floats(const ForwardParams& p) {
 
 std::string forward_cuda(const ForwardParams& p, void* stream, const CudaLaunchOptions& options) {
   std::string e = check_forward(p);
-  if (!e.empty() || p.batch == 0 || p.seq_q == 0) return e;
+  if (!e.empty() || p.batch == 0 || p.heads == 0 || p.seq_q == 0) return e;
   if (options.fwd_variant < 0 || options.fwd_variant > kFwdVariants)
     return "fwd_variant must be in [0, " + std::to_string(kFwdVariants) + "], got " +
            std::to_string(options.fwd_variant);
@@ -130,7 +130,7 @@ std::string backward_cuda(const BackwardParams& p, void* stream, const CudaLaunc
     return "bwd_variant must be in [0, " + std::to_string(kBwdVariants) + "], got " +
            std::to_string(options.bwd_variant);
   std::string e = check_forward(p);
-  if (!e.empty() || p.batch == 0) return e;
+  if (!e.empty() || p.batch == 0 || p.heads == 0) return e;
   if (p.seq_q == 0) {  // no query attends to any key: dK = dV = 0
     if (p.seq_k == 0) return "";
     if (!(e = check_tensor("dk", p.dk, p.dk_strides, p.dtype)).empty()) return e;
@@ -169,7 +169,7 @@ std::string backward_cuda(const BackwardParams& p, void* stream, const CudaLaunc
 }
 
 std::string dropout_mask_cuda(const ForwardParams& p, uint8_t* keep, void* stream) {
-  if (p.batch < 0 || p.heads < 1 || p.seq_q < 0 || p.seq_k < 0) return "bad shape";
+  if (p.batch < 0 || p.heads < 0 || p.seq_q < 0 || p.seq_k < 0) return "bad shape";
   if (!(p.dropout_rate >= 0.f && p.dropout_rate < 1.f)) return "dropout_rate must be in [0, 1)";
   const int64_t total = static_cast<int64_t>(p.batch) * p.heads * p.seq_q * p.seq_k;
   if (total == 0) return "";
