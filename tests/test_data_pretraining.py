@@ -75,13 +75,15 @@ def test_single_chunk_equals_seed_script(whole_word, odd_breaks, tmp_path, data_
         with open(text, "w", encoding="utf-8", newline="") as f:
             f.write("\r\n".join(lines))
     tok = seed.tokenization.FullTokenizer(vocab, do_lower_case=True)
+    ngram = 0 if whole_word else None  # 0: as unset (the seed's "max_ngram_size or 1")
     instances = seed.create_training_instances([text], tok, 64, 3, 0.1, 0.15, 10,
-                                               random.Random(7), whole_word)
+                                               random.Random(7), whole_word, ngram)
     seed_out = [str(tmp_path / "seed_a.tfrecord"), str(tmp_path / "seed_b.tfrecord")]
     seed.write_instance_to_example_files(instances, tok, 64, 10, seed_out, False)
     ours_out = [str(tmp_path / "a.tfrecord"), str(tmp_path / "b.tfrecord")]
     opts = PretrainingOptions(max_seq_length=64, max_predictions_per_seq=10, dupe_factor=3,
-                              random_seed=7, do_whole_word_mask=whole_word)
+                              random_seed=7, do_whole_word_mask=whole_word,
+                              max_ngram_size=ngram)
     stats = create_pretraining_data([text], ours_out, vocab, opts, num_workers=1, progress=False)
     assert stats.instances == len(instances) > 50
     for mine, theirs in zip(ours_out, seed_out, strict=True):

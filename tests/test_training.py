@@ -149,7 +149,8 @@ def test_sigkill_and_restart_equals_uninterrupted_run(mrpc64, tmp_path):
     assert 0 < summary["eval_accuracy"] <= 1 and np.isfinite(summary["last_train_loss"])
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_cmd(*_args(mrpc64, killed)), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(_cmd(*_args(mrpc64, killed, "--keep_checkpoint_max=2")),
+                            stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, cwd=tempfile.gettempdir())
     deadline = time.time() + 600
     # the second checkpoint complete: its files written and the state file pointing at it
@@ -161,8 +162,10 @@ def test_sigkill_and_restart_equals_uninterrupted_run(mrpc64, tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (killed / "training_summary.json").exists(), "killed too late: the run finished"
-    resumed = _run(*_args(mrpc64, killed))
+    resumed = _run(*_args(mrpc64, killed, "--keep_checkpoint_max=2"))
     assert "resuming from" in resumed.stderr
+    assert sorted(p.name for p in killed.glob("ctl_step-*.index")) == [
+        "ctl_step-88.index", "ctl_step-96.index"]
     summary2 = json.loads((killed / "training_summary.json").read_text())
     assert 16 <= summary2["resumed_from_step"] < 96
     ckpt_a, a = _weights(straight)
@@ -173,17 +176,25 @@ def test_sigkill_and_restart_equals_uninterrupted_run(mrpc64, tmp_path):
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
-    # A finished model_dir is not trained again by accident.
-    again = _run(*_args(mrpc64, straight), check=False)
-    assert again.returncode == 1 and "--overwrite" in again.stderr
+    # A finished model_dir is not trained again: as in the seed, the command restores the last
+    # checkpoint, skips the training and evaluates it again; a run of other length is refused.
+    again = _run(*_args(mrpc64, straight))
+    assert "training skipped" in again.stderr and "ctl_step-96" in again.stderr
+    assert json.loads((straight / "training_summary.json").read_text()) == summary
+    assert _weights(straight)[0] == ckpt_a and len(list(straight.glob("ctl_step-*.index"))) == 12
+    longer = _run(*_args(mrpc64, straight, "--num_train_epochs=4"), check=False)
+    assert longer.returncode == 1 and "holds a finished run of 96 steps" in longer.stderr
+    assert "asks for 128" in longer.stderr and "--overwrite" in longer.stderr
 
     # predict: softmax rows for the 408 dev examples; export_only: a SavedModel that agrees.
     _run(*_args(mrpc64, straight, "--mode=predict"))
     rows = (straight / "test_results.tsv").read_text().splitlines()
     probs = np.array([[float(v) for v in r.split("\t")] for r in rows])
     assert probs.shape == (408, 2) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
-    # the seed's text: str() of float32 values ("0.49122414", not "0.49122413992881775")
-    assert all(v == str(np.float32(v)) for r in rows for v in r.split("\t"))
+    # the seed's text: str() of the Python floats its float32 values become (tolist()):
+    # "0.49122413992881775", not "0.49122414"
+    assert rows == ["\t".join(str(v) for v in r) for r in probs.astype(np.float32).tolist()]
+    assert all(len(v) > 12 for r in rows for v in r.split("\t") if 0 < float(v) < 1)
     # A killed predict run continues after the batches it saved (one part per batch here).
     partial = straight / "test_results.partial"
     pargs = _args(mrpc64, straight, "--mode=predict", "--eval_batch_size=3",
@@ -509,6 +520,9 @@ def test_seed_flags_freeze_export_and_refuse(mrpc64, tmp_path):
             (["--distribution_strategy=mirrored", "--all_reduce_alg=ring"],
              "--all_reduce_alg=ring does not apply to --distribution_strategy=mirrored"),
             (["--worker_hosts=a:1,b:2"], "--task_index=-1 is not the index"),
+            (["--distribution_strategy=one_device", "--num_gpus=2"],
+             "one_device cannot use --num_gpus=2"),
+            (["--distribution_strategy=parameter_server"], "parameter_server is not supported"),
             ([f"--model_dir={tmp_path / 'taken'}"], "holds files that are not a pybert encoder")):
         proc = _run(*base, f"--model_dir={tmp_path / 'bad'}", *flags, check=False)
         assert proc.returncode == 1 and message in proc.stderr, (flags, proc.stderr[-2000:])
@@ -616,6 +630,10 @@ def test_run_squad_train_and_eval_tiny(tmp_path, data_dir, vocab_path):
     metrics = json.loads((model_dir / "summaries" / "eval" / "eval_metrics.json").read_text())
     assert set(metrics) == {"exact_match", "final_f1"} and 0 <= metrics["final_f1"] <= 1
     assert "SQuAD eval F1-score" in proc.stderr
+    # The same command again (as in the seed): training skipped, prediction and eval again.
+    again = run_tool("run_squad", *proc.args[proc.args.index("--mode=train_and_eval"):])
+    assert "training skipped" in again.stderr and "SQuAD eval F1-score" in again.stderr
+    assert json.loads((model_dir / "predictions.json").read_text()) == preds
     # predict takes several files (comma list and globs): <name>-predictions.json each
     for name in ("first", "second"):
         (tmp_path / f"{name}.json").write_text(path.read_text())
@@ -707,6 +725,19 @@ def test_run_pretraining_tiny_then_finetune_init(tmp_path, data_dir, vocab_path)
             "--max_seq_length, --max_predictions_per_seq and --use_v2_feature_names") in bad.stderr
     bad = run_tool("run_pretraining", *args, "--use_v2_feature_names", check=False)
     assert bad.returncode == 1 and "feature 'input_word_ids' is missing" in bad.stderr
+    # --hub_module_url with --hub_module_trainable=false: only the heads train, the encoder
+    # comes out as loaded (before, the flag was ignored here)
+    _, hub_encoder, hub = _tiny_hub(tmp_path)
+    frozen = [a.replace("pt_model", "pt_frozen") for a in args if "num_train_epochs" not in a]
+    proc = run_tool("run_pretraining", *frozen, "--num_train_epochs=1", f"--hub_module_url={hub}",
+                    "--hub_module_trainable=false", "--sub_model_export_name=encoder",
+                    "--steps_per_loop=2", "--log_steps=0")  # 0: the last step's log only
+    assert "step 6/6 loss" in proc.stderr and "step 2/6" not in proc.stderr
+    out = BertEncoder(BertConfig.from_dict(TINY))
+    out.build()
+    restore_encoder(out, str(tmp_path / "pt_frozen" / "encoder" / "bert_model.ckpt"))
+    for a, b in zip(hub_encoder.weights, out.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
 
 
 def _load_bench_module(name):

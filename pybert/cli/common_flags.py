@@ -40,8 +40,10 @@ def define_common_bert_flags() -> None:
     flags.DEFINE_string("model_dir", None, "Checkpoints, summaries and results go here.",
                         short_name="md")
     flags.DEFINE_enum("distribution_strategy", "mirrored",
-                      ["off", "one_device", "mirrored", "multi_worker_mirrored", "tpu"],
-                      "tf.distribute strategy.", short_name="ds", case_sensitive=False)
+                      ["off", "one_device", "mirrored", "multi_worker_mirrored", "tpu",
+                       "parameter_server"],
+                      "tf.distribute strategy (parameter_server: refused, see the README).",
+                      short_name="ds", case_sensitive=False)
     flags.DEFINE_integer("num_gpus", 0, "GPUs to use (one_device, mirrored).", lower_bound=0,
                          short_name="ng")
     flags.DEFINE_enum("dtype", "fp32", ["fp32", "fp16", "bf16"], "Compute dtype.", short_name="dt")
@@ -55,14 +57,18 @@ def define_common_bert_flags() -> None:
                       "run_classifier / run_pretraining: run each batch at its longest real "
                       "row instead of max_seq_length (same results up to float rounding; "
                       "off under --enable_xla, which needs static shapes).")
-    flags.DEFINE_integer("log_steps", None, "Log every this many steps (default: each loop).",
-                         lower_bound=1)
+    flags.DEFINE_integer("log_steps", None, "Log every this many steps (default: each loop; "
+                         "0: at the end only, as the seed's 0 turns its step log off).",
+                         lower_bound=0)
     # pybert additions
     flags.DEFINE_integer("seed", 42, "Random seed (initialization, dropout, shuffling).")
     flags.DEFINE_integer("save_checkpoint_steps", None,
                          "Checkpoint every this many steps (default: every epoch).", lower_bound=1)
     flags.DEFINE_integer("num_accumulation_steps", 1,
                          "Accumulate gradients over this many batches per update.", lower_bound=1)
+    flags.DEFINE_integer("keep_checkpoint_max", 0,
+                         "Keep only the latest this many training checkpoints in model_dir (0: "
+                         "keep every one, as the seed does).", lower_bound=0)
     flags.DEFINE_bool("overwrite", False, "Train again in a model_dir that holds a finished run.")
     flags.DEFINE_bool("deterministic", False, "Deterministic TensorFlow ops (slower).")
     flags.DEFINE_integer("shuffle_buffer", 1000,
@@ -98,8 +104,8 @@ def define_common_bert_flags() -> None:
                       "Accepted for the seed's commands. pybert always averages the loss over "
                       "the global batch, so replicas never scale the gradient.")
     flags.DEFINE_bool("use_keras_compile_fit", False,
-                      "Accepted for the seed's commands; pybert always trains with its own "
-                      "loop (the seed's default).")
+                      "Accepted for the seed's commands and ignored: pybert always trains "
+                      "with its own loop.")
     flags.DEFINE_bool("explicit_allreduce", False,
                       "Accepted for the seed's commands; tf.distribute all-reduces the "
                       "gradients inside the optimizer step.")
@@ -274,6 +280,13 @@ def _seed_runtime_flags() -> None:
     check_sub_model_dir()
     if FLAGS.run_eagerly:
         tf.config.run_functions_eagerly(True)
+
+
+def trainer_options() -> dict:
+    """The TrainerConfig fields that every training tool takes from the common flags."""
+    return dict(save_checkpoint_steps=FLAGS.save_checkpoint_steps, log_steps=FLAGS.log_steps,
+                max_checkpoints=FLAGS.keep_checkpoint_max or None,
+                jit_compile=FLAGS.enable_xla, overwrite=FLAGS.overwrite)
 
 
 def distribution_strategy():

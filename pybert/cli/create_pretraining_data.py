@@ -42,8 +42,9 @@ flags.DEFINE_string("vocab_file", None, "The vocabulary file that the BERT model
 flags.DEFINE_bool("do_lower_case", True, "Lower-case the input (uncased models).")
 flags.DEFINE_bool("do_whole_word_mask", False, "Mask whole words instead of word pieces.")
 flags.DEFINE_integer("max_ngram_size", None,
-                     "Mask n-grams of up to this many whole words (needs --do_whole_word_mask).",
-                     lower_bound=1)
+                     "Mask n-grams of up to this many whole words (needs --do_whole_word_mask; "
+                     "0 is as unset, as in the seed).",
+                     lower_bound=0)
 flags.DEFINE_bool("gzip_compress", False, "Write GZIP-compressed TFRecords.")
 flags.DEFINE_bool("use_v2_feature_names", False,
                   "Feature names input_word_ids/input_type_ids instead of input_ids/segment_ids.")

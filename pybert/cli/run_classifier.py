@@ -192,8 +192,9 @@ def run() -> dict | str:
         from pybert.data.records import write_text, write_then_commit
 
         out = os.path.join(FLAGS.model_dir, "test_results.tsv")
-        text = "".join("\t".join(str(np.float32(p)) for p in row) + "\n"  # as the seed
-                       for row in (preds[:, None] if preds.ndim == 1 else preds))
+        # as the seed: str() of the Python floats of float32 values (tolist())
+        text = "".join("\t".join(str(p) for p in row) + "\n"
+                       for row in (preds[:, None] if preds.ndim == 1 else preds).tolist())
         write_then_commit(out + ".incomplete", out, lambda: write_text(out + ".incomplete", text))
         partial.discard()
         logger.info("wrote %d predictions to %s", len(preds), out)
@@ -231,9 +232,7 @@ def run() -> dict | str:
     cfg = TrainerConfig(
         model_dir=FLAGS.model_dir, steps_per_epoch=steps_per_epoch, epochs=epochs,
         steps_per_loop=common_flags.steps_per_loop(steps_per_epoch),
-        global_batch_size=FLAGS.train_batch_size,
-        save_checkpoint_steps=FLAGS.save_checkpoint_steps, log_steps=FLAGS.log_steps,
-        jit_compile=FLAGS.enable_xla, overwrite=FLAGS.overwrite)
+        global_batch_size=FLAGS.train_batch_size, **common_flags.trainer_options())
     trainer = Trainer(strategy, model_fn, _loss_fn(is_regression),
                       common_flags.make_optimizer_fn(cfg.total_steps, warmup_steps), cfg)
     trainer.restore_or_initialize(common_flags.encoder_checkpoint(),

@@ -88,19 +88,19 @@ def run() -> dict:
                                       FLAGS.use_next_sentence_label, FLAGS.use_v2_feature_names),
                         "--max_seq_length, --max_predictions_per_seq and --use_v2_feature_names "
                         "must be those create_pretraining_data ran with")
+    options = common_flags.trainer_options()
+    if FLAGS.log_steps is None and FLAGS.train_summary_interval > 0:
+        options["log_steps"] = FLAGS.train_summary_interval
     cfg = TrainerConfig(
         model_dir=FLAGS.model_dir, steps_per_epoch=FLAGS.num_steps_per_epoch,
         epochs=FLAGS.num_train_epochs,
         steps_per_loop=common_flags.steps_per_loop(FLAGS.num_steps_per_epoch),
         global_batch_size=FLAGS.train_batch_size,
-        save_checkpoint_steps=FLAGS.save_checkpoint_steps,
-        log_steps=FLAGS.log_steps or (FLAGS.train_summary_interval
-                                      if FLAGS.train_summary_interval > 0 else None),
-        train_summaries=FLAGS.train_summary_interval >= 0,
-        jit_compile=FLAGS.enable_xla, overwrite=FLAGS.overwrite)
+        train_summaries=FLAGS.train_summary_interval >= 0, **options)
     trim = common_flags.trim_padding()
     trainer = Trainer(strategy,
-                      lambda: BertPretrainer(config, trim_padding=trim, name="bert_pretrainer"),
+                      lambda: common_flags.fine_tuning_model(  # --hub_module_trainable=false
+                          BertPretrainer(config, trim_padding=trim, name="bert_pretrainer")),
                       pretrain_loss(use_nsp),
                       common_flags.make_optimizer_fn(cfg.total_steps, int(FLAGS.warmup_steps)),
                       cfg)

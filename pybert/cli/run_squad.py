@@ -222,9 +222,7 @@ def run():
         cfg = TrainerConfig(
             model_dir=FLAGS.model_dir, steps_per_epoch=steps_per_epoch, epochs=epochs,
             steps_per_loop=common_flags.steps_per_loop(steps_per_epoch),
-            global_batch_size=FLAGS.train_batch_size,
-            save_checkpoint_steps=FLAGS.save_checkpoint_steps, log_steps=FLAGS.log_steps,
-            jit_compile=FLAGS.enable_xla, overwrite=FLAGS.overwrite)
+            global_batch_size=FLAGS.train_batch_size, **common_flags.trainer_options())
         trainer = Trainer(strategy, model_fn, squad_loss,
                           common_flags.make_optimizer_fn(cfg.total_steps, warmup), cfg)
         trainer.restore_or_initialize(common_flags.encoder_checkpoint(),

@@ -89,6 +89,8 @@ class PretrainingOptions:
             raise ValueError(f"dupe_factor must be >= 1, got {self.dupe_factor}")
         if self.random_seed < 0:
             raise ValueError(f"random_seed must be >= 0, got {self.random_seed}")
+        if self.max_ngram_size is not None and self.max_ngram_size < 0:
+            raise ValueError(f"max_ngram_size must be >= 0, got {self.max_ngram_size}")
         if self.max_ngram_size and not self.do_whole_word_mask:
             # The seed raises the same way: n-grams are built from whole words.
             raise ValueError("max_ngram_size needs do_whole_word_mask=True (n-grams of words)")

@@ -23,6 +23,11 @@ def get_distribution_strategy(distribution_strategy: str = "mirrored", num_gpus:
     """all_reduce_alg: mirrored takes "nccl" or "hierarchical_copy", multi_worker_mirrored
     "ring" or "nccl"; None: TensorFlow's default."""
     name = (distribution_strategy or "off").lower()
+    if name == "parameter_server":
+        raise ValueError("--distribution_strategy=parameter_server is not supported: TensorFlow "
+                         "2's ParameterServerStrategy needs a training loop driven by a "
+                         "ClusterCoordinator, which pybert's loop is not; use "
+                         "multi_worker_mirrored for several machines")
     if name not in STRATEGIES:
         raise ValueError(f"--distribution_strategy={distribution_strategy!r}: use one of "
                          f"{', '.join(STRATEGIES)}")
@@ -37,6 +42,9 @@ def get_distribution_strategy(distribution_strategy: str = "mirrored", num_gpus:
         all_reduce_alg = None
     if num_gpus < 0:
         raise ValueError(f"--num_gpus must be >= 0, got {num_gpus}")
+    if name == "one_device" and num_gpus > 1:  # as the seed
+        raise ValueError(f"--distribution_strategy=one_device cannot use --num_gpus={num_gpus} "
+                         "(more than one device): use mirrored")
     available = len(tf.config.list_physical_devices("GPU"))
     if num_gpus > available:
         raise ValueError(f"--num_gpus={num_gpus} but this machine has {available} GPU(s)")

@@ -7,12 +7,15 @@
 What it guarantees:
   * Checkpoints (model, optimizer, global step, dropout RNG state) every
     save_checkpoint_steps and at the end, with a tf.train.CheckpointManager in
-    model_dir (the seed's ctl_step_N.ckpt-N names). A rerun of the same command
+    model_dir, named ctl_step-<step> (the seed's loop writes ctl_step_<step>.ckpt-1), all
+    kept unless max_checkpoints says otherwise (the seed keeps all). A rerun of the same command
     resumes from the latest one: the input pipeline is skipped forward to the
     same batch, so a killed and resumed run ends with the weights an
     uninterrupted run reaches (bit for bit with deterministic ops).
-  * A finished model_dir (training_summary.json) is not trained again unless
-    overwrite=True, which clears it first.
+  * A finished model_dir (training_summary.json) is not trained again: as in the
+    seed's loop, a rerun restores its last checkpoint, skips the training (and
+    evaluates once more), and the command goes on to what follows it (predict,
+    export). overwrite=True clears it and trains from scratch.
   * Logs every loop: step, loss, learning rate, steps/s, examples/s, ETA; the
     same as TensorBoard scalars in model_dir/summaries/{train,eval}.
   * Per-replica loss is averaged over the global batch (divided by the number
@@ -47,8 +50,8 @@ class TrainerConfig:
     steps_per_loop: int = 1
     global_batch_size: int = 32
     save_checkpoint_steps: int | None = None  # default: every epoch
-    max_checkpoints: int = 3
-    log_steps: int | None = None  # default: every loop
+    max_checkpoints: int | None = None  # keep the latest N; None: every one (as the seed)
+    log_steps: int | None = None  # default: every loop; 0: at the end only
     train_summaries: bool = True  # TensorBoard loss / learning rate / speed at each log
     jit_compile: bool = False
     overwrite: bool = False
@@ -61,6 +64,10 @@ class TrainerConfig:
         for name in ("steps_per_epoch", "epochs", "steps_per_loop", "global_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.log_steps is not None and self.log_steps < 0:
+            raise ValueError(f"log_steps must be >= 0, got {self.log_steps}")
+        if self.max_checkpoints is not None and self.max_checkpoints < 1:
+            raise ValueError(f"max_checkpoints must be >= 1 or None, got {self.max_checkpoints}")
         if self.save_checkpoint_steps is not None and self.save_checkpoint_steps < 1:
             raise ValueError(f"save_checkpoint_steps must be >= 1, got "
                              f"{self.save_checkpoint_steps}")
@@ -80,12 +87,15 @@ class Trainer:
         self.config = config
         self.loss_fn = loss_fn
         self.is_chief = is_chief(strategy)
-        if os.path.exists(os.path.join(config.model_dir, SUMMARY_FILE)):
-            if not config.overwrite:
-                raise ValueError(f"{config.model_dir} holds a finished run ({SUMMARY_FILE}); "
-                                 f"use --overwrite to train again from scratch")
-            if self.is_chief:
-                shutil.rmtree(config.model_dir)
+        self.finished: dict | None = None  # the summary of a finished run in model_dir
+        summary_path = os.path.join(config.model_dir, SUMMARY_FILE)
+        if os.path.exists(summary_path):
+            if config.overwrite:
+                if self.is_chief:
+                    shutil.rmtree(config.model_dir)
+            else:
+                with open(summary_path, encoding="utf-8") as f:
+                    self.finished = json.load(f)
         os.makedirs(config.model_dir, exist_ok=True)
         with strategy.scope():
             self.model = model_fn()
@@ -124,7 +134,19 @@ class Trainer:
         Returns the global step training continues from.
         """
         latest = self._restore_manager.latest_checkpoint
-        if latest:
+        if self.finished is not None:
+            again = "--overwrite trains again from scratch, or use another --model_dir"
+            if not latest:
+                raise ValueError(f"{self.config.model_dir} holds a finished run ({SUMMARY_FILE}) "
+                                 f"but no checkpoint: {again}")
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            step = int(self.global_step.numpy())
+            if step != self.config.total_steps:
+                raise ValueError(f"{self.config.model_dir} holds a finished run of {step} steps; "
+                                 f"this command asks for {self.config.total_steps}: {again}")
+            logger.info("%s holds a finished run (%s): training skipped, %s restored (%s)",
+                        self.config.model_dir, SUMMARY_FILE, latest, again)
+        elif latest:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
             logger.info("resuming from %s at step %d", latest, int(self.global_step.numpy()))
         elif init_checkpoint:
@@ -174,6 +196,15 @@ class Trainer:
         """
         cfg = self.config
         start = int(self.global_step.numpy())
+        if self.finished is not None:  # restored at total_steps: evaluate once, as the seed
+            if start != cfg.total_steps:
+                raise RuntimeError("a finished model_dir: call restore_or_initialize() first")
+            summary = dict(self.finished)
+            if eval_fn is not None:
+                results = eval_fn(self)
+                logger.info("eval at step %d: %s", start, _fmt(results))
+                summary.update({f"eval_{k}": float(v) for k, v in results.items()})
+            return summary
         if start >= cfg.total_steps:
             logger.info("already at step %d of %d", start, cfg.total_steps)
 
@@ -187,7 +218,8 @@ class Trainer:
         iterator = iter(dist)
         train_steps = self._make_train_fn()
         save_every = cfg.save_checkpoint_steps or cfg.steps_per_epoch
-        log_every = cfg.log_steps or cfg.steps_per_loop
+        log_every = cfg.steps_per_loop if cfg.log_steps is None else (cfg.log_steps
+                                                                      or cfg.total_steps)
         step = start
         eval_results: dict = {}
         t0 = time.perf_counter()
