@@ -16,6 +16,14 @@ import sys
 from pathlib import Path
 
 
+def same_path(a, b) -> bool:
+    """Whether two paths name one file: absolute, "." and ".." and symlinks resolved (and
+    hard links, when both exist)."""
+    if os.path.exists(a) and os.path.exists(b):
+        return os.path.samefile(a, b)
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
 def check_replaceable(output_dir, own: tuple[str, ...], what: str) -> None:
     """Raises ValueError unless output_dir is absent, empty, or holds only names matching
     the glob patterns `own` (the files `what` writes)."""
@@ -62,25 +70,24 @@ def check_output_file(path, flag: str, inputs: dict | None = None) -> None:
         raise ValueError(f"{flag} {path}: is a directory; give a file path")
     for in_flag, paths in (inputs or {}).items():
         for p in paths:
-            same = (os.path.samefile(p, path) if os.path.exists(p) and os.path.exists(path)
-                    else os.path.abspath(p) == os.path.abspath(path))
-            if same:
+            if same_path(p, path):
                 raise ValueError(f"{flag} {path} is also {in_flag}: the output would replace "
                                  "its input; give another path")
 
 
 def check_distinct_outputs(outputs) -> None:
     """Raises ValueError naming both flags when two of the (flag, path) outputs are one file
-    (the second write would replace the first); empty paths are skipped."""
-    seen: dict[str, str] = {}
+    (the second write would replace the first; also under two spellings or through a
+    symlink); empty paths are skipped."""
+    seen: list[tuple[str, str]] = []
     for flag, path in outputs:
         if not path:
             continue
-        key = os.path.abspath(path)
-        if key in seen:
-            raise ValueError(f"{seen[key]} and {flag} are the same file ({path}); give each "
-                             "output its own path")
-        seen[key] = flag
+        for other_flag, other in seen:
+            if same_path(other, path):
+                raise ValueError(f"{other_flag} and {flag} are the same file ({other}, {path}); "
+                                 "give each output its own path")
+        seen.append((flag, path))
 
 
 def file_identity(path) -> list:

@@ -210,7 +210,10 @@ def test_cli_and_bad_input(tmp_path, data_dir, vocab_path):
             ([f"--output_file={tmp_path / 'o.tfrecord'},{bad}"],
              f"--output_file {bad} is also --input_file"),
             ([f"--output_file={tmp_path / 'o.tfrecord'}", "--masked_lm_prob=nan"],
-             "flag --masked_lm_prob=nan: not a finite number")]:
+             "flag --masked_lm_prob=nan: not a finite number"),
+            # one file twice (before: both "written", one empty file, exit 0)
+            ([f"--output_file={tmp_path / 'o.tfrecord'},{tmp_path}/./o.tfrecord"],
+             "are the same file")]:
         proc = _cli(f"--input_file={bad}", f"--vocab_file={vocab}", *args)
         assert proc.returncode == 1 and message in proc.stderr, proc.stderr[-2000:]
         assert "Traceback" not in proc.stderr
@@ -221,6 +224,10 @@ def test_cli_and_bad_input(tmp_path, data_dir, vocab_path):
         create_pretraining_data([str(empty)], [str(tmp_path / "e.tfrecord")], vocab,
                                 num_workers=1, progress=False)
     assert not list(tmp_path.glob("e.tfrecord*"))
+    with pytest.raises(ValueError, match="output files repeat"):  # the API too
+        create_pretraining_data([str(bad)], [str(tmp_path / "r"), f"{tmp_path}/./r"], vocab,
+                                num_workers=1, progress=False)
+    assert not list(tmp_path.glob("r*"))
     with pytest.raises(ValueError, match="max_ngram_size needs do_whole_word_mask"):
         create_pretraining_data([str(empty)], [str(tmp_path / "e.tfrecord")], vocab,
                                 PretrainingOptions(max_ngram_size=3), progress=False)

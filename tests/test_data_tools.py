@@ -171,3 +171,14 @@ def test_finetuning_cli_replaces_all_outputs_or_none(tmp_path, data_dir, vocab_p
     assert proc.returncode == 1
     assert f"--meta_data_file_path {tmp_path}: is a directory" in proc.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    # One file under two names (through a symlinked directory, or "./"): refused before any
+    # work (before, the second write replaced the first and the set was left half written).
+    (tmp_path / "link").symlink_to(out)
+    for eval_path in (f"{tmp_path}/link/train.tfr", f"{out}/./train.tfr"):
+        proc = _tool("create_finetuning_data", f"--input_data_dir={good}", *args[:3],
+                     f"--eval_data_output_path={eval_path}", f"--meta_data_file_path={out}/m2",
+                     check=False)
+        assert proc.returncode == 1, proc.stderr[-2000:]
+        assert ("--train_data_output_path and --eval_data_output_path are the same file"
+                in proc.stderr)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

@@ -134,6 +134,7 @@ def _check_distinct_outputs(task_type: str) -> None:
 
 def _write(task_type: str, tokenizer, threads) -> dict:
     """Writes the TFRecords (and SQuAD's .features.npz); returns the meta data."""
+    from pybert._outputs import same_path
     from pybert.data import classification, retrieval, squad, tagging
 
     if task_type in ("retrieval", "tagging"):
@@ -144,7 +145,7 @@ def _write(task_type: str, tokenizer, threads) -> dict:
     if task_type == "retrieval":
         for flag, path in (("--eval_data_output_path", FLAGS.eval_data_output_path),
                            ("--test_data_output_path", FLAGS.test_data_output_path)):
-            if path and os.path.abspath(path) == os.path.abspath(FLAGS.meta_data_file_path):
+            if path and same_path(path, FLAGS.meta_data_file_path):
                 raise ValueError(f"{flag} and --meta_data_file_path are the same path ({path})")
         meta = retrieval.generate_retrieval_tf_record(
             FLAGS.retrieval_task_name, FLAGS.input_data_dir, tokenizer,

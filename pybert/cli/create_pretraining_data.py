@@ -97,13 +97,14 @@ def run():
         gzip_compress=FLAGS.gzip_compress,
     )
     outputs = [p for p in output_file.split(",") if p]
-    from pybert._outputs import check_output_file
+    from pybert._outputs import check_distinct_outputs, check_output_file
     from pybert.data.pretraining import expand_input_files
 
     inputs = expand_input_files(input_file)
     for path in outputs:
         check_output_file(path, "--output_file", {"--input_file": inputs,
                                                   "--vocab_file": [vocab_file]})
+    check_distinct_outputs([(f"--output_file {p}", p) for p in outputs])
     stats = create_pretraining_data(input_file, outputs, vocab_file, opts,
                                     num_workers=FLAGS.num_workers or None,
                                     chunk_mb=FLAGS.chunk_mb, progress=FLAGS.progress)

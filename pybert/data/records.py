@@ -38,8 +38,9 @@ def commit_file(tmp: str, path: str) -> None:
     if stage is None:
         os.replace(tmp, path)
         return
-    final = os.path.abspath(path)
-    if any(os.path.abspath(p) == final for _, p in stage):
+    from pybert._outputs import same_path
+
+    if any(same_path(p, path) for _, p in stage):
         raise ValueError(f"{path}: written twice in one run; give each output its own path")
     stage.append((tmp, path))
 
@@ -120,8 +121,9 @@ class AtomicRecordWriters:
         if not paths:
             raise ValueError("at least one output file is needed")
         self.paths = [str(p) for p in paths]
-        if len(set(self.paths)) != len(self.paths):
-            raise ValueError(f"output files repeat: {self.paths}")
+        real = [os.path.realpath(p) for p in self.paths]  # "a" and "./a", or via a symlink
+        if len(set(real)) != len(real):
+            raise ValueError(f"output files repeat (one file under two names?): {self.paths}")
         self.options = "GZIP" if gzip_compress else ""
         self._writers = []
         self._next = 0
