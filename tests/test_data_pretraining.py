@@ -218,6 +218,14 @@ def test_cli_and_bad_input(tmp_path, data_dir, vocab_path):
         assert proc.returncode == 1 and message in proc.stderr, proc.stderr[-2000:]
         assert "Traceback" not in proc.stderr
     assert bad.read_bytes() == before and not list(tmp_path.glob("o.tfrecord*"))
+    # A vocabulary without [MASK], with two worker processes: the message, not a worker's
+    # traceback behind a BrokenProcessPool.
+    no_mask = tmp_path / "no_mask.txt"
+    no_mask.write_text("".join(f"{t}\n" for t in ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a"]))
+    proc = _cli(f"--input_file={bad}", f"--output_file={tmp_path / 'o.tfrecord'}",
+                f"--vocab_file={no_mask}", "--num_workers=2", "--noprogress")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert f"{no_mask}: the vocabulary has no [MASK] token" in proc.stderr
     empty = tmp_path / "empty.txt"
     empty.write_text("\n  \n\n", encoding="utf-8")
     with pytest.raises(DataError, match="no documents with tokens"):

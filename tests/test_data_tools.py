@@ -182,3 +182,30 @@ def test_finetuning_cli_replaces_all_outputs_or_none(tmp_path, data_dir, vocab_p
         assert ("--train_data_output_path and --eval_data_output_path are the same file"
                 in proc.stderr)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_full_disk_is_not_reported_as_out_of_memory():
+    """A full disk: TensorFlow's writers raise ResourceExhaustedError (before, reported as
+    "out of memory ... try a smaller batch size"), Python's file writes an OSError that
+    names no file (the message now lists the output flags)."""
+    import errno
+
+    from absl import flags
+
+    from pybert.cli._runner import user_error
+
+    e = tf.errors.ResourceExhaustedError(None, None, "out/t.incomplete; No space left on device")
+    assert user_error(e) == "no space left on device: out/t.incomplete; No space left on device"
+    oom = tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
+    assert user_error(oom).startswith("out of memory: OOM when allocating tensor")
+    values = flags.FlagValues()
+    flags.DEFINE_string("output_file", None, "", flag_values=values)
+    values(["tool", "--output_file=out/p.tsv"])
+    saved, flags.FLAGS = flags.FLAGS, values  # the module reads flags.FLAGS when called
+    try:
+        message = user_error(OSError(errno.ENOSPC, "No space left on device"))
+    finally:
+        flags.FLAGS = saved
+    assert message == "no space left on device while writing (outputs: --output_file=out/p.tsv)"
+    named = OSError(errno.ENOSPC, "No space left on device", "out/p.tsv.incomplete")
+    assert user_error(named) == str(named)

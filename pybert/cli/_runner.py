@@ -10,6 +10,7 @@ traceback.
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import re
@@ -23,6 +24,10 @@ from absl import app, flags
 _INPUT_FLAGS = ("input_files", "input_file", "train_data_path", "eval_data_path", "predict_file",
                 "init_checkpoint", "hub_module_url", "checkpoint_to_convert",
                 "model_checkpoint_path")
+# Flags that name outputs, listed when a write fails without naming its file (a full disk).
+_OUTPUT_FLAGS = ("output_file", "output_dir", "model_dir", "train_data_output_path",
+                 "eval_data_output_path", "test_data_output_path", "meta_data_file_path",
+                 "model_export_path", "export_path")
 
 
 def _tf_message(e) -> str:
@@ -32,16 +37,22 @@ def _tf_message(e) -> str:
     return " ".join(text.split())
 
 
-def _inputs() -> str:
+def _given(names, what: str) -> str:
     given = []
-    for name in _INPUT_FLAGS:
+    for name in names:
         if name in flags.FLAGS and flags.FLAGS[name].present and flags.FLAGS[name].value:
             given.append(f"--{name}={flags.FLAGS[name].value}")
-    return f" (inputs: {', '.join(given)})" if given else ""
+    return f" ({what}: {', '.join(given)})" if given else ""
+
+
+def _inputs() -> str:
+    return _given(_INPUT_FLAGS, "inputs")
 
 
 def user_error(e: BaseException) -> str | None:
     """The message for an error caused by the tool's input or machine; None for a bug."""
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC and not e.filename:
+        return f"no space left on device while writing{_given(_OUTPUT_FLAGS, 'outputs')}"
     if isinstance(e, (ValueError, OSError)):
         return str(e)
     if isinstance(e, MemoryError):
@@ -50,6 +61,8 @@ def user_error(e: BaseException) -> str | None:
     if tf is not None and isinstance(e, tf.errors.OpError):
         if isinstance(e, tf.errors.DataLossError):
             return f"corrupt or truncated input data{_inputs()}: {_tf_message(e)}"
+        if "No space left on device" in e.message:  # TensorFlow's file writers say this
+            return f"no space left on device: {_tf_message(e)}"
         if isinstance(e, tf.errors.ResourceExhaustedError):
             return (f"out of memory: {_tf_message(e)}; try a smaller batch size or "
                     f"shorter sequences")

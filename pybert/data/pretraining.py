@@ -44,6 +44,7 @@ import json
 import logging
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -206,6 +207,19 @@ def chunk_seed(random_seed: int, index: int) -> int:
 _WORKER: dict = {}
 
 
+def _init_spawned_worker(parent: int, vocab_file: str, do_lower_case: bool) -> None:
+    """A worker process: exits when its parent is gone (a SIGKILLed run would otherwise leave
+    its workers waiting for work forever), then loads the vocabulary."""
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="pybert-parent-watch").start()
+    _init_worker(vocab_file, do_lower_case)
+
+
 def _init_worker(vocab_file: str, do_lower_case: bool) -> None:
     from pybert.tokenization import FullTokenizer
 
@@ -362,6 +376,9 @@ def create_pretraining_data(
     if not output_files:
         raise ValueError("at least one output file is needed")
     files = expand_input_files(input_files)
+    # The vocabulary here first (workers load it again): its errors name the file here, not in
+    # a worker's traceback behind a BrokenProcessPool.
+    _init_worker(vocab_file, opts.do_lower_case)
     total_bytes = sum(os.path.getsize(f) for f in files)
     chunk_bytes = int(chunk_mb * 1e6)
     chunks = read_chunks(files, chunk_bytes)
@@ -416,15 +433,15 @@ def create_pretraining_data(
     try:
         with writers:
             if workers == 1:
-                _init_worker(vocab_file, opts.do_lower_case)
                 for chunk in todo:
                     record(_process_chunk(chunk, opts), writers)
             else:
                 # Workers are spawned (never forked from a process that may hold TensorFlow
                 # threads); at most workers + 1 chunks are in flight, results in chunk order.
                 ctx = multiprocessing.get_context("spawn")
-                with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                            initargs=(vocab_file, opts.do_lower_case)) as pool:
+                with cf.ProcessPoolExecutor(
+                        workers, mp_context=ctx, initializer=_init_spawned_worker,
+                        initargs=(os.getpid(), vocab_file, opts.do_lower_case)) as pool:
                     pending: list[cf.Future] = []
                     for chunk in todo:
                         pending.append(pool.submit(_process_chunk, chunk, opts))
