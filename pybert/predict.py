@@ -122,7 +122,11 @@ class Predictor:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if intra_op_threads:
             opts.intra_op_num_threads = intra_op_threads
-        self.session = ort.InferenceSession(str(self.model_path), opts, providers=providers)
+        try:
+            self.session = ort.InferenceSession(str(self.model_path), opts, providers=providers)
+        except Exception as e:  # ONNX Runtime's own exception types: a corrupt or cut file
+            raise ValueError(f"{self.model_path}: ONNX Runtime cannot load this model "
+                             f"({type(e).__name__}: {str(e)[:300]})") from None
         self.device = "gpu" if "CUDAExecutionProvider" in self.session.get_providers() else "cpu"
         names = [i.name for i in self.session.get_inputs()]
         if sorted(names) != sorted(INPUT_NAMES):
@@ -177,8 +181,10 @@ class Predictor:
         self.stats.tokens += int(enc.lengths.sum())
         result = {}
         for name, parts in pieces.items():
-            if not parts:
-                result[name] = np.zeros((0,), np.float32)
+            if not parts:  # no rows: the model's output shape, 0 rows
+                dims = {o.name: o.shape for o in self.session.get_outputs()}[name][1:]
+                result[name] = np.zeros((0, *(d if isinstance(d, int) else 0 for d in dims)),
+                                        np.float32)
                 continue
             # Sequence outputs differ in length between batches: only pooled/row outputs
             # (classifier logits, pooled_output) are gathered here.
@@ -204,6 +210,10 @@ class Predictor:
 
     def predict(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> dict:
         """Predictions for texts (or text pairs), in input order."""
+        for name, value in (("texts", texts), ("pairs", pairs)):
+            if isinstance(value, (str, bytes)):
+                raise TypeError(f"{name} must be a sequence of strings, not one string "
+                                "(wrap a single text in a list)")
         if self.task == "encoder":
             self.output_names = ["pooled_output"]
         return self.decode(self.run_encoded(self.encode(list(texts),

@@ -96,6 +96,11 @@ def test_mismatches_are_listed(tmp_path, model_dir):
     (tmp_path / "pytorch_model.bin").write_bytes(b"not read")
     with pytest.raises(ValueError, match="pickles are not loaded"):
         encoder_weights_from_huggingface(tmp_path, config)
+    cut = tmp_path / "cut"  # a cut file: an error naming it (was safetensors' traceback)
+    cut.mkdir()
+    (cut / "model.safetensors").write_bytes((model_dir / "model.safetensors").read_bytes()[:4096])
+    with pytest.raises(ValueError, match=r"cut/model.safetensors: not a readable safetensors"):
+        encoder_weights_from_huggingface(cut, config)
 
 
 def test_attention_impl_argument():

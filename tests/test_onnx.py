@@ -408,6 +408,30 @@ def test_bad_model_dir_errors(classifier, tmp_path):
     proc = run_tool("predict", f"--model_dir={bare}", f"--input_file={out / 'vocab.txt'}",
                  "--input_format=tsv", f"--output_file={tmp_path / 'x.tsv'}", check=False)
     assert proc.returncode == 1 and "no pybert_model.json" in proc.stderr
+    # A cut model file: an error naming it (before: ONNX Runtime's traceback).
+    cut = tmp_path / "cut"
+    shutil.copytree(out, cut)
+    onnx_file = next(cut.glob("*.onnx"))
+    onnx_file.write_bytes(onnx_file.read_bytes()[:5000])
+    proc = run_tool("predict", f"--model_dir={cut}", f"--input_file={out / 'vocab.txt'}",
+                    "--input_format=tsv", f"--output_file={tmp_path / 'x.tsv'}", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert f"{onnx_file}: ONNX Runtime cannot load this model" in proc.stderr
+
+
+def test_predictor_api_edge_cases(classifier):
+    """One string is not a list of texts (it was predicted character by character); no texts
+    give empty results (it raised from numpy)."""
+    _, out = classifier
+    predictor = Predictor(out)
+    with pytest.raises(TypeError, match="texts must be a sequence of strings, not one string"):
+        predictor.predict("hello")
+    with pytest.raises(TypeError, match="pairs must be a sequence of strings"):
+        predictor.predict(["hello"], "world")
+    empty = predictor.predict([])
+    assert empty["label"] == [] and empty["probabilities"].shape == (0, 2)
+    one = predictor.predict(["hello"])
+    assert len(one["label"]) == 1 and one["probabilities"].shape == (1, 2)
 
 
 def test_span_model_squad_equals_tensorflow(minilm_dir, data_dir, tmp_path):

@@ -100,7 +100,12 @@ def encoder_weights_from_huggingface(path, config: BertConfig) -> dict[str, np.n
     from safetensors.numpy import load_file
 
     weights_path = _find_weights(path)
-    tensors = load_file(str(weights_path))
+    try:
+        tensors = load_file(str(weights_path))
+    except OSError:
+        raise
+    except Exception as e:  # safetensors' SafetensorError: a cut or corrupt file
+        raise ValueError(f"{weights_path}: not a readable safetensors file ({e})") from None
     # BertForPreTraining and friends prefix the encoder with "bert."
     if any(k.startswith("bert.") for k in tensors):
         tensors = {k[len("bert.") :] if k.startswith("bert.") else k: v for k, v in tensors.items()}
