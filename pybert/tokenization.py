@@ -172,13 +172,20 @@ class Tokenizer:
             )
         if not isinstance(unk_token, str) or not unk_token:
             raise ValueError(f"unk_token must be a non-empty str, got {unk_token!r}")
+        try:
+            unk_token.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"unk_token {unk_token!r} is not valid Unicode text (a lone "
+                             "surrogate)") from None
         self.vocab_file = str(vocab_file)
         self.do_lower_case = bool(do_lower_case)
         self.max_input_chars_per_word = max_input_chars_per_word
         self.unk_token = unk_token
         self._native = _C.WordpieceTokenizer(
             data,
-            str(vocab_file),
+            # the name in error messages: a file name that is not UTF-8 (legal on Linux)
+            # reaches Python with lone surrogates, which std::string cannot take
+            os.fsencode(vocab_file).decode("utf-8", "backslashreplace"),
             self.do_lower_case,
             max_input_chars_per_word,
             unk_token,

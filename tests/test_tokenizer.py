@@ -7,6 +7,7 @@ and offsets on real corpora and adversarial strings, for uncased, cased and
 multilingual-cased vocabularies.
 """
 
+import os
 import random
 import subprocess
 import sys
@@ -371,6 +372,17 @@ def test_vocab_errors(tmp_path, vocab_path):
     with pytest.raises(ValueError, match=r"nocls\.txt: the vocabulary has no \[CLS\] token"):
         tok.encode("hello")
     assert tok.encode("hello", add_special_tokens=False).tokens == ["hello"]
+    # A file name that is not UTF-8 (legal on Linux; Python gives it lone surrogates): it
+    # loads, and its errors name it (before: pybind11's "incompatible constructor
+    # arguments" listing the whole vocabulary)
+    odd = os.fsdecode(bytes(tmp_path) + b"/v\xff.txt")
+    with open(odd, "wb") as f:
+        f.write(b"[UNK]\nhello\n")
+    assert pybert.Tokenizer(odd).tokenize("hello") == ["hello"]
+    with open(odd, "ab") as f:
+        f.write(b"hello\n")
+    with pytest.raises(ValueError, match=r"v\\xff\.txt:3: duplicate token 'hello'"):
+        pybert.Tokenizer(odd)
 
 
 def test_argument_errors(vocab_path):
@@ -394,6 +406,7 @@ def test_argument_errors(vocab_path):
     with pytest.raises(ValueError, match=r"max_seq_length must be an int in \[1, 65536\]"):
         tok.encode("a", max_seq_length=2**31 - 1)
     for kwargs, message in [({"unk_token": None}, "unk_token must be a non-empty str, got None"),
+                            ({"unk_token": "\ud800"}, "is not valid Unicode text"),
                             ({"max_input_chars_per_word": 2**40}, "below 2\\*\\*31")]:
         with pytest.raises(ValueError, match=message):
             pybert.Tokenizer(vocab_path("uncased"), **kwargs)
