@@ -382,6 +382,12 @@ def test_squad_tfrecords_and_bad_input(data_dir, tmp_path, uncased, caplog):
     bad_path.write_text(json.dumps(obj), encoding="utf-8")
     with pytest.raises(DataError, match=rf"qas\[0\] \(id {qa['id']}\): answer_start 1000000"):
         squad.read_squad(str(bad_path), True)
+    for field, value, message in (("answer_start", 3.0, "answer_start must be an integer, got 3.0"),
+                                  ("text", 5, "text must be a non-empty string, got 5")):
+        qa["answers"][0].update({"text": "x", "answer_start": 0, field: value})
+        bad_path.write_text(json.dumps(obj), encoding="utf-8")
+        with pytest.raises(DataError, match=rf"\(id {qa['id']}\)\.answers\[0\]\.{message}"):
+            squad.read_squad(str(bad_path), True)
     del obj["data"][0]["paragraphs"][0]["context"]
     bad_path.write_text(json.dumps(obj), encoding="utf-8")
     with pytest.raises(DataError, match=r"data\[0\]\.paragraphs\[0\]: missing field 'context'"):
@@ -390,7 +396,7 @@ def test_squad_tfrecords_and_bad_input(data_dir, tmp_path, uncased, caplog):
     with pytest.raises(DataError, match=r"mismatch\.json: no questions"):
         squad.read_squad(str(bad_path), False)
     bad_path.write_text('{"data": [', encoding="utf-8")
-    with pytest.raises(DataError, match=r"mismatch\.json:1: invalid JSON"):
+    with pytest.raises(DataError, match=r"mismatch\.json:1:\d+: invalid JSON"):
         squad.read_squad(str(bad_path), False)
     bad_path.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
     with pytest.raises(DataError, match=r"mismatch\.json: JSON nested too deeply"):

@@ -236,6 +236,9 @@ def test_cli_and_bad_input(tmp_path, data_dir, vocab_path):
         create_pretraining_data([str(bad)], [str(tmp_path / "r"), f"{tmp_path}/./r"], vocab,
                                 num_workers=1, progress=False)
     assert not list(tmp_path.glob("r*"))
+    with pytest.raises(ValueError, match=rf"random_seed must be in \[0, 2\*\*64\), got {2**64}"):
+        create_pretraining_data([str(empty)], [str(tmp_path / "e.tfrecord")], vocab,
+                                PretrainingOptions(random_seed=2**64), progress=False)
     with pytest.raises(ValueError, match="max_ngram_size needs do_whole_word_mask"):
         create_pretraining_data([str(empty)], [str(tmp_path / "e.tfrecord")], vocab,
                                 PretrainingOptions(max_ngram_size=3), progress=False)

@@ -179,6 +179,9 @@ def test_bad_arguments_name_the_argument():
         ops.fused_attention(tf.zeros((2, 5, 2, 8), tf.int32), q, q, mask, 0.3)
     with pytest.raises(ValueError, match="dropout_rate"):
         ops.fused_attention(q, q, q, mask, 0.3, dropout_rate=1.0)
+    empty = tf.zeros((2, 5, 2, 0))  # the default scale 1/sqrt(head_dim): was ZeroDivisionError
+    with pytest.raises(ValueError, match=r"head_dim must be >= 1, got 0"):
+        ops.fused_attention(empty, empty, empty, mask)
 
 
 @pytest.mark.parametrize("dtype", [tf.float32, tf.float64])

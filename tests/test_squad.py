@@ -170,6 +170,12 @@ def test_compact_arrays_roundtrip_and_array_results(tmp_path, seed_squad, squad_
     arrays = squad.SquadFeatureArrays.from_seed(examples, features)
     arrays.save(str(tmp_path / "meta.npz"))
     loaded = squad.SquadFeatureArrays.load(str(tmp_path / "meta.npz"))
+    if kind == "random":  # a cut file, or another file: an error naming it
+        data = (tmp_path / "meta.npz").read_bytes()
+        for name, content in (("cut.npz", data[: len(data) // 2]), ("other.npz", b"\x93NUMPY")):
+            (tmp_path / name).write_bytes(content)
+            with pytest.raises(ValueError, match=f"{name}: not SQuAD feature arrays"):
+                squad.SquadFeatureArrays.load(str(tmp_path / name))
     ids = np.array([r.unique_id for r in results])
     start = np.array([r.start_logits for r in results], dtype=np.float32)
     end = np.array([r.end_logits for r in results], dtype=np.float32)
@@ -327,6 +333,18 @@ def test_bad_inputs(squad_v1):
     floats = [RawResult(float(r.unique_id), r.start_logits, r.end_logits) for r in results[:few]]
     with pytest.raises(ValueError, match=r"result unique_ids must be integers, got \d+\.0"):
         squad.postprocess_output(examples[:5], features[:few], floats, 20, 30, True)
+    # No results at all; qas_ids that do not cover the examples; a NaN threshold: errors
+    # naming them (before: numpy's reshape error, zip()'s, and NaN taken as a threshold)
+    first = features[0].unique_id
+    with pytest.raises(ValueError, match=f"no result for feature unique_id {first}"):
+        squad.postprocess_output(*small[:2], [], 20, 30, True)
+    arrays = squad.SquadFeatureArrays.from_seed(*small[:2])
+    arrays.qas_ids = arrays.qas_ids[:-1]
+    with pytest.raises(ValueError, match=r"qas_ids: 4 ids for 5 examples"):
+        squad.postprocess_output(arrays, None, small[2], 20, 30, True)
+    with pytest.raises(ValueError, match="null_score_diff_threshold is NaN"):
+        squad.postprocess_output(*small, 20, 30, True, version_2_with_negative=True,
+                                 null_score_diff_threshold=float("nan"))
 
 
 def test_native_decoder_takes_integer_arrays_exactly():

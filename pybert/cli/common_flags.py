@@ -145,7 +145,8 @@ def read_meta_data(path: str) -> dict:
         with open(path, encoding="utf-8") as f:
             meta = json.load(f)
     except json.JSONDecodeError as e:
-        raise ValueError(f"--input_meta_data_path {path}:{e.lineno}: invalid JSON: {e.msg}") \
+        raise ValueError(f"--input_meta_data_path {path}:{e.lineno}:{e.colno}: invalid JSON: "
+                         f"{e.msg}") \
             from None
     if not isinstance(meta, dict):
         raise ValueError(f"--input_meta_data_path {path}: not meta data (a JSON object), got "

@@ -88,8 +88,8 @@ class PretrainingOptions:
             raise ValueError(f"short_seq_prob must be in [0, 1], got {self.short_seq_prob}")
         if self.dupe_factor < 1:
             raise ValueError(f"dupe_factor must be >= 1, got {self.dupe_factor}")
-        if self.random_seed < 0:
-            raise ValueError(f"random_seed must be >= 0, got {self.random_seed}")
+        if not 0 <= self.random_seed < 2**64:
+            raise ValueError(f"random_seed must be in [0, 2**64), got {self.random_seed}")
         if self.max_ngram_size is not None and self.max_ngram_size < 0:
             raise ValueError(f"max_ngram_size must be >= 0, got {self.max_ngram_size}")
         if self.max_ngram_size and not self.do_whole_word_mask:

@@ -114,7 +114,7 @@ def _read_squad(path: str, is_training: bool, version_2_with_negative: bool) -> 
         line = raw.count(b"\n", 0, e.start) + 1
         raise DataError(f"{path}:{line}: invalid UTF-8 at byte {e.start}: {e.reason}") from None
     except json.JSONDecodeError as e:
-        raise DataError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from None
+        raise DataError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
     except RecursionError:
         raise DataError(f"{path}: JSON nested too deeply to be SQuAD data") from None
     articles = _get(data, "data", path)
@@ -165,8 +165,14 @@ def _read_squad(path: str, is_training: bool, version_2_with_negative: bool) -> 
                         ans = answers[0]
                         text = _get(ans, "text", f"{where_q} (id {qas_id}).answers[0]")
                         offset = _get(ans, "answer_start", f"{where_q} (id {qas_id}).answers[0]")
-                        if (not isinstance(offset, int) or not isinstance(text, str) or not text
-                                or offset < 0 or offset + len(text) > len(context)):
+                        where_a = f"{where_q} (id {qas_id}).answers[0]"
+                        if not isinstance(text, str) or not text:
+                            raise DataError(f"{where_a}.text must be a non-empty string, got "
+                                            f"{text!r}")
+                        if isinstance(offset, bool) or not isinstance(offset, int):
+                            raise DataError(f"{where_a}.answer_start must be an integer, got "
+                                            f"{offset!r}")
+                        if offset < 0 or offset + len(text) > len(context):
                             raise DataError(
                                 f"{where_q} (id {qas_id}): answer_start {offset!r} with text "
                                 f"{text!r} is outside the context ({len(context)} characters)"

@@ -166,6 +166,9 @@ def fused_attention(query, key, value, input_mask, scale: float | None = None,
         head_dim = query.shape[-1]
         if head_dim is None:
             raise ValueError("scale is required when head_dim is not static")
+        if head_dim < 1:
+            raise ValueError(f"head_dim must be >= 1, got {head_dim} (query shape "
+                             f"{query.shape})")
         scale = 1.0 / math.sqrt(head_dim)
     if not 0.0 <= dropout_rate < 1.0:
         raise ValueError(f"dropout_rate must be in [0, 1), got {dropout_rate}")

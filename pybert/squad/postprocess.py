@@ -19,7 +19,9 @@ import collections
 import gc
 import json
 import logging
+import math
 import os
+import zipfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -114,13 +116,23 @@ class SquadFeatureArrays:
 
     @classmethod
     def load(cls, path: str) -> SquadFeatureArrays:
-        with np.load(path) as z:
-            return cls(
-                qas_ids=json.loads(str(z["qas_ids"])),
-                doc_data=z["doc_data"].tobytes(),
-                token_data=z["token_data"].tobytes(),
-                **{k: z[k] for k in _ARRAY_FIELDS},
-            )
+        try:
+            with open(path, "rb") as f:  # closed here too when np.load fails
+                z = np.load(f, allow_pickle=False)
+                if not hasattr(z, "files"):
+                    raise ValueError("one array, not an .npz archive")
+                with z:
+                    return cls(
+                        qas_ids=json.loads(str(z["qas_ids"])),
+                        doc_data=z["doc_data"].tobytes(),
+                        token_data=z["token_data"].tobytes(),
+                        **{k: z[k] for k in _ARRAY_FIELDS},
+                    )
+        except OSError:
+            raise
+        except (ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            raise ValueError(f"{path}: not SQuAD feature arrays written by pybert (cut, "
+                             f"corrupt or another file: {e})") from None
 
 
 _ARRAY_FIELDS = (
@@ -169,9 +181,9 @@ def _results_to_arrays(all_results, unique_ids: np.ndarray):
                     )
         start = np.asarray([r.start_logits for r in all_results], dtype=np.float64)
         end = np.asarray([r.end_logits for r in all_results], dtype=np.float64)
-        if start.ndim == 1:
-            start = start.reshape(len(ids), -1)
-            end = end.reshape(len(ids), -1)
+        if start.ndim == 1:  # no results (reported below as missing), or empty logits
+            start = start.reshape(len(ids), -1 if ids else 0)
+            end = end.reshape(len(ids), -1 if ids else 0)
     ids = np.asarray(ids, dtype=np.int64)
     if len(np.unique(ids)) != len(ids):
         raise ValueError(f"duplicate result unique_id {_first_duplicate(ids)}")
@@ -238,6 +250,11 @@ def postprocess_output(
                                     or not 0 <= num_threads <= MAX_THREADS):
         raise ValueError(f"num_threads must be in [0, {MAX_THREADS}] or None, got "
                          f"{num_threads!r}")
+    if version_2_with_negative and math.isnan(float(null_score_diff_threshold)):
+        raise ValueError("null_score_diff_threshold is NaN")
+    if len(arrays.qas_ids) != len(arrays.doc_splits) - 1:
+        raise ValueError(f"qas_ids: {len(arrays.qas_ids)} ids for "
+                         f"{len(arrays.doc_splits) - 1} examples (doc_splits)")
     start, end = _results_to_arrays(all_results, np.asarray(arrays.unique_ids, dtype=np.int64))
     gc_was_enabled = gc.isenabled()
     # The result is ~20 dicts per question and a list per question, nothing
