@@ -68,6 +68,11 @@ def check_output_file(path, flag: str, inputs: dict | None = None) -> None:
     one of the input files ({input flag: [paths]}): checked before any work is done."""
     if os.path.isdir(path):
         raise ValueError(f"{flag} {path}: is a directory; give a file path")
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent) and os.path.dirname(parent) != parent:
+        parent = os.path.dirname(parent)  # the nearest existing folder above it
+    if not os.path.isdir(parent):
+        raise ValueError(f"{flag} {path}: {parent} is a file, not a directory")
     for in_flag, paths in (inputs or {}).items():
         for p in paths:
             if same_path(p, path):

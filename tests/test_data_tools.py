@@ -170,6 +170,11 @@ def test_finetuning_cli_replaces_all_outputs_or_none(tmp_path, data_dir, vocab_p
                  f"--meta_data_file_path={tmp_path}", check=False)
     assert proc.returncode == 1
     assert f"--meta_data_file_path {tmp_path}: is a directory" in proc.stderr
+    under_file = f"{out}/train.tfr/sub/meta"  # a path below a file: named before any work
+    proc = _tool("create_finetuning_data", f"--input_data_dir={good}", *args[:4],
+                 f"--meta_data_file_path={under_file}", check=False)
+    assert proc.returncode == 1
+    assert f"--meta_data_file_path {under_file}: {out}/train.tfr is a file" in proc.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     # One file under two names (through a symlinked directory, or "./"): refused before any
     # work (before, the second write replaced the first and the set was left half written).

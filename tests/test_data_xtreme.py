@@ -197,6 +197,22 @@ def test_retrieval_bad_input(tmp_path, tatoeba_dir, vocab_path):
     assert not (tmp_path / "b").exists() and not (tmp_path / "t").exists()
 
 
+def test_tatoeba_sides_of_different_length_warn(tmp_path, tatoeba_dir, vocab_path, caplog):
+    """Written as the seed writes them, with a warning (before: silently)."""
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    shutil.copy(tatoeba_dir / "zh-en.zh", cut / "zh-en.zh")
+    lines = (tatoeba_dir / "zh-en.en").read_text(encoding="utf-8").splitlines(keepends=True)
+    (cut / "zh-en.en").write_text("".join(lines[:100]), encoding="utf-8")
+    tok = FullTokenizer(str(vocab_path("uncased")))
+    with caplog.at_level(logging.WARNING, logger="pybert.data"):
+        meta = retrieval.generate_retrieval_tf_record(
+            "tatoeba", str(cut), tok, test_data_output_path=str(tmp_path / "t"))
+    assert meta["number_test_data"]["zh-en.en"] == 100
+    assert f"zh-en.zh has {meta['number_test_data']['zh-en.zh']} sentences, zh-en.en 100" \
+        in caplog.text
+
+
 # -- tagging -------------------------------------------------------------------
 
 def _tagging_files(d, sentences, labels, long_text):
@@ -326,6 +342,13 @@ def test_tagging_pipeline_and_bad_input(tmp_path, sentences, vocab_path, caplog)
                                            str(tmp_path / "e"), str(tmp_path / "t_{}"))
     with pytest.raises(ValueError, match="--eval_data_output_path is required"):
         tagging.generate_tagging_tf_record("panx", str(bad), tok, 64, "a", None, "c_{}")
+    empty = tmp_path / "empty"  # an empty training file (was: train_data_size 0, exit 0)
+    shutil.copytree(good, empty)
+    (empty / "train-en.tsv").write_text("")
+    with pytest.raises(DataError, match=r"empty/train-en\.tsv: no sentences to train on"):
+        tagging.generate_tagging_tf_record("panx", str(empty), tok, 64, str(tmp_path / "et"),
+                                           str(tmp_path / "ee"), str(tmp_path / "et_{}"))
+    assert not list(tmp_path.glob("et*")) and not list(tmp_path.glob("ee*"))
 
 
 def test_finetuning_cli_retrieval_and_tagging(tmp_path, tatoeba_dir, sentences, vocab_path):

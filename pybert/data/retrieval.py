@@ -172,6 +172,7 @@ def generate_retrieval_tf_record(
     meta = {"processor_type": name, "max_seq_length": max_seq_length,
             "number_eval_data": {}, "number_test_data": {}}
     for lang in languages:
+        counts = {}
         for side in (lang, "en"):
             for split, out in outputs:
                 path = os.path.join(data_dir, input_file(task, lang, side, split))
@@ -180,5 +181,10 @@ def generate_retrieval_tf_record(
                 write_features(os.path.join(out, f"{lang}-en-{side}.{split}.tfrecords"), arrays)
                 key = "number_eval_data" if split == "dev" else "number_test_data"
                 meta[key][f"{lang}-en.{side}"] = len(texts)
+                counts[side] = len(texts)
                 logger.info("wrote %d %s examples of %s", len(texts), split, path)
+        if task == "tatoeba" and counts[lang] != counts["en"]:  # written as the seed writes them
+            logger.warning("%s: %s-en.%s has %d sentences, %s-en.en %d: Tatoeba's two sides "
+                           "are translations line by line, so retrieval scores on them are "
+                           "meaningless", data_dir, lang, lang, counts[lang], lang, counts["en"])
     return meta

@@ -251,6 +251,8 @@ def generate_tagging_tf_record(
 
     def convert(path_in, path_out):
         sentences = read_file(os.path.join(data_dir, path_in), labels)
+        if not sentences and path_in == "train-en.tsv":  # as classification data refuses it
+            raise DataError(f"{os.path.join(data_dir, path_in)}: no sentences to train on")
         n = write_features(path_out, featurize(sentences, tokenizer, max_seq_length,
                                                num_threads))
         logger.info("wrote %d examples (%d sentences) of %s to %s", n, len(sentences), path_in,
