@@ -16,12 +16,19 @@ import sys
 from pathlib import Path
 
 
+def _file_key(path):
+    """The identity of the file a path names: its device and inode when it exists (hard
+    links too), else the absolute path with "." and ".." and symlinks resolved."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return os.path.realpath(path)
+    return (st.st_dev, st.st_ino)
+
+
 def same_path(a, b) -> bool:
-    """Whether two paths name one file: absolute, "." and ".." and symlinks resolved (and
-    hard links, when both exist)."""
-    if os.path.exists(a) and os.path.exists(b):
-        return os.path.samefile(a, b)
-    return os.path.realpath(a) == os.path.realpath(b)
+    """Whether two paths name one file (through "./", "..", symlinks, hard links)."""
+    return _file_key(a) == _file_key(b)
 
 
 def check_replaceable(output_dir, own: tuple[str, ...], what: str) -> None:
@@ -84,15 +91,16 @@ def check_distinct_outputs(outputs) -> None:
     """Raises ValueError naming both flags when two of the (flag, path) outputs are one file
     (the second write would replace the first; also under two spellings or through a
     symlink); empty paths are skipped."""
-    seen: list[tuple[str, str]] = []
+    seen: dict = {}
     for flag, path in outputs:
         if not path:
             continue
-        for other_flag, other in seen:
-            if same_path(other, path):
-                raise ValueError(f"{other_flag} and {flag} are the same file ({other}, {path}); "
-                                 "give each output its own path")
-        seen.append((flag, path))
+        key = _file_key(path)
+        if key in seen:
+            other_flag, other = seen[key]
+            raise ValueError(f"{other_flag} and {flag} are the same file ({other}, {path}); "
+                             "give each output its own path")
+        seen[key] = (flag, path)
 
 
 def file_identity(path) -> list:

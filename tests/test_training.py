@@ -175,12 +175,20 @@ def test_sigkill_and_restart_equals_uninterrupted_run(mrpc64, tmp_path):
     assert any(k.startswith("rng/") for k in a)
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    # Killed after its last checkpoint, before its summary: a rerun only evaluates.
+    (killed / "training_summary.json").unlink()
+    last = _run(*_args(mrpc64, killed, "--keep_checkpoint_max=2"))
+    assert "already at step 96 of 96" in last.stderr
+    summary3 = json.loads((killed / "training_summary.json").read_text())
+    assert summary3["steps_this_run"] == 0
+    assert summary3["eval_accuracy"] == summary2["eval_accuracy"] == summary["eval_accuracy"]
 
     # A finished model_dir is not trained again: as in the seed, the command restores the last
     # checkpoint, skips the training and evaluates it again; a run of other length is refused.
     again = _run(*_args(mrpc64, straight))
     assert "training skipped" in again.stderr and "ctl_step-96" in again.stderr
-    assert json.loads((straight / "training_summary.json").read_text()) == summary
+    assert f"eval at step 96: accuracy {summary['eval_accuracy']:.4f}" in again.stderr
+    assert json.loads((straight / "training_summary.json").read_text()) == summary  # kept
     assert _weights(straight)[0] == ckpt_a and len(list(straight.glob("ctl_step-*.index"))) == 12
     longer = _run(*_args(mrpc64, straight, "--num_train_epochs=4"), check=False)
     assert longer.returncode == 1 and "holds a finished run of 96 steps" in longer.stderr
@@ -523,6 +531,8 @@ def test_seed_flags_freeze_export_and_refuse(mrpc64, tmp_path):
             (["--distribution_strategy=one_device", "--num_gpus=2"],
              "one_device cannot use --num_gpus=2"),
             (["--distribution_strategy=parameter_server"], "parameter_server is not supported"),
+            (["--mode=predict", "--distribution_strategy=parameter_server"],  # any mode
+             "parameter_server is not supported"),
             ([f"--model_dir={tmp_path / 'taken'}"], "holds files that are not a pybert encoder")):
         proc = _run(*base, f"--model_dir={tmp_path / 'bad'}", *flags, check=False)
         assert proc.returncode == 1 and message in proc.stderr, (flags, proc.stderr[-2000:])

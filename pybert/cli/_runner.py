@@ -27,7 +27,8 @@ _INPUT_FLAGS = ("input_files", "input_file", "train_data_path", "eval_data_path"
 # Flags that name outputs, listed when a write fails without naming its file (a full disk).
 _OUTPUT_FLAGS = ("output_file", "output_dir", "model_dir", "train_data_output_path",
                  "eval_data_output_path", "test_data_output_path", "meta_data_file_path",
-                 "model_export_path", "export_path")
+                 "model_export_path", "export_path", "saved_model_dir",
+                 "converted_checkpoint_path")
 
 
 def _tf_message(e) -> str:

@@ -235,7 +235,10 @@ def setup_runtime() -> None:
     import keras
     import tensorflow as tf
 
+    from pybert.training.distribute import check_strategy
+
     encoder_checkpoint()  # --hub_module_url / --init_checkpoint checked before anything runs
+    check_strategy(FLAGS.distribution_strategy, FLAGS.num_gpus)  # in every mode, as the seed
     _seed_runtime_flags()
     if FLAGS.loss_scale is not None:
         _initial_loss_scale()  # a bad value is an error whatever the dtype (the seed's

@@ -104,7 +104,7 @@ def run():
     for path in outputs:
         check_output_file(path, "--output_file", {"--input_file": inputs,
                                                   "--vocab_file": [vocab_file]})
-    check_distinct_outputs([(f"--output_file {p}", p) for p in outputs])
+    check_distinct_outputs([("--output_file", p) for p in outputs])
     stats = create_pretraining_data(input_file, outputs, vocab_file, opts,
                                     num_workers=FLAGS.num_workers or None,
                                     chunk_mb=FLAGS.chunk_mb, progress=FLAGS.progress)

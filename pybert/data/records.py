@@ -120,10 +120,10 @@ class AtomicRecordWriters:
     def __init__(self, paths: Sequence[str], gzip_compress: bool = False):
         if not paths:
             raise ValueError("at least one output file is needed")
+        from pybert._outputs import check_distinct_outputs
+
         self.paths = [str(p) for p in paths]
-        real = [os.path.realpath(p) for p in self.paths]  # "a" and "./a", or via a symlink
-        if len(set(real)) != len(real):
-            raise ValueError(f"output files repeat (one file under two names?): {self.paths}")
+        check_distinct_outputs([("output file", p) for p in self.paths])  # "a", "./a", links
         self.options = "GZIP" if gzip_compress else ""
         self._writers = []
         self._next = 0

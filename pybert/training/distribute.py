@@ -18,10 +18,9 @@ logger = logging.getLogger("pybert.training")
 STRATEGIES = ("off", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
 
 
-def get_distribution_strategy(distribution_strategy: str = "mirrored", num_gpus: int = 0,
-                              tpu_address: str = "", all_reduce_alg: str | None = None):
-    """all_reduce_alg: mirrored takes "nccl" or "hierarchical_copy", multi_worker_mirrored
-    "ring" or "nccl"; None: TensorFlow's default."""
+def check_strategy(distribution_strategy: str, num_gpus: int) -> str:
+    """The strategy's name, lower-cased; ValueError for one that cannot be built (checked in
+    every mode of the tools, as the seed builds its strategy in every mode)."""
     name = (distribution_strategy or "off").lower()
     if name == "parameter_server":
         raise ValueError("--distribution_strategy=parameter_server is not supported: TensorFlow "
@@ -31,6 +30,19 @@ def get_distribution_strategy(distribution_strategy: str = "mirrored", num_gpus:
     if name not in STRATEGIES:
         raise ValueError(f"--distribution_strategy={distribution_strategy!r}: use one of "
                          f"{', '.join(STRATEGIES)}")
+    if num_gpus < 0:
+        raise ValueError(f"--num_gpus must be >= 0, got {num_gpus}")
+    if name == "one_device" and num_gpus > 1:  # as the seed
+        raise ValueError(f"--distribution_strategy=one_device cannot use --num_gpus={num_gpus} "
+                         "(more than one device): use mirrored")
+    return name
+
+
+def get_distribution_strategy(distribution_strategy: str = "mirrored", num_gpus: int = 0,
+                              tpu_address: str = "", all_reduce_alg: str | None = None):
+    """all_reduce_alg: mirrored takes "nccl" or "hierarchical_copy", multi_worker_mirrored
+    "ring" or "nccl"; None: TensorFlow's default."""
+    name = check_strategy(distribution_strategy, num_gpus)
     allowed = {"mirrored": ("nccl", "hierarchical_copy"),
                "multi_worker_mirrored": ("ring", "nccl")}.get(name, ())
     if all_reduce_alg and all_reduce_alg not in allowed:
@@ -40,11 +52,6 @@ def get_distribution_strategy(distribution_strategy: str = "mirrored", num_gpus:
         logger.warning("--all_reduce_alg=%s: ignored by --distribution_strategy=%s (as in the "
                        "seed)", all_reduce_alg, name)
         all_reduce_alg = None
-    if num_gpus < 0:
-        raise ValueError(f"--num_gpus must be >= 0, got {num_gpus}")
-    if name == "one_device" and num_gpus > 1:  # as the seed
-        raise ValueError(f"--distribution_strategy=one_device cannot use --num_gpus={num_gpus} "
-                         "(more than one device): use mirrored")
     available = len(tf.config.list_physical_devices("GPU"))
     if num_gpus > available:
         raise ValueError(f"--num_gpus={num_gpus} but this machine has {available} GPU(s)")

@@ -94,8 +94,15 @@ class Trainer:
                 if self.is_chief:
                     shutil.rmtree(config.model_dir)
             else:
-                with open(summary_path, encoding="utf-8") as f:
-                    self.finished = json.load(f)
+                try:
+                    with open(summary_path, encoding="utf-8") as f:
+                        self.finished = json.load(f)
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{summary_path}: not a training summary ({e}); "
+                                     "--overwrite trains again from scratch") from None
+                if not isinstance(self.finished, dict):
+                    raise ValueError(f"{summary_path}: not a training summary (a JSON "
+                                     "object); --overwrite trains again from scratch")
         os.makedirs(config.model_dir, exist_ok=True)
         with strategy.scope():
             self.model = model_fn()
@@ -115,8 +122,10 @@ class Trainer:
         # Multi-worker: every worker takes part in saving, only the chief writes to model_dir
         # (the others write to a private directory, as tf.distribute requires).
         save_dir = config.model_dir if self.is_chief else tempfile.mkdtemp(prefix="pybert_worker_")
+        self._private_dir = None if self.is_chief else save_dir  # removed after training
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, save_dir, max_to_keep=config.max_checkpoints,
+            self.checkpoint, save_dir,
+            max_to_keep=config.max_checkpoints if self.is_chief else 1,
             checkpoint_name="ctl_step")
         self._restore_manager = tf.train.CheckpointManager(
             self.checkpoint, config.model_dir, max_to_keep=config.max_checkpoints,
@@ -199,13 +208,16 @@ class Trainer:
         if self.finished is not None:  # restored at total_steps: evaluate once, as the seed
             if start != cfg.total_steps:
                 raise RuntimeError("a finished model_dir: call restore_or_initialize() first")
-            summary = dict(self.finished)
+            # this run's figures; training_summary.json keeps the run that trained
+            summary = {**self.finished, "training_skipped": True, "steps_this_run": 0,
+                       "resumed_from_step": start, "train_seconds_this_run": 0.0,
+                       "examples_per_second": 0.0, "last_train_loss": None}
             if eval_fn is not None:
-                results = eval_fn(self)
-                logger.info("eval at step %d: %s", start, _fmt(results))
+                results = self._final_eval(eval_fn, start)
                 summary.update({f"eval_{k}": float(v) for k, v in results.items()})
             return summary
         if start >= cfg.total_steps:
+            # killed after the last checkpoint, before the summary: only the evaluation is left
             logger.info("already at step %d of %d", start, cfg.total_steps)
 
         def dataset_fn(ctx):
@@ -262,8 +274,14 @@ class Trainer:
                 with self._eval_writer.as_default(step=step):
                     for k, v in eval_results.items():
                         tf.summary.scalar(k, v)
+        if start >= cfg.total_steps and eval_fn is not None:
+            t_eval = time.perf_counter()
+            eval_results = self._final_eval(eval_fn, start)
+            eval_seconds += time.perf_counter() - t_eval
         self._train_writer.flush()
         self._eval_writer.flush()
+        if self._private_dir:  # a non-chief worker's checkpoints: needed by no one now
+            shutil.rmtree(self._private_dir, ignore_errors=True)
         seconds = time.perf_counter() - t0 - eval_seconds
         trained = step - start
         summary = {
@@ -278,9 +296,20 @@ class Trainer:
         }
         return summary
 
+    def _final_eval(self, eval_fn: Callable, step: int) -> dict:
+        """eval_fn once at `step` (no training this run): logged and summarized."""
+        results = eval_fn(self)
+        logger.info("eval at step %d: %s", step, _fmt(results))
+        with self._eval_writer.as_default(step=step):
+            for k, v in results.items():
+                tf.summary.scalar(k, v)
+        self._eval_writer.flush()
+        return results
+
     def write_summary(self, summary: dict) -> None:
-        """Marks model_dir as finished (written last, atomically; the chief only)."""
-        if not self.is_chief:
+        """Marks model_dir as finished (written last, atomically; the chief only). A run
+        that skipped a finished model_dir's training leaves its summary as it is."""
+        if not self.is_chief or self.finished is not None:
             return
         path = os.path.join(self.config.model_dir, SUMMARY_FILE)
         tmp = path + ".incomplete"
