@@ -103,6 +103,31 @@ def test_mismatches_are_listed(tmp_path, model_dir):
         encoder_weights_from_huggingface(cut, config)
 
 
+def test_encoder_checkpoint_of_another_depth_is_refused(tmp_path):
+    """pybert's own encoder checkpoints against a bert_config of fewer or more layers: both
+    refused, naming the layer counts (before, fewer layers silently took the first ones)."""
+    from pybert.checkpoints.huggingface import save_encoder_checkpoint
+    from pybert.training.loop import restore_encoder
+
+    def config(layers):
+        return BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=layers,
+                          num_attention_heads=2, intermediate_size=16)
+
+    def encoder(layers):
+        enc = BertEncoder(config(layers))
+        enc.build()
+        return enc
+
+    ckpt = save_encoder_checkpoint(encoder(3), config(3), tmp_path / "three")
+    same = encoder(3)
+    restore_encoder(same, ckpt)  # the same depth: fine
+    for layers, what in ((2, r"its encoder holds \d+ values, the model has \d+ variables"),
+                         (4, r"\d+ of the model's variables are not in it")):
+        with pytest.raises(ValueError, match=rf"{what}; it has 3 transformer layers, "
+                                             rf"bert_config {layers}"):
+            restore_encoder(encoder(layers), ckpt)
+
+
 def test_attention_impl_argument():
     config = BertConfig(
         vocab_size=10,
@@ -280,6 +305,9 @@ def test_tf1_checkpoint_converts_to_the_same_outputs(tmp_path, model_dir, batch)
     (tmp_path / "five.json").write_text(json.dumps(seed_config | {"num_hidden_layers": 5}))
     with pytest.raises(CheckpointMismatchError, match=r"unexpected \(16\): bert/encoder/layer_5/"):
         convert("tf1", prefix, str(tmp_path / "bad"), bert_config_file=str(tmp_path / "five.json"))
+    assert not (tmp_path / "bad").exists()
+    with pytest.raises(FileNotFoundError, match=r"--vocab_file .*nope\.txt: not found"):
+        convert("tf1", prefix, str(tmp_path / "bad"), vocab_file=str(tmp_path / "nope.txt"))
     assert not (tmp_path / "bad").exists()
 
 

@@ -50,22 +50,45 @@ def checkpoint_format(checkpoint: str) -> str:
     return "unknown"
 
 
-def _object_path_exists(reader, path) -> bool:
-    """Whether the checkpoint's object graph has the object at `path` (child names from
-    the root)."""
+def _object_node(reader, path):
+    """(object graph, node id) of the object at `path` (child names from the root) in the
+    checkpoint's object graph, or None."""
     from tensorflow.core.protobuf import trackable_object_graph_pb2
 
     if not reader.has_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"):
-        return False
+        return None
     graph = trackable_object_graph_pb2.TrackableObjectGraph()
     graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
     node = 0
     for name in path:
         children = {c.local_name: c.node_id for c in graph.nodes[node].children}
         if name not in children:
-            return False
+            return None
         node = children[name]
-    return True
+    return graph, node
+
+
+def _object_path_exists(reader, path) -> bool:
+    """Whether the checkpoint's object graph has the object at `path`."""
+    return _object_node(reader, path) is not None
+
+
+def saved_values_below(checkpoint: str, path=("encoder",)) -> int:
+    """How many saved values (variables) the checkpoint holds below the object at `path`
+    (0 when it has no such object)."""
+    import tensorflow as tf
+
+    found = _object_node(tf.train.load_checkpoint(str(checkpoint)), path)
+    if found is None:
+        return 0
+    graph, root = found
+    seen, todo = {root}, [root]
+    while todo:
+        for child in graph.nodes[todo.pop()].children:
+            if child.node_id not in seen:
+                seen.add(child.node_id)
+                todo.append(child.node_id)
+    return sum(1 for n in seen if graph.nodes[n].attributes)
 
 
 def hub_savedmodel_dir(checkpoint: str) -> str | None:

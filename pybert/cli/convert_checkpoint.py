@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 
 from absl import app, flags
@@ -92,9 +93,15 @@ def convert(
     else:
         encoder = load_model_garden_encoder(input_path, config)
     vocab = vocab_file or _default_vocab(source_format, input_path, base)
+    if vocab_file and not os.path.exists(vocab_file):
+        raise FileNotFoundError(f"--vocab_file {vocab_file}: not found")
     if saved_model_dir and not os.path.exists(vocab):
         raise FileNotFoundError(f"--saved_model_dir needs a vocab file: {vocab} not found "
                                 "(pass --vocab_file)")
+    if not os.path.exists(vocab):
+        logging.getLogger("pybert").warning(
+            "no vocab file beside --input (%s not found): %s gets none; pass --vocab_file to "
+            "copy one", vocab, output_dir)
     path = save_encoder_checkpoint(
         encoder, config, output_dir, vocab_file=vocab if os.path.exists(vocab) else None
     )

@@ -53,14 +53,17 @@ flags.DEFINE_string("input_data_dir", None, "Directory with the task's input fil
 flags.DEFINE_enum("classification_task_name", "MNLI",
                   ["AX", "COLA", "MNLI", "MRPC", "PAWS-X", "QNLI", "QQP", "RTE", "SST-2", "STS-B",
                    "WNLI", "XNLI", "XTREME-XNLI", "XTREME-PAWS-X"],
-                  "The GLUE/XTREME task (the seed's processors).")
+                  "The GLUE/XTREME task (the seed's processors; any case, as the seed).",
+                  case_sensitive=False)
 flags.DEFINE_enum("mnli_type", "matched", ["matched", "mismatched"], "MNLI dev/test set.")
 flags.DEFINE_string("xnli_language", "en", "XNLI training language, or 'all'.")
 flags.DEFINE_string("pawsx_language", "en", "PAWS-X training language, or 'all'.")
 flags.DEFINE_enum("retrieval_task_name", "bucc", ["bucc", "tatoeba"],
-                  "The sentence retrieval task (XTREME) for --fine_tuning_task_type=retrieval.")
+                  "The sentence retrieval task (XTREME) for --fine_tuning_task_type=retrieval.",
+                  case_sensitive=False)
 flags.DEFINE_enum("tagging_task_name", "panx", ["panx", "udpos"],
-                  "The tagging (token classification) task for --fine_tuning_task_type=tagging.")
+                  "The tagging (token classification) task for --fine_tuning_task_type=tagging.",
+                  case_sensitive=False)
 flags.DEFINE_string("squad_data_file", None, "SQuAD training JSON.")
 flags.DEFINE_integer("doc_stride", 128, "Stride between passage windows (tokens).", lower_bound=1)
 flags.DEFINE_integer("max_query_length", 64, "Questions are truncated to this many tokens.",

@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -383,15 +384,37 @@ def restore_encoder(encoder, init_checkpoint: str, source: str = "--init_checkpo
                              f"model built from bert_config: {e}") from None
         logger.info("%s %s: read as a %s", source, init_checkpoint, kind)
         return
+    def mismatch(what):
+        names = [n for n, _ in tf.train.list_variables(init_checkpoint)]
+        layers = {int(m[1]) for n in names
+                  if (m := re.match(r"encoder/transformer_layer_(\d+)/", n))}
+        count = (f"; it has {max(layers) + 1} transformer layers, bert_config "
+                 f"{encoder.config.num_hidden_layers}"
+                 if layers and max(layers) + 1 != encoder.config.num_hidden_layers else "")
+        return ValueError(f"{source} {init_checkpoint} does not fit the model built from "
+                          f"bert_config: {what}{count} (pybert reads its own encoder "
+                          "checkpoints, the seed's TF2 checkpoints and TF-Hub SavedModels, and "
+                          "TF1 ones; for other kinds see pybert-convert-checkpoint)")
+
+    from pybert.checkpoints import saved_values_below
+
     try:
         status = tf.train.Checkpoint(encoder=encoder).read(init_checkpoint)
+    except ValueError as e:
+        raise mismatch(str(e)[:300]) from None
+    # Both ways: every encoder variable restored, and every checkpoint value used (a
+    # checkpoint with more layers than bert_config was silently cut to its first ones).
+    try:
         status.assert_existing_objects_matched()
-    except (AssertionError, ValueError) as e:
-        raise ValueError(f"{source} {init_checkpoint} does not fit the model built from "
-                         f"bert_config: {str(e)[:500]} (pybert reads its own encoder "
-                         "checkpoints, the seed's TF2 checkpoints and TF-Hub SavedModels, and "
-                         "TF1 ones; for other kinds see pybert-convert-checkpoint)") from None
-    status.expect_partial()
+    except AssertionError as e:
+        status.expect_partial()  # no warning per variable when it is collected
+        found = re.search(r"Found (\d+) Python objects", str(e))
+        raise mismatch(f"{found[1] if found else 'some'} of the model's variables are not "
+                       "in it") from None
+    status.expect_partial()  # a SavedModel's variables hold more than the encoder
+    saved, ours = saved_values_below(init_checkpoint), len({id(w) for w in encoder.weights})
+    if saved > ours:
+        raise mismatch(f"its encoder holds {saved} values, the model has {ours} variables")
 
 
 def load_encoder(config, checkpoint: str, source: str):
