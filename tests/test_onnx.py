@@ -5,6 +5,7 @@ input order whatever the length bucketing, bad rows are reported by line."""
 
 import csv
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -315,6 +316,43 @@ def test_predict_csv_errors_name_their_line(tmp_path):
     assert f"skipped {tmp_path}/body.csv:3: field larger than field limit" in proc.stderr
 
 
+def test_export_lower_case_follows_the_vocab(data_dir, caplog):
+    """pybert-export-onnx without --do_lower_case: lower-case only for an uncased vocab
+    (before: always, so a cased model's export tokenized unlike its training data)."""
+    from pybert.cli.export_onnx import _do_lower_case
+
+    vocab = data_dir / "vocab"
+    assert _do_lower_case(str(vocab / "bert-base-uncased-vocab.txt"), None) is True
+    assert _do_lower_case(str(vocab / "bert-base-cased-vocab.txt"), None) is False
+    assert _do_lower_case(str(vocab / "bert-base-multilingual-cased-vocab.txt"), None) is False
+    with caplog.at_level(logging.WARNING, logger="pybert"):
+        assert _do_lower_case(str(vocab / "bert-base-cased-vocab.txt"), True) is True
+    assert "with the cased vocab" in caplog.text
+
+
+def test_predict_tsv_drops_carriage_returns_as_the_data_tool(tmp_path):
+    """A TSV is read as the seed's (and pybert's) data tool reads one: lines end at "\n"
+    only and every "\r" is dropped (before, a lone "\r" ended the row mid-field); the line
+    numbers and a resume offset stay right."""
+    code = """if True:
+        import json, sys
+        from absl import flags
+        from pybert.cli import predict as p
+        flags.FLAGS(["x", "--text_a_column=0", "--text_b_column=1", "--header=true"])
+        path = sys.argv[1] + "/cr.tsv"
+        open(path, "wb").write(b"s1\\ts2\\r\\nThe cat.\\tA cat was\\rsitting.\\r\\nx\\ty\\n")
+        rows = list(p.read_table(path, "tsv", p._Errors("fail")))
+        print(json.dumps([[r[0], r[1], r[2]] for r in rows]))
+        print(json.dumps([[r[0], r[1]] for r in p.read_table(path, "tsv", p._Errors("fail"),
+                                                            rows[0][4])]))
+    """
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                          text=True, check=True, cwd=tmp_path)
+    rows, rest = (json.loads(x) for x in proc.stdout.splitlines())
+    assert rows == [[2, "The cat.", "A cat wassitting."], [3, "x", "y"]]
+    assert rest == [[3, "x"]]
+
+
 def test_predict_chunk_records_errors_up_to_its_last_row(tmp_path):
     """A chunk's recorded error count covers the rows up to its recorded position: a row
     the reader skipped itself after the last row it gave (bad JSON, a CSV error) is past
@@ -430,6 +468,16 @@ def test_predictor_api_edge_cases(classifier):
         predictor.predict(["hello"], "world")
     empty = predictor.predict([])
     assert empty["label"] == [] and empty["probabilities"].shape == (0, 2)
+    # A pair whose second text is None or has no word pieces is a single text, as the data
+    # tool (and the seed) encode it (before: [CLS] a [SEP] [SEP])
+    texts = ["He said so.", "Then it rained.", "A third one."]
+    alone = predictor.predict(texts)["probabilities"]
+    mixed = predictor.predict(texts, ["So he said.", "\u200b", None])["probabilities"]
+    np.testing.assert_array_equal(mixed[1:], alone[1:])
+    assert not np.array_equal(mixed[0], alone[0])
+    single, pair = predictor.encode(texts[:1]), predictor.encode(texts[:1], [""])
+    np.testing.assert_array_equal(single.ids, pair.ids)
+    np.testing.assert_array_equal(single.row_splits, pair.row_splits)
     one = predictor.predict(["hello"])
     assert len(one["label"]) == 1 and one["probabilities"].shape == (1, 2)
 

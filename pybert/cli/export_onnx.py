@@ -20,6 +20,7 @@ only (all its head reads; about 1/num_layers less work, same outputs).
 
 from __future__ import annotations
 
+import logging
 import os
 
 from absl import flags
@@ -42,7 +43,9 @@ flags.DEFINE_integer("num_labels", None, "Classifier outputs (default: from the 
 flags.DEFINE_list("labels", None,
                   "Label names in output order (default: the task's labels, else 0..n-1).")
 flags.DEFINE_string("vocab_file", None, "The model's vocabulary (copied beside the model).")
-flags.DEFINE_bool("do_lower_case", True, "Lower-case the input (uncased models).")
+flags.DEFINE_bool("do_lower_case", None,
+                  "Lower-case the input (uncased models); default: true unless the vocab has "
+                  "upper-case word pieces (a cased model). Give what the data tool was given.")
 flags.DEFINE_integer("max_seq_length", None,
                      "Longest input in word pieces (default: meta data, else 128).",
                      lower_bound=3)
@@ -149,7 +152,8 @@ def run() -> dict:
             "max_query_length": FLAGS.max_query_length or int(meta.get("max_query_length", 64)),
             "version_2_with_negative": bool(meta.get("version_2_with_negative", False)),
         }
-    result = export_onnx(model, task, FLAGS.output_dir, FLAGS.vocab_file, FLAGS.do_lower_case,
+    lower = _do_lower_case(FLAGS.vocab_file, FLAGS.do_lower_case)
+    result = export_onnx(model, task, FLAGS.output_dir, FLAGS.vocab_file, lower,
                          seq, labels=labels, int8=FLAGS.int8, fp16=FLAGS.fp16,
                          opset=FLAGS.opset, require_fusions=FLAGS.require_fusions,
                          source=source, extra_metadata=extra)
@@ -164,6 +168,23 @@ def _report(meta: dict, seconds: float) -> None:
     for name in meta["models"]:
         print(f"{name}: " + ", ".join(f"{k} {val:.3g}" if isinstance(val, float) else f"{k} {val}"
                                       for k, val in v.get(name, {}).items()))
+
+
+def _do_lower_case(vocab_file: str, given: bool | None) -> bool:
+    """--do_lower_case, or when not given: whether the vocab is uncased (no word piece with
+    an upper-case letter, special tokens aside); a cased vocab with lower-casing warns."""
+    with open(vocab_file, encoding="utf-8", errors="replace") as f:
+        cased = any(t != t.lower() and not (t.startswith("[") and t.endswith("]"))
+                    for t in (line.strip() for line in f))
+    if given is None:
+        logging.getLogger("pybert").info("--do_lower_case=%s (the vocab %s is %s)", not cased,
+                                         vocab_file, "cased" if cased else "uncased")
+        return not cased
+    if given and cased:
+        logging.getLogger("pybert").warning(
+            "--do_lower_case=true with the cased vocab %s: its upper-case word pieces are "
+            "never used (right only if the data tool lower-cased too)", vocab_file)
+    return given
 
 
 def main(argv=None):

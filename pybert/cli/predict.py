@@ -117,10 +117,13 @@ class _Counted:
     """Lines of a text file opened with newline="" (line ends kept), counting the bytes
     read (with errors="surrogateescape" each line encodes back to exactly its bytes) and
     the line feeds: a lone "\r" (in a quoted CSV field, say) ends a line for the csv
-    module but not for editors and grep -n, so file lines are counted by "\n"."""
+    module but not for editors and grep -n, so file lines are counted by "\n".
+    drop_cr (TSV, opened with newline="\n"): every "\r" is dropped from the text, as the
+    seed's TSV reader (and pybert's data tool) drops it."""
 
-    def __init__(self, f, offset: int):
+    def __init__(self, f, offset: int, drop_cr: bool = False):
         self.f, self.offset, self.newlines, self.last_ended = f, offset, 0, True
+        self.drop_cr = drop_cr
 
     def __iter__(self):
         return self
@@ -130,7 +133,7 @@ class _Counted:
         self.offset += len(line.encode("utf-8", "surrogateescape"))
         self.last_ended = line.endswith("\n")
         self.newlines += self.last_ended
-        return line
+        return line.replace("\r", "") if self.drop_cr else line
 
     @property
     def last_line(self) -> int:
@@ -139,9 +142,9 @@ class _Counted:
 
 
 @contextlib.contextmanager
-def _open_at(path: str, start: int):
+def _open_at(path: str, start: int, tsv: bool = False):
     """The file as text from byte `start` (0: the beginning, a UTF-8 BOM skipped and
-    counted), as a _Counted."""
+    counted), as a _Counted; tsv: lines end at "\n" only and lose every "\r"."""
     import io
 
     raw = open(path, "rb")
@@ -153,8 +156,8 @@ def _open_at(path: str, start: int):
             offset = 3 if raw.read(3) == b"\xef\xbb\xbf" else 0
             raw.seek(offset)
         with io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape",
-                              newline="") as f:
-            yield _Counted(f, offset)
+                              newline="\n" if tsv else "") as f:
+            yield _Counted(f, offset, drop_cr=tsv)
     finally:
         raw.close()
 
@@ -174,7 +177,7 @@ def read_table(path: str, fmt: str, errors: _Errors, start: tuple[int, int] | No
 
     header, offset, base = None, 0, 0
     if has_header:
-        with _open_at(path, 0) as f:
+        with _open_at(path, 0, fmt == "tsv") as f:
             top = reader_of(f)
             try:
                 header = next(top)
@@ -187,7 +190,7 @@ def read_table(path: str, fmt: str, errors: _Errors, start: tuple[int, int] | No
             zip(specs, ("text_a_column", "text_b_column", "label_column"), strict=True)]
     if start is not None:
         offset, base = start
-    with _open_at(path, offset) as f:
+    with _open_at(path, offset, fmt == "tsv") as f:
         reader = reader_of(f)
         while True:
             line = base + f.newlines + 1  # a row is named by the line it starts on
