@@ -44,8 +44,9 @@ flags.DEFINE_list("labels", None,
                   "Label names in output order (default: the task's labels, else 0..n-1).")
 flags.DEFINE_string("vocab_file", None, "The model's vocabulary (copied beside the model).")
 flags.DEFINE_bool("do_lower_case", None,
-                  "Lower-case the input (uncased models); default: true unless the vocab has "
-                  "upper-case word pieces (a cased model). Give what the data tool was given.")
+                  "Lower-case the input (uncased models); default: true, as the data tool's "
+                  "(with a warning when the vocab looks cased). Give what the data tool was "
+                  "given.")
 flags.DEFINE_integer("max_seq_length", None,
                      "Longest input in word pieces (default: meta data, else 128).",
                      lower_bound=3)
@@ -171,20 +172,19 @@ def _report(meta: dict, seconds: float) -> None:
 
 
 def _do_lower_case(vocab_file: str, given: bool | None) -> bool:
-    """--do_lower_case, or when not given: whether the vocab is uncased (no word piece with
-    an upper-case letter, special tokens aside); a cased vocab with lower-casing warns."""
+    """--do_lower_case (default true, as the data tool's); lower-casing with a vocab that
+    looks cased (more than 10 alphabetic word pieces with upper-case letters: special
+    tokens such as [CLS] or <S> aside) warns, as the data tool may have run without it."""
     with open(vocab_file, encoding="utf-8", errors="replace") as f:
-        cased = any(t != t.lower() and not (t.startswith("[") and t.endswith("]"))
-                    for t in (line.strip() for line in f))
-    if given is None:
-        logging.getLogger("pybert").info("--do_lower_case=%s (the vocab %s is %s)", not cased,
-                                         vocab_file, "cased" if cased else "uncased")
-        return not cased
-    if given and cased:
+        upper = sum(1 for t in (line.strip().removeprefix("##") for line in f)
+                    if t.isalpha() and t != t.lower())
+    lower = True if given is None else given
+    if lower and upper > 10:
         logging.getLogger("pybert").warning(
-            "--do_lower_case=true with the cased vocab %s: its upper-case word pieces are "
-            "never used (right only if the data tool lower-cased too)", vocab_file)
-    return given
+            "--do_lower_case=true with %s, which looks cased (%d word pieces with upper-case "
+            "letters): right only if the data tool lower-cased too; else pass "
+            "--do_lower_case=false", vocab_file, upper)
+    return lower
 
 
 def main(argv=None):

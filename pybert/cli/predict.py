@@ -428,7 +428,8 @@ def _settings(predictor, input_format: str, output_format: str) -> dict:
     all of it is the same (the input and model files unchanged on disk)."""
     from pybert._outputs import file_identity
 
-    return {"progress_format": 2,  # 2: rows of a CSV numbered by the line they start on
+    return {"progress_format": 3,  # 2: rows of a CSV numbered by the line they start on;
+            # 3: TSV lines end at "\n" only, "\r" dropped; an empty text_b is a single text
             "input": file_identity(FLAGS.input_file),
             "model": file_identity(predictor.model_path),
             "input_format": input_format, "output_format": output_format,
