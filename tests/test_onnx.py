@@ -320,7 +320,7 @@ def test_export_lower_case_warns_on_a_cased_vocab(data_dir, caplog):
     """pybert-export-onnx lower-cases by default, as the data tool does; with a vocab that
     looks cased it warns (before: silently, and 12 of 408 MRPC labels differed from the
     TensorFlow model of a cased run). Special tokens ([CLS], <S>) do not make a vocab cased."""
-    from pybert.cli.export_onnx import _do_lower_case
+    from pybert.export.onnx import lower_case_for as _do_lower_case
 
     vocab = data_dir / "vocab"
     for name, cased in (("bert-base-uncased-vocab.txt", False), ("bert-base-cased-vocab.txt", True),

@@ -20,7 +20,6 @@ only (all its head reads; about 1/num_layers less work, same outputs).
 
 from __future__ import annotations
 
-import logging
 import os
 
 from absl import flags
@@ -153,7 +152,9 @@ def run() -> dict:
             "max_query_length": FLAGS.max_query_length or int(meta.get("max_query_length", 64)),
             "version_2_with_negative": bool(meta.get("version_2_with_negative", False)),
         }
-    lower = _do_lower_case(FLAGS.vocab_file, FLAGS.do_lower_case)
+    from pybert.export.onnx import lower_case_for
+
+    lower = lower_case_for(FLAGS.vocab_file, FLAGS.do_lower_case)
     result = export_onnx(model, task, FLAGS.output_dir, FLAGS.vocab_file, lower,
                          seq, labels=labels, int8=FLAGS.int8, fp16=FLAGS.fp16,
                          opset=FLAGS.opset, require_fusions=FLAGS.require_fusions,
@@ -170,21 +171,6 @@ def _report(meta: dict, seconds: float) -> None:
         print(f"{name}: " + ", ".join(f"{k} {val:.3g}" if isinstance(val, float) else f"{k} {val}"
                                       for k, val in v.get(name, {}).items()))
 
-
-def _do_lower_case(vocab_file: str, given: bool | None) -> bool:
-    """--do_lower_case (default true, as the data tool's); lower-casing with a vocab that
-    looks cased (more than 10 alphabetic word pieces with upper-case letters: special
-    tokens such as [CLS] or <S> aside) warns, as the data tool may have run without it."""
-    with open(vocab_file, encoding="utf-8", errors="replace") as f:
-        upper = sum(1 for t in (line.strip().removeprefix("##") for line in f)
-                    if t.isalpha() and t != t.lower())
-    lower = True if given is None else given
-    if lower and upper > 10:
-        logging.getLogger("pybert").warning(
-            "--do_lower_case=true with %s, which looks cased (%d word pieces with upper-case "
-            "letters): right only if the data tool lower-cased too; else pass "
-            "--do_lower_case=false", vocab_file, upper)
-    return lower
 
 
 def main(argv=None):

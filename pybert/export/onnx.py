@@ -467,6 +467,22 @@ class ExportResult:
     metadata: dict
 
 
+def lower_case_for(vocab_file: str, given: bool | None) -> bool:
+    """--do_lower_case (default true, as the data tool's); lower-casing with a vocab that
+    looks cased (more than 10 alphabetic word pieces with upper-case letters: special
+    tokens such as [CLS] or <S> aside) warns, as the data tool may have run without it."""
+    with open(vocab_file, encoding="utf-8", errors="replace") as f:
+        upper = sum(1 for t in (line.strip().removeprefix("##") for line in f)
+                    if t.isalpha() and t != t.lower())
+    lower = True if given is None else given
+    if lower and upper > 10:
+        logger.warning(
+            "--do_lower_case=true with %s, which looks cased (%d word pieces with upper-case "
+            "letters): right only if the data tool lower-cased too; else pass "
+            "--do_lower_case=false", vocab_file, upper)
+    return lower
+
+
 def export_onnx(
     model,
     task: str,
