@@ -214,7 +214,7 @@ class Trainer:
                        "resumed_from_step": start, "train_seconds_this_run": 0.0,
                        "examples_per_second": 0.0, "last_train_loss": None}
             if eval_fn is not None:
-                results = self._final_eval(eval_fn, start)
+                results = self._evaluate(eval_fn, start)
                 summary.update({f"eval_{k}": float(v) for k, v in results.items()})
             return summary
         if start >= cfg.total_steps:
@@ -268,16 +268,12 @@ class Trainer:
             if eval_fn is not None and (step % cfg.steps_per_epoch == 0
                                         or step == cfg.total_steps):
                 t_eval = time.perf_counter()
-                eval_results = eval_fn(self)
+                eval_results = self._evaluate(eval_fn, step)
                 eval_seconds += time.perf_counter() - t_eval
                 last_log_t += time.perf_counter() - t_eval  # keep eval out of steps/s
-                logger.info("eval at step %d: %s", step, _fmt(eval_results))
-                with self._eval_writer.as_default(step=step):
-                    for k, v in eval_results.items():
-                        tf.summary.scalar(k, v)
         if start >= cfg.total_steps and eval_fn is not None:
             t_eval = time.perf_counter()
-            eval_results = self._final_eval(eval_fn, start)
+            eval_results = self._evaluate(eval_fn, start)
             eval_seconds += time.perf_counter() - t_eval
         self._train_writer.flush()
         self._eval_writer.flush()
@@ -297,8 +293,8 @@ class Trainer:
         }
         return summary
 
-    def _final_eval(self, eval_fn: Callable, step: int) -> dict:
-        """eval_fn once at `step` (no training this run): logged and summarized."""
+    def _evaluate(self, eval_fn: Callable, step: int) -> dict:
+        """eval_fn at `step`: logged and written to the eval summaries."""
         results = eval_fn(self)
         logger.info("eval at step %d: %s", step, _fmt(results))
         with self._eval_writer.as_default(step=step):
