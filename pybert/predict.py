@@ -139,31 +139,10 @@ class Predictor:
                ) -> Encoded:
         """Word pieces as the data tool (and the seed) makes them: a pair whose second text
         is None or has no word pieces is encoded as a single text."""
-        def run(a, b):
-            return self.tokenizer.encode_batch(
-                a, b, max_seq_length=self.max_seq_length, return_offsets=False, pad=False,
-                num_threads=self.tokenizer_threads)
-
-        if pairs is None:
-            enc = run(texts, None)
-            return Encoded(enc["flat_ids"], enc["flat_type_ids"], enc["row_splits"])
-        enc = run(texts, ["" if p is None else p for p in pairs])
-        ids, types, splits = enc["flat_ids"], enc["flat_type_ids"], enc["row_splits"]
-        # only the final [SEP] in segment 1: the second text had no word pieces
-        empty = (np.flatnonzero(np.add.reduceat(types, splits[:-1]) == 1) if len(texts)
-                 else np.zeros(0, np.int64))
-        if not len(empty):
-            return Encoded(ids, types, splits)
-        single = run([texts[i] for i in empty], None)
-        rows = [(ids[splits[i]:splits[i + 1]], types[splits[i]:splits[i + 1]])
-                for i in range(len(texts))]
-        for j, i in enumerate(empty):
-            lo, hi = single["row_splits"][j], single["row_splits"][j + 1]
-            rows[i] = (single["flat_ids"][lo:hi], single["flat_type_ids"][lo:hi])
-        lengths = np.array([len(r[0]) for r in rows], dtype=np.int64)
-        return Encoded(np.concatenate([r[0] for r in rows]),
-                       np.concatenate([r[1] for r in rows]),
-                       np.concatenate([[0], np.cumsum(lengths)]).astype(splits.dtype))
+        enc = self.tokenizer.encode_batch(
+            texts, pairs, max_seq_length=self.max_seq_length, return_offsets=False, pad=False,
+            num_threads=self.tokenizer_threads, empty_pair_as_single=True)
+        return Encoded(enc["flat_ids"], enc["flat_type_ids"], enc["row_splits"])
 
     # -- inference ------------------------------------------------------------------
     def _run(self, feeds: dict) -> list[np.ndarray]:

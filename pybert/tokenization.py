@@ -286,11 +286,16 @@ class Tokenizer:
         return_offsets: bool = True,
         pad: bool = True,
         num_threads: int | None = 1,
+        empty_pair_as_single: bool = False,
     ) -> BatchEncoding:
         """Encodes many texts (or pairs) on `num_threads` threads (None or 0: all cores).
 
         Returns a BatchEncoding with padded int32 arrays [batch, seq] (seq =
         max_seq_length when given, else the longest row) and the ragged form.
+        empty_pair_as_single: a pair whose second text is None or has no word pieces
+        is encoded as a single text (`[CLS] a [SEP]`, truncated to max_seq_length - 2),
+        as the seed's convert_single_example does; otherwise it is `[CLS] a [SEP] [SEP]`
+        (HuggingFace's rule) and a None is an error.
         """
         if truncation not in _TRUNCATIONS:
             raise ValueError(f"truncation must be one of {_TRUNCATIONS}, got {truncation!r}")
@@ -318,14 +323,19 @@ class Tokenizer:
             bool(pad),
             int(num_threads),
         )
+        if empty_pair_as_single and text_pairs is not None and not isinstance(
+                text_pairs, (str, bytes)):
+            text_pairs = ["" if p is None else p for p in text_pairs]
         try:
             # Fast path: lists/tuples of str go straight to C++, which checks each item.
-            arrays = self._native.encode_batch(texts, text_pairs, *args)
+            arrays = self._native.encode_batch(texts, text_pairs, *args,
+                                               bool(empty_pair_as_single))
         except TypeError:
             texts = _as_str_list(texts, "texts")
             if text_pairs is not None:
                 text_pairs = _as_str_list(text_pairs, "text_pairs")
-            arrays = self._native.encode_batch(texts, text_pairs, *args)
+            arrays = self._native.encode_batch(texts, text_pairs, *args,
+                                               bool(empty_pair_as_single))
         return BatchEncoding(arrays)
 
     def basic_tokenize(self, text) -> list[str]:

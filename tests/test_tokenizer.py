@@ -7,6 +7,7 @@ and offsets on real corpora and adversarial strings, for uncased, cased and
 multilingual-cased vocabularies.
 """
 
+import itertools
 import os
 import random
 import subprocess
@@ -230,6 +231,45 @@ def test_encode_pairs_truncation_and_padding(vocab_path):
     assert only.tokens == ["[CLS]", "one", "two", "[SEP]", "five", "six", "[SEP]"]
     with pytest.raises(ValueError, match="only_second"):
         tok.encode("one two three four five", "six", max_seq_length=6, truncation="only_second")
+
+
+def test_empty_pair_as_single_follows_the_seed(vocab_path):
+    """empty_pair_as_single: the seed's convert_single_example rule (`if tokens_b:`), built
+    here from word pieces: a second text without pieces (None, "", blanks, a lone
+    zero-width space, only control characters) gives [CLS] a [SEP], truncated to n - 2."""
+    tok = pybert.Tokenizer(vocab_path("uncased"))
+    rng = random.Random(1)
+    words = "the quick brown fox jumps over a lazy dog".split()
+    empties = [None, "", "   ", "\u200b", "\t\n", "\x00\ufffd"]
+    texts, pairs, want = [], [], []
+    for i in range(300):
+        a = " ".join(rng.choice(words) for _ in range(rng.randint(1, 14)))
+        b = (rng.choice(empties) if i % 3 == 0
+             else " ".join(rng.choice(words) for _ in range(rng.randint(1, 14))))
+        ta, tb = tok.tokenize(a), tok.tokenize(b or "")
+        if tb:
+            while len(ta) + len(tb) > 12 - 3:
+                (ta if len(ta) > len(tb) else tb).pop()
+            want.append(["[CLS]"] + ta + ["[SEP]"] + tb + ["[SEP]"])
+        else:
+            want.append(["[CLS]"] + ta[:12 - 2] + ["[SEP]"])
+        texts.append(a)
+        pairs.append(b)
+    assert sum(w.count("[SEP]") == 1 for w in want) == 100  # the rows of an empty pair
+    for threads in (1, 3):
+        enc = tok.encode_batch(texts, pairs, max_seq_length=12, pad=False, num_threads=threads,
+                               empty_pair_as_single=True)
+        flat = tok.convert_ids_to_tokens(enc.flat_ids.tolist())
+        got = [flat[lo:hi] for lo, hi in itertools.pairwise(enc.row_splits)]
+        assert got == want
+        types = np.split(enc.flat_type_ids, enc.row_splits[1:-1])
+        assert [t.tolist() for t in types] == [
+            [0] * (w.index("[SEP]") + 1) + [1] * (len(w) - w.index("[SEP]") - 1) for w in want]
+    # off (the default): HuggingFace's [CLS] a [SEP] [SEP], and None is refused
+    enc = tok.encode("the dog", "\u200b")
+    assert enc.tokens == ["[CLS]", "the", "dog", "[SEP]", "[SEP]"]
+    with pytest.raises(TypeError, match="text_pairs"):
+        tok.encode_batch(["the dog"], [None])
 
 
 def test_batch_threads_and_forms_agree(vocab_path, data_dir):

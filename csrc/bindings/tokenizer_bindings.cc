@@ -155,7 +155,7 @@ class PyTokenizer {
 
   py::dict EncodeBatch(py::handle texts, py::handle pairs, int32_t max_seq_length,
                        const std::string& truncation, bool add_special_tokens, bool offsets,
-                       bool pad, int num_threads) const {
+                       bool pad, int num_threads, bool empty_pair_as_single) const {
     if (num_threads < 1) {
       throw py::value_error("num_threads must be >= 1, got " + std::to_string(num_threads));
     }
@@ -179,6 +179,7 @@ class PyTokenizer {
     options.truncation = ParseTruncation(truncation);
     options.add_special_tokens = add_special_tokens;
     options.offsets = offsets;
+    options.empty_pair_as_single = empty_pair_as_single;
     std::vector<EncodedRows> chunks;
     {
       py::gil_scoped_release release;
@@ -290,7 +291,8 @@ void InitTokenizer(py::module_& m) {
       .def("wordpiece", &PyTokenizer::Wordpiece, py::arg("word"))
       .def("encode_batch", &PyTokenizer::EncodeBatch, py::arg("texts"), py::arg("text_pairs"),
            py::arg("max_seq_length"), py::arg("truncation"), py::arg("add_special_tokens"),
-           py::arg("offsets"), py::arg("pad"), py::arg("num_threads"))
+           py::arg("offsets"), py::arg("pad"), py::arg("num_threads"),
+           py::arg("empty_pair_as_single") = false)
       .def("tokens", &PyTokenizer::Tokens)
       .def("vocab_size", &PyTokenizer::VocabSize)
       .def("token_to_id", &PyTokenizer::TokenToId, py::arg("token"));

@@ -154,5 +154,30 @@ int main(int argc, char** argv) {
     Expect(Join(pieces) == "[CLS] hello world [SEP] un [SEP]", "pair truncation: " + Join(pieces));
     Expect(rows[0].type_ids == std::vector<int32_t>({0, 0, 0, 0, 1, 1}), "type ids");
   }
+  // empty_pair_as_single: a second text without word pieces gives a single text,
+  // truncated to max_seq_length - 2 (the seed's `if tokens_b:`); off, [CLS] a [SEP] [SEP].
+  {
+    std::vector<std::string_view> a{"hello world hello world", "hello world hello world"},
+        b{" \t", "un"};
+    pybert::EncodeOptions opts;
+    opts.max_seq_length = 6;
+    opts.offsets = false;
+    for (bool single : {true, false}) {
+      opts.empty_pair_as_single = single;
+      auto rows = pybert::EncodeBatch(uncased, a, &b, opts, 1);
+      std::vector<std::vector<std::string>> got(2);
+      for (int r = 0; r < 2; ++r) {
+        for (int64_t i = rows[0].row_splits[r]; i < rows[0].row_splits[r + 1]; ++i) {
+          got[r].push_back(uncased.vocab().token(rows[0].ids[static_cast<size_t>(i)]));
+        }
+      }
+      const std::string want = single ? "[CLS] hello world hello world [SEP]"
+                                      : "[CLS] hello world hello [SEP] [SEP]";
+      Expect(Join(got[0]) == want, "empty pair (single=" + std::to_string(single) + "): " +
+                                       Join(got[0]));
+      Expect(Join(got[1]) == "[CLS] hello world [SEP] un [SEP]",
+             "non-empty pair unchanged: " + Join(got[1]));
+    }
+  }
   return pybert_test::Finish("tokenizer_test");
 }

@@ -59,11 +59,12 @@ void Encoder::EncodeRow(std::string_view a, std::string_view b, size_t index, En
   const bool want_offsets = options_.offsets;
   tokenizer_.Encode(a, PieceSink{&ids_a, want_offsets ? &off_a : nullptr}, &ws.tokenizer);
   if (pairs_) tokenizer_.Encode(b, PieceSink{&ids_b, want_offsets ? &off_b : nullptr}, &ws.tokenizer);
+  const bool pair = pairs_ && !(options_.empty_pair_as_single && ids_b.empty());
   size_t len_a = ids_a.size(), len_b = ids_b.size();
   if (options_.max_seq_length >= 0) {
-    const size_t specials = options_.add_special_tokens ? (pairs_ ? 3 : 2) : 0;
+    const size_t specials = options_.add_special_tokens ? (pair ? 3 : 2) : 0;
     const size_t room = static_cast<size_t>(options_.max_seq_length) - specials;
-    if (!pairs_) {
+    if (!pair) {
       len_a = std::min(len_a, room);
     } else if (options_.truncation == Truncation::kLongestFirst) {
       TruncatePair(&len_a, &len_b, room);
@@ -104,7 +105,7 @@ void Encoder::EncodeRow(std::string_view a, std::string_view b, size_t index, En
   if (options_.add_special_tokens) push_special(cls_id_, 0);
   push_seq(ids_a, off_a, len_a, 0);
   if (options_.add_special_tokens) push_special(sep_id_, 0);
-  if (pairs_) {
+  if (pair) {
     push_seq(ids_b, off_b, len_b, 1);
     if (options_.add_special_tokens) push_special(sep_id_, 1);
   }

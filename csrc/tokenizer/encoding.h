@@ -28,6 +28,10 @@ struct EncodeOptions {
   Truncation truncation = Truncation::kLongestFirst;
   bool add_special_tokens = true;  // [CLS] a [SEP] (b [SEP])
   bool offsets = true;             // compute character offsets
+  // A pair whose second text has no word pieces is encoded as a single text
+  // ([CLS] a [SEP], truncated to max_seq_length - 2), as the seed's
+  // convert_single_example does (its `if tokens_b:`).
+  bool empty_pair_as_single = false;
 };
 
 // Raised when an input cannot be encoded as asked (e.g. only_first cannot fit).

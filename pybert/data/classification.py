@@ -327,37 +327,15 @@ def featurize(
     """
     n = len(examples)
     ids = np.zeros((n, max_seq_length), dtype=np.int32)
-    mask = np.zeros_like(ids)
-    segs = np.zeros_like(ids)
-
-    def encode(rows, pairs):
-        if not rows:
-            return None
-        texts = [examples[i].text_a for i in rows]
-        text_pairs = [examples[i].text_b for i in rows] if pairs else None
-        return tokenizer.encode_batch(
-            texts, text_pairs, max_seq_length=max_seq_length, truncation="longest_first",
-            return_offsets=False, pad=True, num_threads=num_threads or 0,
-        )
-
-    pair_rows = [i for i, ex in enumerate(examples) if ex.text_b]
-    single_rows = [i for i, ex in enumerate(examples) if not ex.text_b]
-    enc = encode(pair_rows, True)
-    if enc is not None:
-        # Only the final [SEP] in segment 1: the second text had no tokens.
-        empty_b = (enc.input_type_ids == 1).sum(axis=1) == 1
-        keep = ~empty_b
-        rows = np.asarray(pair_rows)
-        ids[rows[keep]] = enc.input_word_ids[keep]
-        mask[rows[keep]] = enc.input_mask[keep]
-        segs[rows[keep]] = enc.input_type_ids[keep]
-        single_rows = sorted(single_rows + rows[empty_b].tolist())
-    enc = encode(single_rows, False)
-    if enc is not None:
-        rows = np.asarray(single_rows)
-        ids[rows] = enc.input_word_ids
-        mask[rows] = enc.input_mask
-        segs[rows] = enc.input_type_ids
+    mask, segs = np.zeros_like(ids), np.zeros_like(ids)
+    if n:
+        pairs = ([ex.text_b for ex in examples] if any(ex.text_b for ex in examples)
+                 else None)  # an empty or None text_b: a single text, as in the seed
+        enc = tokenizer.encode_batch(
+            [ex.text_a for ex in examples], pairs, max_seq_length=max_seq_length,
+            truncation="longest_first", return_offsets=False, pad=True,
+            num_threads=num_threads or 0, empty_pair_as_single=True)
+        ids, mask, segs = enc.input_word_ids, enc.input_mask, enc.input_type_ids
     if spec.is_regression:
         labels = np.asarray([float(ex.label) for ex in examples], dtype=np.float32)
     else:
