@@ -17,6 +17,7 @@ tf = pytest.importorskip("tensorflow")
 pytest.importorskip("tf2onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from test_metrics import _pearson, _ranks  # noqa: E402
 from tool_runner import kill_tool_when, run_tool  # noqa: E402
 
 import pybert  # noqa: E402
@@ -400,7 +401,7 @@ def test_predict_jsonl_and_api(classifier, data_dir, tmp_path):
     # A partial output of another run (its progress record does not match): started over.
     (tmp_path / "out.jsonl.incomplete").write_text('{"line": 99}\n', encoding="utf-8")
     (tmp_path / "out.jsonl.incomplete.progress").write_text(
-        '{"settings": {"progress_format": 3}, "bytes": 0}')
+        '{"settings": {"progress_format": 4}, "bytes": 0}')
     proc = run_tool("predict", f"--input_file={src}", *args)
     assert "out.jsonl.incomplete is from other input, model or flags; starting over" in proc.stderr
     assert not (tmp_path / "out.jsonl.incomplete.progress").exists()
@@ -525,3 +526,58 @@ def test_span_model_squad_equals_tensorflow(minilm_dir, data_dir, tmp_path):
     for qid in got:
         np.testing.assert_allclose([e["probability"] for e in nbest[qid]],
                                    [e["probability"] for e in want_nbest[qid]], atol=1e-3)
+
+
+def test_predict_regression_reports_glue_metrics(minilm_dir, data_dir, tmp_path):
+    """A regression (STS-B) model: pybert-predict writes each row's value and gold value,
+    equal to the Keras model's, skips a row whose label is not a number, and reports the
+    mean squared error and the Pearson and Spearman correlations of what it wrote."""
+    encoder, config = load_huggingface_encoder(minilm_dir, name="bert_encoder")
+    model = BertClassifier(config, 1, encoder=encoder, name="bert_classifier")
+    model.build()
+    _randomize_head(model.classifier, 2)
+    out = tmp_path / "onnx"
+    export_onnx(model, "regression", out, minilm_dir / "vocab.txt", True, 128)
+    lines = (data_dir / "glue/STS-B/dev.tsv").read_text(encoding="utf-8-sig").split("\n")[:41]
+    rows = [x.split("\t") for x in lines[1:]]
+    lines.insert(5, "\t".join(rows[0][:9] + ["n/a"]))  # line 6: not a number
+    src = tmp_path / "dev.tsv"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    args = [f"--model_dir={out}", f"--input_file={src}", "--text_a_column=sentence1",
+            "--text_b_column=sentence2", "--label_column=score", "--progress=false"]
+    proc = run_tool("predict", *args, f"--output_file={tmp_path / 'pred.tsv'}")
+    assert f"{src}:6: label 'n/a' is not a number (--label_column" in proc.stderr
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["examples"] == 40 and summary["errors"] == 1 and summary["labelled"] == 40
+    out_rows = [x.split("\t") for x in (tmp_path / "pred.tsv").read_text().splitlines()]
+    assert out_rows[0] == ["line", "prediction", "gold"]
+    assert [int(r[0]) for r in out_rows[1:]] == [2, 3, 4, 5] + list(range(7, 43))
+    gold = [float(r[-1]) for r in rows]
+    assert [float(r[2]) for r in out_rows[1:]] == gold
+    tok = pybert.Tokenizer(minilm_dir / "vocab.txt")
+    want = [float(model(tok.encode_batch([r[7]], [r[8]], max_seq_length=128).model_inputs(),
+                        training=False).numpy()[0, 0]) for r in rows]
+    pred = [float(r[1]) for r in out_rows[1:]]
+    np.testing.assert_allclose(pred, want, atol=1e-4)
+    assert summary["mean_squared_error"] == pytest.approx(
+        sum((p - g) ** 2 for p, g in zip(pred, gold, strict=True)) / len(gold), rel=1e-9)
+    assert summary["pearson"] == pytest.approx(_pearson(pred, gold), rel=1e-9)
+    assert summary["spearman"] == pytest.approx(
+        _pearson(_ranks(pred), _ranks(gold)), rel=1e-9)
+    assert len(set(gold)) < len(gold)  # ties in the gold scores: average ranks matter
+    assert "mean squared error" in proc.stdout and "spearman" in proc.stdout
+    # JSON lines carry the gold value too, and give the same figures
+    proc = run_tool("predict", *args, f"--output_file={tmp_path / 'pred.jsonl'}")
+    got = [json.loads(x) for x in (tmp_path / "pred.jsonl").read_text().splitlines()]
+    assert [g["gold"] for g in got] == gold
+    again = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert again["spearman"] == pytest.approx(summary["spearman"], abs=1e-6)
+    # an encoder has no labels to score: refused before any row is read
+    enc_dir = tmp_path / "as_encoder"
+    shutil.copytree(out, enc_dir)
+    meta = json.loads((enc_dir / "pybert_model.json").read_text())
+    (enc_dir / "pybert_model.json").write_text(json.dumps({**meta, "task": "encoder"}))
+    proc = run_tool("predict", *[a.replace(str(out), str(enc_dir)) for a in args],
+                    f"--output_file={tmp_path / 'enc.tsv'}", check=False)
+    assert proc.returncode == 1 and "--label_column: an encoder model" in proc.stderr
+    assert not (tmp_path / "enc.tsv").exists()

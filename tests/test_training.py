@@ -14,6 +14,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
+from test_metrics import _pearson, _ranks  # noqa: E402
 from tool_runner import kill_tool_once, run_tool  # noqa: E402
 
 from pybert.configs import BertConfig  # noqa: E402
@@ -593,6 +594,35 @@ def test_xla_fp16_and_gradient_accumulation_runs(mrpc64, tmp_path):
     # step 3 only accumulates its gradients, step 4 applies the two steps' mean
     assert all(np.array_equal(w2[k], w3[k]) for k in w2)
     assert sum(not np.array_equal(w3[k], w4[k]) for k in w3) > 30
+
+
+def test_regression_eval_reports_mse_and_correlations(tmp_path, data_dir, vocab_path):
+    """STS-B (float labels): the evaluation reports the seed's mean squared error and
+    GLUE's Pearson and Spearman correlations, equal to those of --mode=predict's values
+    on the same eval set against its labels."""
+    d = tmp_path / "stsb"
+    d.mkdir()
+    meta = classification.generate_tf_record_from_data_file(
+        classification.get_task("STS-B"), str(data_dir / "glue" / "STS-B"),
+        FullTokenizer(vocab_path("uncased")), str(d / "train.tfr"), str(d / "eval.tfr"),
+        max_seq_length=64)
+    (d / "meta").write_text(json.dumps(meta))
+    (d / "bert_config.json").write_text(json.dumps(TINY))
+    args = [a for a in _args(d, tmp_path / "m") if not a.startswith(("--train_data_size",
+                                                                     "--num_train_epochs"))]
+    _run(*args, "--train_data_size=64", "--num_train_epochs=1")
+    summary = json.loads((tmp_path / "m" / "training_summary.json").read_text())
+    _run(*args, "--mode=predict")
+    pred = [float(x) for x in (tmp_path / "m" / "test_results.tsv").read_text().split()]
+    gold = [float(ex.label) for ex in classification.read_examples(
+        classification.get_task("STS-B"), str(data_dir / "glue" / "STS-B"), "dev")]
+    assert len(pred) == len(gold) == 1500
+    gold = np.float32(gold).astype(np.float64).tolist()  # as the TFRecord holds them
+    assert summary["eval_mean_squared_error"] == pytest.approx(
+        sum((p - g) ** 2 for p, g in zip(pred, gold, strict=True)) / len(gold), rel=1e-5)
+    assert summary["eval_pearson"] == pytest.approx(_pearson(pred, gold), abs=1e-5)
+    assert summary["eval_spearman"] == pytest.approx(
+        _pearson(_ranks(pred), _ranks(gold)), abs=1e-5)
 
 
 def test_run_squad_train_and_eval_tiny(tmp_path, data_dir, vocab_path):

@@ -8,10 +8,12 @@
 
 Input: TSV (no quoting, as GLUE's files), CSV or JSONL, one example per row;
 columns by header name or 0-based index (--text_a_column, optional
---text_b_column for pairs, optional --label_column to report accuracy); or a
-SQuAD JSON for a span model. Output: TSV or JSONL (by --output_file's
-extension or --output_format) with the input line number, the label and one
-probability per label (classifier), the value (regression) or pooled_output
+--text_b_column for pairs, optional --label_column to report accuracy, or for a
+regression model the mean squared error and the Pearson and Spearman
+correlations); or a SQuAD JSON for a span model. Output: TSV or JSONL (by
+--output_file's extension or --output_format) with the input line number, the
+label and one probability per label (classifier), the value and the gold value
+(regression; the metrics are those of the written values) or pooled_output
 (encoder); for SQuAD, predictions.json, nbest_predictions.json (and
 null_odds.json for v2.0) in --output_dir. A row that does not parse, lacks a
 column or has an empty text is reported with its line number and skipped
@@ -30,6 +32,7 @@ import contextlib
 import csv
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -47,7 +50,8 @@ flags.DEFINE_enum("input_format", "auto", ["auto", "tsv", "csv", "jsonl", "squad
                   "Input format (auto: by extension; .json is SQuAD).")
 flags.DEFINE_string("text_a_column", "0", "Column name or 0-based index (JSONL: field name).")
 flags.DEFINE_string("text_b_column", None, "Second text of a pair (column or field).")
-flags.DEFINE_string("label_column", None, "Gold label column or field: accuracy is reported.")
+flags.DEFINE_string("label_column", None, "Gold label column or field: accuracy is reported "
+                    "(regression: mean squared error, Pearson and Spearman correlations).")
 flags.DEFINE_enum("header", "auto", ["auto", "true", "false"],
                   "TSV/CSV first row is a header (auto: when a column is given by name).")
 flags.DEFINE_string("output_file", None, "Predictions (.tsv or .jsonl).")
@@ -268,8 +272,18 @@ class _Chunk(list):
     errors: int
 
 
-def _chunks(rows, errors: _Errors, chunk_size: int, pairs: bool):
-    """Valid rows grouped into chunks of (items, texts_a, texts_b); bad rows reported."""
+def _gold_number(label: str) -> float | None:
+    """A regression label as a finite number, or None."""
+    try:
+        value = float(label)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _chunks(rows, errors: _Errors, chunk_size: int, pairs: bool, numeric_labels: bool = False):
+    """Valid rows grouped into chunks of (items, texts_a, texts_b); bad rows reported.
+    numeric_labels (a regression model): an item's label is its gold value, a float."""
     items, a, b = _Chunk(), [], []
     # Where the input is after the last row received, and the skipped rows up to there
     # (rows the reader skipped itself, past that row, are counted again on a rerun).
@@ -288,6 +302,12 @@ def _chunks(rows, errors: _Errors, chunk_size: int, pairs: bool):
             bad = f"{FLAGS.input_file}:{line}: empty text (--text_a_column)"
         if bad is None and pairs and (not text_b or not text_b.strip()):
             bad = f"{FLAGS.input_file}:{line}: empty text (--text_b_column)"
+        if bad is None and numeric_labels and label is not None:
+            gold = _gold_number(label)
+            if gold is None:
+                bad = (f"{FLAGS.input_file}:{line}: label {label!r} is not a number "
+                       "(--label_column; a regression model)")
+            label = gold
         if bad is not None:
             errors(bad)
         else:
@@ -315,12 +335,18 @@ def _write_rows(f, fmt: str, task: str, labels, items, preds, first: bool) -> No
                                          strict=True):
                 f.write(json.dumps({"line": line, "label": lab, "probabilities": dict(
                     zip(labels, (round(float(x), 6) for x in p), strict=True))}) + "\n")
-    elif task == "regression":
+    elif task == "regression":  # with --label_column, the gold value too
         if fmt == "tsv" and first:
-            f.write("line\tprediction\n")
-        for (line, _), v in zip(items, preds["prediction"], strict=True):
-            f.write(f"{line}\t{v:.6g}\n" if fmt == "tsv" else
-                    json.dumps({"line": line, "prediction": round(float(v), 6)}) + "\n")
+            f.write("line\tprediction" + ("\tgold" if FLAGS.label_column is not None else "")
+                    + "\n")
+        for (line, gold), v in zip(items, preds["prediction"], strict=True):
+            if fmt == "tsv":
+                f.write(f"{line}\t{v:.6g}" + ("" if gold is None else f"\t{gold!r}") + "\n")
+            else:
+                row = {"line": line, "prediction": round(float(v), 6)}
+                if gold is not None:
+                    row["gold"] = gold
+                f.write(json.dumps(row) + "\n")
     else:
         if fmt == "tsv" and first:
             f.write("line\tpooled_output\n")
@@ -369,6 +395,8 @@ def run() -> dict:
 
     if not FLAGS.output_file:
         raise ValueError("--output_file is required")
+    if FLAGS.label_column is not None and predictor.task == "encoder":
+        raise ValueError("--label_column: an encoder model predicts no labels to score")
     out_fmt = FLAGS.output_format
     if out_fmt == "auto":
         out_fmt = _format(FLAGS.output_file, "output_file", {".tsv": "tsv", ".jsonl": "jsonl"})
@@ -386,7 +414,8 @@ def run() -> dict:
     at = progress.position if resumed else None
     rows = (read_jsonl(FLAGS.input_file, errors, at) if fmt == "jsonl"
             else read_table(FLAGS.input_file, fmt, errors, at))
-    chunks = _chunks(rows, errors, FLAGS.chunk_size, FLAGS.text_b_column is not None)
+    chunks = _chunks(rows, errors, FLAGS.chunk_size, FLAGS.text_b_column is not None,
+                     numeric_labels=predictor.task == "regression")
     from tqdm import tqdm
 
     try:
@@ -413,10 +442,15 @@ def run() -> dict:
         if not progress.chunks:
             progress.discard()
         raise
-    os.replace(tmp, FLAGS.output_file)
-    progress.discard()
     correct, labelled = progress.correct, progress.labelled
     extra = {"accuracy": correct / labelled, "labelled": labelled} if labelled else {}
+    if predictor.task == "regression" and FLAGS.label_column is not None and progress.examples:
+        from pybert.metrics import regression_metrics
+
+        pred, gold = _regression_columns(tmp, out_fmt)
+        extra = {**regression_metrics(pred, gold), "labelled": len(gold)}
+    os.replace(tmp, FLAGS.output_file)
+    progress.discard()
     if resumed:
         extra["continued_after"] = progress.resumed_examples
     return _summary(predictor, start, errors=errors.count, output=FLAGS.output_file,
@@ -428,8 +462,9 @@ def _settings(predictor, input_format: str, output_format: str) -> dict:
     all of it is the same (the input and model files unchanged on disk)."""
     from pybert._outputs import file_identity
 
-    return {"progress_format": 3,  # 2: rows of a CSV numbered by the line they start on;
-            # 3: TSV lines end at "\n" only, "\r" dropped; an empty text_b is a single text
+    return {"progress_format": 4,  # 2: rows of a CSV numbered by the line they start on;
+            # 3: TSV lines end at "\n" only, "\r" dropped; an empty text_b is a single text;
+            # 4: a regression output with --label_column has the gold values
             "input": file_identity(FLAGS.input_file),
             "model": file_identity(predictor.model_path),
             "input_format": input_format, "output_format": output_format,
@@ -512,6 +547,24 @@ class _Progress:
                 os.remove(path)
 
 
+def _regression_columns(path: str, fmt: str) -> tuple[list[float], list[float]]:
+    """The prediction and gold columns of a regression output this tool wrote."""
+    pred, gold = [], []
+    with open(path, encoding="utf-8") as f:
+        if fmt == "tsv":
+            next(f)  # the header
+            for row in f:
+                _, p, g = row.rstrip("\n").split("\t")
+                pred.append(float(p))
+                gold.append(float(g))
+        else:
+            for row in f:
+                obj = json.loads(row)
+                pred.append(obj["prediction"])
+                gold.append(obj["gold"])
+    return pred, gold
+
+
 def _summary(predictor, start: float, examples: int | None = None, **extra) -> dict:
     """examples: all in the output (a continued run's too); the rate counts this run's."""
     s = predictor.stats
@@ -530,6 +583,11 @@ def _report(summary: dict, seconds: float) -> None:
              f"padding {100 * summary['padding_share']:.1f}%"]
     if "accuracy" in summary:
         parts.append(f"accuracy {100 * summary['accuracy']:.2f}% of {summary['labelled']}")
+    if "mean_squared_error" in summary:
+        corr = [f"{name} {'undefined' if summary[name] is None else f'{summary[name]:.4f}'}"
+                for name in ("pearson", "spearman")]
+        parts.append(f"mean squared error {summary['mean_squared_error']:.4f}, "
+                     f"{', '.join(corr)} of {summary['labelled']}")
     if "continued_after" in summary:
         parts.append(f"continued after {summary['continued_after']}")
     print("predict: " + ", ".join(parts) + f" -> {summary['output']}")

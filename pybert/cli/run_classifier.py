@@ -6,8 +6,9 @@
     --train_batch_size=32 --eval_batch_size=32 --learning_rate=2e-5 --num_train_epochs=3 \\
     --model_dir=out/mrpc --distribution_strategy=mirrored
 
-Modes: train_and_eval (evaluates after every epoch; warm-up 10% of the steps,
-as the seed computes it), predict (softmax probabilities of --eval_data_path,
+Modes: train_and_eval (evaluates after every epoch: accuracy, or for regression
+the seed's mean squared error and the Pearson and Spearman correlations; warm-up
+10% of the steps, as the seed computes it), predict (softmax probabilities of --eval_data_path,
 one tab-separated line per example, to model_dir/test_results.tsv; the raw
 value for regression), export_only (SavedModel of the latest checkpoint to
 --model_export_path). A rerun of an interrupted train_and_eval resumes from
@@ -126,6 +127,8 @@ def _predict(model, dataset, is_regression: bool, partial=None):
 def run() -> dict | str:
     import numpy as np
     import tensorflow as tf
+
+    from pybert.metrics import regression_metrics
 
     if FLAGS.model_export_path:  # refused now rather than after the training
         from pybert._outputs import check_replaceable
@@ -251,9 +254,8 @@ def run() -> dict | str:
             ds = create_classifier_dataset(eval_path, seq, FLAGS.eval_batch_size,
                                            is_training=False, label_type=label_type)
             preds, labels = _predict(tr.model, ds, is_regression)
-            if is_regression:
-                return {"mean_squared_error": float(np.mean((preds - labels) ** 2)),
-                        "examples": len(labels)}
+            if is_regression:  # the seed's mean squared error, and GLUE's correlations
+                return {**regression_metrics(preds, labels), "examples": len(labels)}
             return {"accuracy": float(np.mean(np.argmax(preds, axis=1) == labels)),
                     "examples": len(labels)}
 

@@ -215,7 +215,7 @@ class Trainer:
                        "examples_per_second": 0.0, "last_train_loss": None}
             if eval_fn is not None:
                 results = self._evaluate(eval_fn, start)
-                summary.update({f"eval_{k}": float(v) for k, v in results.items()})
+                summary.update(_eval_keys(results))
             return summary
         if start >= cfg.total_steps:
             # killed after the last checkpoint, before the summary: only the evaluation is left
@@ -289,17 +289,19 @@ class Trainer:
             "eval_seconds_this_run": round(eval_seconds, 3),
             "examples_per_second": round(trained * cfg.global_batch_size / max(seconds, 1e-9), 2),
             "last_train_loss": float(self.train_loss.result()) if trained else None,
-            **{f"eval_{k}": float(v) for k, v in eval_results.items()},
+            **_eval_keys(eval_results),
         }
         return summary
 
     def _evaluate(self, eval_fn: Callable, step: int) -> dict:
-        """eval_fn at `step`: logged and written to the eval summaries."""
+        """eval_fn at `step`: logged and written to the eval summaries (a None value, an
+        undefined metric, is logged only)."""
         results = eval_fn(self)
         logger.info("eval at step %d: %s", step, _fmt(results))
         with self._eval_writer.as_default(step=step):
             for k, v in results.items():
-                tf.summary.scalar(k, v)
+                if v is not None:
+                    tf.summary.scalar(k, v)
         self._eval_writer.flush()
         return results
 
@@ -429,5 +431,10 @@ def _hms(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+def _eval_keys(results: dict) -> dict:
+    return {f"eval_{k}": None if v is None else float(v) for k, v in results.items()}
+
+
 def _fmt(results: dict) -> str:
-    return ", ".join(f"{k} {float(v):.4f}" for k, v in results.items())
+    return ", ".join(f"{k} {float(v):.4f}" if v is not None else f"{k} undefined"
+                     for k, v in results.items())
