@@ -1,7 +1,8 @@
 """Encoder forward throughput on CPU, BERT-Base shapes (12 layers, 768 hidden,
 12 heads, random weights), seq 128, batch 32: pybert eager, tf.function and
-tf.function + XLA, side by side with HuggingFace BertModel (PyTorch) on the
-same shapes and thread count, in the same run.
+tf.function + XLA, side by side with HuggingFace BertModel (PyTorch, eager and
+torch.compile) holding the same weights (its output checked equal to pybert's
+on the real tokens first), the same thread count, in the same run.
 
   .venv/bin/pytest bench/bench_model.py --benchmark-json=bench/results/model.json
 """
@@ -12,6 +13,8 @@ import numpy as np
 import pytest
 
 tf = pytest.importorskip("tensorflow")
+
+from conftest import need  # noqa: E402
 
 from pybert.configs import BertConfig  # noqa: E402
 from pybert.modeling import BertEncoder  # noqa: E402
@@ -65,22 +68,45 @@ def test_pybert(benchmark, encoder, inputs, mode):
     assert out.shape == (BATCH, SEQ, CONFIG.hidden_size)
 
 
-def test_huggingface_pytorch(benchmark, inputs):
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
+@pytest.fixture(scope="module")
+def hf_model(encoder, inputs):
+    """HuggingFace BertModel (PyTorch) with the pybert encoder's weights, checked to give
+    the same sequence output on the real tokens before anything is timed."""
+    torch = need("torch")
+    transformers = need("transformers")
+    from pybert.checkpoints.huggingface import _encoder_names, _path_of
+
     torch.set_num_threads(THREADS)
     # the same shapes as CONFIG; HF's "gelu" is CONFIG's gelu_exact
     shape = {k: v for k, v in CONFIG.to_dict().items() if k != "hidden_act"}
-    hf_config = transformers.BertConfig(**shape, hidden_act="gelu")
-    model = transformers.BertModel(hf_config).eval()
-    ids = torch.tensor(inputs["input_word_ids"], dtype=torch.long)
-    mask = torch.tensor(inputs["input_mask"], dtype=torch.long)
-    types = torch.tensor(inputs["input_type_ids"], dtype=torch.long)
+    model = transformers.BertModel(transformers.BertConfig(**shape, hidden_act="gelu")).eval()
+    ours = {_path_of(v, encoder.name): v.numpy() for v in encoder.weights}
+    state = {name: torch.from_numpy(np.ascontiguousarray(ours[path].T if t else ours[path]))
+             for name, path, t in _encoder_names(CONFIG)}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    assert not unexpected and all("position_ids" in m for m in missing), (missing, unexpected)
+    feeds = {"input_ids": torch.tensor(inputs["input_word_ids"], dtype=torch.long),
+             "attention_mask": torch.tensor(inputs["input_mask"], dtype=torch.long),
+             "token_type_ids": torch.tensor(inputs["input_type_ids"], dtype=torch.long)}
+    with torch.inference_mode():
+        got = model(**feeds)[0].numpy()
+    want = encoder({k: tf.constant(v) for k, v in inputs.items()})["sequence_output"].numpy()
+    real = inputs["input_mask"].astype(bool)
+    np.testing.assert_allclose(got[real], want[real], atol=5e-4)
+    return torch, model, feeds
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+@pytest.mark.parametrize("mode", ["eager", "torch.compile"])
+def test_huggingface_pytorch(benchmark, hf_model, mode):
+    torch, model, feeds = hf_model
+    run_model = model if mode == "eager" else torch.compile(model)
 
     def run():
         with torch.inference_mode():
-            return model(input_ids=ids, attention_mask=mask, token_type_ids=types)[0].numpy()
+            return run_model(**feeds)[0].numpy()
 
-    _info(benchmark, f"HF transformers BertModel (PyTorch {torch.__version__}, {THREADS} threads)")
+    _info(benchmark, f"HF transformers BertModel {mode} (PyTorch {torch.__version__}, "
+                     f"{THREADS} threads)")
     out = benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=1)
     assert out.shape == (BATCH, SEQ, CONFIG.hidden_size)

@@ -3,10 +3,16 @@
 Every benchmark records the bytes of input it processes in extra_info so
 bench/report.py can turn pytest-benchmark's JSON into MB/s and ratios against
 the anchors measured in the same run.
+
+A competitor or anchor that cannot run (not installed, the seed oracle not
+unpacked) fails its benchmark: a report without it would not be the
+comparison it claims. PYBERT_BENCH_ALLOW_MISSING=1 turns that into a skip
+with the reason (bench/run_all.py then also accepts a suite that ran nothing).
 """
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +21,78 @@ REPO = Path(__file__).resolve().parents[1]
 # bench/run_all.py --quick: fewer rounds and shapes (the whole run under 5 minutes)
 QUICK = os.environ.get("PYBERT_BENCH_QUICK") == "1"
 SHARED_DATA = Path(os.environ.get("PYBERT_SHARED_DATA", REPO.parent / "shared" / "data"))
+ALLOW_MISSING = os.environ.get("PYBERT_BENCH_ALLOW_MISSING") == "1"
+
+
+def rounds(default):
+    """Timed rounds per implementation: PYBERT_BENCH_ROUNDS, else `default`."""
+    return int(os.environ.get("PYBERT_BENCH_ROUNDS", default))
+
+
+def missing(reason):
+    """A competitor or anchor that cannot run: fails the calling benchmark, or skips it with
+    the reason when PYBERT_BENCH_ALLOW_MISSING=1."""
+    if ALLOW_MISSING:
+        pytest.skip(f"{reason} (PYBERT_BENCH_ALLOW_MISSING=1)")
+    pytest.fail(f"{reason}; set PYBERT_BENCH_ALLOW_MISSING=1 to skip it instead", pytrace=False)
+
+
+def need(module: str, why: str = ""):
+    """The module imported, or missing() naming it (a competitor that is not installed)."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        missing(f"{module} is not installed ({e}){': ' + why if why else ''}")
+
+
+SEED_MISSING = "seed oracle not unpacked (tests/_oracle: run tools/run_tests.sh once)"
+
+
+def require_seed(loaded):
+    """`loaded` (what a tests/seed_oracle.py load_seed_* function returned), or missing()
+    when the oracle is absent (None, or a tuple of Nones)."""
+    if (loaded[0] if isinstance(loaded, tuple) else loaded) is None:
+        missing(SEED_MISSING)
+    return loaded
+
+
+def interleave(impls, n_rounds, check=None):
+    """Times implementations that take turns: {name: [seconds of each timed round]}.
+
+    Round 0 runs each implementation once, untimed: a warm-up for every side alike, and its
+    outputs go to check(outputs) (the equality checks, before anything is timed). Then
+    n_rounds rounds in which every implementation runs once, in turn, so that the drift of
+    this shared host's speed hits all of them alike. An output is dropped after its timer
+    stops: freeing it is not timed, for any side.
+    """
+    outputs = {name: fn() for name, fn in impls.items()}
+    if check is not None:
+        check(outputs)
+    del outputs
+    times = {name: [] for name in impls}
+    for _ in range(n_rounds):
+        for name, fn in impls.items():
+            start = time.perf_counter()
+            out = fn()
+            times[name].append(time.perf_counter() - start)
+            del out
+    return times
+
+
+def report_interleaved(request, group, fn, times, **info):
+    """Records the best interleaved round (the statistic bench/report.py uses for every side
+    of a group) and every round, then lets pytest-benchmark time one more call of fn.
+
+    The benchmark fixture is requested here, after the caller's checks: a row that failed
+    or was skipped before leaves no "fixture not used" warning (an error in this project).
+    """
+    benchmark = request.getfixturevalue("benchmark")
+    benchmark.group = group
+    benchmark.extra_info.update(info, interleaved_s=min(times),
+                                interleaved_rounds_s=[round(t, 6) for t in times])
+    benchmark.pedantic(fn, rounds=1, iterations=1)
 
 
 def _lines(rel, limit_bytes):

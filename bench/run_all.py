@@ -13,6 +13,13 @@ suite uses a fine-tuned MRPC model when PYBERT_MRPC_MODEL_DIR is set or the
 quickstart's quickstart_out/mrpc_model exists (else a random head: speed only).
 The GPU attention plot is drawn from the recorded H100 run named in
 bench/results/gpu_attention_latest.txt (bench/gpu/check_attention.sh makes the JSON).
+
+A suite that fails, or that runs no benchmark at all (pytest's exit code 5: e.g.
+the whole module skipped because a library is missing; or every benchmark
+skipped), stops the run: a report
+without it would not be the comparison it claims. PYBERT_BENCH_ALLOW_MISSING=1
+(also read by bench/conftest.py: missing competitors are skipped, not failed)
+accepts such a suite with a warning; it is then absent from the report.
 """
 
 from __future__ import annotations
@@ -51,10 +58,28 @@ def run_suites(out: Path, suites: list[str], quick: bool) -> None:
         cmd = [sys.executable, "-m", "pytest", str(BENCH / f"bench_{suite}.py"), "-q",
                "-p", "no:cacheprovider", f"--benchmark-json={out / f'{suite}.json'}"]
         print("+ " + " ".join(cmd), flush=True)
+        (out / f"{suite}.json").unlink(missing_ok=True)  # no earlier run's JSON in its place
         res = subprocess.run(cmd, env=env, cwd=BENCH)
         print(f"== {suite}: exit {res.returncode}, {time.time() - t0:.0f} s", flush=True)
-        if res.returncode not in (0, 5):  # 5: everything skipped
+        if res.returncode not in (0, 5):
             sys.exit(f"run_all: suite {suite} failed (exit {res.returncode})")
+        if res.returncode == 5 or not _benchmarks(out / f"{suite}.json"):
+            # exit 5: nothing collected (the module skipped); or every benchmark skipped
+            why = ("exit 5: skipped or not collected" if res.returncode == 5
+                   else "every benchmark skipped")
+            if os.environ.get("PYBERT_BENCH_ALLOW_MISSING") != "1":
+                sys.exit(f"run_all: suite {suite} ran no benchmark ({why}); "
+                         "set PYBERT_BENCH_ALLOW_MISSING=1 to accept that")
+            print(f"run_all: WARNING: suite {suite} ran no benchmark ({why}) and is missing "
+                  "from the report (PYBERT_BENCH_ALLOW_MISSING=1)", flush=True)
+
+
+def _benchmarks(path: Path) -> list:
+    """The benchmarks a pytest-benchmark JSON recorded (none when it was not written)."""
+    try:
+        return json.loads(path.read_text()).get("benchmarks", [])
+    except (OSError, ValueError):
+        return []
 
 
 def _load(out: Path) -> dict[str, dict]:

@@ -186,3 +186,25 @@ def load_seed_pretraining():
         "seed_create_pretraining_data",
         {**official_stubs, "absl": absl, "tensorflow": tf},
     )
+
+
+def assert_same_squad_output(ours, theirs):
+    """(predictions, nbest, null odds) equal the seed's postprocess_output: the same
+    answers, n-best texts and logits in the same order, probabilities within 1e-6."""
+    import numpy as np
+
+    preds, nbest, odds = ours
+    s_preds, s_nbest, s_odds = theirs
+    assert list(preds) == list(s_preds)
+    assert preds == dict(s_preds)
+    assert list(nbest) == list(s_nbest)
+    for qid, entries in s_nbest.items():
+        mine = nbest[qid]
+        assert [e["text"] for e in mine] == [e["text"] for e in entries], qid
+        assert [e["start_logit"] for e in mine] == [e["start_logit"] for e in entries], qid
+        assert [e["end_logit"] for e in mine] == [e["end_logit"] for e in entries], qid
+        np.testing.assert_allclose(
+            [e["probability"] for e in mine], [e["probability"] for e in entries], rtol=0, atol=1e-6
+        )
+    assert list(odds) == list(s_odds)
+    np.testing.assert_allclose(list(odds.values()), list(s_odds.values()), rtol=1e-12)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from seed_oracle import assert_same_squad_output as assert_same
 from seed_oracle import load_seed_squad_evaluate, load_seed_squad_lib
 
 import pybert
@@ -89,23 +90,6 @@ def make_results(features, kind, seed):
             RawResult(f.unique_id, s.astype(np.float32).tolist(), e.astype(np.float32).tolist())
         )
     return out
-
-
-def assert_same(ours, theirs):
-    preds, nbest, odds = ours
-    s_preds, s_nbest, s_odds = theirs
-    assert list(preds) == list(s_preds)
-    assert preds == dict(s_preds)
-    for qid, entries in s_nbest.items():
-        mine = nbest[qid]
-        assert [e["text"] for e in mine] == [e["text"] for e in entries], qid
-        assert [e["start_logit"] for e in mine] == [e["start_logit"] for e in entries]
-        assert [e["end_logit"] for e in mine] == [e["end_logit"] for e in entries]
-        np.testing.assert_allclose(
-            [e["probability"] for e in mine], [e["probability"] for e in entries], rtol=0, atol=1e-6
-        )
-    assert list(odds) == list(s_odds)
-    np.testing.assert_allclose(list(odds.values()), list(s_odds.values()), rtol=1e-12)
 
 
 @pytest.mark.parametrize("kind", ["random", "ties", "flat", "extreme"])
