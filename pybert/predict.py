@@ -64,11 +64,19 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+POOLINGS = ("pooled", "cls", "mean")
+
+
 class Predictor:
     """An exported model directory (model.onnx + vocab.txt + pybert_model.json).
 
     precision: "fp32", "int8" or "fp16" (the file must have been exported);
     device: "auto" (CUDA when onnxruntime-gpu sees a GPU, else CPU), "cpu" or "gpu".
+    An encoder's vector per text (pooling): "pooled" (the seed's pooled_output, tanh
+    of a dense layer over [CLS]), "cls" (the [CLS] row of the sequence output) or
+    "mean" (the mean of the sequence output over the text's word pieces, special
+    tokens included: sentence-transformers' pooling, e.g. for all-MiniLM-L6-v2);
+    normalize: scaled to unit L2 norm (sentence-transformers' Normalize).
     """
 
     def __init__(
@@ -79,6 +87,8 @@ class Predictor:
         batch_size: int = 32,
         intra_op_threads: int = 0,
         tokenizer_threads: int = 0,
+        pooling: str = "pooled",
+        normalize: bool = False,
     ):
         import onnxruntime as ort
 
@@ -104,6 +114,12 @@ class Predictor:
             raise ValueError(f"{vocab}: {self.tokenizer.vocab_size} tokens, but the model's "
                              f"embedding has {model_vocab} rows (wrong vocab for this model)")
         self.task = meta["task"]
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if (pooling != "pooled" or normalize) and self.task != "encoder":
+            raise ValueError(f"pooling={pooling!r}, normalize={bool(normalize)}: for an encoder "
+                             f"export only; {model_dir} is a {self.task} model")
+        self.pooling, self.normalize = pooling, bool(normalize)
         self.labels = meta.get("labels")
         self.max_seq_length = int(meta["max_seq_length"])
         self.batch_size = batch_size
@@ -132,6 +148,12 @@ class Predictor:
         if sorted(names) != sorted(INPUT_NAMES):
             raise ValueError(f"{self.model_path}: inputs {names}, expected {list(INPUT_NAMES)}")
         self.output_names = [o.name for o in self.session.get_outputs()]
+        if self.task == "encoder":  # the one output the pooling reads
+            want = "pooled_output" if pooling == "pooled" else "sequence_output"
+            if want not in self.output_names:
+                raise ValueError(f"{self.model_path}: no {want} output (outputs "
+                                 f"{self.output_names}); export it with pybert-export-onnx")
+            self.output_names = [want]
         self.stats = Stats()
 
     # -- tokenization ---------------------------------------------------------------
@@ -163,7 +185,9 @@ class Predictor:
 
         n = len(enc)
         order = np.argsort(enc.lengths, kind="stable")
-        pieces: dict[str, list] = {name: [] for name in self.output_names}
+        # a sequence output is pooled batch by batch (batches differ in length): "embedding"
+        keys = ["embedding" if x == "sequence_output" else x for x in self.output_names]
+        pieces: dict[str, list] = {key: [] for key in keys}
         for lo in range(0, n, self.batch_size):
             rows = order[lo:lo + self.batch_size]
             seq = int(enc.lengths[rows].max())
@@ -178,14 +202,18 @@ class Predictor:
             self.stats.seconds_inference += time.perf_counter() - start
             self.stats.batches += 1
             self.stats.padded_tokens += len(rows) * seq
-            for name, value in zip(self.output_names, outs, strict=True):
-                pieces[name].append((rows, value))
+            for key, value in zip(keys, outs, strict=True):
+                if key == "embedding":
+                    value = self._pool(value, feeds["input_mask"])
+                pieces[key].append((rows, value))
         self.stats.examples += n
         self.stats.tokens += int(enc.lengths.sum())
         result = {}
         for name, parts in pieces.items():
             if not parts:  # no rows: the model's output shape, 0 rows
-                dims = {o.name: o.shape for o in self.session.get_outputs()}[name][1:]
+                shapes = {o.name: o.shape for o in self.session.get_outputs()}
+                dims = (shapes["sequence_output"][2:] if name == "embedding"
+                        else shapes[name][1:])
                 result[name] = np.zeros((0, *(d if isinstance(d, int) else 0 for d in dims)),
                                         np.float32)
                 continue
@@ -198,8 +226,23 @@ class Predictor:
             result[name] = out
         return result
 
+    def _pool(self, sequence: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """[batch, seq, hidden] -> [batch, hidden] float32: the [CLS] row, or the mean
+        over the real tokens (float64 sums)."""
+        if self.pooling == "cls":
+            return sequence[:, 0].astype(np.float32)
+        m = mask.astype(np.float64)
+        total = np.einsum("bsh,bs->bh", sequence.astype(np.float64), m)
+        return (total / np.maximum(m.sum(1, keepdims=True), 1.0)).astype(np.float32)
+
+    @property
+    def embedding_key(self) -> str:
+        """An encoder's output key: pooled_output (pooling "pooled") or embedding."""
+        return "pooled_output" if self.pooling == "pooled" else "embedding"
+
     def decode(self, outputs: dict[str, np.ndarray]) -> dict:
-        """Classifier: label + probabilities; regression: prediction; encoder: pooled_output."""
+        """Classifier: label + probabilities; regression: prediction; encoder: pooled_output
+        (or, with pooling "cls"/"mean", embedding), unit-norm with normalize."""
         if self.task == "classifier":
             probs = _softmax(outputs["logits"])
             ids = probs.argmax(-1)
@@ -208,7 +251,12 @@ class Predictor:
         if self.task == "regression":
             return {"prediction": outputs["logits"][:, 0].astype(np.float64)}
         if self.task == "encoder":
-            return {"pooled_output": outputs["pooled_output"]}
+            key = self.embedding_key
+            vectors = outputs["pooled_output" if key == "pooled_output" else "embedding"]
+            if self.normalize:
+                norms = np.linalg.norm(vectors.astype(np.float64), axis=1, keepdims=True)
+                vectors = (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+            return {key: vectors}
         raise ValueError("a span (SQuAD) model predicts with predict_squad()")
 
     def predict(self, texts: Sequence[str], pairs: Sequence[str | None] | None = None) -> dict:
@@ -220,8 +268,6 @@ class Predictor:
             if isinstance(value, (str, bytes)):
                 raise TypeError(f"{name} must be a sequence of strings, not one string "
                                 "(wrap a single text in a list)")
-        if self.task == "encoder":
-            self.output_names = ["pooled_output"]
         return self.decode(self.run_encoded(self.encode(list(texts),
                                                         None if pairs is None else list(pairs))))
 
@@ -229,8 +275,6 @@ class Predictor:
                        ) -> Iterator[tuple[list, dict]]:
         """For each (items, texts, pairs) chunk, yields (items, predictions). The next
         chunk is read and tokenized on a background thread while this one runs."""
-        if self.task == "encoder":
-            self.output_names = ["pooled_output"]
         it = iter(chunks)
 
         def load():

@@ -572,12 +572,62 @@ def test_predict_regression_reports_glue_metrics(minilm_dir, data_dir, tmp_path)
     assert [g["gold"] for g in got] == gold
     again = json.loads(proc.stdout.strip().splitlines()[-1])
     assert again["spearman"] == pytest.approx(summary["spearman"], abs=1e-6)
+
+
+def test_encoder_poolings_equal_huggingface(classifier, minilm_dir, data_dir, tmp_path):
+    """An encoder export: pybert-predict's pooled_output, [CLS] row and mean pooling
+    (sentence-transformers' embedding of all-MiniLM-L6-v2: the mean over the word pieces,
+    then unit length) equal HuggingFace's BertModel on the same word pieces."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    encoder, _ = load_huggingface_encoder(minilm_dir, name="bert_encoder")
+    out = tmp_path / "onnx"
+    export_onnx(encoder, "encoder", out, minilm_dir / "vocab.txt", True, 128)
+    _, rows = _mrpc_rows(data_dir, 24)
+    texts = [r[3] for r in rows]
+    tok = pybert.Tokenizer(minilm_dir / "vocab.txt")
+    enc = tok.encode_batch(texts, max_seq_length=128)
+    hf = transformers.BertModel.from_pretrained(str(minilm_dir), local_files_only=True).eval()
+    with torch.no_grad():
+        ref = hf(input_ids=torch.tensor(enc.input_word_ids, dtype=torch.long),
+                 attention_mask=torch.tensor(enc.input_mask, dtype=torch.long),
+                 token_type_ids=torch.tensor(enc.input_type_ids, dtype=torch.long))
+    hidden = ref.last_hidden_state.numpy().astype(np.float64)
+    mask = enc.input_mask[..., None].astype(np.float64)
+    mean = (hidden * mask).sum(1) / mask.sum(1)
+    want = {("pooled", False): ref.pooler_output.numpy(), ("cls", False): hidden[:, 0],
+            ("mean", False): mean,
+            ("mean", True): mean / np.linalg.norm(mean, axis=1, keepdims=True)}
+    for (pooling, normalize), expected in want.items():
+        pred = Predictor(out, pooling=pooling, normalize=normalize)
+        got = pred.predict(texts)[pred.embedding_key]
+        assert got.shape == (24, 384) and got.dtype == np.float32
+        np.testing.assert_allclose(got, expected, atol=2e-5 if normalize else 1e-4)
+    assert Predictor(out).embedding_key == "pooled_output"
+    assert Predictor(out, pooling="mean").predict([])["embedding"].shape == (0, 384)
+
+    # the tool writes what the API returns
+    src = tmp_path / "in.tsv"
+    src.write_text("".join(t + "\n" for t in texts), encoding="utf-8")
+    dst = tmp_path / "emb.tsv"
+    run_tool("predict", f"--model_dir={out}", f"--input_file={src}", f"--output_file={dst}",
+             "--pooling=mean", "--normalize", "--progress=false")
+    lines = dst.read_text().splitlines()
+    assert lines[0] == "line\tembedding" and len(lines) == 25
+    got = np.array([[float(x) for x in line.split("\t")[1].split()] for line in lines[1:]])
+    np.testing.assert_allclose(got, want[("mean", True)], atol=2e-5)
+
+    # pooling is an encoder's: refused for a classifier, and an unknown one named
+    _, cls_dir = classifier
+    with pytest.raises(ValueError, match="for an encoder export only"):
+        Predictor(cls_dir, pooling="mean")
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        Predictor(out, pooling="max")
+    proc = run_tool("predict", f"--model_dir={cls_dir}", f"--input_file={src}",
+                    f"--output_file={tmp_path / 'x.tsv'}", "--normalize", check=False)
+    assert proc.returncode == 1 and "for an encoder export only" in proc.stderr
     # an encoder has no labels to score: refused before any row is read
-    enc_dir = tmp_path / "as_encoder"
-    shutil.copytree(out, enc_dir)
-    meta = json.loads((enc_dir / "pybert_model.json").read_text())
-    (enc_dir / "pybert_model.json").write_text(json.dumps({**meta, "task": "encoder"}))
-    proc = run_tool("predict", *[a.replace(str(out), str(enc_dir)) for a in args],
-                    f"--output_file={tmp_path / 'enc.tsv'}", check=False)
+    proc = run_tool("predict", f"--model_dir={out}", f"--input_file={src}",
+                    f"--output_file={tmp_path / 'y.tsv'}", "--label_column=0", check=False)
     assert proc.returncode == 1 and "--label_column: an encoder model" in proc.stderr
-    assert not (tmp_path / "enc.tsv").exists()
+    assert not (tmp_path / "y.tsv").exists()

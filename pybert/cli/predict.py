@@ -14,7 +14,8 @@ correlations); or a SQuAD JSON for a span model. Output: TSV or JSONL (by
 --output_file's extension or --output_format) with the input line number, the
 label and one probability per label (classifier), the value and the gold value
 (regression; the metrics are those of the written values) or pooled_output
-(encoder); for SQuAD, predictions.json, nbest_predictions.json (and
+(encoder; --pooling=mean|cls writes an `embedding` instead, --normalize scales it
+to unit length); for SQuAD, predictions.json, nbest_predictions.json (and
 null_odds.json for v2.0) in --output_dir. A row that does not parse, lacks a
 column or has an empty text is reported with its line number and skipped
 (--on_error=skip, counted in the summary) or ends the run (--on_error=fail).
@@ -71,6 +72,11 @@ flags.DEFINE_integer("n_best_size", 20, "SQuAD: n-best predictions per question.
 flags.DEFINE_integer("max_answer_length", 30, "SQuAD: longest answer in word pieces.",
                      lower_bound=1)
 flags.DEFINE_float("null_score_diff_threshold", 0.0, "SQuAD v2.0 null threshold.")
+flags.DEFINE_enum("pooling", "pooled", ["pooled", "cls", "mean"],
+                  "Encoder: the vector per text: pooled (the seed's pooled_output), cls (the "
+                  "[CLS] row of the sequence output) or mean (mean over its word pieces, "
+                  "as sentence-transformers; written as `embedding`).")
+flags.DEFINE_bool("normalize", False, "Encoder: scale each vector to unit L2 norm.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 
 logger = logging.getLogger("pybert.predict")
@@ -322,7 +328,8 @@ def _chunks(rows, errors: _Errors, chunk_size: int, pairs: bool, numeric_labels:
         yield done()
 
 
-def _write_rows(f, fmt: str, task: str, labels, items, preds, first: bool) -> None:
+def _write_rows(f, fmt: str, task: str, labels, items, preds, first: bool,
+                key: str = "pooled_output") -> None:
     if task == "classifier":
         if fmt == "tsv":
             if first:
@@ -347,13 +354,12 @@ def _write_rows(f, fmt: str, task: str, labels, items, preds, first: bool) -> No
                 if gold is not None:
                     row["gold"] = gold
                 f.write(json.dumps(row) + "\n")
-    else:
+    else:  # encoder: pooled_output or embedding (key)
         if fmt == "tsv" and first:
-            f.write("line\tpooled_output\n")
-        for (line, _), v in zip(items, preds["pooled_output"], strict=True):
+            f.write(f"line\t{key}\n")
+        for (line, _), v in zip(items, preds[key], strict=True):
             f.write(f"{line}\t" + " ".join(f"{x:.6g}" for x in v) + "\n" if fmt == "tsv" else
-                    json.dumps({"line": line, "pooled_output": [round(float(x), 6) for x in v]})
-                    + "\n")
+                    json.dumps({"line": line, key: [round(float(x), 6) for x in v]}) + "\n")
 
 
 def _predictor():
@@ -362,7 +368,8 @@ def _predictor():
     if not FLAGS.model_dir:
         raise ValueError("--model_dir is required")
     return Predictor(FLAGS.model_dir, precision=FLAGS.precision, device=FLAGS.device,
-                     batch_size=FLAGS.batch_size, intra_op_threads=FLAGS.intra_op_threads)
+                     batch_size=FLAGS.batch_size, intra_op_threads=FLAGS.intra_op_threads,
+                     pooling=FLAGS.pooling, normalize=FLAGS.normalize)
 
 
 def run() -> dict:
@@ -424,7 +431,7 @@ def run() -> dict:
                 initial=progress.examples) as bar:
             for items, preds in predictor.predict_stream(chunks):
                 _write_rows(f, out_fmt, predictor.task, predictor.labels, items, preds,
-                            progress.chunks == 0)
+                            progress.chunks == 0, predictor.embedding_key)
                 correct = labelled = 0
                 if predictor.task == "classifier" and FLAGS.label_column is not None:
                     for (_, gold), lab in zip(items, preds["label"], strict=True):
@@ -470,7 +477,7 @@ def _settings(predictor, input_format: str, output_format: str) -> dict:
             "input_format": input_format, "output_format": output_format,
             **{name: getattr(FLAGS, name) for name in (
                 "text_a_column", "text_b_column", "label_column", "header", "chunk_size",
-                "on_error")}}
+                "on_error", "pooling", "normalize")}}
 
 
 class _Progress:
