@@ -21,22 +21,31 @@ def _ranks(x: np.ndarray) -> np.ndarray:
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float | None:
+    if np.ptp(a) == 0 or np.ptp(b) == 0:  # a constant side (its mean need not be exact)
+        return None
     a, b = a - a.mean(), b - b.mean()
-    denom = np.sqrt((a * a).sum() * (b * b).sum())
-    return float((a * b).sum() / denom) if denom > 0 else None
+    a, b = a / np.abs(a).max(), b / np.abs(b).max()  # no underflow in the squares
+    denom = np.sqrt((a * a).sum()) * np.sqrt((b * b).sum())
+    return float(np.clip((a * b).sum() / denom, -1.0, 1.0)) if denom > 0 else None
 
 
 def regression_metrics(predictions, labels) -> dict:
     """mean_squared_error (the seed's eval metric), pearson and spearman (GLUE's for
     STS-B; None where one side is constant, as the correlation is undefined) of two
-    equal-length 1-D sequences."""
+    equal-length 1-D sequences. Labels must be finite; predictions that are not (a
+    diverged model) make every metric None, with their count in
+    non_finite_predictions."""
     p = np.asarray(predictions, np.float64).reshape(-1)
     y = np.asarray(labels, np.float64).reshape(-1)
     if p.shape != y.shape:
         raise ValueError(f"{len(p)} predictions but {len(y)} labels")
     if not len(p):
         raise ValueError("no predictions to score")
-    if not (np.isfinite(p).all() and np.isfinite(y).all()):
-        raise ValueError("predictions and labels must be finite numbers")
+    if not np.isfinite(y).all():
+        raise ValueError("labels must be finite numbers")
+    bad = int((~np.isfinite(p)).sum())
+    if bad:
+        return {"mean_squared_error": None, "pearson": None, "spearman": None,
+                "non_finite_predictions": bad}
     return {"mean_squared_error": float(np.mean((p - y) ** 2)),
             "pearson": _pearson(p, y), "spearman": _pearson(_ranks(p), _ranks(y))}

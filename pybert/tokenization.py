@@ -293,9 +293,10 @@ class Tokenizer:
         Returns a BatchEncoding with padded int32 arrays [batch, seq] (seq =
         max_seq_length when given, else the longest row) and the ragged form.
         empty_pair_as_single: a pair whose second text is None or has no word pieces
-        is encoded as a single text (`[CLS] a [SEP]`, truncated to max_seq_length - 2),
-        as the seed's convert_single_example does; otherwise it is `[CLS] a [SEP] [SEP]`
-        (HuggingFace's rule) and a None is an error.
+        is encoded as a single text (`[CLS] a [SEP]`, truncated to max_seq_length - 2
+        whatever `truncation` says, as a single text is), as the seed's
+        convert_single_example does; otherwise it is `[CLS] a [SEP] [SEP]` (HuggingFace's
+        rule) and a None is an error.
         """
         if truncation not in _TRUNCATIONS:
             raise ValueError(f"truncation must be one of {_TRUNCATIONS}, got {truncation!r}")

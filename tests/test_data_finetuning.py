@@ -90,6 +90,31 @@ def test_glue_features_equal_seed(task, split, seq, data_dir, uncased, seed_unca
         assert (got["input_mask"].sum(axis=1) == seq).any()
 
 
+@pytest.mark.parametrize("seq", [5, 6, 9, 16])
+def test_mixed_single_and_empty_pairs_equal_seed(seq, uncased, seed_uncased, seed_cls):
+    """One batch mixing real pairs, a None / empty / blank / zero-width-space text_b and
+    long first texts: every row is the seed's convert_single_example (a text_b without
+    word pieces is a single text, truncated to seq - 2), at tight sequence lengths."""
+    rng = np.random.default_rng(seq)
+    words = "the quick brown fox jumps over a lazy dog unaffable".split()
+    seconds = [None, "", "  ", "\u200b", "\x00"]
+    ours, theirs = [], []
+    for i in range(200):
+        a = " ".join(rng.choice(words, rng.integers(1, 12)))
+        b = (seconds[i % 5] if i % 2 == 0
+             else " ".join(rng.choice(words, rng.integers(1, 12))))
+        ours.append(classification.InputExample(f"t-{i}", a, b, "0"))
+        theirs.append(seed_cls.InputExample(f"t-{i}", a, b, "0"))
+    spec = classification.get_task("MRPC")
+    got = classification.featurize(ours, uncased, seq, spec)
+    feats = [seed_cls.convert_single_example(10, ex, ["0", "1"], seq, seed_uncased)
+             for ex in theirs]
+    for key in ("input_ids", "input_mask", "segment_ids"):
+        np.testing.assert_array_equal(got[key], np.asarray([getattr(f, key) for f in feats]),
+                                      err_msg=key)
+    assert (got["segment_ids"].sum(axis=1) == 0).sum() == 100  # the empty pairs: single
+
+
 def test_glue_line_breaks_read_as_the_seed(tmp_path, data_dir, seed_cls):
     """The seed reads TSVs through tf.io.gfile.GFile: rows end at "\\n" only and every
     "\\r" is dropped (CRLF files, a stray CR mid-text); form feed, U+0085 and U+2028 stay

@@ -46,5 +46,31 @@ def test_regression_metrics_edge_cases():
         regression_metrics([1, 2, 3], [1, 2])
     with pytest.raises(ValueError, match="no predictions"):
         regression_metrics([], [])
-    with pytest.raises(ValueError, match="finite"):
-        regression_metrics([1.0, float("nan")], [1.0, 2.0])
+    # constant values whose float mean is not exactly the value: still undefined
+    for value in (0.1, 0.7, 3.3):
+        got = regression_metrics([value] * 3, [1.0, 2.0, 3.0])
+        assert got["pearson"] is None and got["spearman"] is None
+    assert regression_metrics([1e-200, 2e-200, 3e-200], [1, 2, 3])["pearson"] == pytest.approx(1)
+    with pytest.raises(ValueError, match="labels must be finite"):
+        regression_metrics([1.0, 2.0], [1.0, float("inf")])
+    # a diverged model: every metric undefined, the bad predictions counted
+    assert regression_metrics([1.0, float("nan"), float("inf")], [1.0, 2.0, 3.0]) == {
+        "mean_squared_error": None, "pearson": None, "spearman": None,
+        "non_finite_predictions": 2}
+
+
+def test_predict_summary_line_with_undefined_metrics():
+    """pybert-predict's summary line when a diverged model's predictions are NaN: the
+    figures read "undefined" and the bad predictions are counted (no format error)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    code = ("from pybert.cli import predict as p; p._report({'examples': 3, 'errors': 0, "
+            "'wall_seconds': 1.0, 'examples_per_second': 3.0, 'padding_share': 0.0, "
+            "'output': 'o.tsv', 'mean_squared_error': None, 'pearson': None, "
+            "'spearman': None, 'non_finite_predictions': 2, 'labelled': 3}, 1.0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=tempfile.gettempdir(), check=True)
+    assert ("mean squared error undefined, pearson undefined, spearman undefined of 3, "
+            "2 predictions not finite") in proc.stdout

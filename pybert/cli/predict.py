@@ -280,6 +280,8 @@ class _Chunk(list):
 
 def _gold_number(label: str) -> float | None:
     """A regression label as a finite number, or None."""
+    if "_" in label:  # float() reads "1_5" as 15
+        return None
     try:
         value = float(label)
     except ValueError:
@@ -456,6 +458,9 @@ def run() -> dict:
 
         pred, gold = _regression_columns(tmp, out_fmt)
         extra = {**regression_metrics(pred, gold), "labelled": len(gold)}
+        if extra.get("non_finite_predictions"):
+            print(f"predict: {extra['non_finite_predictions']} predictions are NaN or infinite "
+                  "(a diverged model?): the metrics are undefined", file=sys.stderr)
     os.replace(tmp, FLAGS.output_file)
     progress.discard()
     if resumed:
@@ -591,10 +596,12 @@ def _report(summary: dict, seconds: float) -> None:
     if "accuracy" in summary:
         parts.append(f"accuracy {100 * summary['accuracy']:.2f}% of {summary['labelled']}")
     if "mean_squared_error" in summary:
-        corr = [f"{name} {'undefined' if summary[name] is None else f'{summary[name]:.4f}'}"
-                for name in ("pearson", "spearman")]
-        parts.append(f"mean squared error {summary['mean_squared_error']:.4f}, "
-                     f"{', '.join(corr)} of {summary['labelled']}")
+        figures = [f"{label} {'undefined' if summary[key] is None else f'{summary[key]:.4f}'}"
+                   for key, label in (("mean_squared_error", "mean squared error"),
+                                      ("pearson", "pearson"), ("spearman", "spearman"))]
+        parts.append(f"{', '.join(figures)} of {summary['labelled']}")
+        if summary.get("non_finite_predictions"):
+            parts.append(f"{summary['non_finite_predictions']} predictions not finite")
     if "continued_after" in summary:
         parts.append(f"continued after {summary['continued_after']}")
     print("predict: " + ", ".join(parts) + f" -> {summary['output']}")
