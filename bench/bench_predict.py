@@ -25,12 +25,15 @@ of MRPC (408 pairs), SST-2 (872 sentences) and QNLI (first 1,000 pairs).
 (b), (e) and (f) run the same batches, so they differ in tokenizer and runtime
 only; (a) and (d) add their padding policies. Before any of them is timed, their
 probabilities on every benchmark row are checked to agree (max abs difference
-PROB_ATOL; the bench fails otherwise). Each row records the real and the padded
+PROB_ATOL; the bench fails otherwise); (a)'s probabilities and (d)'s labels and
+top scores are checked against (b)'s the same way (int8, (c), is not: its
+results depend on the batch, see the README). Each row records the real and the padded
 tokens it computed (extra_info tokens, padded_tokens; for (d) from the HF
 tokenizer's lengths and the pipeline's batching in input order).
 
-Each includes tokenization. (b) to (f): best of ROUNDS timed rounds after a
-warm-up (this shared machine is noisy); (a): one round (it takes 15-40 s).
+Each includes tokenization. Every row: best of ROUNDS timed rounds after a
+warm-up (this shared machine is noisy; the rows run one after another, not
+interleaved, so ratios within a few percent are noise).
 
   PYBERT_MRPC_MODEL_DIR=/tmp/mrpc/pybert_seed1 .venv/bin/pytest bench/bench_predict.py \\
       --benchmark-json=bench/predict.json
@@ -130,8 +133,19 @@ def _accuracy(benchmark, labels, predicted, setup):
             [str(p) == str(g) for p, g in zip(predicted, labels, strict=True)]))
 
 
+def _pybert_probabilities(predictors, dataset):
+    a, b, _ = DATA[dataset]
+    return np.asarray(_pybert_run(predictors["fp32"])(a, b)["probabilities"])
+
+
+def _check_vs_b(benchmark, got, want, what):
+    diff = float(np.abs(np.asarray(got) - want).max())
+    assert diff <= PROB_ATOL, f"{what} differ from (b)'s by {diff} (> {PROB_ATOL})"
+    benchmark.extra_info["max_abs_diff_probabilities_vs_b"] = diff
+
+
 @pytest.mark.parametrize("dataset", list(DATA))
-def test_predict_seed_keras(benchmark, setup, dataset):
+def test_predict_seed_keras(benchmark, setup, predictors, dataset):
     _info(benchmark, dataset, "(a) seed: Python tokenizer, pad 128, Keras predict", setup)
     lib = load_seed_classifier_data_lib()
     if lib is None:
@@ -149,7 +163,10 @@ def test_predict_seed_keras(benchmark, setup, dataset):
              "input_type_ids": np.array([f.segment_ids for f in feats], np.int32)}
         return model.predict(x, batch_size=BATCH, verbose=0), x["input_mask"]
 
-    logits, mask = benchmark.pedantic(run, rounds=1, iterations=1)
+    logits, _ = run()  # the warm-up, whose output is checked
+    _check_vs_b(benchmark, _softmax(logits), _pybert_probabilities(predictors, dataset),
+                "the seed's probabilities")
+    logits, mask = benchmark.pedantic(run, rounds=ROUNDS, iterations=1)
     _record(benchmark, {"tokens": mask.sum(), "padded_tokens": mask.size})
     _accuracy(benchmark, labels, logits.argmax(1), setup)
 
@@ -351,12 +368,20 @@ def hf_pipeline(hf_model, hf_tokenizer):
 
 
 @pytest.mark.parametrize("dataset", list(DATA))
-def test_predict_huggingface_pipeline(benchmark, setup, hf_tokenizer, hf_pipeline, dataset):
+def test_predict_huggingface_pipeline(benchmark, setup, hf_tokenizer, hf_pipeline, predictors,
+                                      dataset):
     _info(benchmark, dataset, "(d) HuggingFace pipeline (PyTorch)", setup)
     a, b, labels = DATA[dataset]
     inputs = ([{"text": x, "text_pair": y} for x, y in zip(a, b, strict=True)] if b is not None
               else list(a))
-    hf_pipeline(inputs[:64])  # warm-up
+    out = hf_pipeline(inputs)  # the warm-up, whose output is checked: labels and top scores
+    want = _pybert_probabilities(predictors, dataset)
+    got_labels = [int(o["label"].replace("LABEL_", "")) for o in out]
+    top = want.max(1)
+    near_tie = np.abs(want[:, 0] - want[:, 1]) <= 2 * PROB_ATOL  # either label is right
+    assert all(g == w or t for g, w, t in zip(got_labels, want.argmax(1), near_tie,
+                                              strict=True)), "the pipeline's labels differ"
+    _check_vs_b(benchmark, [o["score"] for o in out], top, "the pipeline's top scores")
     out = benchmark.pedantic(lambda: hf_pipeline(inputs), rounds=ROUNDS, iterations=1)
     # The pipeline pads each batch of BATCH consecutive inputs to its longest row.
     lengths = [len(x) for x in hf_tokenizer(a, b, truncation=True, max_length=SEQ)["input_ids"]]
