@@ -23,17 +23,17 @@ of MRPC (408 pairs), SST-2 (872 sentences) and QNLI (first 1,000 pairs).
       sorted batches under torch.inference_mode, with (b)'s weights.
 
 (b), (e) and (f) run the same batches, so they differ in tokenizer and runtime
-only; (a) and (d) add their padding policies. Before any of them is timed, their
-probabilities on every benchmark row are checked to agree (max abs difference
-PROB_ATOL; the bench fails otherwise); (a)'s probabilities and (d)'s labels and
-top scores are checked against (b)'s the same way (int8, (c), is not: its
-results depend on the batch, see the README). Each row records the real and the padded
-tokens it computed (extra_info tokens, padded_tokens; for (d) from the HF
-tokenizer's lengths and the pipeline's batching in input order).
-
-Each includes tokenization. Every row: best of ROUNDS timed rounds after a
-warm-up (this shared machine is noisy; the rows run one after another, not
-interleaved, so ratios within a few percent are noise).
+only; (a) and (d) add their padding policies. Every row includes tokenization.
+The rows of a dataset take turns (bench/conftest.py interleave): one untimed
+round of every row first, whose outputs are checked against (b)'s before
+anything is timed (fp32 probabilities of (a), (e), (f) within PROB_ATOL on every
+example; (d)'s labels and top scores; int8, (c), only by its accuracy: its
+results depend on the batch, see the README), then ROUNDS rounds in which each
+row runs once in turn; each reports its best round (extra_info interleaved_s),
+so the drift of this shared host's speed hits all rows alike. Each row records
+the real and the padded tokens it computed (extra_info tokens, padded_tokens;
+for (d) from the HF tokenizer's lengths and the pipeline's batching in input
+order).
 
   PYBERT_MRPC_MODEL_DIR=/tmp/mrpc/pybert_seed1 .venv/bin/pytest bench/bench_predict.py \\
       --benchmark-json=bench/predict.json
@@ -48,7 +48,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ALLOW_MISSING, QUICK, SEED_MISSING, SHARED_DATA, missing, need
+from conftest import (
+    ALLOW_MISSING,
+    QUICK,
+    SEED_MISSING,
+    SHARED_DATA,
+    interleave,
+    missing,
+    need,
+    report_interleaved,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from seed_oracle import load_seed_classifier_data_lib  # noqa: E402
@@ -67,7 +76,7 @@ SEQ = 128
 ROUNDS = 3
 # ONNX Runtime's intra-op threads for (b), (c) and (e); 0: its default (one per physical core)
 THREADS = 0
-# (b), (e) and (f) agree on every probability within this (fp32)
+# (a), (e), (f) and (d)'s top scores agree with (b)'s probabilities within this (fp32)
 PROB_ATOL = 1e-4
 
 
@@ -120,57 +129,6 @@ def setup(tmp_path_factory):
             "trained": bool(trained)}
 
 
-def _info(benchmark, dataset, name, setup, anchor=False):
-    benchmark.group = f"predict-{dataset}-dev-{len(DATA[dataset][0])}"
-    benchmark.extra_info.update(items=len(DATA[dataset][0]), unit="examples", name=name,
-                                anchor=anchor, fine_tuned=setup["trained"])
-
-
-def _accuracy(benchmark, labels, predicted, setup):
-    """Dev accuracy, for MRPC only (the task the classifier was fine-tuned on)."""
-    if labels is not None and setup["trained"] and benchmark.group.startswith("predict-MRPC"):
-        benchmark.extra_info["accuracy"] = float(np.mean(
-            [str(p) == str(g) for p, g in zip(predicted, labels, strict=True)]))
-
-
-def _pybert_probabilities(predictors, dataset):
-    a, b, _ = DATA[dataset]
-    return np.asarray(_pybert_run(predictors["fp32"])(a, b)["probabilities"])
-
-
-def _check_vs_b(benchmark, got, want, what):
-    diff = float(np.abs(np.asarray(got) - want).max())
-    assert diff <= PROB_ATOL, f"{what} differ from (b)'s by {diff} (> {PROB_ATOL})"
-    benchmark.extra_info["max_abs_diff_probabilities_vs_b"] = diff
-
-
-@pytest.mark.parametrize("dataset", list(DATA))
-def test_predict_seed_keras(benchmark, setup, predictors, dataset):
-    _info(benchmark, dataset, "(a) seed: Python tokenizer, pad 128, Keras predict", setup)
-    lib = load_seed_classifier_data_lib()
-    if lib is None:
-        missing(SEED_MISSING)
-    tok = lib.tokenization.FullTokenizer(str(setup["minilm"] / "vocab.txt"), do_lower_case=True)
-    a, b, labels = DATA[dataset]
-    model = setup["model"]
-
-    def run():
-        feats = [lib.convert_single_example(
-            10, lib.InputExample(str(i), a[i], None if b is None else b[i], "0"), ["0", "1"],
-            SEQ, tok) for i in range(len(a))]
-        x = {"input_word_ids": np.array([f.input_ids for f in feats], np.int32),
-             "input_mask": np.array([f.input_mask for f in feats], np.int32),
-             "input_type_ids": np.array([f.segment_ids for f in feats], np.int32)}
-        return model.predict(x, batch_size=BATCH, verbose=0), x["input_mask"]
-
-    logits, _ = run()  # the warm-up, whose output is checked
-    _check_vs_b(benchmark, _softmax(logits), _pybert_probabilities(predictors, dataset),
-                "the seed's probabilities")
-    logits, mask = benchmark.pedantic(run, rounds=ROUNDS, iterations=1)
-    _record(benchmark, {"tokens": mask.sum(), "padded_tokens": mask.size})
-    _accuracy(benchmark, labels, logits.argmax(1), setup)
-
-
 def _softmax(logits):
     z = logits.astype(np.float64)
     e = np.exp(z - z.max(-1, keepdims=True))
@@ -210,13 +168,6 @@ def _run_sorted(tok, a, b, dtype, infer):
 def predictors(setup):
     return {p: Predictor(setup["onnx"], precision=p, device="cpu", batch_size=BATCH,
                          intra_op_threads=THREADS) for p in ("fp32", "int8")}
-
-
-def _pybert_run(pred):
-    def run(a, b):
-        pred.stats = Stats()  # the counters of this call only
-        return pred.predict(a, b)
-    return run
 
 
 @pytest.fixture(scope="module")
@@ -261,8 +212,8 @@ def hf_model(setup, hf_tokenizer):
             np.ascontiguousarray(ours[path].T if transpose else ours[path]))
     state["classifier.weight"] = torch.from_numpy(model.classifier.kernel.numpy().T.copy())
     state["classifier.bias"] = torch.from_numpy(model.classifier.bias.numpy())
-    missing, unexpected = hf.load_state_dict(state, strict=False)
-    assert not unexpected and all("position_ids" in m for m in missing), (missing, unexpected)
+    absent, unexpected = hf.load_state_dict(state, strict=False)
+    assert not unexpected and all("position_ids" in m for m in absent), (absent, unexpected)
     tok = hf_tokenizer
     # Same weights, same numbers: the Keras model and the HF model on real pairs.
     a, b, _ = DATA["MRPC"]
@@ -290,74 +241,6 @@ def hf_torch(hf_model, hf_tokenizer):
 
 
 @pytest.fixture(scope="module")
-def agreement(request, predictors):
-    """Before timing: the probabilities of (b), (e) and (f) (those whose libraries are
-    installed) on every benchmark row, asserted to agree with (b)'s within PROB_ATOL.
-    Returns {dataset: {row: max abs difference from (b)}}."""
-    runs = {"(b)": _pybert_run(predictors["fp32"])}
-    if util.find_spec("transformers") or not ALLOW_MISSING:  # else hf_tokenizer fails
-        runs["(e)"] = request.getfixturevalue("hf_onnx")
-        if util.find_spec("torch") or not ALLOW_MISSING:
-            runs["(f)"] = request.getfixturevalue("hf_torch")
-    diffs = {}
-    for dataset, (a, b, _) in DATA.items():
-        probs = {row: np.asarray(run(a, b)["probabilities"]) for row, run in runs.items()}
-        diffs[dataset] = {row: float(np.abs(p - probs["(b)"]).max()) for row, p in probs.items()}
-        bad = {row: d for row, d in diffs[dataset].items() if not d <= PROB_ATOL}
-        assert not bad, (f"{dataset}: probabilities differ from (b)'s by more than "
-                         f"{PROB_ATOL}: {bad}")
-    return diffs
-
-
-def _record(benchmark, out, agreement=None, dataset=None, row=None, **info):
-    benchmark.extra_info.update(tokens=int(out["tokens"]),
-                                padded_tokens=int(out["padded_tokens"]), **info)
-    if agreement is not None:
-        benchmark.extra_info["max_abs_diff_probabilities_vs_b"] = agreement[dataset][row]
-
-
-@pytest.mark.parametrize("dataset", list(DATA))
-@pytest.mark.parametrize("precision", ["fp32", "int8"])
-def test_predict_pybert_onnx(benchmark, setup, predictors, agreement, dataset, precision):
-    row = "(b)" if precision == "fp32" else "(c)"
-    _info(benchmark, dataset, f"{row} pybert-predict ONNX {precision}", setup,
-          anchor=precision == "fp32")
-    pred = predictors[precision]
-    run = _pybert_run(pred)
-    a, b, labels = DATA[dataset]
-    run(a[:64], None if b is None else b[:64])  # warm-up
-    out = benchmark.pedantic(lambda: run(a, b), rounds=ROUNDS, iterations=1)
-    _record(benchmark, {"tokens": pred.stats.tokens, "padded_tokens": pred.stats.padded_tokens},
-            agreement if precision == "fp32" else None, dataset, row,
-            intra_op_threads=THREADS or "ORT default")
-    _accuracy(benchmark, labels, out["label"], setup)
-
-
-@pytest.mark.parametrize("dataset", list(DATA))
-def test_predict_hf_tokenizer_onnxruntime(benchmark, setup, hf_onnx, agreement, dataset):
-    _info(benchmark, dataset, "(e) HF BertTokenizerFast + plain ONNX Runtime session, sorted",
-          setup)
-    a, b, labels = DATA[dataset]
-    hf_onnx(a[:64], None if b is None else b[:64])  # warm-up
-    out = benchmark.pedantic(lambda: hf_onnx(a, b), rounds=ROUNDS, iterations=1)
-    _record(benchmark, out, agreement, dataset, "(e)", intra_op_threads=THREADS or "ORT default")
-    _accuracy(benchmark, labels, out["probabilities"].argmax(1), setup)
-
-
-@pytest.mark.parametrize("dataset", list(DATA))
-def test_predict_hf_torch_sorted(benchmark, setup, hf_model, hf_torch, agreement, dataset):
-    torch, hf = hf_model
-    _info(benchmark, dataset, "(f) HF BertTokenizerFast + BertForSequenceClassification "
-          "(PyTorch), sorted", setup)
-    a, b, labels = DATA[dataset]
-    hf_torch(a[:64], None if b is None else b[:64])  # warm-up
-    out = benchmark.pedantic(lambda: hf_torch(a, b), rounds=ROUNDS, iterations=1)
-    _record(benchmark, out, agreement, dataset, "(f)", torch_threads=torch.get_num_threads(),
-            attn_implementation=getattr(hf.config, "_attn_implementation", None))
-    _accuracy(benchmark, labels, out["probabilities"].argmax(1), setup)
-
-
-@pytest.fixture(scope="module")
 def hf_pipeline(hf_model, hf_tokenizer):
     import transformers
 
@@ -367,25 +250,149 @@ def hf_pipeline(hf_model, hf_tokenizer):
                                  max_length=SEQ)
 
 
-@pytest.mark.parametrize("dataset", list(DATA))
-def test_predict_huggingface_pipeline(benchmark, setup, hf_tokenizer, hf_pipeline, predictors,
-                                      dataset):
-    _info(benchmark, dataset, "(d) HuggingFace pipeline (PyTorch)", setup)
-    a, b, labels = DATA[dataset]
+ROWS = {
+    "(a)": "(a) seed: Python tokenizer, pad 128, Keras predict",
+    "(b)": "(b) pybert-predict ONNX fp32",
+    "(c)": "(c) pybert-predict ONNX int8",
+    "(d)": "(d) HuggingFace pipeline (PyTorch)",
+    "(e)": "(e) HF BertTokenizerFast + plain ONNX Runtime session, sorted",
+    "(f)": "(f) HF BertTokenizerFast + BertForSequenceClassification (PyTorch), sorted",
+}
+
+
+def _labelled(out):
+    out["labels"] = [str(i) for i in np.asarray(out["probabilities"]).argmax(1)]
+    return out
+
+
+def _seed_row(setup, dataset):
+    lib = load_seed_classifier_data_lib()
+    if lib is None:
+        return None
+    tok = lib.tokenization.FullTokenizer(str(setup["minilm"] / "vocab.txt"), do_lower_case=True)
+    a, b, _ = DATA[dataset]
+    model = setup["model"]
+
+    def run():
+        feats = [lib.convert_single_example(
+            10, lib.InputExample(str(i), a[i], None if b is None else b[i], "0"), ["0", "1"],
+            SEQ, tok) for i in range(len(a))]
+        x = {"input_word_ids": np.array([f.input_ids for f in feats], np.int32),
+             "input_mask": np.array([f.input_mask for f in feats], np.int32),
+             "input_type_ids": np.array([f.segment_ids for f in feats], np.int32)}
+        logits = model.predict(x, batch_size=BATCH, verbose=0)
+        return _labelled({"probabilities": _softmax(logits),
+                          "tokens": int(x["input_mask"].sum()),
+                          "padded_tokens": int(x["input_mask"].size)})
+    return run
+
+
+def _pybert_row(pred, dataset):
+    a, b, _ = DATA[dataset]
+
+    def run():
+        pred.stats = Stats()  # the counters of this call only
+        out = pred.predict(a, b)
+        return {"probabilities": out["probabilities"], "labels": list(out["label"]),
+                "tokens": pred.stats.tokens, "padded_tokens": pred.stats.padded_tokens}
+    return run
+
+
+def _pipeline_row(pipeline, tok, dataset):
+    a, b, _ = DATA[dataset]
     inputs = ([{"text": x, "text_pair": y} for x, y in zip(a, b, strict=True)] if b is not None
               else list(a))
-    out = hf_pipeline(inputs)  # the warm-up, whose output is checked: labels and top scores
-    want = _pybert_probabilities(predictors, dataset)
-    got_labels = [int(o["label"].replace("LABEL_", "")) for o in out]
-    top = want.max(1)
-    near_tie = np.abs(want[:, 0] - want[:, 1]) <= 2 * PROB_ATOL  # either label is right
-    assert all(g == w or t for g, w, t in zip(got_labels, want.argmax(1), near_tie,
-                                              strict=True)), "the pipeline's labels differ"
-    _check_vs_b(benchmark, [o["score"] for o in out], top, "the pipeline's top scores")
-    out = benchmark.pedantic(lambda: hf_pipeline(inputs), rounds=ROUNDS, iterations=1)
     # The pipeline pads each batch of BATCH consecutive inputs to its longest row.
-    lengths = [len(x) for x in hf_tokenizer(a, b, truncation=True, max_length=SEQ)["input_ids"]]
-    _record(benchmark, {"tokens": sum(lengths), "padded_tokens": sum(
-        len(lengths[lo:lo + BATCH]) * max(lengths[lo:lo + BATCH])
-        for lo in range(0, len(lengths), BATCH))})
-    _accuracy(benchmark, labels, [o["label"].replace("LABEL_", "") for o in out], setup)
+    lengths = [len(x) for x in tok(a, b, truncation=True, max_length=SEQ)["input_ids"]]
+    padded = sum(len(lengths[lo:lo + BATCH]) * max(lengths[lo:lo + BATCH])
+                 for lo in range(0, len(lengths), BATCH))
+
+    def run():
+        out = pipeline(inputs)
+        return {"labels": [o["label"].replace("LABEL_", "") for o in out],
+                "scores": np.array([o["score"] for o in out]),
+                "tokens": sum(lengths), "padded_tokens": padded}
+    return run
+
+
+def _check(outputs, results):
+    """Round 0's outputs against (b)'s: results[row] = max abs probability difference."""
+    want = np.asarray(outputs["(b)"]["probabilities"])
+    for row, out in outputs.items():
+        if row in ("(b)", "(c)"):
+            results[row] = 0.0 if row == "(b)" else None
+            continue
+        if row == "(d)":  # labels (either one where (b) has a near tie) and top scores
+            near_tie = np.abs(want[:, 0] - want[:, 1]) <= 2 * PROB_ATOL
+            wrong = [i for i, (g, w) in enumerate(zip(out["labels"], want.argmax(1),
+                                                      strict=True))
+                     if g != str(w) and not near_tie[i]]
+            assert not wrong, f"(d): {len(wrong)} labels differ from (b)'s, e.g. row {wrong[0]}"
+            diff = float(np.abs(out["scores"] - want.max(1)).max())
+        else:
+            diff = float(np.abs(np.asarray(out["probabilities"]) - want).max())
+        assert diff <= PROB_ATOL, f"{row}: probabilities differ from (b)'s by {diff}"
+        results[row] = diff
+
+
+_TIMINGS = {}
+
+
+def _interleaved(request, dataset):
+    """Every row of `dataset` run in turn: {row: (seconds per round, fn, round-0 output,
+    difference from (b))} and {row: why it cannot run}."""
+    if dataset not in _TIMINGS:
+        setup, predictors = request.getfixturevalue("setup"), request.getfixturevalue("predictors")
+        impls, absent = {}, {}
+        seed = _seed_row(setup, dataset)
+        if seed is None:
+            absent["(a)"] = SEED_MISSING
+        else:
+            impls["(a)"] = seed
+        impls["(b)"] = _pybert_row(predictors["fp32"], dataset)
+        impls["(c)"] = _pybert_row(predictors["int8"], dataset)
+        a, b, _ = DATA[dataset]
+        have_hf, have_torch = util.find_spec("transformers"), util.find_spec("torch")
+        if have_hf or not ALLOW_MISSING:  # else need() fails this test
+            hf_onnx = request.getfixturevalue("hf_onnx")
+            impls["(e)"] = lambda: _labelled(hf_onnx(a, b))
+            if have_torch or not ALLOW_MISSING:
+                hf_torch = request.getfixturevalue("hf_torch")
+                impls["(f)"] = lambda: _labelled(hf_torch(a, b))
+                impls["(d)"] = _pipeline_row(request.getfixturevalue("hf_pipeline"),
+                                             request.getfixturevalue("hf_tokenizer"), dataset)
+        for row, reason in (("(d)", "torch"), ("(e)", "transformers"), ("(f)", "torch")):
+            if row not in impls:
+                absent[row] = f"{reason} is not installed"
+        outputs = {}
+
+        def check(first):
+            outputs.update(first)
+            _check(first, diffs)
+
+        diffs: dict = {}
+        times = interleave(impls, ROUNDS, check)
+        _TIMINGS[dataset] = ({row: (times[row], impls[row], outputs[row], diffs[row])
+                              for row in impls}, absent)
+    return _TIMINGS[dataset]
+
+
+@pytest.mark.parametrize("row", list(ROWS))
+@pytest.mark.parametrize("dataset", list(DATA))
+def test_predict(request, setup, dataset, row):
+    timings, absent = _interleaved(request, dataset)
+    if row in absent:
+        missing(f"{ROWS[row]}: {absent[row]}")
+    times, fn, out, diff = timings[row]
+    a, _, labels = DATA[dataset]
+    info = {"items": len(a), "unit": "examples", "name": ROWS[row], "anchor": row == "(b)",
+            "fine_tuned": setup["trained"], "tokens": int(out["tokens"]),
+            "padded_tokens": int(out["padded_tokens"])}
+    if diff is not None:
+        info["max_abs_diff_probabilities_vs_b"] = diff
+    if row in ("(b)", "(c)", "(e)"):
+        info["intra_op_threads"] = THREADS or "ORT default"
+    if labels is not None and setup["trained"]:  # MRPC only: the task it was tuned on
+        info["accuracy"] = float(np.mean([p == g for p, g in zip(out["labels"], labels,
+                                                                 strict=True)]))
+    report_interleaved(request, f"predict-{dataset}-dev-{len(a)}", fn, times, **info)
