@@ -74,15 +74,14 @@ def hf_model(encoder, inputs):
     the same sequence output on the real tokens before anything is timed."""
     torch = need("torch")
     transformers = need("transformers")
-    from pybert.checkpoints.huggingface import _encoder_names, _path_of
+    from pybert.checkpoints.huggingface import encoder_weights_to_huggingface
 
     torch.set_num_threads(THREADS)
     # the same shapes as CONFIG; HF's "gelu" is CONFIG's gelu_exact
     shape = {k: v for k, v in CONFIG.to_dict().items() if k != "hidden_act"}
     model = transformers.BertModel(transformers.BertConfig(**shape, hidden_act="gelu")).eval()
-    ours = {_path_of(v, encoder.name): v.numpy() for v in encoder.weights}
-    state = {name: torch.from_numpy(np.ascontiguousarray(ours[path].T if t else ours[path]))
-             for name, path, t in _encoder_names(CONFIG)}
+    state = {name: torch.from_numpy(value)
+             for name, value in encoder_weights_to_huggingface(encoder).items()}
     missing, unexpected = model.load_state_dict(state, strict=False)
     assert not unexpected and all("position_ids" in m for m in missing), (missing, unexpected)
     feeds = {"input_ids": torch.tensor(inputs["input_word_ids"], dtype=torch.long),

@@ -69,7 +69,7 @@ pytest.importorskip("tf2onnx")
 from pybert.checkpoints import load_huggingface_encoder  # noqa: E402
 from pybert.export.onnx import export_onnx  # noqa: E402
 from pybert.modeling import BertClassifier  # noqa: E402
-from pybert.predict import Predictor, Stats  # noqa: E402
+from pybert.predict import Predictor, Stats, _softmax  # noqa: E402
 
 BATCH = 32
 SEQ = 128
@@ -127,12 +127,6 @@ def setup(tmp_path_factory):
                 int8=True)
     return {"model": model, "config": config, "minilm": minilm, "onnx": out,
             "trained": bool(trained)}
-
-
-def _softmax(logits):
-    z = logits.astype(np.float64)
-    e = np.exp(z - z.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
 
 
 def _sorted_batches(ids, type_ids, dtype):
@@ -199,17 +193,14 @@ def hf_model(setup, hf_tokenizer):
     """HF BertForSequenceClassification with pybert's weights (checked equal to Keras)."""
     torch = need("torch")
     transformers = need("transformers")
-    from pybert.checkpoints.huggingface import _encoder_names, _path_of
+    from pybert.checkpoints.huggingface import encoder_weights_to_huggingface
 
     model = setup["model"]
     cfg = transformers.BertConfig.from_json_file(str(setup["minilm"] / "config.json"))
     cfg.num_labels = 2
     hf = transformers.BertForSequenceClassification(cfg).eval()
-    ours = {_path_of(v, model.encoder.name): v.numpy() for v in model.encoder.weights}
-    state = {}
-    for hf_name, path, transpose in _encoder_names(setup["config"]):
-        state["bert." + hf_name] = torch.from_numpy(
-            np.ascontiguousarray(ours[path].T if transpose else ours[path]))
+    state = {"bert." + name: torch.from_numpy(value)
+             for name, value in encoder_weights_to_huggingface(model.encoder).items()}
     state["classifier.weight"] = torch.from_numpy(model.classifier.kernel.numpy().T.copy())
     state["classifier.bias"] = torch.from_numpy(model.classifier.bias.numpy())
     absent, unexpected = hf.load_state_dict(state, strict=False)

@@ -63,6 +63,21 @@ def test_matches_huggingface(model_dir, batch):
     )
 
 
+def test_weights_back_to_huggingface_names_are_the_checkpoints(model_dir):
+    """encoder_weights_to_huggingface inverts the loading: every encoder tensor of the
+    safetensors file comes back under its name, bit for bit."""
+    from safetensors.numpy import load_file
+
+    from pybert.checkpoints.huggingface import encoder_weights_to_huggingface
+
+    encoder, _ = load_huggingface_encoder(model_dir)
+    got = encoder_weights_to_huggingface(encoder)
+    saved = load_file(str(model_dir / "model.safetensors"))
+    assert len(got) == 6 * 16 + 7
+    for name, value in got.items():
+        np.testing.assert_array_equal(value, saved[name], err_msg=name)
+
+
 def test_save_restore_bit_exact(tmp_path, model_dir, batch):
     encoder, config = load_huggingface_encoder(model_dir)
     prefix = save_encoder_checkpoint(

@@ -185,6 +185,15 @@ def assign_encoder_weights(encoder, weights: dict[str, np.ndarray]) -> None:
         var.assign(weights[name])
 
 
+def encoder_weights_to_huggingface(encoder) -> dict[str, np.ndarray]:
+    """The inverse of encoder_weights_from_huggingface: {HuggingFace BertModel name:
+    array} of a pybert encoder (kernels transposed back), e.g. to load its weights into
+    transformers' BertModel for a side-by-side comparison."""
+    ours = {_path_of(v, encoder.name): v.numpy() for v in encoder.weights}
+    return {name: np.ascontiguousarray(ours[path].T if transpose else ours[path])
+            for name, path, transpose in _encoder_names(encoder.config)}
+
+
 def _path_of(variable, encoder_name: str) -> str:
     # Keras 3 variable paths look like "bert_encoder/transformer_layer_0/attention/query/kernel"
     # ("bert_classifier/bert_encoder/..." inside a model): the part after the encoder's name

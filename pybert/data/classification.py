@@ -326,9 +326,9 @@ def featurize(
     a single text, as the seed does.
     """
     n = len(examples)
-    ids = np.zeros((n, max_seq_length), dtype=np.int32)
-    mask, segs = np.zeros_like(ids), np.zeros_like(ids)
-    if n:
+    if not n:
+        ids = mask = segs = np.zeros((0, max_seq_length), dtype=np.int32)
+    else:
         pairs = ([ex.text_b for ex in examples] if any(ex.text_b for ex in examples)
                  else None)  # an empty or None text_b: a single text, as in the seed
         enc = tokenizer.encode_batch(
