@@ -5,6 +5,16 @@
    squad_lib.read_squad_examples + convert_examples_to_features +
    FeatureWriter with its FullTokenizer. pybert: pybert.data.squad on all
    cores, which also writes the post-processing arrays (.features.npz).
+1b. The same featurization into arrays in memory (no TFRecord), from the JSON
+   file: pybert.data.squad.featurize vs HuggingFace's BertTokenizerFast (Rust)
+   called as HuggingFace's question-answering example (run_qa.py) calls it for
+   evaluation features (truncation="only_second", max_length 384, stride 128,
+   overflowing windows, offsets, padded, NumPy), on 1 thread and on its default
+   threads. Not quite the same windows: HF's stride is the overlap of two
+   windows, the seed's doc_stride the step between their starts (and HF does
+   not cut questions at 64 tokens), so HF gives 10,784 features to pybert's
+   10,833; checked: on every question to which both give one window (about
+   10,400), HF's input ids, attention mask and token type ids are pybert's.
 2. Pre-training data from ../shared/data/english_prose (the first 40 kB of
    each of the 27 books: 27 documents, about 1 MB), seq 128, 20 predictions,
    dupe_factor 10: the seed's create_training_instances +
@@ -33,6 +43,7 @@ oracle fails the seed's rows (see conftest.py).
   .venv/bin/python bench/report.py bench/data.json
 """
 
+import json
 import os
 import random
 import sys
@@ -207,6 +218,114 @@ def squad_timings(tmp_path_factory):
 def test_squad_featurize(request, squad_timings, name):
     _row(request, "squad-v1.1-dev-featurize-eval", squad_timings, name, items=10570,
          unit="questions", anchor=name == "pybert 1 thread(s)")
+
+
+# -- SQuAD featurization in memory: pybert vs HuggingFace's fast tokenizer -----------------
+
+SQUAD_MEM_ANCHOR = "pybert 1 thread(s), arrays"
+SQUAD_HF = ("HF BertTokenizerFast, run_qa.py's call, 1 thread",
+            "HF BertTokenizerFast, run_qa.py's call, default threads")
+SQUAD_MEM_NAMES = [f"pybert {t} thread(s), arrays" for t in THREADS] + list(SQUAD_HF)
+
+
+def _squad_lists(path):
+    """Questions (left-stripped, as run_qa.py) and contexts of a SQuAD JSON, one per question."""
+    with open(path, encoding="utf-8") as f:
+        articles = json.load(f)["data"]
+    questions, contexts = [], []
+    for article in articles:
+        for para in article["paragraphs"]:
+            for qa in para["qas"]:
+                questions.append(qa["question"].lstrip())
+                contexts.append(para["context"])
+    return questions, contexts
+
+
+def _single_window_rows(feature_example, n):
+    """The questions that have exactly one feature, and the row of that feature."""
+    counts = np.bincount(feature_example, minlength=n)
+    return counts == 1, np.searchsorted(feature_example, np.arange(n))
+
+
+@pytest.fixture(scope="module")
+def squad_memory_timings(tmp_path_factory):
+    """Featurizing the dev set for evaluation into arrays in memory (no TFRecord), from the
+    JSON file: pybert.data.squad.featurize (the seed's windows, and the post-processing
+    arrays) vs HuggingFace's BertTokenizerFast called as the HuggingFace question-answering
+    example (run_qa.py) calls it for evaluation features: truncation="only_second",
+    max_length=384, stride=128, return_overflowing_tokens, return_offsets_mapping,
+    padding="max_length", NumPy tensors."""
+    tok = FullTokenizer(VOCAB, do_lower_case=True)
+    impls = {}
+    for threads in THREADS:
+        impls[f"pybert {threads} thread(s), arrays"] = (
+            lambda threads=threads: squad.featurize(squad.read_squad(SQUAD_DEV, False), tok,
+                                                    384, 128, 64, False, num_threads=threads))
+    hf = None
+    try:
+        import transformers
+
+        vocab_dir = tmp_path_factory.mktemp("hf_vocab")
+        (vocab_dir / "vocab.txt").write_bytes(Path(VOCAB).read_bytes())
+        hf = transformers.BertTokenizerFast.from_pretrained(str(vocab_dir), do_lower_case=True)
+    except ImportError as e:
+        hf_absent = f"transformers not installed ({e})"
+
+    if hf is not None:
+        def run_hf(parallel):
+            os.environ["TOKENIZERS_PARALLELISM"] = "true" if parallel else "false"
+            questions, contexts = _squad_lists(SQUAD_DEV)
+            return hf(questions, contexts, truncation="only_second", max_length=384, stride=128,
+                      return_overflowing_tokens=True, return_offsets_mapping=True,
+                      padding="max_length", return_tensors="np")
+
+        impls[SQUAD_HF[0]] = lambda: run_hf(False)
+        impls[SQUAD_HF[1]] = lambda: run_hf(True)
+
+    def checks(outputs):
+        anchor = outputs[SQUAD_MEM_ANCHOR]
+        n = anchor.num_examples
+        out = {SQUAD_MEM_ANCHOR: ("the anchor; 10,833 features (the seed's count, see above)",
+                                  lambda: _eq(len(anchor), 10833))}
+        for name in outputs:
+            if name.startswith("pybert") and name != SQUAD_MEM_ANCHOR:
+                out[name] = ("pybert 1 thread's arrays, exactly", lambda name=name: [
+                    np.testing.assert_array_equal(outputs[name].arrays[k], anchor.arrays[k])
+                    for k in anchor.arrays])
+            elif name.startswith("HF"):
+                out[name] = ("on every question both give one window: pybert's input ids, mask "
+                             "and segment ids", lambda name=name: _same_single_windows(
+                                 outputs[name], anchor, n))
+        return out
+
+    def summary(out):  # the number of features (windows): the two sides' strides differ
+        return {"features": len(out) if isinstance(out, squad.SquadFeatures)
+                else len(out["input_ids"])}
+
+    return _timed_group(impls, checks, summary), None if hf is not None else hf_absent
+
+
+def _same_single_windows(enc, feats, n):
+    single_hf, row_hf = _single_window_rows(np.asarray(enc["overflow_to_sample_mapping"]), n)
+    single_pb, row_pb = _single_window_rows(feats.feature_example, n)
+    both = np.flatnonzero(single_hf & single_pb)
+    assert len(both) > 0.9 * n, f"only {len(both)} of {n} questions have one window on both sides"
+    for theirs, ours in (("input_ids", "input_ids"), ("attention_mask", "input_mask"),
+                         ("token_type_ids", "segment_ids")):
+        a = np.asarray(enc[theirs])[row_hf[both]]
+        b = feats.arrays[ours][row_pb[both]]
+        bad = np.flatnonzero((a != b).any(axis=1))
+        assert not len(bad), (f"{theirs} differ on {len(bad)} of {len(both)} questions, first: "
+                              f"question {both[bad[0]]}")
+
+
+@pytest.mark.parametrize("name", SQUAD_MEM_NAMES)
+def test_squad_featurize_in_memory(request, squad_memory_timings, name):
+    group, absent = squad_memory_timings
+    if name not in group:
+        missing(f"{name}: {absent}")
+    _row(request, "squad-v1.1-dev-featurize-eval-in-memory", group, name,
+         items=10570, unit="questions", anchor=name == SQUAD_MEM_ANCHOR)
 
 
 # -- pre-training data --------------------------------------------------------------------
