@@ -669,7 +669,12 @@ def test_run_squad_train_and_eval_tiny(tmp_path, data_dir, vocab_path):
     assert all(1 <= len(v) <= 20 for v in nbest.values())
     metrics = json.loads((model_dir / "summaries" / "eval" / "eval_metrics.json").read_text())
     assert set(metrics) == {"exact_match", "final_f1"} and 0 <= metrics["final_f1"] <= 1
-    assert "SQuAD eval F1-score" in proc.stderr
+    assert "SQuAD eval F1-score" in proc.stderr and "(fraction of 1)" in proc.stderr
+    # the pooler gets no gradient from the span head: Keras' warning about it is not shown
+    assert "Gradients do not exist" not in proc.stderr, proc.stderr[-3000:]
+    # the tool's result: prediction + evaluation time, no empty in-loop evaluation time
+    assert "'predict_seconds_this_run'" in proc.stdout
+    assert "eval_seconds_this_run" not in proc.stdout
     # The same command again (as in the seed): training skipped, prediction and eval again.
     again = run_tool("run_squad", *proc.args[proc.args.index("--mode=train_and_eval"):])
     assert "training skipped" in again.stderr and "SQuAD eval F1-score" in again.stderr

@@ -27,8 +27,10 @@ tagging (XTREME PAN-X, UDPOS) writes one test file per language ('{}' in
 --input_data_dir are skipped with a warning.
 
 Additions: --squad_predict_file with --eval_data_output_path featurizes a
-SQuAD evaluation file once (TFRecord + <path>.features.npz for span
-decoding), and --num_threads. Classification regression tasks (STS-B) work
+SQuAD evaluation file once (TFRecord + <path>.features.npz, the arrays of
+pybert.squad.postprocess_output, for prediction with your own loop through
+the Python API; run_squad featurizes its --predict_file itself, in under a
+second for the v1.1 dev set), and --num_threads. Classification regression tasks (STS-B) work
 with either task type. Not supported: SentencePiece and TFDS input (a clear
 error says so). Errors in the input name the file and line and exit with
 status 1; the outputs appear only when all of them are complete (an error or
@@ -87,7 +89,9 @@ flags.DEFINE_string("tfds_params", "", "Not supported here (TFDS input).")
 # pybert additions
 flags.DEFINE_string("squad_predict_file", None,
                     "SQuAD JSON to featurize for evaluation into --eval_data_output_path "
-                    "(+ <path>.features.npz for run_squad's span decoding).")
+                    "(+ <path>.features.npz: the span-decoding arrays for the Python API, "
+                    "pybert.squad.postprocess_output; run_squad featurizes its "
+                    "--predict_file itself).")
 flags.DEFINE_integer("num_threads", 0, "Tokenizer threads (0 = all cores).", lower_bound=0)
 
 def run() -> dict:
@@ -162,6 +166,10 @@ def _write(task_type: str, tokenizer, threads) -> dict:
     elif task_type == "squad":
         if not FLAGS.squad_data_file and not FLAGS.squad_predict_file:
             raise ValueError("--squad_data_file (training) or --squad_predict_file is required")
+        if FLAGS.eval_data_output_path and not FLAGS.squad_predict_file:
+            raise ValueError("--eval_data_output_path needs --squad_predict_file (the SQuAD "
+                             "JSON to featurize for evaluation); without it nothing would be "
+                             "written there")
         meta = {}
         if FLAGS.squad_data_file:
             if not FLAGS.train_data_output_path:

@@ -286,7 +286,8 @@ class Trainer:
             "steps_this_run": trained,
             "resumed_from_step": start,
             "train_seconds_this_run": round(seconds, 3),  # evaluation excluded
-            "eval_seconds_this_run": round(eval_seconds, 3),
+            # evaluation inside the loop (none without eval_fn: no key)
+            **({"eval_seconds_this_run": round(eval_seconds, 3)} if eval_fn is not None else {}),
             "examples_per_second": round(trained * cfg.global_batch_size / max(seconds, 1e-9), 2),
             "last_train_loss": float(self.train_loss.result()) if trained else None,
             **_eval_keys(eval_results),
