@@ -296,7 +296,9 @@ class Tokenizer:
         is encoded as a single text (`[CLS] a [SEP]`, truncated to max_seq_length - 2
         whatever `truncation` says, as a single text is), as the seed's
         convert_single_example does; otherwise it is `[CLS] a [SEP] [SEP]` (HuggingFace's
-        rule) and a None is an error.
+        rule) and a None is an error. With it, pairs may also have max_seq_length 3 or 4
+        (the seed's too): when the longest_first truncation empties the second text, the
+        row is a single text with the first text as truncated.
         """
         if truncation not in _TRUNCATIONS:
             raise ValueError(f"truncation must be one of {_TRUNCATIONS}, got {truncation!r}")

@@ -179,5 +179,38 @@ int main(int argc, char** argv) {
              "non-empty pair unchanged: " + Join(got[1]));
     }
   }
+  // empty_pair_as_single at max_seq_length 3 and 4 (the seed's): the pair truncation
+  // (ties shorten the second text) may empty the second text: then a single text whose
+  // first text keeps its pair truncation. Without the option these lengths are refused.
+  {
+    std::vector<std::string_view> a{"hello world", "", "hello"}, b{"un", "un", "world"};
+    pybert::EncodeOptions opts;
+    opts.offsets = false;
+    opts.empty_pair_as_single = true;
+    const std::vector<std::vector<std::string>> want = {
+        {"[CLS] [SEP]", "[CLS] [SEP]", "[CLS] [SEP]"},                          // 3
+        {"[CLS] hello [SEP]", "[CLS] [SEP] un [SEP]", "[CLS] hello [SEP]"}};  // 4
+    for (int32_t max_len : {3, 4}) {
+      opts.max_seq_length = max_len;
+      auto rows = pybert::EncodeBatch(uncased, a, &b, opts, 1);
+      for (int r = 0; r < 3; ++r) {
+        std::vector<std::string> got;
+        for (int64_t i = rows[0].row_splits[r]; i < rows[0].row_splits[r + 1]; ++i) {
+          got.push_back(uncased.vocab().token(rows[0].ids[static_cast<size_t>(i)]));
+        }
+        Expect(Join(got) == want[max_len - 3][r], "seed pair at max_seq_length " +
+                                                      std::to_string(max_len) + ": " + Join(got));
+      }
+    }
+    opts.empty_pair_as_single = false;
+    opts.max_seq_length = 4;
+    bool refused = false;
+    try {
+      pybert::EncodeBatch(uncased, a, &b, opts, 1);
+    } catch (const std::invalid_argument&) {
+      refused = true;
+    }
+    Expect(refused, "pairs at max_seq_length 4 without empty_pair_as_single are refused");
+  }
   return pybert_test::Finish("tokenizer_test");
 }

@@ -41,7 +41,12 @@ Encoder::Encoder(const BertTokenizer& tokenizer, EncodeOptions options, bool pai
   }
   if (options_.max_seq_length >= 0) {
     int32_t specials = options_.add_special_tokens ? (pairs_ ? 3 : 2) : 0;
-    if (options_.max_seq_length < specials + (pairs_ ? 2 : 1)) {
+    // The seed's rule (empty_pair_as_single) takes pair lengths without room for both texts
+    // (3 or 4 with special tokens): its pair truncation may empty the second text, which
+    // makes the row a single text (see EncodeRow).
+    const bool seed_pairs = pairs_ && options_.empty_pair_as_single && options_.add_special_tokens;
+    const int32_t min_text = seed_pairs ? 0 : (pairs_ ? 2 : 1);
+    if (options_.max_seq_length < specials + min_text) {
       throw std::invalid_argument("max_seq_length=" + std::to_string(options_.max_seq_length) +
                                   " leaves no room for text after " + std::to_string(specials) +
                                   " special tokens");
@@ -59,7 +64,7 @@ void Encoder::EncodeRow(std::string_view a, std::string_view b, size_t index, En
   const bool want_offsets = options_.offsets;
   tokenizer_.Encode(a, PieceSink{&ids_a, want_offsets ? &off_a : nullptr}, &ws.tokenizer);
   if (pairs_) tokenizer_.Encode(b, PieceSink{&ids_b, want_offsets ? &off_b : nullptr}, &ws.tokenizer);
-  const bool pair = pairs_ && !(options_.empty_pair_as_single && ids_b.empty());
+  bool pair = pairs_ && !(options_.empty_pair_as_single && ids_b.empty());
   size_t len_a = ids_a.size(), len_b = ids_b.size();
   if (options_.max_seq_length >= 0) {
     const size_t specials = options_.add_special_tokens ? (pair ? 3 : 2) : 0;
@@ -83,6 +88,10 @@ void Encoder::EncodeRow(std::string_view a, std::string_view b, size_t index, En
       }
       len_b = std::min(len_b, room - len_a);
     }
+    // The seed tests `if tokens_b:` after _truncate_seq_pair: a second text truncated to
+    // nothing (only when max_seq_length leaves no room for both, 3 or 4) leaves a single
+    // text, whose first text keeps its pair truncation.
+    if (pair && options_.empty_pair_as_single && len_b == 0) pair = false;
   }
   auto push_special = [&](int32_t id, int32_t type) {
     out->ids.push_back(id);
