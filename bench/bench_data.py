@@ -273,11 +273,19 @@ def squad_memory_timings(tmp_path_factory):
 
     if hf is not None:
         def run_hf(parallel):
+            before = os.environ.get("TOKENIZERS_PARALLELISM")
             os.environ["TOKENIZERS_PARALLELISM"] = "true" if parallel else "false"
-            questions, contexts = _squad_lists(SQUAD_DEV)
-            return hf(questions, contexts, truncation="only_second", max_length=384, stride=128,
-                      return_overflowing_tokens=True, return_offsets_mapping=True,
-                      padding="max_length", return_tensors="np")
+            try:
+                questions, contexts = _squad_lists(SQUAD_DEV)
+                return hf(questions, contexts, truncation="only_second", max_length=384,
+                          stride=128, return_overflowing_tokens=True,
+                          return_offsets_mapping=True, padding="max_length",
+                          return_tensors="np")
+            finally:
+                if before is None:
+                    del os.environ["TOKENIZERS_PARALLELISM"]
+                else:
+                    os.environ["TOKENIZERS_PARALLELISM"] = before
 
         impls[SQUAD_HF[0]] = lambda: run_hf(False)
         impls[SQUAD_HF[1]] = lambda: run_hf(True)
@@ -293,9 +301,11 @@ def squad_memory_timings(tmp_path_factory):
                     np.testing.assert_array_equal(outputs[name].arrays[k], anchor.arrays[k])
                     for k in anchor.arrays])
             elif name.startswith("HF"):
-                out[name] = ("on every question both give one window: pybert's input ids, mask "
-                             "and segment ids", lambda name=name: _same_single_windows(
-                                 outputs[name], anchor, n))
+                both = _both_single(outputs[name], anchor, n)
+                out[name] = (f"on every question both give one window ({len(both):,} of "
+                             f"{n:,}): pybert's input ids, mask and segment ids",
+                             lambda name=name, both=both: _same_single_windows(
+                                 outputs[name], anchor, both))
         return out
 
     def summary(out):  # the number of features (windows): the two sides' strides differ
@@ -305,10 +315,17 @@ def squad_memory_timings(tmp_path_factory):
     return _timed_group(impls, checks, summary), None if hf is not None else hf_absent
 
 
-def _same_single_windows(enc, feats, n):
-    single_hf, row_hf = _single_window_rows(np.asarray(enc["overflow_to_sample_mapping"]), n)
-    single_pb, row_pb = _single_window_rows(feats.feature_example, n)
-    both = np.flatnonzero(single_hf & single_pb)
+def _both_single(enc, feats, n):
+    """The questions to which both sides give exactly one window."""
+    single_hf, _ = _single_window_rows(np.asarray(enc["overflow_to_sample_mapping"]), n)
+    single_pb, _ = _single_window_rows(feats.feature_example, n)
+    return np.flatnonzero(single_hf & single_pb)
+
+
+def _same_single_windows(enc, feats, both):
+    n = feats.num_examples
+    _, row_hf = _single_window_rows(np.asarray(enc["overflow_to_sample_mapping"]), n)
+    _, row_pb = _single_window_rows(feats.feature_example, n)
     assert len(both) > 0.9 * n, f"only {len(both)} of {n} questions have one window on both sides"
     for theirs, ours in (("input_ids", "input_ids"), ("attention_mask", "input_mask"),
                          ("token_type_ids", "segment_ids")):

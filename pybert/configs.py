@@ -156,8 +156,9 @@ class BertConfig:
             # a HuggingFace config.json given as the seed's (from_hf_dict drops these)
             if set(unknown) & (_HF_METADATA | {"position_embedding_type"}):
                 hint = ("; this looks like a HuggingFace config.json: read it with "
-                        "BertConfig.from_hf_json_file (or convert the checkpoint with "
-                        "pybert-convert-checkpoint --source_format=huggingface)")
+                        "BertConfig.from_hf_json_file / from_hf_dict (or convert the "
+                        "checkpoint with pybert-convert-checkpoint "
+                        "--source_format=huggingface)")
             raise ConfigError(
                 f"{source}: field '{unknown[0]}': unknown field "
                 f"(known: {', '.join(sorted(fields))}){hint}"

@@ -69,7 +69,9 @@ def test_real_huggingface_config():
         ({"layer_norm_eps": float("inf")}, "layer_norm_eps", "positive finite number"),
         ({"attention_probs_dropout_prob": float("nan")}, "attention_probs_dropout_prob",
          r"must be in \[0, 1\)"),
-        ({"colour": "blue"}, "colour", "unknown field"),
+        ({"colour": "blue"}, "colour", r"unknown field \(known: [^)]*\)$"),
+        ({"model_type": "bert", "pad_token_id": 0}, "model_type",
+         "looks like a HuggingFace config.json: read it with BertConfig.from_hf_json_file"),
         ({"embedding_size": 128}, "embedding_size", "not supported"),
     ],
 )

@@ -115,15 +115,25 @@ def test_finetuning_cli_squad_train_and_eval(tmp_path, data_dir, vocab_path, see
     ours = pipelines.create_squad_dataset(str(tmp_path / "e.tfr"), 384, 64, is_training=False)
     total = sum(int(x["unique_ids"].shape[0]) for x, _ in ours)
     assert total == meta["eval_data_size"]
-    # an evaluation output without --squad_predict_file would stay unwritten: an error
-    proc = _tool("create_finetuning_data", "--fine_tuning_task_type=squad",
-                 f"--squad_data_file={path}", f"--vocab_file={vocab_path('uncased')}",
-                 f"--train_data_output_path={tmp_path}/t2.tfr",
-                 f"--eval_data_output_path={tmp_path}/e2.tfr",
-                 f"--meta_data_file_path={tmp_path}/meta2", check=False)
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    assert "--eval_data_output_path needs --squad_predict_file" in proc.stderr
-    assert not (tmp_path / "t2.tfr").exists() and not (tmp_path / "meta2").exists()
+    # an output flag without its input would stay unwritten, an input without its output
+    # has nowhere to go: errors before any work, nothing written
+    vocab = f"--vocab_file={vocab_path('uncased')}"
+    train_in, train_out = f"--squad_data_file={path}", f"--train_data_output_path={tmp_path}/t2"
+    eval_in, eval_out = f"--squad_predict_file={path}", f"--eval_data_output_path={tmp_path}/e2"
+    for args, message in (
+            ([train_in, train_out, eval_out], "--eval_data_output_path needs --squad_predict_file"),
+            ([eval_in, eval_out, train_out], "--train_data_output_path needs --squad_data_file"),
+            ([train_in, eval_in, eval_out], "--train_data_output_path is required with "
+                                            "--squad_data_file"),
+            ([train_in, train_out, eval_in], "--eval_data_output_path is required with "
+                                             "--squad_predict_file"),
+            ([train_in, train_out, f"--test_data_output_path={tmp_path}/x2"],
+             "--test_data_output_path is not used for SQuAD")):
+        proc = _tool("create_finetuning_data", "--fine_tuning_task_type=squad", vocab, *args,
+                     f"--meta_data_file_path={tmp_path}/meta2", check=False)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert message in proc.stderr, (message, proc.stderr[-2000:])
+        assert not {p.name for p in tmp_path.iterdir()} & {"t2", "e2", "x2", "meta2"}
 
 
 def test_finetuning_cli_errors(tmp_path, data_dir, vocab_path):

@@ -202,15 +202,21 @@ int main(int argc, char** argv) {
                                                       std::to_string(max_len) + ": " + Join(got));
       }
     }
-    opts.empty_pair_as_single = false;
+    // refused up front: without the option, and with only_first / only_second
     opts.max_seq_length = 4;
-    bool refused = false;
-    try {
-      pybert::EncodeBatch(uncased, a, &b, opts, 1);
-    } catch (const std::invalid_argument&) {
-      refused = true;
+    for (int setting = 0; setting < 3; ++setting) {
+      opts.empty_pair_as_single = setting != 0;
+      opts.truncation = setting == 2 ? pybert::Truncation::kOnlyFirst
+                        : setting == 1 ? pybert::Truncation::kOnlySecond
+                                       : pybert::Truncation::kLongestFirst;
+      bool refused = false;
+      try {
+        pybert::EncodeBatch(uncased, a, &b, opts, 1);
+      } catch (const std::invalid_argument&) {
+        refused = true;
+      }
+      Expect(refused, "pairs at max_seq_length 4 refused, setting " + std::to_string(setting));
     }
-    Expect(refused, "pairs at max_seq_length 4 without empty_pair_as_single are refused");
   }
   return pybert_test::Finish("tokenizer_test");
 }

@@ -41,10 +41,13 @@ Encoder::Encoder(const BertTokenizer& tokenizer, EncodeOptions options, bool pai
   }
   if (options_.max_seq_length >= 0) {
     int32_t specials = options_.add_special_tokens ? (pairs_ ? 3 : 2) : 0;
-    // The seed's rule (empty_pair_as_single) takes pair lengths without room for both texts
-    // (3 or 4 with special tokens): its pair truncation may empty the second text, which
-    // makes the row a single text (see EncodeRow).
-    const bool seed_pairs = pairs_ && options_.empty_pair_as_single && options_.add_special_tokens;
+    // The seed's rule (empty_pair_as_single with longest_first) takes pair lengths without
+    // room for both texts (3 or 4 with special tokens): its pair truncation may empty the
+    // second text, which makes the row a single text (see EncodeRow). only_first and
+    // only_second cannot fit a row there: refused here, once.
+    const bool seed_pairs = pairs_ && options_.empty_pair_as_single &&
+                            options_.add_special_tokens &&
+                            options_.truncation == Truncation::kLongestFirst;
     const int32_t min_text = seed_pairs ? 0 : (pairs_ ? 2 : 1);
     if (options_.max_seq_length < specials + min_text) {
       throw std::invalid_argument("max_seq_length=" + std::to_string(options_.max_seq_length) +

@@ -32,7 +32,7 @@ struct EncodeOptions {
   // ([CLS] a [SEP], truncated to max_seq_length - 2), as the seed's
   // convert_single_example does (its `if tokens_b:`); so is a pair whose second
   // text the longest_first truncation empties (max_seq_length 3 or 4, which this
-  // option accepts for pairs, as the seed does).
+  // option with longest_first accepts for pairs, as the seed does).
   bool empty_pair_as_single = false;
 };
 

@@ -139,6 +139,26 @@ def _check_distinct_outputs(task_type: str) -> None:
     check_distinct_outputs(outputs)
 
 
+def _check_squad_outputs() -> None:
+    """Each SQuAD input has its output and each output its input, before any work: an
+    output flag without its input would silently stay unwritten."""
+    if not FLAGS.squad_data_file and not FLAGS.squad_predict_file:
+        raise ValueError("--squad_data_file (training) or --squad_predict_file is required")
+    pairs = (("--squad_data_file", FLAGS.squad_data_file, "--train_data_output_path",
+              FLAGS.train_data_output_path, "training"),
+             ("--squad_predict_file", FLAGS.squad_predict_file, "--eval_data_output_path",
+              FLAGS.eval_data_output_path, "evaluation"))
+    for in_flag, given, out_flag, path, what in pairs:
+        if given and not path:
+            raise ValueError(f"{out_flag} is required with {in_flag}")
+        if path and not given:
+            raise ValueError(f"{out_flag} needs {in_flag} (the SQuAD JSON to featurize for "
+                             f"{what}); without it nothing would be written there")
+    if FLAGS.test_data_output_path:
+        raise ValueError("--test_data_output_path is not used for SQuAD (its evaluation "
+                         "data: --squad_predict_file and --eval_data_output_path)")
+
+
 def _write(task_type: str, tokenizer, threads) -> dict:
     """Writes the TFRecords (and SQuAD's .features.npz); returns the meta data."""
     from pybert._outputs import same_path
@@ -164,23 +184,14 @@ def _write(task_type: str, tokenizer, threads) -> dict:
             FLAGS.train_data_output_path, FLAGS.eval_data_output_path,
             FLAGS.test_data_output_path, threads)
     elif task_type == "squad":
-        if not FLAGS.squad_data_file and not FLAGS.squad_predict_file:
-            raise ValueError("--squad_data_file (training) or --squad_predict_file is required")
-        if FLAGS.eval_data_output_path and not FLAGS.squad_predict_file:
-            raise ValueError("--eval_data_output_path needs --squad_predict_file (the SQuAD "
-                             "JSON to featurize for evaluation); without it nothing would be "
-                             "written there")
+        _check_squad_outputs()
         meta = {}
         if FLAGS.squad_data_file:
-            if not FLAGS.train_data_output_path:
-                raise ValueError("--train_data_output_path is required with --squad_data_file")
             meta = squad.generate_tf_record_from_json_file(
                 FLAGS.squad_data_file, tokenizer, FLAGS.train_data_output_path,
                 FLAGS.max_seq_length, FLAGS.max_query_length, FLAGS.doc_stride,
                 FLAGS.version_2_with_negative, threads)
         if FLAGS.squad_predict_file:
-            if not FLAGS.eval_data_output_path:
-                raise ValueError("--eval_data_output_path is required with --squad_predict_file")
             data = squad.read_squad(FLAGS.squad_predict_file, False,
                                     FLAGS.version_2_with_negative)
             feats = squad.featurize(data, tokenizer, FLAGS.max_seq_length, FLAGS.doc_stride,

@@ -14,7 +14,10 @@ decodes spans in C++: model_dir/predictions.json, nbest_predictions.json and,
 for v2.0, null_odds.json. eval writes model_dir/summaries/eval/eval_metrics.json
 with the seed's keys and scales (v1.1: exact_match / final_f1 as fractions;
 v2.0: the official keys in percent plus final_* and pr_*_ap) and TensorBoard
-scalars (the seed's F1-score, then every metric).
+scalars (the seed's F1-score, then every metric). The printed result's
+predict_seconds_this_run is the wall time of that whole phase: restoring the
+model (when not trained in this run), featurizing, predicting, decoding,
+writing the files and, for eval, the metrics.
 """
 
 from __future__ import annotations
@@ -233,7 +236,8 @@ def run():
         # checkpoints) gets no gradient, which Keras' optimizer warns about at every trace.
         warnings.filterwarnings(
             "ignore", category=UserWarning,
-            message=r"Gradients do not exist for variables \[('[^']*pooler/(kernel|bias)'(, )?)+\]")
+            message=r"Gradients do not exist for variables "
+                    r"\[('(?:[^']*/)?pooler/(?:kernel|bias)'(?:, )?)+\]")
         seed = FLAGS.seed
 
         def train_ds(batch_size, ctx):

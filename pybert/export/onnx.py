@@ -30,6 +30,7 @@ import contextlib
 import json
 import logging
 import math
+import re
 import shutil
 import tempfile
 from collections import OrderedDict
@@ -373,37 +374,41 @@ def optimize(src, dst, config) -> dict[str, int]:
     return stats
 
 
-def quantize_int8(src, dst) -> None:
+def quantize_int8(src, dst, cls_only: bool = False) -> None:
     """Dynamic int8 quantization of the MatMul weights (for CPU)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     # ONNX shape inference gives no type to the outputs of the com.microsoft fused ops;
     # every tensor the quantizer asks about is float32 here. The quantizer leaves a MatMul
-    # whose input has no inferred type in float32, with a warning per tensor: here those are
-    # the two MatMuls of activations in the last layer's one-query [CLS] attention (left
-    # unfused, see fusion_targets), which should stay float32. Those warnings are dropped; any other
-    # is kept.
+    # whose input has no inferred type in float32, with a warning per tensor. In a cls_only
+    # export those are the two MatMuls of activations in the last layer's one-query [CLS]
+    # attention (left unfused, see fusion_targets), which should stay float32: there the
+    # warnings are dropped (their tensors named in one info line); in any other export they
+    # are shown, as nothing should be untyped.
     untyped: list[str] = []
 
     class _Untyped(logging.Filter):
         def filter(self, record):
-            if record.getMessage().startswith("Failed to infer data type of tensor"):
-                untyped.append(record.getMessage())
+            found = re.match(r"Failed to infer data type of tensor: '([^']*)'",
+                             record.getMessage())
+            if found:
+                untyped.append(found[1])
                 return False
             return True
 
     root = logging.getLogger()
     drop = _Untyped()
-    root.addFilter(drop)
+    if cls_only:
+        root.addFilter(drop)
     try:
         quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8,
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     finally:
         root.removeFilter(drop)
     if untyped:
-        logger.info("int8: %d tensor(s) of untyped activations left in float32 (the last "
-                    "layer's [CLS] attention)", len(untyped))
+        logger.info("int8: MatMuls reading untyped activations left in float32 (the last "
+                    "layer's [CLS] attention): %s", ", ".join(sorted(set(untyped))))
 
 
 def convert_fp16(src, dst) -> None:
@@ -582,7 +587,7 @@ def export_onnx(
                 "validation inputs")
         models = {"fp32": "model.onnx"}
         if int8:
-            quantize_int8(tmp / "model.onnx", tmp / "model_int8.onnx")
+            quantize_int8(tmp / "model.onnx", tmp / "model_int8.onnx", cls_only)
             models["int8"] = "model_int8.onnx"
             validation["int8"] = compare(
                 reference, run_onnx(session(tmp / "model_int8.onnx"), inputs), mask, task)

@@ -213,9 +213,12 @@ class Trainer:
             summary = {**self.finished, "training_skipped": True, "steps_this_run": 0,
                        "resumed_from_step": start, "train_seconds_this_run": 0.0,
                        "examples_per_second": 0.0, "last_train_loss": None}
+            summary.pop("eval_seconds_this_run", None)  # the training run's, not this one's
             if eval_fn is not None:
+                t_eval = time.perf_counter()
                 results = self._evaluate(eval_fn, start)
-                summary.update(_eval_keys(results))
+                summary.update(_eval_keys(results),
+                               eval_seconds_this_run=round(time.perf_counter() - t_eval, 3))
             return summary
         if start >= cfg.total_steps:
             # killed after the last checkpoint, before the summary: only the evaluation is left
