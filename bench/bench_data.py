@@ -55,6 +55,7 @@ from conftest import (
     ALLOW_MISSING,
     SEED_MISSING,
     SHARED_DATA,
+    hf_parallelism,
     interleave,
     missing,
     report_interleaved,
@@ -241,12 +242,6 @@ def _squad_lists(path):
     return questions, contexts
 
 
-def _single_window_rows(feature_example, n):
-    """The questions that have exactly one feature, and the row of that feature."""
-    counts = np.bincount(feature_example, minlength=n)
-    return counts == 1, np.searchsorted(feature_example, np.arange(n))
-
-
 @pytest.fixture(scope="module")
 def squad_memory_timings(tmp_path_factory):
     """Featurizing the dev set for evaluation into arrays in memory (no TFRecord), from the
@@ -273,19 +268,12 @@ def squad_memory_timings(tmp_path_factory):
 
     if hf is not None:
         def run_hf(parallel):
-            before = os.environ.get("TOKENIZERS_PARALLELISM")
-            os.environ["TOKENIZERS_PARALLELISM"] = "true" if parallel else "false"
-            try:
+            with hf_parallelism(parallel):
                 questions, contexts = _squad_lists(SQUAD_DEV)
                 return hf(questions, contexts, truncation="only_second", max_length=384,
                           stride=128, return_overflowing_tokens=True,
                           return_offsets_mapping=True, padding="max_length",
                           return_tensors="np")
-            finally:
-                if before is None:
-                    del os.environ["TOKENIZERS_PARALLELISM"]
-                else:
-                    os.environ["TOKENIZERS_PARALLELISM"] = before
 
         impls[SQUAD_HF[0]] = lambda: run_hf(False)
         impls[SQUAD_HF[1]] = lambda: run_hf(True)
@@ -301,11 +289,11 @@ def squad_memory_timings(tmp_path_factory):
                     np.testing.assert_array_equal(outputs[name].arrays[k], anchor.arrays[k])
                     for k in anchor.arrays])
             elif name.startswith("HF"):
-                both = _both_single(outputs[name], anchor, n)
-                out[name] = (f"on every question both give one window ({len(both):,} of "
+                rows = _single_window_pairs(outputs[name], anchor)
+                out[name] = (f"on every question both give one window ({len(rows[0]):,} of "
                              f"{n:,}): pybert's input ids, mask and segment ids",
-                             lambda name=name, both=both: _same_single_windows(
-                                 outputs[name], anchor, both))
+                             lambda name=name, rows=rows: _same_single_windows(
+                                 outputs[name], anchor, *rows))
         return out
 
     def summary(out):  # the number of features (windows): the two sides' strides differ
@@ -315,22 +303,24 @@ def squad_memory_timings(tmp_path_factory):
     return _timed_group(impls, checks, summary), None if hf is not None else hf_absent
 
 
-def _both_single(enc, feats, n):
-    """The questions to which both sides give exactly one window."""
-    single_hf, _ = _single_window_rows(np.asarray(enc["overflow_to_sample_mapping"]), n)
-    single_pb, _ = _single_window_rows(feats.feature_example, n)
-    return np.flatnonzero(single_hf & single_pb)
-
-
-def _same_single_windows(enc, feats, both):
+def _single_window_pairs(enc, feats):
+    """The questions to which both sides give exactly one window; the row of that window
+    on HuggingFace's side and on pybert's."""
     n = feats.num_examples
-    _, row_hf = _single_window_rows(np.asarray(enc["overflow_to_sample_mapping"]), n)
-    _, row_pb = _single_window_rows(feats.feature_example, n)
+    hf_example = np.asarray(enc["overflow_to_sample_mapping"])
+    both = np.flatnonzero((np.bincount(hf_example, minlength=n) == 1)
+                          & (np.bincount(feats.feature_example, minlength=n) == 1))
+    # both mappings are sorted by question: the first row of a question is its window
+    return both, np.searchsorted(hf_example, both), np.searchsorted(feats.feature_example, both)
+
+
+def _same_single_windows(enc, feats, both, row_hf, row_pb):
+    n = feats.num_examples
     assert len(both) > 0.9 * n, f"only {len(both)} of {n} questions have one window on both sides"
     for theirs, ours in (("input_ids", "input_ids"), ("attention_mask", "input_mask"),
                          ("token_type_ids", "segment_ids")):
-        a = np.asarray(enc[theirs])[row_hf[both]]
-        b = feats.arrays[ours][row_pb[both]]
+        a = np.asarray(enc[theirs])[row_hf]
+        b = feats.arrays[ours][row_pb]
         bad = np.flatnonzero((a != b).any(axis=1))
         assert not len(bad), (f"{theirs} differ on {len(bad)} of {len(both)} questions, first: "
                               f"question {both[bad[0]]}")

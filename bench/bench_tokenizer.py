@@ -39,7 +39,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import QUICK, SEED_MISSING, interleave, missing, nbytes, report_interleaved, rounds
+from conftest import (
+    QUICK,
+    SEED_MISSING,
+    hf_parallelism,
+    interleave,
+    missing,
+    nbytes,
+    report_interleaved,
+    rounds,
+)
 
 import pybert
 
@@ -106,8 +115,8 @@ def _implementations(lines, vocab, lower):
         encode = fast if fast is not None else hf.encode_batch
 
         def run_hf(parallel):
-            os.environ["TOKENIZERS_PARALLELISM"] = "true" if parallel else "false"
-            encs = encode(lines, add_special_tokens=False)
+            with hf_parallelism(parallel):
+                encs = encode(lines, add_special_tokens=False)
             return np.concatenate([np.asarray(e.ids, dtype=np.int32) for e in encs]), encs
 
         def hf_lines(out):

@@ -10,6 +10,7 @@ comparison it claims. PYBERT_BENCH_ALLOW_MISSING=1 turns that into a skip
 with the reason (bench/run_all.py then also accepts a suite that ran nothing).
 """
 
+import contextlib
 import json
 import os
 import time
@@ -56,6 +57,21 @@ def require_seed(loaded):
     if (loaded[0] if isinstance(loaded, tuple) else loaded) is None:
         missing(SEED_MISSING)
     return loaded
+
+
+@contextlib.contextmanager
+def hf_parallelism(parallel: bool):
+    """HuggingFace tokenizers on all cores (its default) or on one, for the calls inside
+    (TOKENIZERS_PARALLELISM, read at each call); the variable is restored after."""
+    before = os.environ.get("TOKENIZERS_PARALLELISM")
+    os.environ["TOKENIZERS_PARALLELISM"] = "true" if parallel else "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["TOKENIZERS_PARALLELISM"]
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = before
 
 
 def interleave(impls, n_rounds, check=None):
