@@ -475,6 +475,41 @@ def test_squad_eval_features_file_round_trip(data_dir, tmp_path, uncased):
     out = tmp_path / "eval.tf_record"
     n = squad.write_features(str(out), feats, is_training=False)
     assert n == len(feats)
-    loaded = SquadFeatureArrays.load(squad.features_path(str(out)))
-    assert loaded.token_data == feats.post.token_data
+    path = squad.features_path(str(out))
+    loaded = SquadFeatureArrays.load(path)
+    _assert_same_arrays(loaded, feats.post)
     np.testing.assert_array_equal(loaded.unique_ids, feats.arrays["unique_ids"])
+    # On disk each paragraph's passage is stored once (its questions share it) and offsets
+    # are lengths: smaller than the arrays as they are in memory.
+    with np.load(path) as z:
+        assert len(z["doc_words"]) < len(z["example_doc"]) == len(feats.post.qas_ids)
+        on_disk = sum(z[k].nbytes for k in z.files)
+    in_memory = sum(len(v) if isinstance(v, bytes) else v.nbytes
+                    for v in vars(feats.post).values() if isinstance(v, bytes | np.ndarray))
+    assert on_disk < 0.6 * in_memory
+    # The layout written before (offsets, one passage per question) still loads.
+    post = feats.post
+    np.savez(tmp_path / "old.npz", qas_ids=np.asarray(json.dumps(post.qas_ids)),
+             doc_data=np.frombuffer(post.doc_data, np.uint8),
+             token_data=np.frombuffer(post.token_data, np.uint8),
+             **{k: getattr(post, k) for k in ("doc_offsets", "doc_splits", "unique_ids",
+                                              "feature_example", "token_offsets", "token_splits",
+                                              "token_to_orig", "max_context")})
+    _assert_same_arrays(SquadFeatureArrays.load(str(tmp_path / "old.npz")), post)
+    # A passage index out of range is an error naming the file, not a crash.
+    with np.load(path) as z:
+        bad = {k: z[k] for k in z.files}
+    bad["example_doc"] = bad["example_doc"] + len(bad["doc_words"])
+    np.savez(tmp_path / "bad.npz", **bad)
+    with pytest.raises(ValueError, match=r"bad\.npz: not SQuAD feature arrays .*out of range"):
+        SquadFeatureArrays.load(str(tmp_path / "bad.npz"))
+
+
+def _assert_same_arrays(got, want):
+    for name in vars(want):
+        a, b = getattr(got, name), getattr(want, name)
+        if isinstance(b, np.ndarray):
+            assert a.dtype == b.dtype, name
+            np.testing.assert_array_equal(a, b, err_msg=name)
+        else:
+            assert a == b, name

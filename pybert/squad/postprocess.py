@@ -104,45 +104,117 @@ class SquadFeatureArrays:
         )
 
     def save(self, path: str) -> None:
-        """Writes an .npz (to a temporary name, renamed when complete)."""
+        """Writes an .npz (to a temporary name, renamed when complete).
+
+        On disk each distinct passage is stored once (the questions on one
+        paragraph share it) and string offsets become per-string byte lengths
+        in the narrowest unsigned type; load() rebuilds these arrays exactly.
+        """
+        docs, example_doc = {}, np.empty(len(self.qas_ids), dtype=np.int64)
+        splits = self.doc_splits.astype(np.int64)
+        offs = self.doc_offsets.astype(np.int64)[splits].tolist()
+        word_lengths = np.diff(self.doc_offsets).astype(np.int64, copy=False).tobytes()
+        splits = (8 * splits).tolist()
+        for e in range(len(self.qas_ids)):  # a passage: its bytes and its word lengths
+            key = (self.doc_data[offs[e]:offs[e + 1]], word_lengths[splits[e]:splits[e + 1]])
+            example_doc[e] = docs.setdefault(key, len(docs))
+        doc_words = np.fromiter((len(k[1]) // 8 for k in docs), dtype=np.int64, count=len(docs))
+        doc_lengths = np.frombuffer(b"".join(k[1] for k in docs), dtype=np.int64)
+        tok = self.token_offsets
         tmp = f"{path}.tmp.npz"
         write_then_commit(tmp, path, lambda: np.savez(
             tmp,
-            qas_ids=np.asarray(json.dumps(self.qas_ids)),
-            doc_data=np.frombuffer(self.doc_data, dtype=np.uint8),
-            token_data=np.frombuffer(self.token_data, dtype=np.uint8),
+            layout=np.asarray(_LAYOUT),
+            qas_ids=np.frombuffer(json.dumps(self.qas_ids).encode(), dtype=np.uint8),
+            doc_data=np.frombuffer(b"".join(k[0] for k in docs), dtype=np.uint8),
+            doc_lengths=_narrow(doc_lengths),
+            doc_words=doc_words,
+            example_doc=example_doc,
+            token_data=np.frombuffer(self.token_data[int(tok[0]):int(tok[-1])], dtype=np.uint8),
+            token_lengths=_narrow(np.diff(tok)),
+            token_to_orig=_narrow(self.token_to_orig + 1),  # -1 (outside the passage) -> 0
             **{k: getattr(self, k) for k in _ARRAY_FIELDS},
         ))
 
     @classmethod
     def load(cls, path: str) -> SquadFeatureArrays:
+        """Reads what save() wrote (or the earlier layout: offsets, a passage per question)."""
         try:
             with open(path, "rb") as f:  # closed here too when np.load fails
                 z = np.load(f, allow_pickle=False)
                 if not hasattr(z, "files"):
                     raise ValueError("one array, not an .npz archive")
                 with z:
-                    return cls(
-                        qas_ids=json.loads(str(z["qas_ids"])),
-                        doc_data=z["doc_data"].tobytes(),
-                        token_data=z["token_data"].tobytes(),
-                        **{k: z[k] for k in _ARRAY_FIELDS},
-                    )
+                    fields = {k: z[k] for k in _ARRAY_FIELDS}
+                    if "layout" not in z.files:  # written before 2026-11-29
+                        return cls(qas_ids=json.loads(str(z["qas_ids"])),
+                                   token_to_orig=z["token_to_orig"],
+                                   doc_data=z["doc_data"].tobytes(),
+                                   doc_offsets=z["doc_offsets"], doc_splits=z["doc_splits"],
+                                   token_data=z["token_data"].tobytes(),
+                                   token_offsets=z["token_offsets"], **fields)
+                    if int(z["layout"]) != _LAYOUT:
+                        raise ValueError(f"layout {int(z['layout'])}, this pybert reads "
+                                         f"{_LAYOUT} (written by a newer pybert?)")
+                    qas_ids = json.loads(z["qas_ids"].tobytes())
+                    fields["token_to_orig"] = z["token_to_orig"].astype(np.int32) - 1
+                    doc = _expand_docs(z["doc_data"].tobytes(), z["doc_lengths"],
+                                       z["doc_words"], z["example_doc"])
+                    token_offsets = _offsets(z["token_lengths"])
+                    token_data = z["token_data"].tobytes()
+            if len(doc[2]) != len(qas_ids) + 1 or token_offsets[-1] != len(token_data):
+                raise ValueError("array sizes disagree")
+            return cls(qas_ids=qas_ids, doc_data=doc[0], doc_offsets=doc[1], doc_splits=doc[2],
+                       token_data=token_data, token_offsets=token_offsets, **fields)
         except OSError:
             raise
-        except (ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        except (ValueError, KeyError, IndexError, EOFError, zipfile.BadZipFile) as e:
             raise ValueError(f"{path}: not SQuAD feature arrays written by pybert (cut, "
                              f"corrupt or another file: {e})") from None
 
 
-_ARRAY_FIELDS = (
-    "doc_offsets",
-    "doc_splits",
+_LAYOUT = 2  # save(): passages once, string lengths instead of offsets, narrow integers
+
+
+def _narrow(lengths: np.ndarray) -> np.ndarray:
+    """Non-negative integers in the narrowest unsigned dtype that holds them."""
+    if len(lengths) and int(lengths.min()) < 0:
+        raise ValueError("SquadFeatureArrays with negative string lengths or token_to_orig < -1")
+    top = int(lengths.max()) if len(lengths) else 0
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if top <= np.iinfo(dtype).max:
+            return lengths.astype(dtype)
+    return lengths.astype(np.uint64)
+
+
+def _offsets(lengths: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=out[1:])
+    return out
+
+
+def _expand_docs(data: bytes, lengths, doc_words, example_doc):
+    """Per-question doc strings (data, offsets, splits) from the distinct passages."""
+    word_splits = _offsets(doc_words)
+    byte_offsets = _offsets(lengths)
+    if byte_offsets[-1] != len(data) or word_splits[-1] != len(lengths):
+        raise ValueError("passage sizes disagree")
+    if len(example_doc) and not (0 <= example_doc.min() and example_doc.max() < len(doc_words)):
+        raise ValueError("a question's passage index is out of range")
+    w0, w1 = word_splits[example_doc], word_splits[example_doc + 1]
+    b0, b1 = byte_offsets[w0].tolist(), byte_offsets[w1].tolist()
+    doc_data = b"".join(data[a:b] for a, b in zip(b0, b1, strict=True))
+    counts = w1 - w0
+    splits = _offsets(counts)
+    # word k of question e is passage word w0[e] + (k - splits[e])
+    words = np.arange(int(splits[-1]), dtype=np.int64) + np.repeat(w0 - splits[:-1], counts)
+    return doc_data, _offsets(np.diff(byte_offsets)[words]), splits
+
+
+_ARRAY_FIELDS = (  # stored as they are; the doc and token offsets are rebuilt by load()
     "unique_ids",
     "feature_example",
-    "token_offsets",
     "token_splits",
-    "token_to_orig",
     "max_context",
 )
 
