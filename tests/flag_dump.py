@@ -20,6 +20,7 @@ import sys
 from unittest import mock
 
 from seed_oracle import ORACLE_DIR
+
 # The seed's modules that define flags or are imported by those that do: run for real.
 _REAL = ("absl", "six", "official.utils.flags", "official.utils.hyperparams_flags",
          "official.nlp.bert.common_flags", "official.nlp.bert.run_squad_helper")
