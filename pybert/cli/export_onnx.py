@@ -54,7 +54,8 @@ flags.DEFINE_integer("doc_stride", None, "span: window stride (default: meta dat
 flags.DEFINE_integer("max_query_length", None,
                      "span: longest question (default: meta data, else 64).", lower_bound=1)
 flags.DEFINE_string("output_dir", None, "Where the ONNX model directory is written.")
-flags.DEFINE_bool("int8", False, "Also write a dynamically quantized int8 model (CPU).")
+flags.DEFINE_bool("int8", False, "Also write a dynamically quantized int8 model (CPU; "
+                  "weights per output column, activations per batch).")
 flags.DEFINE_bool("fp16", False, "Also write a float16 model (GPU).")
 flags.DEFINE_integer("opset", 17, "ONNX opset (>= 17).", lower_bound=17)
 flags.DEFINE_bool("require_fusions", True,
