@@ -109,6 +109,9 @@ def test_export_is_fused_and_equals_keras(classifier, data_dir, minilm_dir):
     assert fused.get("BiasGelu", 0) + fused.get("Gelu", 0) + fused.get("FastGelu", 0) == 6
     assert meta["validation"]["fp32"]["max_abs_diff"] <= 1e-4
     assert set(meta["models"]) == {"fp32", "int8"}
+    for precision in ("fp32", "int8"):
+        v = meta["validation"][precision]
+        assert 0 < v["mean_abs_diff"] < v["max_abs_diff"], (precision, v)
 
     # Independent check on real MRPC pairs, padded to the longest of the batch.
     _, rows = _mrpc_rows(data_dir, 24)

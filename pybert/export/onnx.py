@@ -442,9 +442,10 @@ def run_onnx(sess, inputs: dict) -> dict:
 
 
 def compare(reference: dict, got: dict, mask: np.ndarray, task: str) -> dict:
-    """max |a - b| over real tokens (sequence outputs) or rows, and argmax agreement."""
+    """max and mean |a - b| over real tokens (sequence outputs) or rows, and argmax
+    agreement."""
     report: dict = {}
-    worst = 0.0
+    worst, total, count = 0.0, 0.0, 0
     for name, ref in reference.items():
         out = got[name]
         if out.shape != ref.shape:
@@ -455,7 +456,9 @@ def compare(reference: dict, got: dict, mask: np.ndarray, task: str) -> dict:
         elif name in ("start_logits", "end_logits"):
             diff = diff[mask.astype(bool)]
         worst = max(worst, float(diff.max()) if diff.size else 0.0)
+        total, count = total + float(diff.sum()), count + diff.size
     report["max_abs_diff"] = worst
+    report["mean_abs_diff"] = total / count if count else 0.0
     if task == "classifier":
         report["argmax_agreement"] = float(
             np.mean(np.argmax(got["logits"], -1) == np.argmax(reference["logits"], -1)))
