@@ -6,6 +6,7 @@ pure-Python FullTokenizer, on the real GLUE and SQuAD files in ../shared/data.
 """
 
 import copy
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -496,13 +497,28 @@ def test_squad_eval_features_file_round_trip(data_dir, tmp_path, uncased):
                                               "feature_example", "token_offsets", "token_splits",
                                               "token_to_orig", "max_context")})
     _assert_same_arrays(SquadFeatureArrays.load(str(tmp_path / "old.npz")), post)
-    # A passage index out of range is an error naming the file, not a crash.
+    # Malformed arrays are an error naming the file and the array, not a crash.
     with np.load(path) as z:
-        bad = {k: z[k] for k in z.files}
-    bad["example_doc"] = bad["example_doc"] + len(bad["doc_words"])
-    np.savez(tmp_path / "bad.npz", **bad)
-    with pytest.raises(ValueError, match=r"bad\.npz: not SQuAD feature arrays .*out of range"):
-        SquadFeatureArrays.load(str(tmp_path / "bad.npz"))
+        good = {k: z[k] for k in z.files}
+    for change, message in (
+            (dict(example_doc=good["example_doc"] + len(good["doc_words"])), "out of range"),
+            (dict(layout=np.array([2])), "layout: a 1-D"),
+            (dict(layout=np.array(3)), "layout 3, this pybert reads 2"),
+            (dict(doc_lengths=np.array(5, np.uint8)), "doc_lengths: a 0-D"),
+            (dict(qas_ids=np.frombuffer(b"5", np.uint8)), "qas_ids: a JSON int"),
+            (dict(max_context=good["max_context"][:-1]), "array sizes disagree"),
+            (dict(token_to_orig=good["token_to_orig"].astype(np.uint64) + 2**32),
+             "token_to_orig past the int32 range")):
+        np.savez(tmp_path / "bad.npz", **{**good, **change})
+        with pytest.raises(ValueError, match=rf"bad\.npz: not SQuAD feature arrays .*{message}"):
+            SquadFeatureArrays.load(str(tmp_path / "bad.npz"))
+    # Offsets need not start at 0 (arrays cut from larger ones): the same strings come back.
+    post = feats.post
+    shifted = dataclasses.replace(
+        post, doc_data=b"xyz" + post.doc_data, doc_offsets=post.doc_offsets + 3,
+        token_data=b"ab" + post.token_data + b"cd", token_offsets=post.token_offsets + 2)
+    shifted.save(str(tmp_path / "shifted.npz"))
+    _assert_same_arrays(SquadFeatureArrays.load(str(tmp_path / "shifted.npz")), post)
 
 
 def _assert_same_arrays(got, want):

@@ -138,14 +138,19 @@ def test_export_is_fused_and_equals_keras(classifier, data_dir, minilm_dir):
     # per layer: attention output, intermediate, output; the last layer's Q, K, V; the pooler
     # and the classifier
     assert ops["MatMulInteger"] == 6 * 3 + 3 + 2
-    # Weights quantized per output column (one zero point per column)...
+    # Weights quantized per output column: one zero point per column (QAttention: and one
+    # scale; MatMulInteger's scales are applied by a Mul after it)...
     graph = onnx.load(str(out / "model_int8.onnx")).graph
     shapes = {i.name: tuple(i.dims) for i in graph.initializer}
+    per_column = {"QAttention": (1, 7, 4), "MatMulInteger": (1, 3)}
+    checked = 0
     for node in graph.node:
-        weight, zero_point = {"QAttention": (1, 7), "MatMulInteger": (1, 3)}.get(
-            node.op_type, (None, None))
-        if weight is not None and node.input[weight] in shapes:
-            assert shapes[node.input[zero_point]] == shapes[node.input[weight]][-1:], node.name
+        if node.op_type in per_column:
+            weight, *per_col = (node.input[i] for i in per_column[node.op_type])
+            for name in per_col:
+                assert shapes[name] == shapes[weight][-1:], (node.name, name)
+            checked += 1
+    assert checked == 5 + 23
     # ...which is closer to fp32 than one scale per weight (ONNX Runtime's default).
     from onnxruntime.quantization import QuantType, quantize_dynamic
 

@@ -377,7 +377,8 @@ def optimize(src, dst, config) -> dict[str, int]:
 def quantize_int8(src, dst, cls_only: bool = False) -> None:
     """Dynamic int8 quantization of the MatMul weights (for CPU), one scale per output
     column (per-channel): on the quickstart's MRPC model it halves the mean difference from
-    fp32 probabilities of one scale per weight, for 2-7% of the speed (bench/RESULTS.md).
+    fp32 probabilities compared with one scale per weight matrix, at a cost of 2-7% in speed
+    (bench/RESULTS.md).
     Activations are quantized per batch at run time (DynamicQuantizeLinear)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic

@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,7 +121,10 @@ class SquadFeatureArrays:
             example_doc[e] = docs.setdefault(key, len(docs))
         doc_words = np.fromiter((len(k[1]) // 8 for k in docs), dtype=np.int64, count=len(docs))
         doc_lengths = np.frombuffer(b"".join(k[1] for k in docs), dtype=np.int64)
-        tok = self.token_offsets
+        tok = self.token_offsets if len(self.token_offsets) else np.zeros(1, np.int64)
+        to_orig = np.asarray(self.token_to_orig, dtype=np.int64)
+        if len(to_orig) and not (-1 <= int(to_orig.min()) and int(to_orig.max()) <= _INT32_MAX):
+            raise ValueError("token_to_orig must be doc token indices (int32) or -1")
         tmp = f"{path}.tmp.npz"
         write_then_commit(tmp, path, lambda: np.savez(
             tmp,
@@ -132,45 +136,67 @@ class SquadFeatureArrays:
             example_doc=example_doc,
             token_data=np.frombuffer(self.token_data[int(tok[0]):int(tok[-1])], dtype=np.uint8),
             token_lengths=_narrow(np.diff(tok)),
-            token_to_orig=_narrow(self.token_to_orig + 1),  # -1 (outside the passage) -> 0
+            token_to_orig=_narrow(to_orig + 1),  # -1 (outside the passage) -> 0
             **{k: getattr(self, k) for k in _ARRAY_FIELDS},
         ))
 
     @classmethod
     def load(cls, path: str) -> SquadFeatureArrays:
         """Reads what save() wrote (or the earlier layout: offsets, a passage per question)."""
+        f = open(path, "rb")  # a missing or unreadable file: its own OSError
         try:
-            with open(path, "rb") as f:  # closed here too when np.load fails
+            with f:
                 z = np.load(f, allow_pickle=False)
                 if not hasattr(z, "files"):
                     raise ValueError("one array, not an .npz archive")
                 with z:
-                    fields = {k: z[k] for k in _ARRAY_FIELDS}
-                    if "layout" not in z.files:  # written before 2026-11-29
-                        return cls(qas_ids=json.loads(str(z["qas_ids"])),
-                                   token_to_orig=z["token_to_orig"],
-                                   doc_data=z["doc_data"].tobytes(),
-                                   doc_offsets=z["doc_offsets"], doc_splits=z["doc_splits"],
-                                   token_data=z["token_data"].tobytes(),
-                                   token_offsets=z["token_offsets"], **fields)
-                    if int(z["layout"]) != _LAYOUT:
-                        raise ValueError(f"layout {int(z['layout'])}, this pybert reads "
-                                         f"{_LAYOUT} (written by a newer pybert?)")
-                    qas_ids = json.loads(z["qas_ids"].tobytes())
-                    fields["token_to_orig"] = z["token_to_orig"].astype(np.int32) - 1
-                    doc = _expand_docs(z["doc_data"].tobytes(), z["doc_lengths"],
-                                       z["doc_words"], z["example_doc"])
-                    token_offsets = _offsets(z["token_lengths"])
-                    token_data = z["token_data"].tobytes()
-            if len(doc[2]) != len(qas_ids) + 1 or token_offsets[-1] != len(token_data):
-                raise ValueError("array sizes disagree")
-            return cls(qas_ids=qas_ids, doc_data=doc[0], doc_offsets=doc[1], doc_splits=doc[2],
-                       token_data=token_data, token_offsets=token_offsets, **fields)
-        except OSError:
-            raise
-        except (ValueError, KeyError, IndexError, EOFError, zipfile.BadZipFile) as e:
+                    return cls._from_npz(z)
+        except (ValueError, KeyError, IndexError, TypeError, EOFError, OSError, RuntimeError,
+                NotImplementedError, zipfile.BadZipFile, zlib.error) as e:
             raise ValueError(f"{path}: not SQuAD feature arrays written by pybert (cut, "
                              f"corrupt or another file: {e})") from None
+
+    @classmethod
+    def _from_npz(cls, z) -> SquadFeatureArrays:
+        def vector(name, kind="iu"):
+            a = z[name]
+            if a.ndim != 1 or a.dtype.kind not in kind:
+                raise ValueError(f"{name}: a {a.ndim}-D {a.dtype} array, expected 1-D integers")
+            return a
+
+        fields = {k: vector(k) for k in _ARRAY_FIELDS}
+        if "layout" not in z.files:  # written before 2026-11-29
+            qas_ids = json.loads(str(z["qas_ids"]))
+            arrays = dict(token_to_orig=vector("token_to_orig"),
+                          doc_data=z["doc_data"].tobytes(), doc_offsets=vector("doc_offsets"),
+                          doc_splits=vector("doc_splits"), token_data=z["token_data"].tobytes(),
+                          token_offsets=vector("token_offsets"))
+        else:
+            layout = z["layout"]
+            if layout.shape != () or layout.dtype.kind not in "iu":
+                raise ValueError(f"layout: a {layout.ndim}-D {layout.dtype} array, expected "
+                                 "an integer")
+            if int(layout) != _LAYOUT:
+                raise ValueError(f"layout {int(layout)}, this pybert reads {_LAYOUT} (written "
+                                 "by a newer pybert?)")
+            qas_ids = json.loads(vector("qas_ids").tobytes())
+            shifted = vector("token_to_orig")
+            if len(shifted) and int(shifted.max()) > _INT32_MAX + 1:
+                raise ValueError("token_to_orig past the int32 range")
+            doc = _expand_docs(vector("doc_data").tobytes(), vector("doc_lengths"),
+                               vector("doc_words"), vector("example_doc"))
+            arrays = dict(token_to_orig=shifted.astype(np.int32) - 1,
+                          doc_data=doc[0], doc_offsets=doc[1], doc_splits=doc[2],
+                          token_data=vector("token_data").tobytes(),
+                          token_offsets=_offsets(vector("token_lengths")))
+        if not isinstance(qas_ids, list):
+            raise ValueError(f"qas_ids: a JSON {type(qas_ids).__name__}, expected a list")
+        n_tokens = len(arrays["token_offsets"]) - 1
+        if (len(arrays["doc_splits"]) != len(qas_ids) + 1
+                or len(fields["token_splits"]) != len(fields["unique_ids"]) + 1
+                or not len(arrays["token_to_orig"]) == len(fields["max_context"]) == n_tokens):
+            raise ValueError("array sizes disagree")
+        return cls(qas_ids=qas_ids, **arrays, **fields)
 
 
 _LAYOUT = 2  # save(): passages once, string lengths instead of offsets, narrow integers
@@ -179,7 +205,8 @@ _LAYOUT = 2  # save(): passages once, string lengths instead of offsets, narrow 
 def _narrow(lengths: np.ndarray) -> np.ndarray:
     """Non-negative integers in the narrowest unsigned dtype that holds them."""
     if len(lengths) and int(lengths.min()) < 0:
-        raise ValueError("SquadFeatureArrays with negative string lengths or token_to_orig < -1")
+        raise ValueError("SquadFeatureArrays with negative string lengths (offsets that "
+                         "decrease)")
     top = int(lengths.max()) if len(lengths) else 0
     for dtype in (np.uint8, np.uint16, np.uint32):
         if top <= np.iinfo(dtype).max:
