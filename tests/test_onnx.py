@@ -132,7 +132,8 @@ def test_export_is_fused_and_equals_keras(classifier, data_dir, minilm_dir):
     # one-query attention stay float32
     import onnx
 
-    ops = collections.Counter(n.op_type for n in onnx.load(str(out / "model_int8.onnx")).graph.node)
+    graph = onnx.load(str(out / "model_int8.onnx")).graph
+    ops = collections.Counter(n.op_type for n in graph.node)
     assert ops["QAttention"] == 5 and ops["QEmbedLayerNormalization"] == 1
     assert ops["MatMul"] == 2
     # per layer: attention output, intermediate, output; the last layer's Q, K, V; the pooler
@@ -140,7 +141,6 @@ def test_export_is_fused_and_equals_keras(classifier, data_dir, minilm_dir):
     assert ops["MatMulInteger"] == 6 * 3 + 3 + 2
     # Weights quantized per output column: one zero point per column (QAttention: and one
     # scale; MatMulInteger's scales are applied by a Mul after it)...
-    graph = onnx.load(str(out / "model_int8.onnx")).graph
     shapes = {i.name: tuple(i.dims) for i in graph.initializer}
     per_column = {"QAttention": (1, 7, 4), "MatMulInteger": (1, 3)}
     checked = 0
@@ -159,8 +159,6 @@ def test_export_is_fused_and_equals_keras(classifier, data_dir, minilm_dir):
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     sess_t = ort.InferenceSession(str(per_tensor), providers=["CPUExecutionProvider"])
     got_t = sess_t.run(["logits"], {k: inputs[k].astype(np.int32) for k in INPUT_NAMES})[0]
-    print("int8 mean |logit - fp32|: per column", np.abs(got8 - want).mean(), "per tensor",
-          np.abs(got_t - want).mean())
     assert np.abs(got8 - want).mean() < np.abs(got_t - want).mean()
 
 

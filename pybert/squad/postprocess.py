@@ -37,10 +37,7 @@ _INT32_MAX = 2**31 - 1
 
 def _flatten(strings) -> tuple[bytes, np.ndarray]:
     encoded = [s.encode("utf-8", "surrogatepass") for s in strings]
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-    if encoded:
-        np.cumsum([len(b) for b in encoded], out=offsets[1:])
-    return b"".join(encoded), offsets
+    return b"".join(encoded), _offsets([len(b) for b in encoded])
 
 
 @dataclass
@@ -72,14 +69,12 @@ class SquadFeatureArrays:
         """Builds the arrays from the seed's SquadExample / InputFeatures objects."""
         doc_lists = [ex.doc_tokens for ex in examples]
         doc_data, doc_offsets = _flatten(t for doc in doc_lists for t in doc)
-        doc_splits = np.zeros(len(examples) + 1, dtype=np.int64)
-        np.cumsum([len(d) for d in doc_lists], out=doc_splits[1:])
+        doc_splits = _offsets([len(d) for d in doc_lists])
         example_index = np.asarray([f.example_index for f in features], dtype=np.int64)
         order = np.argsort(example_index, kind="stable")  # the seed groups features by example
         feats = [features[i] for i in order]
         token_data, token_offsets = _flatten(t for f in feats for t in f.tokens)
-        token_splits = np.zeros(len(feats) + 1, dtype=np.int64)
-        np.cumsum([len(f.tokens) for f in feats], out=token_splits[1:])
+        token_splits = _offsets([len(f.tokens) for f in feats])
         token_to_orig = np.full(int(token_splits[-1]), -1, dtype=np.int32)
         max_context = np.zeros(int(token_splits[-1]), dtype=np.uint8)
         for f, base in zip(feats, token_splits[:-1].tolist(), strict=True):
@@ -158,9 +153,9 @@ class SquadFeatureArrays:
 
     @classmethod
     def _from_npz(cls, z) -> SquadFeatureArrays:
-        def vector(name, kind="iu"):
+        def vector(name):
             a = z[name]
-            if a.ndim != 1 or a.dtype.kind not in kind:
+            if a.ndim != 1 or a.dtype.kind not in "iu":
                 raise ValueError(f"{name}: a {a.ndim}-D {a.dtype} array, expected 1-D integers")
             return a
 
@@ -214,7 +209,8 @@ def _narrow(lengths: np.ndarray) -> np.ndarray:
     return lengths.astype(np.uint64)
 
 
-def _offsets(lengths: np.ndarray) -> np.ndarray:
+def _offsets(lengths) -> np.ndarray:
+    """Offsets (int64, from 0, one more than the lengths) of strings of these lengths."""
     out = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=out[1:])
     return out
