@@ -16,6 +16,8 @@ size.
 from __future__ import annotations
 
 import os
+import time
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -67,6 +69,14 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 POOLINGS = ("pooled", "cls", "mean")
 
 
+def _cores() -> int:
+    """The CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 class Predictor:
     """An exported model directory (model.onnx + vocab.txt + pybert_model.json).
 
@@ -77,6 +87,13 @@ class Predictor:
     "mean" (the mean of the sequence output over the text's word pieces, special
     tokens included: sentence-transformers' pooling, e.g. for all-MiniLM-L6-v2);
     normalize: scaled to unit L2 norm (sentence-transformers' Normalize).
+
+    batch_size None: 1 for int8 on the CPU (each row's activations are then quantized
+    on their own, so its result does not depend on the other rows; with streams this is
+    as fast as batching there), else 32. num_streams: batches run at the same time on
+    the one session (ONNX Runtime's run() is thread-safe); None: one per core for
+    batch size 1 on the CPU, else 1. intra_op_threads 0: the cores shared out between
+    the streams.
     """
 
     def __init__(
@@ -84,11 +101,12 @@ class Predictor:
         model_dir,
         precision: str = "fp32",
         device: str = "auto",
-        batch_size: int = 32,
+        batch_size: int | None = None,
         intra_op_threads: int = 0,
         tokenizer_threads: int = 0,
         pooling: str = "pooled",
         normalize: bool = False,
+        num_streams: int | None = None,
     ):
         import onnxruntime as ort
 
@@ -96,8 +114,12 @@ class Predictor:
 
         self.model_dir = Path(model_dir)
         self.meta = meta = read_metadata(model_dir)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        for name, value in (("batch_size", batch_size), ("num_streams", num_streams)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be an int >= 1 (or None: automatic), "
+                                 f"got {value!r}")
+        if not isinstance(intra_op_threads, int) or intra_op_threads < 0:
+            raise ValueError(f"intra_op_threads must be an int >= 0, got {intra_op_threads!r}")
         if precision not in meta["models"]:
             raise ValueError(f"{model_dir}: no {precision} model (exported: "
                              f"{', '.join(meta['models'])}); export with --{precision}"
@@ -122,8 +144,8 @@ class Predictor:
         self.pooling, self.normalize = pooling, bool(normalize)
         self.labels = meta.get("labels")
         self.max_seq_length = int(meta["max_seq_length"])
-        self.batch_size = batch_size
-        self.tokenizer_threads = tokenizer_threads or os.cpu_count() or 1
+        cores = _cores()
+        self.tokenizer_threads = tokenizer_threads or cores
 
         available = ort.get_available_providers()
         if device == "gpu" and "CUDAExecutionProvider" not in available:
@@ -134,10 +156,16 @@ class Predictor:
         use_gpu = device != "cpu" and "CUDAExecutionProvider" in available
         providers = (["CUDAExecutionProvider", "CPUExecutionProvider"] if use_gpu
                      else ["CPUExecutionProvider"])
+        if batch_size is None:
+            batch_size = 1 if precision == "int8" and not use_gpu else 32
+        if num_streams is None:
+            num_streams = cores if batch_size == 1 and not use_gpu else 1
+        self.batch_size, self.num_streams = batch_size, num_streams
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if intra_op_threads:
-            opts.intra_op_num_threads = intra_op_threads
+        if intra_op_threads or num_streams > 1:
+            opts.intra_op_num_threads = intra_op_threads or max(1, cores // num_streams)
+        self.intra_op_threads = opts.intra_op_num_threads  # 0: ONNX Runtime's default
         try:
             self.session = ort.InferenceSession(str(self.model_path), opts, providers=providers)
         except Exception as e:  # ONNX Runtime's own exception types: a corrupt or cut file
@@ -155,6 +183,7 @@ class Predictor:
                                  f"{self.output_names}); export it with pybert-export-onnx")
             self.output_names = [want]
         self.stats = Stats()
+        self._pool: ThreadPoolExecutor | None = None  # the streams' threads, made when used
 
     # -- tokenization ---------------------------------------------------------------
     def encode(self, texts: Sequence[str], pairs: Sequence[str | None] | None = None
@@ -178,34 +207,71 @@ class Predictor:
             return binding.copy_outputs_to_cpu()
         return self.session.run(self.output_names, feeds)
 
+    def _run_all(self, batches: Iterable[dict]) -> Iterator[list[np.ndarray]]:
+        """Each batch's outputs, in order, with num_streams batches running at a time (at
+        most twice as many in flight: memory stays bounded). stats.seconds_inference gets
+        the wall time from the first batch in to the last result out."""
+        start = time.perf_counter()
+        try:
+            if self.num_streams == 1:
+                for feeds in batches:
+                    outs = self._run(feeds)
+                    self.stats.batches += 1
+                    yield outs
+                return
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.num_streams,
+                                                thread_name_prefix="pybert-stream")
+            pending: deque = deque()
+            for feeds in batches:
+                pending.append(self._pool.submit(self._run, feeds))
+                while len(pending) >= 2 * self.num_streams:
+                    outs = pending.popleft().result()
+                    self.stats.batches += 1
+                    yield outs
+            while pending:
+                outs = pending.popleft().result()
+                self.stats.batches += 1
+                yield outs
+        finally:
+            self.stats.seconds_inference += time.perf_counter() - start
+
+    def close(self) -> None:
+        """Stops the stream threads (they also stop with the process)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
     def run_encoded(self, enc: Encoded) -> dict[str, np.ndarray]:
         """Model outputs for every row of `enc`, in its order. Rows are sorted by length
         and batched, each batch padded to its own longest row."""
-        import time
-
         n = len(enc)
         order = np.argsort(enc.lengths, kind="stable")
         # a sequence output is pooled batch by batch (batches differ in length): "embedding"
         keys = ["embedding" if x == "sequence_output" else x for x in self.output_names]
         pieces: dict[str, list] = {key: [] for key in keys}
-        for lo in range(0, n, self.batch_size):
-            rows = order[lo:lo + self.batch_size]
-            seq = int(enc.lengths[rows].max())
-            feeds = {k: np.zeros((len(rows), seq), np.int32) for k in INPUT_NAMES}
-            for j, r in enumerate(rows):
-                a, b = enc.row_splits[r], enc.row_splits[r + 1]
-                feeds["input_word_ids"][j, : b - a] = enc.ids[a:b]
-                feeds["input_type_ids"][j, : b - a] = enc.type_ids[a:b]
-                feeds["input_mask"][j, : b - a] = 1
-            start = time.perf_counter()
-            outs = self._run(feeds)
-            self.stats.seconds_inference += time.perf_counter() - start
-            self.stats.batches += 1
-            self.stats.padded_tokens += len(rows) * seq
+        batches = [order[lo:lo + self.batch_size] for lo in range(0, n, self.batch_size)]
+        masks: list[np.ndarray] = []
+
+        def feeds_of_batches():
+            for rows in batches:
+                seq = int(enc.lengths[rows].max())
+                feeds = {k: np.zeros((len(rows), seq), np.int32) for k in INPUT_NAMES}
+                for j, r in enumerate(rows):
+                    a, b = enc.row_splits[r], enc.row_splits[r + 1]
+                    feeds["input_word_ids"][j, : b - a] = enc.ids[a:b]
+                    feeds["input_type_ids"][j, : b - a] = enc.type_ids[a:b]
+                    feeds["input_mask"][j, : b - a] = 1
+                self.stats.padded_tokens += len(rows) * seq
+                masks.append(feeds["input_mask"])
+                yield feeds
+
+        for i, outs in enumerate(self._run_all(feeds_of_batches())):
+            mask, masks[i] = masks[i], None
             for key, value in zip(keys, outs, strict=True):
                 if key == "embedding":
-                    value = self._pool(value, feeds["input_mask"])
-                pieces[key].append((rows, value))
+                    value = self._pool_rows(value, mask)
+                pieces[key].append((batches[i], value))
         self.stats.examples += n
         self.stats.tokens += int(enc.lengths.sum())
         result = {}
@@ -226,7 +292,7 @@ class Predictor:
             result[name] = out
         return result
 
-    def _pool(self, sequence: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def _pool_rows(self, sequence: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """[batch, seq, hidden] -> [batch, hidden] float32: the [CLS] row, or the mean
         over the real tokens (float64 sums)."""
         if self.pooling == "cls":
@@ -300,8 +366,6 @@ class Predictor:
                       output_dir=None, verbose: bool = False):
         """Featurizes a SQuAD JSON (C++), runs the span model, decodes the n-best in C++.
         Returns (predictions, nbest, null_odds); writes the seed's three files to output_dir."""
-        import time
-
         from pybert import squad as squad_post
         from pybert.data import squad
 
@@ -319,14 +383,12 @@ class Predictor:
         # Features keep their fixed padding (the decoder's top-k runs over all positions,
         # as in the seed); batches are cut in feature order.
         starts, ends = [], []
-        for lo in range(0, n, self.batch_size):
-            feeds = {"input_word_ids": a["input_ids"][lo:lo + self.batch_size].astype(np.int32),
-                     "input_mask": a["input_mask"][lo:lo + self.batch_size].astype(np.int32),
-                     "input_type_ids": a["segment_ids"][lo:lo + self.batch_size].astype(np.int32)}
-            t = time.perf_counter()
-            out = dict(zip(self.output_names, self._run(feeds), strict=True))
-            self.stats.seconds_inference += time.perf_counter() - t
-            self.stats.batches += 1
+        batches = ({"input_word_ids": a["input_ids"][lo:lo + self.batch_size].astype(np.int32),
+                    "input_mask": a["input_mask"][lo:lo + self.batch_size].astype(np.int32),
+                    "input_type_ids": a["segment_ids"][lo:lo + self.batch_size].astype(np.int32)}
+                   for lo in range(0, n, self.batch_size))
+        for outs in self._run_all(batches):
+            out = dict(zip(self.output_names, outs, strict=True))
             starts.append(out["start_logits"])
             ends.append(out["end_logits"])
         self.stats.examples += len(data)

@@ -7,6 +7,7 @@ import collections
 import csv
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -175,10 +176,11 @@ def test_predict_tool_equals_keras_per_example(classifier, data_dir, minilm_dir,
     dst = tmp_path / "pred.tsv"
     args = [f"--model_dir={out}", f"--input_file={src}", "--text_a_column=#1 String",
             "--text_b_column=#2 String", "--label_column=Quality", f"--output_file={dst}",
-            "--batch_size=8", "--chunk_size=16", "--progress=false"]
+            "--batch_size=8", "--chunk_size=16", "--num_streams=3", "--progress=false"]
     proc = run_tool("predict", *args)
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["examples"] == 40 and summary["errors"] == 2
+    assert (summary["batch_size"], summary["num_streams"], summary["batches"]) == (8, 3, 5)
     assert f"{src}:7: 4 columns, --text_b_column needs column 4" in proc.stderr
     assert f"{src}:12: empty text (--text_a_column)" in proc.stderr
     out_rows = [x.split("\t") for x in dst.read_text().splitlines()]
@@ -441,7 +443,7 @@ def test_predict_jsonl_and_api(classifier, data_dir, tmp_path):
     # A partial output of another run (its progress record does not match): started over.
     (tmp_path / "out.jsonl.incomplete").write_text('{"line": 99}\n', encoding="utf-8")
     (tmp_path / "out.jsonl.incomplete.progress").write_text(
-        '{"settings": {"progress_format": 4}, "bytes": 0}')
+        '{"settings": {"progress_format": 5}, "bytes": 0}')
     proc = run_tool("predict", f"--input_file={src}", *args)
     assert "out.jsonl.incomplete is from other input, model or flags; starting over" in proc.stderr
     assert not (tmp_path / "out.jsonl.incomplete.progress").exists()
@@ -526,6 +528,40 @@ def test_predictor_api_edge_cases(classifier):
     assert len(one["label"]) == 1 and one["probabilities"].shape == (1, 2)
 
 
+def test_streams_and_int8_batch_independence(classifier, data_dir):
+    """num_streams runs batches at the same time on one session: the same results to the
+    bit, in input order. int8 runs one row per batch on the CPU unless told otherwise, so a
+    row's result does not depend on the rows around it (per batch, the activations'
+    quantization scale is that of the whole batch)."""
+    _, out = classifier
+    _, rows = _mrpc_rows(data_dir, 100)
+    a, b = [r[3] for r in rows], [r[4] for r in rows]
+    fp32 = {n: Predictor(out, batch_size=8, num_streams=n, intra_op_threads=1) for n in (1, 3)}
+    got = {n: p.predict(a, b)["probabilities"] for n, p in fp32.items()}
+    np.testing.assert_array_equal(got[3], got[1])
+    assert fp32[3].stats.batches == fp32[1].stats.batches == 13
+    assert fp32[3].stats.seconds_inference > 0
+    fp32[3].close()  # and after close(), new threads (other batches: float32 rounding)
+    np.testing.assert_allclose(fp32[3].predict(a[:9], b[:9])["probabilities"], got[1][:9],
+                               atol=1e-6)
+
+    int8 = Predictor(out, precision="int8", device="cpu")
+    assert int8.batch_size == 1 and int8.num_streams == len(os.sched_getaffinity(0))
+    assert int8.intra_op_threads == max(1, len(os.sched_getaffinity(0)) // int8.num_streams)
+    alone = int8.predict(a, b)["probabilities"]
+    np.testing.assert_array_equal(int8.predict(a[::-1], b[::-1])["probabilities"][::-1], alone)
+    np.testing.assert_array_equal(int8.predict(a[40:47], b[40:47])["probabilities"],
+                                  alone[40:47])
+    # batched int8 (asked for): close to one row at a time, not equal
+    batched = Predictor(out, precision="int8", batch_size=32).predict(a, b)["probabilities"]
+    assert 0 < np.abs(batched - alone).max() < 0.3
+    assert Predictor(out).batch_size == 32 and Predictor(out).num_streams == 1
+    for bad in ({"num_streams": 0}, {"batch_size": 0}, {"batch_size": 2.5},
+                {"intra_op_threads": -1}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            Predictor(out, **bad)
+
+
 def test_span_model_squad_equals_tensorflow(minilm_dir, data_dir, tmp_path):
     """A span labeler exported to ONNX and run by Predictor.predict_squad gives the same
     predictions as the Keras model on the same features through the same decoder."""
@@ -548,9 +584,12 @@ def test_span_model_squad_equals_tensorflow(minilm_dir, data_dir, tmp_path):
     src = tmp_path / "dev.json"
     src.write_text(json.dumps(full), encoding="utf-8")
 
-    pred = Predictor(tmp_path / "onnx", batch_size=16)
+    pred = Predictor(tmp_path / "onnx", batch_size=16, num_streams=3, intra_op_threads=1)
     got, nbest, _ = pred.predict_squad(src, output_dir=tmp_path / "out")
     assert json.loads((tmp_path / "out/predictions.json").read_text()) == got
+    # three batches at a time: the n-best of one at a time, to the bit
+    one = Predictor(tmp_path / "onnx", batch_size=16, num_streams=1, intra_op_threads=1)
+    assert one.predict_squad(src)[1] == nbest and one.stats.batches == pred.stats.batches > 3
 
     tok = pybert.FullTokenizer(str(minilm_dir / "vocab.txt"), do_lower_case=True)
     data = squad.read_squad(str(src), False, False)

@@ -61,11 +61,17 @@ flags.DEFINE_string("output_dir", None, "SQuAD: where the prediction files go.")
 flags.DEFINE_enum("precision", "fp32", ["fp32", "int8", "fp16"], "Which exported model to run.")
 flags.DEFINE_enum("device", "auto", ["auto", "cpu", "gpu"], "auto: GPU when onnxruntime-gpu "
                   "sees one.")
-flags.DEFINE_integer("batch_size", 32, "Examples per inference batch.", lower_bound=1)
+flags.DEFINE_integer("batch_size", None, "Examples per inference batch (default: 1 for int8 "
+                     "on the CPU, so that a row's result does not depend on its batch mates, "
+                     "else 32).", lower_bound=1)
+flags.DEFINE_integer("num_streams", None, "Batches run at the same time on the one model "
+                     "(default: one per core for batch size 1 on the CPU, else 1).",
+                     lower_bound=1)
 flags.DEFINE_integer("chunk_size", 4096,
                      "Examples read, tokenized and sorted by length together (bounds memory).",
                      lower_bound=1)
-flags.DEFINE_integer("intra_op_threads", 0, "ONNX Runtime threads (0: all cores).", lower_bound=0)
+flags.DEFINE_integer("intra_op_threads", 0, "ONNX Runtime threads per stream (0: the cores "
+                     "shared out between the streams).", lower_bound=0)
 flags.DEFINE_enum("on_error", "skip", ["skip", "fail"], "What a bad input row does.")
 flags.DEFINE_integer("n_best_size", 20, "SQuAD: n-best predictions per question.",
                      lower_bound=1)
@@ -371,7 +377,8 @@ def _predictor():
         raise ValueError("--model_dir is required")
     return Predictor(FLAGS.model_dir, precision=FLAGS.precision, device=FLAGS.device,
                      batch_size=FLAGS.batch_size, intra_op_threads=FLAGS.intra_op_threads,
-                     pooling=FLAGS.pooling, normalize=FLAGS.normalize)
+                     pooling=FLAGS.pooling, normalize=FLAGS.normalize,
+                     num_streams=FLAGS.num_streams)
 
 
 def run() -> dict:
@@ -474,11 +481,13 @@ def _settings(predictor, input_format: str, output_format: str) -> dict:
     all of it is the same (the input and model files unchanged on disk)."""
     from pybert._outputs import file_identity
 
-    return {"progress_format": 4,  # 2: rows of a CSV numbered by the line they start on;
+    return {"progress_format": 5,  # 2: rows of a CSV numbered by the line they start on;
             # 3: TSV lines end at "\n" only, "\r" dropped; an empty text_b is a single text;
-            # 4: a regression output with --label_column has the gold values
+            # 4: a regression output with --label_column has the gold values;
+            # 5: an int8 model's batch size (its activations are quantized per batch)
             "input": file_identity(FLAGS.input_file),
             "model": file_identity(predictor.model_path),
+            "int8_batch_size": predictor.batch_size if FLAGS.precision == "int8" else None,
             "input_format": input_format, "output_format": output_format,
             **{name: getattr(FLAGS, name) for name in (
                 "text_a_column", "text_b_column", "label_column", "header", "chunk_size",
@@ -586,7 +595,9 @@ def _summary(predictor, start: float, examples: int | None = None, **extra) -> d
             "examples_per_second": round(s.examples / wall, 1) if wall > 0 else None,
             "inference_seconds": round(s.seconds_inference, 3),
             "padding_share": round(s.padding_share, 4), "batches": s.batches,
-            "precision": FLAGS.precision, "device": predictor.device, **extra}
+            "precision": FLAGS.precision, "device": predictor.device,
+            "batch_size": predictor.batch_size, "num_streams": predictor.num_streams,
+            "intra_op_threads": predictor.intra_op_threads or "default", **extra}
 
 
 def _report(summary: dict, seconds: float) -> None:
