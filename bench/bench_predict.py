@@ -11,7 +11,7 @@ of MRPC (408 pairs), SST-2 (872 sentences) and QNLI (first 1,000 pairs).
   (b) pybert.predict.Predictor on the fp32 ONNX export (C++ tokenizer, rows sorted
       by length, each batch padded to its own longest row, ONNX Runtime), batch 32 -
       the anchor;
-  (c) the same on the int8 export;
+  (c) the same on the int8 export, batch 32;
   (d) a HuggingFace transformers text-classification pipeline (PyTorch, CPU,
       batch 32) with the same weights (checked equal to Keras first): it tokenizes
       one example at a time and batches in input order (no length sorting);
@@ -21,9 +21,11 @@ of MRPC (408 pairs), SST-2 (872 sentences) and QNLI (first 1,000 pairs).
       padding;
   (f) HF BertForSequenceClassification (PyTorch, CPU) called directly on those
       sorted batches under torch.inference_mode, with (b)'s weights;
-  (g) (c) with batch size 1: each row quantized on its own, so its result does
-      not depend on the rows around it (checked: the reversed input gives every
-      row's probabilities exactly).
+  (g) pybert's int8 default on the CPU: batch size 1, so that each row is quantized
+      on its own and its result does not depend on the rows around it (checked: the
+      reversed input gives every row's probabilities exactly), with one stream per
+      core (batches run at the same time on the one session, one thread each);
+  (h) (g) with one stream (ONNX Runtime's threads inside each batch instead).
 
 (b), (e) and (f) run the same batches, so they differ in tokenizer and runtime
 only; (a) and (d) add their padding policies. Every row includes tokenization.
@@ -164,10 +166,12 @@ def _run_sorted(tok, a, b, dtype, infer):
 @pytest.fixture(scope="module")
 def predictors(setup):
     out = {p: Predictor(setup["onnx"], precision=p, device="cpu", batch_size=BATCH,
-                        intra_op_threads=THREADS) for p in ("fp32", "int8")}
-    # int8 one row per batch: each row's result its own (no batch mates in the scales)
-    out["int8_b1"] = Predictor(setup["onnx"], precision="int8", device="cpu", batch_size=1,
-                               intra_op_threads=THREADS)
+                        num_streams=1, intra_op_threads=THREADS) for p in ("fp32", "int8")}
+    # int8's default: one row per batch (no batch mates in the scales), a stream per core
+    out["int8_b1"] = Predictor(setup["onnx"], precision="int8", device="cpu")
+    assert out["int8_b1"].batch_size == 1
+    out["int8_b1_s1"] = Predictor(setup["onnx"], precision="int8", device="cpu", batch_size=1,
+                                  num_streams=1, intra_op_threads=THREADS)
     return out
 
 
@@ -251,11 +255,13 @@ def hf_pipeline(hf_model, hf_tokenizer):
 ROWS = {
     "(a)": "(a) seed: Python tokenizer, pad 128, Keras predict",
     "(b)": "(b) pybert-predict ONNX fp32",
-    "(c)": "(c) pybert-predict ONNX int8",
+    "(c)": "(c) pybert-predict ONNX int8, batch 32",
     "(d)": "(d) HuggingFace pipeline (PyTorch)",
     "(e)": "(e) HF BertTokenizerFast + plain ONNX Runtime session, sorted",
     "(f)": "(f) HF BertTokenizerFast + BertForSequenceClassification (PyTorch), sorted",
-    "(g)": "(g) pybert-predict ONNX int8, batch 1 (batch-independent results)",
+    "(g)": "(g) pybert-predict ONNX int8 default: batch 1 (batch-independent), a stream "
+           "per core",
+    "(h)": "(h) pybert-predict ONNX int8, batch 1, one stream",
 }
 
 
@@ -318,7 +324,7 @@ def _check(outputs, results):
     """Round 0's outputs against (b)'s: results[row] = max abs probability difference."""
     want = np.asarray(outputs["(b)"]["probabilities"])
     for row, out in outputs.items():
-        if row in ("(b)", "(c)", "(g)"):
+        if row in ("(b)", "(c)", "(g)", "(h)"):
             results[row] = 0.0 if row == "(b)" else None
             continue
         if row == "(d)":  # labels (either one where (b) has a near tie) and top scores
@@ -351,6 +357,7 @@ def _interleaved(request, dataset):
         impls["(b)"] = _pybert_row(predictors["fp32"], dataset)
         impls["(c)"] = _pybert_row(predictors["int8"], dataset)
         impls["(g)"] = _pybert_row(predictors["int8_b1"], dataset)
+        impls["(h)"] = _pybert_row(predictors["int8_b1_s1"], dataset)
         a, b, _ = DATA[dataset]
         have_hf, have_torch = util.find_spec("transformers"), util.find_spec("torch")
         if have_hf or not ALLOW_MISSING:  # else need() fails this test
@@ -375,6 +382,7 @@ def _interleaved(request, dataset):
             got = np.asarray(again["probabilities"])[::-1]
             differ = int((got != np.asarray(first["(g)"]["probabilities"])).any(axis=1).sum())
             assert not differ, f"(g): {differ} rows change when the input is reversed"
+            assert np.array_equal(first["(h)"]["probabilities"], first["(g)"]["probabilities"])
 
         diffs: dict = {}
         times = interleave(impls, ROUNDS, check)
@@ -396,8 +404,11 @@ def test_predict(request, setup, dataset, row):
             "padded_tokens": int(out["padded_tokens"])}
     if diff is not None:
         info["max_abs_diff_probabilities_vs_b"] = diff
-    if row in ("(b)", "(c)", "(e)"):
+    if row in ("(b)", "(c)", "(e)", "(h)"):
         info["intra_op_threads"] = THREADS or "ORT default"
+    if row == "(g)":
+        info["num_streams"] = request.getfixturevalue("predictors")["int8_b1"].num_streams
+        info["intra_op_threads"] = request.getfixturevalue("predictors")["int8_b1"].intra_op_threads
     if labels is not None and setup["trained"]:  # MRPC only: the task it was tuned on
         info["accuracy"] = float(np.mean([p == g for p, g in zip(out["labels"], labels,
                                                                  strict=True)]))

@@ -10,6 +10,7 @@ half random next sentences).
 
 import hashlib
 import logging
+import os
 import random
 import subprocess
 import sys
@@ -179,10 +180,11 @@ def test_pipelines_read_pretraining_output(prose, tmp_path, vocab_path):
     assert next(iter(train))["masked_lm_ids"].shape == (8, 20)
 
 
-def _cli(*args):
+def _cli(*args, env=None):
     # cwd outside the source tree: `-m` must import the installed pybert (with its _C).
     return subprocess.run([sys.executable, "-m", "pybert.cli.create_pretraining_data", *args],
-                          capture_output=True, text=True, timeout=600, cwd=tempfile.gettempdir())
+                          capture_output=True, text=True, timeout=600, cwd=tempfile.gettempdir(),
+                          env=env)
 
 
 def test_cli_and_bad_input(tmp_path, data_dir, vocab_path):
@@ -334,7 +336,12 @@ def test_continued_runs_check_the_files_they_continue(prose, tmp_path, vocab_pat
         "a", "b", "c", "d", "g", "ref_a", "ref_b"]
 
 
-def test_cli_smoke_run_on_embedded_defaults():
-    proc = _cli("--noprogress", "--num_workers=1", "--dupe_factor=1")
+def test_cli_smoke_run_on_embedded_defaults(tmp_path):
+    # its output goes to a new temporary directory: here, under tmp_path
+    proc = _cli("--noprogress", "--num_workers=1", "--dupe_factor=1",
+                env={**os.environ, "TMPDIR": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "no flags given" in proc.stdout and "instances from" in proc.stdout
+    (out,) = tmp_path.glob("pybert_pretraining_*/sample.tfrecord")
+    n = len(read_examples(str(out)))
+    assert f"-> {out}" in proc.stdout and f"{out}: {n} instances" in proc.stdout and n > 5
