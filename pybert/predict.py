@@ -15,11 +15,13 @@ size.
 
 from __future__ import annotations
 
+import numbers
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,6 +71,16 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 POOLINGS = ("pooled", "cls", "mean")
 
 
+def _count(name: str, value, least: int, none_ok: bool = False) -> int | None:
+    """An integer argument >= least (NumPy integers too; not a bool), or None if allowed."""
+    if value is None and none_ok:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+        raise ValueError(f"{name} must be an integer >= {least}"
+                         + (" (or None: automatic)" if none_ok else "") + f", got {value!r}")
+    return int(value)
+
+
 def _cores() -> int:
     """The CPUs this process may run on (its affinity mask where the OS has one)."""
     try:
@@ -90,10 +102,14 @@ class Predictor:
 
     batch_size None: 1 for int8 on the CPU (each row's activations are then quantized
     on their own, so its result does not depend on the other rows; with streams this is
-    as fast as batching there), else 32. num_streams: batches run at the same time on
-    the one session (ONNX Runtime's run() is thread-safe); None: one per core for
-    batch size 1 on the CPU, else 1. intra_op_threads 0: the cores shared out between
-    the streams.
+    about as fast as batching there, or faster), else 32. num_streams: batches run at
+    the same time on the one session (ONNX Runtime's run() is thread-safe); None: one
+    per core for batch size 1 on the CPU, else 1. intra_op_threads: the session's
+    thread pool, which the streams share (0: with one stream ONNX Runtime's default,
+    else the cores less one per further stream). The defaults follow the device the
+    session got (CPU when CUDA was asked for but could not be used). close() (or a
+    with block) stops the streams' threads; a Predictor is not for use from several
+    threads at once.
     """
 
     def __init__(
@@ -114,12 +130,9 @@ class Predictor:
 
         self.model_dir = Path(model_dir)
         self.meta = meta = read_metadata(model_dir)
-        for name, value in (("batch_size", batch_size), ("num_streams", num_streams)):
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be an int >= 1 (or None: automatic), "
-                                 f"got {value!r}")
-        if not isinstance(intra_op_threads, int) or intra_op_threads < 0:
-            raise ValueError(f"intra_op_threads must be an int >= 0, got {intra_op_threads!r}")
+        batch_size, num_streams = (_count(name, value, 1, none_ok=True) for name, value in (
+            ("batch_size", batch_size), ("num_streams", num_streams)))
+        intra_op_threads = _count("intra_op_threads", intra_op_threads, 0)
         if precision not in meta["models"]:
             raise ValueError(f"{model_dir}: no {precision} model (exported: "
                              f"{', '.join(meta['models'])}); export with --{precision}"
@@ -154,24 +167,33 @@ class Predictor:
         if device not in ("auto", "cpu", "gpu"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'gpu', got {device!r}")
         use_gpu = device != "cpu" and "CUDAExecutionProvider" in available
-        providers = (["CUDAExecutionProvider", "CPUExecutionProvider"] if use_gpu
-                     else ["CPUExecutionProvider"])
-        if batch_size is None:
-            batch_size = 1 if precision == "int8" and not use_gpu else 32
-        if num_streams is None:
-            num_streams = cores if batch_size == 1 and not use_gpu else 1
-        self.batch_size, self.num_streams = batch_size, num_streams
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if intra_op_threads or num_streams > 1:
-            opts.intra_op_num_threads = intra_op_threads or max(1, cores // num_streams)
-        self.intra_op_threads = opts.intra_op_num_threads  # 0: ONNX Runtime's default
-        try:
-            self.session = ort.InferenceSession(str(self.model_path), opts, providers=providers)
-        except Exception as e:  # ONNX Runtime's own exception types: a corrupt or cut file
-            raise ValueError(f"{self.model_path}: ONNX Runtime cannot load this model "
-                             f"({type(e).__name__}: {str(e)[:300]})") from None
-        self.device = "gpu" if "CUDAExecutionProvider" in self.session.get_providers() else "cpu"
+
+        def settings(gpu: bool) -> tuple[int, int, int]:
+            """batch size, streams and intra-op threads (0: ONNX Runtime's default)."""
+            batch = batch_size or (1 if precision == "int8" and not gpu else 32)
+            streams = num_streams or (cores if batch == 1 and not gpu else 1)
+            threads = intra_op_threads or (max(1, cores - streams + 1) if streams > 1 else 0)
+            return batch, streams, threads
+
+        def session(gpu: bool, threads: int):
+            opts = ort.SessionOptions()
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            opts.intra_op_num_threads = threads
+            providers = (["CUDAExecutionProvider", "CPUExecutionProvider"] if gpu
+                         else ["CPUExecutionProvider"])
+            try:
+                return ort.InferenceSession(str(self.model_path), opts, providers=providers)
+            except Exception as e:  # ONNX Runtime's own exception types: a corrupt or cut file
+                raise ValueError(f"{self.model_path}: ONNX Runtime cannot load this model "
+                                 f"({type(e).__name__}: {str(e)[:300]})") from None
+
+        planned = settings(use_gpu)
+        self.session = session(use_gpu, planned[2])
+        got_gpu = "CUDAExecutionProvider" in self.session.get_providers()
+        if got_gpu != use_gpu and settings(got_gpu) != planned:  # CUDA could not be used
+            self.session = session(got_gpu, settings(got_gpu)[2])
+        self.device = "gpu" if got_gpu else "cpu"
+        self.batch_size, self.num_streams, self.intra_op_threads = settings(got_gpu)
         names = [i.name for i in self.session.get_inputs()]
         if sorted(names) != sorted(INPUT_NAMES):
             raise ValueError(f"{self.model_path}: inputs {names}, expected {list(INPUT_NAMES)}")
@@ -184,6 +206,13 @@ class Predictor:
             self.output_names = [want]
         self.stats = Stats()
         self._pool: ThreadPoolExecutor | None = None  # the streams' threads, made when used
+        self._pool_lock = threading.Lock()
+
+    def __enter__(self) -> Predictor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     # -- tokenization ---------------------------------------------------------------
     def encode(self, texts: Sequence[str], pairs: Sequence[str | None] | None = None
@@ -207,40 +236,59 @@ class Predictor:
             return binding.copy_outputs_to_cpu()
         return self.session.run(self.output_names, feeds)
 
-    def _run_all(self, batches: Iterable[dict]) -> Iterator[list[np.ndarray]]:
-        """Each batch's outputs, in order, with num_streams batches running at a time (at
-        most twice as many in flight: memory stays bounded). stats.seconds_inference gets
-        the wall time from the first batch in to the last result out."""
-        start = time.perf_counter()
+    def _run_all(self, batches: Iterable[tuple[dict, int]]) -> Iterator[list[np.ndarray]]:
+        """Each (feeds, padded tokens) batch's outputs, in order, with num_streams batches
+        running at a time (at most twice as many in flight: memory stays bounded). If one
+        fails, the batches not started are cancelled and the error is raised.
+        stats.seconds_inference gets the wall time of this loop (feeds made, models run),
+        less the time the caller holds a result."""
+        elapsed, start = 0.0, time.perf_counter()
+        pending: deque = deque()
+
+        def done(future_or_outs, padded: int) -> list[np.ndarray]:
+            outs = (future_or_outs.result() if isinstance(future_or_outs, Future)
+                    else future_or_outs)
+            self.stats.batches += 1
+            self.stats.padded_tokens += padded
+            return outs
+
         try:
             if self.num_streams == 1:
-                for feeds in batches:
-                    outs = self._run(feeds)
-                    self.stats.batches += 1
+                for feeds, padded in batches:
+                    outs = done(self._run(feeds), padded)
+                    elapsed += time.perf_counter() - start
                     yield outs
+                    start = time.perf_counter()
                 return
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=self.num_streams,
-                                                thread_name_prefix="pybert-stream")
-            pending: deque = deque()
-            for feeds in batches:
-                pending.append(self._pool.submit(self._run, feeds))
-                while len(pending) >= 2 * self.num_streams:
-                    outs = pending.popleft().result()
-                    self.stats.batches += 1
+            with self._pool_lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(max_workers=self.num_streams,
+                                                    thread_name_prefix="pybert-stream")
+                pool = self._pool
+            for feeds, padded in batches:
+                pending.append((pool.submit(self._run, feeds), padded))
+                while len(pending) >= 2 * self.num_streams or (pending and
+                                                               pending[0][0].done()):
+                    outs = done(*pending.popleft())
+                    elapsed += time.perf_counter() - start
                     yield outs
+                    start = time.perf_counter()
             while pending:
-                outs = pending.popleft().result()
-                self.stats.batches += 1
+                outs = done(*pending.popleft())
+                elapsed += time.perf_counter() - start
                 yield outs
+                start = time.perf_counter()
         finally:
-            self.stats.seconds_inference += time.perf_counter() - start
+            for future, _ in pending:  # after an error: the batches not started stop here
+                future.cancel()
+            self.stats.seconds_inference += elapsed + time.perf_counter() - start
 
     def close(self) -> None:
-        """Stops the stream threads (they also stop with the process)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        """Stops the streams' threads (a later call starts new ones)."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def run_encoded(self, enc: Encoded) -> dict[str, np.ndarray]:
         """Model outputs for every row of `enc`, in its order. Rows are sorted by length
@@ -262,9 +310,8 @@ class Predictor:
                     feeds["input_word_ids"][j, : b - a] = enc.ids[a:b]
                     feeds["input_type_ids"][j, : b - a] = enc.type_ids[a:b]
                     feeds["input_mask"][j, : b - a] = 1
-                self.stats.padded_tokens += len(rows) * seq
                 masks.append(feeds["input_mask"])
-                yield feeds
+                yield feeds, len(rows) * seq
 
         for i, outs in enumerate(self._run_all(feeds_of_batches())):
             mask, masks[i] = masks[i], None
@@ -383,10 +430,10 @@ class Predictor:
         # Features keep their fixed padding (the decoder's top-k runs over all positions,
         # as in the seed); batches are cut in feature order.
         starts, ends = [], []
-        batches = ({"input_word_ids": a["input_ids"][lo:lo + self.batch_size].astype(np.int32),
-                    "input_mask": a["input_mask"][lo:lo + self.batch_size].astype(np.int32),
-                    "input_type_ids": a["segment_ids"][lo:lo + self.batch_size].astype(np.int32)}
-                   for lo in range(0, n, self.batch_size))
+        batches = (({"input_word_ids": a["input_ids"][lo:lo + self.batch_size].astype(np.int32),
+                     "input_mask": a["input_mask"][lo:lo + self.batch_size].astype(np.int32),
+                     "input_type_ids": a["segment_ids"][lo:lo + self.batch_size].astype(np.int32)},
+                    0) for lo in range(0, n, self.batch_size))
         for outs in self._run_all(batches):
             out = dict(zip(self.output_names, outs, strict=True))
             starts.append(out["start_logits"])

@@ -7,10 +7,10 @@ import collections
 import csv
 import json
 import logging
-import os
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -26,7 +26,7 @@ import pybert  # noqa: E402
 from pybert.checkpoints import load_huggingface_encoder  # noqa: E402
 from pybert.export.onnx import INPUT_NAMES, export_onnx, read_metadata  # noqa: E402
 from pybert.modeling import BertClassifier, BertSpanLabeler  # noqa: E402
-from pybert.predict import Predictor  # noqa: E402
+from pybert.predict import Predictor, _cores  # noqa: E402
 
 
 def _randomize_head(layer, seed):
@@ -255,6 +255,38 @@ def test_predict_killed_run_continues(classifier, data_dir, tmp_path):
                                [[float(x) for x in r.split("\t")[2:]] for r in want[1:]],
                                atol=1e-5)
     assert not part.exists() and not progress.exists()
+
+
+def test_predict_int8_continues_only_at_its_batch_size(classifier, data_dir, tmp_path):
+    """int8's results depend on the batch size (its activations are quantized per batch):
+    a killed int8 run continues at the same batch size only, and by default it runs one
+    row per batch on the CPU with a stream per core."""
+    _, out = classifier
+    header, rows = _mrpc_rows(data_dir, 408)
+    src = tmp_path / "dev.tsv"
+    src.write_text("\n".join([header] + ["\t".join(r) for r in rows * 2]) + "\n",
+                   encoding="utf-8")
+    dst = tmp_path / "pred.tsv"
+    progress = tmp_path / "pred.tsv.incomplete.progress"
+    args = [f"--model_dir={out}", f"--input_file={src}", "--text_a_column=#1 String",
+            "--text_b_column=#2 String", f"--output_file={dst}", "--precision=int8",
+            "--device=cpu", "--chunk_size=16", "--progress=false"]
+    record = kill_tool_when("predict", args, progress, 3)
+    assert record["settings"]["int8_batch_size"] == 1
+    proc = run_tool("predict", *args, "--batch_size=4")
+    assert "is from other input, model or flags; starting over" in proc.stderr
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (summary["batch_size"], summary["num_streams"]) == (4, 1)
+    assert summary["examples"] == 816
+    record = kill_tool_when("predict", args, progress, 3)
+    proc = run_tool("predict", *args)
+    assert f"after {record['examples']} examples" in proc.stderr
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (summary["batch_size"], summary["num_streams"]) == (1, _cores())
+    assert summary["continued_after"] == record["examples"] and summary["examples"] == 816
+    # one row per batch: the two copies of each pair got the same probabilities
+    got = [r.split("\t")[2:] for r in dst.read_text(encoding="utf-8").splitlines()[1:]]
+    assert got[:408] == got[408:]
 
 
 def test_predict_killed_jsonl_run_continues_at_its_byte_offset(classifier, data_dir, tmp_path):
@@ -539,15 +571,20 @@ def test_streams_and_int8_batch_independence(classifier, data_dir):
     fp32 = {n: Predictor(out, batch_size=8, num_streams=n, intra_op_threads=1) for n in (1, 3)}
     got = {n: p.predict(a, b)["probabilities"] for n, p in fp32.items()}
     np.testing.assert_array_equal(got[3], got[1])
-    assert fp32[3].stats.batches == fp32[1].stats.batches == 13
-    assert fp32[3].stats.seconds_inference > 0
-    fp32[3].close()  # and after close(), new threads (other batches: float32 rounding)
+    for key in ("batches", "tokens", "padded_tokens", "examples"):
+        assert getattr(fp32[3].stats, key) == getattr(fp32[1].stats, key), key
+    assert fp32[3].stats.batches == 13
+    with fp32[3] as p:  # the default threads (the cores less one per further stream)
+        assert p.intra_op_threads == 1
+    # after close(), new threads (other batches: float32 rounding only)
     np.testing.assert_allclose(fp32[3].predict(a[:9], b[:9])["probabilities"], got[1][:9],
                                atol=1e-6)
+    two = Predictor(out, batch_size=8, num_streams=2)
+    assert two.num_streams + two.intra_op_threads - 1 == max(_cores(), 2)
+    np.testing.assert_allclose(two.predict(a, b)["probabilities"], got[1], atol=1e-6)
 
     int8 = Predictor(out, precision="int8", device="cpu")
-    assert int8.batch_size == 1 and int8.num_streams == len(os.sched_getaffinity(0))
-    assert int8.intra_op_threads == max(1, len(os.sched_getaffinity(0)) // int8.num_streams)
+    assert (int8.batch_size, int8.num_streams, int8.intra_op_threads) == (1, _cores(), 1)
     alone = int8.predict(a, b)["probabilities"]
     np.testing.assert_array_equal(int8.predict(a[::-1], b[::-1])["probabilities"][::-1], alone)
     np.testing.assert_array_equal(int8.predict(a[40:47], b[40:47])["probabilities"],
@@ -555,11 +592,46 @@ def test_streams_and_int8_batch_independence(classifier, data_dir):
     # batched int8 (asked for): close to one row at a time, not equal
     batched = Predictor(out, precision="int8", batch_size=32).predict(a, b)["probabilities"]
     assert 0 < np.abs(batched - alone).max() < 0.3
-    assert Predictor(out).batch_size == 32 and Predictor(out).num_streams == 1
+    default = Predictor(out, batch_size=np.int64(32))
+    assert (default.batch_size, default.num_streams) == (32, 1)
+    assert type(default.batch_size) is int
     for bad in ({"num_streams": 0}, {"batch_size": 0}, {"batch_size": 2.5},
-                {"intra_op_threads": -1}):
-        with pytest.raises(ValueError, match=next(iter(bad))):
+                {"batch_size": True}, {"num_streams": False}, {"intra_op_threads": -1},
+                {"intra_op_threads": True}):
+        with pytest.raises(ValueError, match=f"{next(iter(bad))} must be an integer"):
             Predictor(out, **bad)
+
+
+def test_a_failing_batch_stops_the_streams(classifier, data_dir):
+    """A batch that fails raises its error from predict(); the batches not started are
+    not run, and the Predictor works afterwards."""
+    _, out = classifier
+    _, rows = _mrpc_rows(data_dir, 60)
+    a, b = [r[3] for r in rows], [r[4] for r in rows]
+    pred = Predictor(out, batch_size=2, num_streams=3, intra_op_threads=1)
+    want = pred.predict(a, b)["probabilities"]
+    calls, run = [], pred._run
+
+    def failing(feeds):
+        calls.append(len(calls))
+        if len(calls) == 3:
+            time.sleep(0.3)
+            raise RuntimeError("batch 3 failed")
+        if len(calls) > 3:
+            time.sleep(0.6)
+        return run(feeds)
+
+    pred._run = failing
+    with pytest.raises(RuntimeError, match="batch 3 failed"):
+        pred.predict(a, b)
+    time.sleep(1.5)  # the streams are free again
+    # 1 and 2 done, then at most 2 x 3 batches in flight: 3-8; 3 fails while 4 and 5 run,
+    # its stream takes 6 (unless cancelled first), 7 and 8 are cancelled (else they run
+    # when 4 and 5 end); 9-30 are never submitted
+    assert 5 <= len(calls) <= 6
+    pred.close()
+    del pred._run
+    np.testing.assert_array_equal(pred.predict(a, b)["probabilities"], want)
 
 
 def test_span_model_squad_equals_tensorflow(minilm_dir, data_dir, tmp_path):

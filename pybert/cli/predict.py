@@ -70,8 +70,9 @@ flags.DEFINE_integer("num_streams", None, "Batches run at the same time on the o
 flags.DEFINE_integer("chunk_size", 4096,
                      "Examples read, tokenized and sorted by length together (bounds memory).",
                      lower_bound=1)
-flags.DEFINE_integer("intra_op_threads", 0, "ONNX Runtime threads per stream (0: the cores "
-                     "shared out between the streams).", lower_bound=0)
+flags.DEFINE_integer("intra_op_threads", 0, "ONNX Runtime's thread pool, shared by the "
+                     "streams (0: one stream: ONNX Runtime's default; more: the cores less "
+                     "one per further stream).", lower_bound=0)
 flags.DEFINE_enum("on_error", "skip", ["skip", "fail"], "What a bad input row does.")
 flags.DEFINE_integer("n_best_size", 20, "SQuAD: n-best predictions per question.",
                      lower_bound=1)
