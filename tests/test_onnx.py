@@ -44,7 +44,7 @@ def _mrpc_rows(data_dir, n):
 @pytest.fixture(scope="module")
 def classifier(minilm_dir, tmp_path_factory):
     """The real encoder with a random 2-way head, saved as a checkpoint and exported
-    through the command line tool (fp32 + int8)."""
+    through the command line tool (fp32 + int8 + fp16)."""
     encoder, config = load_huggingface_encoder(minilm_dir, name="bert_encoder")
     model = BertClassifier(config, 2, encoder=encoder, name="bert_classifier")
     model.build()
@@ -58,7 +58,7 @@ def classifier(minilm_dir, tmp_path_factory):
     proc = run_tool("export_onnx", f"--bert_config_file={root / 'bert_config.json'}",
                  f"--checkpoint={ckpt}", f"--input_meta_data_path={root / 'meta'}",
                  f"--vocab_file={minilm_dir / 'vocab.txt'}", f"--output_dir={root / 'onnx'}",
-                 "--int8")
+                 "--int8", "--fp16")
     assert "fused:" in proc.stdout
     # the quantizer's warnings about the untyped activations of the last layer's one-query
     # attention are dropped (those MatMuls stay float32 on purpose; see below), not printed
@@ -109,10 +109,14 @@ def test_export_is_fused_and_equals_keras(classifier, data_dir, minilm_dir):
     assert fused.get("SkipLayerNormalization", 0) >= 12
     assert fused.get("BiasGelu", 0) + fused.get("Gelu", 0) + fused.get("FastGelu", 0) == 6
     assert meta["validation"]["fp32"]["max_abs_diff"] <= 1e-4
-    assert set(meta["models"]) == {"fp32", "int8"}
-    for precision in ("fp32", "int8"):
+    assert set(meta["models"]) == {"fp32", "int8", "fp16"}
+    for precision in ("fp32", "int8", "fp16"):
         v = meta["validation"][precision]
         assert 0 < v["mean_abs_diff"] < v["max_abs_diff"], (precision, v)
+    # fp16 (made for GPUs; ONNX Runtime's CPU provider runs it too): float16 weights,
+    # float32 logits; within float16's precision of TensorFlow's
+    assert meta["validation"]["fp16"]["max_abs_diff"] < 2e-2
+    assert meta["validation"]["fp16"]["argmax_agreement"] == 1.0
 
     # Independent check on real MRPC pairs, padded to the longest of the batch.
     _, rows = _mrpc_rows(data_dir, 24)
@@ -519,15 +523,21 @@ def test_bad_model_dir_errors(classifier, tmp_path):
         f.write("".join(f"[extra{i}]\n" for i in range(10)))
     with pytest.raises(ValueError, match="tokens, but the model's embedding has 30522 rows"):
         Predictor(big)
-    with pytest.raises(ValueError, match="no fp16 model"):
-        Predictor(out, precision="fp16")
+    no16 = tmp_path / "no16"
+    shutil.copytree(out, no16)
+    meta = json.loads((no16 / "pybert_model.json").read_text())
+    del meta["models"]["fp16"]
+    (no16 / "pybert_model.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"no fp16 model \(exported: fp32, int8\); export "
+                                         "with --fp16"):
+        Predictor(no16, precision="fp16")
     proc = run_tool("predict", f"--model_dir={bare}", f"--input_file={out / 'vocab.txt'}",
                  "--input_format=tsv", f"--output_file={tmp_path / 'x.tsv'}", check=False)
     assert proc.returncode == 1 and "no pybert_model.json" in proc.stderr
     # A cut model file: an error naming it (before: ONNX Runtime's traceback).
     cut = tmp_path / "cut"
     shutil.copytree(out, cut)
-    onnx_file = next(cut.glob("*.onnx"))
+    onnx_file = cut / "model.onnx"  # the fp32 model, the one predict loads
     onnx_file.write_bytes(onnx_file.read_bytes()[:5000])
     proc = run_tool("predict", f"--model_dir={cut}", f"--input_file={out / 'vocab.txt'}",
                     "--input_format=tsv", f"--output_file={tmp_path / 'x.tsv'}", check=False)
@@ -600,6 +610,29 @@ def test_streams_and_int8_batch_independence(classifier, data_dir):
                 {"intra_op_threads": True}):
         with pytest.raises(ValueError, match=f"{next(iter(bad))} must be an integer"):
             Predictor(out, **bad)
+
+
+def test_fp16_export_predicts_as_fp32(classifier, data_dir):
+    """The --fp16 export (float16 weights and compute, float32 inputs and outputs; for
+    GPUs) run by Predictor on the CPU provider: fp32's labels, probabilities within
+    float16's precision; its graph holds float16 weights."""
+    import onnx
+
+    _, out = classifier
+    graph = onnx.load(str(out / "model_fp16.onnx")).graph
+    types = collections.Counter(i.data_type for i in graph.initializer
+                                if len(i.dims) == 2 and min(i.dims) > 1)  # weight matrices
+    assert set(types) == {onnx.TensorProto.FLOAT16} and sum(types.values()) >= 6 * 4
+    assert [i.type.tensor_type.elem_type for i in graph.output] == [onnx.TensorProto.FLOAT]
+    _, rows = _mrpc_rows(data_dir, 64)
+    a, b = [r[3] for r in rows], [r[4] for r in rows]
+    want = Predictor(out).predict(a, b)
+    got = Predictor(out, precision="fp16", device="cpu").predict(a, b)
+    diff = np.abs(got["probabilities"] - want["probabilities"])
+    assert 0 < diff.max() < 1e-2
+    near_tie = np.abs(want["probabilities"][:, 1] - 0.5) < 1e-2
+    assert all(g == w for g, w, t in zip(got["label"], want["label"], near_tie, strict=True)
+               if not t)
 
 
 def test_a_failing_batch_stops_the_streams(classifier, data_dir):
