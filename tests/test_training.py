@@ -204,6 +204,21 @@ def test_sigkill_and_restart_equals_uninterrupted_run(mrpc64, tmp_path):
     # "0.49122413992881775", not "0.49122414"
     assert rows == ["\t".join(str(v) for v in r) for r in probs.astype(np.float32).tolist()]
     assert all(len(v) > 12 for r in rows for v in r.split("\t") if 0 < float(v) < 1)
+    # --predict_checkpoint_path: an earlier checkpoint, not the latest; its predictions are
+    # those of the Keras model restored from it
+    early_ckpt = straight / "ctl_step-88"
+    _run(*_args(mrpc64, straight, "--mode=predict", f"--predict_checkpoint_path={early_ckpt}"))
+    early = np.array([[float(v) for v in r.split("\t")] for r in
+                      (straight / "test_results.tsv").read_text().splitlines()])
+    assert early.shape == (408, 2) and np.abs(early - probs).max() > 1e-4
+    from pybert.data.pipelines import create_classifier_dataset
+
+    keras_model = BertClassifier(BertConfig.from_dict(TINY), 2, name="bert_classifier")
+    keras_model.build()
+    tf.train.Checkpoint(model=keras_model).read(str(early_ckpt)).expect_partial()
+    x, _ = next(iter(create_classifier_dataset(str(mrpc64 / "eval.tfr"), 64, 16, False)))
+    want = tf.nn.softmax(keras_model(x, training=False)).numpy()
+    np.testing.assert_allclose(early[:16], want, atol=1e-5)
     # A killed predict run continues after the batches it saved (one part per batch here).
     partial = straight / "test_results.partial"
     pargs = _args(mrpc64, straight, "--mode=predict", "--eval_batch_size=3",
@@ -221,8 +236,6 @@ def test_sigkill_and_restart_equals_uninterrupted_run(mrpc64, tmp_path):
     export = tmp_path / "export"
     _run(*_args(mrpc64, straight, "--mode=export_only", f"--model_export_path={export}"))
     loaded = tf.saved_model.load(str(export))
-    from pybert.data.pipelines import create_classifier_dataset
-
     x, _ = next(iter(create_classifier_dataset(str(mrpc64 / "eval.tfr"), 64, 8, False)))
     logits = loaded.signatures["serving_default"](**x)["logits"].numpy()
     np.testing.assert_allclose(tf.nn.softmax(logits).numpy(), probs[:8], rtol=1e-4, atol=1e-6)
@@ -251,6 +264,18 @@ def test_errors_before_the_first_step(mrpc64, tmp_path):
     ckpt = save_encoder_checkpoint(enc, other, tmp_path / "other")
     proc = _run(*args, f"--init_checkpoint={ckpt}", check=False)
     assert proc.returncode == 1 and "does not fit the model built from bert_config" in proc.stderr
+    # --mode=predict from an encoder checkpoint (of the right shape): it has no classifier
+    # (before: an AssertionError's traceback); from a checkpoint that is not there
+    tiny = BertConfig.from_dict(TINY)
+    enc = BertEncoder(tiny)
+    enc.build()
+    enc_ckpt = save_encoder_checkpoint(enc, tiny, tmp_path / "tiny_encoder")
+    for path, message in ((enc_ckpt, f"checkpoint {enc_ckpt} does not fit a BertClassifier"),
+                          (tmp_path / "nope" / "ckpt", "--predict_checkpoint_path "
+                           f"{tmp_path / 'nope' / 'ckpt'}: no such checkpoint")):
+        proc = _run(*args, "--mode=predict", f"--predict_checkpoint_path={path}", check=False)
+        assert proc.returncode == 1 and message in proc.stderr, proc.stderr[-2000:]
+        assert "Traceback" not in proc.stderr
     proc = _run(*[a.replace("train.tfr", "missing.tfr") for a in args], check=False)
     assert proc.returncode == 1 and "missing.tfr: file not found" in proc.stderr
     # A sequence longer than the config's position embeddings.

@@ -382,16 +382,29 @@ def steps_per_loop(steps_per_epoch: int) -> int:
     return min(n, steps_per_epoch)
 
 
-def restore_model(model, checkpoint: str | None = None) -> str:
-    """Builds `model` and restores it from `checkpoint` or the latest one in --model_dir."""
+def restore_model(model, checkpoint: str | None = None,
+                  flag: str = "--predict_checkpoint_path") -> str:
+    """Builds `model` and restores it from `checkpoint` (given by `flag`) or the latest one
+    in --model_dir; a checkpoint that is missing or does not fit the model is a ValueError
+    or FileNotFoundError naming it."""
     import tensorflow as tf
 
     if not model.built:
         model.build()
+    if checkpoint and not tf.io.gfile.exists(checkpoint + ".index"):
+        raise FileNotFoundError(f"{flag} {checkpoint}: no such checkpoint "
+                                f"({checkpoint}.index not found)")
     ckpt = checkpoint or tf.train.latest_checkpoint(FLAGS.model_dir)
     if not ckpt:
         raise FileNotFoundError(f"--model_dir {FLAGS.model_dir}: no checkpoint")
-    tf.train.Checkpoint(model=model).read(ckpt).expect_partial().assert_existing_objects_matched()
+    status = tf.train.Checkpoint(model=model).read(ckpt).expect_partial()
+    try:  # fails for any weight of `model` without a value in the checkpoint
+        status.assert_existing_objects_matched()
+    except AssertionError as e:
+        raise ValueError(f"checkpoint {ckpt} does not fit a {type(model).__name__} built from "
+                         f"--bert_config_file (a checkpoint of another model, or an encoder "
+                         f"checkpoint: use --init_checkpoint to train from one): "
+                         f"{str(e)[:300]}") from None
     return ckpt
 
 
