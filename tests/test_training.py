@@ -53,7 +53,70 @@ def test_optimizer_excludes_layer_norm_and_bias_from_weight_decay():
     with pytest.raises(ValueError, match="optimizer_type"):
         create_optimizer(1e-4, 10, 1, optimizer_type="sgd")
     lamb = create_optimizer(1e-4, 100, 10, optimizer_type="lamb")
-    assert type(lamb).__name__ == "Lamb"
+    assert type(lamb).__name__ == "SeedLamb"
+
+
+def _tfa_lamb(weights, grads, lrs, decayed, wd=0.01, b1=0.9, b2=0.999, eps=1e-6):
+    """TensorFlow Addons' LAMB (the seed's), in NumPy float64, from its published update:
+    weight decay inside the update, no trust ratio for the excluded variables."""
+    w = {k: v.astype(np.float64) for k, v in weights.items()}
+    m = {k: np.zeros_like(v) for k, v in w.items()}
+    v2 = {k: np.zeros_like(v) for k, v in w.items()}
+    for t, (g_step, lr) in enumerate(zip(grads, lrs, strict=True), start=1):
+        for k in w:
+            g = g_step[k].astype(np.float64)
+            m[k] = b1 * m[k] + (1 - b1) * g
+            v2[k] = b2 * v2[k] + (1 - b2) * g * g
+            update = (m[k] / (1 - b1 ** t)) / (np.sqrt(v2[k] / (1 - b2 ** t)) + eps)
+            ratio = 1.0
+            if k in decayed:
+                update = update + wd * w[k]
+                w_norm, u_norm = np.linalg.norm(w[k]), np.linalg.norm(update)
+                ratio = w_norm / u_norm if w_norm > 0 and u_norm > 0 else 1.0
+            w[k] = w[k] - lr * ratio * update
+    return w
+
+
+def test_lamb_is_the_seeds_lamb():
+    """--optimizer_type=lamb runs the seed's LAMB (TensorFlow Addons'): five steps on a
+    tiny classifier's weights with fixed gradients equal the NumPy transcription of its
+    update; Keras 3's own Lamb (decay outside the trust ratio, trust ratio on LayerNorm
+    and bias too) does not."""
+    import keras
+
+    from pybert.training.optimization import WarmUpPolynomialDecay
+
+    model = BertClassifier(BertConfig.from_dict(TINY), 2)
+    model.build()
+    variables = [v for v in model.trainable_variables if "word_embeddings" not in v.path]
+    rng = np.random.default_rng(0)
+    grads = [{v.path: rng.normal(0, 0.01 * (1 + i), v.shape).astype(np.float32)
+              for v in variables} for i in range(5)]
+    start = {v.path: v.numpy() for v in variables}
+    schedule = WarmUpPolynomialDecay(1e-2, 10, 2)
+    lrs = [float(schedule(step)) for step in range(5)]
+    results = {}
+    for name in ("seed", "keras"):
+        for v in variables:
+            v.assign(start[v.path])
+        opt = (create_optimizer(1e-2, 10, 2, optimizer_type="lamb", global_clipnorm=None,
+                                variables=variables) if name == "seed" else
+               keras.optimizers.Lamb(learning_rate=schedule, epsilon=1e-6, weight_decay=0.01))
+        if name == "keras":
+            opt.exclude_from_weight_decay(var_list=[v for v in variables
+                                                    if "layer_norm" in v.path
+                                                    or v.path.endswith("bias")])
+        for g in grads:
+            opt.apply_gradients([(tf.constant(g[v.path]), v) for v in variables])
+        results[name] = {v.path: v.numpy() for v in variables}
+    decayed = {v.path for v in variables
+               if "layer_norm" not in v.path and not v.path.endswith("bias")}
+    assert decayed and len(decayed) < len(variables)
+    want = _tfa_lamb(start, grads, lrs, decayed)
+    for k, w in want.items():
+        np.testing.assert_allclose(results["seed"][k], w, rtol=1e-5, atol=1e-7, err_msg=k)
+    worst = max(float(np.abs(results["keras"][k] - w).max()) for k, w in want.items())
+    assert worst > 1e-3
 
 
 def test_partial_results_continue_after_complete_parts(tmp_path, capsys):
@@ -799,10 +862,14 @@ def test_run_pretraining_tiny_then_finetune_init(tmp_path, data_dir, vocab_path)
     # comes out as loaded (before, the flag was ignored here)
     _, hub_encoder, hub = _tiny_hub(tmp_path)
     frozen = [a.replace("pt_model", "pt_frozen") for a in args if "num_train_epochs" not in a]
+    # (with the seed's LAMB, which trains the heads here)
     proc = run_tool("run_pretraining", *frozen, "--num_train_epochs=1", f"--hub_module_url={hub}",
                     "--hub_module_trainable=false", "--sub_model_export_name=encoder",
-                    "--steps_per_loop=2", "--log_steps=0")  # 0: the last step's log only
+                    "--steps_per_loop=2", "--log_steps=0",  # 0: the last step's log only
+                    "--optimizer_type=lamb")
     assert "step 6/6 loss" in proc.stderr and "step 2/6" not in proc.stderr
+    frozen_summary = json.loads((tmp_path / "pt_frozen" / "training_summary.json").read_text())
+    assert np.isfinite(frozen_summary["last_train_loss"])
     out = BertEncoder(BertConfig.from_dict(TINY))
     out.build()
     restore_encoder(out, str(tmp_path / "pt_frozen" / "encoder" / "bert_model.ckpt"))

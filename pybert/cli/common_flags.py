@@ -108,7 +108,8 @@ def define_common_bert_flags() -> None:
                       "with its own loop.")
     flags.DEFINE_bool("explicit_allreduce", False,
                       "Accepted for the seed's commands; tf.distribute all-reduces the "
-                      "gradients inside the optimizer step.")
+                      "gradients inside the optimizer step. As in the seed, it also clips "
+                      "LAMB's gradients to global norm 1.0 (AdamW's always are).")
     flags.DEFINE_integer("allreduce_bytes_per_pack", 0,
                          "Accepted for the seed's commands (with --explicit_allreduce).")
     flags.DEFINE_multi_string("gin_file", None, "Refused: pybert has no gin configuration.")
@@ -347,8 +348,12 @@ def make_optimizer_fn(num_train_steps: int, warmup_steps: int):
     from pybert.training.optimization import create_optimizer
 
     def fn(variables):
+        # The seed clips gradients to global norm 1.0 inside its AdamWeightDecay; its LAMB
+        # (TensorFlow Addons') does not clip, except with --explicit_allreduce (a callback
+        # of its training loop), so neither does pybert's.
+        clip = 1.0 if FLAGS.optimizer_type == "adamw" or FLAGS.explicit_allreduce else None
         opt = create_optimizer(FLAGS.learning_rate, num_train_steps, warmup_steps, FLAGS.end_lr,
-                               FLAGS.optimizer_type,
+                               FLAGS.optimizer_type, global_clipnorm=clip,
                                num_accumulation_steps=FLAGS.num_accumulation_steps,
                                use_loss_scale=False, variables=variables)
         if FLAGS.dtype == "fp16":

@@ -7,9 +7,11 @@ the decay measured from step 0 as in the seed. Example with init_lr=1e-4,
 
 Optimizers (Keras 3): AdamW (beta 0.9/0.999, epsilon 1e-6, decoupled weight
 decay 0.01) or LAMB, weight decay skipped for LayerNorm and bias variables,
-gradients clipped to a global norm of 1.0. The seed's AdamWeightDecay is Adam
-with bias correction plus lr * 0.01 * w decay: Keras 3's AdamW is the same
-update. For fp16, wrap with keras.optimizers.LossScaleOptimizer (dynamic).
+gradients clipped to a global norm of 1.0 (global_clipnorm). The seed's
+AdamWeightDecay is Adam with bias correction plus lr * 0.01 * w decay: Keras 3's
+AdamW is the same update. The seed's LAMB is TensorFlow Addons' (SeedLamb
+below), which Keras 3's Lamb is not. For fp16, wrap with
+keras.optimizers.LossScaleOptimizer (dynamic).
 """
 
 from __future__ import annotations
@@ -52,6 +54,51 @@ class WarmUpPolynomialDecay(keras.optimizers.schedules.LearningRateSchedule):
                 "warmup_steps": self.warmup_steps, "end_lr": self.end_lr, "power": self.power}
 
 
+@keras.saving.register_keras_serializable(package="pybert")
+class SeedLamb(keras.optimizers.Lamb):
+    """LAMB as the seed runs it (TensorFlow Addons' LAMB with
+    exclude_from_weight_decay=["LayerNorm", "layer_norm", "bias"]), on Keras 3's Lamb:
+
+        update = m_hat / (sqrt(v_hat) + epsilon) + weight_decay * w   (decayed variables)
+        w -= lr * ratio * update,  ratio = ||w|| / ||update||        (1 if either is 0)
+
+    The weight decay is part of the update and so of the trust ratio's norm, and the
+    variables excluded from weight decay (LayerNorm, bias) also get ratio 1 (Addons'
+    exclude_from_layer_adaptation defaults to the weight-decay exclusions). Keras 3's
+    Lamb instead decays every variable by lr * weight_decay * w outside the update and
+    applies the trust ratio to all of them. The slots (momentum, velocity) are Keras
+    3's, so checkpoints of either class load into the other.
+    """
+
+    def _apply_weight_decay(self, variables):
+        return  # inside update_step
+
+    def update_step(self, gradient, variable, learning_rate):
+        from keras import ops
+
+        lr = ops.cast(learning_rate, variable.dtype)
+        gradient = ops.cast(gradient, variable.dtype)
+        step = ops.cast(self.iterations + 1, variable.dtype)
+        m = self._momentums[self._get_variable_index(variable)]
+        v = self._velocities[self._get_variable_index(variable)]
+        self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - self.beta_1))
+        self.assign_add(v, ops.multiply(ops.subtract(ops.square(gradient), v), 1 - self.beta_2))
+        m_hat = ops.divide(m, 1.0 - ops.power(ops.cast(self.beta_1, variable.dtype), step))
+        v_hat = ops.divide(v, 1.0 - ops.power(ops.cast(self.beta_2, variable.dtype), step))
+        update = ops.divide(m_hat, ops.add(ops.sqrt(v_hat), self.epsilon))
+        adapt = self._use_weight_decay(variable)  # the exclusions hold for both
+        if adapt and self.weight_decay:
+            update = ops.add(update, ops.multiply(
+                ops.cast(self.weight_decay, variable.dtype), variable))
+        if adapt:
+            w_norm = ops.sqrt(ops.sum(ops.square(variable)))
+            u_norm = ops.sqrt(ops.sum(ops.square(update)))
+            ratio = ops.where(ops.greater(w_norm, 0),
+                              ops.where(ops.greater(u_norm, 0), w_norm / u_norm, 1.0), 1.0)
+            update = ops.multiply(ratio, update)
+        self.assign_sub(variable, ops.multiply(lr, update))
+
+
 def create_optimizer(
     init_lr: float,
     num_train_steps: int,
@@ -79,7 +126,7 @@ def create_optimizer(
     if optimizer_type == "adamw":
         opt = keras.optimizers.AdamW(**common)
     elif optimizer_type == "lamb":
-        opt = keras.optimizers.Lamb(**common)
+        opt = SeedLamb(**common)
     else:
         raise ValueError(f"optimizer_type must be 'adamw' or 'lamb', got {optimizer_type!r}")
     if variables is not None:
