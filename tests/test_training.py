@@ -815,6 +815,51 @@ def test_run_squad_train_and_eval_tiny(tmp_path, data_dir, vocab_path):
     assert not partial.exists()
 
 
+def test_run_squad_v2_from_the_command_line(tmp_path, data_dir, vocab_path):
+    """SQuAD 2.0 through the tools: create_finetuning_data --version_2_with_negative, a tiny
+    model trained a few steps, run_squad's v2.0 prediction files (null_odds.json) and
+    metrics; --null_score_diff_threshold decides the empty answers as the seed's rule."""
+    src = json.loads((data_dir / "squad" / "haystack_small-v2.0.json").read_text("utf-8"))
+    src["data"] = src["data"][:1]
+    src["data"][0]["paragraphs"] = src["data"][0]["paragraphs"][:8]
+    qas = [qa for p in src["data"][0]["paragraphs"] for qa in p["qas"]]
+    assert 0 < sum(qa["is_impossible"] for qa in qas) < len(qas)
+    for qa in qas:  # for training: one answer (none for an impossible question)
+        qa["answers"] = qa["answers"][:1]
+    path = tmp_path / "squad2.json"
+    path.write_text(json.dumps(src), encoding="utf-8")
+    vocab = str(vocab_path("uncased"))
+    run_tool("create_finetuning_data", "--fine_tuning_task_type=squad",
+             f"--squad_data_file={path}", "--version_2_with_negative", f"--vocab_file={vocab}",
+             f"--train_data_output_path={tmp_path / 'train.tfr'}",
+             f"--meta_data_file_path={tmp_path / 'meta'}", "--max_seq_length=128",
+             "--doc_stride=64", "--max_query_length=32")
+    meta = json.loads((tmp_path / "meta").read_text())
+    assert meta["version_2_with_negative"] is True
+    (tmp_path / "bert_config.json").write_text(json.dumps(TINY))
+    model_dir = tmp_path / "model"
+    common = [f"--input_meta_data_path={tmp_path / 'meta'}", f"--vocab_file={vocab}",
+              f"--bert_config_file={tmp_path / 'bert_config.json'}", f"--model_dir={model_dir}",
+              f"--predict_file={path}", "--predict_batch_size=16",
+              "--distribution_strategy=one_device"]
+    proc = run_tool("run_squad", "--mode=train_and_eval", *common,
+                    f"--train_data_path={tmp_path / 'train.tfr'}", "--train_batch_size=8",
+                    "--num_train_epochs=1", "--learning_rate=1e-3")
+    assert "SQuAD eval F1-score" in proc.stderr and "(percent)" in proc.stderr
+    metrics = json.loads((model_dir / "summaries" / "eval" / "eval_metrics.json").read_text())
+    assert {"final_exact", "final_f1"} <= set(metrics) and 0 <= metrics["final_f1"] <= 100
+    null_odds = json.loads((model_dir / "null_odds.json").read_text())
+    assert set(null_odds) == {qa["id"] for qa in qas}
+    # score_null - best non-null > threshold: the empty answer
+    answers = {}
+    for threshold in (-1e9, 1e9):
+        run_tool("run_squad", "--mode=predict", *common,
+                 f"--null_score_diff_threshold={threshold}")
+        answers[threshold] = json.loads((model_dir / "predictions.json").read_text())
+    assert set(answers[-1e9].values()) == {""}
+    assert "" not in answers[1e9].values() and len(answers[1e9]) == len(qas)
+
+
 def test_run_pretraining_tiny_then_finetune_init(tmp_path, data_dir, vocab_path):
     vocab = str(vocab_path("uncased"))
     text = data_dir / "bert_sample_text" / "sample_text.txt"
