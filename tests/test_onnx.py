@@ -695,6 +695,27 @@ def test_span_model_squad_equals_tensorflow(minilm_dir, data_dir, tmp_path):
     # three batches at a time: the n-best of one at a time, to the bit
     one = Predictor(tmp_path / "onnx", batch_size=16, num_streams=1, intra_op_threads=1)
     assert one.predict_squad(src)[1] == nbest and one.stats.batches == pred.stats.batches > 3
+    # the command line: the same three files; --n_best_size and --max_answer_length reach
+    # the decoder
+    proc = run_tool("predict", f"--model_dir={tmp_path / 'onnx'}", f"--input_file={src}",
+                    f"--output_dir={tmp_path / 'cli'}", "--batch_size=16", "--progress=false")
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["questions"] == len(got) and summary["output"] == str(tmp_path / "cli")
+    assert json.loads((tmp_path / "cli/predictions.json").read_text()) == got
+    cli_nbest = json.loads((tmp_path / "cli/nbest_predictions.json").read_text())
+    assert cli_nbest.keys() == nbest.keys()
+    assert not (tmp_path / "cli/null_odds.json").exists()  # v1.1
+    for flag, out in (("--n_best_size=3", "cli3"), ("--max_answer_length=2", "cli_short")):
+        run_tool("predict", f"--model_dir={tmp_path / 'onnx'}", f"--input_file={src}",
+                 f"--output_dir={tmp_path / out}", flag, "--progress=false")
+    three = json.loads((tmp_path / "cli3/nbest_predictions.json").read_text())
+    assert max(len(v) for v in three.values()) <= 3 < max(len(v) for v in nbest.values())
+    api3 = one.predict_squad(src, n_best_size=3)[1]
+    assert {k: [e["text"] for e in v] for k, v in three.items()} == \
+        {k: [e["text"] for e in v] for k, v in api3.items()}
+    short = json.loads((tmp_path / "cli_short/predictions.json").read_text())
+    assert short == one.predict_squad(src, max_answer_length=2)[0] != got
+    assert all(len(text.split()) <= 2 for text in short.values())
 
     tok = pybert.FullTokenizer(str(minilm_dir / "vocab.txt"), do_lower_case=True)
     data = squad.read_squad(str(src), False, False)
