@@ -326,6 +326,43 @@ def test_tf1_checkpoint_converts_to_the_same_outputs(tmp_path, model_dir, batch)
     assert not (tmp_path / "bad").exists()
 
 
+def test_huggingface_checkpoint_converts_through_the_tool(tmp_path, model_dir, batch):
+    """The README's step 0 (and the quickstart's): pybert-convert-checkpoint
+    --source_format=huggingface writes bert_config.json, bert_model.ckpt and vocab.txt
+    whose encoder gives the HuggingFace weights' outputs to the bit; --saved_model_dir with
+    --nodo_lower_case records that in the SavedModel, beside its vocab."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    from pybert.export.savedmodel import load_encoder_savedmodel
+
+    out_dir = tmp_path / "minilm"
+    run = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "convert_checkpoint.py"),
+         "--source_format=huggingface", f"--input={model_dir}", f"--output_dir={out_dir}",
+         f"--saved_model_dir={tmp_path / 'hub'}", "--nodo_lower_case"],
+        capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (out_dir / "vocab.txt").read_bytes() == (model_dir / "vocab.txt").read_bytes()
+    hf = json.loads((model_dir / "config.json").read_text())
+    converted = BertConfig.from_json_file(out_dir / "bert_config.json")
+    for key in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                "intermediate_size", "max_position_embeddings", "type_vocab_size"):
+        assert getattr(converted, key) == hf[key], key
+    encoder = BertEncoder(converted)
+    encoder.build()
+    tf.train.Checkpoint(encoder=encoder).read(str(out_dir / "bert_model.ckpt")).assert_consumed()
+    reference, _ = load_huggingface_encoder(model_dir)
+    for key in ("sequence_output", "pooled_output"):
+        np.testing.assert_array_equal(np.asarray(encoder(batch)[key]),
+                                      np.asarray(reference(batch)[key]), err_msg=key)
+    _, hub_vocab, hub_lower = load_encoder_savedmodel(tmp_path / "hub")
+    assert hub_lower is False
+    assert Path(hub_vocab).read_bytes() == (model_dir / "vocab.txt").read_bytes()
+
+
 def test_the_seed_converter_and_export_tfhub_commands(tmp_path, model_dir, batch):
     """The seed's tf2_encoder_checkpoint_converter.py and export_tfhub.py command lines, flag
     names as the seed's: a TF1 release checkpoint -> <path>-1 (as the seed's save) -> a
