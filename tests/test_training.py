@@ -859,6 +859,27 @@ def test_run_squad_v2_from_the_command_line(tmp_path, data_dir, vocab_path):
     assert set(answers[-1e9].values()) == {""}
     assert "" not in answers[1e9].values() and len(answers[1e9]) == len(qas)
 
+    # Exported from its --model_dir (the latest checkpoint) with the task read from the meta
+    # data (span: it has doc_stride), then served by pybert-predict: the v2.0 files, and the
+    # answers of run_squad's default threshold
+    pytest.importorskip("tf2onnx")
+    run_tool("run_squad", "--mode=predict", *common)
+    want = json.loads((model_dir / "predictions.json").read_text())
+    proc = run_tool("export_onnx", f"--model_dir={model_dir}",
+                    f"--bert_config_file={tmp_path / 'bert_config.json'}",
+                    f"--input_meta_data_path={tmp_path / 'meta'}", f"--vocab_file={vocab}",
+                    f"--output_dir={tmp_path / 'onnx'}", "--norequire_fusions")
+    exported = json.loads((tmp_path / "onnx" / "pybert_model.json").read_text())
+    assert exported["task"] == "span" and exported["version_2_with_negative"] is True
+    assert exported["validation"]["fp32"]["max_abs_diff"] <= 1e-4
+    assert (exported["doc_stride"], exported["max_query_length"]) == (64, 32)
+    run_tool("predict", f"--model_dir={tmp_path / 'onnx'}", f"--input_file={path}",
+             f"--output_dir={tmp_path / 'served'}", "--progress=false")
+    served = json.loads((tmp_path / "served" / "predictions.json").read_text())
+    assert served == want
+    assert json.loads((tmp_path / "served" / "null_odds.json").read_text()).keys() == \
+        null_odds.keys()
+
 
 def test_run_pretraining_tiny_then_finetune_init(tmp_path, data_dir, vocab_path):
     vocab = str(vocab_path("uncased"))
