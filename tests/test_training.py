@@ -936,6 +936,15 @@ def test_run_pretraining_tiny_then_finetune_init(tmp_path, data_dir, vocab_path)
     assert "step 6/6 loss" in proc.stderr and "step 2/6" not in proc.stderr
     frozen_summary = json.loads((tmp_path / "pt_frozen" / "training_summary.json").read_text())
     assert np.isfinite(frozen_summary["last_train_loss"])
+    # --nouse_next_sentence_label: masked LM only (a loss near ln(vocab), no next-sentence
+    # term); the next-sentence head and the pooler get no gradient, without Keras' warning
+    mlm = [a.replace("pt_model", "pt_mlm") for a in args if "num_train_epochs" not in a]
+    proc = run_tool("run_pretraining", *mlm, "--num_train_epochs=1",
+                    "--nouse_next_sentence_label", "--learning_rate=0")
+    assert "Gradients do not exist" not in proc.stderr, proc.stderr[-2000:]
+    mlm_loss = json.loads((tmp_path / "pt_mlm" / "training_summary.json").read_text())[
+        "last_train_loss"]
+    assert abs(mlm_loss - np.log(30522)) < 0.5
     out = BertEncoder(BertConfig.from_dict(TINY))
     out.build()
     restore_encoder(out, str(tmp_path / "pt_frozen" / "encoder" / "bert_model.ckpt"))

@@ -387,6 +387,18 @@ def steps_per_loop(steps_per_epoch: int) -> int:
     return min(n, steps_per_epoch)
 
 
+def ignore_missing_gradients(*layers: str) -> None:
+    """Silences Keras' warning (at every trace) that these layers' kernel and bias get no
+    gradient: heads the loss does not read, kept for the checkpoints."""
+    import warnings
+
+    names = "|".join(layers)
+    warnings.filterwarnings(
+        "ignore", category=UserWarning,
+        message=rf"Gradients do not exist for variables \[('(?:[^']*/)?(?:{names})/"
+                rf"(?:kernel|bias)'(?:, )?)+\]")
+
+
 def restore_model(model, checkpoint: str | None = None,
                   flag: str = "--predict_checkpoint_path") -> str:
     """Builds `model` and restores it from `checkpoint` (given by `flag`) or the latest one

@@ -106,6 +106,8 @@ def run() -> dict:
                       cfg)
     trainer.restore_or_initialize(common_flags.encoder_checkpoint(),
                                   common_flags.encoder_source())
+    if not use_nsp:  # the next-sentence head and the pooler under it get no gradient
+        common_flags.ignore_missing_gradients("pooler", "next_sentence")
     seed = FLAGS.seed
 
     def train_ds(batch_size, ctx):

@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import time
-import warnings
 
 from absl import flags
 
@@ -234,10 +233,7 @@ def run():
                                       common_flags.encoder_source())
         # The span head reads the sequence output only: the encoder's pooler (kept for the
         # checkpoints) gets no gradient, which Keras' optimizer warns about at every trace.
-        warnings.filterwarnings(
-            "ignore", category=UserWarning,
-            message=r"Gradients do not exist for variables "
-                    r"\[('(?:[^']*/)?pooler/(?:kernel|bias)'(?:, )?)+\]")
+        common_flags.ignore_missing_gradients("pooler")
         seed = FLAGS.seed
 
         def train_ds(batch_size, ctx):
