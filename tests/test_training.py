@@ -684,6 +684,33 @@ def test_xla_fp16_and_gradient_accumulation_runs(mrpc64, tmp_path):
     assert sum(not np.array_equal(w3[k], w4[k]) for k in w3) > 30
 
 
+def test_evaluations_per_epoch_and_export_after_training(mrpc64, tmp_path):
+    """--num_eval_per_epoch=2 splits each epoch into two train/eval rounds (the seed's rule:
+    steps per round from train_data_size / 2, warm-up from the whole run); with
+    --model_export_path, train_and_eval ends with a SavedModel of the trained model."""
+    model_dir, export = tmp_path / "m", tmp_path / "export"
+    args = [a for a in _args(mrpc64, model_dir) if not a.startswith(("--num_train_epochs",
+                                                                       "--train_data_size"))]
+    proc = _run(*args, "--num_train_epochs=1", "--num_eval_per_epoch=2",
+                f"--model_export_path={export}")
+    summary = json.loads((model_dir / "training_summary.json").read_text())
+    # 3,668 MRPC training pairs: 1,834 per round, 114 steps of 16; warm-up 10% of 228
+    assert (summary["epochs"], summary["steps_per_epoch"]) == (2, 114)
+    assert summary["total_training_steps"] == 228 and summary["warmup_steps"] == 22
+    assert proc.stderr.count("eval at step") == 2
+    assert "eval at step 114:" in proc.stderr and "eval at step 228:" in proc.stderr
+    loaded = tf.saved_model.load(str(export))
+    from pybert.data.pipelines import create_classifier_dataset
+
+    model = BertClassifier(BertConfig.from_dict(TINY), 2, name="bert_classifier")
+    model.build()
+    tf.train.Checkpoint(model=model).read(
+        tf.train.latest_checkpoint(str(model_dir))).expect_partial()
+    x, _ = next(iter(create_classifier_dataset(str(mrpc64 / "eval.tfr"), 64, 8, False)))
+    np.testing.assert_allclose(loaded.signatures["serving_default"](**x)["logits"].numpy(),
+                               model(x, training=False).numpy(), atol=1e-5)
+
+
 def test_regression_eval_reports_mse_and_correlations(tmp_path, data_dir, vocab_path):
     """STS-B (float labels): the evaluation reports the seed's mean squared error and
     GLUE's Pearson and Spearman correlations, equal to those of --mode=predict's values
