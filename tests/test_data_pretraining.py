@@ -336,6 +336,43 @@ def test_continued_runs_check_the_files_they_continue(prose, tmp_path, vocab_pat
         "a", "b", "c", "d", "g", "ref_a", "ref_b"]
 
 
+def test_cli_masking_flags_reach_the_generator(tmp_path, data_dir, vocab_path):
+    """The command line's masking and sampling flags give the records of the library call
+    with the same options (GZIP-compressed as asked), and not those of the defaults."""
+    vocab = str(vocab_path("uncased"))
+    text = str(data_dir / "bert_sample_text" / "sample_text.txt")
+    flags_and_options = [("--do_whole_word_mask", "do_whole_word_mask", True),
+                         ("--max_ngram_size=3", "max_ngram_size", 3),
+                         ("--random_seed=7", "random_seed", 7),
+                         ("--short_seq_prob=0.3", "short_seq_prob", 0.3),
+                         ("--masked_lm_prob=0.2", "masked_lm_prob", 0.2),
+                         ("--max_predictions_per_seq=12", "max_predictions_per_seq", 12),
+                         ("--dupe_factor=2", "dupe_factor", 2),
+                         ("--gzip_compress", "gzip_compress", True)]
+    out = tmp_path / "cli.tfrecord"
+    proc = _cli(f"--input_file={text}", f"--output_file={out}", f"--vocab_file={vocab}",
+                "--max_seq_length=64", "--num_workers=1", "--noprogress",
+                *(f for f, _, _ in flags_and_options))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    opts = PretrainingOptions(max_seq_length=64,
+                              **{name: value for _, name, value in flags_and_options})
+    lib = tmp_path / "lib.tfrecord"
+    create_pretraining_data([text], [str(lib)], vocab, opts, num_workers=1, progress=False)
+    plain = tmp_path / "plain.tfrecord"
+    create_pretraining_data([text], [str(plain)], vocab,
+                            PretrainingOptions(max_seq_length=64, max_predictions_per_seq=12,
+                                               dupe_factor=2), num_workers=1, progress=False)
+
+    def records(path, compression):
+        return [r.numpy() for r in tf.data.TFRecordDataset(str(path), compression)]
+
+    got = records(out, "GZIP")
+    assert got == records(lib, "GZIP") and len(got) > 20
+    with pytest.raises(tf.errors.DataLossError):
+        records(out, "")  # compressed, as asked
+    assert got != records(plain, "")
+
+
 def test_cli_smoke_run_on_embedded_defaults(tmp_path):
     # its output goes to a new temporary directory: here, under tmp_path
     proc = _cli("--noprogress", "--num_workers=1", "--dupe_factor=1",
