@@ -808,6 +808,27 @@ def test_run_squad_train_and_eval_tiny(tmp_path, data_dir, vocab_path):
                    f"--predict_file={tmp_path / 'first.json'},{tmp_path / 'second.json'}",
                    check=False)
     assert bad.returncode == 1 and "evaluates one --predict_file, got 2" in bad.stderr
+    # --mode=eval alone: the metrics of train_and_eval's evaluation (the same checkpoint)
+    (model_dir / "summaries" / "eval" / "eval_metrics.json").unlink()
+    run_tool("run_squad", "--mode=eval", *common, f"--predict_file={path}")
+    assert json.loads((model_dir / "summaries" / "eval" / "eval_metrics.json").read_text()) \
+        == metrics
+    # --mode=export_only: a SavedModel whose logits are the last checkpoint's model's
+    export = tmp_path / "squad_export"
+    run_tool("run_squad", "--mode=export_only", *common, f"--model_export_path={export}")
+    from pybert.data.pipelines import create_squad_dataset
+    from pybert.modeling import BertSpanLabeler
+
+    keras_model = BertSpanLabeler(BertConfig.from_dict(TINY), name="bert_span_labeler")
+    keras_model.build()
+    tf.train.Checkpoint(model=keras_model).read(
+        tf.train.latest_checkpoint(str(model_dir))).expect_partial()
+    x, _ = next(iter(create_squad_dataset(str(tmp_path / "train.tfr"), 128, 8, False)))
+    x = {k: x[k] for k in ("input_word_ids", "input_mask", "input_type_ids")}
+    served = tf.saved_model.load(str(export)).signatures["serving_default"](**x)
+    want = keras_model(x, training=False)
+    for key in ("start_logits", "end_logits"):
+        np.testing.assert_allclose(served[key].numpy(), want[key].numpy(), atol=1e-5)
 
     # The logits of a prediction whose outputs cannot be written are kept (predict.partial,
     # one part per batch here); a rerun continues after the complete parts: here the first
