@@ -74,6 +74,8 @@ def test_forward_and_gradients_match_reference(shape, dtype):
         lg, lw = tf.reduce_sum(got * dout), tf.reduce_sum(want * dout)
     tol = 1e-12 if dtype == tf.float64 else 1e-5
     assert got.dtype == dtype and got.shape == q.shape
+    # scale omitted: 1/sqrt(head_dim), the same op call
+    np.testing.assert_array_equal(ops.fused_attention(q, k, v, mask).numpy(), got.numpy())
     assert _rel(got, want) <= tol
     for g, w in zip(tape.gradient(lg, [q, k, v]), tape.gradient(lw, [q, k, v]), strict=True):
         assert _rel(g, w) <= (1e-10 if dtype == tf.float64 else 1e-5)

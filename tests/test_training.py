@@ -988,8 +988,16 @@ def test_run_pretraining_tiny_then_finetune_init(tmp_path, data_dir, vocab_path)
     # term); the next-sentence head and the pooler get no gradient, without Keras' warning
     mlm = [a.replace("pt_model", "pt_mlm") for a in args if "num_train_epochs" not in a]
     proc = run_tool("run_pretraining", *mlm, "--num_train_epochs=1",
-                    "--nouse_next_sentence_label", "--learning_rate=0")
+                    "--nouse_next_sentence_label", "--learning_rate=0",
+                    "--train_summary_interval=3", "--steps_per_loop=1")
     assert "Gradients do not exist" not in proc.stderr, proc.stderr[-2000:]
+    # --train_summary_interval=3: training summaries (and log lines) every 3 steps (at the
+    # end of a loop, as in the seed: one step per loop here)
+    assert "step 3/6 loss" in proc.stderr and "step 2/6" not in proc.stderr
+    steps = sorted(e.step for f in (tmp_path / "pt_mlm" / "summaries" / "train").glob("events*")
+                   for e in tf.compat.v1.train.summary_iterator(str(f))
+                   for v in e.summary.value if v.tag == "loss")
+    assert steps == [3, 6]
     mlm_loss = json.loads((tmp_path / "pt_mlm" / "training_summary.json").read_text())[
         "last_train_loss"]
     assert abs(mlm_loss - np.log(30522)) < 0.5
