@@ -53,7 +53,8 @@ def test_optimizer_excludes_layer_norm_and_bias_from_weight_decay():
     with pytest.raises(ValueError, match="optimizer_type"):
         create_optimizer(1e-4, 10, 1, optimizer_type="sgd")
     lamb = create_optimizer(1e-4, 100, 10, optimizer_type="lamb")
-    assert type(lamb).__name__ == "SeedLamb"
+    # the seed's: Addons' LAMB does not clip (its AdamWeightDecay does)
+    assert type(lamb).__name__ == "SeedLamb" and lamb.global_clipnorm is None
 
 
 def _tfa_lamb(weights, grads, lrs, decayed, wd=0.01, b1=0.9, b2=0.999, eps=1e-6):
@@ -79,19 +80,31 @@ def _tfa_lamb(weights, grads, lrs, decayed, wd=0.01, b1=0.9, b2=0.999, eps=1e-6)
 
 def test_lamb_is_the_seeds_lamb():
     """--optimizer_type=lamb runs the seed's LAMB (TensorFlow Addons'): five steps on a
-    tiny classifier's weights with fixed gradients equal the NumPy transcription of its
-    update; Keras 3's own Lamb (decay outside the trust ratio, trust ratio on LayerNorm
-    and bias too) does not."""
+    tiny classifier's weights with fixed gradients (the word embeddings' sparse, with
+    repeated rows) equal the NumPy transcription of its update; Keras 3's own Lamb (decay
+    outside the trust ratio, trust ratio on LayerNorm and bias too) does not."""
     import keras
 
     from pybert.training.optimization import WarmUpPolynomialDecay
 
     model = BertClassifier(BertConfig.from_dict(TINY), 2)
     model.build()
-    variables = [v for v in model.trainable_variables if "word_embeddings" not in v.path]
+    variables = model.trainable_variables
     rng = np.random.default_rng(0)
     grads = [{v.path: rng.normal(0, 0.01 * (1 + i), v.shape).astype(np.float32)
               for v in variables} for i in range(5)]
+    # the word embeddings' gradient as an embedding lookup gives it: sparse, a row once per
+    # use (rows 5 and 9 repeated); the reference gets the summed dense gradient
+    (words,) = [v for v in variables if "word_embeddings" in v.path]
+    ids = np.array([5, 9, 5, 5, 11, 9, 30000])
+    sparse = []
+    for g in grads:
+        values = rng.normal(0, 0.01, (len(ids), words.shape[1])).astype(np.float32)
+        dense = np.zeros(words.shape, np.float32)
+        np.add.at(dense, ids, values)
+        g[words.path] = dense
+        sparse.append(tf.IndexedSlices(tf.constant(values), tf.constant(ids),
+                                       tf.constant(words.shape, tf.int64)))
     start = {v.path: v.numpy() for v in variables}
     schedule = WarmUpPolynomialDecay(1e-2, 10, 2)
     lrs = [float(schedule(step)) for step in range(5)]
@@ -106,8 +119,9 @@ def test_lamb_is_the_seeds_lamb():
             opt.exclude_from_weight_decay(var_list=[v for v in variables
                                                     if "layer_norm" in v.path
                                                     or v.path.endswith("bias")])
-        for g in grads:
-            opt.apply_gradients([(tf.constant(g[v.path]), v) for v in variables])
+        for g, emb in zip(grads, sparse, strict=True):
+            opt.apply_gradients([(emb if v is words else tf.constant(g[v.path]), v)
+                                 for v in variables])
         results[name] = {v.path: v.numpy() for v in variables}
     decayed = {v.path for v in variables
                if "layer_norm" not in v.path and not v.path.endswith("bias")}
@@ -117,6 +131,8 @@ def test_lamb_is_the_seeds_lamb():
         np.testing.assert_allclose(results["seed"][k], w, rtol=1e-5, atol=1e-7, err_msg=k)
     worst = max(float(np.abs(results["keras"][k] - w).max()) for k, w in want.items())
     assert worst > 1e-3
+    moved = np.abs(results["seed"][words.path] - start[words.path]).max(axis=1)
+    assert set(np.flatnonzero(moved)) >= {5, 9, 11, 30000}
 
 
 def test_partial_results_continue_after_complete_parts(tmp_path, capsys):
@@ -692,7 +708,9 @@ def test_evaluations_per_epoch_and_export_after_training(mrpc64, tmp_path):
     args = [a for a in _args(mrpc64, model_dir) if not a.startswith(("--num_train_epochs",
                                                                        "--train_data_size"))]
     proc = _run(*args, "--num_train_epochs=1", "--num_eval_per_epoch=2",
-                f"--model_export_path={export}")
+                f"--model_export_path={export}", "--optimizer_type=lamb", "--explicit_allreduce")
+    # the seed's run_classifier (Keras compile/fit) never clips LAMB's gradients
+    assert "optimizer lamb: gradients not clipped" in proc.stderr
     summary = json.loads((model_dir / "training_summary.json").read_text())
     # 3,668 MRPC training pairs: 1,834 per round, 114 steps of 16; warm-up 10% of 228
     assert (summary["epochs"], summary["steps_per_epoch"]) == (2, 114)
@@ -892,8 +910,11 @@ def test_run_squad_v2_from_the_command_line(tmp_path, data_dir, vocab_path):
               "--distribution_strategy=one_device"]
     proc = run_tool("run_squad", "--mode=train_and_eval", *common,
                     f"--train_data_path={tmp_path / 'train.tfr'}", "--train_batch_size=8",
-                    "--num_train_epochs=1", "--learning_rate=1e-3")
+                    "--num_train_epochs=1", "--learning_rate=1e-3", "--optimizer_type=lamb",
+                    "--explicit_allreduce")
     assert "SQuAD eval F1-score" in proc.stderr and "(percent)" in proc.stderr
+    # the seed's run_squad clips LAMB's gradients with --explicit_allreduce (a callback)
+    assert "optimizer lamb: gradients clipped to global norm 1.0" in proc.stderr
     metrics = json.loads((model_dir / "summaries" / "eval" / "eval_metrics.json").read_text())
     assert {"final_exact", "final_f1"} <= set(metrics) and 0 <= metrics["final_f1"] <= 100
     null_odds = json.loads((model_dir / "null_odds.json").read_text())
@@ -982,6 +1003,7 @@ def test_run_pretraining_tiny_then_finetune_init(tmp_path, data_dir, vocab_path)
                     "--steps_per_loop=2", "--log_steps=0",  # 0: the last step's log only
                     "--optimizer_type=lamb")
     assert "step 6/6 loss" in proc.stderr and "step 2/6" not in proc.stderr
+    assert "optimizer lamb: gradients not clipped" in proc.stderr  # as the seed's LAMB
     frozen_summary = json.loads((tmp_path / "pt_frozen" / "training_summary.json").read_text())
     assert np.isfinite(frozen_summary["last_train_loss"])
     # --nouse_next_sentence_label: masked LM only (a loss near ln(vocab), no next-sentence

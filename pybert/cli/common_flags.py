@@ -109,7 +109,8 @@ def define_common_bert_flags() -> None:
     flags.DEFINE_bool("explicit_allreduce", False,
                       "Accepted for the seed's commands; tf.distribute all-reduces the "
                       "gradients inside the optimizer step. As in the seed, it also clips "
-                      "LAMB's gradients to global norm 1.0 (AdamW's always are).")
+                      "LAMB's gradients to global norm 1.0 in run_pretraining and run_squad "
+                      "(AdamW's always are).")
     flags.DEFINE_integer("allreduce_bytes_per_pack", 0,
                          "Accepted for the seed's commands (with --explicit_allreduce).")
     flags.DEFINE_multi_string("gin_file", None, "Refused: pybert has no gin configuration.")
@@ -344,14 +345,21 @@ def export_sub_model(encoder, config) -> str | None:
                                    os.path.join(FLAGS.model_dir, FLAGS.sub_model_export_name))
 
 
-def make_optimizer_fn(num_train_steps: int, warmup_steps: int):
+def make_optimizer_fn(num_train_steps: int, warmup_steps: int,
+                      clip_lamb_with_explicit_allreduce: bool = False):
+    """The optimizer of --optimizer_type. The seed clips gradients to global norm 1.0 inside
+    its AdamWeightDecay; its LAMB (TensorFlow Addons') does not clip, except where its
+    training loop adds a clipping callback with --explicit_allreduce (run_pretraining and
+    run_squad: clip_lamb_with_explicit_allreduce; its run_classifier never clips LAMB)."""
     from pybert.training.optimization import create_optimizer
 
+    clip = (1.0 if FLAGS.optimizer_type == "adamw"
+            or (clip_lamb_with_explicit_allreduce and FLAGS.explicit_allreduce) else None)
+    logging.getLogger(__name__).info(
+        "optimizer %s: %s", FLAGS.optimizer_type,
+        "gradients clipped to global norm 1.0" if clip else "gradients not clipped")
+
     def fn(variables):
-        # The seed clips gradients to global norm 1.0 inside its AdamWeightDecay; its LAMB
-        # (TensorFlow Addons') does not clip, except with --explicit_allreduce (a callback
-        # of its training loop), so neither does pybert's.
-        clip = 1.0 if FLAGS.optimizer_type == "adamw" or FLAGS.explicit_allreduce else None
         opt = create_optimizer(FLAGS.learning_rate, num_train_steps, warmup_steps, FLAGS.end_lr,
                                FLAGS.optimizer_type, global_clipnorm=clip,
                                num_accumulation_steps=FLAGS.num_accumulation_steps,

@@ -102,7 +102,8 @@ def run() -> dict:
                       lambda: common_flags.fine_tuning_model(  # --hub_module_trainable=false
                           BertPretrainer(config, trim_padding=trim, name="bert_pretrainer")),
                       pretrain_loss(use_nsp),
-                      common_flags.make_optimizer_fn(cfg.total_steps, int(FLAGS.warmup_steps)),
+                      common_flags.make_optimizer_fn(cfg.total_steps, int(FLAGS.warmup_steps),
+                                                       clip_lamb_with_explicit_allreduce=True),
                       cfg)
     trainer.restore_or_initialize(common_flags.encoder_checkpoint(),
                                   common_flags.encoder_source())

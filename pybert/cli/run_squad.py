@@ -228,7 +228,9 @@ def run():
             steps_per_loop=common_flags.steps_per_loop(steps_per_epoch),
             global_batch_size=FLAGS.train_batch_size, **common_flags.trainer_options())
         trainer = Trainer(strategy, model_fn, squad_loss,
-                          common_flags.make_optimizer_fn(cfg.total_steps, warmup), cfg)
+                          common_flags.make_optimizer_fn(
+                              cfg.total_steps, warmup, clip_lamb_with_explicit_allreduce=True),
+                          cfg)
         trainer.restore_or_initialize(common_flags.encoder_checkpoint(),
                                       common_flags.encoder_source())
         # The span head reads the sequence output only: the encoder's pooler (kept for the

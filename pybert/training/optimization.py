@@ -7,7 +7,7 @@ the decay measured from step 0 as in the seed. Example with init_lr=1e-4,
 
 Optimizers (Keras 3): AdamW (beta 0.9/0.999, epsilon 1e-6, decoupled weight
 decay 0.01) or LAMB, weight decay skipped for LayerNorm and bias variables,
-gradients clipped to a global norm of 1.0 (global_clipnorm). The seed's
+AdamW's gradients clipped to a global norm of 1.0 (global_clipnorm). The seed's
 AdamWeightDecay is Adam with bias correction plus lr * 0.01 * w decay: Keras 3's
 AdamW is the same update. The seed's LAMB is TensorFlow Addons' (SeedLamb
 below), which Keras 3's Lamb is not. For fp16, wrap with
@@ -76,6 +76,10 @@ class SeedLamb(keras.optimizers.Lamb):
     def update_step(self, gradient, variable, learning_rate):
         from keras import ops
 
+        if isinstance(gradient, tf.IndexedSlices):
+            # an embedding's gradient lists a row once per use: summed first, as TensorFlow
+            # does for Addons' LAMB (whose sparse path also decays m and v in every row)
+            gradient = tf.convert_to_tensor(gradient)
         lr = ops.cast(learning_rate, variable.dtype)
         gradient = ops.cast(gradient, variable.dtype)
         step = ops.cast(self.iterations + 1, variable.dtype)
@@ -106,7 +110,7 @@ def create_optimizer(
     end_lr: float = 0.0,
     optimizer_type: str = "adamw",
     weight_decay: float = 0.01,
-    global_clipnorm: float | None = 1.0,
+    global_clipnorm: float | None | str = "auto",
     num_accumulation_steps: int = 1,
     use_loss_scale: bool = False,
     variables=None,
@@ -116,7 +120,11 @@ def create_optimizer(
     variables: the model's trainable variables. Weight decay is skipped for those whose
     path matches LayerNorm / layer_norm / bias (Keras matches `var_names` against the
     short name only, "gamma", so the exclusion is done by variable here).
+    global_clipnorm "auto": as the seed's optimizers, 1.0 for AdamW (its AdamWeightDecay
+    clips) and none for LAMB (Addons' does not).
     """
+    if global_clipnorm == "auto":
+        global_clipnorm = 1.0 if optimizer_type == "adamw" else None
     schedule = WarmUpPolynomialDecay(init_lr, num_train_steps, num_warmup_steps, end_lr)
     common = dict(
         learning_rate=schedule, beta_1=0.9, beta_2=0.999, epsilon=1e-6,
