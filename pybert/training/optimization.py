@@ -64,10 +64,12 @@ class SeedLamb(keras.optimizers.Lamb):
 
     The weight decay is part of the update and so of the trust ratio's norm, and the
     variables excluded from weight decay (LayerNorm, bias) also get ratio 1 (Addons'
-    exclude_from_layer_adaptation defaults to the weight-decay exclusions). Keras 3's
-    Lamb instead decays every variable by lr * weight_decay * w outside the update and
-    applies the trust ratio to all of them. The slots (momentum, velocity) are Keras
-    3's, so checkpoints of either class load into the other.
+    exclude_from_layer_adaptation defaults to the weight-decay exclusions). An
+    embedding's sparse gradient is summed per row first. Keras 3's Lamb instead decays
+    the variables not excluded by lr * weight_decay * w outside the update, applies the
+    trust ratio to every variable and updates sparse rows one use at a time. The slots
+    (momentum, velocity) are Keras 3's, so checkpoints of either class load into the
+    other.
     """
 
     def _apply_weight_decay(self, variables):
