@@ -407,8 +407,9 @@ def test_predict(request, setup, dataset, row):
     if row in ("(b)", "(c)", "(e)", "(h)"):
         info["intra_op_threads"] = THREADS or "ORT default"
     if row == "(g)":
-        info["num_streams"] = request.getfixturevalue("predictors")["int8_b1"].num_streams
-        info["intra_op_threads"] = request.getfixturevalue("predictors")["int8_b1"].intra_op_threads
+        default_int8 = request.getfixturevalue("predictors")["int8_b1"]
+        info["num_streams"] = default_int8.num_streams
+        info["intra_op_threads"] = default_int8.intra_op_threads
     if labels is not None and setup["trained"]:  # MRPC only: the task it was tuned on
         info["accuracy"] = float(np.mean([p == g for p, g in zip(out["labels"], labels,
                                                                  strict=True)]))

@@ -21,7 +21,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -242,23 +242,12 @@ class Predictor:
         fails, the batches not started are cancelled and the error is raised.
         stats.seconds_inference gets the wall time of this loop (feeds made, models run),
         less the time the caller holds a result."""
-        elapsed, start = 0.0, time.perf_counter()
         pending: deque = deque()
 
-        def done(future_or_outs, padded: int) -> list[np.ndarray]:
-            outs = (future_or_outs.result() if isinstance(future_or_outs, Future)
-                    else future_or_outs)
-            self.stats.batches += 1
-            self.stats.padded_tokens += padded
-            return outs
-
-        try:
+        def results() -> Iterator[tuple[list[np.ndarray], int]]:
             if self.num_streams == 1:
                 for feeds, padded in batches:
-                    outs = done(self._run(feeds), padded)
-                    elapsed += time.perf_counter() - start
-                    yield outs
-                    start = time.perf_counter()
+                    yield self._run(feeds), padded
                 return
             with self._pool_lock:
                 if self._pool is None:
@@ -267,14 +256,19 @@ class Predictor:
                 pool = self._pool
             for feeds, padded in batches:
                 pending.append((pool.submit(self._run, feeds), padded))
-                while len(pending) >= 2 * self.num_streams or (pending and
-                                                               pending[0][0].done()):
-                    outs = done(*pending.popleft())
-                    elapsed += time.perf_counter() - start
-                    yield outs
-                    start = time.perf_counter()
+                while pending and (len(pending) >= 2 * self.num_streams
+                                   or pending[0][0].done()):
+                    future, n = pending.popleft()
+                    yield future.result(), n
             while pending:
-                outs = done(*pending.popleft())
+                future, n = pending.popleft()
+                yield future.result(), n
+
+        elapsed, start = 0.0, time.perf_counter()
+        try:
+            for outs, padded in results():
+                self.stats.batches += 1
+                self.stats.padded_tokens += padded
                 elapsed += time.perf_counter() - start
                 yield outs
                 start = time.perf_counter()
@@ -433,14 +427,14 @@ class Predictor:
         batches = (({"input_word_ids": a["input_ids"][lo:lo + self.batch_size].astype(np.int32),
                      "input_mask": a["input_mask"][lo:lo + self.batch_size].astype(np.int32),
                      "input_type_ids": a["segment_ids"][lo:lo + self.batch_size].astype(np.int32)},
-                    0) for lo in range(0, n, self.batch_size))
+                    int(a["input_mask"][lo:lo + self.batch_size].size))
+                   for lo in range(0, n, self.batch_size))
         for outs in self._run_all(batches):
             out = dict(zip(self.output_names, outs, strict=True))
             starts.append(out["start_logits"])
             ends.append(out["end_logits"])
         self.stats.examples += len(data)
         self.stats.tokens += int(a["input_mask"].sum())
-        self.stats.padded_tokens += int(a["input_mask"].size)
         start = np.concatenate(starts) if starts else np.zeros((0, self.max_seq_length))
         end = np.concatenate(ends) if ends else np.zeros((0, self.max_seq_length))
         args = (feats.post, None, (a["unique_ids"], start, end), n_best_size, max_answer_length,
